@@ -1,0 +1,121 @@
+//! The exemptions a ruleset grants: every rule on the capture path that lets matching
+//! traffic leave without being redirected, classified by what it matches on, plus the
+//! families and protocols that nothing captures at all.
+
+use serde::Serialize;
+
+use crate::explain::{self, RuleRef};
+use crate::model::{proto_name, Action, ChainType, Dir, Hook, IpVersion, Ruleset, Test};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Exemption {
+    /// uid, gid, mark, port, cidr, interface, protocol, source, conntrack, address-type,
+    /// unknown; or `family` / `protocol` with no rule when nothing captures them.
+    pub kind: &'static str,
+    /// The conditions, as the rule writes them (`-m owner --gid-owner 1337`).
+    pub conditions: Vec<String>,
+    pub family: Option<&'static str>,
+    pub rule: Option<RuleRef>,
+}
+
+pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<Exemption> {
+    let mut out = Vec::new();
+    for (ti, table) in rules.tables.iter().enumerate() {
+        if !table.captures() {
+            continue;
+        }
+        // Chains reachable from the table's nat OUTPUT base chains, in order.
+        let mut reach: Vec<usize> = table
+            .chains
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.base
+                    .as_ref()
+                    .is_some_and(|b| b.hook == Hook::Output && b.chain_type == ChainType::Nat)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut i = 0;
+        while i < reach.len() {
+            let chain = &table.chains[reach[i]];
+            for rule in &chain.rules {
+                for a in &rule.actions {
+                    if let Action::Jump { chain } | Action::Goto { chain } = a {
+                        if let Some(t) = table.chains.iter().position(|c| &c.name == chain) {
+                            if !reach.contains(&t) {
+                                reach.push(t);
+                            }
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        for &ci in &reach {
+            for (ri, rule) in table.chains[ci].rules.iter().enumerate() {
+                let exempts = rule
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Return | Action::Accept));
+                if !exempts || rule.matches.is_empty() {
+                    continue;
+                }
+                let mut conditions: Vec<String> = Vec::new();
+                for m in &rule.matches {
+                    if !conditions.contains(&m.text) {
+                        conditions.push(m.text.clone());
+                    }
+                }
+                out.push(Exemption {
+                    kind: kind_of(rule.matches.iter().map(|m| &m.test)),
+                    conditions,
+                    family: Some(table.family.name()),
+                    rule: Some(explain::rule_ref(rules, ti, ci, Some(ri))),
+                });
+            }
+        }
+    }
+    for version in [IpVersion::V4, IpVersion::V6] {
+        let of_family: Vec<_> = coverage.iter().filter(|(v, _, _)| *v == version).collect();
+        if !of_family.iter().any(|(_, _, c)| *c) {
+            out.push(Exemption {
+                kind: "family",
+                conditions: vec![format!("no rule captures {} traffic", version.family().name())],
+                family: Some(version.family().name()),
+                rule: None,
+            });
+            continue;
+        }
+        for (_, proto, _) in of_family.iter().filter(|(_, _, c)| !*c) {
+            out.push(Exemption {
+                kind: "protocol",
+                conditions: vec![format!("no rule captures {} traffic", proto_name(*proto))],
+                family: Some(version.family().name()),
+                rule: None,
+            });
+        }
+    }
+    out
+}
+
+/// What an exemption turns on, most specific first: an identity exemption matters most.
+fn kind_of<'a>(tests: impl Iterator<Item = &'a Test> + Clone) -> &'static str {
+    let order: [(&str, fn(&Test) -> bool); 11] = [
+        ("uid", |t| matches!(t, Test::Uid { .. })),
+        ("gid", |t| matches!(t, Test::Gid { .. })),
+        ("mark", |t| matches!(t, Test::Mark { .. })),
+        ("port", |t| matches!(t, Test::Port { dir: Dir::Dst, .. })),
+        ("cidr", |t| matches!(t, Test::Addr { dir: Dir::Dst, .. })),
+        ("interface", |t| matches!(t, Test::Iface { .. })),
+        ("source", |t| matches!(t, Test::Addr { dir: Dir::Src, .. } | Test::Port { dir: Dir::Src, .. })),
+        ("protocol", |t| matches!(t, Test::Protocol { .. })),
+        ("conntrack", |t| matches!(t, Test::CtState { .. })),
+        ("address-type", |t| matches!(t, Test::AddrType { .. })),
+        ("unknown", |t| matches!(t, Test::Unknown { .. })),
+    ];
+    order
+        .iter()
+        .find(|(_, pred)| tests.clone().any(pred))
+        .map_or("other", |(name, _)| name)
+}

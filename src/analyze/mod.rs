@@ -1,0 +1,304 @@
+//! Identity analysis: for every socket identity, which part of the traffic that the mesh
+//! captures for an ordinary app escapes for this identity, and which rules decide it.
+//!
+//! "Ordinary app" is the reference identity: a uid and gid that no owner rule names, no
+//! supplementary groups, mark 0. What is captured for it is what the mesh means to capture.
+
+mod exemptions;
+mod regions;
+mod space;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::eval::{self, Flow, Identity, Verdict};
+use crate::explain::{self, RuleRef};
+use crate::model::{IpVersion, Ruleset, Test};
+pub use exemptions::Exemption;
+pub use regions::Region;
+use regions::Coord;
+use space::{has_ports, routable, Space};
+
+/// More cells than this per family is refused rather than left to run for minutes.
+pub const MAX_CELLS: usize = 2_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityVerdict {
+    /// Nothing is captured even for an ordinary app: there is no working capture.
+    Unmeshed,
+    /// Everything captured for an ordinary app escapes for this identity.
+    Bypass,
+    /// Some of it escapes.
+    Partial,
+    /// None of it escapes.
+    Captured,
+    /// Unmodelled rules decide some of it and nothing definitely escapes.
+    Unknown,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentityReport {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub verdict: IdentityVerdict,
+    /// The rules that let this identity's traffic escape.
+    pub rules: Vec<RuleRef>,
+    /// Captured-for-everyone traffic that escapes for this identity.
+    pub escapes: Vec<Region>,
+    /// Captured-for-everyone traffic whose fate for this identity is unknown.
+    pub unknown: Vec<Region>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    pub reference_identity: Identity,
+    pub exemptions: Vec<Exemption>,
+    /// Traffic of the reference identity that is not captured, by deciding rule.
+    pub escapes: Vec<Region>,
+    pub identities: Vec<IdentityReport>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the {family} rules split traffic into {cells} cases, more than meshleak analyses ({max}); use `trace` for single flows")]
+pub struct TooLarge {
+    pub family: &'static str,
+    pub cells: usize,
+    pub max: usize,
+}
+
+/// Per family: each cell's coordinates and, per identity (reference first), its outcome.
+struct Evaluated {
+    space: Space,
+    cells: Vec<(Coord, Vec<(Verdict, Option<usize>)>)>,
+}
+
+pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, TooLarge> {
+    let reference = reference_identity(rules);
+    let mut all = vec![reference.clone()];
+    all.extend(identities.iter().cloned());
+    let mut cites = Cites::default();
+    let mut families = Vec::new();
+    for version in [IpVersion::V4, IpVersion::V6] {
+        families.push(evaluate(rules, version, &all, &mut cites)?);
+    }
+
+    let captured_by_ref = |v: &(Verdict, Option<usize>)| v.0 == Verdict::Captured;
+    let meshed = families
+        .iter()
+        .any(|f| f.cells.iter().any(|(_, r)| captured_by_ref(&r[0])));
+
+    let mut escapes = Vec::new();
+    for f in &families {
+        let cells: Vec<_> = f
+            .cells
+            .iter()
+            .filter(|(_, r)| r[0].0 != Verdict::Captured)
+            .map(|(c, r)| (*c, r[0].0, r[0].1))
+            .collect();
+        escapes.extend(regions::merge(&f.space, &cells, &cites.list));
+    }
+
+    let reports = identities
+        .iter()
+        .enumerate()
+        .map(|(i, id)| identity_report(id, i + 1, meshed, &families, &cites.list))
+        .collect();
+
+    Ok(Analysis {
+        exemptions: exemptions::find(rules, &families_coverage(&families)),
+        reference_identity: reference,
+        escapes,
+        identities: reports,
+    })
+}
+
+fn identity_report(
+    id: &Identity,
+    idx: usize,
+    meshed: bool,
+    families: &[Evaluated],
+    cites: &[RuleRef],
+) -> IdentityReport {
+    let (mut escapes, mut unknown) = (Vec::new(), Vec::new());
+    let (mut captured_cells, mut escaping_cells) = (0usize, 0usize);
+    let mut rules: Vec<RuleRef> = Vec::new();
+    for f in families {
+        let mut esc = Vec::new();
+        let mut unk = Vec::new();
+        for (c, r) in &f.cells {
+            if r[0].0 != Verdict::Captured {
+                continue;
+            }
+            captured_cells += 1;
+            let (verdict, rule) = r[idx];
+            match verdict {
+                Verdict::Bypass => {
+                    escaping_cells += 1;
+                    esc.push((*c, verdict, rule));
+                    if let Some(cite) = rule.map(|i| &cites[i]) {
+                        if !rules.contains(cite) {
+                            rules.push(cite.clone());
+                        }
+                    }
+                }
+                Verdict::Unknown => unk.push((*c, verdict, rule)),
+                Verdict::Captured | Verdict::Dropped => {}
+            }
+        }
+        escapes.extend(regions::merge(&f.space, &esc, cites));
+        unknown.extend(regions::merge(&f.space, &unk, cites));
+    }
+    let verdict = if !meshed {
+        IdentityVerdict::Unmeshed
+    } else if escaping_cells == captured_cells {
+        IdentityVerdict::Bypass
+    } else if escaping_cells > 0 {
+        IdentityVerdict::Partial
+    } else if !unknown.is_empty() {
+        IdentityVerdict::Unknown
+    } else {
+        IdentityVerdict::Captured
+    };
+    IdentityReport {
+        uid: id.uid,
+        gid: id.gid,
+        groups: id.groups.clone(),
+        verdict,
+        rules,
+        escapes,
+        unknown,
+    }
+}
+
+/// Deciding rules, interned so cells refer to them by index.
+#[derive(Default)]
+struct Cites {
+    list: Vec<RuleRef>,
+    index: HashMap<(usize, usize, Option<usize>), usize>,
+}
+
+fn evaluate(rules: &Ruleset, version: IpVersion, ids: &[Identity], cites: &mut Cites) -> Result<Evaluated, TooLarge> {
+    let space = Space::build(rules, version);
+    let size = space.size();
+    if size > MAX_CELLS {
+        return Err(TooLarge {
+            family: version.family().name(),
+            cells: size,
+            max: MAX_CELLS,
+        });
+    }
+    let mut cells = Vec::with_capacity(size);
+    for (pi, &proto) in space.protos.iter().enumerate() {
+        let (sports, dports) = if has_ports(proto) {
+            (space.sport.len(), space.dport.len())
+        } else {
+            (1, 1)
+        };
+        for (oi, oif) in space.oifs.iter().enumerate() {
+            for si in 0..space.src.len() {
+                let src = space.addr(space.src.starts[si]);
+                for di in 0..space.dst.len() {
+                    let dst = space.addr(space.dst.starts[di]);
+                    if !routable(oif, &src, &dst) {
+                        continue;
+                    }
+                    for spi in 0..sports {
+                        for dpi in 0..dports {
+                            let results = ids
+                                .iter()
+                                .map(|id| {
+                                    let flow = Flow {
+                                        version,
+                                        proto,
+                                        src: Some(src),
+                                        dst,
+                                        sport: has_ports(proto).then(|| space.sport.starts[spi] as u16),
+                                        dport: space.dport.starts[dpi] as u16,
+                                        oif: oif.clone(),
+                                        identity: id.clone(),
+                                        mark: 0,
+                                        local: Vec::new(),
+                                    };
+                                    let t = eval::trace(rules, &flow);
+                                    let cite = t.deciding.map(|i| {
+                                        let s = &t.path[i];
+                                        let key = (s.table, s.chain, s.rule);
+                                        *cites.index.entry(key).or_insert_with(|| {
+                                            cites.list.push(explain::rule_ref(rules, s.table, s.chain, s.rule));
+                                            cites.list.len() - 1
+                                        })
+                                    });
+                                    (t.outcome.verdict, cite)
+                                })
+                                .collect();
+                            cells.push(([pi, oi, si, di, spi, dpi], results));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Evaluated { space, cells })
+}
+
+/// Which (family, protocol) pairs the reference identity gets captured on at all.
+fn families_coverage(families: &[Evaluated]) -> Vec<(IpVersion, u8, bool)> {
+    let mut out = Vec::new();
+    for f in families {
+        for (pi, &proto) in f.space.protos.iter().enumerate() {
+            let captured = f
+                .cells
+                .iter()
+                .any(|(c, r)| c[0] == pi && r[0].0 == Verdict::Captured);
+            out.push((f.space.version, proto, captured));
+        }
+    }
+    out
+}
+
+/// An identity no owner rule names: the first of a few usual app ids outside every range.
+fn reference_identity(rules: &Ruleset) -> Identity {
+    let (mut uids, mut gids) = (Vec::new(), Vec::new());
+    for t in &rules.tables {
+        for c in &t.chains {
+            for r in &c.rules {
+                for m in &r.matches {
+                    match &m.test {
+                        Test::Uid { ranges } => uids.extend(ranges.iter().copied()),
+                        Test::Gid { ranges, .. } => gids.extend(ranges.iter().copied()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Identity {
+        uid: free_id(&mut uids),
+        gid: free_id(&mut gids),
+        groups: Vec::new(),
+    }
+}
+
+/// A usual app id outside every range, else the lowest id outside them (or the highest
+/// id if rules name them all).
+fn free_id(used: &mut [crate::range::IdRange]) -> u32 {
+    let is_free = |id: u32| !used.iter().any(|r| r.contains(id));
+    if let Some(id) = [10001u32, 65534, 1000, 4242, 99999].into_iter().find(|id| is_free(*id)) {
+        return id;
+    }
+    used.sort();
+    let mut next = 0u32;
+    for r in used.iter() {
+        if r.start > next {
+            return next;
+        }
+        match r.end.checked_add(1) {
+            Some(n) => next = next.max(n),
+            None => return u32::MAX,
+        }
+    }
+    next
+}

@@ -1,0 +1,128 @@
+//! Merges cells with the same result into a few readable regions: for each protocol,
+//! interface, verdict and deciding rule, the address and port ranges it covers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::space::{has_ports, Axis, Space};
+use crate::eval::Verdict;
+use crate::explain::RuleRef;
+use crate::model::proto_name;
+use crate::range::{AddrRange, PortRange};
+
+/// A cell's coordinates: protocol, interface, src, dst, sport, dport (indices into `Space`).
+pub type Coord = [usize; 6];
+
+/// A part of the destination space with one outcome and one deciding rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct Region {
+    pub family: &'static str,
+    pub protocol: String,
+    /// Output interfaces: `lo`, names the rules use, `*` for any other; `["any"]` for all.
+    pub oif: Vec<String>,
+    /// Address and port ranges; `["any"]` for the whole space; ports empty for protocols
+    /// without ports.
+    pub src: Vec<String>,
+    pub dst: Vec<String>,
+    pub sport: Vec<String>,
+    pub dport: Vec<String>,
+    pub verdict: Verdict,
+    pub rule: Option<RuleRef>,
+}
+
+/// Groups cells by (protocol, verdict, rule) and merges each group's cells dimension by
+/// dimension (dport, sport, dst, src, interface), which keeps every region a product.
+pub fn merge(space: &Space, cells: &[(Coord, Verdict, Option<usize>)], rules: &[RuleRef]) -> Vec<Region> {
+    type Key = (usize, Verdict, Option<usize>);
+    const DIMS: usize = 5;
+    let mut groups: BTreeMap<Key, Vec<[BTreeSet<usize>; DIMS]>> = BTreeMap::new();
+    for (c, verdict, rule) in cells {
+        let mut b = [c[1], c[2], c[3], c[4], c[5]].map(|i| BTreeSet::from([i]));
+        // Loopback addresses never leave through another interface: counting those
+        // impossible cells in lets "any" show where all possible traffic is covered.
+        if space.oifs[c[1]] != "lo" {
+            for (dim, axis) in [(1, &space.src), (2, &space.dst)] {
+                b[dim].extend((0..axis.len()).filter(|i| space.addr(axis.starts[*i]).is_loopback()));
+            }
+        }
+        groups.entry((c[0], *verdict, *rule)).or_default().push(b);
+    }
+    let mut out = Vec::new();
+    for ((proto, verdict, rule), mut boxes) in groups {
+        for dim in (0..DIMS).rev() {
+            let mut merged: BTreeMap<Vec<BTreeSet<usize>>, BTreeSet<usize>> = BTreeMap::new();
+            for b in boxes {
+                let others: Vec<BTreeSet<usize>> =
+                    (0..DIMS).filter(|d| *d != dim).map(|d| b[d].clone()).collect();
+                merged.entry(others).or_default().extend(b[dim].iter().copied());
+            }
+            boxes = merged
+                .into_iter()
+                .map(|(others, set)| {
+                    let mut it = others.into_iter();
+                    std::array::from_fn(|d| if d == dim { set.clone() } else { it.next().expect("other dims") })
+                })
+                .collect();
+        }
+        let p = space.protos[proto];
+        for b in boxes {
+            let ports = |axis: &Axis, set: &BTreeSet<usize>| {
+                if has_ports(p) {
+                    show(axis, set, |a, b| PortRange { start: a as u16, end: b as u16 }.to_string())
+                } else {
+                    vec![]
+                }
+            };
+            let addrs = |axis: &Axis, set: &BTreeSet<usize>| {
+                show(axis, set, |a, b| {
+                    AddrRange {
+                        start: space.addr(a),
+                        end: space.addr(b),
+                    }
+                    .to_string()
+                })
+            };
+            let oif = if b[0].len() == space.oifs.len() {
+                vec!["any".to_string()]
+            } else {
+                b[0].iter().map(|i| space.oif_labels[*i].clone()).collect()
+            };
+            out.push(Region {
+                family: space.version.family().name(),
+                protocol: proto_name(p),
+                oif,
+                src: addrs(&space.src, &b[1]),
+                dst: addrs(&space.dst, &b[2]),
+                sport: ports(&space.sport, &b[3]),
+                dport: ports(&space.dport, &b[4]),
+                verdict,
+                rule: rule.map(|r| rules[r].clone()),
+            });
+        }
+    }
+    out
+}
+
+/// Adjacent intervals joined into ranges; the whole axis is "any".
+fn show(axis: &Axis, set: &BTreeSet<usize>, fmt: impl Fn(u128, u128) -> String) -> Vec<String> {
+    if set.len() == axis.len() {
+        return vec!["any".into()];
+    }
+    let mut out = Vec::new();
+    let mut run: Option<(usize, usize)> = None;
+    for &i in set {
+        run = match run {
+            Some((a, b)) if b + 1 == i => Some((a, i)),
+            Some((a, b)) => {
+                out.push(fmt(axis.interval(a).0, axis.interval(b).1));
+                Some((i, i))
+            }
+            None => Some((i, i)),
+        };
+    }
+    if let Some((a, b)) = run {
+        out.push(fmt(axis.interval(a).0, axis.interval(b).1));
+    }
+    out
+}

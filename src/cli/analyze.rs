@@ -1,0 +1,130 @@
+//! `meshleak analyze`: exemptions, escapes, and a verdict per socket identity.
+
+use anyhow::Context;
+
+use super::input::RulesArgs;
+use super::text::{clean, cite_line, rule_line};
+use super::Format;
+use meshleak::analyze::{self, Analysis, IdentityVerdict, Region};
+use meshleak::eval::Identity;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    rules: RulesArgs,
+    /// A socket identity to judge: UID:GID or UID:GID:G1,G2 (supplementary groups).
+    #[arg(long = "identity", value_name = "UID:GID[:G1,G2]", value_parser = parse_identity)]
+    identities: Vec<Identity>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+fn parse_identity(text: &str) -> Result<Identity, String> {
+    let bad = || format!("`{text}` is not UID:GID or UID:GID:G1,G2");
+    let mut parts = text.splitn(3, ':');
+    let uid = parts.next().and_then(|u| u.parse().ok()).ok_or_else(bad)?;
+    let gid = parts.next().and_then(|g| g.parse().ok()).ok_or_else(bad)?;
+    let groups = match parts.next() {
+        Some("") | None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|g| g.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Identity { uid, gid, groups })
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let rules = args.rules.load()?;
+    let analysis = analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&analysis)?),
+        Format::Table => print_table(&analysis),
+    }
+    let bypass = analysis.identities.iter().any(|i| {
+        matches!(
+            i.verdict,
+            IdentityVerdict::Bypass | IdentityVerdict::Partial | IdentityVerdict::Unmeshed
+        )
+    });
+    Ok(u8::from(bypass))
+}
+
+fn print_table(a: &Analysis) {
+    let r = &a.reference_identity;
+    if !a.identities.is_empty() {
+        println!("{:<24} {:<9} DECIDING RULE", "IDENTITY", "VERDICT");
+        for i in &a.identities {
+            let who = if i.groups.is_empty() {
+                format!("uid {} gid {}", i.uid, i.gid)
+            } else {
+                let groups: Vec<String> = i.groups.iter().map(u32::to_string).collect();
+                format!("uid {} gid {} +{}", i.uid, i.gid, groups.join(","))
+            };
+            let mark = match i.verdict {
+                IdentityVerdict::Bypass | IdentityVerdict::Partial | IdentityVerdict::Unmeshed => "!",
+                _ => " ",
+            };
+            let verdict = serde_json::to_value(i.verdict).expect("enum serializes");
+            let verdict = verdict.as_str().unwrap_or_default();
+            match i.rules.first() {
+                Some(first) => {
+                    println!("{mark}{who:<23} {verdict:<9} {}", cite_line(first));
+                    println!("{:<34} {}", "", rule_line(first));
+                    for more in &i.rules[1..] {
+                        println!("{:<34} {}", "", cite_line(more));
+                        println!("{:<34} {}", "", rule_line(more));
+                    }
+                }
+                None => println!("{mark}{who:<23} {verdict}"),
+            }
+            if i.verdict == IdentityVerdict::Partial {
+                for region in &i.escapes {
+                    println!("{:<34} escapes: {}", "", region_line(region));
+                }
+            }
+        }
+        println!();
+    }
+    println!("exemptions");
+    for e in &a.exemptions {
+        match &e.rule {
+            Some(rule) => {
+                println!("  {:<10} {}", e.kind, cite_line(rule));
+                println!("  {:<10} {}", "", rule_line(rule));
+            }
+            None => println!("  {:<10} {}", e.kind, clean(&e.conditions.join("; "))),
+        }
+    }
+    println!();
+    println!("not captured for an ordinary app (uid {} gid {})", r.uid, r.gid);
+    for region in &a.escapes {
+        let by = region
+            .rule
+            .as_ref()
+            .map_or("no rule".into(), |rule| format!("{} ({})", cite_line(rule), rule_line(rule)));
+        println!("  {}  <- {}", region_line(region), by);
+    }
+}
+
+fn region_line(r: &Region) -> String {
+    let list = |v: &[String]| v.join(",");
+    let mut s = format!(
+        "{} {} {} oif {} dst {}",
+        r.verdict.name(),
+        r.family,
+        r.protocol,
+        clean(&list(&r.oif)),
+        list(&r.dst)
+    );
+    if !r.dport.is_empty() {
+        s += &format!(" dport {}", list(&r.dport));
+    }
+    if r.src != ["any"] {
+        s += &format!(" src {}", list(&r.src));
+    }
+    if !r.sport.is_empty() && r.sport != ["any"] {
+        s += &format!(" sport {}", list(&r.sport));
+    }
+    s
+}

@@ -1,0 +1,60 @@
+//! `--rules FILE...`: reads and combines rule dumps, with errors that name the file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use meshleak::model::{Backend, Family, Ruleset};
+use meshleak::parse::{self, Hints};
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// Rule dump: iptables-save/ip6tables-save output (either backend), restore input, or
+    /// `nft -j list ruleset` JSON. Repeat to combine dumps into one ruleset.
+    #[arg(long = "rules", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Backend of xtables dumps whose header does not say (default iptables-nft).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Family of xtables dumps that neither header nor addresses reveal (default ipv4).
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BackendArg {
+    IptablesLegacy,
+    IptablesNft,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+impl RulesArgs {
+    pub fn load(&self) -> anyhow::Result<Ruleset> {
+        let hints = Hints {
+            backend: self.backend.map(|b| match b {
+                BackendArg::IptablesLegacy => Backend::IptablesLegacy,
+                BackendArg::IptablesNft => Backend::IptablesNft,
+            }),
+            family: self.family.map(|f| match f {
+                FamilyArg::Ipv4 => Family::Ipv4,
+                FamilyArg::Ipv6 => Family::Ipv6,
+            }),
+        };
+        let mut dumps = Vec::new();
+        for path in &self.files {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read rules file {name}; check the path and permissions"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{name}: not UTF-8 text (byte {}); expected a rule dump", e.utf8_error().valid_up_to()))?;
+            dumps.push(parse::parse_dump(&name, &text, hints)?);
+        }
+        Ok(parse::combine(dumps)?)
+    }
+}

@@ -1,0 +1,44 @@
+//! Command-line parsing and dispatch. Each command lives in its own module; output names
+//! (JSON fields, verdict words) are a contract other tools depend on.
+
+mod analyze;
+mod input;
+mod text;
+mod trace;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "meshleak",
+    version,
+    about = "Shows which processes really bypass their service-mesh sidecar, and why"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate one connection's first packet against saved rules, rule by rule.
+    Trace(trace::Args),
+    /// Derive every exemption from saved rules and judge socket identities.
+    Analyze(analyze::Args),
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+/// Runs the command; returns the exit status (0 nothing bypasses, 1 something does).
+pub fn run() -> anyhow::Result<u8> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Trace(args) => trace::run(args),
+        Command::Analyze(args) => analyze::run(args),
+    }
+}

@@ -1,0 +1,181 @@
+//! `meshleak trace`: one connection, rule by rule.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use super::input::RulesArgs;
+use super::text::{cite_line, rule_line};
+use super::Format;
+use meshleak::eval::{self, Flow, Identity, Outcome, Verdict};
+use meshleak::explain::{self, Step, UnknownCite};
+use meshleak::model::{proto_name, proto_number, IpVersion};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    rules: RulesArgs,
+    /// The socket's fsuid.
+    #[arg(long)]
+    uid: u32,
+    /// The socket's fsgid.
+    #[arg(long)]
+    gid: u32,
+    /// Supplementary groups (only `--suppl-groups` owner matches use them).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<u32>,
+    /// Destination, IP:PORT or [IPV6]:PORT.
+    #[arg(long)]
+    dst: String,
+    /// Protocol: tcp, udp, sctp, ... or a number.
+    #[arg(long, default_value = "tcp")]
+    proto: String,
+    /// Output interface (default: lo for loopback destinations, eth0 otherwise).
+    #[arg(long)]
+    oif: Option<String>,
+    /// Source address, also taken as one of the pod's own addresses (default: the
+    /// loopback address for loopback destinations, otherwise unknown).
+    #[arg(long)]
+    src: Option<IpAddr>,
+    /// Source port (default: ephemeral, unknown).
+    #[arg(long)]
+    sport: Option<u16>,
+    /// The socket's SO_MARK.
+    #[arg(long, default_value_t = 0, value_parser = parse_mark)]
+    mark: u32,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+fn parse_mark(text: &str) -> Result<u32, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("`{text}` is not a mark (decimal or 0x hex)"))
+}
+
+#[derive(Serialize)]
+struct Report {
+    verdict: Verdict,
+    redirect_port: Option<u16>,
+    family: IpVersion,
+    protocol: String,
+    src: Option<IpAddr>,
+    dst: String,
+    oif: String,
+    identity: Identity,
+    /// Destination after NAT, when NAT changed it.
+    nat_destination: Option<String>,
+    path: Vec<Step>,
+    deciding_rule: Option<Step>,
+    /// With verdict unknown: the outcomes that remain possible and what decides between them.
+    possible: Vec<Outcome>,
+    unknown: Vec<UnknownCite>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let rules = args.rules.load()?;
+    let dst: SocketAddr = args
+        .dst
+        .parse()
+        .with_context(|| format!("--dst {}: expected IP:PORT or [IPV6]:PORT", args.dst))?;
+    let proto = proto_number(&args.proto).with_context(|| format!("--proto {}: unknown protocol", args.proto))?;
+    let version = IpVersion::of(&dst.ip());
+    if let Some(src) = args.src {
+        if IpVersion::of(&src) != version {
+            bail!("--src {src} and --dst {} are of different IP versions", args.dst);
+        }
+    }
+    let loopback = dst.ip().is_loopback();
+    let flow = Flow {
+        version,
+        proto,
+        src: args.src.or_else(|| loopback.then(|| version.loopback())),
+        dst: dst.ip(),
+        sport: args.sport,
+        dport: dst.port(),
+        oif: args
+            .oif
+            .clone()
+            .unwrap_or_else(|| if loopback { "lo" } else { "eth0" }.to_string()),
+        identity: Identity {
+            uid: args.uid,
+            gid: args.gid,
+            groups: args.groups.clone(),
+        },
+        mark: args.mark,
+        local: args.src.into_iter().collect(),
+    };
+    let t = eval::trace(&rules, &flow);
+    let report = Report {
+        verdict: t.outcome.verdict,
+        redirect_port: t.outcome.redirect_port,
+        family: version,
+        protocol: proto_name(proto),
+        src: flow.src,
+        dst: explain::addr_port(&flow.dst, flow.dport),
+        oif: flow.oif.clone(),
+        identity: flow.identity.clone(),
+        nat_destination: t.nat_dst.map(|(a, p)| explain::addr_port(&a, p)),
+        path: t.path.iter().map(|s| explain::step(&rules, s)).collect(),
+        deciding_rule: explain::deciding(&rules, &t),
+        possible: t.possible.clone(),
+        unknown: t.unknowns.iter().map(|u| explain::unknown(&rules, u)).collect(),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print_table(&report),
+    }
+    let may_bypass = report.verdict == Verdict::Bypass
+        || report.possible.iter().any(|o| o.verdict == Verdict::Bypass)
+        || (report.verdict == Verdict::Unknown && report.possible.is_empty());
+    Ok(u8::from(may_bypass))
+}
+
+fn print_table(r: &Report) {
+    let port = r.redirect_port.map(|p| format!(" to local port {p}")).unwrap_or_default();
+    println!("verdict   {}{port}", r.verdict.name());
+    println!(
+        "flow      {} {} {} -> {} via {}, uid {} gid {}{}",
+        r.family.family().name(),
+        r.protocol,
+        r.src.map_or("?".into(), |s| s.to_string()),
+        r.dst,
+        super::text::clean(&r.oif),
+        r.identity.uid,
+        r.identity.gid,
+        if r.identity.groups.is_empty() {
+            String::new()
+        } else {
+            format!(" groups {:?}", r.identity.groups)
+        }
+    );
+    if let Some(nat) = &r.nat_destination {
+        println!("nat       destination becomes {nat}");
+    }
+    if let Some(d) = &r.deciding_rule {
+        println!("decided   {}", cite_line(&d.at));
+        println!("          {}", rule_line(&d.at));
+    }
+    if !r.possible.is_empty() {
+        let names: Vec<String> = r
+            .possible
+            .iter()
+            .map(|o| match o.redirect_port {
+                Some(p) => format!("{} (port {p})", o.verdict.name()),
+                None => o.verdict.name().to_string(),
+            })
+            .collect();
+        println!("possible  {}", names.join(", "));
+    }
+    for u in &r.unknown {
+        println!("unknown   {}: {}", cite_line(&u.at), super::text::clean(&u.unknown));
+    }
+    println!("path");
+    for (i, s) in r.path.iter().enumerate() {
+        println!("  {:>2}. {:<48} {}", i + 1, cite_line(&s.at), super::text::clean(&s.effect));
+        println!("      {}", rule_line(&s.at));
+    }
+}

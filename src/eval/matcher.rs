@@ -1,0 +1,146 @@
+//! One match against the packet, with the kernel's semantics. Three-valued: a test on
+//! something meshleak does not know (an unmodelled extension, an unknown source port) is
+//! `Unknown`, and the evaluator explores both outcomes.
+
+use std::net::IpAddr;
+
+use super::{Flow, Packet};
+use crate::model::{AddrType, CtState, Dir, MarkReg, Match, Test};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tri {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for Tri {
+    fn from(b: bool) -> Self {
+        if b { Tri::True } else { Tri::False }
+    }
+}
+
+/// Protocols whose header has ports (`th dport` applies to these).
+const PORT_PROTOCOLS: &[u8] = &[6, 17, 33, 132, 136];
+
+pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
+    // `None`: the test does not apply to this packet (wrong family or protocol, no such
+    // device): false, whatever the negation says, as the kernel's match/`NFT_BREAK` does.
+    let raw: Option<Tri> = match &m.test {
+        Test::Protocol { protos } => Some(protos.contains(&flow.proto).into()),
+        Test::NfProto { version } => Some((*version == flow.version).into()),
+        Test::Addr {
+            dir,
+            version,
+            ranges,
+        } => {
+            if *version != flow.version {
+                None
+            } else {
+                match addr_of(*dir, flow, pkt) {
+                    Some(a) => Some(ranges.iter().any(|r| r.contains(&a)).into()),
+                    None => Some(Tri::Unknown),
+                }
+            }
+        }
+        Test::Iface { dir, patterns } => match dir {
+            Dir::Dst => Some(patterns.iter().any(|p| p.matches(&pkt.oif)).into()),
+            Dir::Src => None, // locally generated packets have no input device
+        },
+        Test::Port { dir, protos, ranges } => {
+            let applies = if protos.is_empty() {
+                PORT_PROTOCOLS.contains(&flow.proto)
+            } else {
+                protos.contains(&flow.proto)
+            };
+            if !applies {
+                None
+            } else {
+                let port = match dir {
+                    Dir::Dst => Some(pkt.dport),
+                    Dir::Src => flow.sport,
+                };
+                match port {
+                    Some(p) => Some(ranges.iter().any(|r| r.contains(p)).into()),
+                    None => Some(Tri::Unknown),
+                }
+            }
+        }
+        Test::Uid { ranges } => Some(ranges.iter().any(|r| r.contains(flow.identity.uid)).into()),
+        Test::Gid {
+            ranges,
+            suppl_groups,
+        } => {
+            let id = &flow.identity;
+            let hit = ranges.iter().any(|r| {
+                r.contains(id.gid) || (*suppl_groups && id.groups.iter().any(|g| r.contains(*g)))
+            });
+            Some(hit.into())
+        }
+        Test::SocketExists => Some(Tri::True),
+        Test::Mark { reg, mask, values } => {
+            let v = match reg {
+                MarkReg::Mark => pkt.mark,
+                MarkReg::CtMark => pkt.ctmark,
+            } & mask;
+            Some(values.iter().any(|(a, b)| (*a..=*b).contains(&v)).into())
+        }
+        Test::CtState { states } => Some(states.iter().any(|s| pkt.ct_states().contains(s)).into()),
+        Test::AddrType { dir, types, .. } => match addr_of(*dir, flow, pkt) {
+            Some(a) => Some(types.contains(&addr_type(&a, flow)).into()),
+            None => Some(Tri::Unknown),
+        },
+        Test::Always => Some(Tri::True),
+        Test::Unknown { .. } => Some(Tri::Unknown),
+    };
+    match (raw, m.negated) {
+        (None, _) => Tri::False,
+        (Some(Tri::Unknown), _) => Tri::Unknown,
+        (Some(t), false) => t,
+        (Some(Tri::True), true) => Tri::False,
+        (Some(_), true) => Tri::True,
+    }
+}
+
+fn addr_of(dir: Dir, flow: &Flow, pkt: &Packet) -> Option<IpAddr> {
+    match dir {
+        Dir::Dst => Some(pkt.dst),
+        Dir::Src => flow.src,
+    }
+}
+
+/// The route type of an address as seen from the pod: its own addresses are LOCAL.
+fn addr_type(addr: &IpAddr, flow: &Flow) -> AddrType {
+    if addr.is_loopback() || flow.local.contains(addr) {
+        return AddrType::Local;
+    }
+    if addr.is_multicast() {
+        return AddrType::Multicast;
+    }
+    if addr.is_unspecified() {
+        return AddrType::Unspec;
+    }
+    if let IpAddr::V4(v4) = addr {
+        if v4.is_broadcast() {
+            return AddrType::Broadcast;
+        }
+    }
+    AddrType::Unicast
+}
+
+impl Packet {
+    /// The conntrack states of a connection's first packet at this point of the path.
+    fn ct_states(&self) -> Vec<CtState> {
+        if self.untracked {
+            return vec![CtState::Untracked];
+        }
+        let mut states = vec![CtState::New];
+        if self.dst_mapped {
+            states.push(CtState::Dnat);
+        }
+        if self.src_mapped {
+            states.push(CtState::Snat);
+        }
+        states
+    }
+}

@@ -1,0 +1,174 @@
+//! Evaluates the first packet of a locally generated connection along the OUTPUT and
+//! POSTROUTING hooks exactly as the kernel orders them, and explains the result.
+//!
+//! Kernel facts this follows (each has a differential test against the real kernel):
+//! every base chain on a hook runs, in priority order, legacy and nft tables alike; a nat
+//! chain is skipped once an earlier one set a mapping, so RETURN/ACCEPT in one nat table
+//! does not stop a REDIRECT in another; later chains see the destination after NAT; owner
+//! matches compare the socket's fsuid/fsgid.
+
+mod matcher;
+mod run;
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::{IpVersion, Ruleset};
+pub use matcher::Tri;
+pub use run::{Effect, StepRef};
+
+/// The credentials a socket was created with (what owner matches see).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; only `--suppl-groups` matches look at them.
+    pub groups: Vec<u32>,
+}
+
+/// What is known of a connection's first packet before any rule touches it.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub version: IpVersion,
+    pub proto: u8,
+    /// `None`: not known (tests on it are unknown).
+    pub src: Option<IpAddr>,
+    pub dst: IpAddr,
+    /// `None`: ephemeral, not known.
+    pub sport: Option<u16>,
+    pub dport: u16,
+    pub oif: String,
+    pub identity: Identity,
+    /// The socket's SO_MARK, the packet's initial mark.
+    pub mark: u32,
+    /// The namespace's own addresses (route type LOCAL), besides loopback.
+    pub local: Vec<IpAddr>,
+}
+
+/// The packet's state as rules change it.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub oif: String,
+    pub mark: u32,
+    pub ctmark: u32,
+    pub untracked: bool,
+    pub dst_mapped: bool,
+    pub src_mapped: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Redirected or DNATed to a local port (the proxy's).
+    Captured,
+    /// Leaves with its own destination (or is DNATed elsewhere): the proxy never sees it.
+    Bypass,
+    Dropped,
+    /// An unmodelled match or target decides between different outcomes.
+    Unknown,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Captured => "captured",
+            Verdict::Bypass => "bypass",
+            Verdict::Dropped => "dropped",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// One possible end of the packet's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// The local port a captured connection reaches.
+    pub redirect_port: Option<u16>,
+}
+
+/// The result of evaluating one flow.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub outcome: Outcome,
+    /// The path of the run where every unknown match was taken as not matching.
+    pub path: Vec<StepRef>,
+    /// Index into `path` of the step that decided the verdict.
+    pub deciding: Option<usize>,
+    /// With `Unknown`: the different outcomes possible, and the matches or targets that
+    /// choose between them, as (table index, chain index, rule index, what is unknown).
+    pub possible: Vec<Outcome>,
+    pub unknowns: Vec<UnknownAt>,
+    /// Destination after NAT, when NAT changed it.
+    pub nat_dst: Option<(IpAddr, u16)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownAt {
+    pub table: usize,
+    pub chain: usize,
+    pub rule: usize,
+    pub what: String,
+}
+
+/// How many runs the evaluator makes at most when unknown matches fork it.
+const MAX_RUNS: usize = 256;
+
+/// Evaluates `flow` against `rules`.
+pub fn trace(rules: &Ruleset, flow: &Flow) -> Trace {
+    let mut pending: Vec<Vec<bool>> = vec![Vec::new()];
+    let mut first: Option<run::Run> = None;
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut unknowns: Vec<UnknownAt> = Vec::new();
+    let mut runs = 0;
+    while let Some(choices) = pending.pop() {
+        runs += 1;
+        if runs > MAX_RUNS {
+            outcomes.push(Outcome {
+                verdict: Verdict::Unknown,
+                redirect_port: None,
+            });
+            break;
+        }
+        let r = run::Run::execute(rules, flow, &choices);
+        for j in choices.len()..r.decisions.len() {
+            let mut next = r.decisions[..j].to_vec();
+            next.push(true);
+            pending.push(next);
+        }
+        for u in &r.unknowns {
+            if !unknowns.contains(u) {
+                unknowns.push(u.clone());
+            }
+        }
+        if !outcomes.contains(&r.outcome) {
+            outcomes.push(r.outcome);
+        }
+        first.get_or_insert(r);
+    }
+    let first = first.expect("at least one run");
+    outcomes.sort();
+    let outcome = match outcomes.as_slice() {
+        [only] => *only,
+        _ => Outcome {
+            verdict: Verdict::Unknown,
+            redirect_port: None,
+        },
+    };
+    let decided = outcome.verdict != Verdict::Unknown || outcomes.len() == 1;
+    Trace {
+        outcome,
+        deciding: first.deciding(rules),
+        path: first.steps,
+        possible: if decided { Vec::new() } else { outcomes },
+        unknowns: if outcome.verdict == Verdict::Unknown {
+            unknowns
+        } else {
+            Vec::new()
+        },
+        nat_dst: first.nat_dst,
+    }
+}

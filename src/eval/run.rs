@@ -1,0 +1,395 @@
+//! One walk of a packet through the base chains of the OUTPUT and POSTROUTING hooks.
+//! Unknown matches are resolved by a list of choices, so the caller can explore both ways.
+
+use std::net::IpAddr;
+
+use super::matcher::{self, Tri};
+use super::{Flow, Outcome, Packet, UnknownAt, Verdict};
+use crate::model::{Action, Backend, ChainType, Hook, MarkReg, Policy, Rule, Ruleset};
+
+/// What a step did to the packet.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Jump,
+    Goto,
+    Return,
+    Accept,
+    Drop,
+    Reject,
+    /// Destination rewritten to (address, port).
+    Redirect(IpAddr, u16),
+    Dnat(IpAddr, u16),
+    Snat,
+    Masquerade,
+    /// New packet mark and conntrack mark.
+    SetMark(u32, u32),
+    Notrack,
+    /// A rule with no verdict (counter, LOG, ...): evaluation goes on.
+    Continue,
+    Policy(Policy),
+    UnknownTarget(String),
+}
+
+/// A step on the path, by index into the ruleset; `rule: None` is the chain's policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRef {
+    pub table: usize,
+    pub chain: usize,
+    pub rule: Option<usize>,
+    pub effect: Effect,
+    /// Whether the step ran inside a nat base chain's traversal of the OUTPUT hook, where
+    /// destination NAT (and so capture) happens.
+    pub nat: bool,
+}
+
+pub(super) struct Run {
+    pub decisions: Vec<bool>,
+    pub unknowns: Vec<UnknownAt>,
+    pub outcome: Outcome,
+    pub steps: Vec<StepRef>,
+    pub nat_dst: Option<(IpAddr, u16)>,
+}
+
+/// How a base chain's traversal ended.
+enum End {
+    Accept,
+    Drop,
+    Unknown,
+}
+
+/// Jumps deeper than this are a loop in an offline dump (the kernel refuses loops).
+const MAX_DEPTH: usize = 64;
+const MAX_STEPS: usize = 100_000;
+
+struct Walker<'a> {
+    rules: &'a Ruleset,
+    flow: &'a Flow,
+    choices: &'a [bool],
+    run: Run,
+    pkt: Packet,
+    budget: usize,
+}
+
+impl Run {
+    pub fn execute(rules: &Ruleset, flow: &Flow, choices: &[bool]) -> Run {
+        let mut w = Walker {
+            rules,
+            flow,
+            choices,
+            run: Run {
+                decisions: Vec::new(),
+                unknowns: Vec::new(),
+                outcome: Outcome {
+                    verdict: Verdict::Bypass,
+                    redirect_port: None,
+                },
+                steps: Vec::new(),
+                nat_dst: None,
+            },
+            pkt: Packet {
+                dst: flow.dst,
+                dport: flow.dport,
+                oif: flow.oif.clone(),
+                mark: flow.mark,
+                ctmark: 0,
+                untracked: false,
+                dst_mapped: false,
+                src_mapped: false,
+            },
+            budget: MAX_STEPS,
+        };
+        w.walk();
+        w.run
+    }
+
+    /// The step that decided the verdict: the mapping that captured, the drop, or for a
+    /// bypass the last RETURN/ACCEPT that left a capturing nat table without a mapping.
+    pub fn deciding(&self, rules: &Ruleset) -> Option<usize> {
+        let last = |pred: &dyn Fn(&StepRef) -> bool| self.steps.iter().rposition(pred);
+        match self.outcome.verdict {
+            Verdict::Captured => last(&|s| matches!(s.effect, Effect::Redirect(..) | Effect::Dnat(..))),
+            Verdict::Dropped => last(&|s| {
+                matches!(s.effect, Effect::Drop | Effect::Reject | Effect::Policy(Policy::Drop))
+            }),
+            Verdict::Unknown => last(&|s| matches!(s.effect, Effect::UnknownTarget(_))),
+            Verdict::Bypass => {
+                let captures = |t: usize| rules.tables[t].captures();
+                last(&|s| matches!(s.effect, Effect::Dnat(..)))
+                    .or_else(|| last(&|s| s.effect == Effect::Notrack))
+                    .or_else(|| {
+                        last(&|s| {
+                            s.nat && captures(s.table) && matches!(s.effect, Effect::Return | Effect::Accept)
+                        })
+                    })
+                    .or_else(|| last(&|s| s.nat && captures(s.table)))
+                    .or_else(|| last(&|s| s.nat))
+            }
+        }
+    }
+}
+
+/// Backends at the same priority: legacy hooks register first when modules load at boot.
+fn backend_rank(b: Backend) -> u8 {
+    match b {
+        Backend::IptablesLegacy => 0,
+        Backend::IptablesNft => 1,
+        Backend::Nftables => 2,
+    }
+}
+
+impl Walker<'_> {
+    fn walk(&mut self) {
+        for hook in [Hook::Output, Hook::Postrouting] {
+            let mut bases: Vec<(i32, u8, usize, usize)> = Vec::new();
+            for (ti, t) in self.rules.tables.iter().enumerate() {
+                if !t.family.sees(self.flow.version) {
+                    continue;
+                }
+                for (ci, c) in t.chains.iter().enumerate() {
+                    if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
+                        bases.push((b.priority, backend_rank(t.backend), ti, ci));
+                    }
+                }
+            }
+            bases.sort();
+            for (_, _, ti, ci) in bases {
+                let base = self.rules.tables[ti].chains[ci].base.as_ref().expect("base chain");
+                let nat = base.chain_type == ChainType::Nat;
+                if nat {
+                    let mapped = match hook {
+                        Hook::Output => self.pkt.dst_mapped,
+                        _ => self.pkt.src_mapped,
+                    };
+                    // Untracked packets skip NAT; a mapping set by an earlier nat chain wins.
+                    if self.pkt.untracked || mapped {
+                        continue;
+                    }
+                }
+                match self.base_chain(ti, ci, nat && hook == Hook::Output) {
+                    End::Accept => {}
+                    End::Drop => {
+                        self.run.outcome.verdict = Verdict::Dropped;
+                        return;
+                    }
+                    End::Unknown => {
+                        self.run.outcome.verdict = Verdict::Unknown;
+                        return;
+                    }
+                }
+            }
+        }
+        let local = self.pkt.dst.is_loopback() || self.flow.local.contains(&self.pkt.dst);
+        if self.pkt.dst_mapped && local {
+            self.run.outcome = Outcome {
+                verdict: Verdict::Captured,
+                redirect_port: Some(self.pkt.dport),
+            };
+        }
+    }
+
+    fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
+        let table = &self.rules.tables[ti];
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        let (mut chain, mut next) = (ci, 0usize);
+        loop {
+            if self.budget == 0 {
+                return self.unknown_end(ti, chain, next, "rule loop (step limit reached)");
+            }
+            self.budget -= 1;
+            let rules = &table.chains[chain].rules;
+            if next >= rules.len() {
+                match stack.pop() {
+                    Some(frame) => (chain, next) = frame,
+                    None => return self.policy(ti, ci, nat),
+                }
+                continue;
+            }
+            let rule = &rules[next];
+            let at = next;
+            next += 1;
+            if !self.matches(ti, chain, at, rule) {
+                continue;
+            }
+            let step = |effect: Effect, w: &mut Self| {
+                w.run.steps.push(StepRef {
+                    table: ti,
+                    chain,
+                    rule: Some(at),
+                    effect,
+                    nat,
+                })
+            };
+            let mut verdict = None;
+            for action in &rule.actions {
+                match action {
+                    Action::SetMark(set) => {
+                        let (m, ct) = (self.pkt.mark, self.pkt.ctmark);
+                        match set.reg {
+                            MarkReg::Mark => self.pkt.mark = set.apply(m, m, ct),
+                            MarkReg::CtMark => self.pkt.ctmark = set.apply(ct, m, ct),
+                        }
+                    }
+                    Action::Notrack => self.pkt.untracked = true,
+                    Action::Continue { .. } => {}
+                    other => {
+                        verdict = Some(other);
+                        break;
+                    }
+                }
+            }
+            let Some(verdict) = verdict else {
+                let effect = if rule.actions.iter().any(|a| matches!(a, Action::Notrack)) {
+                    Effect::Notrack
+                } else if rule.actions.iter().any(|a| matches!(a, Action::SetMark(_))) {
+                    Effect::SetMark(self.pkt.mark, self.pkt.ctmark)
+                } else {
+                    Effect::Continue
+                };
+                step(effect, self);
+                continue;
+            };
+            match verdict {
+                Action::Accept => {
+                    step(Effect::Accept, self);
+                    return End::Accept;
+                }
+                Action::Drop => {
+                    step(Effect::Drop, self);
+                    return End::Drop;
+                }
+                Action::Reject => {
+                    step(Effect::Reject, self);
+                    return End::Drop;
+                }
+                Action::Return => {
+                    step(Effect::Return, self);
+                    match stack.pop() {
+                        Some(frame) => (chain, next) = frame,
+                        None => return self.policy(ti, ci, nat),
+                    }
+                }
+                Action::Jump { chain: target } | Action::Goto { chain: target } => {
+                    let goto = matches!(verdict, Action::Goto { .. });
+                    step(if goto { Effect::Goto } else { Effect::Jump }, self);
+                    let Some(target) = table.chains.iter().position(|c| &c.name == target) else {
+                        return self.unknown_end(ti, chain, at, "jump to a chain that does not exist");
+                    };
+                    if !goto {
+                        if stack.len() >= MAX_DEPTH {
+                            return self.unknown_end(ti, chain, at, "jumps nested too deep (a loop?)");
+                        }
+                        stack.push((chain, next));
+                    }
+                    (chain, next) = (target, 0);
+                }
+                Action::Redirect { ports } if nat => {
+                    let to = (self.flow.version.loopback(), ports.map_or(self.pkt.dport, |p| p.start));
+                    step(Effect::Redirect(to.0, to.1), self);
+                    self.map_dst(to);
+                    return End::Accept;
+                }
+                Action::Dnat { addr, ports } if nat => {
+                    let to = (addr.unwrap_or(self.pkt.dst), ports.map_or(self.pkt.dport, |p| p.start));
+                    step(Effect::Dnat(to.0, to.1), self);
+                    self.map_dst(to);
+                    return End::Accept;
+                }
+                Action::Snat | Action::Masquerade if nat => {
+                    let masq = matches!(verdict, Action::Masquerade);
+                    step(if masq { Effect::Masquerade } else { Effect::Snat }, self);
+                    self.pkt.src_mapped = true;
+                    return End::Accept;
+                }
+                // TPROXY only works in PREROUTING; NAT targets outside nat chains are refused
+                // by the kernel. Neither can appear on this path in a loaded ruleset.
+                Action::Tproxy { .. }
+                | Action::Redirect { .. }
+                | Action::Dnat { .. }
+                | Action::Snat
+                | Action::Masquerade => {
+                    let what = format!("{verdict:?} outside a nat chain of the OUTPUT path");
+                    step(Effect::UnknownTarget(what.clone()), self);
+                    return self.unknown_end(ti, chain, at, &what);
+                }
+                Action::Unknown { name } => {
+                    step(Effect::UnknownTarget(name.clone()), self);
+                    return self.unknown_end(ti, chain, at, &format!("target {name}"));
+                }
+                Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => unreachable!("not verdicts"),
+            }
+        }
+    }
+
+    fn map_dst(&mut self, (addr, port): (IpAddr, u16)) {
+        self.pkt.dst = addr;
+        self.pkt.dport = port;
+        self.pkt.dst_mapped = true;
+        // The kernel re-routes after a NAT change: local destinations leave through lo.
+        if addr.is_loopback() || self.flow.local.contains(&addr) {
+            self.pkt.oif = "lo".into();
+        }
+        self.run.nat_dst = Some((addr, port));
+    }
+
+    fn policy(&mut self, ti: usize, ci: usize, nat: bool) -> End {
+        let policy = self.rules.tables[ti].chains[ci]
+            .base
+            .as_ref()
+            .map_or(Policy::Accept, |b| b.policy);
+        self.run.steps.push(StepRef {
+            table: ti,
+            chain: ci,
+            rule: None,
+            effect: Effect::Policy(policy),
+            nat,
+        });
+        match policy {
+            Policy::Accept => End::Accept,
+            Policy::Drop => End::Drop,
+        }
+    }
+
+    fn unknown_end(&mut self, table: usize, chain: usize, rule: usize, what: &str) -> End {
+        self.run.unknowns.push(UnknownAt {
+            table,
+            chain,
+            rule,
+            what: what.to_string(),
+        });
+        End::Unknown
+    }
+
+    /// All matches of a rule; definite ones first, so unknown ones only fork when they matter.
+    fn matches(&mut self, ti: usize, ci: usize, ri: usize, rule: &Rule) -> bool {
+        let mut unknown = Vec::new();
+        for m in &rule.matches {
+            match matcher::eval(m, self.flow, &self.pkt) {
+                Tri::False => return false,
+                Tri::True => {}
+                Tri::Unknown => unknown.push(m),
+            }
+        }
+        for m in unknown {
+            let i = self.run.decisions.len();
+            let choice = self.choices.get(i).copied().unwrap_or(false);
+            self.run.decisions.push(choice);
+            let what = match &m.test {
+                crate::model::Test::Unknown { name } => format!("match {name}: {}", m.text),
+                _ => format!("{} (the packet's value is not known)", m.text),
+            };
+            let u = UnknownAt {
+                table: ti,
+                chain: ci,
+                rule: ri,
+                what,
+            };
+            if !self.run.unknowns.contains(&u) {
+                self.run.unknowns.push(u);
+            }
+            if !choice {
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,12 @@
+//! meshleak's core: the rule model, parsers, the OUTPUT-path evaluator and identity analysis.
+//!
+//! Everything here is pure (no I/O), so verdicts can be tested on plain data and computed
+//! offline from saved dumps. Collection and the command line live elsewhere.
+
+pub mod analyze;
+pub mod eval;
+pub mod explain;
+pub mod model;
+pub mod parse;
+pub mod range;
+pub mod sanitize;

@@ -1,0 +1,453 @@
+//! The rule model shared by every source (iptables-save dumps, restore input, `nft -j` JSON,
+//! and later the native kernel readers).
+//!
+//! It keeps only what decides a locally generated packet's fate, in typed form, and next to
+//! it the text of every rule exactly as its tool prints it, so every verdict can cite it.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+use crate::range::{AddrRange, IdRange, PortRange};
+
+/// Which kernel mechanism holds a table. Legacy and nft tables of the same family both run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    IptablesLegacy,
+    IptablesNft,
+    Nftables,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::IptablesLegacy => "iptables-legacy",
+            Backend::IptablesNft => "iptables-nft",
+            Backend::Nftables => "nftables",
+        }
+    }
+}
+
+/// A table's family. `Inet` (nftables only) sees IPv4 and IPv6 packets alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+    Inet,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+            Family::Inet => "inet",
+        }
+    }
+
+    /// Whether a table of this family sees packets of `version`.
+    pub fn sees(self, version: IpVersion) -> bool {
+        matches!(
+            (self, version),
+            (Family::Inet, _) | (Family::Ipv4, IpVersion::V4) | (Family::Ipv6, IpVersion::V6)
+        )
+    }
+}
+
+/// The IP version of a packet (a packet is never `inet`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum IpVersion {
+    #[serde(rename = "ipv4")]
+    V4,
+    #[serde(rename = "ipv6")]
+    V6,
+}
+
+impl IpVersion {
+    pub fn of(addr: &IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => IpVersion::V4,
+            IpAddr::V6(_) => IpVersion::V6,
+        }
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            IpVersion::V4 => Family::Ipv4,
+            IpVersion::V6 => Family::Ipv6,
+        }
+    }
+
+    /// The loopback address a REDIRECT in OUTPUT rewrites the destination to.
+    pub fn loopback(self) -> IpAddr {
+        match self {
+            IpVersion::V4 => IpAddr::from([127, 0, 0, 1]),
+            IpVersion::V6 => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "prerouting" => Hook::Prerouting,
+            "input" => Hook::Input,
+            "forward" => Hook::Forward,
+            "output" => Hook::Output,
+            "postrouting" => Hook::Postrouting,
+            _ => return None,
+        })
+    }
+}
+
+/// nftables chain type; xtables tables map onto it (`nat` is `Nat`, `mangle` OUTPUT is `Route`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainType {
+    Filter,
+    Nat,
+    Route,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaseChain {
+    pub hook: Hook,
+    pub priority: i32,
+    pub chain_type: ChainType,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ruleset {
+    pub tables: Vec<Table>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub backend: Backend,
+    pub family: Family,
+    pub name: String,
+    pub chains: Vec<Chain>,
+    /// Where the table came from (a file name), for messages.
+    pub origin: String,
+    pub format: DumpFormat,
+}
+
+/// How a table was read. `nft -j` output loses the values of iptables-nft's xt matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DumpFormat {
+    IptablesSave,
+    NftJson,
+}
+
+impl Table {
+    /// Whether the table redirects anything: its RETURNs are then what lets traffic escape.
+    pub fn captures(&self) -> bool {
+        self.chains.iter().flat_map(|c| c.rules.iter()).any(|r| {
+            r.actions
+                .iter()
+                .any(|a| matches!(a, Action::Redirect { .. } | Action::Dnat { .. }))
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Chain {
+    pub name: String,
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// 1-based position in its chain, as `iptables -L --line-numbers` counts.
+    pub position: usize,
+    /// The rule as `iptables-save` or `nft -s list ruleset` prints it.
+    pub text: String,
+    pub matches: Vec<Match>,
+    /// Statements in order; at most the last one ends evaluation of the chain.
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Match {
+    pub negated: bool,
+    pub test: Test,
+    /// The fragment of the rule text this match came from.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    Src,
+    Dst,
+}
+
+/// An interface name as iptables and nft match it: exact, or a prefix when it ends in `+`/`*`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfacePattern {
+    pub name: String,
+    pub wildcard: bool,
+}
+
+impl IfacePattern {
+    pub fn parse(text: &str) -> Self {
+        match text.strip_suffix('+').or_else(|| text.strip_suffix('*')) {
+            Some(prefix) => IfacePattern {
+                name: prefix.to_string(),
+                wildcard: true,
+            },
+            None => IfacePattern {
+                name: text.to_string(),
+                wildcard: false,
+            },
+        }
+    }
+
+    pub fn matches(&self, iface: &str) -> bool {
+        if self.wildcard {
+            iface.starts_with(&self.name)
+        } else {
+            iface == self.name
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+    Snat,
+    Dnat,
+}
+
+impl CtState {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "new" => CtState::New,
+            "established" => CtState::Established,
+            "related" => CtState::Related,
+            "invalid" => CtState::Invalid,
+            "untracked" => CtState::Untracked,
+            "snat" => CtState::Snat,
+            "dnat" => CtState::Dnat,
+            _ => return None,
+        })
+    }
+}
+
+/// Route types as `-m addrtype` and `fib ... type` name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AddrType {
+    Unspec,
+    Unicast,
+    Local,
+    Broadcast,
+    Anycast,
+    Multicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Throw,
+    Nat,
+    Xresolve,
+}
+
+impl AddrType {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "UNSPEC" => AddrType::Unspec,
+            "UNICAST" => AddrType::Unicast,
+            "LOCAL" => AddrType::Local,
+            "BROADCAST" => AddrType::Broadcast,
+            "ANYCAST" => AddrType::Anycast,
+            "MULTICAST" => AddrType::Multicast,
+            "BLACKHOLE" => AddrType::Blackhole,
+            "UNREACHABLE" => AddrType::Unreachable,
+            "PROHIBIT" => AddrType::Prohibit,
+            "THROW" => AddrType::Throw,
+            "NAT" => AddrType::Nat,
+            "XRESOLVE" => AddrType::Xresolve,
+            _ => return None,
+        })
+    }
+}
+
+/// A packet-mark register: the packet's `mark` or its connection's `ctmark`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkReg {
+    Mark,
+    CtMark,
+}
+
+/// What one match tests. A test that needs a protocol or family the packet lacks is false
+/// whether or not it is negated (`tcp dport != 80` does not match UDP).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Test {
+    /// Layer-4 protocol numbers (`-p`, `meta l4proto`, `ip protocol`).
+    Protocol { protos: Vec<u8> },
+    /// Packet family inside an `inet` table (`meta nfproto`).
+    NfProto { version: IpVersion },
+    /// Source or destination address; implies the address's IP version.
+    Addr {
+        dir: Dir,
+        version: IpVersion,
+        ranges: Vec<AddrRange>,
+    },
+    Iface {
+        dir: Dir,
+        patterns: Vec<IfacePattern>,
+    },
+    /// Transport ports; `protos` empty means any protocol with ports (`th dport`).
+    Port {
+        dir: Dir,
+        protos: Vec<u8>,
+        ranges: Vec<PortRange>,
+    },
+    /// Socket file fsuid (`--uid-owner`, `meta skuid`).
+    Uid { ranges: Vec<IdRange> },
+    /// Socket file fsgid, and with `suppl_groups` the supplementary groups too.
+    Gid {
+        ranges: Vec<IdRange>,
+        suppl_groups: bool,
+    },
+    /// `--socket-exists`: locally generated packets always have one.
+    SocketExists,
+    /// `(reg & mask)` is in one of `values`.
+    Mark {
+        reg: MarkReg,
+        mask: u32,
+        values: Vec<(u32, u32)>,
+    },
+    CtState { states: Vec<CtState> },
+    /// `-m addrtype` / `fib daddr type`.
+    AddrType {
+        dir: Dir,
+        types: Vec<AddrType>,
+        limit_iface_out: bool,
+    },
+    /// Always true for a first packet (comments, counters, ...).
+    Always,
+    /// Anything meshleak does not model; evaluation forks on it and may end "unknown".
+    Unknown { name: String },
+}
+
+/// `reg = ((reg & keep) | or) ^ xor ^ (copy_from & copy_mask)`: covers `MARK --set-xmark`,
+/// `CONNMARK --save-mark/--restore-mark` and nft `meta mark set ...` / `ct mark set ...`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MarkSet {
+    pub reg: MarkReg,
+    pub keep: u32,
+    pub or: u32,
+    pub xor: u32,
+    pub copy: Option<(MarkReg, u32)>,
+}
+
+impl MarkSet {
+    pub fn apply(&self, reg_value: u32, mark: u32, ctmark: u32) -> u32 {
+        let copied = match self.copy {
+            Some((MarkReg::Mark, mask)) => mark & mask,
+            Some((MarkReg::CtMark, mask)) => ctmark & mask,
+            None => 0,
+        };
+        ((reg_value & self.keep) | self.or) ^ self.xor ^ copied
+    }
+}
+
+/// A rule statement. Verdicts end the chain; the others change the packet and go on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    Accept,
+    Drop,
+    Reject,
+    Return,
+    Jump { chain: String },
+    Goto { chain: String },
+    /// Destination becomes the loopback address and (if given) the port.
+    Redirect { ports: Option<PortRange> },
+    Dnat {
+        addr: Option<IpAddr>,
+        ports: Option<PortRange>,
+    },
+    Snat,
+    Masquerade,
+    /// Only valid in PREROUTING; kept so inbound capture can be shown.
+    Tproxy { port: Option<u16> },
+    SetMark(MarkSet),
+    /// `CT --notrack`, `NOTRACK`, nft `notrack`: the connection skips NAT.
+    Notrack,
+    /// Statements with no effect on the verdict (LOG, counters, CHECKSUM, ...).
+    Continue { name: String },
+    /// A target meshleak does not model: the outcome after it is unknown.
+    Unknown { name: String },
+}
+
+impl Action {
+    /// Whether this statement ends evaluation of the current chain.
+    pub fn is_verdict(&self) -> bool {
+        !matches!(
+            self,
+            Action::SetMark(_) | Action::Notrack | Action::Continue { .. }
+        )
+    }
+}
+
+/// Well-known protocol numbers and their names as iptables and nft print them.
+pub fn proto_number(name: &str) -> Option<u8> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmpv6" | "ipv6-icmp" | "icmp6" => 58,
+        "sctp" => 132,
+        "udplite" => 136,
+        "dccp" => 33,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "igmp" => 2,
+        other => return other.parse().ok(),
+    })
+}
+
+pub fn proto_name(number: u8) -> String {
+    match number {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        136 => "udplite".into(),
+        33 => "dccp".into(),
+        47 => "gre".into(),
+        n => n.to_string(),
+    }
+}

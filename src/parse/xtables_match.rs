@@ -1,0 +1,222 @@
+//! xtables match modules (`-m NAME ...`): each consumes its own options and yields typed
+//! tests. Modules meshleak does not model become one `Unknown` match holding their text.
+
+use super::ParseError;
+use super::xtables::{Ctx, Cursor};
+use crate::model::{AddrType, CtState, Dir, MarkReg, Match, Test};
+use crate::range::{AddrRange, IdRange, PortRange};
+
+/// `-s`/`-d` value: a comma-separated list of addresses or networks.
+pub(super) fn addr_test(ctx: &Ctx, dir: Dir, value: &str) -> Result<Test, ParseError> {
+    let ranges = value
+        .split(',')
+        .map(|v| AddrRange::parse(v).ok_or_else(|| ctx.err(Some(v), "not an address or network")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let version = ranges[0].version();
+    if ranges.iter().any(|r| r.version() != version) {
+        return Err(ctx.err(Some(value), "mixes IPv4 and IPv6 addresses"));
+    }
+    Ok(Test::Addr {
+        dir,
+        version,
+        ranges,
+    })
+}
+
+const KNOWN_MODULES: &[&str] = &[
+    "tcp", "udp", "sctp", "multiport", "owner", "mark", "connmark", "conntrack", "state",
+    "addrtype", "iprange", "comment",
+];
+
+/// Reads every option of module `name` at the cursor; `text_start` is where the module's
+/// text begins (`-m NAME`, or the first option when restore input leaves out `-m tcp`).
+pub(super) fn parse_module(
+    ctx: &Ctx,
+    name: &str,
+    protos: &[u8],
+    cur: &mut Cursor,
+    text_start: usize,
+) -> Result<Vec<Match>, ParseError> {
+    let mut out: Vec<Match> = Vec::new();
+    let known = KNOWN_MODULES.contains(&name);
+    while cur.at_module_option() {
+        let start = cur.pos;
+        let negated = cur.peek() == Some("!");
+        if negated {
+            cur.next();
+        }
+        let opt = cur.next().expect("at_module_option saw it");
+        let test = match known {
+            true => option(ctx, name, opt, protos, cur, &mut out)?,
+            false => None,
+        };
+        let test = match test {
+            Some(Test::Always) => continue,
+            Some(test) => test,
+            None => {
+                // Unknown options take the words up to the next option as arguments.
+                while cur.peek().is_some_and(|w| !w.starts_with('-') && w != "!") {
+                    cur.next();
+                }
+                if !known {
+                    continue;
+                }
+                Test::Unknown {
+                    name: format!("{name} {opt}"),
+                }
+            }
+        };
+        out.push(Match {
+            negated,
+            test,
+            text: cur.text_since(start),
+        });
+    }
+    let whole = cur.text_since(text_start);
+    if !known || (out.is_empty() && !matches!(name, "comment" | "tcp" | "udp" | "multiport")) {
+        // A module meshleak does not model (e.g. `-m socket`) still restricts the packet.
+        return Ok(vec![Match {
+            negated: false,
+            test: Test::Unknown {
+                name: name.to_string(),
+            },
+            text: whole,
+        }]);
+    }
+    // Each test is cited with its whole module text, as the rule shows it.
+    for m in &mut out {
+        m.text = whole.clone();
+    }
+    Ok(out)
+}
+
+/// One option of a module. `Ok(None)`: an option or module meshleak does not model.
+fn option(
+    ctx: &Ctx,
+    module: &str,
+    opt: &str,
+    protos: &[u8],
+    cur: &mut Cursor,
+    prev: &mut [Match],
+) -> Result<Option<Test>, ParseError> {
+    let test = match (module, opt) {
+        ("tcp" | "udp" | "sctp", "--dport" | "--destination-port" | "--sport" | "--source-port") => {
+            let value = cur.value(ctx, opt)?;
+            let range = PortRange::parse(value).ok_or_else(|| ctx.err(Some(value), "not a port or port range"))?;
+            Test::Port {
+                dir: if opt.contains('d') { Dir::Dst } else { Dir::Src },
+                protos: vec![crate::model::proto_number(module).expect("known module")],
+                ranges: vec![range],
+            }
+        }
+        ("multiport", "--dports" | "--destination-ports" | "--sports" | "--source-ports") => {
+            let value = cur.value(ctx, opt)?;
+            let ranges = value
+                .split(',')
+                .map(|p| PortRange::parse(p).ok_or_else(|| ctx.err(Some(p), "not a port or port range")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Test::Port {
+                dir: if opt.contains('d') { Dir::Dst } else { Dir::Src },
+                protos: protos.to_vec(),
+                ranges,
+            }
+        }
+        ("owner", "--uid-owner") => match IdRange::parse(cur.value(ctx, opt)?) {
+            Some(r) => Test::Uid { ranges: vec![r] },
+            // A user name: only the machine that loaded the rules knows its id.
+            None => return Ok(None),
+        },
+        ("owner", "--gid-owner") => match IdRange::parse(cur.value(ctx, opt)?) {
+            Some(r) => Test::Gid {
+                ranges: vec![r],
+                suppl_groups: false,
+            },
+            None => return Ok(None),
+        },
+        ("owner", "--suppl-groups") => {
+            let gid = prev.iter_mut().rev().find_map(|m| match &mut m.test {
+                Test::Gid { suppl_groups, .. } => Some(suppl_groups),
+                _ => None,
+            });
+            match gid {
+                Some(flag) => *flag = true,
+                None => return Err(ctx.err(Some(opt), "--suppl-groups needs --gid-owner before it")),
+            }
+            Test::Always
+        }
+        ("owner", "--socket-exists") => Test::SocketExists,
+        ("mark" | "connmark", "--mark") => {
+            let value = cur.value(ctx, opt)?;
+            let (v, mask) = mark_value(ctx, value)?;
+            Test::Mark {
+                reg: if module == "mark" { MarkReg::Mark } else { MarkReg::CtMark },
+                mask,
+                values: vec![(v & mask, v & mask)],
+            }
+        }
+        ("conntrack", "--ctstate") | ("state", "--state") => {
+            let value = cur.value(ctx, opt)?;
+            let states = value
+                .split(',')
+                .map(|s| CtState::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown conntrack state")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Test::CtState { states }
+        }
+        ("addrtype", "--src-type" | "--dst-type") => {
+            let value = cur.value(ctx, opt)?;
+            let types = value
+                .split(',')
+                .map(|s| AddrType::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown address type")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Test::AddrType {
+                dir: if opt == "--src-type" { Dir::Src } else { Dir::Dst },
+                types,
+                limit_iface_out: false,
+            }
+        }
+        ("addrtype", "--limit-iface-out") => {
+            for m in prev.iter_mut() {
+                if let Test::AddrType { limit_iface_out, .. } = &mut m.test {
+                    *limit_iface_out = true;
+                }
+            }
+            Test::Always
+        }
+        ("iprange", "--src-range" | "--dst-range") => {
+            let value = cur.value(ctx, opt)?;
+            let range = AddrRange::parse(value).ok_or_else(|| ctx.err(Some(value), "not an address range"))?;
+            Test::Addr {
+                dir: if opt == "--src-range" { Dir::Src } else { Dir::Dst },
+                version: range.version(),
+                ranges: vec![range],
+            }
+        }
+        ("comment", "--comment") => {
+            cur.value(ctx, opt)?;
+            Test::Always
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(test))
+}
+
+/// `VALUE[/MASK]`, decimal or hex, as `-m mark --mark` and `MARK --set-xmark` take it.
+pub(super) fn mark_value(ctx: &Ctx, text: &str) -> Result<(u32, u32), ParseError> {
+    let (v, m) = match text.split_once('/') {
+        Some((v, m)) => (v, Some(m)),
+        None => (text, None),
+    };
+    let value = parse_u32(v).ok_or_else(|| ctx.err(Some(text), "not a mark value"))?;
+    let mask = match m {
+        Some(m) => parse_u32(m).ok_or_else(|| ctx.err(Some(text), "not a mark mask"))?,
+        None => u32::MAX,
+    };
+    Ok((value, mask))
+}
+
+pub(super) fn parse_u32(text: &str) -> Option<u32> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}

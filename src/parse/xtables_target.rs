@@ -1,0 +1,152 @@
+//! xtables targets (`-j NAME [options]`, `-g CHAIN`).
+
+use std::net::IpAddr;
+
+use super::ParseError;
+use super::xtables::{Ctx, Cursor};
+use super::xtables_match::{mark_value, parse_u32};
+use crate::model::{Action, MarkReg, MarkSet};
+use crate::range::PortRange;
+
+/// Targets that never change a first packet's verdict: evaluation goes on after them.
+const NON_TERMINAL: &[&str] = &[
+    "LOG", "NFLOG", "ULOG", "CHECKSUM", "TCPMSS", "DSCP", "TOS", "TTL", "HL", "CLASSIFY",
+    "AUDIT", "TRACE", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED", "RATEEST", "TCPOPTSTRIP",
+];
+
+pub(super) fn parse(ctx: &Ctx, name: &str, goto: bool, cur: &mut Cursor) -> Result<Action, ParseError> {
+    if goto {
+        return Ok(Action::Goto {
+            chain: name.to_string(),
+        });
+    }
+    let opts = options(cur);
+    let get = |key: &str| opts.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let has = |key: &str| opts.iter().any(|(k, _)| *k == key);
+    Ok(match name {
+        "ACCEPT" => Action::Accept,
+        "DROP" => Action::Drop,
+        "REJECT" => Action::Reject,
+        "RETURN" => Action::Return,
+        "REDIRECT" => Action::Redirect {
+            ports: get("--to-ports").map(|p| port_range(ctx, p)).transpose()?,
+        },
+        "DNAT" => {
+            let to = get("--to-destination").ok_or_else(|| ctx.err(Some(name), "DNAT needs --to-destination"))?;
+            let (addr, ports) = nat_to(ctx, to)?;
+            Action::Dnat { addr, ports }
+        }
+        "SNAT" => Action::Snat,
+        "MASQUERADE" => Action::Masquerade,
+        "TPROXY" => Action::Tproxy {
+            port: get("--on-port").and_then(|p| p.parse().ok()),
+        },
+        "MARK" => Action::SetMark(mark_op(ctx, MarkReg::Mark, &opts)?),
+        "CONNMARK" => Action::SetMark(connmark_op(ctx, &opts)?),
+        "CT" if has("--notrack") => Action::Notrack,
+        "NOTRACK" => Action::Notrack,
+        "CT" => Action::Continue { name: "CT".into() },
+        n if NON_TERMINAL.contains(&n) => Action::Continue { name: n.to_string() },
+        // A chain name, or an unknown target when no such chain exists (resolved at COMMIT).
+        other => Action::Jump {
+            chain: other.to_string(),
+        },
+    })
+}
+
+/// The target's options as (name, value) pairs; flags get an empty value.
+fn options<'w>(cur: &mut Cursor<'w>) -> Vec<(&'w str, &'w str)> {
+    let mut out = Vec::new();
+    while cur.at_module_option() {
+        let opt = cur.next().expect("checked");
+        let value = match cur.peek() {
+            Some(w) if !w.starts_with("--") => {
+                cur.next();
+                w
+            }
+            _ => "",
+        };
+        out.push((opt, value));
+    }
+    out
+}
+
+fn port_range(ctx: &Ctx, text: &str) -> Result<PortRange, ParseError> {
+    PortRange::parse(text).ok_or_else(|| ctx.err(Some(text), "not a port or port range"))
+}
+
+/// `ADDR`, `ADDR:PORT[-PORT]`, `[V6]:PORT`, `:PORT`.
+fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>), ParseError> {
+    let bad = || ctx.err(Some(text), "not ADDR[:PORT] or [ADDR]:PORT");
+    let (addr, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (a, p) = rest.split_once(']').ok_or_else(bad)?;
+        (a, p.strip_prefix(':'))
+    } else if text.matches(':').count() > 1 {
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        }
+    };
+    // A range of addresses (`A-B`) maps to its first; only the port decides capture.
+    let addr = addr.split('-').next().unwrap_or("");
+    let addr = match addr {
+        "" => None,
+        a => Some(a.parse().map_err(|_| bad())?),
+    };
+    let ports = port.map(|p| port_range(ctx, p)).transpose()?;
+    Ok((addr, ports))
+}
+
+fn mark_op(ctx: &Ctx, reg: MarkReg, opts: &[(&str, &str)]) -> Result<MarkSet, ParseError> {
+    let mut set = MarkSet {
+        reg,
+        keep: u32::MAX,
+        or: 0,
+        xor: 0,
+        copy: None,
+    };
+    for (opt, value) in opts {
+        let (v, m) = mark_value(ctx, value)?;
+        match *opt {
+            // The kernel computes (mark & ~mask) ^ value for every form.
+            "--set-xmark" => (set.keep, set.xor) = (!m, v),
+            "--set-mark" => (set.keep, set.xor) = (!(m | v), v),
+            "--and-mark" => set.keep = v,
+            "--or-mark" => (set.keep, set.xor) = (!v, v),
+            "--xor-mark" => set.xor = v,
+            _ => continue,
+        }
+    }
+    Ok(set)
+}
+
+fn connmark_op(ctx: &Ctx, opts: &[(&str, &str)]) -> Result<MarkSet, ParseError> {
+    let mask_of = |key: &str| -> Result<u32, ParseError> {
+        opts.iter()
+            .find(|(k, _)| *k == key || *k == "--mask")
+            .map(|(_, v)| parse_u32(v).ok_or_else(|| ctx.err(Some(v), "not a mask")))
+            .unwrap_or(Ok(u32::MAX))
+    };
+    let (nfmask, ctmask) = (mask_of("--nfmask")?, mask_of("--ctmask")?);
+    if opts.iter().any(|(k, _)| *k == "--save-mark") {
+        return Ok(MarkSet {
+            reg: MarkReg::CtMark,
+            keep: !ctmask,
+            or: 0,
+            xor: 0,
+            copy: Some((MarkReg::Mark, nfmask)),
+        });
+    }
+    if opts.iter().any(|(k, _)| *k == "--restore-mark") {
+        return Ok(MarkSet {
+            reg: MarkReg::Mark,
+            keep: !nfmask,
+            or: 0,
+            xor: 0,
+            copy: Some((MarkReg::CtMark, ctmask)),
+        });
+    }
+    mark_op(ctx, MarkReg::CtMark, opts)
+}
