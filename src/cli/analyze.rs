@@ -98,13 +98,36 @@ fn print_table(a: &Analysis) {
     }
     println!();
     println!("not captured for an ordinary app (uid {} gid {})", r.uid, r.gid);
-    for region in &a.escapes {
-        let by = region
-            .rule
-            .as_ref()
-            .map_or("no rule".into(), |rule| format!("{} ({})", cite_line(rule), rule_line(rule)));
-        println!("  {}  <- {}", region_line(region), by);
+    for (line, rule) in fold_protocols(&a.escapes) {
+        match rule {
+            Some(rule) => println!("  {line}\n      by {}: {}", cite_line(rule), rule_line(rule)),
+            None => println!("  {line}\n      by no rule"),
+        }
     }
+}
+
+/// Regions that differ only in protocol, shown as one line listing the protocols.
+fn fold_protocols(regions: &[Region]) -> Vec<(String, Option<&meshleak::explain::RuleRef>)> {
+    let mut out: Vec<(String, Vec<String>, &Region)> = Vec::new();
+    for r in regions {
+        let key = region_line(&Region {
+            protocol: String::new(),
+            ..r.clone()
+        });
+        match out.iter_mut().find(|(k, _, first)| *k == key && first.rule == r.rule) {
+            Some((_, protos, _)) => protos.push(r.protocol.clone()),
+            None => out.push((key, vec![r.protocol.clone()], r)),
+        }
+    }
+    out.into_iter()
+        .map(|(_, protos, r)| {
+            let line = region_line(&Region {
+                protocol: protos.join(","),
+                ..r.clone()
+            });
+            (line, r.rule.as_ref())
+        })
+        .collect()
 }
 
 fn region_line(r: &Region) -> String {

@@ -1,0 +1,48 @@
+# meshleak — `make demo` shows the main job on a built-in example, `make test` runs every test.
+# Both work on a fresh Debian machine as root: `setup` installs what is missing.
+
+CARGO ?= cargo
+BIN := target/release/meshleak
+APT_PACKAGES := iptables nftables iproute2 util-linux bash
+CORPUS ?= ../shared/corpus
+
+.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean
+
+all: build
+
+# Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv).
+setup:
+	@missing=""; \
+	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv; do \
+		command -v $$tool >/dev/null 2>&1 || missing=1; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "setup: installing $(APT_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+build:
+	$(CARGO) build --release --locked
+
+demo: setup build
+	@sh scripts/demo.sh $(BIN)
+
+# Unit, property and CLI tests, then the kernel differential tests (root, namespaces).
+test: setup
+	$(CARGO) build --release --locked --all-targets
+	$(CARGO) test --release --locked
+
+# Loads every rule set of a mesh corpus into throwaway namespaces and checks that
+# meshleak's verdicts equal what the kernel does (root).
+conformance: setup
+	MESHLEAK_CORPUS=$(abspath $(CORPUS)) $(CARGO) test --release --locked --test conformance -- --ignored --nocapture
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+fuzz-build:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) build --locked
+
+clean:
+	$(CARGO) clean
