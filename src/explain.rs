@@ -30,7 +30,11 @@ pub fn rule_ref(rules: &Ruleset, table: usize, chain: usize, rule: Option<usize>
     let c = &t.chains[chain];
     let text = match rule {
         Some(r) => c.rules[r].text.clone(),
-        None => policy_text(t, &c.name, c.base.as_ref().map_or(Policy::Accept, |b| b.policy)),
+        None => policy_text(
+            t,
+            &c.name,
+            c.base.as_ref().map_or(Policy::Accept, |b| b.policy),
+        ),
     };
     RuleRef {
         backend: t.backend,
@@ -48,7 +52,9 @@ fn policy_text(table: &Table, chain: &str, policy: Policy) -> String {
         Policy::Drop => "DROP",
     };
     match table.format {
-        DumpFormat::IptablesSave if table.backend != Backend::Nftables => format!(":{chain} {word}"),
+        DumpFormat::IptablesSave if table.backend != Backend::Nftables => {
+            format!(":{chain} {word}")
+        }
         _ => format!("policy {};", word.to_lowercase()),
     }
 }

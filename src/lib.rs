@@ -9,4 +9,5 @@ pub mod explain;
 pub mod model;
 pub mod parse;
 pub mod range;
+pub mod render;
 pub mod sanitize;

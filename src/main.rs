@@ -8,7 +8,10 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("meshleak: {}", meshleak::sanitize::sanitize(&format!("{e:#}")));
+            eprintln!(
+                "meshleak: {}",
+                meshleak::sanitize::sanitize(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

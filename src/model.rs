@@ -312,9 +312,13 @@ pub enum MarkReg {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Test {
     /// Layer-4 protocol numbers (`-p`, `meta l4proto`, `ip protocol`).
-    Protocol { protos: Vec<u8> },
+    Protocol {
+        protos: Vec<u8>,
+    },
     /// Packet family inside an `inet` table (`meta nfproto`).
-    NfProto { version: IpVersion },
+    NfProto {
+        version: IpVersion,
+    },
     /// Source or destination address; implies the address's IP version.
     Addr {
         dir: Dir,
@@ -332,7 +336,9 @@ pub enum Test {
         ranges: Vec<PortRange>,
     },
     /// Socket file fsuid (`--uid-owner`, `meta skuid`).
-    Uid { ranges: Vec<IdRange> },
+    Uid {
+        ranges: Vec<IdRange>,
+    },
     /// Socket file fsgid, and with `suppl_groups` the supplementary groups too.
     Gid {
         ranges: Vec<IdRange>,
@@ -346,7 +352,9 @@ pub enum Test {
         mask: u32,
         values: Vec<(u32, u32)>,
     },
-    CtState { states: Vec<CtState> },
+    CtState {
+        states: Vec<CtState>,
+    },
     /// `-m addrtype` / `fib daddr type`.
     AddrType {
         dir: Dir,
@@ -356,7 +364,9 @@ pub enum Test {
     /// Always true for a first packet (comments, counters, ...).
     Always,
     /// Anything meshleak does not model; evaluation forks on it and may end "unknown".
-    Unknown { name: String },
+    Unknown {
+        name: String,
+    },
 }
 
 /// `reg = ((reg & keep) | or) ^ xor ^ (copy_from & copy_mask)`: covers `MARK --set-xmark`,
@@ -389,10 +399,16 @@ pub enum Action {
     Drop,
     Reject,
     Return,
-    Jump { chain: String },
-    Goto { chain: String },
+    Jump {
+        chain: String,
+    },
+    Goto {
+        chain: String,
+    },
     /// Destination becomes the loopback address and (if given) the port.
-    Redirect { ports: Option<PortRange> },
+    Redirect {
+        ports: Option<PortRange>,
+    },
     Dnat {
         addr: Option<IpAddr>,
         ports: Option<PortRange>,
@@ -400,14 +416,20 @@ pub enum Action {
     Snat,
     Masquerade,
     /// Only valid in PREROUTING; kept so inbound capture can be shown.
-    Tproxy { port: Option<u16> },
+    Tproxy {
+        port: Option<u16>,
+    },
     SetMark(MarkSet),
     /// `CT --notrack`, `NOTRACK`, nft `notrack`: the connection skips NAT.
     Notrack,
     /// Statements with no effect on the verdict (LOG, counters, CHECKSUM, ...).
-    Continue { name: String },
+    Continue {
+        name: String,
+    },
     /// A target meshleak does not model: the outcome after it is unknown.
-    Unknown { name: String },
+    Unknown {
+        name: String,
+    },
 }
 
 impl Action {

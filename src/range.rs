@@ -42,7 +42,9 @@ impl AddrRange {
                 Ok(n) => n,
                 Err(_) => mask_len(&len.parse().ok()?)?,
             };
-            return IpNet::new(addr, len).ok().map(|n| Self::from_net(n.trunc()));
+            return IpNet::new(addr, len)
+                .ok()
+                .map(|n| Self::from_net(n.trunc()));
         }
         text.parse().ok().map(Self::single)
     }
@@ -143,7 +145,11 @@ impl PortRange {
             None => (text, text),
         };
         let start = if a.is_empty() { 0 } else { a.parse().ok()? };
-        let end = if b.is_empty() { u16::MAX } else { b.parse().ok()? };
+        let end = if b.is_empty() {
+            u16::MAX
+        } else {
+            b.parse().ok()?
+        };
         (start <= end).then_some(PortRange { start, end })
     }
 
@@ -204,7 +210,9 @@ mod tests {
         let r = AddrRange::parse("10.1.2.3/8").unwrap();
         assert_eq!(r.to_string(), "10.0.0.0/8");
         assert_eq!(
-            AddrRange::parse("10.0.0.0/255.255.0.0").unwrap().to_string(),
+            AddrRange::parse("10.0.0.0/255.255.0.0")
+                .unwrap()
+                .to_string(),
             "10.0.0.0/16"
         );
         assert_eq!(
@@ -215,6 +223,12 @@ mod tests {
         assert!(AddrRange::parse("10.0.0.9-10.0.0.5").is_none());
         assert!(AddrRange::parse("1.2.3.4/255.0.255.0").is_none());
         assert_eq!(PortRange::parse("1000:").unwrap().end, 65535);
-        assert_eq!(IdRange::parse("106-108").unwrap(), IdRange { start: 106, end: 108 });
+        assert_eq!(
+            IdRange::parse("106-108").unwrap(),
+            IdRange {
+                start: 106,
+                end: 108
+            }
+        );
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::explain::{self, RuleRef};
-use crate::model::{proto_name, Action, ChainType, Dir, Hook, IpVersion, Ruleset, Test};
+use crate::model::{Action, ChainType, Dir, Hook, IpVersion, Ruleset, Test, proto_name};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Exemption {
@@ -81,7 +81,10 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<E
         if !of_family.iter().any(|(_, _, c)| *c) {
             out.push(Exemption {
                 kind: "family",
-                conditions: vec![format!("no rule captures {} traffic", version.family().name())],
+                conditions: vec![format!(
+                    "no rule captures {} traffic",
+                    version.family().name()
+                )],
                 family: Some(version.family().name()),
                 rule: None,
             });
@@ -108,7 +111,12 @@ fn kind_of<'a>(tests: impl Iterator<Item = &'a Test> + Clone) -> &'static str {
         ("port", |t| matches!(t, Test::Port { dir: Dir::Dst, .. })),
         ("cidr", |t| matches!(t, Test::Addr { dir: Dir::Dst, .. })),
         ("interface", |t| matches!(t, Test::Iface { .. })),
-        ("source", |t| matches!(t, Test::Addr { dir: Dir::Src, .. } | Test::Port { dir: Dir::Src, .. })),
+        ("source", |t| {
+            matches!(
+                t,
+                Test::Addr { dir: Dir::Src, .. } | Test::Port { dir: Dir::Src, .. }
+            )
+        }),
         ("protocol", |t| matches!(t, Test::Protocol { .. })),
         ("conntrack", |t| matches!(t, Test::CtState { .. })),
         ("address-type", |t| matches!(t, Test::AddrType { .. })),

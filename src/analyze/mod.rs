@@ -16,9 +16,9 @@ use crate::eval::{self, Flow, Identity, Verdict};
 use crate::explain::{self, RuleRef};
 use crate::model::{IpVersion, Ruleset, Test};
 pub use exemptions::Exemption;
-pub use regions::Region;
 use regions::Coord;
-use space::{has_ports, routable, Space};
+pub use regions::Region;
+use space::{Space, has_ports, routable};
 
 /// More cells than this per family is refused rather than left to run for minutes.
 pub const MAX_CELLS: usize = 2_000_000;
@@ -62,7 +62,9 @@ pub struct Analysis {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the {family} rules split traffic into {cells} cases, more than meshleak analyses ({max}); use `trace` for single flows")]
+#[error(
+    "the {family} rules split traffic into {cells} cases, more than meshleak analyses ({max}); use `trace` for single flows"
+)]
 pub struct TooLarge {
     pub family: &'static str,
     pub cells: usize,
@@ -180,7 +182,12 @@ struct Cites {
     index: HashMap<(usize, usize, Option<usize>), usize>,
 }
 
-fn evaluate(rules: &Ruleset, version: IpVersion, ids: &[Identity], cites: &mut Cites) -> Result<Evaluated, TooLarge> {
+fn evaluate(
+    rules: &Ruleset,
+    version: IpVersion,
+    ids: &[Identity],
+    cites: &mut Cites,
+) -> Result<Evaluated, TooLarge> {
     let space = Space::build(rules, version);
     let size = space.size();
     if size > MAX_CELLS {
@@ -215,7 +222,8 @@ fn evaluate(rules: &Ruleset, version: IpVersion, ids: &[Identity], cites: &mut C
                                         proto,
                                         src: Some(src),
                                         dst,
-                                        sport: has_ports(proto).then(|| space.sport.starts[spi] as u16),
+                                        sport: has_ports(proto)
+                                            .then(|| space.sport.starts[spi] as u16),
                                         dport: space.dport.starts[dpi] as u16,
                                         oif: oif.clone(),
                                         identity: id.clone(),
@@ -227,7 +235,9 @@ fn evaluate(rules: &Ruleset, version: IpVersion, ids: &[Identity], cites: &mut C
                                         let s = &t.path[i];
                                         let key = (s.table, s.chain, s.rule);
                                         *cites.index.entry(key).or_insert_with(|| {
-                                            cites.list.push(explain::rule_ref(rules, s.table, s.chain, s.rule));
+                                            cites.list.push(explain::rule_ref(
+                                                rules, s.table, s.chain, s.rule,
+                                            ));
                                             cites.list.len() - 1
                                         })
                                     });
@@ -286,7 +296,10 @@ fn reference_identity(rules: &Ruleset) -> Identity {
 /// id if rules name them all).
 fn free_id(used: &mut [crate::range::IdRange]) -> u32 {
     let is_free = |id: u32| !used.iter().any(|r| r.contains(id));
-    if let Some(id) = [10001u32, 65534, 1000, 4242, 99999].into_iter().find(|id| is_free(*id)) {
+    if let Some(id) = [10001u32, 65534, 1000, 4242, 99999]
+        .into_iter()
+        .find(|id| is_free(*id))
+    {
         return id;
     }
     used.sort();

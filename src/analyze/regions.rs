@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::space::{has_ports, Axis, Space};
+use super::space::{Axis, Space, has_ports};
 use crate::eval::Verdict;
 use crate::explain::RuleRef;
 use crate::model::proto_name;
@@ -33,7 +33,11 @@ pub struct Region {
 
 /// Groups cells by (protocol, verdict, rule) and merges each group's cells dimension by
 /// dimension (dport, sport, dst, src, interface), which keeps every region a product.
-pub fn merge(space: &Space, cells: &[(Coord, Verdict, Option<usize>)], rules: &[RuleRef]) -> Vec<Region> {
+pub fn merge(
+    space: &Space,
+    cells: &[(Coord, Verdict, Option<usize>)],
+    rules: &[RuleRef],
+) -> Vec<Region> {
     type Key = (usize, Verdict, Option<usize>);
     const DIMS: usize = 5;
     let mut groups: BTreeMap<Key, Vec<[BTreeSet<usize>; DIMS]>> = BTreeMap::new();
@@ -43,7 +47,8 @@ pub fn merge(space: &Space, cells: &[(Coord, Verdict, Option<usize>)], rules: &[
         // impossible cells in lets "any" show where all possible traffic is covered.
         if space.oifs[c[1]] != "lo" {
             for (dim, axis) in [(1, &space.src), (2, &space.dst)] {
-                b[dim].extend((0..axis.len()).filter(|i| space.addr(axis.starts[*i]).is_loopback()));
+                b[dim]
+                    .extend((0..axis.len()).filter(|i| space.addr(axis.starts[*i]).is_loopback()));
             }
         }
         groups.entry((c[0], *verdict, *rule)).or_default().push(b);
@@ -53,15 +58,26 @@ pub fn merge(space: &Space, cells: &[(Coord, Verdict, Option<usize>)], rules: &[
         for dim in (0..DIMS).rev() {
             let mut merged: BTreeMap<Vec<BTreeSet<usize>>, BTreeSet<usize>> = BTreeMap::new();
             for b in boxes {
-                let others: Vec<BTreeSet<usize>> =
-                    (0..DIMS).filter(|d| *d != dim).map(|d| b[d].clone()).collect();
-                merged.entry(others).or_default().extend(b[dim].iter().copied());
+                let others: Vec<BTreeSet<usize>> = (0..DIMS)
+                    .filter(|d| *d != dim)
+                    .map(|d| b[d].clone())
+                    .collect();
+                merged
+                    .entry(others)
+                    .or_default()
+                    .extend(b[dim].iter().copied());
             }
             boxes = merged
                 .into_iter()
                 .map(|(others, set)| {
                     let mut it = others.into_iter();
-                    std::array::from_fn(|d| if d == dim { set.clone() } else { it.next().expect("other dims") })
+                    std::array::from_fn(|d| {
+                        if d == dim {
+                            set.clone()
+                        } else {
+                            it.next().expect("other dims")
+                        }
+                    })
                 })
                 .collect();
         }
@@ -69,7 +85,13 @@ pub fn merge(space: &Space, cells: &[(Coord, Verdict, Option<usize>)], rules: &[
         for b in boxes {
             let ports = |axis: &Axis, set: &BTreeSet<usize>| {
                 if has_ports(p) {
-                    show(axis, set, |a, b| PortRange { start: a as u16, end: b as u16 }.to_string())
+                    show(axis, set, |a, b| {
+                        PortRange {
+                            start: a as u16,
+                            end: b as u16,
+                        }
+                        .to_string()
+                    })
                 } else {
                     vec![]
                 }

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use crate::model::{Dir, IpVersion, Ruleset, Test};
-use crate::range::{addr_from_key, addr_key, addr_max, AddrRange};
+use crate::range::{AddrRange, addr_from_key, addr_key, addr_max};
 
 /// One dimension: sorted interval starts over `0..=max`; interval i is
 /// `starts[i] ..= starts[i+1]-1`.
@@ -93,7 +93,13 @@ impl Space {
         }
 
         let special: Vec<AddrRange> = match version {
-            IpVersion::V4 => ["127.0.0.0/8", "0.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32"].as_slice(),
+            IpVersion::V4 => [
+                "127.0.0.0/8",
+                "0.0.0.0/8",
+                "224.0.0.0/4",
+                "255.255.255.255/32",
+            ]
+            .as_slice(),
             IpVersion::V6 => ["::1/128", "::/128", "ff00::/8"].as_slice(),
         }
         .iter()
@@ -104,9 +110,17 @@ impl Space {
             let mut any = false;
             for t in &tests {
                 match t {
-                    Test::Addr { dir: d, version: v, ranges } if *d == dir && *v == version => {
+                    Test::Addr {
+                        dir: d,
+                        version: v,
+                        ranges,
+                    } if *d == dir && *v == version => {
                         any = true;
-                        bounds.extend(ranges.iter().map(|r| (addr_key(&r.start), addr_key(&r.end))));
+                        bounds.extend(
+                            ranges
+                                .iter()
+                                .map(|r| (addr_key(&r.start), addr_key(&r.end))),
+                        );
                     }
                     Test::AddrType { dir: d, .. } if *d == dir => any = true,
                     _ => {}
@@ -114,7 +128,11 @@ impl Space {
             }
             // Destinations always split at loopback: it decides the output interface.
             if any || dir == Dir::Dst {
-                bounds.extend(special.iter().map(|r| (addr_key(&r.start), addr_key(&r.end))));
+                bounds.extend(
+                    special
+                        .iter()
+                        .map(|r| (addr_key(&r.start), addr_key(&r.end))),
+                );
             }
             Axis::new(addr_max(version), bounds)
         };
@@ -123,7 +141,10 @@ impl Space {
                 Test::Port { dir: d, ranges, .. } if *d == dir => ranges.clone(),
                 _ => Vec::new(),
             });
-            Axis::new(u16::MAX as u128, bounds.map(|r| (r.start as u128, r.end as u128)))
+            Axis::new(
+                u16::MAX as u128,
+                bounds.map(|r| (r.start as u128, r.end as u128)),
+            )
         };
 
         let (oifs, oif_labels) = interface_classes(&tests);
@@ -158,13 +179,20 @@ fn interface_classes(tests: &[&Test]) -> (Vec<String>, Vec<String>) {
     let patterns: Vec<_> = tests
         .iter()
         .flat_map(|t| match t {
-            Test::Iface { dir: Dir::Dst, patterns } => patterns.clone(),
+            Test::Iface {
+                dir: Dir::Dst,
+                patterns,
+            } => patterns.clone(),
             _ => Vec::new(),
         })
         .collect();
     let mut candidates = vec!["eth0".to_string(), "meshleak-if0".into(), "z0".into()];
     for p in &patterns {
-        candidates.push(if p.wildcard { format!("{}x", p.name) } else { p.name.clone() });
+        candidates.push(if p.wildcard {
+            format!("{}x", p.name)
+        } else {
+            p.name.clone()
+        });
     }
     let mut seen: Vec<Vec<bool>> = Vec::new();
     let (mut names, mut labels) = (vec!["lo".to_string()], vec!["lo".to_string()]);
@@ -173,7 +201,11 @@ fn interface_classes(tests: &[&Test]) -> (Vec<String>, Vec<String>) {
         if c == "lo" || seen.contains(&signature) {
             continue;
         }
-        labels.push(if signature.iter().any(|m| *m) { c.clone() } else { "*".into() });
+        labels.push(if signature.iter().any(|m| *m) {
+            c.clone()
+        } else {
+            "*".into()
+        });
         seen.push(signature);
         names.push(c);
     }

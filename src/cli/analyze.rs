@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 
-use super::input::RulesArgs;
-use super::text::{clean, cite_line, rule_line};
 use super::Format;
+use super::input::RulesArgs;
+use super::text::{cite_line, clean, rule_line};
 use meshleak::analyze::{self, Analysis, IdentityVerdict, Region};
 use meshleak::eval::Identity;
 
@@ -36,7 +36,8 @@ fn parse_identity(text: &str) -> Result<Identity, String> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let rules = args.rules.load()?;
-    let analysis = analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
+    let analysis =
+        analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&analysis)?),
         Format::Table => print_table(&analysis),
@@ -62,7 +63,9 @@ fn print_table(a: &Analysis) {
                 format!("uid {} gid {} +{}", i.uid, i.gid, groups.join(","))
             };
             let mark = match i.verdict {
-                IdentityVerdict::Bypass | IdentityVerdict::Partial | IdentityVerdict::Unmeshed => "!",
+                IdentityVerdict::Bypass | IdentityVerdict::Partial | IdentityVerdict::Unmeshed => {
+                    "!"
+                }
                 _ => " ",
             };
             let verdict = serde_json::to_value(i.verdict).expect("enum serializes");
@@ -97,10 +100,17 @@ fn print_table(a: &Analysis) {
         }
     }
     println!();
-    println!("not captured for an ordinary app (uid {} gid {})", r.uid, r.gid);
+    println!(
+        "not captured for an ordinary app (uid {} gid {})",
+        r.uid, r.gid
+    );
     for (line, rule) in fold_protocols(&a.escapes) {
         match rule {
-            Some(rule) => println!("  {line}\n      by {}: {}", cite_line(rule), rule_line(rule)),
+            Some(rule) => println!(
+                "  {line}\n      by {}: {}",
+                cite_line(rule),
+                rule_line(rule)
+            ),
             None => println!("  {line}\n      by no rule"),
         }
     }
@@ -114,7 +124,10 @@ fn fold_protocols(regions: &[Region]) -> Vec<(String, Option<&meshleak::explain:
             protocol: String::new(),
             ..r.clone()
         });
-        match out.iter_mut().find(|(k, _, first)| *k == key && first.rule == r.rule) {
+        match out
+            .iter_mut()
+            .find(|(k, _, first)| *k == key && first.rule == r.rule)
+        {
             Some((_, protos, _)) => protos.push(r.protocol.clone()),
             None => out.push((key, vec![r.protocol.clone()], r)),
         }

@@ -49,10 +49,15 @@ impl RulesArgs {
         let mut dumps = Vec::new();
         for path in &self.files {
             let name = path.display().to_string();
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read rules file {name}; check the path and permissions"))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|e| anyhow::anyhow!("{name}: not UTF-8 text (byte {}); expected a rule dump", e.utf8_error().valid_up_to()))?;
+            let bytes = std::fs::read(path).with_context(|| {
+                format!("cannot read rules file {name}; check the path and permissions")
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "{name}: not UTF-8 text (byte {}); expected a rule dump",
+                    e.utf8_error().valid_up_to()
+                )
+            })?;
             dumps.push(parse::parse_dump(&name, &text, hints)?);
         }
         Ok(parse::combine(dumps)?)

@@ -10,7 +10,13 @@ pub fn clean(text: &str) -> String {
 /// `iptables-nft ipv4 nat/ISTIO_OUTPUT #7` (or `policy` for a chain policy).
 pub fn cite_line(r: &RuleRef) -> String {
     let pos = r.position.map_or("policy".into(), |p| format!("#{p}"));
-    clean(&format!("{} {} {}/{} {pos}", r.backend.name(), r.family, r.table, r.chain))
+    clean(&format!(
+        "{} {} {}/{} {pos}",
+        r.backend.name(),
+        r.family,
+        r.table,
+        r.chain
+    ))
 }
 
 /// The rule's text in full, as its tool prints it.

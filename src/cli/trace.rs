@@ -2,15 +2,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::Format;
 use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
-use super::Format;
 use meshleak::eval::{self, Flow, Identity, Outcome, Verdict};
 use meshleak::explain::{self, Step, UnknownCite};
-use meshleak::model::{proto_name, proto_number, IpVersion};
+use meshleak::model::{IpVersion, proto_name, proto_number};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -81,11 +81,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .dst
         .parse()
         .with_context(|| format!("--dst {}: expected IP:PORT or [IPV6]:PORT", args.dst))?;
-    let proto = proto_number(&args.proto).with_context(|| format!("--proto {}: unknown protocol", args.proto))?;
+    let proto = proto_number(&args.proto)
+        .with_context(|| format!("--proto {}: unknown protocol", args.proto))?;
     let version = IpVersion::of(&dst.ip());
     if let Some(src) = args.src {
         if IpVersion::of(&src) != version {
-            bail!("--src {src} and --dst {} are of different IP versions", args.dst);
+            bail!(
+                "--src {src} and --dst {} are of different IP versions",
+                args.dst
+            );
         }
     }
     let loopback = dst.ip().is_loopback();
@@ -122,7 +126,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         path: t.path.iter().map(|s| explain::step(&rules, s)).collect(),
         deciding_rule: explain::deciding(&rules, &t),
         possible: t.possible.clone(),
-        unknown: t.unknowns.iter().map(|u| explain::unknown(&rules, u)).collect(),
+        unknown: t
+            .unknowns
+            .iter()
+            .map(|u| explain::unknown(&rules, u))
+            .collect(),
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -135,7 +143,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 fn print_table(r: &Report) {
-    let port = r.redirect_port.map(|p| format!(" to local port {p}")).unwrap_or_default();
+    let port = r
+        .redirect_port
+        .map(|p| format!(" to local port {p}"))
+        .unwrap_or_default();
     println!("verdict   {}{port}", r.verdict.name());
     println!(
         "flow      {} {} {} -> {} via {}, uid {} gid {}{}",
@@ -171,11 +182,20 @@ fn print_table(r: &Report) {
         println!("possible  {}", names.join(", "));
     }
     for u in &r.unknown {
-        println!("unknown   {}: {}", cite_line(&u.at), super::text::clean(&u.unknown));
+        println!(
+            "unknown   {}: {}",
+            cite_line(&u.at),
+            super::text::clean(&u.unknown)
+        );
     }
     println!("path");
     for (i, s) in r.path.iter().enumerate() {
-        println!("  {:>2}. {:<48} {}", i + 1, cite_line(&s.at), super::text::clean(&s.effect));
+        println!(
+            "  {:>2}. {:<48} {}",
+            i + 1,
+            cite_line(&s.at),
+            super::text::clean(&s.effect)
+        );
         println!("      {}", rule_line(&s.at));
     }
 }

@@ -47,7 +47,11 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
             Dir::Dst => Some(patterns.iter().any(|p| p.matches(&pkt.oif)).into()),
             Dir::Src => None, // locally generated packets have no input device
         },
-        Test::Port { dir, protos, ranges } => {
+        Test::Port {
+            dir,
+            protos,
+            ranges,
+        } => {
             let applies = if protos.is_empty() {
                 PORT_PROTOCOLS.contains(&flow.proto)
             } else {

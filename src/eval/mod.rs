@@ -172,3 +172,6 @@ pub fn trace(rules: &Ruleset, flow: &Flow) -> Trace {
         nat_dst: first.nat_dst,
     }
 }
+
+#[cfg(test)]
+mod tests;

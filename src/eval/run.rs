@@ -107,9 +107,14 @@ impl Run {
     pub fn deciding(&self, rules: &Ruleset) -> Option<usize> {
         let last = |pred: &dyn Fn(&StepRef) -> bool| self.steps.iter().rposition(pred);
         match self.outcome.verdict {
-            Verdict::Captured => last(&|s| matches!(s.effect, Effect::Redirect(..) | Effect::Dnat(..))),
+            Verdict::Captured => {
+                last(&|s| matches!(s.effect, Effect::Redirect(..) | Effect::Dnat(..)))
+            }
             Verdict::Dropped => last(&|s| {
-                matches!(s.effect, Effect::Drop | Effect::Reject | Effect::Policy(Policy::Drop))
+                matches!(
+                    s.effect,
+                    Effect::Drop | Effect::Reject | Effect::Policy(Policy::Drop)
+                )
             }),
             Verdict::Unknown => last(&|s| matches!(s.effect, Effect::UnknownTarget(_))),
             Verdict::Bypass => {
@@ -118,7 +123,9 @@ impl Run {
                     .or_else(|| last(&|s| s.effect == Effect::Notrack))
                     .or_else(|| {
                         last(&|s| {
-                            s.nat && captures(s.table) && matches!(s.effect, Effect::Return | Effect::Accept)
+                            s.nat
+                                && captures(s.table)
+                                && matches!(s.effect, Effect::Return | Effect::Accept)
                         })
                     })
                     .or_else(|| last(&|s| s.nat && captures(s.table)))
@@ -153,7 +160,10 @@ impl Walker<'_> {
             }
             bases.sort();
             for (_, _, ti, ci) in bases {
-                let base = self.rules.tables[ti].chains[ci].base.as_ref().expect("base chain");
+                let base = self.rules.tables[ti].chains[ci]
+                    .base
+                    .as_ref()
+                    .expect("base chain");
                 let nat = base.chain_type == ChainType::Nat;
                 if nat {
                     let mapped = match hook {
@@ -272,31 +282,54 @@ impl Walker<'_> {
                     let goto = matches!(verdict, Action::Goto { .. });
                     step(if goto { Effect::Goto } else { Effect::Jump }, self);
                     let Some(target) = table.chains.iter().position(|c| &c.name == target) else {
-                        return self.unknown_end(ti, chain, at, "jump to a chain that does not exist");
+                        return self.unknown_end(
+                            ti,
+                            chain,
+                            at,
+                            "jump to a chain that does not exist",
+                        );
                     };
                     if !goto {
                         if stack.len() >= MAX_DEPTH {
-                            return self.unknown_end(ti, chain, at, "jumps nested too deep (a loop?)");
+                            return self.unknown_end(
+                                ti,
+                                chain,
+                                at,
+                                "jumps nested too deep (a loop?)",
+                            );
                         }
                         stack.push((chain, next));
                     }
                     (chain, next) = (target, 0);
                 }
                 Action::Redirect { ports } if nat => {
-                    let to = (self.flow.version.loopback(), ports.map_or(self.pkt.dport, |p| p.start));
+                    let to = (
+                        self.flow.version.loopback(),
+                        ports.map_or(self.pkt.dport, |p| p.start),
+                    );
                     step(Effect::Redirect(to.0, to.1), self);
                     self.map_dst(to);
                     return End::Accept;
                 }
                 Action::Dnat { addr, ports } if nat => {
-                    let to = (addr.unwrap_or(self.pkt.dst), ports.map_or(self.pkt.dport, |p| p.start));
+                    let to = (
+                        addr.unwrap_or(self.pkt.dst),
+                        ports.map_or(self.pkt.dport, |p| p.start),
+                    );
                     step(Effect::Dnat(to.0, to.1), self);
                     self.map_dst(to);
                     return End::Accept;
                 }
                 Action::Snat | Action::Masquerade if nat => {
                     let masq = matches!(verdict, Action::Masquerade);
-                    step(if masq { Effect::Masquerade } else { Effect::Snat }, self);
+                    step(
+                        if masq {
+                            Effect::Masquerade
+                        } else {
+                            Effect::Snat
+                        },
+                        self,
+                    );
                     self.pkt.src_mapped = true;
                     return End::Accept;
                 }
@@ -315,7 +348,9 @@ impl Walker<'_> {
                     step(Effect::UnknownTarget(name.clone()), self);
                     return self.unknown_end(ti, chain, at, &format!("target {name}"));
                 }
-                Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => unreachable!("not verdicts"),
+                Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => {
+                    unreachable!("not verdicts")
+                }
             }
         }
     }

@@ -11,7 +11,6 @@ use std::fmt;
 
 use crate::model::{Backend, DumpFormat, Family, Ruleset, Table};
 
-
 /// What to assume where a dump does not say: older `iptables-save` headers name no backend,
 /// and restore input with no addresses names no family.
 #[derive(Clone, Copy, Debug, Default)]

@@ -8,9 +8,8 @@ use serde_json::Value;
 
 use super::{ParseError, nft_text};
 use crate::model::{
-    Action, AddrType, Backend, BaseChain, Chain, ChainType, CtState, Dir, DumpFormat, Family,
-    Hook, IfacePattern, IpVersion, MarkReg, MarkSet, Match, Policy, Rule, Table, Test,
-    proto_number,
+    Action, AddrType, Backend, BaseChain, Chain, ChainType, CtState, Dir, DumpFormat, Family, Hook,
+    IfacePattern, IpVersion, MarkReg, MarkSet, Match, Policy, Rule, Table, Test, proto_number,
 };
 use crate::range::{AddrRange, IdRange, PortRange};
 
@@ -24,12 +23,22 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
         message,
     };
     let doc: Value = serde_json::from_str(text).map_err(|e| {
-        err(e.line(), None, format!("not valid JSON ({e}); expected `nft -j list ruleset` output"))
+        err(
+            e.line(),
+            None,
+            format!("not valid JSON ({e}); expected `nft -j list ruleset` output"),
+        )
     })?;
     let items = doc
         .get("nftables")
         .and_then(Value::as_array)
-        .ok_or_else(|| err(0, None, "no top-level \"nftables\" array; expected `nft -j list ruleset` output".into()))?;
+        .ok_or_else(|| {
+            err(
+                0,
+                None,
+                "no top-level \"nftables\" array; expected `nft -j list ruleset` output".into(),
+            )
+        })?;
 
     let mut tables: Vec<Table> = Vec::new();
     let mut sets: HashMap<(String, String, String), Value> = HashMap::new();
@@ -37,7 +46,8 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
         (str_of(&o["family"]), str_of(&o[table_key]))
     };
     for (i, item) in items.iter().enumerate() {
-        let at = |what: &str, msg: &str| err(0, Some(format!("nftables[{i}] {what}")), msg.to_string());
+        let at =
+            |what: &str, msg: &str| err(0, Some(format!("nftables[{i}] {what}")), msg.to_string());
         if let Some(t) = item.get("table") {
             let Some(family) = family_of(&str_of(&t["family"])) else {
                 continue; // arp, bridge, netdev: never see a locally generated IP packet's OUTPUT
@@ -52,7 +62,9 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
             });
         } else if let Some(c) = item.get("chain") {
             let (fam, tname) = key(c, "table");
-            let Some(table) = find_table(&mut tables, &fam, &tname) else { continue };
+            let Some(table) = find_table(&mut tables, &fam, &tname) else {
+                continue;
+            };
             table.chains.push(Chain {
                 name: str_of(&c["name"]),
                 base: base_chain(c).map_err(|m| at("chain", &m))?,
@@ -60,7 +72,10 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
             });
         } else if let Some(s) = item.get("set") {
             let (fam, tname) = key(s, "table");
-            sets.insert((fam, tname, str_of(&s["name"])), s.get("elem").cloned().unwrap_or(Value::Array(vec![])));
+            sets.insert(
+                (fam, tname, str_of(&s["name"])),
+                s.get("elem").cloned().unwrap_or(Value::Array(vec![])),
+            );
         } else if let Some(r) = item.get("rule") {
             let (fam, tname) = key(r, "table");
             let chain_name = str_of(&r["chain"]);
@@ -69,14 +84,18 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
                 .filter(|((f, t, _), _)| *f == fam && *t == tname)
                 .map(|((_, _, n), v)| (n.clone(), v.clone()))
                 .collect();
-            let Some(table) = find_table(&mut tables, &fam, &tname) else { continue };
+            let Some(table) = find_table(&mut tables, &fam, &tname) else {
+                continue;
+            };
             let family = table.family;
             let chain = table
                 .chains
                 .iter_mut()
                 .find(|c| c.name == chain_name)
                 .ok_or_else(|| at("rule", &format!("rule for unknown chain {chain_name}")))?;
-            let exprs = r["expr"].as_array().ok_or_else(|| at("rule", "rule has no \"expr\" array"))?;
+            let exprs = r["expr"]
+                .as_array()
+                .ok_or_else(|| at("rule", "rule has no \"expr\" array"))?;
             let mut rule = rule_from(exprs, family, &table_sets);
             rule.position = chain.rules.len() + 1;
             chain.rules.push(rule);
@@ -92,7 +111,9 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
 
 fn find_table<'t>(tables: &'t mut [Table], family: &str, name: &str) -> Option<&'t mut Table> {
     let family = family_of(family)?;
-    tables.iter_mut().find(|t| t.family == family && t.name == name)
+    tables
+        .iter_mut()
+        .find(|t| t.family == family && t.name == name)
 }
 
 fn family_of(name: &str) -> Option<Family> {
@@ -109,7 +130,11 @@ fn family_of(name: &str) -> Option<Family> {
 fn is_iptables_nft(table: &Table) -> bool {
     table.family != Family::Inet
         && XTABLES_TABLES.contains(&table.name.as_str())
-        && table.chains.iter().all(|c| c.base.is_none() || Hook::from_name(&c.name).is_some_and(|_| c.name.chars().all(|ch| ch.is_ascii_uppercase())))
+        && table.chains.iter().all(|c| {
+            c.base.is_none()
+                || Hook::from_name(&c.name)
+                    .is_some_and(|_| c.name.chars().all(|ch| ch.is_ascii_uppercase()))
+        })
 }
 
 fn base_chain(c: &Value) -> Result<Option<BaseChain>, String> {
@@ -126,7 +151,9 @@ fn base_chain(c: &Value) -> Result<Option<BaseChain>, String> {
         "route" => ChainType::Route,
         other => return Err(format!("unknown chain type {other}")),
     };
-    let priority = c["prio"].as_i64().ok_or("chain has a hook but no numeric \"prio\"")? as i32;
+    let priority = c["prio"]
+        .as_i64()
+        .ok_or("chain has a hook but no numeric \"prio\"")? as i32;
     let policy = match c["policy"].as_str().unwrap_or("accept") {
         "accept" => Policy::Accept,
         "drop" => Policy::Drop,
@@ -141,7 +168,11 @@ fn base_chain(c: &Value) -> Result<Option<BaseChain>, String> {
 }
 
 fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> Rule {
-    let text = exprs.iter().map(nft_text::statement).collect::<Vec<_>>().join(" ");
+    let text = exprs
+        .iter()
+        .map(nft_text::statement)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut matches = Vec::new();
     let mut actions = Vec::new();
     for stmt in exprs {
@@ -194,7 +225,10 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
             ports: body.get("port").and_then(port_range_of),
         },
         "dnat" => Action::Dnat {
-            addr: body.get("addr").and_then(|a| a.as_str()).and_then(|a| a.parse::<IpAddr>().ok()),
+            addr: body
+                .get("addr")
+                .and_then(|a| a.as_str())
+                .and_then(|a| a.parse::<IpAddr>().ok()),
             ports: body.get("port").and_then(port_range_of),
         },
         "tproxy" => Action::Tproxy {
@@ -212,7 +246,9 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
                 str_of(&body["name"])
             ),
         },
-        "queue" => Action::Unknown { name: "queue".into() },
+        "queue" => Action::Unknown {
+            name: "queue".into(),
+        },
         _ => return None,
     };
     Some(Some(action))
@@ -225,7 +261,10 @@ fn unknown_name(stmt: &Value) -> String {
             "xt match {} (values lost in nft -j; give iptables-nft-save output instead)",
             str_of(&xt["name"])
         ),
-        None => stmt.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default(),
+        None => stmt
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .unwrap_or_default(),
     }
 }
 
@@ -318,7 +357,12 @@ fn items(v: &Value, sets: &HashMap<String, Value>) -> Option<Vec<Item>> {
     Some(out)
 }
 
-fn collect_items(v: &Value, sets: &HashMap<String, Value>, out: &mut Vec<Item>, depth: u8) -> Option<()> {
+fn collect_items(
+    v: &Value,
+    sets: &HashMap<String, Value>,
+    out: &mut Vec<Item>,
+    depth: u8,
+) -> Option<()> {
     if depth > 4 {
         return None;
     }
@@ -336,10 +380,14 @@ fn collect_items(v: &Value, sets: &HashMap<String, Value>, out: &mut Vec<Item>, 
                 collect_items(set, sets, out, depth + 1)?;
             } else if let Some(e) = o.get("elem") {
                 collect_items(&e["val"], sets, out, depth + 1)?;
-            } else if let Some([a, b]) = o.get("range").and_then(Value::as_array).map(Vec::as_slice) {
+            } else if let Some([a, b]) = o.get("range").and_then(Value::as_array).map(Vec::as_slice)
+            {
                 out.push(Item::Range(a.clone(), b.clone()));
             } else if let Some(p) = o.get("prefix") {
-                out.push(Item::Prefix(p["addr"].as_str()?.to_string(), p["len"].as_u64()? as u8));
+                out.push(Item::Prefix(
+                    p["addr"].as_str()?.to_string(),
+                    p["len"].as_u64()? as u8,
+                ));
             } else {
                 return None;
             }
@@ -411,33 +459,76 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
         let field = p["field"].as_str()?;
         return match (proto, field) {
             ("ip" | "ip6", "saddr" | "daddr") => {
-                let version = if proto == "ip" { IpVersion::V4 } else { IpVersion::V6 };
+                let version = if proto == "ip" {
+                    IpVersion::V4
+                } else {
+                    IpVersion::V6
+                };
                 let ranges = list.iter().map(addr_item).collect::<Option<Vec<_>>>()?;
                 let dir = if field == "saddr" { Dir::Src } else { Dir::Dst };
-                Some((Test::Addr { dir, version, ranges }, Some(version)))
+                Some((
+                    Test::Addr {
+                        dir,
+                        version,
+                        ranges,
+                    },
+                    Some(version),
+                ))
             }
             ("ip", "protocol") | ("ip6", "nexthdr") => {
-                let version = if proto == "ip" { IpVersion::V4 } else { IpVersion::V6 };
-                Some((Test::Protocol { protos: protos(list)? }, Some(version)))
+                let version = if proto == "ip" {
+                    IpVersion::V4
+                } else {
+                    IpVersion::V6
+                };
+                Some((
+                    Test::Protocol {
+                        protos: protos(list)?,
+                    },
+                    Some(version),
+                ))
             }
             (_, "sport" | "dport") => {
                 let protos = match proto {
                     "th" => vec![],
                     p => vec![proto_number(p)?],
                 };
-                let ranges = list.iter().map(|i| num_range(i, u16::MAX as u64)).collect::<Option<Vec<_>>>()?;
-                let ranges = ranges.into_iter().map(|(a, b)| PortRange { start: a as u16, end: b as u16 }).collect();
+                let ranges = list
+                    .iter()
+                    .map(|i| num_range(i, u16::MAX as u64))
+                    .collect::<Option<Vec<_>>>()?;
+                let ranges = ranges
+                    .into_iter()
+                    .map(|(a, b)| PortRange {
+                        start: a as u16,
+                        end: b as u16,
+                    })
+                    .collect();
                 let dir = if field == "sport" { Dir::Src } else { Dir::Dst };
-                Some((Test::Port { dir, protos, ranges }, None))
+                Some((
+                    Test::Port {
+                        dir,
+                        protos,
+                        ranges,
+                    },
+                    None,
+                ))
             }
             _ => None,
         };
     }
     if let Some(meta) = left.get("meta") {
         return match meta["key"].as_str()? {
-            "l4proto" => Some((Test::Protocol { protos: protos(list)? }, None)),
+            "l4proto" => Some((
+                Test::Protocol {
+                    protos: protos(list)?,
+                },
+                None,
+            )),
             "nfproto" => {
-                let [Item::Scalar(Value::String(v))] = list else { return None };
+                let [Item::Scalar(Value::String(v))] = list else {
+                    return None;
+                };
                 let version = match v.as_str() {
                     "ipv4" => IpVersion::V4,
                     "ipv6" => IpVersion::V6,
@@ -448,13 +539,21 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
             "skuid" | "skgid" => {
                 let ranges = list
                     .iter()
-                    .map(|i| num_range(i, u32::MAX as u64).map(|(a, b)| IdRange { start: a as u32, end: b as u32 }))
+                    .map(|i| {
+                        num_range(i, u32::MAX as u64).map(|(a, b)| IdRange {
+                            start: a as u32,
+                            end: b as u32,
+                        })
+                    })
                     .collect::<Option<Vec<_>>>()?;
                 Some((
                     if meta["key"] == "skuid" {
                         Test::Uid { ranges }
                     } else {
-                        Test::Gid { ranges, suppl_groups: false }
+                        Test::Gid {
+                            ranges,
+                            suppl_groups: false,
+                        }
                     },
                     None,
                 ))
@@ -467,7 +566,11 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
                         _ => None,
                     })
                     .collect::<Option<Vec<_>>>()?;
-                let dir = if meta["key"] == "oifname" { Dir::Dst } else { Dir::Src };
+                let dir = if meta["key"] == "oifname" {
+                    Dir::Dst
+                } else {
+                    Dir::Src
+                };
                 Some((Test::Iface { dir, patterns }, None))
             }
             "mark" => mark_test(MarkReg::Mark, u32::MAX, list),
@@ -494,7 +597,11 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
         return mark_test(mark_reg(reg)?, mask.as_u64()? as u32, list);
     }
     if let Some(fib) = left.get("fib") {
-        let flags: Vec<&str> = fib["flags"].as_array()?.iter().filter_map(Value::as_str).collect();
+        let flags: Vec<&str> = fib["flags"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         if fib["result"] != "type" || !(flags.contains(&"daddr") || flags.contains(&"saddr")) {
             return None;
         }
@@ -505,8 +612,19 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()?;
-        let dir = if flags.contains(&"daddr") { Dir::Dst } else { Dir::Src };
-        return Some((Test::AddrType { dir, types, limit_iface_out: flags.contains(&"oif") }, None));
+        let dir = if flags.contains(&"daddr") {
+            Dir::Dst
+        } else {
+            Dir::Src
+        };
+        return Some((
+            Test::AddrType {
+                dir,
+                types,
+                limit_iface_out: flags.contains(&"oif"),
+            },
+            None,
+        ));
     }
     None
 }

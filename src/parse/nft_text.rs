@@ -102,7 +102,9 @@ pub(super) fn statement(stmt: &Value) -> String {
     match key.as_str() {
         "match" => {
             let left = &body["left"];
+            // nft spells out `==` after a bitwise expression, where it would be ambiguous.
             let op = match body["op"].as_str().unwrap_or("==") {
+                "==" if left.get("&").is_some() => "== ".to_string(),
                 "==" | "in" => String::new(),
                 other => format!("{other} "),
             };
@@ -120,8 +122,14 @@ pub(super) fn statement(stmt: &Value) -> String {
             None => "redirect".into(),
         },
         "dnat" | "snat" | "tproxy" => {
-            let family = body.get("family").map(|f| format!(" {}", s(f))).unwrap_or_default();
-            let addr = body.get("addr").map(|a| value(a, false, false)).unwrap_or_default();
+            let family = body
+                .get("family")
+                .map(|f| format!(" {}", s(f)))
+                .unwrap_or_default();
+            let addr = body
+                .get("addr")
+                .map(|a| value(a, false, false))
+                .unwrap_or_default();
             let port = body
                 .get("port")
                 .map(|p| format!(":{}", value(p, false, false)))
@@ -135,7 +143,11 @@ pub(super) fn statement(stmt: &Value) -> String {
         }
         "mangle" => {
             let target = &body["key"];
-            format!("{} set {}", lhs(target), mangle_value(&body["value"], is_mark(target)))
+            format!(
+                "{} set {}",
+                lhs(target),
+                mangle_value(&body["value"], is_mark(target))
+            )
         }
         "log" => match body.get("prefix") {
             Some(p) => format!("log prefix \"{}\"", s(p)),
@@ -156,7 +168,9 @@ fn mangle_value(v: &Value, hex: bool) -> String {
 }
 
 fn s(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// Anything the renderer does not know, shown as compact JSON rather than dropped.

@@ -28,8 +28,16 @@ pub(super) fn builtin_chains(table: &str) -> Option<&'static [(&'static str, i32
             ("OUTPUT", -100, Nat),
             ("POSTROUTING", 100, Nat),
         ],
-        "filter" => &[("INPUT", 0, Filter), ("FORWARD", 0, Filter), ("OUTPUT", 0, Filter)],
-        "security" => &[("INPUT", 50, Filter), ("FORWARD", 50, Filter), ("OUTPUT", 50, Filter)],
+        "filter" => &[
+            ("INPUT", 0, Filter),
+            ("FORWARD", 0, Filter),
+            ("OUTPUT", 0, Filter),
+        ],
+        "security" => &[
+            ("INPUT", 50, Filter),
+            ("FORWARD", 50, Filter),
+            ("OUTPUT", 50, Filter),
+        ],
         _ => return None,
     })
 }
@@ -96,8 +104,12 @@ pub(super) fn parse(file: &str, text: &str, hints: Hints) -> Result<Vec<Table>, 
                 return Err(ctx.err(Some(line), format!("table {} has no COMMIT", t.name)));
             }
             let name = name.trim();
-            let builtins = builtin_chains(name)
-                .ok_or_else(|| ctx.err(Some(name), "unknown table (expected raw, mangle, nat, filter or security)"))?;
+            let builtins = builtin_chains(name).ok_or_else(|| {
+                ctx.err(
+                    Some(name),
+                    "unknown table (expected raw, mangle, nat, filter or security)",
+                )
+            })?;
             open = Some(OpenTable {
                 name: name.to_string(),
                 line: ctx.line,
@@ -130,7 +142,12 @@ pub(super) fn parse(file: &str, text: &str, hints: Hints) -> Result<Vec<Table>, 
                 .or_else(|| family_from_versions(&table.versions))
                 .or(hints.family)
                 .unwrap_or(Family::Ipv4);
-            tables.push(finish(file, table, family, header_backend.or(hints.backend)));
+            tables.push(finish(
+                file,
+                table,
+                family,
+                header_backend.or(hints.backend),
+            ));
             continue;
         }
         read_line(&ctx, table, line)?;
@@ -197,13 +214,21 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
     };
     if let Some(decl) = line.strip_prefix(':') {
         let mut parts = decl.split_whitespace();
-        let name = parts.next().ok_or_else(|| ctx.err(Some(line), "chain name missing"))?;
+        let name = parts
+            .next()
+            .ok_or_else(|| ctx.err(Some(line), "chain name missing"))?;
         let policy = parts.next().unwrap_or("-");
         let chain = ensure_chain(table, name);
         if let Some(base) = chain.base.as_mut() {
             base.policy = parse_policy(ctx, policy)?;
         } else if policy != "-" {
-            return Err(ctx.err(Some(policy), format!("{name} is not a built-in chain of {}, it cannot have a policy", table.name)));
+            return Err(ctx.err(
+                Some(policy),
+                format!(
+                    "{name} is not a built-in chain of {}, it cannot have a policy",
+                    table.name
+                ),
+            ));
         }
         return Ok(());
     }
@@ -232,8 +257,12 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
         }
         "-F" | "--flush" => find_chain(ctx, table, &chain_name)?.rules.clear(),
         "-X" | "--delete-chain" => {
-            let idx = table.chains.iter().position(|c| c.name == chain_name && c.base.is_none());
-            let idx = idx.ok_or_else(|| ctx.err(Some(&chain_name), "no such user-defined chain"))?;
+            let idx = table
+                .chains
+                .iter()
+                .position(|c| c.name == chain_name && c.base.is_none());
+            let idx =
+                idx.ok_or_else(|| ctx.err(Some(&chain_name), "no such user-defined chain"))?;
             table.chains.remove(idx);
         }
         "-A" | "--append" | "-I" | "--insert" => {
@@ -272,7 +301,14 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
             let at = if insert {
                 let n = index.unwrap_or(1);
                 if n == 0 || n > chain.rules.len() + 1 {
-                    return Err(ctx.err(Some(&n.to_string()), format!("index of insertion too big: {} has {} rules", chain_name, chain.rules.len())));
+                    return Err(ctx.err(
+                        Some(&n.to_string()),
+                        format!(
+                            "index of insertion too big: {} has {} rules",
+                            chain_name,
+                            chain.rules.len()
+                        ),
+                    ));
                 }
                 n - 1
             } else {
@@ -280,7 +316,12 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
             };
             chain.rules.insert(at, rule);
         }
-        _ => return Err(ctx.err(Some(command), "unknown command (expected -A, -I, -N, -P, -F, -X, :CHAIN or COMMIT)")),
+        _ => {
+            return Err(ctx.err(
+                Some(command),
+                "unknown command (expected -A, -I, -N, -P, -F, -X, :CHAIN or COMMIT)",
+            ));
+        }
     }
     Ok(())
 }
@@ -305,13 +346,22 @@ fn ensure_chain<'t>(table: &'t mut OpenTable, name: &str) -> &'t mut Chain {
     table.chains.last_mut().expect("just pushed")
 }
 
-fn find_chain<'t>(ctx: &Ctx, table: &'t mut OpenTable, name: &str) -> Result<&'t mut Chain, ParseError> {
+fn find_chain<'t>(
+    ctx: &Ctx,
+    table: &'t mut OpenTable,
+    name: &str,
+) -> Result<&'t mut Chain, ParseError> {
     let t = table.name.clone();
     table
         .chains
         .iter_mut()
         .find(|c| c.name == name)
-        .ok_or_else(|| ctx.err(Some(name), format!("no chain {name} in table {t} (declare it with -N or :{name} -)")))
+        .ok_or_else(|| {
+            ctx.err(
+                Some(name),
+                format!("no chain {name} in table {t} (declare it with -N or :{name} -)"),
+            )
+        })
 }
 
 /// One shell-style word of a rule line, with where it starts so rule text keeps its quoting.
@@ -353,15 +403,24 @@ pub(super) fn tokenize(ctx: &Ctx, line: &str) -> Result<Vec<Token>, ParseError> 
                 text.push(c);
             }
         }
-        tokens.push(Token { text, offset: start });
+        tokens.push(Token {
+            text,
+            offset: start,
+        });
     }
     Ok(tokens)
 }
 
 /// Parses everything after `-A CHAIN`: generic options, `-m` modules, then `-j`/`-g`.
-fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<(Vec<Match>, Option<Action>), ParseError> {
+fn parse_rule_body(
+    ctx: &Ctx,
+    tokens: &[Token],
+) -> Result<(Vec<Match>, Option<Action>), ParseError> {
     let words: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
-    let mut cur = Cursor { words: &words, pos: 0 };
+    let mut cur = Cursor {
+        words: &words,
+        pos: 0,
+    };
     let mut matches = Vec::new();
     let mut action = None;
     let mut protos: Vec<u8> = Vec::new();
@@ -371,14 +430,21 @@ fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<(Vec<Match>, Option<Ac
             cur.next();
         }
         let start = cur.pos;
-        let opt = cur.next().ok_or_else(|| ctx.err(Some("!"), "`!` at the end of the rule"))?;
+        let opt = cur
+            .next()
+            .ok_or_else(|| ctx.err(Some("!"), "`!` at the end of the rule"))?;
         match opt {
             "-m" | "--match" => {
                 if negated {
-                    return Err(ctx.err(Some(opt), "`!` goes before a module's option, not before -m"));
+                    return Err(ctx.err(
+                        Some(opt),
+                        "`!` goes before a module's option, not before -m",
+                    ));
                 }
                 let name = cur.value(ctx, opt)?;
-                matches.extend(xtables_match::parse_module(ctx, name, &protos, &mut cur, start)?);
+                matches.extend(xtables_match::parse_module(
+                    ctx, name, &protos, &mut cur, start,
+                )?);
                 continue;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
@@ -435,17 +501,28 @@ fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<(Vec<Match>, Option<Ac
                 let name = match protos.first() {
                     Some(6) => "tcp",
                     Some(17) => "udp",
-                    _ => return Err(ctx.err(Some(opt), "option needs a `-m` module or `-p tcp|udp` before it")),
+                    _ => {
+                        return Err(ctx.err(
+                            Some(opt),
+                            "option needs a `-m` module or `-p tcp|udp` before it",
+                        ));
+                    }
                 };
                 cur.pos = if negated { start - 1 } else { start };
                 let text_start = cur.pos;
-                matches.extend(xtables_match::parse_module(ctx, name, &protos, &mut cur, text_start)?);
+                matches.extend(xtables_match::parse_module(
+                    ctx, name, &protos, &mut cur, text_start,
+                )?);
                 continue;
             }
             _ => return Err(ctx.err(Some(opt), "unknown option")),
         };
         let text = cur.text_since(if negated { start - 1 } else { start });
-        matches.push(Match { negated, test, text });
+        matches.push(Match {
+            negated,
+            test,
+            text,
+        });
     }
     Ok((matches, action))
 }
@@ -470,7 +547,11 @@ impl<'w> Cursor<'w> {
     /// The argument of `opt`; an option word there means the argument is missing.
     pub fn value(&mut self, ctx: &Ctx, opt: &str) -> Result<&'w str, ParseError> {
         match self.peek() {
-            Some(w) if !(w.starts_with('-') && w.len() > 1 && !w[1..].starts_with(|c: char| c.is_ascii_digit())) => {
+            Some(w)
+                if !(w.starts_with('-')
+                    && w.len() > 1
+                    && !w[1..].starts_with(|c: char| c.is_ascii_digit())) =>
+            {
                 self.pos += 1;
                 Ok(w)
             }
@@ -481,7 +562,10 @@ impl<'w> Cursor<'w> {
     /// Whether the next word is an option of the current module or target (not a generic one).
     pub fn at_module_option(&self) -> bool {
         match self.peek() {
-            Some("!") => self.words.get(self.pos + 1).is_some_and(|w| is_module_option(w)),
+            Some("!") => self
+                .words
+                .get(self.pos + 1)
+                .is_some_and(|w| is_module_option(w)),
             Some(w) => is_module_option(w),
             None => false,
         }
@@ -498,8 +582,18 @@ impl<'w> Cursor<'w> {
 
 fn is_module_option(word: &str) -> bool {
     const GENERIC: &[&str] = &[
-        "--protocol", "--source", "--src", "--destination", "--dst", "--in-interface",
-        "--out-interface", "--match", "--jump", "--goto", "--fragment", "--set-counters",
+        "--protocol",
+        "--source",
+        "--src",
+        "--destination",
+        "--dst",
+        "--in-interface",
+        "--out-interface",
+        "--match",
+        "--jump",
+        "--goto",
+        "--fragment",
+        "--set-counters",
     ];
     word.starts_with("--") && !GENERIC.contains(&word)
 }

@@ -24,8 +24,18 @@ pub(super) fn addr_test(ctx: &Ctx, dir: Dir, value: &str) -> Result<Test, ParseE
 }
 
 const KNOWN_MODULES: &[&str] = &[
-    "tcp", "udp", "sctp", "multiport", "owner", "mark", "connmark", "conntrack", "state",
-    "addrtype", "iprange", "comment",
+    "tcp",
+    "udp",
+    "sctp",
+    "multiport",
+    "owner",
+    "mark",
+    "connmark",
+    "conntrack",
+    "state",
+    "addrtype",
+    "iprange",
+    "comment",
 ];
 
 /// Reads every option of module `name` at the cursor; `text_start` is where the module's
@@ -100,11 +110,19 @@ fn option(
     prev: &mut [Match],
 ) -> Result<Option<Test>, ParseError> {
     let test = match (module, opt) {
-        ("tcp" | "udp" | "sctp", "--dport" | "--destination-port" | "--sport" | "--source-port") => {
+        (
+            "tcp" | "udp" | "sctp",
+            "--dport" | "--destination-port" | "--sport" | "--source-port",
+        ) => {
             let value = cur.value(ctx, opt)?;
-            let range = PortRange::parse(value).ok_or_else(|| ctx.err(Some(value), "not a port or port range"))?;
+            let range = PortRange::parse(value)
+                .ok_or_else(|| ctx.err(Some(value), "not a port or port range"))?;
             Test::Port {
-                dir: if opt.contains('d') { Dir::Dst } else { Dir::Src },
+                dir: if opt.contains('d') {
+                    Dir::Dst
+                } else {
+                    Dir::Src
+                },
                 protos: vec![crate::model::proto_number(module).expect("known module")],
                 ranges: vec![range],
             }
@@ -113,10 +131,16 @@ fn option(
             let value = cur.value(ctx, opt)?;
             let ranges = value
                 .split(',')
-                .map(|p| PortRange::parse(p).ok_or_else(|| ctx.err(Some(p), "not a port or port range")))
+                .map(|p| {
+                    PortRange::parse(p).ok_or_else(|| ctx.err(Some(p), "not a port or port range"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Test::Port {
-                dir: if opt.contains('d') { Dir::Dst } else { Dir::Src },
+                dir: if opt.contains('d') {
+                    Dir::Dst
+                } else {
+                    Dir::Src
+                },
                 protos: protos.to_vec(),
                 ranges,
             }
@@ -140,7 +164,9 @@ fn option(
             });
             match gid {
                 Some(flag) => *flag = true,
-                None => return Err(ctx.err(Some(opt), "--suppl-groups needs --gid-owner before it")),
+                None => {
+                    return Err(ctx.err(Some(opt), "--suppl-groups needs --gid-owner before it"));
+                }
             }
             Test::Always
         }
@@ -149,7 +175,11 @@ fn option(
             let value = cur.value(ctx, opt)?;
             let (v, mask) = mark_value(ctx, value)?;
             Test::Mark {
-                reg: if module == "mark" { MarkReg::Mark } else { MarkReg::CtMark },
+                reg: if module == "mark" {
+                    MarkReg::Mark
+                } else {
+                    MarkReg::CtMark
+                },
                 mask,
                 values: vec![(v & mask, v & mask)],
             }
@@ -158,7 +188,9 @@ fn option(
             let value = cur.value(ctx, opt)?;
             let states = value
                 .split(',')
-                .map(|s| CtState::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown conntrack state")))
+                .map(|s| {
+                    CtState::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown conntrack state"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Test::CtState { states }
         }
@@ -166,17 +198,26 @@ fn option(
             let value = cur.value(ctx, opt)?;
             let types = value
                 .split(',')
-                .map(|s| AddrType::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown address type")))
+                .map(|s| {
+                    AddrType::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown address type"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Test::AddrType {
-                dir: if opt == "--src-type" { Dir::Src } else { Dir::Dst },
+                dir: if opt == "--src-type" {
+                    Dir::Src
+                } else {
+                    Dir::Dst
+                },
                 types,
                 limit_iface_out: false,
             }
         }
         ("addrtype", "--limit-iface-out") => {
             for m in prev.iter_mut() {
-                if let Test::AddrType { limit_iface_out, .. } = &mut m.test {
+                if let Test::AddrType {
+                    limit_iface_out, ..
+                } = &mut m.test
+                {
                     *limit_iface_out = true;
                 }
             }
@@ -184,9 +225,14 @@ fn option(
         }
         ("iprange", "--src-range" | "--dst-range") => {
             let value = cur.value(ctx, opt)?;
-            let range = AddrRange::parse(value).ok_or_else(|| ctx.err(Some(value), "not an address range"))?;
+            let range = AddrRange::parse(value)
+                .ok_or_else(|| ctx.err(Some(value), "not an address range"))?;
             Test::Addr {
-                dir: if opt == "--src-range" { Dir::Src } else { Dir::Dst },
+                dir: if opt == "--src-range" {
+                    Dir::Src
+                } else {
+                    Dir::Dst
+                },
                 version: range.version(),
                 ranges: vec![range],
             }

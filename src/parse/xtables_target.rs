@@ -10,11 +10,32 @@ use crate::range::PortRange;
 
 /// Targets that never change a first packet's verdict: evaluation goes on after them.
 const NON_TERMINAL: &[&str] = &[
-    "LOG", "NFLOG", "ULOG", "CHECKSUM", "TCPMSS", "DSCP", "TOS", "TTL", "HL", "CLASSIFY",
-    "AUDIT", "TRACE", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED", "RATEEST", "TCPOPTSTRIP",
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "CHECKSUM",
+    "TCPMSS",
+    "DSCP",
+    "TOS",
+    "TTL",
+    "HL",
+    "CLASSIFY",
+    "AUDIT",
+    "TRACE",
+    "SECMARK",
+    "CONNSECMARK",
+    "IDLETIMER",
+    "LED",
+    "RATEEST",
+    "TCPOPTSTRIP",
 ];
 
-pub(super) fn parse(ctx: &Ctx, name: &str, goto: bool, cur: &mut Cursor) -> Result<Action, ParseError> {
+pub(super) fn parse(
+    ctx: &Ctx,
+    name: &str,
+    goto: bool,
+    cur: &mut Cursor,
+) -> Result<Action, ParseError> {
     if goto {
         return Ok(Action::Goto {
             chain: name.to_string(),
@@ -32,7 +53,8 @@ pub(super) fn parse(ctx: &Ctx, name: &str, goto: bool, cur: &mut Cursor) -> Resu
             ports: get("--to-ports").map(|p| port_range(ctx, p)).transpose()?,
         },
         "DNAT" => {
-            let to = get("--to-destination").ok_or_else(|| ctx.err(Some(name), "DNAT needs --to-destination"))?;
+            let to = get("--to-destination")
+                .ok_or_else(|| ctx.err(Some(name), "DNAT needs --to-destination"))?;
             let (addr, ports) = nat_to(ctx, to)?;
             Action::Dnat { addr, ports }
         }
@@ -46,7 +68,9 @@ pub(super) fn parse(ctx: &Ctx, name: &str, goto: bool, cur: &mut Cursor) -> Resu
         "CT" if has("--notrack") => Action::Notrack,
         "NOTRACK" => Action::Notrack,
         "CT" => Action::Continue { name: "CT".into() },
-        n if NON_TERMINAL.contains(&n) => Action::Continue { name: n.to_string() },
+        n if NON_TERMINAL.contains(&n) => Action::Continue {
+            name: n.to_string(),
+        },
         // A chain name, or an unknown target when no such chain exists (resolved at COMMIT).
         other => Action::Jump {
             chain: other.to_string(),
