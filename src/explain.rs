@@ -116,7 +116,7 @@ pub struct UnknownCite {
 
 pub fn unknown(rules: &Ruleset, u: &UnknownAt) -> UnknownCite {
     UnknownCite {
-        at: rule_ref(rules, u.table, u.chain, Some(u.rule)),
+        at: rule_ref(rules, u.table, u.chain, u.rule),
         unknown: u.what.clone(),
     }
 }

@@ -110,7 +110,8 @@ pub struct Trace {
 pub struct UnknownAt {
     pub table: usize,
     pub chain: usize,
-    pub rule: usize,
+    /// `None`: the chain as a whole (e.g. its place among same-priority chains).
+    pub rule: Option<usize>,
     pub what: String,
 }
 

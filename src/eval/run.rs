@@ -159,7 +159,8 @@ impl Walker<'_> {
                 }
             }
             bases.sort();
-            for (_, _, ti, ci) in bases {
+            let bases = self.order_ties(bases);
+            for (ti, ci) in bases {
                 let base = self.rules.tables[ti].chains[ci]
                     .base
                     .as_ref()
@@ -355,6 +356,75 @@ impl Walker<'_> {
         }
     }
 
+    /// Chains on one hook with the same priority run in registration order, newest first,
+    /// which no dump shows. When two or more such chains have rules, every order is
+    /// explored (a decision per place), so the verdict is unknown only if order matters.
+    fn order_ties(&mut self, bases: Vec<(i32, u8, usize, usize)>) -> Vec<(usize, usize)> {
+        let mut out = Vec::with_capacity(bases.len());
+        let mut rest = bases.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|b| b.0 == first.0).count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let (mut busy, idle): (Vec<_>, Vec<_>) =
+                group.iter().map(|b| (b.2, b.3)).partition(|&(t, c)| {
+                    let chain = &self.rules.tables[t].chains[c];
+                    !chain.rules.is_empty()
+                        || chain
+                            .base
+                            .as_ref()
+                            .is_some_and(|b| b.policy == Policy::Drop)
+                });
+            while busy.len() > 1 {
+                let (t, c) = busy[0];
+                let names: Vec<String> = busy
+                    .iter()
+                    .map(|&(t, c)| {
+                        let table = &self.rules.tables[t];
+                        format!(
+                            "{} {} {}/{}",
+                            table.backend.name(),
+                            table.family.name(),
+                            table.name,
+                            table.chains[c].name
+                        )
+                    })
+                    .collect();
+                let what = format!(
+                    "order of chains at priority {}: {} (registration order, not shown by dumps)",
+                    first.0,
+                    names.join(", ")
+                );
+                let pick = (1..busy.len()).find(|_| {
+                    self.decide(UnknownAt {
+                        table: t,
+                        chain: c,
+                        rule: None,
+                        what: what.clone(),
+                    })
+                });
+                out.push(busy.remove(pick.unwrap_or(0)));
+            }
+            out.extend(busy);
+            out.extend(idle);
+        }
+        out
+    }
+
+    /// Consumes the next choice for something unknown (false when none was given).
+    fn decide(&mut self, u: UnknownAt) -> bool {
+        let choice = self
+            .choices
+            .get(self.run.decisions.len())
+            .copied()
+            .unwrap_or(false);
+        self.run.decisions.push(choice);
+        if !self.run.unknowns.contains(&u) {
+            self.run.unknowns.push(u);
+        }
+        choice
+    }
+
     fn map_dst(&mut self, (addr, port): (IpAddr, u16)) {
         self.pkt.dst = addr;
         self.pkt.dport = port;
@@ -388,7 +458,7 @@ impl Walker<'_> {
         self.run.unknowns.push(UnknownAt {
             table,
             chain,
-            rule,
+            rule: Some(rule),
             what: what.to_string(),
         });
         End::Unknown
@@ -405,22 +475,16 @@ impl Walker<'_> {
             }
         }
         for m in unknown {
-            let i = self.run.decisions.len();
-            let choice = self.choices.get(i).copied().unwrap_or(false);
-            self.run.decisions.push(choice);
             let what = match &m.test {
                 crate::model::Test::Unknown { name } => format!("match {name}: {}", m.text),
                 _ => format!("{} (the packet's value is not known)", m.text),
             };
-            let u = UnknownAt {
+            let choice = self.decide(UnknownAt {
                 table: ti,
                 chain: ci,
-                rule: ri,
+                rule: Some(ri),
                 what,
-            };
-            if !self.run.unknowns.contains(&u) {
-                self.run.unknowns.push(u);
-            }
+            });
             if !choice {
                 return false;
             }

@@ -136,19 +136,35 @@ fn first_nat_mapping_wins() {
     let second = include_str!("../../testdata/nft-redirect-15002.json");
     let mut r = rules(&[(first, LEGACY)]);
     r.tables.extend(nft(second).tables);
-    // nft chain at priority -100 too, registered after legacy: legacy's mapping wins.
-    assert_eq!(
-        outcome(&r, &flow("10.0.0.5:80", 1, 1, &[])),
-        (Verdict::Captured, Some(15001))
-    );
-    // With the nft chain earlier (priority -200), the nft mapping wins.
+    // Both at priority -100: registration order decides, which dumps do not show.
+    let t = trace(&r, &flow("10.0.0.5:80", 1, 1, &[]));
+    assert_eq!(t.outcome.verdict, Verdict::Unknown);
+    let ports: Vec<_> = t.possible.iter().map(|o| o.redirect_port).collect();
+    assert_eq!(ports, [Some(15001), Some(15002)]);
+    assert!(t.unknowns[0].what.contains("registration order"));
+    // With the nft chain earlier (priority -150), the nft mapping wins.
     for t in &mut r.tables {
         for c in &mut t.chains {
             if let (Backend::Nftables, Some(b)) = (t.backend, c.base.as_mut()) {
-                b.priority = -200;
+                b.priority = -150;
             }
         }
     }
+    assert_eq!(
+        outcome(&r, &flow("10.0.0.5:80", 1, 1, &[])),
+        (Verdict::Captured, Some(15002))
+    );
+}
+
+#[test]
+fn same_priority_chains_that_agree_in_any_order_decide() {
+    let legacy = "*nat\n-A OUTPUT -m owner --uid-owner 1337 -j RETURN\nCOMMIT\n";
+    let r = {
+        let mut r = rules(&[(legacy, LEGACY)]);
+        r.tables
+            .extend(nft(include_str!("../../testdata/nft-redirect-15002.json")).tables);
+        r
+    };
     assert_eq!(
         outcome(&r, &flow("10.0.0.5:80", 1, 1, &[])),
         (Verdict::Captured, Some(15002))

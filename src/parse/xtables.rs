@@ -173,13 +173,13 @@ fn read_header(comment: &str, backend: &mut Option<Backend>, family: &mut Option
     } else {
         Family::Ipv4
     });
-    *backend = if rest.contains("(nf_tables)") || tool.contains("-nft") {
-        Some(Backend::IptablesNft)
-    } else if rest.contains("(legacy)") || tool.contains("-legacy") {
-        Some(Backend::IptablesLegacy)
+    // iptables-nft-save always says "(nf_tables)"; every other save tool is legacy
+    // (iptables-legacy-save prints plain "iptables-save v1.8.9", as versions before nft did).
+    *backend = Some(if rest.contains("(nf_tables)") || tool.contains("-nft") {
+        Backend::IptablesNft
     } else {
-        None
-    };
+        Backend::IptablesLegacy
+    });
 }
 
 fn is_command_log_line(line: &str) -> bool {
