@@ -236,12 +236,13 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
                         format!("0x{a:x}-0x{b:x}")
                     }
                 });
-                let masked = if *mask == u32::MAX {
-                    key.to_string()
+                if *mask == u32::MAX {
+                    format!("{key} {op}{}", set(vals))
                 } else {
-                    format!("{key} and 0x{mask:x}")
-                };
-                format!("{masked} {op}{}", set(vals))
+                    // After a bitwise expression nft needs the operator spelled out.
+                    let op = if m.negated { "!=" } else { "==" };
+                    format!("{key} and 0x{mask:x} {op} {}", set(vals))
+                }
             }
             Test::CtState { states } => {
                 let names: Vec<String> = states

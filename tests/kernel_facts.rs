@@ -255,7 +255,7 @@ fn iptables_nft_values_are_lost_in_nft_json_but_save_output_restores_them() {
             proto: 6,
             src: None,
             dst: "169.254.77.2".parse().unwrap(),
-            sport: None,
+            sport: meshleak::eval::SourcePort::DEFAULT_EPHEMERAL,
             dport: 80,
             oif: "eth0".into(),
             identity: meshleak::eval::Identity {

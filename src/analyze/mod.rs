@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::eval::{self, Flow, Identity, Verdict};
+use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::{self, RuleRef};
 use crate::model::{IpVersion, Ruleset, Test};
 pub use exemptions::Exemption;
@@ -222,8 +222,7 @@ fn evaluate(
                                         proto,
                                         src: Some(src),
                                         dst,
-                                        sport: has_ports(proto)
-                                            .then(|| space.sport.starts[spi] as u16),
+                                        sport: SourcePort::Bound(space.sport.starts[spi] as u16),
                                         dport: space.dport.starts[dpi] as u16,
                                         oif: oif.clone(),
                                         identity: id.clone(),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Format;
 use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
-use meshleak::eval::{self, Flow, Identity, Outcome, Verdict};
+use meshleak::eval::{self, Flow, Identity, Outcome, SourcePort, Verdict};
 use meshleak::explain::{self, Step, UnknownCite};
 use meshleak::model::{IpVersion, proto_name, proto_number};
 
@@ -38,7 +38,7 @@ pub struct Args {
     /// loopback address for loopback destinations, otherwise unknown).
     #[arg(long)]
     src: Option<IpAddr>,
-    /// Source port (default: ephemeral, unknown).
+    /// Source port the app binds (default: an ephemeral port from 32768-60999).
     #[arg(long)]
     sport: Option<u16>,
     /// The socket's SO_MARK.
@@ -98,7 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         proto,
         src: args.src.or_else(|| loopback.then(|| version.loopback())),
         dst: dst.ip(),
-        sport: args.sport,
+        sport: args
+            .sport
+            .map_or(SourcePort::DEFAULT_EPHEMERAL, SourcePort::Bound),
         dport: dst.port(),
         oif: args
             .oif

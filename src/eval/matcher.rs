@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{Flow, Packet};
+use super::{Flow, Packet, SourcePort};
 use crate::model::{AddrType, CtState, Dir, MarkReg, Match, Test};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,13 +61,22 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
                 None
             } else {
                 let port = match dir {
-                    Dir::Dst => Some(pkt.dport),
+                    Dir::Dst => SourcePort::Bound(pkt.dport),
                     Dir::Src => flow.sport,
                 };
-                match port {
-                    Some(p) => Some(ranges.iter().any(|r| r.contains(p)).into()),
-                    None => Some(Tri::Unknown),
-                }
+                Some(match port {
+                    SourcePort::Bound(p) => ranges.iter().any(|r| r.contains(p)).into(),
+                    // Any port of the range may be picked: decided only if all agree.
+                    SourcePort::Ephemeral(e) => {
+                        if ranges.iter().any(|r| r.start <= e.start && e.end <= r.end) {
+                            Tri::True
+                        } else if ranges.iter().all(|r| r.end < e.start || e.end < r.start) {
+                            Tri::False
+                        } else {
+                            Tri::Unknown
+                        }
+                    }
+                })
             }
         }
         Test::Uid { ranges } => Some(ranges.iter().any(|r| r.contains(flow.identity.uid)).into()),

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::model::{IpVersion, Ruleset};
+use crate::range::PortRange;
 pub use matcher::Tri;
 pub use run::{Effect, StepRef};
 
@@ -35,8 +36,7 @@ pub struct Flow {
     /// `None`: not known (tests on it are unknown).
     pub src: Option<IpAddr>,
     pub dst: IpAddr,
-    /// `None`: ephemeral, not known.
-    pub sport: Option<u16>,
+    pub sport: SourcePort,
     pub dport: u16,
     pub oif: String,
     pub identity: Identity,
@@ -44,6 +44,22 @@ pub struct Flow {
     pub mark: u32,
     /// The namespace's own addresses (route type LOCAL), besides loopback.
     pub local: Vec<IpAddr>,
+}
+
+/// A connection's source port: bound by the app, or an ephemeral port the kernel picks
+/// from `net.ipv4.ip_local_port_range`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourcePort {
+    Bound(u16),
+    Ephemeral(PortRange),
+}
+
+impl SourcePort {
+    /// Linux's default `ip_local_port_range`.
+    pub const DEFAULT_EPHEMERAL: SourcePort = SourcePort::Ephemeral(PortRange {
+        start: 32768,
+        end: 60999,
+    });
 }
 
 /// The packet's state as rules change it.

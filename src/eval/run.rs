@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::matcher::{self, Tri};
 use super::{Flow, Outcome, Packet, UnknownAt, Verdict};
-use crate::model::{Action, Backend, ChainType, Hook, MarkReg, Policy, Rule, Ruleset};
+use crate::model::{Action, Backend, ChainType, Hook, IpVersion, MarkReg, Policy, Rule, Ruleset};
 
 /// What a step did to the packet.
 #[derive(Clone, Debug, PartialEq)]
@@ -242,6 +242,10 @@ impl Walker<'_> {
                     }
                     Action::Notrack => self.pkt.untracked = true,
                     Action::Continue { .. } => {}
+                    // In an inet table `dnat ip to` does nothing to IPv6 packets (and the
+                    // reverse): the kernel's nft_nat_inet_eval skips it and the rule goes on.
+                    Action::Dnat { addr: Some(a), .. } if IpVersion::of(a) != self.flow.version => {
+                    }
                     other => {
                         verdict = Some(other);
                         break;

@@ -2,7 +2,7 @@
 //! the real kernel in `tests/kernel_facts.rs`.
 
 use super::*;
-use crate::model::Backend;
+use crate::model::{Action, Backend};
 use crate::parse::{Hints, combine, parse_dump};
 
 fn rules(dumps: &[(&str, Backend)]) -> Ruleset {
@@ -33,7 +33,7 @@ fn flow(dst: &str, uid: u32, gid: u32, groups: &[u32]) -> Flow {
         proto: 6,
         src: None,
         dst: dst.ip(),
-        sport: None,
+        sport: SourcePort::DEFAULT_EPHEMERAL,
         dport: dst.port(),
         oif: if dst.ip().is_loopback() { "lo" } else { "eth0" }.into(),
         identity: Identity {
@@ -327,4 +327,46 @@ fn udp_is_not_captured_by_tcp_rules_and_tcp_port_tests_skip_udp() {
     let mut f = flow("10.0.0.5:53", 1, 1, &[]);
     f.proto = 17;
     assert_eq!(outcome(&r, &f).0, Verdict::Bypass);
+}
+
+#[test]
+fn inet_dnat_of_the_other_family_is_a_no_op() {
+    let r = nft(include_str!("../../testdata/nft-features.json"));
+    // t6's rules are postrouting/prerouting; build one: dnat ip in an inet output chain.
+    let mut r2 = r.clone();
+    r2.tables.retain(|t| t.name == "t6");
+    let chain = &mut r2.tables[0].chains[0];
+    let base = chain.base.as_mut().unwrap();
+    base.hook = crate::model::Hook::Output;
+    base.priority = -100;
+    chain.rules = vec![crate::model::Rule {
+        position: 1,
+        text: "dnat ip to 127.0.0.1:15006".into(),
+        matches: vec![],
+        actions: vec![Action::Dnat {
+            addr: Some("127.0.0.1".parse().unwrap()),
+            ports: Some(crate::range::PortRange::single(15006)),
+        }],
+    }];
+    assert_eq!(
+        outcome(&r2, &flow("10.0.0.5:80", 1, 1, &[])),
+        (Verdict::Captured, Some(15006))
+    );
+    assert_eq!(
+        outcome(&r2, &flow("[fd00::5]:80", 1, 1, &[])).0,
+        Verdict::Bypass
+    );
+}
+
+#[test]
+fn ephemeral_source_ports_decide_rules_on_other_ports() {
+    let text = "*nat\n-A OUTPUT -p tcp --sport 1000:2000 -j RETURN\n-A OUTPUT -p tcp --sport 40000 -j ACCEPT\n-A OUTPUT -p tcp -j REDIRECT --to-ports 15001\nCOMMIT\n";
+    let r = rules(&[(text, NFT)]);
+    let t = trace(&r, &flow("10.0.0.5:80", 1, 1, &[]));
+    assert_eq!(t.outcome.verdict, Verdict::Unknown, "40000 may be picked");
+    let mut bound = flow("10.0.0.5:80", 1, 1, &[]);
+    bound.sport = SourcePort::Bound(1500);
+    assert_eq!(outcome(&r, &bound).0, Verdict::Bypass);
+    bound.sport = SourcePort::Bound(50000);
+    assert_eq!(outcome(&r, &bound).0, Verdict::Captured);
 }

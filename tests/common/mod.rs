@@ -40,6 +40,8 @@ pub fn is_root() -> bool {
 pub enum Kernel {
     Captured(u16),
     Bypass,
+    /// Refused locally (EPERM from a filter DROP, REJECT), or silently discarded: a DROP
+    /// in a nat chain gives connect() no error, the SYN just never leaves.
     Dropped,
 }
 
@@ -268,12 +270,12 @@ impl Lab {
             )
         } else {
             format!(
-                "exec 3<>/dev/tcp/{host}/{} || exit 9; timeout 2 dd bs=64 count=1 status=none <&3 || exit 8",
+                "exec 3<>/dev/tcp/{host}/{} || exit 9; dd bs=64 count=1 status=none <&3 || exit 8",
                 dst.port()
             )
         };
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.pod, "setpriv"])
+            .args(["netns", "exec", &self.pod, "timeout", "1", "setpriv"])
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={gid}"))
             .arg(&groups_arg)
@@ -296,7 +298,9 @@ impl Lab {
                     Kernel::Captured(port)
                 }
             }
-            (Some(9), _) => Kernel::Dropped,
+            // Listeners answer within microseconds; a second of silence is a drop.
+            (Some(9), _) | (Some(124), _) => Kernel::Dropped,
+            (Some(0), "") if udp => Kernel::Dropped,
             other => panic!("unexpected connection result {other:?} to {dst} (udp {udp})"),
         }
     }
@@ -515,7 +519,7 @@ pub fn flow_of(p: &Probe) -> meshleak::eval::Flow {
         proto: if p.udp { 17 } else { 6 },
         src: Some(if loopback { version.loopback() } else { pod }),
         dst: p.dst.ip(),
-        sport: None,
+        sport: meshleak::eval::SourcePort::DEFAULT_EPHEMERAL,
         dport: p.dst.port(),
         oif: if loopback || local { "lo" } else { "eth0" }.into(),
         identity: Identity {
