@@ -143,10 +143,13 @@ fn gen_matches(r: &mut Rng, syntax: Syntax, version: IpVersion) -> Vec<Match> {
                 limit_iface_out: false,
             },
         };
-        // iptables allows each generic option (-s, -d, -o) once per rule.
+        // iptables allows each generic option (-s, -d, -o) once per rule; and
+        // iptables-nft-save prints two `-m tcp --dport` of one rule as one (wrongly: the
+        // first's negation with the second's value), so dumps of such rules cannot be trusted.
         let generic = |t: &Test| match t {
             Test::Addr { dir, .. } => Some((0, *dir)),
             Test::Iface { dir, .. } => Some((1, *dir)),
+            Test::Port { dir, .. } => Some((2, *dir)),
             _ => None,
         };
         if matches!(syntax, Syntax::Xtables { .. })
@@ -279,7 +282,10 @@ fn gen_filter(r: &mut Rng, syntax: Syntax, version: IpVersion) -> TableSpec {
                 Action::Accept
             };
             let mut ms = gen_matches(r, syntax, version);
-            if r.chance(50) {
+            let has_dport = ms
+                .iter()
+                .any(|m| matches!(m.test, Test::Port { dir: Dir::Dst, .. }));
+            if !has_dport && r.chance(50) {
                 let proto = ms.iter().find_map(|m| match &m.test {
                     Test::Protocol { protos } => Some(protos[0]),
                     _ => None,

@@ -41,12 +41,11 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<E
             let chain = &table.chains[reach[i]];
             for rule in &chain.rules {
                 for a in &rule.actions {
-                    if let Action::Jump { chain } | Action::Goto { chain } = a {
-                        if let Some(t) = table.chains.iter().position(|c| &c.name == chain) {
-                            if !reach.contains(&t) {
-                                reach.push(t);
-                            }
-                        }
+                    if let Action::Jump { chain } | Action::Goto { chain } = a
+                        && let Some(t) = table.chains.iter().position(|c| &c.name == chain)
+                        && !reach.contains(&t)
+                    {
+                        reach.push(t);
                     }
                 }
             }
@@ -104,7 +103,8 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<E
 
 /// What an exemption turns on, most specific first: an identity exemption matters most.
 fn kind_of<'a>(tests: impl Iterator<Item = &'a Test> + Clone) -> &'static str {
-    let order: [(&str, fn(&Test) -> bool); 11] = [
+    type Kind = (&'static str, fn(&Test) -> bool);
+    let order: [Kind; 11] = [
         ("uid", |t| matches!(t, Test::Uid { .. })),
         ("gid", |t| matches!(t, Test::Gid { .. })),
         ("mark", |t| matches!(t, Test::Mark { .. })),

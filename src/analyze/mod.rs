@@ -71,10 +71,13 @@ pub struct TooLarge {
     pub max: usize,
 }
 
+/// One identity's result in a cell: the verdict and the deciding rule (index into cites).
+type CellResult = (Verdict, Option<usize>);
+
 /// Per family: each cell's coordinates and, per identity (reference first), its outcome.
 struct Evaluated {
     space: Space,
-    cells: Vec<(Coord, Vec<(Verdict, Option<usize>)>)>,
+    cells: Vec<(Coord, Vec<CellResult>)>,
 }
 
 pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, TooLarge> {
@@ -87,7 +90,7 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         families.push(evaluate(rules, version, &all, &mut cites)?);
     }
 
-    let captured_by_ref = |v: &(Verdict, Option<usize>)| v.0 == Verdict::Captured;
+    let captured_by_ref = |v: &CellResult| v.0 == Verdict::Captured;
     let meshed = families
         .iter()
         .any(|f| f.cells.iter().any(|(_, r)| captured_by_ref(&r[0])));
@@ -140,10 +143,10 @@ fn identity_report(
                 Verdict::Bypass => {
                     escaping_cells += 1;
                     esc.push((*c, verdict, rule));
-                    if let Some(cite) = rule.map(|i| &cites[i]) {
-                        if !rules.contains(cite) {
-                            rules.push(cite.clone());
-                        }
+                    if let Some(cite) = rule.map(|i| &cites[i])
+                        && !rules.contains(cite)
+                    {
+                        rules.push(cite.clone());
                     }
                 }
                 Verdict::Unknown => unk.push((*c, verdict, rule)),
@@ -314,3 +317,6 @@ fn free_id(used: &mut [crate::range::IdRange]) -> u32 {
     }
     next
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,7 +82,15 @@ pub fn merge(
                 .collect();
         }
         let p = space.protos[proto];
-        for b in boxes {
+        for mut b in boxes {
+            // Without lo, the loopback intervals were only filled in to reach "any".
+            if !b[0].iter().any(|i| space.oifs[*i] == "lo") {
+                for (dim, axis) in [(1, &space.src), (2, &space.dst)] {
+                    if b[dim].len() != axis.len() {
+                        b[dim].retain(|i| !space.addr(axis.starts[*i]).is_loopback());
+                    }
+                }
+            }
             let ports = |axis: &Axis, set: &BTreeSet<usize>| {
                 if has_ports(p) {
                     show(axis, set, |a, b| {

@@ -84,13 +84,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let proto = proto_number(&args.proto)
         .with_context(|| format!("--proto {}: unknown protocol", args.proto))?;
     let version = IpVersion::of(&dst.ip());
-    if let Some(src) = args.src {
-        if IpVersion::of(&src) != version {
-            bail!(
-                "--src {src} and --dst {} are of different IP versions",
-                args.dst
-            );
-        }
+    if let Some(src) = args.src
+        && IpVersion::of(&src) != version
+    {
+        bail!(
+            "--src {src} and --dst {} are of different IP versions",
+            args.dst
+        );
     }
     let loopback = dst.ip().is_loopback();
     let flow = Flow {

@@ -133,10 +133,10 @@ fn addr_type(addr: &IpAddr, flow: &Flow) -> AddrType {
     if addr.is_unspecified() {
         return AddrType::Unspec;
     }
-    if let IpAddr::V4(v4) = addr {
-        if v4.is_broadcast() {
-            return AddrType::Broadcast;
-        }
+    if let IpAddr::V4(v4) = addr
+        && v4.is_broadcast()
+    {
+        return AddrType::Broadcast;
     }
     AddrType::Unicast
 }

@@ -29,10 +29,10 @@ pub(super) fn lhs(v: &Value) -> String {
             .unwrap_or_default();
         return format!("fib {} {}", flags.join(" . "), s(&fib["result"]));
     }
-    if let Some(and) = v.get("&").and_then(Value::as_array) {
-        if let [l, r] = and.as_slice() {
-            return format!("{} & {}", lhs(l), hex_or_value(r, true));
-        }
+    if let Some(and) = v.get("&").and_then(Value::as_array)
+        && let [l, r] = and.as_slice()
+    {
+        return format!("{} & {}", lhs(l), hex_or_value(r, true));
     }
     compact(v)
 }
@@ -67,10 +67,10 @@ fn value(v: &Value, quote: bool, hex: bool) -> String {
                 let items: Vec<String> = set.iter().map(|i| value(i, quote, hex)).collect();
                 return format!("{{ {} }}", items.join(", "));
             }
-            if let Some(r) = o.get("range").and_then(Value::as_array) {
-                if let [a, b] = r.as_slice() {
-                    return format!("{}-{}", value(a, quote, hex), value(b, quote, hex));
-                }
+            if let Some(r) = o.get("range").and_then(Value::as_array)
+                && let [a, b] = r.as_slice()
+            {
+                return format!("{}-{}", value(a, quote, hex), value(b, quote, hex));
             }
             if let Some(p) = o.get("prefix") {
                 return format!("{}/{}", s(&p["addr"]), p["len"]);

@@ -269,11 +269,9 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
             let insert = command == "-I" || command == "--insert";
             let mut rest = 2;
             let mut index = None;
-            if insert {
-                if let Some(n) = tokens.get(2).and_then(|t| t.text.parse::<usize>().ok()) {
-                    index = Some(n);
-                    rest = 3;
-                }
+            if insert && let Some(n) = tokens.get(2).and_then(|t| t.text.parse::<usize>().ok()) {
+                index = Some(n);
+                rest = 3;
             }
             let body = &tokens[rest.min(tokens.len())..];
             let body_text = tokens
@@ -615,10 +613,10 @@ fn finish(file: &str, table: OpenTable, family: Family, backend: Option<Backend>
             // `-j NAME` is a jump only if NAME is a chain of this table; otherwise it is a
             // target meshleak does not know, and verdicts after it are unknown.
             for action in &mut rule.actions {
-                if let Action::Jump { chain: name } | Action::Goto { chain: name } = action {
-                    if !names.contains(name) {
-                        *action = Action::Unknown { name: name.clone() };
-                    }
+                if let Action::Jump { chain: name } | Action::Goto { chain: name } = action
+                    && !names.contains(name)
+                {
+                    *action = Action::Unknown { name: name.clone() };
                 }
             }
         }

@@ -1,0 +1,235 @@
+//! The command line as other tools use it: exit codes, JSON field names, error messages
+//! that name the input, and output that cannot carry terminal escapes.
+
+use std::process::Command;
+
+const ISTIO: &str = "testdata/istio-sidecar.rules";
+
+fn meshleak(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8(out.stdout).expect("utf-8"),
+        String::from_utf8(out.stderr).expect("utf-8"),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("valid JSON")
+}
+
+#[test]
+fn trace_seed_incident_json_contract() {
+    let (code, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        ISTIO,
+        "--uid",
+        "10001",
+        "--gid",
+        "1337",
+        "--dst",
+        "10.0.0.5:80",
+        "--proto",
+        "tcp",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "bypass exits 1");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "bypass");
+    assert!(v["redirect_port"].is_null());
+    assert_eq!(v["family"], "ipv4");
+    let step = &v["path"][1];
+    for field in [
+        "backend", "family", "table", "chain", "position", "rule", "effect",
+    ] {
+        assert!(step.get(field).is_some(), "path step lacks {field}: {step}");
+    }
+    assert_eq!(
+        step["rule"],
+        "-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN"
+    );
+    assert_eq!(step["position"], 7);
+    assert_eq!(v["deciding_rule"]["rule"], step["rule"]);
+}
+
+#[test]
+fn trace_captured_exits_zero_with_port() {
+    let (code, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        ISTIO,
+        "--uid",
+        "10001",
+        "--gid",
+        "10001",
+        "--dst",
+        "10.0.0.5:80",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v = json(&out);
+    assert_eq!(
+        (v["verdict"].as_str(), v["redirect_port"].as_u64()),
+        (Some("captured"), Some(15001))
+    );
+}
+
+#[test]
+fn trace_table_output_cites_the_rule() {
+    let (code, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        ISTIO,
+        "--uid",
+        "10001",
+        "--gid",
+        "1337",
+        "--dst",
+        "10.0.0.5:80",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("verdict   bypass"), "{out}");
+    assert!(out.contains("-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN"));
+}
+
+#[test]
+fn analyze_json_contract_and_exit_code() {
+    let (code, out, _) = meshleak(&[
+        "analyze",
+        "--rules",
+        ISTIO,
+        "--identity",
+        "10001:1337",
+        "--identity",
+        "10001:10001:4,5",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1);
+    let v = json(&out);
+    assert!(v["exemptions"].as_array().unwrap().len() >= 6);
+    assert!(!v["escapes"].as_array().unwrap().is_empty());
+    let ids = v["identities"].as_array().unwrap();
+    assert_eq!(ids[0]["verdict"], "bypass");
+    assert_eq!(
+        ids[0]["rules"][0]["rule"],
+        "-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN"
+    );
+    assert_eq!(
+        (ids[1]["uid"].as_u64(), ids[1]["gid"].as_u64()),
+        (Some(10001), Some(10001))
+    );
+    assert_eq!(ids[1]["groups"], serde_json::json!([4, 5]));
+    assert_eq!(ids[1]["verdict"], "captured");
+    let (code, _, _) = meshleak(&["analyze", "--rules", ISTIO, "--identity", "10001:10001"]);
+    assert_eq!(code, 0, "nothing bypasses");
+}
+
+#[test]
+fn combines_several_files_and_nft_json() {
+    let (code, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        "testdata/nft-redirect-15002.json",
+        "--uid",
+        "1",
+        "--gid",
+        "1",
+        "--dst",
+        "[fd00::1]:443",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["redirect_port"], 15002);
+    let (_, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        ISTIO,
+        "--rules",
+        "testdata/nft-redirect-15002.json",
+        "--uid",
+        "1",
+        "--gid",
+        "1337",
+        "--dst",
+        "10.0.0.1:80",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        json(&out)["verdict"],
+        "captured",
+        "the inet table still redirects what ISTIO_OUTPUT returns"
+    );
+}
+
+#[test]
+fn errors_exit_two_and_name_the_input() {
+    let (code, _, err) = meshleak(&[
+        "trace",
+        "--rules",
+        "no/such/file",
+        "--uid",
+        "1",
+        "--gid",
+        "1",
+        "--dst",
+        "10.0.0.1:80",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no/such/file"), "{err}");
+    let dir = std::env::temp_dir().join(format!("meshleak-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.rules");
+    std::fs::write(
+        &bad,
+        "*nat\n-A OUTPUT -p tcp --dport 70000 -j RETURN\nCOMMIT\n",
+    )
+    .unwrap();
+    let (code, _, err) = meshleak(&["analyze", "--rules", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.rules:2:") && err.contains("70000"),
+        "{err}"
+    );
+    let (code, _, err) = meshleak(&[
+        "trace", "--rules", ISTIO, "--uid", "1", "--gid", "1", "--dst", "10.0.0.1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--dst"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn output_never_carries_terminal_escapes() {
+    let dir = std::env::temp_dir().join(format!("meshleak-esc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("esc.rules");
+    std::fs::write(&f, "*nat\n:EVIL\u{1b}[2J - [0:0]\n-A OUTPUT -m comment --comment \"\u{1b}]0;pwned\u{7}\" -j EVIL\u{1b}[2J\n-A EVIL\u{1b}[2J -j RETURN\nCOMMIT\n").unwrap();
+    for args in [
+        vec!["trace", "--uid", "1", "--gid", "1", "--dst", "10.0.0.1:80"],
+        vec!["analyze"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--rules", f.to_str().unwrap()]);
+        let (_, out, err) = meshleak(&all);
+        assert!(
+            !out.contains('\u{1b}') && !err.contains('\u{1b}'),
+            "{out}{err}"
+        );
+        if args[0] == "trace" {
+            assert!(
+                out.contains("EVIL\\u{1b}[2J"),
+                "escapes are shown, not dropped: {out}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
