@@ -79,6 +79,7 @@ pub fn step(rules: &Ruleset, s: &StepRef) -> Step {
         Effect::Reject => "reject".into(),
         Effect::Redirect(a, p) => format!("redirect to {}", addr_port(a, *p)),
         Effect::Dnat(a, p) => format!("dnat to {}", addr_port(a, *p)),
+        Effect::Tproxy(p) => format!("tproxy to local port {p}"),
         Effect::Snat => "snat".into(),
         Effect::Masquerade => "masquerade".into(),
         Effect::SetMark(m, ct) => format!("mark 0x{m:x}, ctmark 0x{ct:x}"),

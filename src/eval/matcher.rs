@@ -43,9 +43,12 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
                 }
             }
         }
-        Test::Iface { dir, patterns } => match dir {
-            Dir::Dst => Some(patterns.iter().any(|p| p.matches(&pkt.oif)).into()),
-            Dir::Src => None, // locally generated packets have no input device
+        // Leaving, a packet has an output device and no input device; looped back to a
+        // local destination, it has input device lo and no output device.
+        Test::Iface { dir, patterns } => match (dir, pkt.looped) {
+            (Dir::Dst, false) => Some(patterns.iter().any(|p| p.matches(&pkt.oif)).into()),
+            (Dir::Src, true) => Some(patterns.iter().any(|p| p.matches("lo")).into()),
+            _ => None,
         },
         Test::Port {
             dir,

@@ -73,6 +73,11 @@ pub struct Packet {
     pub untracked: bool,
     pub dst_mapped: bool,
     pub src_mapped: bool,
+    /// Back in through lo to a local destination (PREROUTING/INPUT): no output device,
+    /// input device `lo`.
+    pub looped: bool,
+    /// The port a TPROXY rule handed the packet to.
+    pub tproxy: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -19,6 +19,8 @@ pub enum Effect {
     /// Destination rewritten to (address, port).
     Redirect(IpAddr, u16),
     Dnat(IpAddr, u16),
+    /// Handed to a transparent socket on this port (PREROUTING of a looped-back packet).
+    Tproxy(u16),
     Snat,
     Masquerade,
     /// New packet mark and conntrack mark.
@@ -95,6 +97,8 @@ impl Run {
                 untracked: false,
                 dst_mapped: false,
                 src_mapped: false,
+                looped: false,
+                tproxy: None,
             },
             budget: MAX_STEPS,
         };
@@ -146,7 +150,35 @@ fn backend_rank(b: Backend) -> u8 {
 
 impl Walker<'_> {
     fn walk(&mut self) {
-        for hook in [Hook::Output, Hook::Postrouting] {
+        if !self.hooks(&[Hook::Output, Hook::Postrouting]) {
+            return;
+        }
+        // A destination on this host loops back through lo: PREROUTING and INPUT run on
+        // it (NAT is already bound, so nat chains do not), and TPROXY there captures it.
+        let local = self.pkt.dst.is_loopback() || self.flow.local.contains(&self.pkt.dst);
+        if local {
+            self.pkt.looped = true;
+            if !self.hooks(&[Hook::Prerouting, Hook::Input]) {
+                return;
+            }
+        }
+        if let Some(port) = self.pkt.tproxy {
+            self.run.outcome = Outcome {
+                verdict: Verdict::Captured,
+                redirect_port: Some(port),
+            };
+        } else if self.pkt.dst_mapped && local {
+            self.run.outcome = Outcome {
+                verdict: Verdict::Captured,
+                redirect_port: Some(self.pkt.dport),
+            };
+        }
+    }
+
+    /// Runs every base chain of these hooks; false when the packet's fate is settled
+    /// (dropped, or unknown).
+    fn hooks(&mut self, hooks: &[Hook]) -> bool {
+        for &hook in hooks {
             let mut bases: Vec<(i32, u8, usize, usize)> = Vec::new();
             for (ti, t) in self.rules.tables.iter().enumerate() {
                 if !t.family.sees(self.flow.version) {
@@ -169,7 +201,9 @@ impl Walker<'_> {
                 if nat {
                     let mapped = match hook {
                         Hook::Output => self.pkt.dst_mapped,
-                        _ => self.pkt.src_mapped,
+                        Hook::Postrouting => self.pkt.src_mapped,
+                        // Both manips were bound on the way out.
+                        _ => true,
                     };
                     // Untracked packets skip NAT; a mapping set by an earlier nat chain wins.
                     if self.pkt.untracked || mapped {
@@ -180,22 +214,16 @@ impl Walker<'_> {
                     End::Accept => {}
                     End::Drop => {
                         self.run.outcome.verdict = Verdict::Dropped;
-                        return;
+                        return false;
                     }
                     End::Unknown => {
                         self.run.outcome.verdict = Verdict::Unknown;
-                        return;
+                        return false;
                     }
                 }
             }
         }
-        let local = self.pkt.dst.is_loopback() || self.flow.local.contains(&self.pkt.dst);
-        if self.pkt.dst_mapped && local {
-            self.run.outcome = Outcome {
-                verdict: Verdict::Captured,
-                redirect_port: Some(self.pkt.dport),
-            };
-        }
+        true
     }
 
     fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
@@ -338,8 +366,16 @@ impl Walker<'_> {
                     self.pkt.src_mapped = true;
                     return End::Accept;
                 }
-                // TPROXY only works in PREROUTING; NAT targets outside nat chains are refused
-                // by the kernel. Neither can appear on this path in a loaded ruleset.
+                // TPROXY hands the looped-back packet to the proxy's transparent socket
+                // (assumed listening, as the mesh runs it); evaluation of INPUT goes on.
+                Action::Tproxy { port } if self.pkt.looped => {
+                    let port = port.unwrap_or(self.pkt.dport);
+                    step(Effect::Tproxy(port), self);
+                    self.pkt.tproxy = Some(port);
+                    return End::Accept;
+                }
+                // NAT targets outside nat chains are refused by the kernel, and TPROXY works
+                // only in PREROUTING: neither can appear here in a loaded ruleset.
                 Action::Tproxy { .. }
                 | Action::Redirect { .. }
                 | Action::Dnat { .. }

@@ -52,6 +52,18 @@ fn restore_input_family_comes_from_addresses() {
 }
 
 #[test]
+fn a_repeated_table_without_addresses_is_the_ipv6_blob() {
+    let t = xt(
+        "iptables-save\nip6tables-save\n*mangle\nCOMMIT\n*nat\n-A OUTPUT -d 127.0.0.1/32 -j RETURN\nCOMMIT\n*mangle\nCOMMIT\n*nat\n-A OUTPUT -d ::1/128 -j RETURN\nCOMMIT\n",
+    );
+    let fams: Vec<_> = t.iter().map(|t| t.family).collect();
+    assert_eq!(
+        fams,
+        [Family::Ipv4, Family::Ipv4, Family::Ipv6, Family::Ipv6]
+    );
+}
+
+#[test]
 fn command_log_lines_select_family() {
     let t = xt(
         "iptables-save\nip6tables-save\n*nat\n-A OUTPUT -j RETURN\nCOMMIT\nip6tables-restore --noflush\n*nat\n-A OUTPUT -j RETURN\nCOMMIT\n",
@@ -275,4 +287,33 @@ impl Table {
             .find(|c| c.name == name)
             .expect("chain exists")
     }
+}
+
+#[test]
+fn abbreviated_long_options_resolve_like_getopt() {
+    let t = xt(
+        "*nat\n-A OUTPUT -p udp --dport 53 -j REDIRECT --to-port 15053\n-A OUTPUT -p tcp -m multiport --dport 1,2 --destination 10.0.0.0/8 -j RETURN\n-A OUTPUT -m owner --uid 7 -j RETURN\nCOMMIT\n",
+    );
+    let rules = &t[0].chain_named("OUTPUT").rules;
+    assert_eq!(
+        rules[0].actions[0],
+        Action::Redirect {
+            ports: Some(PortRange::single(15053))
+        }
+    );
+    assert!(matches!(&rules[1].matches[1].test, Test::Port { ranges, .. } if ranges.len() == 2));
+    assert!(matches!(
+        &rules[1].matches[2].test,
+        Test::Addr { dir: Dir::Dst, .. }
+    ));
+    assert!(matches!(&rules[2].matches[0].test, Test::Uid { .. }));
+    // Ambiguous prefixes are not guessed: `--s` could be --sport or --source-port.
+    assert!(matches!(
+        &xt("*nat\n-A OUTPUT -p tcp -m tcp --s 5 -j RETURN\nCOMMIT\n")[0]
+            .chain_named("OUTPUT")
+            .rules[0]
+            .matches[1]
+            .test,
+        Test::Unknown { .. }
+    ));
 }

@@ -86,17 +86,17 @@ pub(super) fn parse(file: &str, text: &str, hints: Hints) -> Result<Vec<Table>, 
             continue;
         }
         if open.is_none() && is_command_log_line(line) {
-            // Mesh test logs interleave the commands run with their restore input.
-            header_family = Some(if line.starts_with("ip6tables") {
-                Family::Ipv6
-            } else {
-                Family::Ipv4
-            });
-            header_backend = line
-                .split_whitespace()
-                .next()
-                .and_then(backend_from_command)
-                .or(header_backend);
+            // Mesh test logs interleave the commands run with their restore input. Only a
+            // restore command says what follows; `*-save` lines are state checks.
+            let word = line.split_whitespace().next().unwrap_or("");
+            if word.contains("restore") {
+                header_family = Some(if word.starts_with("ip6tables") {
+                    Family::Ipv6
+                } else {
+                    Family::Ipv4
+                });
+                header_backend = backend_from_command(word).or(header_backend);
+            }
             continue;
         }
         if let Some(name) = line.strip_prefix('*') {
@@ -138,10 +138,18 @@ pub(super) fn parse(file: &str, text: &str, hints: Hints) -> Result<Vec<Table>, 
         };
         if line == "COMMIT" {
             let table = open.take().expect("checked above");
+            // No header and no addresses: the hint, else IPv4 — unless this dump already
+            // had that table for IPv4: no tool prints a table twice per family, so a repeat
+            // is the IPv6 blob (mesh test logs put ip6tables-restore input after IPv4's).
             let family = header_family
                 .or_else(|| family_from_versions(&table.versions))
                 .or(hints.family)
-                .unwrap_or(Family::Ipv4);
+                .unwrap_or_else(|| {
+                    let repeat = tables
+                        .iter()
+                        .any(|t: &Table| t.name == table.name && t.family == Family::Ipv4);
+                    if repeat { Family::Ipv6 } else { Family::Ipv4 }
+                });
             tables.push(finish(
                 file,
                 table,
@@ -628,5 +636,18 @@ fn finish(file: &str, table: OpenTable, family: Family, backend: Option<Backend>
         chains,
         origin: file.to_string(),
         format: DumpFormat::IptablesSave,
+    }
+}
+
+/// getopt_long's rule, which iptables follows: a long option may be abbreviated to any
+/// prefix that names exactly one option (`--to-port` is `--to-ports`).
+pub(super) fn resolve_option<'k>(opt: &str, known: &[&'k str]) -> Option<&'k str> {
+    if let Some(exact) = known.iter().find(|k| **k == opt) {
+        return Some(exact);
+    }
+    let mut hits = known.iter().filter(|k| k.starts_with(opt) && opt.len() > 2);
+    match (hits.next(), hits.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
     }
 }

@@ -2,7 +2,7 @@
 //! tests. Modules meshleak does not model become one `Unknown` match holding their text.
 
 use super::ParseError;
-use super::xtables::{Ctx, Cursor};
+use super::xtables::{Ctx, Cursor, resolve_option};
 use crate::model::{AddrType, CtState, Dir, MarkReg, Match, Test};
 use crate::range::{AddrRange, IdRange, PortRange};
 
@@ -23,20 +23,68 @@ pub(super) fn addr_test(ctx: &Ctx, dir: Dir, value: &str) -> Result<Test, ParseE
     })
 }
 
-const KNOWN_MODULES: &[&str] = &[
-    "tcp",
-    "udp",
-    "sctp",
-    "multiport",
-    "owner",
-    "mark",
-    "connmark",
-    "conntrack",
-    "state",
-    "addrtype",
-    "iprange",
-    "comment",
-];
+/// Every long option of the modules meshleak reads, so abbreviations resolve as iptables
+/// resolves them; options read here but not modelled become unknown matches.
+fn known_options(module: &str) -> Option<&'static [&'static str]> {
+    Some(match module {
+        "tcp" => &[
+            "--source-port",
+            "--sport",
+            "--destination-port",
+            "--dport",
+            "--tcp-flags",
+            "--syn",
+            "--tcp-option",
+        ],
+        "udp" => &["--source-port", "--sport", "--destination-port", "--dport"],
+        "sctp" => &[
+            "--source-port",
+            "--sport",
+            "--destination-port",
+            "--dport",
+            "--chunk-types",
+        ],
+        "multiport" => &[
+            "--source-ports",
+            "--sports",
+            "--destination-ports",
+            "--dports",
+            "--ports",
+        ],
+        "owner" => &[
+            "--uid-owner",
+            "--gid-owner",
+            "--socket-exists",
+            "--suppl-groups",
+        ],
+        "mark" | "connmark" => &["--mark"],
+        "conntrack" => &[
+            "--ctstate",
+            "--ctproto",
+            "--ctorigsrc",
+            "--ctorigdst",
+            "--ctreplsrc",
+            "--ctrepldst",
+            "--ctorigsrcport",
+            "--ctorigdstport",
+            "--ctreplsrcport",
+            "--ctrepldstport",
+            "--ctstatus",
+            "--ctexpire",
+            "--ctdir",
+        ],
+        "state" => &["--state"],
+        "addrtype" => &[
+            "--src-type",
+            "--dst-type",
+            "--limit-iface-in",
+            "--limit-iface-out",
+        ],
+        "iprange" => &["--src-range", "--dst-range"],
+        "comment" => &["--comment"],
+        _ => return None,
+    })
+}
 
 /// Reads every option of module `name` at the cursor; `text_start` is where the module's
 /// text begins (`-m NAME`, or the first option when restore input leaves out `-m tcp`).
@@ -48,7 +96,7 @@ pub(super) fn parse_module(
     text_start: usize,
 ) -> Result<Vec<Match>, ParseError> {
     let mut out: Vec<Match> = Vec::new();
-    let known = KNOWN_MODULES.contains(&name);
+    let known = known_options(name).is_some();
     while cur.at_module_option() {
         let start = cur.pos;
         let negated = cur.peek() == Some("!");
@@ -56,9 +104,9 @@ pub(super) fn parse_module(
             cur.next();
         }
         let opt = cur.next().expect("at_module_option saw it");
-        let test = match known {
-            true => option(ctx, name, opt, protos, cur, &mut out)?,
-            false => None,
+        let test = match known_options(name).and_then(|k| resolve_option(opt, k)) {
+            Some(full) => option(ctx, name, full, protos, cur, &mut out)?,
+            None => None,
         };
         let test = match test {
             Some(Test::Always) => continue,

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::ParseError;
-use super::xtables::{Ctx, Cursor};
+use super::xtables::{Ctx, Cursor, resolve_option};
 use super::xtables_match::{mark_value, parse_u32};
 use crate::model::{Action, MarkReg, MarkSet};
 use crate::range::PortRange;
@@ -41,7 +41,17 @@ pub(super) fn parse(
             chain: name.to_string(),
         });
     }
-    let opts = options(cur);
+    let opts: Vec<(&str, &str)> = options(cur)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                target_options(name)
+                    .and_then(|known| resolve_option(k, known))
+                    .unwrap_or(k),
+                v,
+            )
+        })
+        .collect();
     let get = |key: &str| opts.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
     let has = |key: &str| opts.iter().any(|(k, _)| *k == key);
     Ok(match name {
@@ -75,6 +85,47 @@ pub(super) fn parse(
         other => Action::Jump {
             chain: other.to_string(),
         },
+    })
+}
+
+/// Long options of the targets meshleak reads, for abbreviation (`--to-port`).
+fn target_options(target: &str) -> Option<&'static [&'static str]> {
+    Some(match target {
+        "REDIRECT" => &["--to-ports", "--random"],
+        "DNAT" => &["--to-destination", "--random", "--persistent"],
+        "SNAT" => &["--to-source", "--random", "--random-fully", "--persistent"],
+        "MASQUERADE" => &["--to-ports", "--random", "--random-fully"],
+        "TPROXY" => &["--on-port", "--on-ip", "--tproxy-mark"],
+        "MARK" => &[
+            "--set-xmark",
+            "--set-mark",
+            "--and-mark",
+            "--or-mark",
+            "--xor-mark",
+        ],
+        "CONNMARK" => &[
+            "--set-xmark",
+            "--set-mark",
+            "--and-mark",
+            "--or-mark",
+            "--xor-mark",
+            "--save-mark",
+            "--restore-mark",
+            "--nfmask",
+            "--ctmask",
+            "--mask",
+        ],
+        "CT" => &[
+            "--notrack",
+            "--helper",
+            "--ctevents",
+            "--expevents",
+            "--zone",
+            "--zone-orig",
+            "--zone-reply",
+            "--timeout",
+        ],
+        _ => return None,
     })
 }
 

@@ -78,31 +78,44 @@ pub struct Lab {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn run(args: &[&str], stdin: Option<&str>) -> String {
+    try_run(args, stdin).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a command with optional input; Err holds its stderr and the input.
+pub fn try_run(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut child = Command::new(args[0])
         .args(&args[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", args[0]));
+        .map_err(|e| format!("cannot run {}: {e}", args[0]))?;
     let mut input = child.stdin.take().expect("piped");
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
+        input
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("write stdin: {e}"))?;
     }
     drop(input);
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{} failed: {}\n--- input ---\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr),
-        stdin.unwrap_or("")
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    let out = child.wait_with_output().map_err(|e| format!("wait: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}\n--- input ---\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            stdin.unwrap_or("")
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| "output is not UTF-8".to_string())
 }
 
 impl Lab {
     pub fn new() -> Lab {
+        Lab::with_ports(POD_PORTS)
+    }
+
+    /// A lab whose pod listens on `ports` (every port rules may redirect to must answer).
+    pub fn with_ports(ports: &[u16]) -> Lab {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}{}", std::process::id(), n);
         let (pod, peer) = (format!("mlpod{id}"), format!("mlpeer{id}"));
@@ -143,22 +156,30 @@ impl Lab {
             &["ip", "netns", "exec", &peer, "ip6tables-nft-restore"],
             Some(peer_rules),
         );
-        lab.server = Some(serve(&pod, &peer, lab.stop.clone(), lab.received.clone()));
+        lab.server = Some(serve(
+            &pod,
+            &peer,
+            ports,
+            lab.stop.clone(),
+            lab.received.clone(),
+        ));
         lab
     }
 
     /// Loads rules into the pod namespace with a real tool.
     pub fn load(&self, loader: Loader, text: &str) {
-        match loader {
-            Loader::Nft => run(
-                &["ip", "netns", "exec", &self.pod, "nft", "-f", "-"],
-                Some(text),
-            ),
-            other => run(
-                &["ip", "netns", "exec", &self.pod, other.command()],
-                Some(text),
-            ),
+        self.try_load(loader, text)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn try_load(&self, loader: Loader, text: &str) -> Result<(), String> {
+        let args: &[&str] = match loader {
+            Loader::Nft => &["nft", "-f", "-"],
+            other => &[other.command()],
         };
+        let mut all = vec!["ip", "netns", "exec", &self.pod];
+        all.extend(args);
+        try_run(&all, Some(text)).map(|_| ())
     }
 
     /// Removes every rule and table of every backend from the pod namespace.
@@ -350,27 +371,28 @@ fn enter(ns: &str) {
 fn serve(
     pod: &str,
     peer: &str,
+    ports: &[u16],
     stop: Arc<AtomicBool>,
     received: Arc<Mutex<Vec<(String, String)>>>,
 ) -> JoinHandle<()> {
-    let (pod, peer) = (pod.to_string(), peer.to_string());
+    let (pod, peer, ports) = (pod.to_string(), peer.to_string(), ports.to_vec());
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
         let mut tcp: Vec<(TcpListener, String)> = Vec::new();
         let mut udp: Vec<(UdpSocket, String)> = Vec::new();
         enter(&pod);
-        for &port in POD_PORTS {
+        for &port in &ports {
             for addr in ["0.0.0.0", "::"] {
                 let sa = SocketAddr::new(addr.parse().unwrap(), port);
-                tcp.push((bind_tcp(sa), format!("A{port}\n")));
-                udp.push((bind_udp(sa), format!("A{port}\n")));
+                tcp.push((bind_tcp(sa, true), format!("A{port}\n")));
+                udp.push((bind_udp(sa, true), format!("A{port}\n")));
             }
         }
         enter(&peer);
         for addr in ["0.0.0.0", "::"] {
             let sa = SocketAddr::new(addr.parse().unwrap(), 7777);
-            tcp.push((bind_tcp(sa), "B\n".into()));
-            udp.push((bind_udp(sa), "B\n".into()));
+            tcp.push((bind_tcp(sa, false), "B\n".into()));
+            udp.push((bind_udp(sa, false), "B\n".into()));
         }
         tx.send(()).expect("ready");
         let mut buf = [0u8; 64];
@@ -402,21 +424,22 @@ fn serve(
     handle
 }
 
-fn bind_tcp(sa: SocketAddr) -> TcpListener {
-    let l = socket_v6only(sa, libc::SOCK_STREAM);
+fn bind_tcp(sa: SocketAddr, transparent: bool) -> TcpListener {
+    let l = socket_v6only(sa, libc::SOCK_STREAM, transparent);
     let l = TcpListener::from(l);
     l.set_nonblocking(true).unwrap();
     l
 }
 
-fn bind_udp(sa: SocketAddr) -> UdpSocket {
-    let s = UdpSocket::from(socket_v6only(sa, libc::SOCK_DGRAM));
+fn bind_udp(sa: SocketAddr, transparent: bool) -> UdpSocket {
+    let s = UdpSocket::from(socket_v6only(sa, libc::SOCK_DGRAM, transparent));
     s.set_nonblocking(true).unwrap();
     s
 }
 
 /// A bound socket; IPv6 ones are v6-only so IPv4 and IPv6 listeners can share a port.
-fn socket_v6only(sa: SocketAddr, kind: i32) -> std::os::fd::OwnedFd {
+/// `transparent`: IP_TRANSPARENT, as a mesh proxy sets it, so TPROXY can hand it packets.
+fn socket_v6only(sa: SocketAddr, kind: i32, transparent: bool) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     let domain = if sa.is_ipv6() {
         libc::AF_INET6
@@ -436,6 +459,14 @@ fn socket_v6only(sa: SocketAddr, kind: i32) -> std::os::fd::OwnedFd {
             &one as *const _ as *const _,
             size,
         );
+        if transparent {
+            let (level, opt) = if sa.is_ipv6() {
+                (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
+            } else {
+                (libc::SOL_IP, libc::IP_TRANSPARENT)
+            };
+            libc::setsockopt(fd, level, opt, &one as *const _ as *const _, size);
+        }
         if sa.is_ipv6() {
             libc::setsockopt(
                 fd,
