@@ -27,15 +27,18 @@ build:
 demo: setup build
 	@sh scripts/demo.sh $(BIN)
 
-# Unit, property and CLI tests, then the kernel differential tests (root, namespaces).
+# Unit, property and CLI tests, the kernel fact and differential tests (root, namespaces),
+# then conformance on the mesh corpus when it is there (CI has it beside the clone).
 test: setup
 	$(CARGO) build --release --locked --all-targets
 	$(CARGO) test --release --locked
+	@if [ -d "$(CORPUS)" ]; then $(MAKE) --no-print-directory conformance CORPUS="$(CORPUS)"; \
+	else echo "conformance: skipped, no corpus at $(CORPUS) (set CORPUS=DIR)"; fi
 
 # Loads every rule set of a mesh corpus into throwaway namespaces and checks that
 # meshleak's verdicts equal what the kernel does (root).
 conformance: setup
-	MESHLEAK_CORPUS=$(abspath $(CORPUS)) $(CARGO) test --release --locked --test conformance -- --ignored --nocapture
+	MESHLEAK_CORPUS=$(abspath $(CORPUS)) $(CARGO) test --release --locked --test conformance -- --ignored
 
 lint:
 	$(CARGO) fmt --check

@@ -158,13 +158,22 @@ impl PortRange {
     }
 }
 
+/// `N` or `A-B`, as nft prints ranges of ports and ids.
+fn fmt_span<T: fmt::Display + PartialEq>(
+    f: &mut fmt::Formatter<'_>,
+    start: T,
+    end: T,
+) -> fmt::Result {
+    if start == end {
+        write!(f, "{start}")
+    } else {
+        write!(f, "{start}-{end}")
+    }
+}
+
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.start == self.end {
-            write!(f, "{}", self.start)
-        } else {
-            write!(f, "{}-{}", self.start, self.end)
-        }
+        fmt_span(f, self.start, self.end)
     }
 }
 
@@ -193,11 +202,7 @@ impl IdRange {
 
 impl fmt::Display for IdRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.start == self.end {
-            write!(f, "{}", self.start)
-        } else {
-            write!(f, "{}-{}", self.start, self.end)
-        }
+        fmt_span(f, self.start, self.end)
     }
 }
 

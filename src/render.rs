@@ -62,14 +62,14 @@ pub fn xtables_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
                 }
             }
             Test::Uid { ranges } if ranges.len() == 1 => {
-                format!("-m owner {not}--uid-owner {}", ids(&ranges[0]))
+                format!("-m owner {not}--uid-owner {}", ranges[0])
             }
             Test::Gid {
                 ranges,
                 suppl_groups,
             } if ranges.len() == 1 => format!(
                 "-m owner {not}--gid-owner {}{}",
-                ids(&ranges[0]),
+                ranges[0],
                 if *suppl_groups { " --suppl-groups" } else { "" }
             ),
             Test::SocketExists => format!("-m owner {not}--socket-exists"),
@@ -218,11 +218,17 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
                     set(ranges.iter().map(PortRange::to_string))
                 )
             }
-            Test::Uid { ranges } => format!("meta skuid {op}{}", set(ranges.iter().map(ids))),
+            Test::Uid { ranges } => format!(
+                "meta skuid {op}{}",
+                set(ranges.iter().map(IdRange::to_string))
+            ),
             Test::Gid {
                 ranges,
                 suppl_groups: false,
-            } => format!("meta skgid {op}{}", set(ranges.iter().map(ids))),
+            } => format!(
+                "meta skgid {op}{}",
+                set(ranges.iter().map(IdRange::to_string))
+            ),
             Test::Mark { reg, mask, values } => {
                 let key = if *reg == MarkReg::Mark {
                     "meta mark"
@@ -330,10 +336,6 @@ fn xt_ports(p: &PortRange) -> String {
     } else {
         format!("{}:{}", p.start, p.end)
     }
-}
-
-fn ids(r: &IdRange) -> String {
-    r.to_string()
 }
 
 fn addr_type_name(t: &AddrType) -> String {

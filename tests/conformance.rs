@@ -35,7 +35,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         } else if !matches!(
             p.extension().and_then(|e| e.to_str()),
             Some("md" | "json" | "xml" | "yml" | "yaml" | "conf")
-        ) && !p.file_name().is_some_and(|n| n == "SOURCE.txt")
+        ) && p.file_name().is_none_or(|n| n != "SOURCE.txt")
         {
             out.push(p);
         }

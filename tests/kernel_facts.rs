@@ -278,3 +278,38 @@ fn iptables_nft_values_are_lost_in_nft_json_but_save_output_restores_them() {
         &[(probe(10001, 1337, &[], false, PEER80), Kernel::Bypass)],
     );
 }
+
+#[test]
+fn local_destinations_loop_back_through_prerouting_and_input() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    // Istio's TPROXY mode: traffic to the pod's own address re-enters through lo, where
+    // mangle PREROUTING hands it to the proxy's transparent socket.
+    lab.load(Loader::IptablesNft, concat!(
+        "*mangle\n:ISTIO_TPROXY - [0:0]\n",
+        "-A PREROUTING -p tcp -i lo ! -d 127.0.0.1/32 -m tcp --dport 8080 -j ISTIO_TPROXY\n",
+        "-A ISTIO_TPROXY -p tcp -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x539/0xffffffff\n",
+        "COMMIT\n",
+        "*filter\n-A INPUT -p udp -i lo -m udp --dport 8080 -j DROP\nCOMMIT\n"
+    ));
+    expect(
+        &lab,
+        &[
+            (
+                probe(10001, 10001, &[], false, "169.254.77.1:8080"),
+                Kernel::Captured(15006),
+            ),
+            (
+                probe(10001, 10001, &[], false, "127.0.0.1:8080"),
+                Kernel::Bypass,
+            ),
+            (
+                probe(10001, 10001, &[], true, "169.254.77.1:8080"),
+                Kernel::Dropped,
+            ),
+            (probe(10001, 10001, &[], false, PEER80), Kernel::Bypass),
+        ],
+    );
+}

@@ -559,13 +559,7 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
                 ))
             }
             "oifname" | "iifname" => {
-                let patterns = list
-                    .iter()
-                    .map(|i| match i {
-                        Item::Scalar(Value::String(s)) => Some(IfacePattern::parse(s)),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<_>>>()?;
+                let patterns = strings(list, |s| Some(IfacePattern::parse(s)))?;
                 let dir = if meta["key"] == "oifname" {
                     Dir::Dst
                 } else {
@@ -580,13 +574,7 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
     if let Some(ct) = left.get("ct") {
         return match ct["key"].as_str()? {
             "state" => {
-                let states = list
-                    .iter()
-                    .map(|i| match i {
-                        Item::Scalar(Value::String(s)) => CtState::from_name(s),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<_>>>()?;
+                let states = strings(list, CtState::from_name)?;
                 Some((Test::CtState { states }, None))
             }
             "mark" => mark_test(MarkReg::CtMark, u32::MAX, list),
@@ -605,13 +593,7 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
         if fib["result"] != "type" || !(flags.contains(&"daddr") || flags.contains(&"saddr")) {
             return None;
         }
-        let types = list
-            .iter()
-            .map(|i| match i {
-                Item::Scalar(Value::String(s)) => AddrType::from_name(s),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let types = strings(list, AddrType::from_name)?;
         let dir = if flags.contains(&"daddr") {
             Dir::Dst
         } else {
@@ -627,6 +609,16 @@ fn test_from(left: &Value, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {
         ));
     }
     None
+}
+
+/// String items (`ct state`, `fib ... type`, interface names), each mapped by `f`.
+fn strings<T>(list: &[Item], f: impl Fn(&str) -> Option<T>) -> Option<Vec<T>> {
+    list.iter()
+        .map(|i| match i {
+            Item::Scalar(Value::String(s)) => f(s),
+            _ => None,
+        })
+        .collect()
 }
 
 fn mark_test(reg: MarkReg, mask: u32, list: &[Item]) -> Option<(Test, Option<IpVersion>)> {

@@ -6,12 +6,22 @@ use super::xtables::{Ctx, Cursor, resolve_option};
 use crate::model::{AddrType, CtState, Dir, MarkReg, Match, Test};
 use crate::range::{AddrRange, IdRange, PortRange};
 
+/// A comma-separated option value, each item parsed by `parse`; `what` names a bad item.
+fn list<T>(
+    ctx: &Ctx,
+    value: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ParseError> {
+    value
+        .split(',')
+        .map(|item| parse(item).ok_or_else(|| ctx.err(Some(item), what.to_string())))
+        .collect()
+}
+
 /// `-s`/`-d` value: a comma-separated list of addresses or networks.
 pub(super) fn addr_test(ctx: &Ctx, dir: Dir, value: &str) -> Result<Test, ParseError> {
-    let ranges = value
-        .split(',')
-        .map(|v| AddrRange::parse(v).ok_or_else(|| ctx.err(Some(v), "not an address or network")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ranges = list(ctx, value, "not an address or network", AddrRange::parse)?;
     let version = ranges[0].version();
     if ranges.iter().any(|r| r.version() != version) {
         return Err(ctx.err(Some(value), "mixes IPv4 and IPv6 addresses"));
@@ -177,12 +187,7 @@ fn option(
         }
         ("multiport", "--dports" | "--destination-ports" | "--sports" | "--source-ports") => {
             let value = cur.value(ctx, opt)?;
-            let ranges = value
-                .split(',')
-                .map(|p| {
-                    PortRange::parse(p).ok_or_else(|| ctx.err(Some(p), "not a port or port range"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let ranges = list(ctx, value, "not a port or port range", PortRange::parse)?;
             Test::Port {
                 dir: if opt.contains('d') {
                     Dir::Dst
@@ -234,22 +239,12 @@ fn option(
         }
         ("conntrack", "--ctstate") | ("state", "--state") => {
             let value = cur.value(ctx, opt)?;
-            let states = value
-                .split(',')
-                .map(|s| {
-                    CtState::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown conntrack state"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let states = list(ctx, value, "unknown conntrack state", CtState::from_name)?;
             Test::CtState { states }
         }
         ("addrtype", "--src-type" | "--dst-type") => {
             let value = cur.value(ctx, opt)?;
-            let types = value
-                .split(',')
-                .map(|s| {
-                    AddrType::from_name(s).ok_or_else(|| ctx.err(Some(s), "unknown address type"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let types = list(ctx, value, "unknown address type", AddrType::from_name)?;
             Test::AddrType {
                 dir: if opt == "--src-type" {
                     Dir::Src

@@ -1,0 +1,12 @@
+//! `nft -j list ruleset` JSON: any bytes give tables or a ParseError, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use meshleak::parse::{parse_dump, Hints};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse_dump("fuzz.json", &format!("{{\"nftables\": {text}}}"), Hints::default());
+        let _ = parse_dump("fuzz.json", text, Hints::default());
+    }
+});
