@@ -432,16 +432,6 @@ pub enum Action {
     },
 }
 
-impl Action {
-    /// Whether this statement ends evaluation of the current chain.
-    pub fn is_verdict(&self) -> bool {
-        !matches!(
-            self,
-            Action::SetMark(_) | Action::Notrack | Action::Continue { .. }
-        )
-    }
-}
-
 /// Well-known protocol numbers and their names as iptables and nft print them.
 pub fn proto_number(name: &str) -> Option<u8> {
     Some(match name.to_ascii_lowercase().as_str() {

@@ -4,9 +4,10 @@ use anyhow::Context;
 
 use super::Format;
 use super::input::RulesArgs;
-use super::text::{cite_line, clean, rule_line};
+use super::text::{cite_line, rule_line};
 use meshleak::analyze::{self, Analysis, IdentityVerdict, Region};
 use meshleak::eval::Identity;
+use meshleak::sanitize::sanitize;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,7 +97,7 @@ fn print_table(a: &Analysis) {
                 println!("  {:<10} {}", e.kind, cite_line(rule));
                 println!("  {:<10} {}", "", rule_line(rule));
             }
-            None => println!("  {:<10} {}", e.kind, clean(&e.conditions.join("; "))),
+            None => println!("  {:<10} {}", e.kind, sanitize(&e.conditions.join("; "))),
         }
     }
     println!();
@@ -150,7 +151,7 @@ fn region_line(r: &Region) -> String {
         r.verdict.name(),
         r.family,
         r.protocol,
-        clean(&list(&r.oif)),
+        sanitize(&list(&r.oif)),
         list(&r.dst)
     );
     if !r.dport.is_empty() {

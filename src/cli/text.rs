@@ -3,14 +3,10 @@
 use meshleak::explain::RuleRef;
 use meshleak::sanitize::sanitize;
 
-pub fn clean(text: &str) -> String {
-    sanitize(text)
-}
-
 /// `iptables-nft ipv4 nat/ISTIO_OUTPUT #7` (or `policy` for a chain policy).
 pub fn cite_line(r: &RuleRef) -> String {
     let pos = r.position.map_or("policy".into(), |p| format!("#{p}"));
-    clean(&format!(
+    sanitize(&format!(
         "{} {} {}/{} {pos}",
         r.backend.name(),
         r.family,
@@ -21,5 +17,5 @@ pub fn cite_line(r: &RuleRef) -> String {
 
 /// The rule's text in full, as its tool prints it.
 pub fn rule_line(r: &RuleRef) -> String {
-    clean(&r.rule)
+    sanitize(&r.rule)
 }

@@ -11,6 +11,7 @@ use super::text::{cite_line, rule_line};
 use meshleak::eval::{self, Flow, Identity, Outcome, SourcePort, Verdict};
 use meshleak::explain::{self, Step, UnknownCite};
 use meshleak::model::{IpVersion, proto_name, proto_number};
+use meshleak::sanitize::sanitize;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -156,7 +157,7 @@ fn print_table(r: &Report) {
         r.protocol,
         r.src.map_or("?".into(), |s| s.to_string()),
         r.dst,
-        super::text::clean(&r.oif),
+        sanitize(&r.oif),
         r.identity.uid,
         r.identity.gid,
         if r.identity.groups.is_empty() {
@@ -184,11 +185,7 @@ fn print_table(r: &Report) {
         println!("possible  {}", names.join(", "));
     }
     for u in &r.unknown {
-        println!(
-            "unknown   {}: {}",
-            cite_line(&u.at),
-            super::text::clean(&u.unknown)
-        );
+        println!("unknown   {}: {}", cite_line(&u.at), sanitize(&u.unknown));
     }
     println!("path");
     for (i, s) in r.path.iter().enumerate() {
@@ -196,7 +193,7 @@ fn print_table(r: &Report) {
             "  {:>2}. {:<48} {}",
             i + 1,
             cite_line(&s.at),
-            super::text::clean(&s.effect)
+            sanitize(&s.effect)
         );
         println!("      {}", rule_line(&s.at));
     }
