@@ -4,6 +4,7 @@
 //! offline from saved dumps. Collection and the command line live elsewhere.
 
 pub mod analyze;
+pub mod collect;
 pub mod eval;
 pub mod explain;
 pub mod model;
@@ -11,3 +12,4 @@ pub mod parse;
 pub mod range;
 pub mod render;
 pub mod sanitize;
+pub mod xt;

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod input;
+mod rules;
 mod text;
 mod trace;
 
@@ -25,6 +26,8 @@ enum Command {
     Trace(trace::Args),
     /// Derive every exemption from saved rules and judge socket identities.
     Analyze(analyze::Args),
+    /// Print a network namespace's rules as read straight from the kernel.
+    Rules(rules::Args),
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -40,5 +43,6 @@ pub fn run() -> anyhow::Result<u8> {
     match cli.command {
         Command::Trace(args) => trace::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Rules(args) => rules::run(args),
     }
 }

@@ -9,6 +9,8 @@ mod xtables_target;
 
 use std::fmt;
 
+pub use xtables::builtin_chains;
+
 use crate::model::{Backend, DumpFormat, Family, Ruleset, Table};
 
 /// What to assume where a dump does not say: older `iptables-save` headers name no backend,

@@ -317,3 +317,10 @@ fn abbreviated_long_options_resolve_like_getopt() {
         Test::Unknown { .. }
     ));
 }
+
+#[test]
+fn non_prefix_masks_are_kept_as_unknown() {
+    let t = xt("*nat\n-A OUTPUT -s 10.0.0.0/255.0.255.0 -j RETURN\nCOMMIT\n");
+    let m = &t[0].chain_named("OUTPUT").rules[0].matches[0];
+    assert!(matches!(&m.test, Test::Unknown { name } if name == "-s with a non-prefix mask"));
+}

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod rulegen;
+
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;

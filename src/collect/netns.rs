@@ -1,0 +1,73 @@
+//! Running code inside another network namespace. setns(2) changes only the calling
+//! thread, so each visit gets a fresh `std::thread` (never a tokio worker): sockets opened
+//! there stay bound to that namespace, and the rest of the process is untouched.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns};
+
+/// Which network namespace to read.
+#[derive(Clone, Debug)]
+pub enum Netns {
+    /// The namespace of a process (`/proc/PID/ns/net` under `proc_root`).
+    Pid { pid: u32, proc_root: PathBuf },
+    /// A namespace file, e.g. a bind mount under `/run/netns`.
+    Path(PathBuf),
+}
+
+impl Netns {
+    pub fn file(&self) -> PathBuf {
+        match self {
+            Netns::Pid { pid, proc_root } => proc_root.join(pid.to_string()).join("ns/net"),
+            Netns::Path(p) => p.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("cannot open {path}: {source}; check that the process or namespace exists")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot enter the network namespace {path}: {source}; entering needs CAP_SYS_ADMIN")]
+    Enter { path: PathBuf, source: nix::Error },
+    #[error("the thread reading {path} panicked")]
+    Panicked { path: PathBuf },
+}
+
+/// Runs `f` on a new thread that has joined the namespace, and returns its result.
+pub fn in_netns<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NetnsError> {
+    let path = ns.file();
+    let file = File::open(&path).map_err(|source| NetnsError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let thread_path = path.clone();
+    std::thread::Builder::new()
+        .name("meshleak-netns".into())
+        .spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+                path: thread_path,
+                source,
+            })?;
+            Ok(f())
+        })
+        .map_err(|e| NetnsError::Open {
+            path: path.clone(),
+            source: e,
+        })?
+        .join()
+        .map_err(|_| NetnsError::Panicked { path })?
+}
+
+/// A file under this thread's view of `/proc/net`. After setns, `/proc/self/net` still shows
+/// the process's first namespace; `/proc/thread-self/net` shows the thread's.
+pub fn thread_net_file(name: &str) -> PathBuf {
+    Path::new("/proc/thread-self/net").join(name)
+}

@@ -1,0 +1,381 @@
+//! x_tables target blobs (`struct xt_entry_target` payloads) other than the standard
+//! verdicts: their action and the text their `save` function prints after `-j NAME`.
+
+use std::net::IpAddr;
+
+use super::bytes::{Bytes, Truncated};
+use super::matches::save_string;
+use crate::model::{Action, IpVersion, MarkReg, MarkSet};
+use crate::range::PortRange;
+
+pub struct Decoded {
+    /// The name `iptables-save` shows when it differs (CT's `NOTRACK` alias).
+    pub alias: Option<&'static str>,
+    pub save: String,
+    pub action: Action,
+}
+
+const MAP_IPS: u32 = 1;
+const PROTO_SPECIFIED: u32 = 2;
+const PROTO_RANDOM: u32 = 4;
+const PERSISTENT: u32 = 8;
+const PROTO_RANDOM_FULLY: u32 = 16;
+
+pub fn decode(name: &str, revision: u8, data: Bytes, version: IpVersion) -> Decoded {
+    match decode_known(name, revision, data, version) {
+        Ok(Some(d)) => d,
+        Ok(None) => unknown(name, revision, data, "not modelled"),
+        Err(e) => unknown(name, revision, data, &e.to_string()),
+    }
+}
+
+fn unknown(name: &str, revision: u8, data: Bytes, why: &str) -> Decoded {
+    Decoded {
+        alias: None,
+        save: format!(" (revision {revision}, {why}: {})", data.hex()),
+        action: Action::Unknown {
+            name: format!("{name} revision {revision}"),
+        },
+    }
+}
+
+fn decode_known(
+    name: &str,
+    revision: u8,
+    d: Bytes,
+    version: IpVersion,
+) -> Result<Option<Decoded>, Truncated> {
+    Ok(Some(match (name, revision, version) {
+        ("REDIRECT" | "DNAT" | "SNAT" | "MASQUERADE", 0, IpVersion::V4) => {
+            nat(name, ipv4_compat_range(d)?)
+        }
+        ("REDIRECT" | "MASQUERADE", 0, IpVersion::V6) | ("DNAT" | "SNAT", 1 | 2, _) => {
+            nat(name, nat_range(d, version)?)
+        }
+        ("MARK", 2, _) => {
+            let (mark, mask) = (d.u32(0, "mark")?, d.u32(4, "mask")?);
+            Decoded {
+                alias: None,
+                save: format!(" --set-xmark 0x{mark:x}/0x{mask:x}"),
+                action: Action::SetMark(MarkSet {
+                    reg: MarkReg::Mark,
+                    keep: !mask,
+                    or: 0,
+                    xor: mark,
+                    copy: None,
+                }),
+            }
+        }
+        ("CONNMARK", 1 | 2, _) => connmark(d, revision)?,
+        ("CT", 1 | 2, _) => ct(d)?,
+        ("NOTRACK", 0, _) => Decoded {
+            alias: None,
+            save: String::new(),
+            action: Action::Notrack,
+        },
+        ("TPROXY", 1, _) => {
+            let (mask, value) = (
+                d.u32(0, "tproxy mark mask")?,
+                d.u32(4, "tproxy mark value")?,
+            );
+            let ip: IpAddr = match version {
+                IpVersion::V4 => d.ipv4(8, "tproxy laddr")?.into(),
+                IpVersion::V6 => d.ipv6(8, "tproxy laddr")?.into(),
+            };
+            let port = d.u16_be(24, "tproxy lport")?;
+            Decoded {
+                alias: None,
+                save: format!(
+                    " --on-port {port} --on-ip {ip} --tproxy-mark 0x{value:x}/0x{mask:x}"
+                ),
+                action: Action::Tproxy {
+                    port: (port != 0).then_some(port),
+                },
+            }
+        }
+        ("LOG", 0, _) => log(d)?,
+        ("REJECT", 0, _) => {
+            let with = d.u32(0, "reject with")? as usize;
+            let names: &[&str] = match version {
+                IpVersion::V4 => &[
+                    "icmp-net-unreachable",
+                    "icmp-host-unreachable",
+                    "icmp-proto-unreachable",
+                    "icmp-port-unreachable",
+                    "icmp-echo-reply",
+                    "icmp-net-prohibited",
+                    "icmp-host-prohibited",
+                    "tcp-reset",
+                    "icmp-admin-prohibited",
+                ],
+                IpVersion::V6 => &[
+                    "icmp6-no-route",
+                    "icmp6-adm-prohibited",
+                    "icmp6-not-neighbour",
+                    "icmp6-addr-unreachable",
+                    "icmp6-port-unreachable",
+                    "echo-reply",
+                    "tcp-reset",
+                    "icmp6-policy-fail",
+                    "icmp6-reject-route",
+                ],
+            };
+            let shown = names
+                .get(with)
+                .map_or_else(|| with.to_string(), |n| n.to_string());
+            Decoded {
+                alias: None,
+                save: format!(" --reject-with {shown}"),
+                action: Action::Reject,
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// One NAT range, whatever struct it came in.
+struct Range {
+    flags: u32,
+    addrs: Option<(IpAddr, IpAddr)>,
+    ports: (u16, u16),
+}
+
+/// `struct nf_nat_ipv4_multi_range_compat`: rangesize, then flags, min_ip, max_ip, min, max.
+fn ipv4_compat_range(d: Bytes) -> Result<Range, Truncated> {
+    let flags = d.u32(4, "nat flags")?;
+    Ok(Range {
+        flags,
+        addrs: Some((
+            d.ipv4(8, "nat min_ip")?.into(),
+            d.ipv4(12, "nat max_ip")?.into(),
+        )),
+        ports: (d.u16_be(16, "nat min port")?, d.u16_be(18, "nat max port")?),
+    })
+}
+
+/// `struct nf_nat_range` / `nf_nat_range2`: flags, min_addr, max_addr (16 bytes each), min and
+/// max proto (network order).
+fn nat_range(d: Bytes, version: IpVersion) -> Result<Range, Truncated> {
+    let flags = d.u32(0, "nat flags")?;
+    let addr = |at: usize| -> Result<IpAddr, Truncated> {
+        Ok(match version {
+            IpVersion::V4 => d.ipv4(at, "nat address")?.into(),
+            IpVersion::V6 => d.ipv6(at, "nat address")?.into(),
+        })
+    };
+    Ok(Range {
+        flags,
+        addrs: Some((addr(4)?, addr(20)?)),
+        ports: (d.u16_be(36, "nat min port")?, d.u16_be(38, "nat max port")?),
+    })
+}
+
+fn nat(name: &str, r: Range) -> Decoded {
+    let port_range = (r.flags & PROTO_SPECIFIED != 0).then_some(PortRange {
+        start: r.ports.0,
+        end: r.ports.1,
+    });
+    let ports_text = |sep: &str| match port_range {
+        Some(p) if p.start != p.end => format!("{sep}{}-{}", p.start, p.end),
+        Some(p) => format!("{sep}{}", p.start),
+        None => String::new(),
+    };
+    let mut flags_text = String::new();
+    for (bit, word) in [
+        (PROTO_RANDOM, " --random"),
+        (PROTO_RANDOM_FULLY, " --random-fully"),
+        (PERSISTENT, " --persistent"),
+    ] {
+        if r.flags & bit != 0 {
+            flags_text += word;
+        }
+    }
+    let (save, action) = match name {
+        "REDIRECT" | "MASQUERADE" => {
+            let save = if port_range.is_some() {
+                ports_text(" --to-ports ")
+            } else {
+                String::new()
+            };
+            let action = if name == "REDIRECT" {
+                Action::Redirect { ports: port_range }
+            } else {
+                Action::Masquerade
+            };
+            (save, action)
+        }
+        _ => {
+            let (min, max) = r.addrs.filter(|_| r.flags & MAP_IPS != 0).unzip();
+            let mut to = match (min, max) {
+                (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+                (Some(a), _) => a.to_string(),
+                _ => String::new(),
+            };
+            if to.contains(':') && port_range.is_some() {
+                to = format!("[{to}]");
+            }
+            let opt = if name == "DNAT" {
+                "--to-destination"
+            } else {
+                "--to-source"
+            };
+            let action = if name == "DNAT" {
+                Action::Dnat {
+                    addr: min,
+                    ports: port_range,
+                }
+            } else {
+                Action::Snat
+            };
+            (format!(" {opt} {to}{}", ports_text(":")), action)
+        }
+    };
+    Decoded {
+        alias: None,
+        save: save + &flags_text,
+        action,
+    }
+}
+
+/// `struct xt_connmark_tginfo1/2`: ctmark, ctmask, nfmask, (shift_dir, shift_bits,) mode.
+fn connmark(d: Bytes, revision: u8) -> Result<Decoded, Truncated> {
+    let (ctmark, ctmask, nfmask) = (
+        d.u32(0, "ctmark")?,
+        d.u32(4, "ctmask")?,
+        d.u32(8, "nfmask")?,
+    );
+    let (mode, shift) = if revision == 2 {
+        (d.u8(14, "connmark mode")?, d.u8(13, "connmark shift bits")?)
+    } else {
+        (d.u8(12, "connmark mode")?, 0)
+    };
+    if shift != 0 {
+        return Ok(Decoded {
+            alias: None,
+            save: format!(" (shifted by {shift})"),
+            action: Action::Unknown {
+                name: "CONNMARK with shift".into(),
+            },
+        });
+    }
+    Ok(match mode {
+        0 => Decoded {
+            alias: None,
+            save: format!(" --set-xmark 0x{ctmark:x}/0x{ctmask:x}"),
+            action: Action::SetMark(MarkSet {
+                reg: MarkReg::CtMark,
+                keep: !ctmask,
+                or: 0,
+                xor: ctmark,
+                copy: None,
+            }),
+        },
+        1 => Decoded {
+            alias: None,
+            save: format!(" --save-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}"),
+            action: Action::SetMark(MarkSet {
+                reg: MarkReg::CtMark,
+                keep: !ctmask,
+                or: 0,
+                xor: 0,
+                copy: Some((MarkReg::Mark, nfmask)),
+            }),
+        },
+        _ => Decoded {
+            alias: None,
+            save: format!(" --restore-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}"),
+            action: Action::SetMark(MarkSet {
+                reg: MarkReg::Mark,
+                keep: !nfmask,
+                or: 0,
+                xor: 0,
+                copy: Some((MarkReg::CtMark, ctmask)),
+            }),
+        },
+    })
+}
+
+/// `struct xt_log_info`: level, logflags, prefix[30].
+fn log(d: Bytes) -> Result<Decoded, Truncated> {
+    let (level, flags, prefix) = (
+        d.u8(0, "log level")?,
+        d.u8(1, "log flags")?,
+        d.name(2, 30, "log prefix")?,
+    );
+    let mut save = String::new();
+    if !prefix.is_empty() {
+        save += &format!(" --log-prefix{}", save_string(&prefix));
+    }
+    if level != 4 {
+        save += &format!(" --log-level {level}");
+    }
+    for (bit, word) in [
+        (1, " --log-tcp-sequence"),
+        (2, " --log-tcp-options"),
+        (4, " --log-ip-options"),
+        (8, " --log-uid"),
+        (0x20, " --log-macdecode"),
+    ] {
+        if flags & bit != 0 {
+            save += word;
+        }
+    }
+    Ok(Decoded {
+        alias: None,
+        save,
+        action: Action::Continue { name: "LOG".into() },
+    })
+}
+
+/// `struct xt_ct_target_info_v1`: flags, zone, ct_events, exp_events, helper[16],
+/// timeout[32]. `-j NOTRACK` is CT with the NOTRACK_ALIAS flag.
+fn ct(d: Bytes) -> Result<Decoded, Truncated> {
+    const NOTRACK: u16 = 1;
+    const NOTRACK_ALIAS: u16 = 2;
+    const ZONE_ORIG: u16 = 4;
+    const ZONE_REPLY: u16 = 8;
+    const ZONE_MARK: u16 = 16;
+    let (flags, zone) = (d.u16(0, "CT flags")?, d.u16(2, "CT zone")?);
+    let (ct_events, exp_events) = (d.u32(4, "CT events")?, d.u32(8, "CT expectation events")?);
+    let (helper, timeout) = (d.name(12, 16, "CT helper")?, d.name(28, 32, "CT timeout")?);
+    if flags & NOTRACK_ALIAS != 0 {
+        return Ok(Decoded {
+            alias: Some("NOTRACK"),
+            save: String::new(),
+            action: Action::Notrack,
+        });
+    }
+    let mut save = String::new();
+    if flags & NOTRACK != 0 {
+        save += " --notrack";
+    }
+    if !helper.is_empty() {
+        save += &format!(" --helper {helper}");
+    }
+    if ct_events != 0 || exp_events != 0 {
+        save += &format!(" (events 0x{ct_events:x}/0x{exp_events:x})");
+    }
+    let dir = match (flags & ZONE_ORIG != 0, flags & ZONE_REPLY != 0) {
+        (true, false) => "-orig",
+        (false, true) => "-reply",
+        _ => "",
+    };
+    if flags & ZONE_MARK != 0 {
+        save += &format!(" --zone{dir} mark");
+    } else if zone != 0 {
+        save += &format!(" --zone{dir} {zone}");
+    }
+    if !timeout.is_empty() {
+        save += &format!(" --timeout {timeout}");
+    }
+    let action = if flags & NOTRACK != 0 {
+        Action::Notrack
+    } else {
+        Action::Continue { name: "CT".into() }
+    };
+    Ok(Decoded {
+        alias: None,
+        save,
+        action,
+    })
+}
