@@ -23,15 +23,15 @@ fn list<T>(
 pub(super) fn addr_test(ctx: &Ctx, dir: Dir, value: &str) -> Result<Test, ParseError> {
     // iptables also takes masks that are not prefixes (10.0.0.0/255.0.255.0): valid, but
     // not a range meshleak models, so an unknown test (as the native reader makes it).
-    if let Some((a, m)) = value.split_once('/') {
-        if let (Ok(a), Ok(m)) = (a.parse::<std::net::IpAddr>(), m.parse::<std::net::IpAddr>()) {
-            if a.is_ipv4() == m.is_ipv4() && AddrRange::parse(value).is_none() {
-                let letter = if dir == Dir::Src { 's' } else { 'd' };
-                return Ok(Test::Unknown {
-                    name: format!("-{letter} with a non-prefix mask"),
-                });
-            }
-        }
+    if let Some((a, m)) = value.split_once('/')
+        && let (Ok(a), Ok(m)) = (a.parse::<std::net::IpAddr>(), m.parse::<std::net::IpAddr>())
+        && a.is_ipv4() == m.is_ipv4()
+        && AddrRange::parse(value).is_none()
+    {
+        let letter = if dir == Dir::Src { 's' } else { 'd' };
+        return Ok(Test::Unknown {
+            name: format!("-{letter} with a non-prefix mask"),
+        });
     }
     let ranges = list(ctx, value, "not an address or network", AddrRange::parse)?;
     let version = ranges[0].version();

@@ -27,6 +27,10 @@ impl<'a> Bytes<'a> {
         self.buf.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     pub fn slice(&self, at: usize, n: usize, what: &'static str) -> Result<&'a [u8], Truncated> {
         at.checked_add(n)
             .and_then(|end| self.buf.get(at..end))
