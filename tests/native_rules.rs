@@ -258,3 +258,37 @@ fn missing_privileges_name_the_capability() {
     assert_eq!(code, 2);
     assert!(err.contains("/proc/999999999/ns/net"), "{err}");
 }
+
+/// Writes the kernel's blobs for the fixtures to testdata/native/ (run by hand:
+/// `MESHLEAK_CAPTURE=1 cargo test --test native_rules capture -- --ignored`); the unit tests
+/// in src/xt decode them without root.
+#[test]
+#[ignore = "writes test data"]
+fn capture_kernel_blobs() {
+    if !is_root() || std::env::var("MESHLEAK_CAPTURE").is_err() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::IptablesLegacy, ISTIO);
+    lab.load(Loader::IptablesLegacy, LEGACY_V4);
+    lab.load(Loader::Ip6tablesLegacy, LEGACY_V6);
+    let ns = meshleak::collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
+    let mut out = String::new();
+    for version in [IpVersion::V4, IpVersion::V6] {
+        let raw = meshleak::collect::netns::in_netns(&ns, move || {
+            meshleak::collect::legacy::read_raw_family(version)
+        })
+        .unwrap()
+        .unwrap();
+        for (info, blob) in raw {
+            let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
+            out += &format!(
+                "{:?} {} {hex}\n",
+                version,
+                serde_json::to_string(&info).unwrap()
+            );
+        }
+    }
+    std::fs::write("testdata/native/legacy-blobs.txt", out).unwrap();
+    std::fs::write("testdata/native/legacy-save.txt", legacy_save(&lab) + "\n").unwrap();
+}

@@ -42,6 +42,22 @@ pub enum LegacyError {
 
 /// Every legacy table of one family in the calling thread's namespace.
 pub fn read_family(version: IpVersion) -> Result<Vec<Table>, LegacyError> {
+    let family = family_name(version);
+    read_raw_family(version)?
+        .into_iter()
+        .map(|(info, blob)| {
+            let origin = format!("kernel iptables-legacy {family} {}", info.name);
+            table::decode(&info, &blob, version, &origin).map_err(|source| LegacyError::Decode {
+                table: info.name.clone(),
+                family,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The raw entry blobs (what `IPT_SO_GET_ENTRIES` returns) of one family's tables.
+pub fn read_raw_family(version: IpVersion) -> Result<Vec<(TableInfo, Vec<u8>)>, LegacyError> {
     let names_file = match version {
         IpVersion::V4 => "ip_tables_names",
         IpVersion::V6 => "ip6_tables_names",
@@ -67,12 +83,11 @@ pub fn read_family(version: IpVersion) -> Result<Vec<Table>, LegacyError> {
         return Ok(Vec::new());
     }
     let sock = RawSocket::open(version)?;
-    let mut tables = Vec::new();
-    for name in names {
-        tables.push(read_table(&sock, name, version)?);
-    }
     // iptables-save prints tables in the order the kernel lists them.
-    Ok(tables)
+    names
+        .into_iter()
+        .map(|name| read_table(&sock, name, version))
+        .collect()
 }
 
 struct RawSocket {
@@ -126,7 +141,11 @@ fn family_name(version: IpVersion) -> &'static str {
     version.family().name()
 }
 
-fn read_table(sock: &RawSocket, name: &str, version: IpVersion) -> Result<Table, LegacyError> {
+fn read_table(
+    sock: &RawSocket,
+    name: &str,
+    version: IpVersion,
+) -> Result<(TableInfo, Vec<u8>), LegacyError> {
     let family = family_name(version);
     let read_err = |source| LegacyError::Read {
         table: name.to_string(),
@@ -157,14 +176,8 @@ fn read_table(sock: &RawSocket, name: &str, version: IpVersion) -> Result<Table,
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             Err(e) => return Err(read_err(e)),
         }
-        let origin = format!("kernel iptables-legacy {family} {name}");
-        return table::decode(&parsed, &entries[GET_ENTRIES_HEADER..], version, &origin).map_err(
-            |source| LegacyError::Decode {
-                table: name.to_string(),
-                family,
-                source,
-            },
-        );
+        entries.drain(..GET_ENTRIES_HEADER);
+        return Ok((parsed, entries));
     }
     Err(LegacyError::Changing {
         table: name.to_string(),

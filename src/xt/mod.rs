@@ -7,3 +7,6 @@ pub mod matches;
 pub mod save;
 pub mod table;
 pub mod targets;
+
+#[cfg(test)]
+mod tests;

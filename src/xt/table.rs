@@ -16,7 +16,7 @@ use crate::parse::builtin_chains;
 use crate::range::AddrRange;
 
 /// What `IPT_SO_GET_INFO` says about a table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableInfo {
     pub name: String,
     pub valid_hooks: u32,
