@@ -8,6 +8,7 @@ pub mod collect;
 pub mod eval;
 pub mod explain;
 pub mod model;
+pub mod nft;
 pub mod parse;
 pub mod range;
 pub mod render;

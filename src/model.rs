@@ -46,6 +46,15 @@ impl Family {
         }
     }
 
+    /// The IP version of an ip/ip6 table (`inet` tables have none).
+    pub fn version(self) -> Option<IpVersion> {
+        match self {
+            Family::Ipv4 => Some(IpVersion::V4),
+            Family::Ipv6 => Some(IpVersion::V6),
+            Family::Inet => None,
+        }
+    }
+
     /// Whether a table of this family sees packets of `version`.
     pub fn sees(self, version: IpVersion) -> bool {
         matches!(
@@ -160,6 +169,18 @@ pub enum DumpFormat {
 }
 
 impl Table {
+    /// Whether iptables-nft made this nf_tables table: an xtables table name in the ip/ip6
+    /// family whose base chains carry the built-in names (`OUTPUT`).
+    pub fn looks_like_iptables_nft(&self) -> bool {
+        self.family != Family::Inet
+            && ["raw", "mangle", "nat", "filter", "security"].contains(&self.name.as_str())
+            && self.chains.iter().all(|c| {
+                c.base.is_none()
+                    || (Hook::from_name(&c.name).is_some()
+                        && c.name.chars().all(|ch| ch.is_ascii_uppercase()))
+            })
+    }
+
     /// Whether the table redirects anything: its RETURNs are then what lets traffic escape.
     pub fn captures(&self) -> bool {
         self.chains.iter().flat_map(|c| c.rules.iter()).any(|r| {

@@ -315,6 +315,10 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
             }
             Action::Notrack => "notrack".into(),
             Action::Continue { .. } => "log".into(),
+            Action::Snat => "snat".into(),
+            Action::Masquerade => "masquerade".into(),
+            Action::Tproxy { port: Some(p) } => format!("tproxy to :{p}"),
+            Action::Tproxy { port: None } => "tproxy".into(),
             _ => return None,
         });
     }

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::rulegen::{Rng, Syntax, gen_filter, gen_mangle, gen_nat, restore_text};
+use common::rulegen::{Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text, restore_text};
 use common::{Lab, Loader, is_root, run};
 use meshleak::model::{IpVersion, Ruleset, Table};
 use meshleak::parse::{self, Hints};
@@ -41,8 +41,108 @@ fn normalize(save: &str) -> String {
 }
 
 fn legacy_save(lab: &Lab) -> String {
-    let exec = |tool: &str| run(&["ip", "netns", "exec", &lab.pod, tool], None);
-    normalize(&(exec("iptables-legacy-save") + &exec("ip6tables-legacy-save")))
+    tools_save(lab, "legacy")
+}
+
+/// `iptables-{backend}-save` and `ip6tables-{backend}-save`, normalized.
+fn tools_save(lab: &Lab, backend: &str) -> String {
+    let exec = |tool: String| run(&["ip", "netns", "exec", &lab.pod, &tool], None);
+    normalize(
+        &(exec(format!("iptables-{backend}-save")) + &exec(format!("ip6tables-{backend}-save"))),
+    )
+}
+
+/// meshleak's blocks for one backend, without the `# meshleak:` lines.
+fn our_blocks(text: &str, backend: &str) -> String {
+    let mut out = Vec::new();
+    let mut on = false;
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("# meshleak: ") {
+            on = h.starts_with(&format!("backend=iptables-{backend} "));
+            continue;
+        }
+        if line.starts_with("table ") {
+            on = false;
+        }
+        if on {
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
+/// Verdicts of a grid of flows (identities, destinations, protocols, both families) on a
+/// ruleset: what native reading must agree on with the tools' dumps.
+fn verdicts(rules: &Ruleset) -> Vec<String> {
+    use meshleak::eval::{Flow, Identity, SourcePort, trace};
+    let mut out = Vec::new();
+    let ids = [
+        (10001, 10001, vec![]),
+        (1337, 1337, vec![]),
+        (10001, 1337, vec![]),
+        (107, 5, vec![1337]),
+        (0, 0, vec![]),
+    ];
+    let dsts = [
+        "169.254.77.2:80",
+        "10.0.0.5:443",
+        "10.0.0.5:8080",
+        "127.0.0.1:15001",
+        "169.254.77.2:53",
+        "[fd77::2]:80",
+        "[::1]:8080",
+        "[fd00::9]:53",
+    ];
+    for (uid, gid, groups) in &ids {
+        for dst in dsts {
+            let dst: std::net::SocketAddr = dst.parse().unwrap();
+            for proto in [6u8, 17] {
+                for mark in [0, 0x539] {
+                    let flow = Flow {
+                        version: IpVersion::of(&dst.ip()),
+                        proto,
+                        src: Some(if dst.is_ipv4() {
+                            "169.254.77.1".parse().unwrap()
+                        } else {
+                            "fd77::1".parse().unwrap()
+                        }),
+                        dst: dst.ip(),
+                        sport: SourcePort::Bound(40000),
+                        dport: dst.port(),
+                        oif: if dst.ip().is_loopback() { "lo" } else { "eth0" }.into(),
+                        identity: Identity {
+                            uid: *uid,
+                            gid: *gid,
+                            groups: groups.clone(),
+                        },
+                        mark,
+                        local: vec![],
+                    };
+                    let t = trace(rules, &flow);
+                    out.push(format!("{flow:?} -> {:?} {:?}", t.outcome, t.possible));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn native(lab: &Lab) -> Ruleset {
+    meshleak::collect::ruleset(&meshleak::collect::netns::Netns::Path(
+        format!("/run/netns/{}", lab.pod).into(),
+    ))
+    .expect("reads")
+}
+
+/// Native reading and the tools' dumps give the same verdicts, flow by flow.
+fn assert_same_verdicts(lab: &Lab, loaded: &str) {
+    let (ours, theirs) = (verdicts(&native(lab)), verdicts(&lab.ruleset()));
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(
+            a, b,
+            "native reading and the tools' dumps disagree\nloaded:\n{loaded}"
+        );
+    }
 }
 
 fn ours(lab: &Lab) -> String {
@@ -291,4 +391,89 @@ fn capture_kernel_blobs() {
     }
     std::fs::write("testdata/native/legacy-blobs.txt", out).unwrap();
     std::fs::write("testdata/native/legacy-save.txt", legacy_save(&lab) + "\n").unwrap();
+}
+
+#[test]
+fn iptables_nft_rules_equal_the_tools_output() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::IptablesNft, ISTIO);
+    lab.load(Loader::IptablesNft, LEGACY_V4);
+    lab.load(Loader::Ip6tablesNft, LEGACY_V6);
+    assert_eq!(
+        normalize(&our_blocks(&ours(&lab), "nft")),
+        tools_save(&lab, "nft")
+    );
+    assert_same_verdicts(&lab, "fixtures");
+}
+
+#[test]
+fn generated_iptables_nft_rule_sets_equal_the_tools_output() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    let mut r = Rng(0xfeed_f00d);
+    let xt = Syntax::Xtables { suppl_groups: true };
+    for _ in 0..40 {
+        lab.reset();
+        let mut loaded = String::new();
+        for (loader, version) in [
+            (Loader::IptablesNft, IpVersion::V4),
+            (Loader::Ip6tablesNft, IpVersion::V6),
+        ] {
+            let text = restore_text("nat", &gen_nat(&mut r, xt, version, true))
+                + &restore_text("mangle", &gen_mangle(&mut r, xt, version))
+                + &restore_text("filter", &gen_filter(&mut r, xt, version));
+            lab.load(loader, &text);
+            loaded += &text;
+        }
+        assert_eq!(
+            normalize(&our_blocks(&ours(&lab), "nft")),
+            tools_save(&lab, "nft"),
+            "loaded:\n{loaded}"
+        );
+        assert_same_verdicts(&lab, &loaded);
+    }
+}
+
+#[test]
+fn native_nftables_give_the_verdicts_of_nft_json() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    for fixture in [
+        "testdata/nft-features.nft",
+        "testdata/nft-redirect-15002.nft",
+    ] {
+        lab.reset();
+        let text = std::fs::read_to_string(fixture).unwrap();
+        lab.load(Loader::Nft, &text);
+        assert_same_verdicts(&lab, &text);
+    }
+    let mut r = Rng(0x000f_f1ce);
+    let nft = Syntax::Nft;
+    for _ in 0..40 {
+        lab.reset();
+        let version = if r.chance(50) {
+            IpVersion::V4
+        } else {
+            IpVersion::V6
+        };
+        let text = nft_text("meshnat", "nat", -100, &gen_nat(&mut r, nft, version, true))
+            + &nft_text(
+                "meshmangle",
+                "route",
+                -160,
+                &gen_mangle(&mut r, nft, version),
+            )
+            + &nft_text("meshfilter", "filter", 0, &gen_filter(&mut r, nft, version));
+        lab.load(Loader::Nft, &text);
+        // Both backends at once in one namespace.
+        lab.load(Loader::IptablesLegacy, ISTIO);
+        assert_same_verdicts(&lab, &text);
+    }
 }

@@ -38,9 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         (None, Some(path)) => Netns::Path(path.clone()),
         (None, None) => unreachable!("clap requires --pid or --netns"),
     };
-    let rules = Ruleset {
-        tables: collect::legacy_tables(&ns)?,
-    };
+    let rules = collect::ruleset(&ns)?;
     match args.format {
         RulesFormat::Json => println!("{}", serde_json::to_string_pretty(&rules)?),
         RulesFormat::IptablesSave => print!("{}", xtables_save(&rules)),
@@ -49,16 +47,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 /// Each xtables backend and family in `iptables-save` form, each block led by one
-/// `# meshleak:` line naming them.
+/// `# meshleak:` line naming them; native nftables tables follow in nft syntax.
 fn xtables_save(rules: &Ruleset) -> String {
     let mut out = String::new();
     for backend in [Backend::IptablesLegacy, Backend::IptablesNft] {
         for family in [meshleak::model::Family::Ipv4, meshleak::model::Family::Ipv6] {
-            let tables: Vec<_> = rules
+            let mut tables: Vec<_> = rules
                 .tables
                 .iter()
                 .filter(|t| t.backend == backend && t.family == family)
                 .collect();
+            if backend == Backend::IptablesNft {
+                tables.sort_by_key(|t| save::nft_table_rank(&t.name));
+            }
             if tables.is_empty() {
                 continue;
             }
@@ -72,5 +73,39 @@ fn xtables_save(rules: &Ruleset) -> String {
             }
         }
     }
+    for t in rules
+        .tables
+        .iter()
+        .filter(|t| t.backend == Backend::Nftables)
+    {
+        out += &nft_listing(t);
+    }
     out
+}
+
+/// A native table close to `nft -s list ruleset`.
+fn nft_listing(t: &meshleak::model::Table) -> String {
+    let family = match t.family {
+        meshleak::model::Family::Ipv4 => "ip",
+        meshleak::model::Family::Ipv6 => "ip6",
+        meshleak::model::Family::Inet => "inet",
+    };
+    let mut out = format!("table {family} {} {{\n", t.name);
+    for c in &t.chains {
+        out += &format!("\tchain {} {{\n", c.name);
+        if let Some(b) = &c.base {
+            let ty = format!("{:?}", b.chain_type).to_lowercase();
+            let hook = format!("{:?}", b.hook).to_lowercase();
+            let policy = format!("{:?}", b.policy).to_lowercase();
+            out += &format!(
+                "\t\ttype {ty} hook {hook} priority {}; policy {policy};\n",
+                b.priority
+            );
+        }
+        for r in &c.rules {
+            out += &format!("\t\t{}\n", r.text);
+        }
+        out += "\t}\n";
+    }
+    out + "}\n"
 }

@@ -3,8 +3,9 @@
 
 pub mod legacy;
 pub mod netns;
+pub mod nftables;
 
-use crate::model::{IpVersion, Table};
+use crate::model::{IpVersion, Ruleset, Table};
 use netns::{Netns, NetnsError, in_netns};
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,29 @@ pub enum CollectError {
     Netns(#[from] NetnsError),
     #[error(transparent)]
     Legacy(#[from] legacy::LegacyError),
+    #[error(transparent)]
+    Nftables(#[from] nftables::NftError),
+}
+
+/// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
+/// (iptables-nft and native), read in one visit to the namespace.
+pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
+    let origin = ns.file().display().to_string();
+    let (legacy, dump) = in_netns(ns, || -> Result<_, CollectError> {
+        let mut legacy = legacy::read_family(IpVersion::V4)?;
+        legacy.extend(legacy::read_family(IpVersion::V6)?);
+        Ok((legacy, nftables::dump()?))
+    })??;
+    let objects = crate::nft::Objects {
+        tables: &dump.tables,
+        chains: &dump.chains,
+        rules: &dump.rules,
+        sets: &dump.sets,
+        elements: &dump.elements,
+    };
+    let mut tables = legacy;
+    tables.extend(crate::nft::tables(&objects, &origin));
+    Ok(Ruleset { tables })
 }
 
 /// Every iptables-legacy table, both families, of a namespace.

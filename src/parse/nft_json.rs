@@ -13,8 +13,6 @@ use crate::model::{
 };
 use crate::range::{AddrRange, IdRange, PortRange};
 
-const XTABLES_TABLES: &[&str] = &["raw", "mangle", "nat", "filter", "security"];
-
 pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
     let err = |line: usize, token: Option<String>, message: String| ParseError {
         file: file.to_string(),
@@ -102,7 +100,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
         }
     }
     for table in &mut tables {
-        if is_iptables_nft(table) {
+        if table.looks_like_iptables_nft() {
             table.backend = Backend::IptablesNft;
         }
     }
@@ -123,18 +121,6 @@ fn family_of(name: &str) -> Option<Family> {
         "inet" => Some(Family::Inet),
         _ => None,
     }
-}
-
-/// iptables-nft tables: an xtables table name in the ip/ip6 family whose base chains carry
-/// the built-in names (`OUTPUT`), or with xt expressions in it.
-fn is_iptables_nft(table: &Table) -> bool {
-    table.family != Family::Inet
-        && XTABLES_TABLES.contains(&table.name.as_str())
-        && table.chains.iter().all(|c| {
-            c.base.is_none()
-                || Hook::from_name(&c.name)
-                    .is_some_and(|_| c.name.chars().all(|ch| ch.is_ascii_uppercase()))
-        })
 }
 
 fn base_chain(c: &Value) -> Result<Option<BaseChain>, String> {

@@ -1,11 +1,44 @@
 //! Prints xtables tables the way `iptables-save` does: `*table`, chain declarations
 //! (built-ins in hook order, then user chains by name), rules chain by chain, `COMMIT`.
 
-use crate::model::{Hook, Policy, Table};
+use crate::model::{BaseChain, Chain, Hook, Policy, Table};
 
-/// One table in `iptables-save` form. Counters are printed as `[0:0]`.
+/// The order iptables-nft-save prints tables in (its built-in table list); legacy tables
+/// come in the kernel's order.
+pub fn nft_table_rank(name: &str) -> usize {
+    ["mangle", "security", "raw", "filter", "nat"]
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(5)
+}
+
+/// iptables' name for a protocol number (from /etc/protocols, where 58 is "ipv6-icmp").
+pub fn proto_text(proto: u8) -> String {
+    match proto {
+        58 => "ipv6-icmp".to_string(),
+        p => crate::model::proto_name(p),
+    }
+}
+
+/// One table in `iptables-save` form. Counters are printed as `[0:0]`. Every built-in chain
+/// of the table is declared, as both tools do (iptables-nft creates them only when used).
 pub fn render(table: &Table) -> String {
-    let mut order: Vec<&crate::model::Chain> = table.chains.iter().collect();
+    let missing: Vec<Chain> = crate::parse::builtin_chains(&table.name)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|(name, _, _)| table.chains.iter().all(|c| c.name != *name))
+        .map(|(name, priority, chain_type)| Chain {
+            name: name.to_string(),
+            base: Some(BaseChain {
+                hook: Hook::from_name(name).expect("built-in chains are hooks"),
+                priority: *priority,
+                chain_type: *chain_type,
+                policy: Policy::Accept,
+            }),
+            rules: Vec::new(),
+        })
+        .collect();
+    let mut order: Vec<&Chain> = table.chains.iter().chain(missing.iter()).collect();
     order.sort_by(|a, b| match (&a.base, &b.base) {
         (Some(x), Some(y)) => hook_rank(x.hook).cmp(&hook_rank(y.hook)),
         (Some(_), None) => std::cmp::Ordering::Less,
