@@ -317,20 +317,53 @@ fn reading_changes_nothing_and_creates_no_table() {
     assert_eq!(names("ip_tables_names").trim(), "");
     assert_eq!(names("ip6_tables_names").trim(), "");
     lab.load(Loader::IptablesLegacy, ISTIO);
-    let before = (
-        legacy_save(&lab),
-        names("ip_tables_names"),
-        names("ip6_tables_names"),
-    );
+    lab.load(Loader::IptablesNft, LEGACY_V4);
+    lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
+    // Everything, every backend and family, without counters (they may move).
+    let state = || {
+        let nft = run(&["ip", "netns", "exec", &lab.pod, "nft", "-s", "list", "ruleset"], None);
+        (legacy_save(&lab), tools_save(&lab, "nft"), nft, names("ip_tables_names"), names("ip6_tables_names"))
+    };
+    let before = state();
     for _ in 0..3 {
         ours(&lab);
     }
-    let after = (
-        legacy_save(&lab),
-        names("ip_tables_names"),
-        names("ip6_tables_names"),
-    );
-    assert_eq!(before, after);
+    assert_eq!(before, state());
+}
+
+#[test]
+fn both_backends_in_one_namespace_equal_the_tools_output() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::IptablesLegacy, LEGACY_V4);
+    lab.load(Loader::Ip6tablesLegacy, LEGACY_V6);
+    lab.load(Loader::IptablesNft, ISTIO);
+    lab.load(Loader::Nft, include_str!("../testdata/nft-redirect-15002.nft"));
+    let mine = ours(&lab);
+    assert_eq!(normalize(&our_blocks(&mine, "legacy")), tools_save(&lab, "legacy"));
+    assert_eq!(normalize(&our_blocks(&mine, "nft")), tools_save(&lab, "nft"));
+    assert!(mine.contains("table inet redir {"), "{mine}");
+    assert_same_verdicts(&lab, "both backends");
+}
+
+#[test]
+fn reading_rules_without_net_admin_names_it() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::IptablesNft, ISTIO);
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin"])
+        .arg(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["rules", "--netns", &format!("/run/netns/{}", lab.pod)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
 }
 
 #[test]

@@ -371,3 +371,6 @@ fn udata_comment(u: &[u8]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

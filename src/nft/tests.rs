@@ -1,0 +1,149 @@
+//! Lifting the expression sequences the kernel returns (as seen in real dumps) without
+//! root: each shape nft and iptables-nft emit becomes the test it means.
+
+use std::collections::HashMap;
+
+use netlink_packet_netfilter::nftables::MetaKey;
+
+use super::ir::{CmpOp, Expr, Jump};
+use super::lift::{Lifter, SetElems};
+use super::{intervals, udata_comment};
+use crate::model::{Action, Dir, Family, IfacePattern, IpVersion, MarkReg, Test};
+use crate::range::{AddrRange, IdRange, PortRange};
+
+fn lift(family: Family, exprs: &[Expr]) -> (Vec<(bool, Test)>, Vec<Action>, String) {
+    lift_with(family, exprs, &HashMap::new())
+}
+
+fn lift_with(family: Family, exprs: &[Expr], sets: &HashMap<String, (SetElems, bool)>) -> (Vec<(bool, Test)>, Vec<Action>, String) {
+    let l = Lifter::new(family, sets).lift(exprs);
+    let tests = l.matches.into_iter().map(|m| (m.negated, m.test)).collect();
+    let mut generic = l.generic.clone();
+    generic.sort_by_key(|(o, _)| *o);
+    let text = generic.into_iter().map(|(_, t)| t).chain(l.modules).chain([l.target]).collect::<Vec<_>>().join(" ");
+    (tests, l.actions, text)
+}
+
+fn meta(key: MetaKey) -> Expr {
+    Expr::Meta { key, dreg: Some(0), sreg: None }
+}
+
+fn cmp(op: CmpOp, data: &[u8]) -> Expr {
+    Expr::Cmp { sreg: 0, op, data: data.to_vec() }
+}
+
+#[test]
+fn skuid_range_through_byteorder() {
+    let (tests, actions, _) = lift(Family::Ipv4, &[
+        meta(MetaKey::SocketUserId),
+        Expr::ByteOrder { sreg: 0, dreg: 0 },
+        cmp(CmpOp::Gte, &[0, 0, 0, 100]),
+        cmp(CmpOp::Lte, &[0, 0, 0, 200]),
+        Expr::Verdict(Jump::Return),
+    ]);
+    assert_eq!(tests, [(false, Test::Uid { ranges: vec![IdRange { start: 100, end: 200 }] })]);
+    assert_eq!(actions, [Action::Return]);
+}
+
+#[test]
+fn interval_sets_and_lookups() {
+    // As dumped: starts, and exclusive ends flagged as such, in any order.
+    let raw = vec![
+        (vec![192, 168, 1, 2], None, true),
+        (vec![192, 168, 1, 1], None, false),
+        (vec![11, 0, 0, 0], None, true),
+        (vec![10, 0, 0, 0], None, false),
+        (vec![0, 0, 0, 0], None, true),
+    ];
+    let ranges = intervals(raw);
+    assert_eq!(ranges, [(vec![10, 0, 0, 0], vec![10, 255, 255, 255]), (vec![192, 168, 1, 1], vec![192, 168, 1, 1])]);
+    let sets = HashMap::from([("s1".to_string(), (SetElems { ranges }, true))]);
+    let (tests, _, _) = lift_with(Family::Ipv4, &[
+        Expr::Payload { dreg: 0, base: 1, offset: 16, len: 4 },
+        Expr::Lookup { sreg: 0, set: "s1".into(), invert: true },
+    ], &sets);
+    let want = vec![AddrRange::parse("10.0.0.0/8").unwrap(), AddrRange::parse("192.168.1.1").unwrap()];
+    assert_eq!(tests, [(true, Test::Addr { dir: Dir::Dst, version: IpVersion::V4, ranges: want })]);
+}
+
+#[test]
+fn masked_mark_in_host_order() {
+    let (tests, _, text) = lift(Family::Ipv4, &[
+        meta(MetaKey::Mark),
+        Expr::Bitwise { sreg: 0, dreg: 0, mask: 0xfffu32.to_ne_bytes().to_vec(), xor: vec![0; 4] },
+        cmp(CmpOp::Neq, &0x539u32.to_ne_bytes()),
+    ]);
+    assert_eq!(tests, [(true, Test::Mark { reg: MarkReg::Mark, mask: 0xfff, values: vec![(0x539, 0x539)] })]);
+    assert_eq!(text.trim(), "-m mark ! --mark 0x539/0xfff");
+}
+
+#[test]
+fn partial_address_loads_are_prefixes() {
+    let (tests, _, _) = lift(Family::Inet, &[
+        meta(MetaKey::Nfproto),
+        cmp(CmpOp::Eq, &[10]),
+        Expr::Payload { dreg: 0, base: 1, offset: 24, len: 8 },
+        cmp(CmpOp::Eq, &[0xfd, 0, 0, 0, 0, 0, 0, 0]),
+    ]);
+    assert_eq!(tests[0], (false, Test::NfProto { version: IpVersion::V6 }));
+    assert_eq!(tests[1], (false, Test::Addr { dir: Dir::Dst, version: IpVersion::V6, ranges: vec![AddrRange::parse("fd00::/64").unwrap()] }));
+}
+
+#[test]
+fn interface_names_exact_and_wildcard() {
+    let (tests, _, text) = lift(Family::Ipv4, &[meta(MetaKey::Oifname), cmp(CmpOp::Eq, b"lo\0")]);
+    assert_eq!(tests, [(false, Test::Iface { dir: Dir::Dst, patterns: vec![IfacePattern { name: "lo".into(), wildcard: false }] })]);
+    assert_eq!(text.trim(), "-o lo");
+    let (tests, _, text) = lift(Family::Ipv4, &[meta(MetaKey::Oifname), cmp(CmpOp::Neq, b"eth")]);
+    assert_eq!(tests, [(true, Test::Iface { dir: Dir::Dst, patterns: vec![IfacePattern { name: "eth".into(), wildcard: true }] })]);
+    assert_eq!(text.trim(), "! -o eth+");
+}
+
+#[test]
+fn iptables_nft_ports_and_xt_owner_blob() {
+    // -p tcp -m tcp ! --dport 15008 -m owner --uid-owner 1337 -j RETURN, as iptables-nft writes it.
+    let mut owner = Vec::new();
+    for v in [1337u32, 1337, 0, 0] {
+        owner.extend(v.to_ne_bytes());
+    }
+    owner.extend([1, 0, 0, 0]);
+    let (tests, actions, text) = lift(Family::Ipv4, &[
+        meta(MetaKey::L4Proto),
+        cmp(CmpOp::Eq, &[6]),
+        Expr::Payload { dreg: 0, base: 2, offset: 2, len: 2 },
+        cmp(CmpOp::Neq, &15008u16.to_be_bytes()),
+        Expr::Match { name: "owner".into(), revision: 1, info: owner },
+        Expr::Counter,
+        Expr::Verdict(Jump::Return),
+    ]);
+    assert_eq!(text, "-p tcp -m tcp ! --dport 15008 -m owner --uid-owner 1337 -j RETURN");
+    assert_eq!(tests[1], (true, Test::Port { dir: Dir::Dst, protos: vec![6], ranges: vec![PortRange::single(15008)] }));
+    assert_eq!(tests[2], (false, Test::Uid { ranges: vec![IdRange::single(1337)] }));
+    assert_eq!(actions, [Action::Return]);
+}
+
+#[test]
+fn redirect_reads_its_port_register() {
+    let (_, actions, _) = lift(Family::Inet, &[
+        meta(MetaKey::L4Proto),
+        cmp(CmpOp::Eq, &[6]),
+        Expr::Value { dreg: 16, data: 15001u16.to_be_bytes().to_vec() },
+        Expr::Redir { proto_min: Some(16), proto_max: None },
+    ]);
+    assert_eq!(actions, [Action::Redirect { ports: Some(PortRange::single(15001)) }]);
+}
+
+#[test]
+fn what_cannot_be_lifted_is_kept_as_unknown() {
+    let (tests, _, _) = lift(Family::Ipv4, &[Expr::Other("quota".into()), meta(MetaKey::Cpu), cmp(CmpOp::Eq, &[1, 0, 0, 0])]);
+    assert_eq!(tests.len(), 2);
+    assert!(tests.iter().all(|(_, t)| matches!(t, Test::Unknown { .. })));
+}
+
+#[test]
+fn comments_from_rule_user_data() {
+    let mut u = vec![0u8, 6];
+    u.extend(b"hello\0");
+    assert_eq!(udata_comment(&u).as_deref(), Some("hello"));
+    assert_eq!(udata_comment(&[0, 200, 1]), None, "a lying length is not read past the end");
+}
