@@ -321,8 +321,19 @@ fn reading_changes_nothing_and_creates_no_table() {
     lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
     // Everything, every backend and family, without counters (they may move).
     let state = || {
-        let nft = run(&["ip", "netns", "exec", &lab.pod, "nft", "-s", "list", "ruleset"], None);
-        (legacy_save(&lab), tools_save(&lab, "nft"), nft, names("ip_tables_names"), names("ip6_tables_names"))
+        let nft = run(
+            &[
+                "ip", "netns", "exec", &lab.pod, "nft", "-s", "list", "ruleset",
+            ],
+            None,
+        );
+        (
+            legacy_save(&lab),
+            tools_save(&lab, "nft"),
+            nft,
+            names("ip_tables_names"),
+            names("ip6_tables_names"),
+        )
     };
     let before = state();
     for _ in 0..3 {
@@ -340,10 +351,19 @@ fn both_backends_in_one_namespace_equal_the_tools_output() {
     lab.load(Loader::IptablesLegacy, LEGACY_V4);
     lab.load(Loader::Ip6tablesLegacy, LEGACY_V6);
     lab.load(Loader::IptablesNft, ISTIO);
-    lab.load(Loader::Nft, include_str!("../testdata/nft-redirect-15002.nft"));
+    lab.load(
+        Loader::Nft,
+        include_str!("../testdata/nft-redirect-15002.nft"),
+    );
     let mine = ours(&lab);
-    assert_eq!(normalize(&our_blocks(&mine, "legacy")), tools_save(&lab, "legacy"));
-    assert_eq!(normalize(&our_blocks(&mine, "nft")), tools_save(&lab, "nft"));
+    assert_eq!(
+        normalize(&our_blocks(&mine, "legacy")),
+        tools_save(&lab, "legacy")
+    );
+    assert_eq!(
+        normalize(&our_blocks(&mine, "nft")),
+        tools_save(&lab, "nft")
+    );
     assert!(mine.contains("table inet redir {"), "{mine}");
     assert_same_verdicts(&lab, "both backends");
 }
@@ -424,6 +444,26 @@ fn capture_kernel_blobs() {
     }
     std::fs::write("testdata/native/legacy-blobs.txt", out).unwrap();
     std::fs::write("testdata/native/legacy-save.txt", legacy_save(&lab) + "\n").unwrap();
+
+    // nf_tables: the raw netlink replies, and what the tools print for the same tables.
+    lab.reset();
+    lab.load(Loader::IptablesNft, ISTIO);
+    lab.load(Loader::IptablesNft, LEGACY_V4);
+    lab.load(Loader::Ip6tablesNft, LEGACY_V6);
+    lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
+    let raw = meshleak::collect::netns::in_netns(&ns, meshleak::collect::nftables::dump_raw)
+        .unwrap()
+        .unwrap();
+    let hex: Vec<String> = raw
+        .iter()
+        .map(|m| m.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    std::fs::write("testdata/native/nft-messages.txt", hex.join("\n") + "\n").unwrap();
+    std::fs::write(
+        "testdata/native/nft-save.txt",
+        tools_save(&lab, "nft") + "\n",
+    )
+    .unwrap();
 }
 
 #[test]

@@ -41,94 +41,110 @@ pub enum NftError {
 }
 
 pub fn dump() -> Result<Dump, NftError> {
+    from_raw(&dump_raw()?)
+}
+
+/// The raw netlink messages of a full dump (kept apart so they can be captured and decoded
+/// elsewhere, e.g. in tests without root).
+pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NftError::Socket)?;
     socket.bind_auto().map_err(NftError::Socket)?;
     socket
         .connect(&SocketAddr::new(0, 0))
         .map_err(NftError::Socket)?;
-    let mut out = Dump::default();
     let all = NetfilterProtoFamily::Unspec;
-    for (family, msg) in request(
-        &mut socket,
-        "tables",
-        all,
-        NfTablesMessage::GetTable(TableMessage { attributes: vec![] }),
-    )? {
-        if let NfTablesMessage::NewTable(t) = msg {
-            out.tables.push((family, t));
-        }
-    }
-    for (family, msg) in request(
-        &mut socket,
-        "chains",
-        all,
-        NfTablesMessage::GetChain(ChainMessage { attributes: vec![] }),
-    )? {
-        if let NfTablesMessage::NewChain(c) = msg {
-            out.chains.push((family, c));
-        }
-    }
-    for (family, msg) in request(
-        &mut socket,
-        "rules",
-        all,
-        NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
-    )? {
-        if let NfTablesMessage::NewRule(r) = msg {
-            out.rules.push((family, r));
-        }
-    }
-    for (family, msg) in request(
-        &mut socket,
-        "sets",
-        all,
-        NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
-    )? {
-        if let NfTablesMessage::NewSet(s) = msg {
-            out.sets.push((family, s));
-        }
+    let mut raw = Vec::new();
+    for (what, msg) in [
+        (
+            "tables",
+            NfTablesMessage::GetTable(TableMessage { attributes: vec![] }),
+        ),
+        (
+            "chains",
+            NfTablesMessage::GetChain(ChainMessage { attributes: vec![] }),
+        ),
+        (
+            "rules",
+            NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
+        ),
+        (
+            "sets",
+            NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
+        ),
+    ] {
+        raw.extend(request(&mut socket, what, all, msg)?);
     }
     // Elements are dumped per set: the request names the table and the set.
-    let sets: Vec<(u8, String, String)> = out
-        .sets
-        .iter()
-        .filter_map(|(family, s)| {
-            let table = s.attributes.iter().find_map(|a| match a {
-                SetAttribute::Table(t) => Some(t.clone()),
-                _ => None,
-            })?;
-            let name = s.attributes.iter().find_map(|a| match a {
-                SetAttribute::Name(n) => Some(n.clone()),
-                _ => None,
-            })?;
-            Some((*family, table, name))
-        })
-        .collect();
-    for (family, table, set) in sets {
-        let req = NfTablesMessage::GetSetElement(SetElementMessage {
-            attributes: vec![SetElementList::Table(table), SetElementList::Set(set)],
+    for (family, s) in from_raw(&raw)?.sets {
+        let attr = |f: fn(&SetAttribute) -> Option<String>| s.attributes.iter().find_map(f);
+        let table = attr(|a| {
+            if let SetAttribute::Table(t) = a {
+                Some(t.clone())
+            } else {
+                None
+            }
         });
-        for (family, msg) in request(
+        let name = attr(|a| {
+            if let SetAttribute::Name(n) = a {
+                Some(n.clone())
+            } else {
+                None
+            }
+        });
+        let (Some(table), Some(name)) = (table, name) else {
+            continue;
+        };
+        let req = NfTablesMessage::GetSetElement(SetElementMessage {
+            attributes: vec![SetElementList::Table(table), SetElementList::Set(name)],
+        });
+        raw.extend(request(
             &mut socket,
             "set elements",
             NetfilterProtoFamily::from(family),
             req,
-        )? {
-            if let NfTablesMessage::NewSetElement(e) = msg {
-                out.elements.push((family, e));
+        )?);
+    }
+    Ok(raw)
+}
+
+/// Decodes raw nf_tables messages (each a whole netlink message) into a dump.
+pub fn from_raw(raw: &[Vec<u8>]) -> Result<Dump, NftError> {
+    let mut out = Dump::default();
+    for bytes in raw {
+        let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).map_err(|e| {
+            NftError::Decode {
+                what: "a stored message",
+                detail: e.to_string(),
             }
+        })?;
+        let NetlinkPayload::InnerMessage(NetfilterMessage {
+            header,
+            inner: NetfilterMessageInner::NfTables(m),
+            ..
+        }) = msg.payload
+        else {
+            continue;
+        };
+        let family = u8::from(header.family);
+        match m {
+            NfTablesMessage::NewTable(t) => out.tables.push((family, t)),
+            NfTablesMessage::NewChain(c) => out.chains.push((family, c)),
+            NfTablesMessage::NewRule(r) => out.rules.push((family, r)),
+            NfTablesMessage::NewSet(s) => out.sets.push((family, s)),
+            NfTablesMessage::NewSetElement(e) => out.elements.push((family, e)),
+            _ => {}
         }
     }
     Ok(out)
 }
 
-/// Sends one dump request and collects the replies until NLMSG_DONE.
+/// Sends one dump request and collects the replies (raw) until NLMSG_DONE.
 fn request(
     socket: &mut Socket,
     what: &'static str,
     family: NetfilterProtoFamily,
     msg: NfTablesMessage,
-) -> Result<Vec<(u8, NfTablesMessage)>, NftError> {
+) -> Result<Vec<Vec<u8>>, NftError> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut packet = NetlinkMessage::new(
@@ -174,12 +190,9 @@ fn request(
                         source: io::Error::from_raw_os_error(code),
                     });
                 }
-                NetlinkPayload::InnerMessage(NetfilterMessage {
-                    header,
-                    inner: NetfilterMessageInner::NfTables(m),
-                    ..
-                }) => {
-                    out.push((u8::from(header.family), m));
+                NetlinkPayload::InnerMessage(_) => {
+                    let end = (at + len).min(n);
+                    out.push(rx[at..end].to_vec());
                 }
                 _ => {}
             }

@@ -15,33 +15,65 @@ fn lift(family: Family, exprs: &[Expr]) -> (Vec<(bool, Test)>, Vec<Action>, Stri
     lift_with(family, exprs, &HashMap::new())
 }
 
-fn lift_with(family: Family, exprs: &[Expr], sets: &HashMap<String, (SetElems, bool)>) -> (Vec<(bool, Test)>, Vec<Action>, String) {
+fn lift_with(
+    family: Family,
+    exprs: &[Expr],
+    sets: &HashMap<String, (SetElems, bool)>,
+) -> (Vec<(bool, Test)>, Vec<Action>, String) {
     let l = Lifter::new(family, sets).lift(exprs);
     let tests = l.matches.into_iter().map(|m| (m.negated, m.test)).collect();
     let mut generic = l.generic.clone();
     generic.sort_by_key(|(o, _)| *o);
-    let text = generic.into_iter().map(|(_, t)| t).chain(l.modules).chain([l.target]).collect::<Vec<_>>().join(" ");
+    let text = generic
+        .into_iter()
+        .map(|(_, t)| t)
+        .chain(l.modules)
+        .chain([l.target])
+        .collect::<Vec<_>>()
+        .join(" ");
     (tests, l.actions, text)
 }
 
 fn meta(key: MetaKey) -> Expr {
-    Expr::Meta { key, dreg: Some(0), sreg: None }
+    Expr::Meta {
+        key,
+        dreg: Some(0),
+        sreg: None,
+    }
 }
 
 fn cmp(op: CmpOp, data: &[u8]) -> Expr {
-    Expr::Cmp { sreg: 0, op, data: data.to_vec() }
+    Expr::Cmp {
+        sreg: 0,
+        op,
+        data: data.to_vec(),
+    }
 }
 
 #[test]
 fn skuid_range_through_byteorder() {
-    let (tests, actions, _) = lift(Family::Ipv4, &[
-        meta(MetaKey::SocketUserId),
-        Expr::ByteOrder { sreg: 0, dreg: 0 },
-        cmp(CmpOp::Gte, &[0, 0, 0, 100]),
-        cmp(CmpOp::Lte, &[0, 0, 0, 200]),
-        Expr::Verdict(Jump::Return),
-    ]);
-    assert_eq!(tests, [(false, Test::Uid { ranges: vec![IdRange { start: 100, end: 200 }] })]);
+    let (tests, actions, _) = lift(
+        Family::Ipv4,
+        &[
+            meta(MetaKey::SocketUserId),
+            Expr::ByteOrder { sreg: 0, dreg: 0 },
+            cmp(CmpOp::Gte, &[0, 0, 0, 100]),
+            cmp(CmpOp::Lte, &[0, 0, 0, 200]),
+            Expr::Verdict(Jump::Return),
+        ],
+    );
+    assert_eq!(
+        tests,
+        [(
+            false,
+            Test::Uid {
+                ranges: vec![IdRange {
+                    start: 100,
+                    end: 200
+                }]
+            }
+        )]
+    );
     assert_eq!(actions, [Action::Return]);
 }
 
@@ -56,46 +88,152 @@ fn interval_sets_and_lookups() {
         (vec![0, 0, 0, 0], None, true),
     ];
     let ranges = intervals(raw);
-    assert_eq!(ranges, [(vec![10, 0, 0, 0], vec![10, 255, 255, 255]), (vec![192, 168, 1, 1], vec![192, 168, 1, 1])]);
+    assert_eq!(
+        ranges,
+        [
+            (vec![10, 0, 0, 0], vec![10, 255, 255, 255]),
+            (vec![192, 168, 1, 1], vec![192, 168, 1, 1])
+        ]
+    );
     let sets = HashMap::from([("s1".to_string(), (SetElems { ranges }, true))]);
-    let (tests, _, _) = lift_with(Family::Ipv4, &[
-        Expr::Payload { dreg: 0, base: 1, offset: 16, len: 4 },
-        Expr::Lookup { sreg: 0, set: "s1".into(), invert: true },
-    ], &sets);
-    let want = vec![AddrRange::parse("10.0.0.0/8").unwrap(), AddrRange::parse("192.168.1.1").unwrap()];
-    assert_eq!(tests, [(true, Test::Addr { dir: Dir::Dst, version: IpVersion::V4, ranges: want })]);
+    let (tests, _, _) = lift_with(
+        Family::Ipv4,
+        &[
+            Expr::Payload {
+                dreg: 0,
+                base: 1,
+                offset: 16,
+                len: 4,
+            },
+            Expr::Lookup {
+                sreg: 0,
+                set: "s1".into(),
+                invert: true,
+            },
+        ],
+        &sets,
+    );
+    let want = vec![
+        AddrRange::parse("10.0.0.0/8").unwrap(),
+        AddrRange::parse("192.168.1.1").unwrap(),
+    ];
+    assert_eq!(
+        tests,
+        [(
+            true,
+            Test::Addr {
+                dir: Dir::Dst,
+                version: IpVersion::V4,
+                ranges: want
+            }
+        )]
+    );
 }
 
 #[test]
 fn masked_mark_in_host_order() {
-    let (tests, _, text) = lift(Family::Ipv4, &[
-        meta(MetaKey::Mark),
-        Expr::Bitwise { sreg: 0, dreg: 0, mask: 0xfffu32.to_ne_bytes().to_vec(), xor: vec![0; 4] },
-        cmp(CmpOp::Neq, &0x539u32.to_ne_bytes()),
-    ]);
-    assert_eq!(tests, [(true, Test::Mark { reg: MarkReg::Mark, mask: 0xfff, values: vec![(0x539, 0x539)] })]);
+    let (tests, _, text) = lift(
+        Family::Ipv4,
+        &[
+            meta(MetaKey::Mark),
+            Expr::Bitwise {
+                sreg: 0,
+                dreg: 0,
+                mask: 0xfffu32.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            cmp(CmpOp::Neq, &0x539u32.to_ne_bytes()),
+        ],
+    );
+    assert_eq!(
+        tests,
+        [(
+            true,
+            Test::Mark {
+                reg: MarkReg::Mark,
+                mask: 0xfff,
+                values: vec![(0x539, 0x539)]
+            }
+        )]
+    );
     assert_eq!(text.trim(), "-m mark ! --mark 0x539/0xfff");
 }
 
 #[test]
 fn partial_address_loads_are_prefixes() {
-    let (tests, _, _) = lift(Family::Inet, &[
-        meta(MetaKey::Nfproto),
-        cmp(CmpOp::Eq, &[10]),
-        Expr::Payload { dreg: 0, base: 1, offset: 24, len: 8 },
-        cmp(CmpOp::Eq, &[0xfd, 0, 0, 0, 0, 0, 0, 0]),
-    ]);
-    assert_eq!(tests[0], (false, Test::NfProto { version: IpVersion::V6 }));
-    assert_eq!(tests[1], (false, Test::Addr { dir: Dir::Dst, version: IpVersion::V6, ranges: vec![AddrRange::parse("fd00::/64").unwrap()] }));
+    let (tests, _, _) = lift(
+        Family::Inet,
+        &[
+            meta(MetaKey::Nfproto),
+            cmp(CmpOp::Eq, &[10]),
+            Expr::Payload {
+                dreg: 0,
+                base: 1,
+                offset: 24,
+                len: 8,
+            },
+            cmp(CmpOp::Eq, &[0xfd, 0, 0, 0, 0, 0, 0, 0]),
+        ],
+    );
+    assert_eq!(
+        tests[0],
+        (
+            false,
+            Test::NfProto {
+                version: IpVersion::V6
+            }
+        )
+    );
+    assert_eq!(
+        tests[1],
+        (
+            false,
+            Test::Addr {
+                dir: Dir::Dst,
+                version: IpVersion::V6,
+                ranges: vec![AddrRange::parse("fd00::/64").unwrap()]
+            }
+        )
+    );
 }
 
 #[test]
 fn interface_names_exact_and_wildcard() {
-    let (tests, _, text) = lift(Family::Ipv4, &[meta(MetaKey::Oifname), cmp(CmpOp::Eq, b"lo\0")]);
-    assert_eq!(tests, [(false, Test::Iface { dir: Dir::Dst, patterns: vec![IfacePattern { name: "lo".into(), wildcard: false }] })]);
+    let (tests, _, text) = lift(
+        Family::Ipv4,
+        &[meta(MetaKey::Oifname), cmp(CmpOp::Eq, b"lo\0")],
+    );
+    assert_eq!(
+        tests,
+        [(
+            false,
+            Test::Iface {
+                dir: Dir::Dst,
+                patterns: vec![IfacePattern {
+                    name: "lo".into(),
+                    wildcard: false
+                }]
+            }
+        )]
+    );
     assert_eq!(text.trim(), "-o lo");
-    let (tests, _, text) = lift(Family::Ipv4, &[meta(MetaKey::Oifname), cmp(CmpOp::Neq, b"eth")]);
-    assert_eq!(tests, [(true, Test::Iface { dir: Dir::Dst, patterns: vec![IfacePattern { name: "eth".into(), wildcard: true }] })]);
+    let (tests, _, text) = lift(
+        Family::Ipv4,
+        &[meta(MetaKey::Oifname), cmp(CmpOp::Neq, b"eth")],
+    );
+    assert_eq!(
+        tests,
+        [(
+            true,
+            Test::Iface {
+                dir: Dir::Dst,
+                patterns: vec![IfacePattern {
+                    name: "eth".into(),
+                    wildcard: true
+                }]
+            }
+        )]
+    );
     assert_eq!(text.trim(), "! -o eth+");
 }
 
@@ -107,35 +245,89 @@ fn iptables_nft_ports_and_xt_owner_blob() {
         owner.extend(v.to_ne_bytes());
     }
     owner.extend([1, 0, 0, 0]);
-    let (tests, actions, text) = lift(Family::Ipv4, &[
-        meta(MetaKey::L4Proto),
-        cmp(CmpOp::Eq, &[6]),
-        Expr::Payload { dreg: 0, base: 2, offset: 2, len: 2 },
-        cmp(CmpOp::Neq, &15008u16.to_be_bytes()),
-        Expr::Match { name: "owner".into(), revision: 1, info: owner },
-        Expr::Counter,
-        Expr::Verdict(Jump::Return),
-    ]);
-    assert_eq!(text, "-p tcp -m tcp ! --dport 15008 -m owner --uid-owner 1337 -j RETURN");
-    assert_eq!(tests[1], (true, Test::Port { dir: Dir::Dst, protos: vec![6], ranges: vec![PortRange::single(15008)] }));
-    assert_eq!(tests[2], (false, Test::Uid { ranges: vec![IdRange::single(1337)] }));
+    let (tests, actions, text) = lift(
+        Family::Ipv4,
+        &[
+            meta(MetaKey::L4Proto),
+            cmp(CmpOp::Eq, &[6]),
+            Expr::Payload {
+                dreg: 0,
+                base: 2,
+                offset: 2,
+                len: 2,
+            },
+            cmp(CmpOp::Neq, &15008u16.to_be_bytes()),
+            Expr::Match {
+                name: "owner".into(),
+                revision: 1,
+                info: owner,
+            },
+            Expr::Counter,
+            Expr::Verdict(Jump::Return),
+        ],
+    );
+    assert_eq!(
+        text,
+        "-p tcp -m tcp ! --dport 15008 -m owner --uid-owner 1337 -j RETURN"
+    );
+    assert_eq!(
+        tests[1],
+        (
+            true,
+            Test::Port {
+                dir: Dir::Dst,
+                protos: vec![6],
+                ranges: vec![PortRange::single(15008)]
+            }
+        )
+    );
+    assert_eq!(
+        tests[2],
+        (
+            false,
+            Test::Uid {
+                ranges: vec![IdRange::single(1337)]
+            }
+        )
+    );
     assert_eq!(actions, [Action::Return]);
 }
 
 #[test]
 fn redirect_reads_its_port_register() {
-    let (_, actions, _) = lift(Family::Inet, &[
-        meta(MetaKey::L4Proto),
-        cmp(CmpOp::Eq, &[6]),
-        Expr::Value { dreg: 16, data: 15001u16.to_be_bytes().to_vec() },
-        Expr::Redir { proto_min: Some(16), proto_max: None },
-    ]);
-    assert_eq!(actions, [Action::Redirect { ports: Some(PortRange::single(15001)) }]);
+    let (_, actions, _) = lift(
+        Family::Inet,
+        &[
+            meta(MetaKey::L4Proto),
+            cmp(CmpOp::Eq, &[6]),
+            Expr::Value {
+                dreg: 16,
+                data: 15001u16.to_be_bytes().to_vec(),
+            },
+            Expr::Redir {
+                proto_min: Some(16),
+                proto_max: None,
+            },
+        ],
+    );
+    assert_eq!(
+        actions,
+        [Action::Redirect {
+            ports: Some(PortRange::single(15001))
+        }]
+    );
 }
 
 #[test]
 fn what_cannot_be_lifted_is_kept_as_unknown() {
-    let (tests, _, _) = lift(Family::Ipv4, &[Expr::Other("quota".into()), meta(MetaKey::Cpu), cmp(CmpOp::Eq, &[1, 0, 0, 0])]);
+    let (tests, _, _) = lift(
+        Family::Ipv4,
+        &[
+            Expr::Other("quota".into()),
+            meta(MetaKey::Cpu),
+            cmp(CmpOp::Eq, &[1, 0, 0, 0]),
+        ],
+    );
     assert_eq!(tests.len(), 2);
     assert!(tests.iter().all(|(_, t)| matches!(t, Test::Unknown { .. })));
 }
@@ -145,5 +337,77 @@ fn comments_from_rule_user_data() {
     let mut u = vec![0u8, 6];
     u.extend(b"hello\0");
     assert_eq!(udata_comment(&u).as_deref(), Some("hello"));
-    assert_eq!(udata_comment(&[0, 200, 1]), None, "a lying length is not read past the end");
+    assert_eq!(
+        udata_comment(&[0, 200, 1]),
+        None,
+        "a lying length is not read past the end"
+    );
+}
+
+/// Netlink replies captured from the kernel (testdata/native/nft-messages.txt, written by
+/// the `capture_kernel_blobs` test) decode, without root, into the tables the tools print.
+#[test]
+fn captured_netlink_dump_decodes_as_the_tools_print() {
+    let raw: Vec<Vec<u8>> = include_str!("../../testdata/native/nft-messages.txt")
+        .lines()
+        .map(|l| {
+            (0..l.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect();
+    let dump = crate::collect::nftables::from_raw(&raw).expect("decodes");
+    let objects = super::Objects {
+        tables: &dump.tables,
+        chains: &dump.chains,
+        rules: &dump.rules,
+        sets: &dump.sets,
+        elements: &dump.elements,
+    };
+    let mut tables = super::tables(&objects, "captured");
+    let mut text = String::new();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let mut of: Vec<_> = tables
+            .iter()
+            .filter(|t| t.backend == crate::model::Backend::IptablesNft && t.family == family)
+            .collect();
+        of.sort_by_key(|t| crate::xt::save::nft_table_rank(&t.name));
+        for t in of {
+            text += &crate::xt::save::render(t);
+        }
+    }
+    assert_eq!(
+        text.trim_end(),
+        include_str!("../../testdata/native/nft-save.txt").trim_end()
+    );
+    // The native table is there too, with its rules lifted.
+    tables.retain(|t| t.backend == crate::model::Backend::Nftables && t.name == "t4");
+    assert_eq!(tables[0].chains[0].rules.len(), 17);
+    assert_eq!(
+        tables[0].chains[0].rules[2].text,
+        "meta mark and 0xfff == 0x539 return"
+    );
+}
+
+#[test]
+fn damaged_netlink_messages_are_errors_not_panics() {
+    let raw: Vec<Vec<u8>> = include_str!("../../testdata/native/nft-messages.txt")
+        .lines()
+        .map(|l| {
+            (0..l.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect();
+    for (i, m) in raw.iter().enumerate() {
+        for cut in [0, 3, 16, 20, m.len() / 2, m.len().saturating_sub(1)] {
+            let mut bad = m[..cut.min(m.len())].to_vec();
+            if i % 2 == 0 && bad.len() > 24 {
+                bad[24] ^= 0xff; // a lying attribute length
+            }
+            let _ = crate::collect::nftables::from_raw(&[bad]);
+        }
+    }
 }
