@@ -299,6 +299,21 @@ fn corpus_rule_sets_match_the_kernel() {
             // The file parsed offline must agree with the rules read back (xtables only;
             // nft lines are evaluated from the kernel's JSON).
             let mut offline_wrong = Vec::new();
+            // Read natively (no tools), the rules must give the verdicts of the tools' dumps.
+            let netns =
+                meshleak::collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
+            match meshleak::collect::ruleset(&netns) {
+                Ok(native) => {
+                    for p in &probes {
+                        let (a, b) = (predict(&native, p), predict(&live, p));
+                        if a != b {
+                            offline_wrong
+                                .push(format!("{p:?}: read natively {a:?}, tools' dumps {b:?}"));
+                        }
+                    }
+                }
+                Err(e) => offline_wrong.push(format!("native reading failed: {e}")),
+            }
             if sc.steps.iter().all(|(l, _)| *l != Loader::Nft) {
                 for p in &probes {
                     let (a, b) = (predict(&offline, p), predict(&live, p));
