@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 BIN := target/release/meshleak
-APT_PACKAGES := iptables nftables iproute2 util-linux bash
+APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps
 CORPUS ?= ../shared/corpus
 
 .PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean
@@ -13,7 +13,7 @@ all: build
 # Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv).
 setup:
 	@missing=""; \
-	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv; do \
+	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	if [ -n "$$missing" ]; then \

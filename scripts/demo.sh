@@ -1,24 +1,68 @@
 #!/bin/sh
-# The seed incident, offline: an Istio sidecar's rules exempt uid and gid 1337 (the proxy),
-# and an app runs with runAsGroup: 1337. meshleak shows its traffic leaves the mesh and why.
+# The seed incident, live: two throwaway "pods" (network namespaces with a veth to a peer
+# namespace), one with Istio's sidecar rules, a proxy running as 1337 and two apps, one of
+# them with runAsGroup 1337; one with port and CIDR exclusions. `meshleak scan` shows which
+# processes bypass the sidecar and the rule that decides it. Everything is removed on exit,
+# also when interrupted.
 set -u
 bin=${1:-target/release/meshleak}
-rules=testdata/istio-sidecar.rules
+id="mldemo$$"
+pods="${id}a ${id}b"
+pids=""
+
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	for ns in $pods "${id}node"; do ip netns del "$ns" 2>/dev/null; done
+}
+trap cleanup EXIT INT TERM
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$1"; }
 
-say "Rules: an Istio sidecar's nat table ($rules)"
-grep -E '^(\*|-A)' "$rules"
+# Starts a command in a pod as uid:gid; its pid is kept for cleanup.
+run_as() { # ns uid gid command...
+	ns=$1 uid=$2 gid=$3
+	shift 3
+	ip netns exec "$ns" setpriv --reuid "$uid" --regid "$gid" --clear-groups "$@" >/dev/null 2>&1 &
+	pids="$pids $!"
+}
 
-say "trace: app uid 10001 gid 10001 connects to 10.0.0.5:80"
-"$bin" trace --rules "$rules" --uid 10001 --gid 10001 --dst 10.0.0.5:80 --proto tcp
+# Each pod gets an eth0 (one end of a veth pair into a throwaway "node" namespace) with a
+# link-local address and a default route, as a pod has. No traffic is sent.
+ip netns add "${id}node"
+n=1
+for ns in $pods; do
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	ip link add "${id}$n" type veth peer name eth0 netns "$ns"
+	ip link set "${id}$n" netns "${id}node"
+	ip -n "$ns" addr add "169.254.9$n.2/24" dev eth0
+	ip -n "$ns" link set eth0 up
+	ip -n "${id}node" link set "${id}$n" up
+	ip -n "$ns" route add default via "169.254.9$n.1"
+	n=$((n + 1))
+done
 
-say "trace: app uid 10001 gid 1337 (runAsGroup: 1337) connects to 10.0.0.5:80"
-"$bin" trace --rules "$rules" --uid 10001 --gid 1337 --dst 10.0.0.5:80 --proto tcp
+say "Pod ${id}a: Istio sidecar rules (uid and gid 1337 exempt)"
+grep -v '^#' testdata/istio-sidecar.rules | ip netns exec "${id}a" iptables-nft-restore
+grep -E '^-A ISTIO_OUTPUT' testdata/istio-sidecar.rules
+run_as "${id}a" 1337 1337 socat TCP-LISTEN:15001,reuseaddr,fork EXEC:/bin/cat
+run_as "${id}a" 10001 1337 sleep 300
+run_as "${id}a" 10001 10001 sleep 300
+
+say "Pod ${id}b: Istio rules with excluded port 3306 and CIDR 10.96.0.0/12"
+sed 's/^-A ISTIO_OUTPUT -j ISTIO_REDIRECT$/-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -d 10.96.0.0\/12 -j RETURN\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT/' testdata/istio-sidecar.rules |
+	grep -v '^#' | ip netns exec "${id}b" iptables-nft-restore
+run_as "${id}b" 1337 1337 socat TCP-LISTEN:15001,reuseaddr,fork EXEC:/bin/cat
+run_as "${id}b" 10001 10001 sleep 300
+sleep 0.5
+
+say "meshleak scan"
+"$bin" scan --netns-dir /run/netns
 echo "(exit status $?: 1 means something bypasses)"
 
-say "analyze: every exemption, and a verdict per identity"
-"$bin" analyze --rules "$rules" --identity 1337:1337 --identity 10001:1337 --identity 10001:10001 \
-	--identity 10001:10001:1337
-echo "(exit status $?)"
+say "meshleak trace --pid: the runAsGroup 1337 app connecting to 10.0.0.5:80"
+app=$(pgrep -f "sleep 300" | while read -r p; do
+	[ "$(stat -L -c %i /proc/$p/ns/net)" = "$(stat -L -c %i /run/netns/${id}a)" ] && grep -q "^Gid:.*1337" /proc/$p/status && echo "$p"
+done | head -1)
+"$bin" trace --pid "$app" --dst 10.0.0.5:80 --proto tcp
 exit 0

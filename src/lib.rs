@@ -12,5 +12,8 @@ pub mod nft;
 pub mod parse;
 pub mod range;
 pub mod render;
+pub mod report;
+pub mod route;
 pub mod sanitize;
+pub mod snapshot;
 pub mod xt;

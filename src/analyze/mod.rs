@@ -59,6 +59,14 @@ pub struct Analysis {
     /// Traffic of the reference identity that is not captured, by deciding rule.
     pub escapes: Vec<Region>,
     pub identities: Vec<IdentityReport>,
+    /// The families and protocols on which an ordinary app's traffic is captured at all.
+    pub captured_on: Vec<CapturedOn>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CapturedOn {
+    pub family: &'static str,
+    pub protocol: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,8 +120,18 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         .map(|(i, id)| identity_report(id, i + 1, meshed, &families, &cites.list))
         .collect();
 
+    let coverage = families_coverage(&families);
+    let captured_on = coverage
+        .iter()
+        .filter(|(_, _, captured)| *captured)
+        .map(|(v, p, _)| CapturedOn {
+            family: v.family().name(),
+            protocol: crate::model::proto_name(*p),
+        })
+        .collect();
     Ok(Analysis {
-        exemptions: exemptions::find(rules, &families_coverage(&families)),
+        captured_on,
+        exemptions: exemptions::find(rules, &coverage),
         reference_identity: reference,
         escapes,
         identities: reports,

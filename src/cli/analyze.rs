@@ -13,6 +13,9 @@ use meshleak::sanitize::sanitize;
 pub struct Args {
     #[command(flatten)]
     rules: RulesArgs,
+    /// Report a snapshot saved by `meshleak collect` instead of rule files.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["files", "identities"])]
+    snapshot: Option<std::path::PathBuf>,
     /// A socket identity to judge: UID:GID or UID:GID:G1,G2 (supplementary groups).
     #[arg(long = "identity", value_name = "UID:GID[:G1,G2]", value_parser = parse_identity)]
     identities: Vec<Identity>,
@@ -36,6 +39,12 @@ fn parse_identity(text: &str) -> Result<Identity, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if let Some(path) = &args.snapshot {
+        return super::scan::report_snapshot(path, args.format);
+    }
+    if args.rules.files.is_empty() {
+        anyhow::bail!("give --rules FILE (rule dumps) or --snapshot FILE (from meshleak collect)");
+    }
     let rules = args.rules.load()?;
     let analysis =
         analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;

@@ -12,7 +12,7 @@ use meshleak::parse::{self, Hints};
 pub struct RulesArgs {
     /// Rule dump: iptables-save/ip6tables-save output (either backend), restore input, or
     /// `nft -j list ruleset` JSON. Repeat to combine dumps into one ruleset.
-    #[arg(long = "rules", value_name = "FILE", required = true)]
+    #[arg(long = "rules", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Backend of xtables dumps whose header does not say (default iptables-nft).
     #[arg(long, value_enum)]

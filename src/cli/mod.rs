@@ -4,6 +4,7 @@
 mod analyze;
 mod input;
 mod rules;
+mod scan;
 mod text;
 mod trace;
 
@@ -28,6 +29,12 @@ enum Command {
     Analyze(analyze::Args),
     /// Print a network namespace's rules as read straight from the kernel.
     Rules(rules::Args),
+    /// Every network namespace of this node: which processes bypass their sidecar, and why.
+    Scan(scan::ScanArgs),
+    /// One pod (network namespace): its processes' verdicts and the rules deciding them.
+    Pod(scan::PodArgs),
+    /// Save the node's facts (rules, processes, sockets) to judge later with `analyze --snapshot`.
+    Collect(scan::SaveArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -44,5 +51,8 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Trace(args) => trace::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Rules(args) => rules::run(args),
+        Command::Scan(args) => scan::run_scan(args),
+        Command::Pod(args) => scan::run_pod(args),
+        Command::Collect(args) => scan::run_collect(args),
     }
 }

@@ -17,12 +17,19 @@ use meshleak::sanitize::sanitize;
 pub struct Args {
     #[command(flatten)]
     rules: RulesArgs,
+    /// Trace as this process: its namespace's live rules, routes and addresses, and its
+    /// identity (instead of --rules, --uid, --gid).
+    #[arg(long, conflicts_with_all = ["files", "uid", "gid", "groups"])]
+    pid: Option<u32>,
+    /// Where the host's /proc is (with --pid).
+    #[arg(long, default_value = "/proc")]
+    proc_root: std::path::PathBuf,
     /// The socket's fsuid.
-    #[arg(long)]
-    uid: u32,
+    #[arg(long, required_unless_present = "pid")]
+    uid: Option<u32>,
     /// The socket's fsgid.
-    #[arg(long)]
-    gid: u32,
+    #[arg(long, required_unless_present = "pid")]
+    gid: Option<u32>,
     /// Supplementary groups (only `--suppl-groups` owner matches use them).
     #[arg(long, value_delimiter = ',')]
     groups: Vec<u32>,
@@ -47,6 +54,43 @@ pub struct Args {
     mark: u32,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: Format,
+}
+
+/// What a live process's trace needs: its namespace's rules, its identity, the route to the
+/// destination (interface, source) and the namespace's own addresses.
+type Live = (
+    meshleak::model::Ruleset,
+    Identity,
+    Option<(String, std::net::IpAddr)>,
+    Vec<std::net::IpAddr>,
+);
+
+fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
+    use meshleak::collect::{netns::Netns, procs, read_netns};
+    let found = procs::read(&args.proc_root, pid, false)
+        .with_context(|| {
+            format!(
+                "cannot read process {pid} under {}",
+                args.proc_root.display()
+            )
+        })?
+        .with_context(|| format!("process {pid} is a kernel thread"))?;
+    let read = read_netns(&Netns::Pid {
+        pid,
+        proc_root: args.proc_root.clone(),
+    })?;
+    let route = meshleak::route::lookup(&read.routes, &read.interfaces, dst);
+    let local = read
+        .interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter().copied())
+        .collect();
+    Ok((
+        read.rules,
+        meshleak::report::identity(&found.facts),
+        route,
+        local,
+    ))
 }
 
 fn parse_mark(text: &str) -> Result<u32, String> {
@@ -77,7 +121,6 @@ struct Report {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let rules = args.rules.load()?;
     let dst: SocketAddr = args
         .dst
         .parse()
@@ -94,10 +137,33 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     let loopback = dst.ip().is_loopback();
+    let (rules, identity, route, local) = match args.pid {
+        Some(pid) => live(&args, pid, dst.ip())?,
+        None => {
+            if args.rules.files.is_empty() {
+                bail!("give --rules FILE (rule dumps) or --pid PID (a live process)");
+            }
+            let identity = Identity {
+                uid: args.uid.expect("required without --pid"),
+                gid: args.gid.expect("required without --pid"),
+                groups: args.groups.clone(),
+            };
+            (
+                args.rules.load()?,
+                identity,
+                None,
+                args.src.into_iter().collect(),
+            )
+        }
+    };
+    let (route_oif, route_src) = route.unzip();
     let flow = Flow {
         version,
         proto,
-        src: args.src.or_else(|| loopback.then(|| version.loopback())),
+        src: args
+            .src
+            .or(route_src)
+            .or_else(|| loopback.then(|| version.loopback())),
         dst: dst.ip(),
         sport: args
             .sport
@@ -106,14 +172,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         oif: args
             .oif
             .clone()
+            .or(route_oif)
             .unwrap_or_else(|| if loopback { "lo" } else { "eth0" }.to_string()),
-        identity: Identity {
-            uid: args.uid,
-            gid: args.gid,
-            groups: args.groups.clone(),
-        },
+        identity,
         mark: args.mark,
-        local: args.src.into_iter().collect(),
+        local,
     };
     let t = eval::trace(&rules, &flow);
     let report = Report {

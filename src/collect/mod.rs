@@ -2,10 +2,14 @@
 //! read-only: nothing here creates tables, changes rules or signals processes.
 
 pub mod legacy;
+pub mod netinfo;
 pub mod netns;
 pub mod nftables;
+pub mod procs;
+pub mod scan;
 
 use crate::model::{IpVersion, Ruleset, Table};
+use crate::snapshot::{Interface, Route, SocketFacts};
 use netns::{Netns, NetnsError, in_netns};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,17 +20,43 @@ pub enum CollectError {
     Legacy(#[from] legacy::LegacyError),
     #[error(transparent)]
     Nftables(#[from] nftables::NftError),
+    #[error("cannot list processes under {path}: {source}")]
+    Proc {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What one visit to a namespace reads.
+pub struct NetnsRead {
+    pub rules: Ruleset,
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    pub sockets: Vec<SocketFacts>,
 }
 
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
 /// (iptables-nft and native), read in one visit to the namespace.
 pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
+    Ok(read_netns(ns)?.rules)
+}
+
+/// Rules, interfaces, routes and sockets of a namespace, in one visit.
+pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, dump) = in_netns(ns, || -> Result<_, CollectError> {
-        let mut legacy = legacy::read_family(IpVersion::V4)?;
-        legacy.extend(legacy::read_family(IpVersion::V6)?);
-        Ok((legacy, nftables::dump()?))
-    })??;
+    let (legacy, dump, interfaces, routes, sockets) =
+        in_netns(ns, || -> Result<_, CollectError> {
+            let mut legacy = legacy::read_family(IpVersion::V4)?;
+            legacy.extend(legacy::read_family(IpVersion::V6)?);
+            let dump = nftables::dump()?;
+            Ok((
+                legacy,
+                dump,
+                netinfo::interfaces(),
+                netinfo::routes(),
+                netinfo::sockets(),
+            ))
+        })??;
     let objects = crate::nft::Objects {
         tables: &dump.tables,
         chains: &dump.chains,
@@ -36,7 +66,12 @@ pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
     };
     let mut tables = legacy;
     tables.extend(crate::nft::tables(&objects, &origin));
-    Ok(Ruleset { tables })
+    Ok(NetnsRead {
+        rules: Ruleset { tables },
+        interfaces,
+        routes,
+        sockets,
+    })
 }
 
 /// Every iptables-legacy table, both families, of a namespace.

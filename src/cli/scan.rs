@@ -1,0 +1,241 @@
+//! `meshleak scan`, `pod` and `collect`: the live node, one pod, or a saved snapshot.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use super::Format;
+use super::text::{cite_line, rule_line};
+use meshleak::collect::netns::Netns;
+use meshleak::collect::procs::netns_inode;
+use meshleak::collect::scan::{self, ScanOptions};
+use meshleak::report::{self, ProcessVerdict, Report};
+use meshleak::sanitize::sanitize;
+use meshleak::snapshot::Snapshot;
+
+/// What to read from the node.
+#[derive(clap::Args, Debug)]
+pub struct CollectArgs {
+    /// Where the host's /proc is (e.g. /host/proc in a container).
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+    /// Directories holding namespace bind mounts.
+    #[arg(long = "netns-dir", default_values = ["/run/netns", "/var/run/netns"])]
+    netns_dirs: Vec<PathBuf>,
+    /// Also report the host's own network namespace.
+    #[arg(long)]
+    include_host: bool,
+    /// Also collect command lines (they often hold secrets).
+    #[arg(long)]
+    include_cmdline: bool,
+}
+
+impl CollectArgs {
+    fn options(&self) -> ScanOptions {
+        ScanOptions {
+            proc_root: self.proc_root.clone(),
+            netns_dirs: self.netns_dirs.clone(),
+            include_host: self.include_host,
+            include_cmdline: self.include_cmdline,
+            only: Vec::new(),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    collect: CollectArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+pub fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let snapshot = scan::scan(&args.collect.options())?;
+    finish(&snapshot, started, args.format)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PodArgs {
+    /// The pod of this process.
+    #[arg(long, group = "which")]
+    pid: Option<u32>,
+    /// The pod of this namespace file.
+    #[arg(long, group = "which")]
+    netns: Option<PathBuf>,
+    /// A pod by Kubernetes namespace and name.
+    #[arg(long, group = "which", value_name = "NS/NAME")]
+    pod: Option<String>,
+    /// The pod of a container id.
+    #[arg(long, group = "which", value_name = "ID")]
+    container: Option<String>,
+    #[command(flatten)]
+    collect: CollectArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let file = match (&args.pid, &args.netns, &args.pod, &args.container) {
+        (Some(pid), ..) => Netns::Pid {
+            pid: *pid,
+            proc_root: args.collect.proc_root.clone(),
+        }
+        .file(),
+        (_, Some(path), ..) => path.clone(),
+        (_, _, Some(pod), _) => bail!(
+            "no pod {pod} found: pod names come from container runtime metadata, which this meshleak does not read yet; use --pid or --netns"
+        ),
+        (_, _, _, Some(id)) => bail!(
+            "no container {id} found: container ids come from container runtime metadata, which this meshleak does not read yet; use --pid or --netns"
+        ),
+        _ => bail!("say which pod: --pid, --netns, --pod or --container"),
+    };
+    let inode = netns_inode(&file).with_context(|| {
+        format!(
+            "cannot read {}; check that the process or namespace exists",
+            file.display()
+        )
+    })?;
+    let mut opts = args.collect.options();
+    opts.only = vec![inode];
+    opts.include_host = true;
+    let mut snapshot = scan::scan(&opts)?;
+    if snapshot.netns.is_empty() && snapshot.errors.is_empty() {
+        // A bind-mounted namespace outside the scanned directories.
+        if let Some(dir) = file.parent() {
+            opts.netns_dirs.push(dir.to_path_buf());
+            snapshot = scan::scan(&opts)?;
+        }
+    }
+    finish(&snapshot, started, args.format)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SaveArgs {
+    /// Where to write the snapshot (JSON).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    #[command(flatten)]
+    collect: CollectArgs,
+}
+
+pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
+    let snapshot = scan::scan(&args.collect.options())?;
+    let json = serde_json::to_string(&snapshot)?;
+    std::fs::write(&args.output, json)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    eprintln!(
+        "meshleak: saved {} network namespaces to {}",
+        snapshot.netns.len(),
+        args.output.display()
+    );
+    Ok(0)
+}
+
+/// Reports a saved snapshot (`analyze --snapshot`).
+pub fn report_snapshot(path: &PathBuf, format: Format) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read snapshot {}", path.display()))?;
+    let snapshot: Snapshot = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a meshleak snapshot (written by `meshleak collect`)",
+            path.display()
+        )
+    })?;
+    if snapshot.snapshot_version != meshleak::snapshot::SNAPSHOT_VERSION {
+        bail!(
+            "{}: snapshot version {} is not one this meshleak reads ({})",
+            path.display(),
+            snapshot.snapshot_version,
+            meshleak::snapshot::SNAPSHOT_VERSION
+        );
+    }
+    finish(&snapshot, Instant::now(), format)
+}
+
+fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Result<u8> {
+    let report = report::build(snapshot, started.elapsed().as_millis() as u64);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print_table(&report),
+    }
+    for e in &report.errors {
+        eprintln!("meshleak: {}", sanitize(e));
+    }
+    let bypass = report
+        .netns
+        .iter()
+        .flat_map(|n| &n.processes)
+        .any(|p| p.verdict.bypasses());
+    Ok(u8::from(bypass))
+}
+
+/// Grouped by pod (namespace), bypassing processes first and marked with `!`, the deciding
+/// rule in full under them; one summary line per node. Fits 100 columns.
+pub fn print_table(r: &Report) {
+    let processes: usize = r.netns.iter().map(|n| n.processes.len()).sum();
+    let bypassing = r
+        .netns
+        .iter()
+        .flat_map(|n| &n.processes)
+        .filter(|p| p.verdict.bypasses())
+        .count();
+    println!(
+        "node {}: {} network namespaces, {} processes, {} bypassing the mesh ({} ms)",
+        sanitize(&r.node),
+        r.netns.len(),
+        processes,
+        bypassing,
+        r.duration_ms
+    );
+    for ns in &r.netns {
+        let name = match (&ns.pod, ns.paths.first()) {
+            (Some(p), _) => format!("pod {}/{}", p.namespace, p.name),
+            (None, Some(path)) => path.clone(),
+            (None, None) => format!("netns {}", ns.inode),
+        };
+        let mesh = ns.mesh.as_ref().map_or("no mesh capture".to_string(), |m| {
+            let ports: Vec<String> = m.proxy_ports.iter().map(u16::to_string).collect();
+            format!("{}, proxy ports {}", m.kind, ports.join(","))
+        });
+        println!();
+        println!("{} ({mesh})", sanitize(&name));
+        if ns.mesh.is_some() {
+            let captured = if ns.capture.families.is_empty() {
+                "nothing".to_string()
+            } else {
+                format!(
+                    "{} {}",
+                    ns.capture.families.join("+"),
+                    ns.capture.protocols.join(",")
+                )
+            };
+            println!("  captured for an ordinary app: {captured}");
+        }
+        println!(
+            "  {:<1} {:>7}  {:<16} {:<13} VERDICT",
+            "", "PID", "COMM", "UID:GID"
+        );
+        for p in &ns.processes {
+            let mark = if p.verdict.bypasses() { "!" } else { " " };
+            let comm: String = sanitize(&p.comm).chars().take(16).collect();
+            println!(
+                "  {mark} {:>7}  {:<16} {:<13} {}",
+                p.pid,
+                comm,
+                format!("{}:{}", p.uid, p.gid),
+                p.verdict.name()
+            );
+            if p.verdict.bypasses() || p.verdict == ProcessVerdict::Unknown {
+                for rule in &p.reasons {
+                    println!("    {:>7}  {}", "", cite_line(rule));
+                    println!("    {:>7}  {}", "", rule_line(rule));
+                }
+            }
+        }
+    }
+}

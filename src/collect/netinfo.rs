@@ -1,0 +1,181 @@
+//! A namespace's interfaces, routes and sockets, read by a thread inside it: addresses via
+//! getifaddrs (netlink, bound to the thread's namespace), routes and sockets from
+//! `/proc/thread-self/net` (never `/proc/self/net`, which shows the process's namespace).
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::netns::thread_net_file;
+use crate::snapshot::{Interface, Route, SocketFacts, SocketProto};
+
+pub fn interfaces() -> Vec<Interface> {
+    let mut out: Vec<Interface> = Vec::new();
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return out;
+    };
+    for a in addrs {
+        let ip: Option<IpAddr> = a.address.as_ref().and_then(|s| {
+            s.as_sockaddr_in()
+                .map(|v| IpAddr::V4(v.ip()))
+                .or_else(|| s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())))
+        });
+        let entry = match out.iter_mut().position(|i| i.name == a.interface_name) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(Interface {
+                    name: a.interface_name.clone(),
+                    addrs: Vec::new(),
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        if let Some(ip) = ip
+            && !entry.addrs.contains(&ip)
+        {
+            entry.addrs.push(ip);
+        }
+    }
+    out
+}
+
+/// Main-table routes of both families.
+pub fn routes() -> Vec<Route> {
+    let mut out = Vec::new();
+    // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, little-endian).
+    for line in fs::read_to_string(thread_net_file("route"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let word = |s: &str| {
+            u32::from_str_radix(s, 16)
+                .ok()
+                .map(|v| Ipv4Addr::from(v.swap_bytes()))
+        };
+        let (Some(dst), Some(gw), Some(mask)) = (word(f[1]), word(f[2]), word(f[7])) else {
+            continue;
+        };
+        out.push(Route {
+            dst: dst.to_string(),
+            prefix: u32::from(mask).count_ones() as u8,
+            oif: f[0].to_string(),
+            gateway: (!gw.is_unspecified()).then_some(IpAddr::V4(gw)),
+        });
+    }
+    // /proc/net/ipv6_route: dst dst_len src src_len gateway metric refcnt use flags iface.
+    for line in fs::read_to_string(thread_net_file("ipv6_route"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let (Some(dst), Some(len), Some(gw)) =
+            (v6(f[0]), u8::from_str_radix(f[1], 16).ok(), v6(f[4]))
+        else {
+            continue;
+        };
+        out.push(Route {
+            dst: dst.to_string(),
+            prefix: len,
+            oif: f[9].to_string(),
+            gateway: (!gw.is_unspecified()).then_some(IpAddr::V6(gw)),
+        });
+    }
+    out
+}
+
+fn v6(hex: &str) -> Option<Ipv6Addr> {
+    u128::from_str_radix(hex, 16).ok().map(Ipv6Addr::from)
+}
+
+/// TCP, UDP and raw sockets of both families.
+pub fn sockets() -> Vec<SocketFacts> {
+    let mut out = Vec::new();
+    for (file, proto) in [
+        ("tcp", SocketProto::Tcp),
+        ("tcp6", SocketProto::Tcp),
+        ("udp", SocketProto::Udp),
+        ("udp6", SocketProto::Udp),
+        ("raw", SocketProto::Raw),
+        ("raw6", SocketProto::Raw),
+    ] {
+        let text = fs::read_to_string(thread_net_file(file)).unwrap_or_default();
+        out.extend(text.lines().skip(1).filter_map(|l| socket_line(l, proto)));
+    }
+    out
+}
+
+/// One line of /proc/net/{tcp,udp,raw}{,6}: sl local rem st tx:rx tr:when retrnsmt uid timeout inode.
+pub fn socket_line(line: &str, proto: SocketProto) -> Option<SocketFacts> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 10 {
+        return None;
+    }
+    let (local, local_port) = endpoint(f[1])?;
+    let (remote, remote_port) = endpoint(f[2])?;
+    let st = u8::from_str_radix(f[3], 16).ok()?;
+    let state = match (proto, st) {
+        (SocketProto::Tcp, 0x0A) => "listen",
+        (SocketProto::Tcp, 0x01) => "established",
+        (SocketProto::Tcp, 0x02) => "syn-sent",
+        (SocketProto::Tcp, 0x06) => "time-wait",
+        (SocketProto::Tcp, _) => "other",
+        (_, 0x01) => "connected",
+        _ => "unconnected",
+    };
+    Some(SocketFacts {
+        proto,
+        local,
+        local_port,
+        remote,
+        remote_port,
+        state: state.to_string(),
+        uid: f[7].parse().ok()?,
+        inode: f[9].parse().ok()?,
+    })
+}
+
+/// `0100007F:3A99` (IPv4, host-order words) or 32 hex digits (IPv6, four host-order words).
+fn endpoint(text: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(addr, 16).ok()?.swap_bytes(),
+        )),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                let w = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_lines() {
+        let s = socket_line("   0: 0100007F:3A99 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1337        0 48862 1 0000000000000000 100 0 0 10 0", SocketProto::Tcp).unwrap();
+        assert_eq!(
+            (s.local, s.local_port, s.state.as_str(), s.uid, s.inode),
+            ("127.0.0.1".parse().unwrap(), 15001, "listen", 1337, 48862)
+        );
+        let s = socket_line("  1: 0000000000000000FFFF00000100007F:0035 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123 2 0000000000000000 0", SocketProto::Udp).unwrap();
+        assert_eq!(s.local, "::ffff:127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(s.state, "unconnected");
+        assert!(socket_line("garbage", SocketProto::Raw).is_none());
+    }
+}

@@ -1,0 +1,148 @@
+//! A whole node: every network namespace (from processes, deduplicated by inode, and bind
+//! mounts under /run/netns and /var/run/netns), each read once, with its processes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::netns::{Netns, NetnsError};
+use super::procs::{self, netns_inode};
+use super::{CollectError, read_netns};
+use crate::snapshot::{NetnsFacts, ProcessFacts, SNAPSHOT_VERSION, Snapshot};
+
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Where the host's /proc is (`/host/proc` in a container).
+    pub proc_root: PathBuf,
+    /// Directories of namespace bind mounts (`/run/netns`, `/var/run/netns`).
+    pub netns_dirs: Vec<PathBuf>,
+    pub include_host: bool,
+    pub include_cmdline: bool,
+    /// Only these namespace inodes (e.g. one pod's); all when empty.
+    pub only: Vec<u64>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            proc_root: "/proc".into(),
+            netns_dirs: vec!["/run/netns".into(), "/var/run/netns".into()],
+            include_host: false,
+            include_cmdline: false,
+            only: Vec::new(),
+        }
+    }
+}
+
+pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
+    let listing = procs::list(&opts.proc_root, opts.include_cmdline).map_err(|source| {
+        CollectError::Proc {
+            path: opts.proc_root.display().to_string(),
+            source,
+        }
+    })?;
+    let host = netns_inode(&opts.proc_root.join("1/ns/net")).ok();
+
+    #[derive(Default)]
+    struct Ns {
+        paths: Vec<String>,
+        processes: Vec<ProcessFacts>,
+    }
+    let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
+    for found in listing.processes {
+        all.entry(found.netns)
+            .or_default()
+            .processes
+            .push(found.facts);
+    }
+    for dir in &opts.netns_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if let Ok(inode) = netns_inode(&e.path()) {
+                let paths = &mut all.entry(inode).or_default().paths;
+                let p = e.path().display().to_string();
+                if !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+        }
+    }
+
+    let mut snapshot = Snapshot {
+        snapshot_version: SNAPSHOT_VERSION,
+        node: hostname(),
+        scanned_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        netns: Vec::new(),
+        errors: Vec::new(),
+        vanished_processes: listing.vanished,
+        vanished_netns: 0,
+    };
+    for (inode, ns) in all {
+        let is_host = Some(inode) == host;
+        if (is_host && !opts.include_host) || (!opts.only.is_empty() && !opts.only.contains(&inode))
+        {
+            continue;
+        }
+        match read_one(&opts.proc_root, inode, &ns.paths, &ns.processes) {
+            Ok(Some(read)) => snapshot.netns.push(NetnsFacts {
+                inode,
+                paths: ns.paths,
+                host: is_host,
+                rules: read.rules,
+                interfaces: read.interfaces,
+                routes: read.routes,
+                sockets: read.sockets,
+                processes: ns.processes,
+            }),
+            Ok(None) => snapshot.vanished_netns += 1,
+            Err(e) => snapshot
+                .errors
+                .push(format!("network namespace {inode}: {e}")),
+        }
+    }
+    Ok(snapshot)
+}
+
+/// Reads a namespace through a bind mount or any of its processes that still exists;
+/// `Ok(None)` when every way in has vanished.
+fn read_one(
+    proc_root: &Path,
+    inode: u64,
+    paths: &[String],
+    processes: &[ProcessFacts],
+) -> Result<Option<super::NetnsRead>, CollectError> {
+    let ways = paths
+        .iter()
+        .map(|p| Netns::Path(p.into()))
+        .chain(processes.iter().map(|p| Netns::Pid {
+            pid: p.pid,
+            proc_root: proc_root.to_path_buf(),
+        }));
+    for ns in ways {
+        // The pid may have been reused by a process in another namespace.
+        if netns_inode(&ns.file()).ok() != Some(inode) {
+            continue;
+        }
+        match read_netns(&ns) {
+            Ok(read) => return Ok(Some(read)),
+            Err(CollectError::Netns(NetnsError::Open { source, .. }))
+                if procs::vanished(&source) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}

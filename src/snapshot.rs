@@ -1,0 +1,103 @@
+//! The facts a scan gathers, and nothing else: serializable, so a node's state can be saved
+//! (`meshleak collect`) and judged elsewhere (`meshleak analyze --snapshot`).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Ruleset;
+
+/// Bump when a field changes meaning or is removed.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub snapshot_version: u32,
+    pub node: String,
+    /// Seconds since the Unix epoch.
+    pub scanned_at: u64,
+    pub netns: Vec<NetnsFacts>,
+    /// Namespaces that could not be read, with why.
+    pub errors: Vec<String>,
+    /// Processes and namespaces that vanished while being read (normal on a busy node).
+    pub vanished_processes: usize,
+    pub vanished_netns: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetnsFacts {
+    pub inode: u64,
+    /// Bind mounts naming it (`/run/netns/NAME`).
+    pub paths: Vec<String>,
+    /// Whether this is the host's (pid 1's) namespace.
+    pub host: bool,
+    pub rules: Ruleset,
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    pub sockets: Vec<SocketFacts>,
+    pub processes: Vec<ProcessFacts>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// A route of the main table: destination network, output interface, preferred source.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Route {
+    pub dst: String,
+    pub prefix: u8,
+    pub oif: String,
+    pub gateway: Option<IpAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketProto {
+    Tcp,
+    Udp,
+    Raw,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SocketFacts {
+    pub proto: SocketProto,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    /// `listen`, `established`, ... (tcp); `unconnected` / `connected` (udp, raw).
+    pub state: String,
+    pub uid: u32,
+    pub inode: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessFacts {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    /// Credentials as the kernel applies them to new sockets.
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub groups: Vec<u32>,
+    pub cap_eff: u64,
+    pub cap_bnd: u64,
+    /// `/proc/PID/uid_map` lines (inside, outside, count): ids as the namespace's owner sees them.
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub gid_map: Vec<(u32, u32, u32)>,
+    pub cgroup: String,
+    /// Only with `--include-cmdline`: command lines hold secrets.
+    pub cmdline: Option<Vec<String>>,
+    /// Inodes of the sockets this process holds open.
+    pub socket_inodes: Vec<u64>,
+}
+
+impl ProcessFacts {
+    /// A capability bit (`CAP_NET_ADMIN` is 12) in the effective set.
+    pub fn has_cap(&self, bit: u32) -> bool {
+        self.cap_eff & (1u64 << bit) != 0
+    }
+}
