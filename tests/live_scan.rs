@@ -1,0 +1,399 @@
+//! The live scan (root): throwaway pods with real processes of chosen identities; the
+//! report must say which bypass, with the deciding rule; `trace --pid` must say what the
+//! kernel does with that process's connections; scanning a churning node must not fail.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Kernel, Lab, Loader, is_root, probe, run};
+
+const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn meshleak(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf-8"),
+        String::from_utf8(out.stderr).expect("utf-8"),
+    )
+}
+
+/// A pod: a namespace with processes; all removed on drop, also when a test fails.
+struct Pod {
+    ns: String,
+    procs: Vec<Child>,
+}
+
+impl Pod {
+    fn new() -> Pod {
+        let ns = format!(
+            "mlscan{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        run(&["ip", "netns", "add", &ns], None);
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"], None);
+        Pod {
+            ns,
+            procs: Vec::new(),
+        }
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    /// Starts `cmd` in the pod as uid:gid; returns its pid (`ip netns exec` and `setpriv`
+    /// exec, so the pid stays the command's).
+    fn spawn(&mut self, uid: u32, gid: u32, cmd: &[&str]) -> u32 {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "setpriv"])
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--clear-groups")
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        self.procs.push(child);
+        pid
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// Waits until `pid` is in the pod's namespace (after setns) and the listener is up.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn process<'a>(report: &'a serde_json::Value, pid: u32) -> &'a serde_json::Value {
+    report["netns"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not in {report}"))
+}
+
+#[test]
+fn pod_report_names_the_bypassing_process_and_its_rule() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    run(
+        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+        Some(ISTIO),
+    );
+    let proxy = pod.spawn(
+        1337,
+        1337,
+        &["socat", "TCP-LISTEN:15001,reuseaddr,fork", "EXEC:/bin/cat"],
+    );
+    let leaky = pod.spawn(10001, 1337, &["sleep", "60"]);
+    let fine = pod.spawn(10001, 10001, &["sleep", "60"]);
+    let impostor = pod.spawn(1337, 10001, &["sleep", "60"]);
+    settle();
+    let (code, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    assert_eq!(code, 1, "something bypasses: {err}");
+    let r = json(&out);
+    assert_eq!(r["schema_version"], 1);
+    let ns = &r["netns"][0];
+    assert_eq!(ns["mesh"]["kind"], "istio-sidecar");
+    assert!(
+        ns["mesh"]["proxy_ports"]
+            .as_array()
+            .unwrap()
+            .contains(&15001.into())
+    );
+    assert_eq!(process(&r, proxy)["verdict"], "proxy");
+    assert_eq!(process(&r, fine)["verdict"], "captured");
+    let p = process(&r, leaky);
+    assert_eq!(
+        (p["verdict"].as_str(), p["uid"].as_u64(), p["gid"].as_u64()),
+        (Some("bypass"), Some(10001), Some(1337))
+    );
+    assert_eq!(
+        p["reasons"][0]["rule"],
+        "-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN"
+    );
+    // Same uid as the proxy, but not its container's listener: not the proxy.
+    assert_eq!(process(&r, impostor)["verdict"], "bypass");
+    let findings = ns["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "identity-exempt" && f["pid"] == leaky)
+    );
+    assert_eq!(
+        ns["processes"][0]["verdict"], "bypass",
+        "bypassing processes come first"
+    );
+
+    // The table for people marks it and shows the rule in full.
+    let (_, table, _) = meshleak(&["pod", "--netns", &pod.path()]);
+    let line = table
+        .lines()
+        .find(|l| l.contains(&format!(" {leaky} ")))
+        .unwrap();
+    assert!(line.trim_start().starts_with('!'), "{table}");
+    assert!(table.contains("-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN"));
+    assert!(
+        table.lines().all(|l| l.len() <= 100 || l.contains("-A ")),
+        "fits 100 columns:\n{table}"
+    );
+
+    // Saved and judged elsewhere: the same verdicts.
+    let file = std::env::temp_dir().join(format!("{}.json", pod.ns));
+    let (code, _, err) = meshleak(&[
+        "collect",
+        "-o",
+        file.to_str().unwrap(),
+        "--netns-dir",
+        "/run/netns",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = meshleak(&[
+        "analyze",
+        "--snapshot",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1);
+    let offline = json(&out);
+    let ours = offline["netns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["paths"][0] == pod.path())
+        .expect("pod in snapshot");
+    let verdict = |pid: u32| {
+        ours["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .unwrap()["verdict"]
+            .clone()
+    };
+    assert_eq!(
+        (verdict(proxy), verdict(leaky), verdict(fine)),
+        ("proxy".into(), "bypass".into(), "captured".into())
+    );
+    std::fs::remove_file(file).ok();
+}
+
+#[test]
+fn a_pod_without_capture_is_unmeshed_and_exclusions_are_listed() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    let app = pod.spawn(10001, 10001, &["sleep", "60"]);
+    settle();
+    let (code, out, _) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    assert_eq!(code, 0);
+    let r = json(&out);
+    assert!(r["netns"][0]["mesh"].is_null());
+    assert_eq!(process(&r, app)["verdict"], "unmeshed");
+
+    let mut excl = Pod::new();
+    let rules = ISTIO.replace("-A ISTIO_OUTPUT -j ISTIO_REDIRECT", "-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -d 10.96.0.0/12 -j RETURN\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT");
+    run(
+        &["ip", "netns", "exec", &excl.ns, "iptables-legacy-restore"],
+        Some(&rules),
+    );
+    excl.spawn(10001, 10001, &["sleep", "60"]);
+    settle();
+    let (_, out, _) = meshleak(&["pod", "--netns", &excl.path(), "-o", "json"]);
+    let r = json(&out);
+    let ex = r["netns"][0]["capture"]["exemptions"].as_array().unwrap();
+    assert!(ex.iter().any(|e| e["kind"] == "port"
+        && e["rule"]["rule"] == "-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN"));
+    assert!(
+        ex.iter()
+            .any(|e| e["kind"] == "cidr" && e["rule"]["backend"] == "iptables-legacy")
+    );
+    assert!(
+        ex.iter()
+            .any(|e| e["kind"] == "family" && e["family"] == "ipv6")
+    );
+}
+
+/// `trace --pid` against what the kernel does with that identity's real connections.
+#[test]
+fn trace_pid_matches_real_connections() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::IptablesNft, ISTIO);
+    lab.load(Loader::Nft, "table inet extra {\n chain out {\n  type nat hook output priority -150;\n  meta skuid 4242 udp dport 53 redirect to :15006\n }\n}\n");
+    let mut procs: Vec<Child> = Vec::new();
+    let mut spawn = |uid: u32, gid: u32| {
+        let c = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.pod,
+                "setpriv",
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "sleep",
+                "60",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        procs.push(c);
+        pid
+    };
+    let ids = [(10001, 10001), (10001, 1337), (1337, 1337), (4242, 4242)];
+    let pids: Vec<u32> = ids.iter().map(|(u, g)| spawn(*u, *g)).collect();
+    settle();
+    let mut checked = 0;
+    for (&(uid, gid), pid) in ids.iter().zip(&pids) {
+        for (dst, udp) in [
+            ("169.254.77.2:80", false),
+            ("169.254.77.2:15008", false),
+            ("127.0.0.1:8080", false),
+            ("[fd77::2]:80", false),
+            ("169.254.77.2:53", true),
+        ] {
+            let proto = if udp { "udp" } else { "tcp" };
+            let (code, out, err) = meshleak(&[
+                "trace",
+                "--pid",
+                &pid.to_string(),
+                "--dst",
+                dst,
+                "--proto",
+                proto,
+                "-o",
+                "json",
+            ]);
+            assert!(code == 0 || code == 1, "{err}");
+            let t = json(&out);
+            let ours = match t["verdict"].as_str().unwrap() {
+                "captured" => Kernel::Captured(t["redirect_port"].as_u64().unwrap() as u16),
+                "bypass" => Kernel::Bypass,
+                "dropped" => Kernel::Dropped,
+                other => panic!("verdict {other} for uid {uid} to {dst}"),
+            };
+            let p = probe(uid, gid, &[], udp, dst);
+            let kernel = lab.connect(p.uid, p.gid, &p.groups, p.udp, p.dst);
+            assert_eq!(
+                ours, kernel,
+                "uid {uid} gid {gid} {proto} {dst}: meshleak {ours:?}, kernel {kernel:?}\n{out}"
+            );
+            checked += 1;
+        }
+    }
+    for mut c in procs {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert_eq!(checked, 20);
+}
+
+/// Processes and namespaces come and go during scans: no error exit, no panic, and what
+/// vanished is counted.
+#[test]
+fn scanning_a_churning_node_never_fails() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    run(
+        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+        Some(ISTIO),
+    );
+    pod.spawn(10001, 1337, &["sleep", "60"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (stop, ns) = (stop.clone(), pod.ns.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                // Short-lived processes in the pod (pids get reused), and namespaces that
+                // appear and disappear.
+                let _ = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &ns,
+                        "sh",
+                        "-c",
+                        "sleep 0.0$((RANDOM % 5)); true",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let extra = format!("{ns}c{}", n % 3);
+                let _ = Command::new("ip")
+                    .args(["netns", "add", &extra])
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = Command::new("ip")
+                    .args(["netns", "del", &extra])
+                    .stderr(Stdio::null())
+                    .status();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for i in 0..3 {
+                let _ = Command::new("ip")
+                    .args(["netns", "del", &format!("{ns}c{i}")])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut scans = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        let (code, out, err) = meshleak(&["scan", "-o", "json", "--netns-dir", "/run/netns"]);
+        assert!(
+            code == 0 || code == 1,
+            "scan failed while the node churned: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        let r = json(&out);
+        assert!(
+            r["netns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["paths"][0] == pod.path())
+        );
+        scans += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    churn.join().unwrap();
+    assert!(scans >= 5, "only {scans} scans in 8 s");
+}
