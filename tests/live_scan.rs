@@ -89,7 +89,7 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn process<'a>(report: &'a serde_json::Value, pid: u32) -> &'a serde_json::Value {
+fn process(report: &serde_json::Value, pid: u32) -> &serde_json::Value {
     report["netns"][0]["processes"]
         .as_array()
         .unwrap()
