@@ -215,6 +215,23 @@ pub fn print_table(r: &Report) {
                 )
             };
             println!("  captured for an ordinary app: {captured}");
+            // Destination and protocol exemptions apply to everyone; identity ones show
+            // up as process verdicts below.
+            for e in ns
+                .capture
+                .exemptions
+                .iter()
+                .filter(|e| !matches!(e.kind, "uid" | "gid"))
+            {
+                match &e.rule {
+                    Some(rule) => println!("  exempt {:<9} {}", e.kind, rule_line(rule)),
+                    None => println!(
+                        "  exempt {:<9} {}",
+                        e.kind,
+                        sanitize(&e.conditions.join("; "))
+                    ),
+                }
+            }
         }
         println!(
             "  {:<1} {:>7}  {:<16} {:<13} VERDICT",
