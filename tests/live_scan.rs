@@ -397,3 +397,35 @@ fn scanning_a_churning_node_never_fails() {
     churn.join().unwrap();
     assert!(scans >= 5, "only {scans} scans in 8 s");
 }
+
+#[test]
+fn without_privileges_the_scan_fails_naming_the_capability() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    pod.spawn(10001, 10001, &["sleep", "60"]);
+    settle();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["pod", "--netns", &pod.path()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_SYS_ADMIN"), "{err}");
+    let (code, _, err) = meshleak(&["scan", "--proc-root", "/nonexistent-proc"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.matches("No such file").count(),
+        1,
+        "the cause once: {err}"
+    );
+}

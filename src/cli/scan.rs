@@ -166,6 +166,13 @@ fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Resu
     for e in &report.errors {
         eprintln!("meshleak: {}", sanitize(e));
     }
+    // Some namespaces unreadable: reported above, the rest stands. None readable: an error.
+    if report.netns.is_empty() && !report.errors.is_empty() {
+        bail!(
+            "no network namespace could be read ({} errors above)",
+            report.errors.len()
+        );
+    }
     let bypass = report
         .netns
         .iter()

@@ -18,25 +18,25 @@ const TABLE_NAME_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
-    #[error("cannot read {file}: {source}")]
-    Names { file: String, source: io::Error },
+    #[error("cannot read {file}: {cause}")]
+    Names { file: String, cause: io::Error },
     #[error("cannot open a raw socket to read iptables-legacy rules: {0}; this needs CAP_NET_RAW")]
     Socket(io::Error),
     #[error(
-        "cannot read iptables-legacy table {table} ({family}): {source}; reading rules needs CAP_NET_ADMIN"
+        "cannot read iptables-legacy table {table} ({family}): {cause}; reading rules needs CAP_NET_ADMIN"
     )]
     Read {
         table: String,
         family: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("iptables-legacy table {table} ({family}) kept changing while read; try again")]
     Changing { table: String, family: &'static str },
-    #[error("iptables-legacy table {table} ({family}) is malformed: {source}")]
+    #[error("iptables-legacy table {table} ({family}) is malformed: {cause}")]
     Decode {
         table: String,
         family: &'static str,
-        source: table::DecodeError,
+        cause: table::DecodeError,
     },
 }
 
@@ -50,7 +50,7 @@ pub fn read_family(version: IpVersion) -> Result<Vec<Table>, LegacyError> {
             table::decode(&info, &blob, version, &origin).map_err(|source| LegacyError::Decode {
                 table: info.name.clone(),
                 family,
-                source,
+                cause: source,
             })
         })
         .collect()
@@ -70,7 +70,7 @@ pub fn read_raw_family(version: IpVersion) -> Result<Vec<(TableInfo, Vec<u8>)>, 
         Err(source) => {
             return Err(LegacyError::Names {
                 file: path.display().to_string(),
-                source,
+                cause: source,
             });
         }
     };
@@ -150,7 +150,7 @@ fn read_table(
     let read_err = |source| LegacyError::Read {
         table: name.to_string(),
         family,
-        source,
+        cause: source,
     };
     // The table may change between the two calls (EAGAIN): a few tries, as libiptc does.
     for _ in 0..5 {

@@ -20,11 +20,8 @@ pub enum CollectError {
     Legacy(#[from] legacy::LegacyError),
     #[error(transparent)]
     Nftables(#[from] nftables::NftError),
-    #[error("cannot list processes under {path}: {source}")]
-    Proc {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot list processes under {path}: {cause}")]
+    Proc { path: String, cause: std::io::Error },
 }
 
 /// What one visit to a namespace reads.

@@ -27,13 +27,13 @@ impl Netns {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("cannot open {path}: {source}; check that the process or namespace exists")]
+    #[error("cannot open {path}: {cause}; check that the process or namespace exists")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot enter the network namespace {path}: {source}; entering needs CAP_SYS_ADMIN")]
-    Enter { path: PathBuf, source: nix::Error },
+    #[error("cannot enter the network namespace {path}: {cause}; entering needs CAP_SYS_ADMIN")]
+    Enter { path: PathBuf, cause: nix::Error },
     #[error("the thread reading {path} panicked")]
     Panicked { path: PathBuf },
 }
@@ -46,7 +46,7 @@ pub fn in_netns<T: Send + 'static>(
     let path = ns.file();
     let file = File::open(&path).map_err(|source| NetnsError::Open {
         path: path.clone(),
-        source,
+        cause: source,
     })?;
     let thread_path = path.clone();
     std::thread::Builder::new()
@@ -54,13 +54,13 @@ pub fn in_netns<T: Send + 'static>(
         .spawn(move || {
             setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
                 path: thread_path,
-                source,
+                cause: source,
             })?;
             Ok(f())
         })
         .map_err(|e| NetnsError::Open {
             path: path.clone(),
-            source: e,
+            cause: e,
         })?
         .join()
         .map_err(|_| NetnsError::Panicked { path })?

@@ -31,10 +31,10 @@ pub struct Dump {
 pub enum NftError {
     #[error("cannot open a netlink socket to read nf_tables: {0}")]
     Socket(io::Error),
-    #[error("cannot dump nf_tables {what}: {source}; reading rules needs CAP_NET_ADMIN")]
+    #[error("cannot dump nf_tables {what}: {cause}; reading rules needs CAP_NET_ADMIN")]
     Dump {
         what: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("nf_tables sent a message meshleak cannot decode while dumping {what}: {detail}")]
     Decode { what: &'static str, detail: String },
@@ -157,16 +157,20 @@ fn request(
     packet.finalize();
     let mut buf = vec![0; packet.buffer_len()];
     packet.serialize(&mut buf);
-    socket
-        .send(&buf, 0)
-        .map_err(|source| NftError::Dump { what, source })?;
+    socket.send(&buf, 0).map_err(|source| NftError::Dump {
+        what,
+        cause: source,
+    })?;
 
     let mut out = Vec::new();
     let mut rx = vec![0u8; 1 << 16];
     loop {
         let n = socket
             .recv(&mut &mut rx[..], 0)
-            .map_err(|source| NftError::Dump { what, source })?;
+            .map_err(|source| NftError::Dump {
+                what,
+                cause: source,
+            })?;
         let mut at = 0;
         while at < n {
             let reply =
@@ -187,7 +191,7 @@ fn request(
                     }
                     return Err(NftError::Dump {
                         what,
-                        source: io::Error::from_raw_os_error(code),
+                        cause: io::Error::from_raw_os_error(code),
                     });
                 }
                 NetlinkPayload::InnerMessage(_) => {

@@ -38,7 +38,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     let listing = procs::list(&opts.proc_root, opts.include_cmdline).map_err(|source| {
         CollectError::Proc {
             path: opts.proc_root.display().to_string(),
-            source,
+            cause: source,
         }
     })?;
     let host = netns_inode(&opts.proc_root.join("1/ns/net")).ok();
@@ -129,9 +129,7 @@ fn read_one(
         }
         match read_netns(&ns) {
             Ok(read) => return Ok(Some(read)),
-            Err(CollectError::Netns(NetnsError::Open { source, .. }))
-                if procs::vanished(&source) =>
-            {
+            Err(CollectError::Netns(NetnsError::Open { cause, .. })) if procs::vanished(&cause) => {
                 continue;
             }
             Err(e) => return Err(e),
