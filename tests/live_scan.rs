@@ -9,22 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Kernel, Lab, Loader, is_root, probe, run};
+use common::{Kernel, Lab, Loader, is_root, meshleak, probe, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn meshleak(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshleak"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).expect("utf-8"),
-        String::from_utf8(out.stderr).expect("utf-8"),
-    )
-}
 
 /// A pod: a namespace with processes; all removed on drop, also when a test fails.
 struct Pod {

@@ -8,25 +8,13 @@ mod common;
 use std::process::Command;
 
 use common::rulegen::{Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text, restore_text};
-use common::{Lab, Loader, is_root, run};
+use common::{Lab, Loader, is_root, meshleak, run};
 use meshleak::model::{IpVersion, Ruleset, Table};
 use meshleak::parse::{self, Hints};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const LEGACY_V4: &str = include_str!("../testdata/native/legacy-v4.rules");
 const LEGACY_V6: &str = include_str!("../testdata/native/legacy-v6.rules");
-
-fn meshleak(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshleak"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).expect("utf-8"),
-        String::from_utf8(out.stderr).expect("utf-8"),
-    )
-}
 
 /// The tools' output without header comments and with counters zeroed.
 fn normalize(save: &str) -> String {
@@ -239,23 +227,30 @@ fn generated_legacy_rule_sets_equal_the_tools_output() {
     if !is_root() {
         return;
     }
+    for_generated_rule_sets(
+        0x0dd_ba11,
+        [Loader::IptablesLegacy, Loader::Ip6tablesLegacy],
+        assert_same_as_tools,
+    );
+}
+
+/// 40 generated xtables rule sets (nat, mangle, filter; both families) loaded with
+/// `loaders` (IPv4, IPv6), each checked by `check(lab, what was loaded)`.
+fn for_generated_rule_sets(seed: u64, loaders: [Loader; 2], check: fn(&Lab, &str)) {
     let lab = Lab::new();
-    let mut r = Rng(0x0dd_ba11);
+    let mut r = Rng(seed);
     let xt = Syntax::Xtables { suppl_groups: true };
     for _ in 0..40 {
         lab.reset();
         let mut loaded = String::new();
-        for (loader, version) in [
-            (Loader::IptablesLegacy, IpVersion::V4),
-            (Loader::Ip6tablesLegacy, IpVersion::V6),
-        ] {
+        for (loader, version) in loaders.into_iter().zip([IpVersion::V4, IpVersion::V6]) {
             let text = restore_text("nat", &gen_nat(&mut r, xt, version, true))
                 + &restore_text("mangle", &gen_mangle(&mut r, xt, version))
                 + &restore_text("filter", &gen_filter(&mut r, xt, version));
             lab.load(loader, &text);
             loaded += &text;
         }
-        assert_same_as_tools(&lab, &loaded);
+        check(&lab, &loaded);
     }
 }
 
@@ -487,29 +482,18 @@ fn generated_iptables_nft_rule_sets_equal_the_tools_output() {
     if !is_root() {
         return;
     }
-    let lab = Lab::new();
-    let mut r = Rng(0xfeed_f00d);
-    let xt = Syntax::Xtables { suppl_groups: true };
-    for _ in 0..40 {
-        lab.reset();
-        let mut loaded = String::new();
-        for (loader, version) in [
-            (Loader::IptablesNft, IpVersion::V4),
-            (Loader::Ip6tablesNft, IpVersion::V6),
-        ] {
-            let text = restore_text("nat", &gen_nat(&mut r, xt, version, true))
-                + &restore_text("mangle", &gen_mangle(&mut r, xt, version))
-                + &restore_text("filter", &gen_filter(&mut r, xt, version));
-            lab.load(loader, &text);
-            loaded += &text;
-        }
-        assert_eq!(
-            normalize(&our_blocks(&ours(&lab), "nft")),
-            tools_save(&lab, "nft"),
-            "loaded:\n{loaded}"
-        );
-        assert_same_verdicts(&lab, &loaded);
-    }
+    for_generated_rule_sets(
+        0xfeed_f00d,
+        [Loader::IptablesNft, Loader::Ip6tablesNft],
+        |lab, loaded| {
+            assert_eq!(
+                normalize(&our_blocks(&ours(lab), "nft")),
+                tools_save(lab, "nft"),
+                "loaded:\n{loaded}"
+            );
+            assert_same_verdicts(lab, loaded);
+        },
+    );
 }
 
 #[test]

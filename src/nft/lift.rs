@@ -566,7 +566,11 @@ impl<'a> Lifter<'a> {
                             .and_then(|m| m.first().copied())
                             .unwrap_or(0xff);
                         let comp = data.first().copied().unwrap_or(0);
-                        let text = format!("--tcp-flags {} {}", tcp_flags(mask), tcp_flags(comp));
+                        let text = format!(
+                            "--tcp-flags {} {}",
+                            xt_matches::tcp_flags(mask),
+                            xt_matches::tcp_flags(comp)
+                        );
                         self.port_part("tcp", 2, neg, &text);
                         self.push(
                             false,
@@ -927,26 +931,5 @@ fn ip_from(v: &[u8]) -> Option<IpAddr> {
         4 => Some(IpAddr::from(<[u8; 4]>::try_from(v).ok()?)),
         16 => Some(IpAddr::from(<[u8; 16]>::try_from(v).ok()?)),
         _ => None,
-    }
-}
-
-fn tcp_flags(bits: u8) -> String {
-    const NAMES: [(u8, &str); 6] = [
-        (0x01, "FIN"),
-        (0x02, "SYN"),
-        (0x04, "RST"),
-        (0x08, "PSH"),
-        (0x10, "ACK"),
-        (0x20, "URG"),
-    ];
-    match bits {
-        0x3f => "ALL".into(),
-        0 => "NONE".into(),
-        b => NAMES
-            .iter()
-            .filter(|(f, _)| b & f != 0)
-            .map(|(_, n)| *n)
-            .collect::<Vec<_>>()
-            .join(","),
     }
 }

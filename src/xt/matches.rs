@@ -170,7 +170,8 @@ fn tcp_udp(name: &str, d: Bytes) -> Result<Decoded, Truncated> {
     })
 }
 
-fn tcp_flags(bits: u8) -> String {
+/// TCP flag bits as iptables names them (`SYN,ACK`, `ALL`, `NONE`).
+pub fn tcp_flags(bits: u8) -> String {
     const NAMES: [(u8, &str); 6] = [
         (0x01, "FIN"),
         (0x02, "SYN"),

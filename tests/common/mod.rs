@@ -589,3 +589,16 @@ pub fn probe(uid: u32, gid: u32, groups: &[u32], udp: bool, dst: &str) -> Probe 
         dst: dst.parse().expect("socket address"),
     }
 }
+
+/// Runs the meshleak binary: (exit code, stdout, stderr).
+pub fn meshleak(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf-8"),
+        String::from_utf8(out.stderr).expect("utf-8"),
+    )
+}
