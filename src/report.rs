@@ -8,7 +8,8 @@ use crate::analyze::{self, Exemption, IdentityReport, IdentityVerdict};
 use crate::collect::procs::inside;
 use crate::eval::Identity;
 use crate::explain::RuleRef;
-use crate::model::{Action, Ruleset};
+use crate::model::{Action, Ruleset, Test};
+use crate::range::IdRange;
 use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, SocketProto};
 
 /// Bump when a field changes meaning or is removed (docs/report-schema.md).
@@ -35,10 +36,14 @@ pub struct Pod {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Mesh {
-    /// istio-sidecar, istio-sidecar-nft, linkerd, kuma, consul, osm, appmesh, unknown-redirect.
+    /// istio-sidecar, istio-sidecar-nft, istio-ambient, linkerd, kuma, consul, osm, appmesh,
+    /// unknown-redirect.
     pub kind: String,
-    /// Local ports traffic is redirected to.
+    /// Local ports traffic is redirected (or TPROXYed) to.
     pub proxy_ports: Vec<u16>,
+    /// The uids and gids whose traffic the capture rules exempt: the proxy's, by design.
+    pub proxy_uids: Vec<IdRange>,
+    pub proxy_gids: Vec<IdRange>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -273,20 +278,45 @@ fn netns_report(ns: &NetnsFacts) -> Result<NetnsReport, analyze::TooLarge> {
     })
 }
 
-/// The mesh whose capture rules these are, from the names its tools give chains and tables.
+/// The mesh whose capture rules these are, from the names its tools give chains and tables;
+/// its proxy ports and proxy identities come from the live rules, never assumed.
 pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
     let mut ports: Vec<u16> = Vec::new();
-    for r in rules
-        .tables
-        .iter()
-        .flat_map(|t| &t.chains)
-        .flat_map(|c| &c.rules)
-    {
-        for a in &r.actions {
-            if let Action::Redirect { ports: Some(p) } | Action::Dnat { ports: Some(p), .. } = a
-                && !ports.contains(&p.start)
-            {
-                ports.push(p.start);
+    let mut uids: Vec<IdRange> = Vec::new();
+    let mut gids: Vec<IdRange> = Vec::new();
+    for t in &rules.tables {
+        let captures = t.captures();
+        for r in t.chains.iter().flat_map(|c| &c.rules) {
+            for a in &r.actions {
+                let port = match a {
+                    Action::Redirect { ports: Some(p) } | Action::Dnat { ports: Some(p), .. } => {
+                        Some(p.start)
+                    }
+                    Action::Tproxy { port } => *port,
+                    _ => None,
+                };
+                if let Some(p) = port.filter(|p| !ports.contains(p)) {
+                    ports.push(p);
+                }
+            }
+            // The proxy's identity: owner matches that let its traffic out uncaptured.
+            let exempts = r
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Return | Action::Accept));
+            if captures && exempts {
+                for m in r.matches.iter().filter(|m| !m.negated) {
+                    let (list, ranges) = match &m.test {
+                        Test::Uid { ranges } => (&mut uids, ranges),
+                        Test::Gid { ranges, .. } => (&mut gids, ranges),
+                        _ => continue,
+                    };
+                    for r in ranges {
+                        if !list.contains(r) {
+                            list.push(*r);
+                        }
+                    }
+                }
             }
         }
     }
@@ -294,6 +324,8 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
         return None;
     }
     ports.sort_unstable();
+    uids.sort();
+    gids.sort();
     let names: Vec<&str> = rules
         .tables
         .iter()
@@ -305,17 +337,21 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
         })
         .collect();
     let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
-    let kind = if has("istio-proxy") {
+    let kind = if has("istio-proxy-") {
         "istio-sidecar-nft"
+    } else if has("istio-ambient-") || has("ISTIO_PRERT") {
+        "istio-ambient"
     } else if has("ISTIO_") {
         "istio-sidecar"
     } else if has("PROXY_INIT_") {
         "linkerd"
-    } else if has("KUMA_MESH_") {
+    } else if has("KUMA_") {
         "kuma"
     } else if has("CONSUL_") || has("consul_tproxy") {
         "consul"
-    } else if has("OSM_PROXY_") || has("PROXY_") {
+    } else if has("OSM_PROXY_") || has("FSM_PROXY_") || has("PROXY_REDIRECT") || has("PROXY_OUTPUT")
+    {
+        // OSM before v1.1 (and its fork FSM) named chains PROXY_*.
         "osm"
     } else if has("APPMESH_") {
         "appmesh"
@@ -325,5 +361,111 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
     Some(Mesh {
         kind: kind.into(),
         proxy_ports: ports,
+        proxy_uids: uids,
+        proxy_gids: gids,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Hints, combine, parse_dump};
+
+    fn rules(text: &str) -> Ruleset {
+        combine(vec![
+            parse_dump("fixture", text, Hints::default()).expect("parses"),
+        ])
+        .unwrap()
+    }
+
+    fn ids(list: &[IdRange]) -> Vec<String> {
+        list.iter().map(IdRange::to_string).collect()
+    }
+
+    #[test]
+    fn detects_each_mesh_with_its_proxy_ports_and_identities() {
+        let cases: [(&str, &str, &[u16], &[&str], &[&str]); 9] = [
+            (
+                include_str!("../testdata/istio-sidecar.rules"),
+                "istio-sidecar",
+                &[15001, 15006],
+                &["1337"],
+                &["1337"],
+            ),
+            (
+                include_str!("../testdata/meshes/istio-sidecar-nft.json"),
+                "istio-sidecar-nft",
+                &[15001],
+                &["1337"],
+                &["1337"],
+            ),
+            (
+                include_str!("../testdata/meshes/istio-ambient.rules"),
+                "istio-ambient",
+                &[15001, 15008, 15053],
+                &[],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/linkerd.rules"),
+                "linkerd",
+                &[4140, 4143],
+                &["2102"],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/kuma.rules"),
+                "kuma",
+                &[15001, 15053],
+                &["5678"],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/consul.rules"),
+                "consul",
+                &[15001],
+                &["5995", "5996"],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/osm.rules"),
+                "osm",
+                &[15001],
+                &["1500"],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/appmesh.rules"),
+                "appmesh",
+                &[15001],
+                &["1337"],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/custom.rules"),
+                "unknown-redirect",
+                &[9000],
+                &["1000-1999"],
+                &[],
+            ),
+        ];
+        for (text, kind, ports, uids, gids) in cases {
+            let m = detect_mesh(&rules(text)).unwrap_or_else(|| panic!("{kind}: no mesh detected"));
+            assert_eq!((m.kind.as_str(), m.proxy_ports.as_slice()), (kind, ports));
+            assert_eq!(
+                (ids(&m.proxy_uids), ids(&m.proxy_gids)),
+                (
+                    uids.iter().map(|s| s.to_string()).collect(),
+                    gids.iter().map(|s| s.to_string()).collect()
+                ),
+                "{kind}"
+            );
+        }
+        assert!(
+            detect_mesh(&rules(
+                "*filter\n-A OUTPUT -p tcp --dport 25 -j DROP\nCOMMIT\n"
+            ))
+            .is_none()
+        );
+    }
 }

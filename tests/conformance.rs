@@ -224,6 +224,34 @@ fn probes_for(uids: &BTreeSet<u32>, gids: &BTreeSet<u32>) -> Vec<Probe> {
     out
 }
 
+/// The mesh a corpus file's rules come from, by where it lies; None for unit data.
+fn expected_mesh(name: &str) -> Option<&'static str> {
+    let table: [(&str, &str); 12] = [
+        ("istio/tools/istio-iptables/", "istio-sidecar"),
+        ("istio/cni/pkg/plugin/", "istio-sidecar"),
+        ("istio/cni/pkg/iptables/", "istio-ambient"),
+        ("istio/cni/pkg/nftables/", "istio-ambient"),
+        (
+            "istio/tools/istio-nftables/pkg/capture/",
+            "istio-sidecar-nft",
+        ),
+        (
+            "meshes/istio-nftables/capture-testdata/",
+            "istio-sidecar-nft",
+        ),
+        ("meshes/kuma/", "kuma"),
+        ("meshes/consul/", "consul"),
+        ("meshes/osm/", "osm"),
+        ("meshes/fsm/", "osm"),
+        ("meshes/linkerd/", "linkerd"),
+        ("meshes/appmesh/", "appmesh"),
+    ];
+    table
+        .iter()
+        .find(|(dir, _)| name.contains(dir))
+        .map(|(_, kind)| *kind)
+}
+
 #[test]
 #[ignore = "needs a corpus: make conformance CORPUS=DIR"]
 fn corpus_rule_sets_match_the_kernel() {
@@ -299,6 +327,15 @@ fn corpus_rule_sets_match_the_kernel() {
             // The file parsed offline must agree with the rules read back (xtables only;
             // nft lines are evaluated from the kernel's JSON).
             let mut offline_wrong = Vec::new();
+            // The mesh is recognised from the rules its tools wrote (where they capture at
+            // all: some files are the other backend's empty tables).
+            let captures = live.tables.iter().any(|t| t.captures());
+            if let (Some(want), true) = (expected_mesh(&sc.name), captures) {
+                let got = meshleak::report::detect_mesh(&live).map(|m| m.kind);
+                if got.as_deref() != Some(want) {
+                    offline_wrong.push(format!("mesh detected as {got:?}, expected {want}"));
+                }
+            }
             // Read natively (no tools), the rules must give the verdicts of the tools' dumps.
             let netns =
                 meshleak::collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
