@@ -384,7 +384,9 @@ mod tests {
 
     #[test]
     fn detects_each_mesh_with_its_proxy_ports_and_identities() {
-        let cases: [(&str, &str, &[u16], &[&str], &[&str]); 9] = [
+        // (fixture, kind, proxy ports, proxy uids, proxy gids)
+        type Case<'a> = (&'a str, &'a str, &'a [u16], &'a [&'a str], &'a [&'a str]);
+        let cases: [Case; 9] = [
             (
                 include_str!("../testdata/istio-sidecar.rules"),
                 "istio-sidecar",
