@@ -46,6 +46,7 @@ say "Pod ${id}a: Istio sidecar rules (uid and gid 1337 exempt)"
 grep -v '^#' testdata/istio-sidecar.rules | ip netns exec "${id}a" iptables-nft-restore
 grep -E '^-A ISTIO_OUTPUT' testdata/istio-sidecar.rules
 run_as "${id}a" 1337 1337 socat TCP-LISTEN:15001,reuseaddr,fork EXEC:/bin/cat
+run_as "${id}a" 1337 1337 socat TCP-LISTEN:15006,reuseaddr,fork EXEC:/bin/cat
 run_as "${id}a" 10001 1337 sleep 300
 run_as "${id}a" 10001 10001 sleep 300
 
@@ -53,6 +54,7 @@ say "Pod ${id}b: Istio rules with excluded port 3306 and CIDR 10.96.0.0/12"
 sed 's/^-A ISTIO_OUTPUT -j ISTIO_REDIRECT$/-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -d 10.96.0.0\/12 -j RETURN\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT/' testdata/istio-sidecar.rules |
 	grep -v '^#' | ip netns exec "${id}b" iptables-nft-restore
 run_as "${id}b" 1337 1337 socat TCP-LISTEN:15001,reuseaddr,fork EXEC:/bin/cat
+run_as "${id}b" 1337 1337 socat TCP-LISTEN:15006,reuseaddr,fork EXEC:/bin/cat
 run_as "${id}b" 10001 10001 sleep 300
 sleep 0.5
 

@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod collect;
 pub mod eval;
 pub mod explain;
+pub mod findings;
 pub mod model;
 pub mod nft;
 pub mod parse;

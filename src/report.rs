@@ -8,6 +8,7 @@ use crate::analyze::{self, Exemption, IdentityReport, IdentityVerdict};
 use crate::collect::procs::inside;
 use crate::eval::Identity;
 use crate::explain::RuleRef;
+pub use crate::findings::Finding;
 use crate::model::{Action, Ruleset, Test};
 use crate::range::IdRange;
 use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, SocketProto};
@@ -98,16 +99,6 @@ pub struct ProcessReport {
     pub reasons: Vec<RuleRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<Vec<String>>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Finding {
-    pub kind: &'static str,
-    pub severity: &'static str,
-    pub pid: Option<u32>,
-    pub message: String,
-    pub rules: Vec<RuleRef>,
-    pub remedy: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -239,25 +230,21 @@ fn netns_report(ns: &NetnsFacts) -> Result<NetnsReport, analyze::TooLarge> {
         )
     });
 
-    let findings = processes
+    let paired: Vec<(&ProcessReport, &ProcessFacts, Identity)> = processes
         .iter()
-        .filter(|p| p.verdict.bypasses())
-        .map(|p| Finding {
-            kind: "identity-exempt",
-            severity: if p.verdict == ProcessVerdict::Bypass { "high" } else { "medium" },
-            pid: Some(p.pid),
-            message: format!(
-                "{} (uid {}, gid {}) is not the proxy, but its traffic {} the mesh",
-                p.comm,
-                p.uid,
-                p.gid,
-                if p.verdict == ProcessVerdict::Bypass { "leaves" } else { "partly leaves" }
-            ),
-            rules: p.reasons.clone(),
-            remedy: "run the app with a uid, gid and groups that no exemption rule names (e.g. not runAsGroup 1337)".into(),
+        .filter_map(|r| {
+            ns.processes
+                .iter()
+                .find(|f| f.pid == r.pid)
+                .map(|f| (r, f, identity(f)))
         })
         .collect();
-
+    let findings = crate::findings::find(&crate::findings::Context {
+        ns,
+        analysis: &a,
+        mesh: mesh.as_ref(),
+        processes: &paired,
+    });
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();
     families.dedup();
     let mut protocols: Vec<String> = a.captured_on.iter().map(|c| c.protocol.clone()).collect();

@@ -417,3 +417,127 @@ fn without_privileges_the_scan_fails_naming_the_capability() {
         "the cause once: {err}"
     );
 }
+
+impl Pod {
+    /// Starts a command with extra setpriv options (capabilities).
+    fn spawn_with(&mut self, opts: &[&str], cmd: &[&str]) -> u32 {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "setpriv"])
+            .args(opts)
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        self.procs.push(child);
+        pid
+    }
+}
+
+fn findings(pod: &Pod) -> Vec<(String, Option<u64>)> {
+    let (_, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    let r = json(&out);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{err}");
+    r["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["pid"].as_u64()))
+        .collect()
+}
+
+#[test]
+fn findings_appear_where_their_situation_is_real() {
+    if !is_root() {
+        return;
+    }
+    // Clean: the proxy listens on both capture ports, the app is captured, no IPv6.
+    let mut clean = Pod::new();
+    run(
+        &["ip", "netns", "exec", &clean.ns, "iptables-nft-restore"],
+        Some(ISTIO),
+    );
+    for port in [15001, 15006] {
+        clean.spawn(
+            1337,
+            1337,
+            &[
+                "socat",
+                &format!("TCP-LISTEN:{port},reuseaddr,fork"),
+                "EXEC:/bin/cat",
+            ],
+        );
+    }
+    clean.spawn(10001, 10001, &["sleep", "60"]);
+    settle();
+    assert_eq!(findings(&clean), vec![], "a clean pod has no findings");
+
+    let mut pod = Pod::new();
+    run(&["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"], Some(&ISTIO.replace("-A ISTIO_OUTPUT -j ISTIO_REDIRECT", "-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT")));
+    // A global IPv6 address on a veth inside the pod; no ip6tables rules.
+    run(
+        &[
+            "ip", "-n", &pod.ns, "link", "add", "v6a", "type", "veth", "peer", "name", "v6b",
+        ],
+        None,
+    );
+    run(
+        &[
+            "ip",
+            "-n",
+            &pod.ns,
+            "addr",
+            "add",
+            "fd00:77::5/64",
+            "dev",
+            "v6a",
+            "nodad",
+        ],
+        None,
+    );
+    run(&["ip", "-n", &pod.ns, "link", "set", "v6a", "up"], None);
+    pod.spawn(
+        1337,
+        1337,
+        &["socat", "TCP-LISTEN:15001,reuseaddr,fork", "EXEC:/bin/cat"],
+    );
+    let leaky = pod.spawn(10001, 1337, &["sleep", "60"]);
+    let admin = pod.spawn_with(
+        &[
+            "--reuid=10001",
+            "--regid=10001",
+            "--clear-groups",
+            "--inh-caps=+net_admin",
+            "--ambient-caps=+net_admin",
+        ],
+        &["socat", "-u", "UDP-RECV:5353", "/dev/null"],
+    );
+    let impostor = pod.spawn(
+        10001,
+        10002,
+        &[
+            "socat",
+            "TCP6-LISTEN:15006,reuseaddr,fork,ipv6only=1",
+            "EXEC:/bin/cat",
+        ],
+    );
+    settle();
+    let found = findings(&pod);
+    let has =
+        |kind: &str, pid: Option<u32>| found.contains(&(kind.to_string(), pid.map(u64::from)));
+    assert!(has("identity-exempt", Some(leaky)), "{found:?}");
+    assert!(has("protocol-uncaptured", Some(admin)), "{found:?}");
+    assert!(has("can-modify-rules", Some(admin)), "{found:?}");
+    assert!(has("proxy-impostor", Some(impostor)), "{found:?}");
+    assert!(has("ipv6-uncaptured", None), "{found:?}");
+    assert!(has("port-excluded", None), "{found:?}");
+    assert!(
+        !has("can-become-exempt", Some(admin)),
+        "no SETUID, no finding: {found:?}"
+    );
+    assert!(
+        !found.iter().any(|(k, _)| k == "proxy-absent"),
+        "15006 has a listener (the impostor): {found:?}"
+    );
+}

@@ -240,6 +240,19 @@ pub fn print_table(r: &Report) {
                 }
             }
         }
+        // Identity findings show as marked processes below; the others are listed here.
+        for f in ns.findings.iter().filter(|f| f.kind != "identity-exempt") {
+            let mark = if f.severity == "high" { "!" } else { " " };
+            println!(
+                "  {mark} {:<6} {}: {}",
+                f.severity,
+                f.kind,
+                sanitize(&f.message)
+            );
+            for e in &f.evidence {
+                println!("           {}", sanitize(e));
+            }
+        }
         println!(
             "  {:<1} {:>7}  {:<16} {:<13} VERDICT",
             "", "PID", "COMM", "UID:GID"
