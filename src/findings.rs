@@ -27,9 +27,11 @@ pub struct Finding {
     pub remedy: String,
 }
 
+const CAP_KILL: u32 = 5;
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
 
 /// Everything the namespace gives to report. `processes` pairs each report with its facts.
 pub struct Context<'a> {
@@ -37,12 +39,18 @@ pub struct Context<'a> {
     pub analysis: &'a Analysis,
     pub mesh: Option<&'a Mesh>,
     pub processes: &'a [(&'a ProcessReport, &'a ProcessFacts, Identity)],
+    /// The kernel release (`6.1.0-...`).
+    pub kernel: &'a str,
 }
 
 pub fn find(c: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     identity_exempt(c, &mut out);
     let Some(mesh) = c.mesh else { return out };
+    capture_missing(c, mesh, &mut out);
+    mark_exempt(c, &mut out);
+    shared_pid_namespace(c, &mut out);
+    proxy_admin(c, mesh, &mut out);
     exclusions(c, &mut out);
     proxy_listener(c, mesh, &mut out);
     uncaptured_sockets(c, &mut out);
@@ -55,6 +63,135 @@ pub fn find(c: &Context) -> Vec<Finding> {
     };
     out.sort_by_key(|f| rank(f.severity));
     out
+}
+
+/// `capture-missing`: the mesh's chains are there, but an ordinary app's traffic is captured
+/// nowhere (OUTPUT does not reach them, or they redirect nothing outbound).
+fn capture_missing(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
+    if c.analysis.captured_on.is_empty() {
+        out.push(Finding {
+            kind: "capture-missing",
+            severity: "high",
+            pid: None,
+            message: format!("{} chains are present, but no outbound traffic of an ordinary app is captured", mesh.kind),
+            rules: Vec::new(),
+            evidence: vec![format!("proxy ports {:?}, no captured destination", mesh.proxy_ports)],
+            remedy: "check that OUTPUT jumps to the mesh's chain and that the chain redirects (init container or CNI ran?)".into(),
+        });
+    }
+}
+
+/// `mark-exempt-capable`: a packet mark exempts traffic, and a non-proxy process may set
+/// SO_MARK (CAP_NET_ADMIN; CAP_NET_RAW too since Linux 5.17).
+fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
+    let marks: Vec<&crate::analyze::Exemption> = c
+        .analysis
+        .exemptions
+        .iter()
+        .filter(|e| e.kind == "mark")
+        .collect();
+    if marks.is_empty() {
+        return;
+    }
+    let raw_suffices = kernel_at_least(c.kernel, 5, 17);
+    for (p, f, _) in c
+        .processes
+        .iter()
+        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+    {
+        let cap = if f.has_cap(CAP_NET_ADMIN) {
+            "CAP_NET_ADMIN"
+        } else if raw_suffices && f.has_cap(CAP_NET_RAW) {
+            "CAP_NET_RAW"
+        } else {
+            continue;
+        };
+        out.push(Finding {
+            kind: "mark-exempt-capable",
+            severity: "medium",
+            pid: Some(p.pid),
+            message: format!(
+                "{} can set the socket mark that exempts traffic ({cap}) and leave the mesh",
+                p.comm
+            ),
+            rules: marks.iter().filter_map(|e| e.rule.clone()).collect(),
+            evidence: vec![format!(
+                "{cap} in CapEff {:016x}, kernel {}",
+                f.cap_eff, c.kernel
+            )],
+            remedy: format!(
+                "drop {} from the app container",
+                cap.trim_start_matches("CAP_")
+            ),
+        });
+    }
+}
+
+/// Whether a kernel release (`6.1.0-18-amd64`) is at least major.minor.
+fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
+/// `shared-pid-namespace`: an app in the proxy's pid namespace that may signal it (same uid,
+/// or CAP_KILL) can stop the proxy.
+fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
+    let proxies: Vec<&(&ProcessReport, &ProcessFacts, Identity)> = c
+        .processes
+        .iter()
+        .filter(|(p, _, _)| p.verdict == ProcessVerdict::Proxy)
+        .collect();
+    for (p, f, id) in c
+        .processes
+        .iter()
+        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+    {
+        let reachable = proxies.iter().find(|(_, pf, pid)| {
+            pf.pidns == f.pidns && f.pidns != 0 && (pid.uid == id.uid || f.has_cap(CAP_KILL))
+        });
+        if let Some((proxy, _, _)) = reachable {
+            out.push(Finding {
+                kind: "shared-pid-namespace",
+                severity: "medium",
+                pid: Some(p.pid),
+                message: format!("{} shares a pid namespace with the proxy ({}) and may signal it: killing the proxy breaks or bypasses capture", p.comm, proxy.pid),
+                rules: Vec::new(),
+                evidence: vec![format!("pid namespace {}", f.pidns)],
+                remedy: "do not share the process namespace (shareProcessNamespace: false), or run the app as another uid without CAP_KILL".into(),
+            });
+        }
+    }
+}
+
+/// `proxy-admin-reachable`: Envoy's admin port listens where apps reach it, so
+/// `POST /quitquitquit` stops the proxy.
+fn proxy_admin(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
+    let port = match mesh.kind.as_str() {
+        "istio-sidecar" | "istio-sidecar-nft" | "osm" => 15000,
+        "kuma" | "appmesh" => 9901,
+        "consul" => 19000,
+        _ => return,
+    };
+    if let Some(s) =
+        c.ns.sockets
+            .iter()
+            .find(|s| s.proto == SocketProto::Tcp && s.state == "listen" && s.local_port == port)
+    {
+        out.push(Finding {
+            kind: "proxy-admin-reachable",
+            severity: "medium",
+            pid: None,
+            message: format!("the proxy's admin port {port} listens in the pod: any app can stop the proxy (POST /quitquitquit)"),
+            rules: Vec::new(),
+            evidence: vec![socket_text(s)],
+            remedy: "bind the admin interface to a unix socket or protect it; the mesh's defaults may allow this by design".into(),
+        });
+    }
 }
 
 fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
@@ -337,6 +474,7 @@ mod tests {
             cgroup: format!("/pod/c{uid}"),
             cmdline: None,
             socket_inodes: sockets.to_vec(),
+            pidns: 7,
         }
     }
 
@@ -379,6 +517,7 @@ mod tests {
         Snapshot {
             snapshot_version: SNAPSHOT_VERSION,
             node: "n".into(),
+            kernel: "6.1.0".into(),
             scanned_at: 0,
             netns: vec![NetnsFacts {
                 inode: 1,
@@ -410,6 +549,14 @@ mod tests {
 
     const NET_ADMIN: u64 = 1 << 12;
     const SETUID: u64 = 1 << 7;
+
+    #[test]
+    fn kernel_versions_compare() {
+        assert!(super::kernel_at_least("6.1.0-18-amd64", 5, 17));
+        assert!(super::kernel_at_least("5.17.0", 5, 17));
+        assert!(!super::kernel_at_least("5.10.200", 5, 17));
+        assert!(!super::kernel_at_least("", 5, 17));
+    }
 
     #[test]
     fn a_clean_pod_has_no_findings() {
@@ -527,5 +674,138 @@ mod tests {
             f.evidence
         );
         assert_eq!(r.netns[0].findings[0].severity, "high", "most severe first");
+    }
+
+    fn with_rules(mut s: Snapshot, text: &str) -> Snapshot {
+        s.netns[0].rules = combine(vec![parse_dump("t", text, Hints::default()).unwrap()]).unwrap();
+        s
+    }
+
+    #[test]
+    fn capture_missing_when_output_never_reaches_the_mesh_chain() {
+        let listeners = vec![
+            socket(
+                SocketProto::Tcp,
+                "0.0.0.0",
+                15001,
+                "0.0.0.0",
+                0,
+                "listen",
+                100,
+            ),
+            socket(
+                SocketProto::Tcp,
+                "0.0.0.0",
+                15006,
+                "0.0.0.0",
+                0,
+                "listen",
+                101,
+            ),
+        ];
+        let procs = || {
+            vec![
+                process(10, 1337, 1337, 0, &[100, 101]),
+                process(11, 10001, 10001, 0, &[]),
+            ]
+        };
+        let broken = include_str!("../testdata/istio-sidecar.rules")
+            .replace("-A OUTPUT -j ISTIO_OUTPUT\n", "");
+        let s = with_rules(snapshot(procs(), listeners.clone(), false, ""), &broken);
+        assert!(
+            kinds(&s).contains(&("capture-missing".into(), None)),
+            "{:?}",
+            kinds(&s)
+        );
+        assert!(
+            !kinds(&snapshot(procs(), listeners, false, ""))
+                .iter()
+                .any(|(k, _)| k == "capture-missing")
+        );
+    }
+
+    #[test]
+    fn mark_exemptions_and_the_capabilities_that_set_marks() {
+        const NET_RAW: u64 = 1 << 13;
+        let ambient = include_str!("../testdata/meshes/istio-ambient.rules");
+        let s = with_rules(
+            snapshot(
+                vec![process(11, 10001, 10001, NET_RAW, &[])],
+                vec![],
+                false,
+                "",
+            ),
+            ambient,
+        );
+        assert!(
+            kinds(&s).contains(&("mark-exempt-capable".into(), Some(11))),
+            "{:?}",
+            kinds(&s)
+        );
+        let mut old = s.clone();
+        old.kernel = "5.10.0".into();
+        assert!(
+            !kinds(&old).iter().any(|(k, _)| k == "mark-exempt-capable"),
+            "CAP_NET_RAW sets SO_MARK only from 5.17"
+        );
+    }
+
+    #[test]
+    fn apps_that_can_stop_the_proxy() {
+        const KILL: u64 = 1 << 5;
+        let sockets = vec![
+            socket(
+                SocketProto::Tcp,
+                "0.0.0.0",
+                15001,
+                "0.0.0.0",
+                0,
+                "listen",
+                100,
+            ),
+            socket(
+                SocketProto::Tcp,
+                "0.0.0.0",
+                15006,
+                "0.0.0.0",
+                0,
+                "listen",
+                101,
+            ),
+            socket(
+                SocketProto::Tcp,
+                "127.0.0.1",
+                15000,
+                "0.0.0.0",
+                0,
+                "listen",
+                102,
+            ),
+        ];
+        let s = snapshot(
+            vec![
+                process(10, 1337, 1337, 0, &[100, 101, 102]),
+                process(11, 10001, 10001, KILL, &[]),
+            ],
+            sockets,
+            false,
+            "",
+        );
+        let found = kinds(&s);
+        assert!(
+            found.contains(&("shared-pid-namespace".into(), Some(11))),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("proxy-admin-reachable".into(), None)),
+            "{found:?}"
+        );
+        let mut apart = s.clone();
+        apart.netns[0].processes[1].pidns = 8;
+        assert!(
+            !kinds(&apart)
+                .iter()
+                .any(|(k, _)| k == "shared-pid-namespace")
+        );
     }
 }

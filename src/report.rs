@@ -117,7 +117,7 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let netns = s
         .netns
         .iter()
-        .filter_map(|ns| match netns_report(ns) {
+        .filter_map(|ns| match netns_report(ns, &s.kernel) {
             Ok(r) => Some(r),
             Err(e) => {
                 errors.push(format!("network namespace {}: {e}", ns.inode));
@@ -146,7 +146,7 @@ pub fn identity(p: &ProcessFacts) -> Identity {
     }
 }
 
-fn netns_report(ns: &NetnsFacts) -> Result<NetnsReport, analyze::TooLarge> {
+fn netns_report(ns: &NetnsFacts, kernel: &str) -> Result<NetnsReport, analyze::TooLarge> {
     let identities: Vec<Identity> = {
         let mut ids: Vec<Identity> = ns.processes.iter().map(identity).collect();
         ids.sort_by_key(|i| (i.uid, i.gid, i.groups.clone()));
@@ -244,6 +244,7 @@ fn netns_report(ns: &NetnsFacts) -> Result<NetnsReport, analyze::TooLarge> {
         analysis: &a,
         mesh: mesh.as_ref(),
         processes: &paired,
+        kernel,
     });
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();
     families.dedup();

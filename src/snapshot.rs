@@ -14,6 +14,8 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub struct Snapshot {
     pub snapshot_version: u32,
     pub node: String,
+    /// The kernel release (`uname -r`): some capabilities mean more on newer kernels.
+    pub kernel: String,
     /// Seconds since the Unix epoch.
     pub scanned_at: u64,
     pub netns: Vec<NetnsFacts>,
@@ -93,6 +95,8 @@ pub struct ProcessFacts {
     pub cmdline: Option<Vec<String>>,
     /// Inodes of the sockets this process holds open.
     pub socket_inodes: Vec<u64>,
+    /// The inode of its pid namespace: processes sharing one can signal each other.
+    pub pidns: u64,
 }
 
 impl ProcessFacts {

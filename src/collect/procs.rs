@@ -111,6 +111,7 @@ pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Opt
             .to_string(),
         cmdline,
         socket_inodes: socket_inodes(&dir.join("fd")),
+        pidns: netns_inode(&dir.join("ns/pid")).unwrap_or(0),
     };
     Ok(Some(Found { netns, facts }))
 }

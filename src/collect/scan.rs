@@ -73,6 +73,9 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     let mut snapshot = Snapshot {
         snapshot_version: SNAPSHOT_VERSION,
         node: hostname(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
         scanned_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
