@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use super::Format;
-use super::text::{cite_line, rule_line};
+use super::text::{cite_line, rule_line, wrap};
 use meshleak::collect::netns::Netns;
 use meshleak::collect::procs::netns_inode;
 use meshleak::collect::scan::{self, ScanOptions};
@@ -243,14 +243,17 @@ pub fn print_table(r: &Report) {
         // Identity findings show as marked processes below; the others are listed here.
         for f in ns.findings.iter().filter(|f| f.kind != "identity-exempt") {
             let mark = if f.severity == "high" { "!" } else { " " };
-            println!(
-                "  {mark} {:<6} {}: {}",
-                f.severity,
-                f.kind,
-                sanitize(&f.message)
-            );
+            let text = format!("{}: {}", f.kind, sanitize(&f.message));
+            for (i, line) in wrap(&text, 89).into_iter().enumerate() {
+                let head = if i == 0 {
+                    format!("  {mark} {:<6} ", f.severity)
+                } else {
+                    " ".repeat(11)
+                };
+                println!("{head}{line}");
+            }
             for e in &f.evidence {
-                println!("           {}", sanitize(e));
+                println!("{}{}", " ".repeat(13), sanitize(e));
             }
         }
         println!(

@@ -19,3 +19,35 @@ pub fn cite_line(r: &RuleRef) -> String {
 pub fn rule_line(r: &RuleRef) -> String {
     sanitize(&r.rule)
 }
+
+/// Words of `text` in lines of at most `width` columns (a longer word keeps its own line).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wraps_at_word_boundaries() {
+        assert_eq!(super::wrap("aa bb cc dd", 5), ["aa bb", "cc dd"]);
+        assert_eq!(
+            super::wrap("averyverylongword x", 5),
+            ["averyverylongword", "x"]
+        );
+        assert!(super::wrap("", 5).is_empty());
+    }
+}
