@@ -56,6 +56,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     uncaptured_sockets(c, &mut out);
     ipv6(c, &mut out);
     capabilities(c, mesh, &mut out);
+    foreign_rules(c, mesh, &mut out);
     let rank = |s: &str| match s {
         "high" => 0,
         "medium" => 1,
@@ -192,6 +193,104 @@ fn proxy_admin(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             remedy: "bind the admin interface to a unix socket or protect it; the mesh's defaults may allow this by design".into(),
         });
     }
+}
+
+/// Chain and table name prefixes each mesh's tools use: its own layout.
+fn layout_prefixes(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "istio-sidecar" | "istio-ambient" => &["ISTIO_", "istio-"],
+        "istio-sidecar-nft" => &["istio-"],
+        "linkerd" => &["PROXY_INIT_"],
+        "kuma" => &["KUMA_"],
+        "consul" => &["CONSUL_", "consul_"],
+        "osm" => &["OSM_", "FSM_", "PROXY_"],
+        "appmesh" => &["APPMESH_"],
+        _ => &[],
+    }
+}
+
+/// `foreign-rule`: a rule outside the mesh's own chains and tables (inserted ahead of the
+/// mesh's jump, or in another table or backend) that changes some verdict: the analysis is
+/// run again without it, and any process's verdict or the ordinary app's capture differs.
+fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
+    let prefixes = layout_prefixes(&mesh.kind);
+    if prefixes.is_empty() {
+        return;
+    }
+    let ours = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
+    let rules = &c.ns.rules;
+    let mut candidates = Vec::new();
+    for (ti, t) in rules.tables.iter().enumerate() {
+        if ours(&t.name) {
+            continue;
+        }
+        for (ci, chain) in t.chains.iter().enumerate() {
+            if ours(&chain.name) {
+                continue;
+            }
+            for (ri, r) in chain.rules.iter().enumerate() {
+                // The hook's jump into the mesh's chain is the mesh's own.
+                let hook_jump = r.actions.iter().any(|a| matches!(a, crate::model::Action::Jump { chain } | crate::model::Action::Goto { chain } if ours(chain)));
+                let effect = r
+                    .actions
+                    .iter()
+                    .any(|a| !matches!(a, crate::model::Action::Continue { .. }));
+                if !hook_jump && effect {
+                    candidates.push((ti, ci, ri));
+                }
+            }
+        }
+    }
+    // Bounded work on hostile rule sets: the first rules are the ones inserted ahead.
+    let ids: Vec<Identity> = c.processes.iter().map(|(_, _, id)| id.clone()).collect();
+    let baseline = summary(rules, &ids);
+    for (ti, ci, ri) in candidates.into_iter().take(32) {
+        let mut without = rules.clone();
+        without.tables[ti].chains[ci].rules.remove(ri);
+        let changed = summary(&without, &ids);
+        if changed.is_none() || changed == baseline {
+            continue;
+        }
+        let affected: Vec<u32> = c
+            .processes
+            .iter()
+            .zip(
+                baseline
+                    .as_ref()
+                    .map(|b| b.0.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .zip(changed.as_ref().map(|x| x.0.as_slice()).unwrap_or_default()),
+            )
+            .filter(|(_, (a, b))| a != b)
+            .map(|((p, _, _), _)| p.pid)
+            .collect();
+        out.push(Finding {
+            kind: "foreign-rule",
+            severity: if affected.is_empty() { "medium" } else { "high" },
+            pid: None,
+            message: format!(
+                "a rule outside {}'s own chains changes verdicts{}",
+                mesh.kind,
+                if affected.is_empty() { String::new() } else { format!(" (of processes {affected:?})") }
+            ),
+            rules: vec![crate::explain::rule_ref(rules, ti, ci, Some(ri))],
+            evidence: Vec::new(),
+            remedy: "find who added this rule (a process with NET_ADMIN, a node agent) and whether it is meant to".into(),
+        });
+    }
+}
+
+/// Per-identity verdicts and what an ordinary app gets captured on: what a rule may change.
+type Summary = (Vec<crate::analyze::IdentityVerdict>, Vec<CapturedOn>, usize);
+
+fn summary(rules: &Ruleset, ids: &[Identity]) -> Option<Summary> {
+    let a = crate::analyze::analyze(rules, ids).ok()?;
+    Some((
+        a.identities.iter().map(|i| i.verdict).collect(),
+        a.captured_on,
+        a.escapes.len(),
+    ))
 }
 
 fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
@@ -549,6 +648,63 @@ mod tests {
 
     const NET_ADMIN: u64 = 1 << 12;
     const SETUID: u64 = 1 << 7;
+
+    #[test]
+    fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
+        let listeners = vec![
+            socket(
+                SocketProto::Tcp,
+                "0.0.0.0",
+                15001,
+                "0.0.0.0",
+                0,
+                "listen",
+                100,
+            ),
+            socket(
+                SocketProto::Tcp,
+                "0.0.0.0",
+                15006,
+                "0.0.0.0",
+                0,
+                "listen",
+                101,
+            ),
+        ];
+        let procs = || {
+            vec![
+                process(10, 1337, 1337, 0, &[100, 101]),
+                process(11, 0, 0, 0, &[]),
+                process(12, 10001, 10001, 0, &[]),
+            ]
+        };
+        let istio = include_str!("../testdata/istio-sidecar.rules");
+        // A uid 0 RETURN inserted ahead of the mesh's jump: root's traffic escapes.
+        let inserted = istio.replace(
+            "-A OUTPUT -j ISTIO_OUTPUT",
+            "-A OUTPUT -m owner --uid-owner 0 -j RETURN\n-A OUTPUT -j ISTIO_OUTPUT",
+        );
+        let s = with_rules(snapshot(procs(), listeners.clone(), false, ""), &inserted);
+        let r = build(&s, 0);
+        let f = r.netns[0]
+            .findings
+            .iter()
+            .find(|f| f.kind == "foreign-rule")
+            .expect("foreign-rule found");
+        assert_eq!(
+            f.rules[0].rule,
+            "-A OUTPUT -m owner --uid-owner 0 -j RETURN"
+        );
+        assert_eq!(f.severity, "high");
+        // A foreign rule that changes nothing (a LOG, a filter ACCEPT) is not reported.
+        let harmless = format!("{istio}*filter\n-A OUTPUT -p tcp -j ACCEPT\nCOMMIT\n");
+        let s = with_rules(snapshot(procs(), listeners, false, ""), &harmless);
+        assert!(
+            !kinds(&s).iter().any(|(k, _)| k == "foreign-rule"),
+            "{:?}",
+            kinds(&s)
+        );
+    }
 
     #[test]
     fn kernel_versions_compare() {
