@@ -646,12 +646,9 @@ mod tests {
             .collect()
     }
 
-    const NET_ADMIN: u64 = 1 << 12;
-    const SETUID: u64 = 1 << 7;
-
-    #[test]
-    fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
-        let listeners = vec![
+    /// The proxy's listeners on both Istio capture ports (socket inodes 100 and 101).
+    fn proxy_listeners() -> Vec<SocketFacts> {
+        vec![
             socket(
                 SocketProto::Tcp,
                 "0.0.0.0",
@@ -670,7 +667,15 @@ mod tests {
                 "listen",
                 101,
             ),
-        ];
+        ]
+    }
+
+    const NET_ADMIN: u64 = 1 << 12;
+    const SETUID: u64 = 1 << 7;
+
+    #[test]
+    fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
+        let listeners = proxy_listeners();
         let procs = || {
             vec![
                 process(10, 1337, 1337, 0, &[100, 101]),
@@ -839,26 +844,7 @@ mod tests {
 
     #[test]
     fn capture_missing_when_output_never_reaches_the_mesh_chain() {
-        let listeners = vec![
-            socket(
-                SocketProto::Tcp,
-                "0.0.0.0",
-                15001,
-                "0.0.0.0",
-                0,
-                "listen",
-                100,
-            ),
-            socket(
-                SocketProto::Tcp,
-                "0.0.0.0",
-                15006,
-                "0.0.0.0",
-                0,
-                "listen",
-                101,
-            ),
-        ];
+        let listeners = proxy_listeners();
         let procs = || {
             vec![
                 process(10, 1337, 1337, 0, &[100, 101]),
