@@ -438,7 +438,7 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 SocketProto::Udp if s.remote.is_unspecified() => {
                     !captured(&c.analysis.captured_on, version, "udp")
                 }
-                _ => trace_socket(&c.ns.rules, id, s) == Some(Verdict::Bypass),
+                _ => trace_socket(&c.ns.rules, id, s) == Verdict::Bypass,
             };
             if escapes {
                 evidence.push(socket_text(s));
@@ -463,7 +463,7 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
 }
 
 /// The verdict for a connected UDP socket's traffic, as the kernel decides its first packet.
-fn trace_socket(rules: &Ruleset, id: &Identity, s: &SocketFacts) -> Option<Verdict> {
+fn trace_socket(rules: &Ruleset, id: &Identity, s: &SocketFacts) -> Verdict {
     let version = IpVersion::of(&s.remote);
     let flow = Flow {
         version,
@@ -477,7 +477,7 @@ fn trace_socket(rules: &Ruleset, id: &Identity, s: &SocketFacts) -> Option<Verdi
         mark: 0,
         local: vec![s.local],
     };
-    Some(eval::trace(rules, &flow).outcome.verdict)
+    eval::trace(rules, &flow).outcome.verdict
 }
 
 /// `ipv6-uncaptured`: IPv6 is not captured while the namespace has global IPv6 addresses or
@@ -726,26 +726,9 @@ mod tests {
                 process(10, 1337, 1337, 0, &[100, 101]),
                 process(11, 10001, 10001, 0, &[102]),
             ],
-            vec![
-                socket(
-                    SocketProto::Tcp,
-                    "0.0.0.0",
-                    15001,
-                    "0.0.0.0",
-                    0,
-                    "listen",
-                    100,
-                ),
-                socket(
-                    SocketProto::Tcp,
-                    "0.0.0.0",
-                    15006,
-                    "0.0.0.0",
-                    0,
-                    "listen",
-                    101,
-                ),
-                socket(
+            proxy_listeners()
+                .into_iter()
+                .chain([socket(
                     SocketProto::Tcp,
                     "169.254.1.2",
                     40000,
@@ -753,8 +736,8 @@ mod tests {
                     443,
                     "established",
                     102,
-                ),
-            ],
+                )])
+                .collect(),
             false,
             "",
         );
@@ -895,35 +878,16 @@ mod tests {
     #[test]
     fn apps_that_can_stop_the_proxy() {
         const KILL: u64 = 1 << 5;
-        let sockets = vec![
-            socket(
-                SocketProto::Tcp,
-                "0.0.0.0",
-                15001,
-                "0.0.0.0",
-                0,
-                "listen",
-                100,
-            ),
-            socket(
-                SocketProto::Tcp,
-                "0.0.0.0",
-                15006,
-                "0.0.0.0",
-                0,
-                "listen",
-                101,
-            ),
-            socket(
-                SocketProto::Tcp,
-                "127.0.0.1",
-                15000,
-                "0.0.0.0",
-                0,
-                "listen",
-                102,
-            ),
-        ];
+        let mut sockets = proxy_listeners();
+        sockets.push(socket(
+            SocketProto::Tcp,
+            "127.0.0.1",
+            15000,
+            "0.0.0.0",
+            0,
+            "listen",
+            102,
+        ));
         let s = snapshot(
             vec![
                 process(10, 1337, 1337, 0, &[100, 101, 102]),

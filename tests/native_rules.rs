@@ -180,10 +180,11 @@ fn assert_same_as_tools(lab: &Lab, loaded: &str) {
         "rules differ from iptables-legacy-save\nloaded:\n{loaded}"
     );
     // Read natively, the rules mean what the tools' dumps mean.
-    let native = meshleak::collect::legacy_tables(&meshleak::collect::netns::Netns::Path(
-        format!("/run/netns/{}", lab.pod).into(),
-    ))
-    .unwrap();
+    let legacy: Vec<Table> = native(lab)
+        .tables
+        .into_iter()
+        .filter(|t| t.backend == meshleak::model::Backend::IptablesLegacy)
+        .collect();
     let exec = |tool: &str| run(&["ip", "netns", "exec", &lab.pod, tool], None);
     let dumped: Ruleset = parse::combine(vec![
         parse::parse_dump(
@@ -200,7 +201,7 @@ fn assert_same_as_tools(lab: &Lab, loaded: &str) {
         .unwrap(),
     ])
     .unwrap();
-    for t in &native {
+    for t in &legacy {
         let twin = dumped
             .tables
             .iter()

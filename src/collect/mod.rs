@@ -8,7 +8,7 @@ pub mod nftables;
 pub mod procs;
 pub mod scan;
 
-use crate::model::{IpVersion, Ruleset, Table};
+use crate::model::{IpVersion, Ruleset};
 use crate::snapshot::{Interface, Route, SocketFacts};
 use netns::{Netns, NetnsError, in_netns};
 
@@ -69,14 +69,4 @@ pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
         routes,
         sockets,
     })
-}
-
-/// Every iptables-legacy table, both families, of a namespace.
-pub fn legacy_tables(ns: &Netns) -> Result<Vec<Table>, CollectError> {
-    let tables = in_netns(ns, || -> Result<Vec<Table>, legacy::LegacyError> {
-        let mut all = legacy::read_family(IpVersion::V4)?;
-        all.extend(legacy::read_family(IpVersion::V6)?);
-        Ok(all)
-    })??;
-    Ok(tables)
 }

@@ -344,11 +344,9 @@ fn comments_from_rule_user_data() {
     );
 }
 
-/// Netlink replies captured from the kernel (testdata/native/nft-messages.txt, written by
-/// the `capture_kernel_blobs` test) decode, without root, into the tables the tools print.
-#[test]
-fn captured_netlink_dump_decodes_as_the_tools_print() {
-    let raw: Vec<Vec<u8>> = include_str!("../../testdata/native/nft-messages.txt")
+/// The netlink messages in testdata/native/nft-messages.txt (one hex line each).
+fn captured_messages() -> Vec<Vec<u8>> {
+    include_str!("../../testdata/native/nft-messages.txt")
         .lines()
         .map(|l| {
             (0..l.len())
@@ -356,7 +354,14 @@ fn captured_netlink_dump_decodes_as_the_tools_print() {
                 .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// Netlink replies captured from the kernel (testdata/native/nft-messages.txt, written by
+/// the `capture_kernel_blobs` test) decode, without root, into the tables the tools print.
+#[test]
+fn captured_netlink_dump_decodes_as_the_tools_print() {
+    let raw = captured_messages();
     let dump = crate::collect::nftables::from_raw(&raw).expect("decodes");
     let objects = super::Objects {
         tables: &dump.tables,
@@ -392,15 +397,7 @@ fn captured_netlink_dump_decodes_as_the_tools_print() {
 
 #[test]
 fn damaged_netlink_messages_are_errors_not_panics() {
-    let raw: Vec<Vec<u8>> = include_str!("../../testdata/native/nft-messages.txt")
-        .lines()
-        .map(|l| {
-            (0..l.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
+    let raw = captured_messages();
     for (i, m) in raw.iter().enumerate() {
         for cut in [0, 3, 16, 20, m.len() / 2, m.len().saturating_sub(1)] {
             let mut bad = m[..cut.min(m.len())].to_vec();
