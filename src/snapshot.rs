@@ -37,6 +37,10 @@ pub struct NetnsFacts {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
     pub sockets: Vec<SocketFacts>,
+    /// TCP and UDP connection-tracking entries; `None` when not read (no conntrack in the
+    /// kernel, the dump refused, or a snapshot from before they were collected).
+    #[serde(default)]
+    pub conntrack: Option<Vec<Tracked>>,
     pub processes: Vec<ProcessFacts>,
 }
 
@@ -74,6 +78,27 @@ pub struct SocketFacts {
     pub state: String,
     pub uid: u32,
     pub inode: u64,
+}
+
+/// A connection-tracking entry: the first packet's 5-tuple and where replies come from. A
+/// reply source other than the original destination is destination NAT (a redirect).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracked {
+    pub proto: SocketProto,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub reply_src: IpAddr,
+    pub reply_sport: u16,
+}
+
+impl Tracked {
+    /// Where the connection really goes, after destination NAT.
+    pub fn translated_to(&self) -> Option<(IpAddr, u16)> {
+        ((self.reply_src, self.reply_sport) != (self.dst, self.dport))
+            .then_some((self.reply_src, self.reply_sport))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -6,76 +6,13 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::pod::{Pod, finding, json, settle};
 use common::{Kernel, Lab, Loader, is_root, meshleak, probe, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A pod: a namespace with processes; all removed on drop, also when a test fails.
-struct Pod {
-    ns: String,
-    procs: Vec<Child>,
-}
-
-impl Pod {
-    fn new() -> Pod {
-        let ns = format!(
-            "mlscan{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        run(&["ip", "netns", "add", &ns], None);
-        run(&["ip", "-n", &ns, "link", "set", "lo", "up"], None);
-        Pod {
-            ns,
-            procs: Vec::new(),
-        }
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.ns)
-    }
-
-    /// Starts `cmd` in the pod as uid:gid; returns its pid (`ip netns exec` and `setpriv`
-    /// exec, so the pid stays the command's).
-    fn spawn(&mut self, uid: u32, gid: u32, cmd: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "setpriv"])
-            .arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .args(cmd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let pid = child.id();
-        self.procs.push(child);
-        pid
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        for c in &mut self.procs {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
-
-/// Waits until `pid` is in the pod's namespace (after setns) and the listener is up.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(400));
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 fn process(report: &serde_json::Value, pid: u32) -> &serde_json::Value {
     report["netns"][0]["processes"]
@@ -418,28 +355,8 @@ fn without_privileges_the_scan_fails_naming_the_capability() {
     );
 }
 
-impl Pod {
-    /// Starts a command with extra setpriv options (capabilities).
-    fn spawn_with(&mut self, opts: &[&str], cmd: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "setpriv"])
-            .args(opts)
-            .args(cmd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let pid = child.id();
-        self.procs.push(child);
-        pid
-    }
-}
-
 fn findings(pod: &Pod) -> Vec<(String, Option<u64>)> {
-    let (_, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
-    let r = json(&out);
-    assert!(r["errors"].as_array().unwrap().is_empty(), "{err}");
-    r["netns"][0]["findings"]
+    pod.report()["netns"][0]["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -474,7 +391,20 @@ fn findings_appear_where_their_situation_is_real() {
     assert_eq!(findings(&clean), vec![], "a clean pod has no findings");
 
     let mut pod = Pod::new();
-    run(&["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"], Some(&ISTIO.replace("-A ISTIO_OUTPUT -j ISTIO_REDIRECT", "-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT")));
+    // Exclusions (port, network, interface) and a rule someone put ahead of the mesh's jump.
+    let rules = ISTIO
+        .replace(
+            "-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
+            "-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -d 10.96.0.0/12 -j RETURN\n-A ISTIO_OUTPUT -o v6a -j RETURN\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
+        )
+        .replace(
+            "-A OUTPUT -j ISTIO_OUTPUT",
+            "-A OUTPUT -m owner --uid-owner 4242 -j RETURN\n-A OUTPUT -j ISTIO_OUTPUT",
+        );
+    run(
+        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+        Some(&rules),
+    );
     // A global IPv6 address on a veth inside the pod; no ip6tables rules.
     run(
         &[
@@ -502,15 +432,24 @@ fn findings_appear_where_their_situation_is_real() {
         1337,
         &["socat", "TCP-LISTEN:15001,reuseaddr,fork", "EXEC:/bin/cat"],
     );
-    let leaky = pod.spawn(10001, 1337, &["sleep", "60"]);
-    let admin = pod.spawn_with(
+    // Envoy's admin port on loopback.
+    pod.spawn(
+        1337,
+        1337,
         &[
-            "--reuid=10001",
-            "--regid=10001",
-            "--clear-groups",
-            "--inh-caps=+net_admin",
-            "--ambient-caps=+net_admin",
+            "socat",
+            "TCP-LISTEN:15000,bind=127.0.0.1,reuseaddr,fork",
+            "EXEC:/bin/cat",
         ],
+    );
+    let leaky = pod.spawn(10001, 1337, &["sleep", "60"]);
+    let foreign = pod.spawn(4242, 4242, &["sleep", "60"]);
+    let setuid = pod.spawn_with_caps(10001, 10001, "+setuid,+setgid", &["sleep", "60"]);
+    let killer = pod.spawn_with_caps(10001, 10001, "+kill", &["sleep", "60"]);
+    let admin = pod.spawn_with_caps(
+        10001,
+        10001,
+        "+net_admin",
         &["socat", "-u", "UDP-RECV:5353", "/dev/null"],
     );
     let impostor = pod.spawn(
@@ -532,6 +471,17 @@ fn findings_appear_where_their_situation_is_real() {
     assert!(has("proxy-impostor", Some(impostor)), "{found:?}");
     assert!(has("ipv6-uncaptured", None), "{found:?}");
     assert!(has("port-excluded", None), "{found:?}");
+    assert!(has("cidr-excluded", None), "{found:?}");
+    assert!(has("interface-excluded", None), "{found:?}");
+    assert!(has("foreign-rule", None), "{found:?}");
+    assert!(has("identity-exempt", Some(foreign)), "{found:?}");
+    assert!(has("can-become-exempt", Some(setuid)), "{found:?}");
+    assert!(has("shared-pid-namespace", Some(killer)), "{found:?}");
+    assert!(has("proxy-admin-reachable", None), "{found:?}");
+    assert!(
+        !has("shared-pid-namespace", Some(setuid)),
+        "other uid, no CAP_KILL: {found:?}"
+    );
     assert!(
         !has("can-become-exempt", Some(admin)),
         "no SETUID, no finding: {found:?}"
@@ -539,5 +489,110 @@ fn findings_appear_where_their_situation_is_real() {
     assert!(
         !found.iter().any(|(k, _)| k == "proxy-absent"),
         "15006 has a listener (the impostor): {found:?}"
+    );
+
+    // The mesh's chains are there, but OUTPUT never jumps into them.
+    let mut unhooked = Pod::new();
+    run(
+        &["ip", "netns", "exec", &unhooked.ns, "iptables-nft-restore"],
+        Some(&ISTIO.replace("-A OUTPUT -j ISTIO_OUTPUT\n", "")),
+    );
+    unhooked.spawn(10001, 10001, &["sleep", "60"]);
+    settle();
+    let found = findings(&unhooked);
+    assert!(
+        found.contains(&("capture-missing".to_string(), None)),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn observed_bypass_names_live_connections_that_skipped_the_proxy() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    pod.with_peer(&[
+        &["socat", "TCP-LISTEN:80,reuseaddr,fork", "EXEC:sleep 60"],
+        &["socat", "-u", "UDP-RECV:5353", "/dev/null"],
+    ]);
+    settle();
+    let connect = ["socat", "-u", "TCP:169.254.78.2:80", "/dev/null"];
+    // Opened before any capture rule exists: it went straight out and stays so.
+    let early = pod.spawn(10001, 10001, &connect);
+    settle();
+    let dns = "-A ISTIO_OUTPUT -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053\n-A ISTIO_OUTPUT -j ISTIO_REDIRECT";
+    run(
+        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+        Some(&ISTIO.replace("-A ISTIO_OUTPUT -j ISTIO_REDIRECT", dns)),
+    );
+    pod.spawn(
+        1337,
+        1337,
+        &["socat", "TCP-LISTEN:15001,reuseaddr,fork", "EXEC:sleep 60"],
+    );
+    pod.spawn(1337, 1337, &["socat", "-u", "UDP-RECV:15053", "/dev/null"]);
+    settle();
+    let captured = pod.spawn(10001, 10001, &connect);
+    let exempt = pod.spawn(10001, 1337, &connect);
+    let udp = pod.spawn(
+        10001,
+        10001,
+        &[
+            "socat",
+            "-u",
+            "SYSTEM:while echo x; do sleep 0.2; done",
+            "UDP:169.254.78.2:5353",
+        ],
+    );
+    let dns = pod.spawn(
+        10001,
+        10001,
+        &[
+            "socat",
+            "-u",
+            "SYSTEM:while echo x; do sleep 0.2; done",
+            "UDP:169.254.78.2:53",
+        ],
+    );
+    settle();
+    let r = pod.report();
+    let out = r.to_string();
+    let ex = finding(&r, "observed-bypass", exempt).unwrap_or_else(|| panic!("{out}"));
+    let evidence = ex["evidence"][0].as_str().unwrap();
+    assert!(
+        evidence.starts_with("tcp 169.254.78.1:") && evidence.ends_with("-> 169.254.78.2:80 (conntrack: destination not translated, no local socket accepted it)"),
+        "{evidence}"
+    );
+    assert!(
+        ex["rules"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("--gid-owner 1337"),
+        "{ex}"
+    );
+    let early = finding(&r, "observed-bypass", early).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        early["message"]
+            .as_str()
+            .unwrap()
+            .contains("the rules capture it now"),
+        "{early}"
+    );
+    let udp = finding(&r, "observed-bypass", udp).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        udp["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("-> 169.254.78.2:5353"),
+        "{udp}"
+    );
+    assert!(
+        finding(&r, "observed-bypass", captured).is_none(),
+        "redirected to the proxy: {out}"
+    );
+    assert!(
+        finding(&r, "observed-bypass", dns).is_none(),
+        "DNS went to the proxy: {out}"
     );
 }

@@ -1,15 +1,17 @@
 //! Collection: reading facts from the running system into the serializable model. Strictly
 //! read-only: nothing here creates tables, changes rules or signals processes.
 
+pub mod conntrack;
 pub mod legacy;
 pub mod netinfo;
 pub mod netns;
+mod nfnetlink;
 pub mod nftables;
 pub mod procs;
 pub mod scan;
 
 use crate::model::{IpVersion, Ruleset};
-use crate::snapshot::{Interface, Route, SocketFacts};
+use crate::snapshot::{Interface, Route, SocketFacts, Tracked};
 use netns::{Netns, NetnsError, in_netns};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,7 @@ pub struct NetnsRead {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
     pub sockets: Vec<SocketFacts>,
+    pub conntrack: Option<Vec<Tracked>>,
 }
 
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
@@ -38,10 +41,10 @@ pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
     Ok(read_netns(ns)?.rules)
 }
 
-/// Rules, interfaces, routes and sockets of a namespace, in one visit.
+/// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit.
 pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, dump, interfaces, routes, sockets) =
+    let (legacy, dump, interfaces, routes, sockets, conntrack) =
         in_netns(ns, || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
@@ -52,6 +55,7 @@ pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
                 netinfo::interfaces(),
                 netinfo::routes(),
                 netinfo::sockets(),
+                conntrack::entries(),
             ))
         })??;
     let objects = crate::nft::Objects {
@@ -68,5 +72,6 @@ pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
         interfaces,
         routes,
         sockets,
+        conntrack,
     })
 }

@@ -4,17 +4,14 @@
 
 use std::io;
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_netfilter::nftables::{
     ChainMessage, NfTablesMessage, RuleMessage, SetAttribute, SetElementList, SetElementMessage,
     SetMessage, TableMessage,
 };
-use netlink_packet_netfilter::{
-    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
-};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+
+use super::nfnetlink::Nfnetlink;
 
 /// Everything one namespace's nf_tables holds, as the kernel sent it, with each object's
 /// family (NFPROTO_*).
@@ -47,11 +44,7 @@ pub fn dump() -> Result<Dump, NftError> {
 /// The raw netlink messages of a full dump (kept apart so they can be captured and decoded
 /// elsewhere, e.g. in tests without root).
 pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {
-    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NftError::Socket)?;
-    socket.bind_auto().map_err(NftError::Socket)?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(NftError::Socket)?;
+    let mut socket = Nfnetlink::open().map_err(NftError::Socket)?;
     let all = NetfilterProtoFamily::Unspec;
     let mut raw = Vec::new();
     for (what, msg) in [
@@ -138,72 +131,13 @@ pub fn from_raw(raw: &[Vec<u8>]) -> Result<Dump, NftError> {
     Ok(out)
 }
 
-/// Sends one dump request and collects the replies (raw) until NLMSG_DONE.
 fn request(
-    socket: &mut Socket,
+    socket: &mut Nfnetlink,
     what: &'static str,
     family: NetfilterProtoFamily,
     msg: NfTablesMessage,
 ) -> Result<Vec<Vec<u8>>, NftError> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut packet = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(NetfilterMessage::new(
-            NetfilterHeader::new(family, 0, 0),
-            msg,
-        )),
-    );
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    socket.send(&buf, 0).map_err(|source| NftError::Dump {
-        what,
-        cause: source,
-    })?;
-
-    let mut out = Vec::new();
-    let mut rx = vec![0u8; 1 << 16];
-    loop {
-        let n = socket
-            .recv(&mut &mut rx[..], 0)
-            .map_err(|source| NftError::Dump {
-                what,
-                cause: source,
-            })?;
-        let mut at = 0;
-        while at < n {
-            let reply =
-                NetlinkMessage::<NetfilterMessage>::deserialize(&rx[at..n]).map_err(|e| {
-                    NftError::Decode {
-                        what,
-                        detail: e.to_string(),
-                    }
-                })?;
-            let len = reply.header.length as usize;
-            match reply.payload {
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) => {
-                    let code = e.code.map_or(0, |c| -c.get());
-                    // A family or object kind with nothing in it answers ENOENT.
-                    if code == libc::ENOENT {
-                        return Ok(out);
-                    }
-                    return Err(NftError::Dump {
-                        what,
-                        cause: io::Error::from_raw_os_error(code),
-                    });
-                }
-                NetlinkPayload::InnerMessage(_) => {
-                    let end = (at + len).min(n);
-                    out.push(rx[at..end].to_vec());
-                }
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            at += len;
-        }
-    }
+    socket
+        .dump(family, msg)
+        .map_err(|cause| NftError::Dump { what, cause })
 }

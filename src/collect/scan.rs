@@ -99,6 +99,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 interfaces: read.interfaces,
                 routes: read.routes,
                 sockets: read.sockets,
+                conntrack: read.conntrack,
                 processes: ns.processes,
             }),
             Ok(None) => snapshot.vanished_netns += 1,

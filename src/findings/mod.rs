@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+mod observed;
+
 use crate::analyze::{Analysis, CapturedOn};
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::RuleRef;
@@ -57,6 +59,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     ipv6(c, &mut out);
     capabilities(c, mesh, &mut out);
     foreign_rules(c, mesh, &mut out);
+    observed::observed_bypass(c, &mut out);
     let rank = |s: &str| match s {
         "high" => 0,
         "medium" => 1,
@@ -85,26 +88,16 @@ fn capture_missing(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
 /// `mark-exempt-capable`: a packet mark exempts traffic, and a non-proxy process may set
 /// SO_MARK (CAP_NET_ADMIN; CAP_NET_RAW too since Linux 5.17).
 fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
-    let marks: Vec<&crate::analyze::Exemption> = c
-        .analysis
-        .exemptions
-        .iter()
-        .filter(|e| e.kind == "mark")
-        .collect();
+    let marks = mark_rules(c);
     if marks.is_empty() {
         return;
     }
-    let raw_suffices = kernel_at_least(c.kernel, 5, 17);
     for (p, f, _) in c
         .processes
         .iter()
         .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
     {
-        let cap = if f.has_cap(CAP_NET_ADMIN) {
-            "CAP_NET_ADMIN"
-        } else if raw_suffices && f.has_cap(CAP_NET_RAW) {
-            "CAP_NET_RAW"
-        } else {
+        let Some(cap) = mark_capability(c, f) else {
             continue;
         };
         out.push(Finding {
@@ -115,7 +108,7 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
                 "{} can set the socket mark that exempts traffic ({cap}) and leave the mesh",
                 p.comm
             ),
-            rules: marks.iter().filter_map(|e| e.rule.clone()).collect(),
+            rules: marks.clone(),
             evidence: vec![format!(
                 "{cap} in CapEff {:016x}, kernel {}",
                 f.cap_eff, c.kernel
@@ -125,6 +118,27 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
                 cap.trim_start_matches("CAP_")
             ),
         });
+    }
+}
+
+/// The rules that exempt traffic by packet mark.
+fn mark_rules(c: &Context) -> Vec<RuleRef> {
+    c.analysis
+        .exemptions
+        .iter()
+        .filter(|e| e.kind == "mark")
+        .filter_map(|e| e.rule.clone())
+        .collect()
+}
+
+/// The capability that lets a process set SO_MARK on its sockets, if it has one.
+fn mark_capability(c: &Context, f: &ProcessFacts) -> Option<&'static str> {
+    if f.has_cap(CAP_NET_ADMIN) {
+        Some("CAP_NET_ADMIN")
+    } else if f.has_cap(CAP_NET_RAW) && kernel_at_least(c.kernel, 5, 17) {
+        Some("CAP_NET_RAW")
+    } else {
+        None
     }
 }
 
@@ -209,6 +223,28 @@ fn layout_prefixes(kind: &str) -> &'static [&'static str] {
     }
 }
 
+/// Rules a mesh writes straight into the hook chains: its jump into its own chain, a
+/// redirect to one of its proxy ports (Kuma's DNS capture), or a rule carrying its comment.
+fn mesh_hook_rule(mesh: &Mesh, r: &crate::model::Rule, ours: &dyn Fn(&str) -> bool) -> bool {
+    use crate::model::Action;
+    let to_proxy = |p: Option<u16>| p.is_some_and(|p| mesh.proxy_ports.contains(&p));
+    let acts = r.actions.iter().any(|a| match a {
+        Action::Jump { chain } | Action::Goto { chain } => ours(chain),
+        Action::Redirect { ports } | Action::Dnat { ports, .. } => to_proxy(ports.map(|p| p.start)),
+        Action::Tproxy { port } => to_proxy(*port),
+        _ => false,
+    });
+    let marker = match mesh.kind.as_str() {
+        "kuma" => "kuma/",
+        "consul" => "consul",
+        "linkerd" => "proxy-init",
+        k if k.starts_with("istio") => "istio",
+        _ => return acts,
+    };
+    acts || r.text.contains(&format!("--comment \"{marker}"))
+        || r.text.contains(&format!("comment \"{marker}"))
+}
+
 /// `foreign-rule`: a rule outside the mesh's own chains and tables (inserted ahead of the
 /// mesh's jump, or in another table or backend) that changes some verdict: the analysis is
 /// run again without it, and any process's verdict or the ordinary app's capture differs.
@@ -229,13 +265,11 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 continue;
             }
             for (ri, r) in chain.rules.iter().enumerate() {
-                // The hook's jump into the mesh's chain is the mesh's own.
-                let hook_jump = r.actions.iter().any(|a| matches!(a, crate::model::Action::Jump { chain } | crate::model::Action::Goto { chain } if ours(chain)));
                 let effect = r
                     .actions
                     .iter()
                     .any(|a| !matches!(a, crate::model::Action::Continue { .. }));
-                if !hook_jump && effect {
+                if effect && !mesh_hook_rule(mesh, r, &ours) {
                     candidates.push((ti, ci, ri));
                 }
             }
@@ -438,7 +472,16 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 SocketProto::Udp if s.remote.is_unspecified() => {
                     !captured(&c.analysis.captured_on, version, "udp")
                 }
-                _ => trace_socket(&c.ns.rules, id, s) == Verdict::Bypass,
+                _ => {
+                    let flow = socket_flow(
+                        c.ns,
+                        id,
+                        17,
+                        (s.local, s.local_port),
+                        (s.remote, s.remote_port),
+                    );
+                    eval::trace(&c.ns.rules, &flow).outcome.verdict == Verdict::Bypass
+                }
             };
             if escapes {
                 evidence.push(socket_text(s));
@@ -462,22 +505,35 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
     }
 }
 
-/// The verdict for a connected UDP socket's traffic, as the kernel decides its first packet.
-fn trace_socket(rules: &Ruleset, id: &Identity, s: &SocketFacts) -> Verdict {
-    let version = IpVersion::of(&s.remote);
-    let flow = Flow {
-        version,
-        proto: 17,
-        src: Some(s.local),
-        dst: s.remote,
-        sport: SourcePort::Bound(s.local_port),
-        dport: s.remote_port,
-        oif: if s.remote.is_loopback() { "lo" } else { "eth0" }.into(),
+/// The first packet a socket sends from `src` to `dst`, as the kernel would route it.
+fn socket_flow(
+    ns: &NetnsFacts,
+    id: &Identity,
+    proto: u8,
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+) -> Flow {
+    let (src, dst) = (src.to_canonical(), dst.to_canonical());
+    let oif = crate::route::lookup(&ns.routes, &ns.interfaces, dst).map_or_else(
+        || if dst.is_loopback() { "lo" } else { "eth0" }.to_string(),
+        |r| r.0,
+    );
+    Flow {
+        version: IpVersion::of(&dst),
+        proto,
+        src: (!src.is_unspecified()).then_some(src),
+        dst,
+        sport: SourcePort::Bound(sport),
+        dport,
+        oif,
         identity: id.clone(),
         mark: 0,
-        local: vec![s.local],
-    };
-    eval::trace(rules, &flow).outcome.verdict
+        local: ns
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().copied())
+            .collect(),
+    }
 }
 
 /// `ipv6-uncaptured`: IPv6 is not captured while the namespace has global IPv6 addresses or
@@ -553,365 +609,4 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::parse::{Hints, combine, parse_dump};
-    use crate::report::build;
-    use crate::snapshot::*;
-
-    fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessFacts {
-        ProcessFacts {
-            pid,
-            comm: format!("p{pid}"),
-            exe: None,
-            fsuid: uid,
-            fsgid: gid,
-            groups: vec![],
-            cap_eff: caps,
-            cap_bnd: caps,
-            uid_map: vec![(0, 0, u32::MAX)],
-            gid_map: vec![(0, 0, u32::MAX)],
-            cgroup: format!("/pod/c{uid}"),
-            cmdline: None,
-            socket_inodes: sockets.to_vec(),
-            pidns: 7,
-        }
-    }
-
-    fn socket(
-        proto: SocketProto,
-        local: &str,
-        lport: u16,
-        remote: &str,
-        rport: u16,
-        state: &str,
-        inode: u64,
-    ) -> SocketFacts {
-        SocketFacts {
-            proto,
-            local: local.parse().unwrap(),
-            local_port: lport,
-            remote: remote.parse().unwrap(),
-            remote_port: rport,
-            state: state.into(),
-            uid: 0,
-            inode,
-        }
-    }
-
-    fn snapshot(
-        processes: Vec<ProcessFacts>,
-        sockets: Vec<SocketFacts>,
-        v6: bool,
-        extra_rules: &str,
-    ) -> Snapshot {
-        let text = include_str!("../testdata/istio-sidecar.rules").replace(
-            "-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
-            &format!("{extra_rules}-A ISTIO_OUTPUT -j ISTIO_REDIRECT"),
-        );
-        let rules = combine(vec![parse_dump("t", &text, Hints::default()).unwrap()]).unwrap();
-        let mut addrs = vec!["169.254.1.2".parse().unwrap()];
-        if v6 {
-            addrs.push("fd00::5".parse().unwrap());
-        }
-        Snapshot {
-            snapshot_version: SNAPSHOT_VERSION,
-            node: "n".into(),
-            kernel: "6.1.0".into(),
-            scanned_at: 0,
-            netns: vec![NetnsFacts {
-                inode: 1,
-                paths: vec![],
-                host: false,
-                rules,
-                interfaces: vec![Interface {
-                    name: "eth0".into(),
-                    addrs,
-                }],
-                routes: vec![],
-                sockets,
-                processes,
-            }],
-            errors: vec![],
-            vanished_processes: 0,
-            vanished_netns: 0,
-        }
-    }
-
-    fn kinds(s: &Snapshot) -> Vec<(String, Option<u32>)> {
-        let r = build(s, 0);
-        r.netns[0]
-            .findings
-            .iter()
-            .map(|f| (f.kind.to_string(), f.pid))
-            .collect()
-    }
-
-    /// The proxy's listeners on both Istio capture ports (socket inodes 100 and 101).
-    fn proxy_listeners() -> Vec<SocketFacts> {
-        vec![
-            socket(
-                SocketProto::Tcp,
-                "0.0.0.0",
-                15001,
-                "0.0.0.0",
-                0,
-                "listen",
-                100,
-            ),
-            socket(
-                SocketProto::Tcp,
-                "0.0.0.0",
-                15006,
-                "0.0.0.0",
-                0,
-                "listen",
-                101,
-            ),
-        ]
-    }
-
-    const NET_ADMIN: u64 = 1 << 12;
-    const SETUID: u64 = 1 << 7;
-
-    #[test]
-    fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
-        let listeners = proxy_listeners();
-        let procs = || {
-            vec![
-                process(10, 1337, 1337, 0, &[100, 101]),
-                process(11, 0, 0, 0, &[]),
-                process(12, 10001, 10001, 0, &[]),
-            ]
-        };
-        let istio = include_str!("../testdata/istio-sidecar.rules");
-        // A uid 0 RETURN inserted ahead of the mesh's jump: root's traffic escapes.
-        let inserted = istio.replace(
-            "-A OUTPUT -j ISTIO_OUTPUT",
-            "-A OUTPUT -m owner --uid-owner 0 -j RETURN\n-A OUTPUT -j ISTIO_OUTPUT",
-        );
-        let s = with_rules(snapshot(procs(), listeners.clone(), false, ""), &inserted);
-        let r = build(&s, 0);
-        let f = r.netns[0]
-            .findings
-            .iter()
-            .find(|f| f.kind == "foreign-rule")
-            .expect("foreign-rule found");
-        assert_eq!(
-            f.rules[0].rule,
-            "-A OUTPUT -m owner --uid-owner 0 -j RETURN"
-        );
-        assert_eq!(f.severity, "high");
-        // A foreign rule that changes nothing (a LOG, a filter ACCEPT) is not reported.
-        let harmless = format!("{istio}*filter\n-A OUTPUT -p tcp -j ACCEPT\nCOMMIT\n");
-        let s = with_rules(snapshot(procs(), listeners, false, ""), &harmless);
-        assert!(
-            !kinds(&s).iter().any(|(k, _)| k == "foreign-rule"),
-            "{:?}",
-            kinds(&s)
-        );
-    }
-
-    #[test]
-    fn kernel_versions_compare() {
-        assert!(super::kernel_at_least("6.1.0-18-amd64", 5, 17));
-        assert!(super::kernel_at_least("5.17.0", 5, 17));
-        assert!(!super::kernel_at_least("5.10.200", 5, 17));
-        assert!(!super::kernel_at_least("", 5, 17));
-    }
-
-    #[test]
-    fn a_clean_pod_has_no_findings() {
-        let s = snapshot(
-            vec![
-                process(10, 1337, 1337, 0, &[100, 101]),
-                process(11, 10001, 10001, 0, &[102]),
-            ],
-            proxy_listeners()
-                .into_iter()
-                .chain([socket(
-                    SocketProto::Tcp,
-                    "169.254.1.2",
-                    40000,
-                    "10.0.0.9",
-                    443,
-                    "established",
-                    102,
-                )])
-                .collect(),
-            false,
-            "",
-        );
-        assert_eq!(kinds(&s), vec![]);
-    }
-
-    #[test]
-    fn every_finding_where_its_situation_is() {
-        let s = snapshot(
-            vec![
-                process(10, 1337, 1337, 0, &[100]),
-                process(11, 10001, 1337, 0, &[]),
-                process(12, 10001, 10001, NET_ADMIN | SETUID, &[103, 104]),
-                process(13, 10001, 10002, 0, &[105]),
-            ],
-            vec![
-                socket(
-                    SocketProto::Tcp,
-                    "0.0.0.0",
-                    15001,
-                    "0.0.0.0",
-                    0,
-                    "listen",
-                    100,
-                ),
-                // Nothing on 15006; an app holds UDP and raw sockets, and a TCP connection
-                // to an excluded port; another app listens on the proxy's port for IPv6.
-                socket(
-                    SocketProto::Udp,
-                    "0.0.0.0",
-                    5353,
-                    "0.0.0.0",
-                    0,
-                    "unconnected",
-                    103,
-                ),
-                socket(
-                    SocketProto::Tcp,
-                    "169.254.1.2",
-                    40001,
-                    "10.0.0.9",
-                    3306,
-                    "established",
-                    104,
-                ),
-                socket(SocketProto::Tcp, "::", 15001, "::", 0, "listen", 105),
-            ],
-            true,
-            "-A ISTIO_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN\n-A ISTIO_OUTPUT -d 10.96.0.0/12 -j RETURN\n",
-        );
-        let found = kinds(&s);
-        for want in [
-            ("identity-exempt", Some(11)),
-            ("proxy-absent", None),
-            ("proxy-impostor", Some(13)),
-            ("protocol-uncaptured", Some(12)),
-            ("ipv6-uncaptured", None),
-            ("can-modify-rules", Some(12)),
-            ("can-become-exempt", Some(12)),
-            ("port-excluded", None),
-            ("cidr-excluded", None),
-        ] {
-            assert!(
-                found.contains(&(want.0.to_string(), want.1)),
-                "{want:?} missing from {found:?}"
-            );
-        }
-        let r = build(&s, 0);
-        let f = r.netns[0]
-            .findings
-            .iter()
-            .find(|f| f.kind == "protocol-uncaptured")
-            .unwrap();
-        assert_eq!(
-            f.evidence.len(),
-            1,
-            "the UDP socket, not the TCP connection: {:?}",
-            f.evidence
-        );
-        assert_eq!(r.netns[0].findings[0].severity, "high", "most severe first");
-    }
-
-    fn with_rules(mut s: Snapshot, text: &str) -> Snapshot {
-        s.netns[0].rules = combine(vec![parse_dump("t", text, Hints::default()).unwrap()]).unwrap();
-        s
-    }
-
-    #[test]
-    fn capture_missing_when_output_never_reaches_the_mesh_chain() {
-        let listeners = proxy_listeners();
-        let procs = || {
-            vec![
-                process(10, 1337, 1337, 0, &[100, 101]),
-                process(11, 10001, 10001, 0, &[]),
-            ]
-        };
-        let broken = include_str!("../testdata/istio-sidecar.rules")
-            .replace("-A OUTPUT -j ISTIO_OUTPUT\n", "");
-        let s = with_rules(snapshot(procs(), listeners.clone(), false, ""), &broken);
-        assert!(
-            kinds(&s).contains(&("capture-missing".into(), None)),
-            "{:?}",
-            kinds(&s)
-        );
-        assert!(
-            !kinds(&snapshot(procs(), listeners, false, ""))
-                .iter()
-                .any(|(k, _)| k == "capture-missing")
-        );
-    }
-
-    #[test]
-    fn mark_exemptions_and_the_capabilities_that_set_marks() {
-        const NET_RAW: u64 = 1 << 13;
-        let ambient = include_str!("../testdata/meshes/istio-ambient.rules");
-        let s = with_rules(
-            snapshot(
-                vec![process(11, 10001, 10001, NET_RAW, &[])],
-                vec![],
-                false,
-                "",
-            ),
-            ambient,
-        );
-        assert!(
-            kinds(&s).contains(&("mark-exempt-capable".into(), Some(11))),
-            "{:?}",
-            kinds(&s)
-        );
-        let mut old = s.clone();
-        old.kernel = "5.10.0".into();
-        assert!(
-            !kinds(&old).iter().any(|(k, _)| k == "mark-exempt-capable"),
-            "CAP_NET_RAW sets SO_MARK only from 5.17"
-        );
-    }
-
-    #[test]
-    fn apps_that_can_stop_the_proxy() {
-        const KILL: u64 = 1 << 5;
-        let mut sockets = proxy_listeners();
-        sockets.push(socket(
-            SocketProto::Tcp,
-            "127.0.0.1",
-            15000,
-            "0.0.0.0",
-            0,
-            "listen",
-            102,
-        ));
-        let s = snapshot(
-            vec![
-                process(10, 1337, 1337, 0, &[100, 101, 102]),
-                process(11, 10001, 10001, KILL, &[]),
-            ],
-            sockets,
-            false,
-            "",
-        );
-        let found = kinds(&s);
-        assert!(
-            found.contains(&("shared-pid-namespace".into(), Some(11))),
-            "{found:?}"
-        );
-        assert!(
-            found.contains(&("proxy-admin-reachable".into(), None)),
-            "{found:?}"
-        );
-        let mut apart = s.clone();
-        apart.netns[0].processes[1].pidns = 8;
-        assert!(
-            !kinds(&apart)
-                .iter()
-                .any(|(k, _)| k == "shared-pid-namespace")
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,105 @@
+//! The namespace's connection-tracking table over ctnetlink (a GET dump: nothing changes).
+//! Each entry says where a connection's first packet was going and where its replies come
+//! from; a difference is destination NAT, e.g. the redirect to the proxy. This is how
+//! meshleak proves that a live connection did or did not pass the proxy.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::Path;
+
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
+};
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+
+use super::nfnetlink::Nfnetlink;
+use crate::snapshot::{SocketProto, Tracked};
+
+/// Entries kept per namespace: a pod's table is small; a host's can be huge and is cut here.
+pub const MAX_TRACKED: usize = 65_536;
+
+/// The TCP and UDP entries of the calling thread's namespace, or `None` when the kernel
+/// tracks no connections (nf_conntrack not loaded: then no NAT happens either) or refuses the
+/// dump. Messages that do not decode are skipped: they cannot be attributed anyway.
+pub fn entries() -> Option<Vec<Tracked>> {
+    if !Path::new("/sys/module/nf_conntrack").exists() {
+        return None;
+    }
+    let raw = dump_raw().ok()?;
+    Some(from_raw(&raw))
+}
+
+pub fn dump_raw() -> io::Result<Vec<Vec<u8>>> {
+    Nfnetlink::open()?.dump(
+        NetfilterProtoFamily::Unspec,
+        ConntrackMessage::Get(Vec::new()),
+    )
+}
+
+pub fn from_raw(raw: &[Vec<u8>]) -> Vec<Tracked> {
+    raw.iter()
+        .filter_map(|bytes| decode(bytes))
+        .take(MAX_TRACKED)
+        .collect()
+}
+
+fn decode(bytes: &[u8]) -> Option<Tracked> {
+    let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).ok()?;
+    let NetlinkPayload::InnerMessage(NetfilterMessage {
+        inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
+        ..
+    }) = msg.payload
+    else {
+        return None;
+    };
+    let tuple = |want_orig: bool| {
+        attrs.iter().find_map(|a| match a {
+            ConntrackAttribute::CtaTupleOrig(t) if want_orig => Some(t),
+            ConntrackAttribute::CtaTupleReply(t) if !want_orig => Some(t),
+            _ => None,
+        })
+    };
+    let (proto, src, sport, dst, dport) = endpoints(tuple(true)?)?;
+    let (_, reply_src, reply_sport, _, _) = endpoints(tuple(false)?)?;
+    Some(Tracked {
+        proto,
+        src,
+        sport,
+        dst,
+        dport,
+        reply_src,
+        reply_sport,
+    })
+}
+
+/// Protocol, source and destination of one direction; only TCP and UDP.
+fn endpoints(tuple: &[Tuple]) -> Option<(SocketProto, IpAddr, u16, IpAddr, u16)> {
+    let (mut src, mut dst, mut proto, mut sport, mut dport) = (None, None, None, None, None);
+    for t in tuple {
+        match t {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(a) => src = Some(*a),
+                        IPTuple::DestinationAddress(a) => dst = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(ps) => {
+                for p in ps {
+                    match p {
+                        ProtoTuple::Protocol(Protocol::Tcp) => proto = Some(SocketProto::Tcp),
+                        ProtoTuple::Protocol(Protocol::Udp) => proto = Some(SocketProto::Udp),
+                        ProtoTuple::SourcePort(n) => sport = Some(*n),
+                        ProtoTuple::DestinationPort(n) => dport = Some(*n),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((proto?, src?, sport?, dst?, dport?))
+}

@@ -1,0 +1,211 @@
+//! `observed-bypass`: live connections of non-proxy processes that did not pass the proxy.
+//!
+//! A redirected connection ends in the namespace: its app socket still names the original
+//! destination, but some local socket (the proxy's accepted one, `127.0.0.1:15001`) has the
+//! app's address and port as its remote end, and conntrack shows the destination translated
+//! to a local address. A connection with neither went straight out. This is proof from the
+//! kernel's own tables, not a prediction from the rules; the rules are traced only to say
+//! which one let it out (or that it would be captured now, so the rules changed since).
+
+use std::net::IpAddr;
+
+use super::{Context, Finding, captured, mark_capability, mark_rules, socket_flow};
+use crate::eval::{self, Identity, Verdict};
+use crate::explain::{self, addr_port};
+use crate::model::IpVersion;
+use crate::report::ProcessVerdict;
+use crate::snapshot::{NetnsFacts, SocketFacts, SocketProto, Tracked};
+
+/// 5-tuples listed per process; the rest are counted.
+const SHOWN: usize = 8;
+
+/// One connection that left without the proxy, and how we know.
+struct Escape {
+    proto: SocketProto,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    proof: &'static str,
+}
+
+pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
+    let ns = c.ns;
+    let local = local_addresses(ns);
+    // UDP counts only where the mesh captures UDP (DNS capture): elsewhere every UDP packet
+    // leaves by design, and `protocol-uncaptured` already names the sockets.
+    let udp_captured = |v: IpVersion| captured(&c.analysis.captured_on, v, "udp");
+    for (p, f, id) in c
+        .processes
+        .iter()
+        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+    {
+        let mut escapes = Vec::new();
+        for s in ns
+            .sockets
+            .iter()
+            .filter(|s| f.socket_inodes.contains(&s.inode))
+        {
+            match s.proto {
+                SocketProto::Tcp if s.state == "established" => {
+                    escapes.extend(tcp_escape(ns, &local, s));
+                }
+                SocketProto::Udp if udp_captured(IpVersion::of(&s.local.to_canonical())) => {
+                    escapes.extend(udp_escapes(ns, &local, s));
+                }
+                _ => {}
+            }
+        }
+        if escapes.is_empty() {
+            continue;
+        }
+        let first = &escapes[0];
+        let t = trace(c, id, first);
+        let mut rules: Vec<_> = explain::deciding(&c.ns.rules, &t)
+            .map(|s| s.at)
+            .into_iter()
+            .collect();
+        let (note, remedy) = if t.outcome.verdict != Verdict::Captured {
+            (String::new(), "close the escape the cited rule opens (identity, exclusion or protocol), then restart the connection".to_string())
+        } else if let Some(cap) = mark_capability(c, f).filter(|_| !mark_rules(c).is_empty()) {
+            rules = mark_rules(c);
+            (
+                format!(
+                    " (unmarked it would be captured: its socket carries the exempt mark, which {cap} lets it set)"
+                ),
+                format!(
+                    "drop {} from the app container",
+                    cap.trim_start_matches("CAP_")
+                ),
+            )
+        } else {
+            (
+                " (the rules capture it now: it was opened before the capture rules were in place, or they changed since)".to_string(),
+                "restart the workload so its connections are opened under the capture rules, and find what changed them".to_string(),
+            )
+        };
+        let mut evidence: Vec<String> = escapes.iter().take(SHOWN).map(escape_text).collect();
+        if escapes.len() > SHOWN {
+            evidence.push(format!("and {} more", escapes.len() - SHOWN));
+        }
+        out.push(Finding {
+            kind: "observed-bypass",
+            severity: "high",
+            pid: Some(p.pid),
+            message: format!(
+                "{} has {} live connection{} that did not pass the proxy{note}",
+                p.comm,
+                escapes.len(),
+                if escapes.len() == 1 { "" } else { "s" },
+            ),
+            rules,
+            evidence,
+            remedy,
+        });
+    }
+}
+
+/// The namespace's own addresses: connections to them stay in the pod and need no proxy.
+fn local_addresses(ns: &NetnsFacts) -> Vec<IpAddr> {
+    ns.interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter().map(|a| a.to_canonical()))
+        .collect()
+}
+
+fn is_local(local: &[IpAddr], a: IpAddr) -> bool {
+    a.is_loopback() || a.is_unspecified() || local.contains(&a)
+}
+
+/// An established TCP socket whose peer is outside the namespace and which no local socket
+/// accepted (the redirect target would have) and conntrack did not translate to a local
+/// address.
+fn tcp_escape(ns: &NetnsFacts, local: &[IpAddr], s: &SocketFacts) -> Option<Escape> {
+    let (src, dst) = (s.local.to_canonical(), s.remote.to_canonical());
+    if is_local(local, dst) {
+        return None;
+    }
+    let accepted = ns.sockets.iter().any(|t| {
+        t.proto == SocketProto::Tcp
+            && t.inode != s.inode
+            && t.remote.to_canonical() == src
+            && t.remote_port == s.local_port
+    });
+    if accepted {
+        return None;
+    }
+    let tracked = ns.conntrack.as_ref().and_then(|all| {
+        all.iter().find(|e| {
+            e.proto == SocketProto::Tcp
+                && (e.src, e.sport, e.dst, e.dport) == (src, s.local_port, dst, s.remote_port)
+        })
+    });
+    let proof = match tracked {
+        Some(e) if redirected_locally(local, e) => return None,
+        Some(e) if e.translated_to().is_some() => {
+            "conntrack: translated to a remote address, no local socket accepted it"
+        }
+        Some(_) => "conntrack: destination not translated, no local socket accepted it",
+        None => "no local socket accepted it",
+    };
+    Some(Escape {
+        proto: SocketProto::Tcp,
+        src,
+        sport: s.local_port,
+        dst,
+        dport: s.remote_port,
+        proof,
+    })
+}
+
+/// Conntrack entries of datagrams a UDP socket sent (same source port, and address unless
+/// the socket is unbound) to outside destinations, untranslated or sent elsewhere.
+fn udp_escapes(ns: &NetnsFacts, local: &[IpAddr], s: &SocketFacts) -> Vec<Escape> {
+    let Some(all) = &ns.conntrack else {
+        return Vec::new();
+    };
+    let (bound, peer) = (s.local.to_canonical(), s.remote.to_canonical());
+    all.iter()
+        .filter(|e| {
+            e.proto == SocketProto::Udp
+                && e.sport == s.local_port
+                && (bound.is_unspecified() || e.src == bound)
+                && (peer.is_unspecified() || (e.dst, e.dport) == (peer, s.remote_port))
+                && !is_local(local, e.dst)
+                && !redirected_locally(local, e)
+        })
+        .map(|e| Escape {
+            proto: SocketProto::Udp,
+            src: e.src,
+            sport: e.sport,
+            dst: e.dst,
+            dport: e.dport,
+            proof: "conntrack: destination not translated to the proxy",
+        })
+        .collect()
+}
+
+fn redirected_locally(local: &[IpAddr], e: &Tracked) -> bool {
+    e.translated_to()
+        .is_some_and(|(a, _)| is_local(local, a.to_canonical()))
+}
+
+fn trace(c: &Context, id: &Identity, e: &Escape) -> eval::Trace {
+    let proto = if e.proto == SocketProto::Tcp { 6 } else { 17 };
+    let flow = socket_flow(c.ns, id, proto, (e.src, e.sport), (e.dst, e.dport));
+    eval::trace(&c.ns.rules, &flow)
+}
+
+fn escape_text(e: &Escape) -> String {
+    let proto = if e.proto == SocketProto::Tcp {
+        "tcp"
+    } else {
+        "udp"
+    };
+    format!(
+        "{proto} {} -> {} ({})",
+        addr_port(&e.src, e.sport),
+        addr_port(&e.dst, e.dport),
+        e.proof
+    )
+}

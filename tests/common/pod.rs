@@ -1,0 +1,156 @@
+//! A scanned pod: a namespace with real processes of chosen identities (and optionally a
+//! peer namespace over veth), all removed on drop, also when a test fails.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::run;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A pod: a namespace with processes; all removed on drop, also when a test fails.
+pub struct Pod {
+    pub ns: String,
+    procs: Vec<Child>,
+    /// Peer namespaces created for this pod.
+    peers: Vec<String>,
+}
+
+impl Pod {
+    pub fn new() -> Pod {
+        let ns = format!(
+            "mlscan{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        run(&["ip", "netns", "add", &ns], None);
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"], None);
+        Pod {
+            ns,
+            procs: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    /// Starts `cmd` in the pod as uid:gid; returns its pid (`ip netns exec` and `setpriv`
+    /// exec, so the pid stays the command's).
+    pub fn spawn(&mut self, uid: u32, gid: u32, cmd: &[&str]) -> u32 {
+        self.spawn_with_caps(uid, gid, "", cmd)
+    }
+
+    /// Like `spawn`, keeping capabilities (`+net_admin,+kill`) as ambient ones, which a
+    /// non-root process needs to hold them.
+    pub fn spawn_with_caps(&mut self, uid: u32, gid: u32, caps: &str, cmd: &[&str]) -> u32 {
+        let mut opts = vec![
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".to_string(),
+        ];
+        if !caps.is_empty() {
+            opts.push(format!("--inh-caps={caps}"));
+            opts.push(format!("--ambient-caps={caps}"));
+        }
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "setpriv"])
+            .args(&opts)
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        self.procs.push(child);
+        pid
+    }
+
+    /// Connects the pod to a peer namespace over veth (pod 169.254.78.1, peer .2) where
+    /// `servers` run; the peer is removed with the pod.
+    pub fn with_peer(&mut self, servers: &[&[&str]]) -> String {
+        let peer = format!("{}p", self.ns);
+        // Interface names have at most 15 bytes.
+        let short = self.ns.replace("mlscan", "mv");
+        let (va, vb) = (format!("{short}a"), format!("{short}b"));
+        run(&["ip", "netns", "add", &peer], None);
+        self.peers.push(peer.clone());
+        run(
+            &[
+                "ip", "link", "add", &va, "netns", &self.ns, "type", "veth", "peer", "name", &vb,
+                "netns", &peer,
+            ],
+            None,
+        );
+        for (ns, dev, addr) in [
+            (&self.ns, &va, "169.254.78.1/24"),
+            (&peer, &vb, "169.254.78.2/24"),
+        ] {
+            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev], None);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"], None);
+        }
+        for cmd in servers {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &peer])
+                .args(*cmd)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            self.procs.push(child);
+        }
+        peer
+    }
+
+    /// `meshleak pod -o json` of this pod, which must have read without errors.
+    pub fn report(&self) -> serde_json::Value {
+        let (_, out, err) = super::meshleak(&["pod", "--netns", &self.path(), "-o", "json"]);
+        let r = json(&out);
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{err}");
+        r
+    }
+
+    /// Stops one of the pod's processes (e.g. the proxy) before the pod goes away.
+    pub fn stop(&mut self, pid: u32) {
+        if let Some(i) = self.procs.iter().position(|c| c.id() == pid) {
+            let mut c = self.procs.remove(i);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.peers.iter().chain([&self.ns]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Waits until `pid` is in the pod's namespace (after setns) and the listener is up.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+pub fn finding<'a>(
+    report: &'a serde_json::Value,
+    kind: &str,
+    pid: u32,
+) -> Option<&'a serde_json::Value> {
+    report["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == kind && f["pid"] == pid)
+}
