@@ -103,3 +103,72 @@ fn endpoints(tuple: &[Tuple]) -> Option<(SocketProto, IpAddr, u16, IpAddr, u16)>
     }
     Some((proto?, src?, sport?, dst?, dport?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NetlinkHeader;
+    use netlink_packet_netfilter::NetfilterHeader;
+
+    fn message(orig: (&str, u16, &str, u16), reply_from: (&str, u16), proto: Protocol) -> Vec<u8> {
+        let tuple = |src: &str, sport, dst: &str, dport| {
+            vec![
+                Tuple::Ip(vec![
+                    IPTuple::SourceAddress(src.parse().unwrap()),
+                    IPTuple::DestinationAddress(dst.parse().unwrap()),
+                ]),
+                Tuple::Proto(vec![
+                    ProtoTuple::Protocol(proto),
+                    ProtoTuple::SourcePort(sport),
+                    ProtoTuple::DestinationPort(dport),
+                ]),
+            ]
+        };
+        let msg = ConntrackMessage::New(vec![
+            ConntrackAttribute::CtaTupleOrig(tuple(orig.0, orig.1, orig.2, orig.3)),
+            ConntrackAttribute::CtaTupleReply(tuple(reply_from.0, reply_from.1, orig.0, orig.1)),
+        ]);
+        let mut packet = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
+                msg,
+            )),
+        );
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn decodes_entries_and_skips_what_it_cannot_read() {
+        let redirected = message(
+            ("169.254.1.2", 40000, "10.0.0.9", 443),
+            ("127.0.0.1", 15001),
+            Protocol::Tcp,
+        );
+        let direct = message(
+            ("169.254.1.2", 5000, "192.0.2.7", 53),
+            ("192.0.2.7", 53),
+            Protocol::Udp,
+        );
+        let icmp = message(
+            ("169.254.1.2", 0, "192.0.2.7", 0),
+            ("192.0.2.7", 0),
+            Protocol::Icmp,
+        );
+        let mut truncated = redirected.clone();
+        truncated.truncate(30);
+        let got = from_raw(&[redirected, truncated, icmp, vec![0xff; 3], direct]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            got[0].translated_to(),
+            Some(("127.0.0.1".parse().unwrap(), 15001))
+        );
+        assert_eq!(
+            (got[1].proto, got[1].translated_to()),
+            (SocketProto::Udp, None)
+        );
+    }
+}
