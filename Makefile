@@ -3,23 +3,27 @@
 
 CARGO ?= cargo
 BIN := target/release/meshleak
-APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps
+APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrack \
+	podman runc conmon catatonit busybox-static
 CORPUS ?= ../shared/corpus
 
 .PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean
 
 all: build
 
-# Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv).
+# Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv,
+# conntrack) and podman with runc for the container end-to-end test.
 setup:
 	@missing=""; \
-	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep; do \
+	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
+		podman runc catatonit busybox; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing $(APT_PACKAGES)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
+	@sh scripts/podman-setup.sh
 
 build:
 	$(CARGO) build --release --locked

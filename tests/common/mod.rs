@@ -185,12 +185,15 @@ impl Lab {
         try_run(&all, Some(text)).map(|_| ())
     }
 
-    /// Removes every rule and table of every backend from the pod namespace.
+    /// Removes every rule and table of every backend from the pod namespace, and its
+    /// tracked connections: a UDP entry of an earlier case would otherwise keep its NAT
+    /// mapping for a later probe that reuses the source port.
     pub fn reset(&self) {
         run(
             &["ip", "netns", "exec", &self.pod, "nft", "flush", "ruleset"],
             None,
         );
+        run(&["ip", "netns", "exec", &self.pod, "conntrack", "-F"], None);
         for (names, restore) in [
             ("ip_tables_names", "iptables-legacy-restore"),
             ("ip6_tables_names", "ip6tables-legacy-restore"),
