@@ -35,7 +35,7 @@ demo: setup build
 # then conformance on the mesh corpus when it is there (CI has it beside the clone).
 test: setup
 	$(CARGO) build --release --locked --all-targets
-	$(CARGO) test --release --locked
+	MESHLEAK_REQUIRE_PODMAN=1 $(CARGO) test --release --locked
 	@if [ -d "$(CORPUS)" ]; then $(MAKE) --no-print-directory conformance CORPUS="$(CORPUS)"; \
 	else echo "conformance: skipped, no corpus at $(CORPUS) (set CORPUS=DIR)"; fi
 

@@ -4,6 +4,7 @@
 //! offline from saved dumps. Collection and the command line live elsewhere.
 
 pub mod analyze;
+pub mod attribution;
 pub mod collect;
 pub mod eval;
 pub mod explain;

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::analyze::{self, Exemption, IdentityReport, IdentityVerdict};
+use crate::attribution::{ContainerFacts, ContainerRef, PodFacts, container_of};
 use crate::collect::procs::inside;
 use crate::eval::Identity;
 use crate::explain::RuleRef;
@@ -26,13 +27,6 @@ pub struct Report {
     pub errors: Vec<String>,
     pub vanished_processes: usize,
     pub vanished_netns: usize,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Pod {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -93,7 +87,7 @@ pub struct ProcessReport {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
-    pub container: Option<String>,
+    pub container: Option<ContainerRef>,
     pub verdict: ProcessVerdict,
     /// The rules that decide the verdict.
     pub reasons: Vec<RuleRef>,
@@ -105,7 +99,7 @@ pub struct ProcessReport {
 pub struct NetnsReport {
     pub inode: u64,
     pub paths: Vec<String>,
-    pub pod: Option<Pod>,
+    pub pod: Option<PodFacts>,
     pub mesh: Option<Mesh>,
     pub capture: Capture,
     pub processes: Vec<ProcessReport>,
@@ -117,7 +111,7 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let netns = s
         .netns
         .iter()
-        .filter_map(|ns| match netns_report(ns, &s.kernel) {
+        .filter_map(|ns| match netns_report(ns, &s.containers, &s.kernel) {
             Ok(r) => Some(r),
             Err(e) => {
                 errors.push(format!("network namespace {}: {e}", ns.inode));
@@ -146,7 +140,11 @@ pub fn identity(p: &ProcessFacts) -> Identity {
     }
 }
 
-fn netns_report(ns: &NetnsFacts, kernel: &str) -> Result<NetnsReport, analyze::TooLarge> {
+fn netns_report(
+    ns: &NetnsFacts,
+    containers: &[ContainerFacts],
+    kernel: &str,
+) -> Result<NetnsReport, analyze::TooLarge> {
     let identities: Vec<Identity> = {
         let mut ids: Vec<Identity> = ns.processes.iter().map(identity).collect();
         ids.sort_by_key(|i| (i.uid, i.gid, i.groups.clone()));
@@ -185,19 +183,30 @@ fn netns_report(ns: &NetnsFacts, kernel: &str) -> Result<NetnsReport, analyze::T
         .iter()
         .filter(|p| listens_on_proxy_port(p) && exempt(p))
         .collect();
-    let is_proxy = |p: &ProcessFacts| {
-        proxies
-            .iter()
-            .any(|q| q.cgroup == p.cgroup && identity(q) == identity(p))
+    let attributed: Vec<Option<(ContainerRef, Option<PodFacts>)>> = ns
+        .processes
+        .iter()
+        .map(|p| container_of(&p.cgroup, containers))
+        .collect();
+    // A container named like a proxy counts as the proxy when its identity is exempt; when
+    // it is not, `proxy-not-exempt` says so.
+    let is_proxy = |i: usize, p: &ProcessFacts| {
+        let named = attributed[i].as_ref().is_some_and(|(c, _)| c.proxy_name);
+        (named && exempt(p))
+            || proxies
+                .iter()
+                .any(|q| q.cgroup == p.cgroup && identity(q) == identity(p))
     };
+    let pod = attributed.iter().flatten().find_map(|(_, pod)| pod.clone());
 
     let mut processes: Vec<ProcessReport> = ns
         .processes
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let id = identity(p);
             let r: Option<&IdentityReport> = verdict_of(&id);
-            let verdict = if is_proxy(p) {
+            let verdict = if is_proxy(i, p) {
                 ProcessVerdict::Proxy
             } else {
                 match r.map(|r| r.verdict) {
@@ -214,7 +223,7 @@ fn netns_report(ns: &NetnsFacts, kernel: &str) -> Result<NetnsReport, analyze::T
                 uid: id.uid,
                 gid: id.gid,
                 groups: id.groups.clone(),
-                container: None,
+                container: attributed[i].as_ref().map(|(c, _)| c.clone()),
                 verdict,
                 reasons: r.map(|r| r.rules.clone()).unwrap_or_default(),
                 cmdline: p.cmdline.clone(),
@@ -254,7 +263,7 @@ fn netns_report(ns: &NetnsFacts, kernel: &str) -> Result<NetnsReport, analyze::T
     Ok(NetnsReport {
         inode: ns.inode,
         paths: ns.paths.clone(),
-        pod: None,
+        pod,
         mesh,
         capture: Capture {
             families,

@@ -19,6 +19,9 @@ pub struct Snapshot {
     /// Seconds since the Unix epoch.
     pub scanned_at: u64,
     pub netns: Vec<NetnsFacts>,
+    /// The containers the processes' cgroups name, as their runtimes describe them.
+    #[serde(default)]
+    pub containers: Vec<crate::attribution::ContainerFacts>,
     /// Namespaces that could not be read, with why.
     pub errors: Vec<String>,
     /// Processes and namespaces that vanished while being read (normal on a busy node).

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 
 use super::Format;
 use super::text::{cite_line, rule_line, wrap};
+use meshleak::attribution::{ContainerRef, PodFacts, container_of};
 use meshleak::collect::netns::Netns;
 use meshleak::collect::procs::netns_inode;
 use meshleak::collect::scan::{self, ScanOptions};
@@ -29,6 +30,10 @@ pub struct CollectArgs {
     /// Also collect command lines (they often hold secrets).
     #[arg(long)]
     include_cmdline: bool,
+    /// Where the host's root is (e.g. /host in a container): container runtime state and
+    /// kubelet's logs are read under it.
+    #[arg(long, default_value = "/")]
+    host_root: PathBuf,
 }
 
 impl CollectArgs {
@@ -39,6 +44,7 @@ impl CollectArgs {
             include_host: self.include_host,
             include_cmdline: self.include_cmdline,
             only: Vec::new(),
+            host_root: self.host_root.clone(),
         }
     }
 }
@@ -86,12 +92,26 @@ pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
         }
         .file(),
         (_, Some(path), ..) => path.clone(),
-        (_, _, Some(pod), _) => bail!(
-            "no pod {pod} found: pod names come from container runtime metadata, which this meshleak does not read yet; use --pid or --netns"
-        ),
-        (_, _, _, Some(id)) => bail!(
-            "no container {id} found: container ids come from container runtime metadata, which this meshleak does not read yet; use --pid or --netns"
-        ),
+        (_, _, Some(pod), _) => {
+            let Some((namespace, name)) = pod.split_once('/') else {
+                bail!("--pod takes NAMESPACE/NAME (e.g. shop/web-0), not `{pod}`");
+            };
+            let matches = |_: &ContainerRef, p: Option<&PodFacts>| {
+                p.is_some_and(|p| p.namespace == namespace && p.name == name)
+            };
+            return by_container(&args, started, &format!("pod {pod}"), matches);
+        }
+        (_, _, _, Some(id)) => {
+            let id = id
+                .trim_start_matches("containerd://")
+                .trim_start_matches("cri-o://")
+                .trim_start_matches("docker://");
+            if id.len() < 4 {
+                bail!("--container needs at least 4 characters of the id, got `{id}`");
+            }
+            let matches = |c: &ContainerRef, _: Option<&PodFacts>| c.id.starts_with(id);
+            return by_container(&args, started, &format!("container {id}"), matches);
+        }
         _ => bail!("say which pod: --pid, --netns, --pod or --container"),
     };
     let inode = netns_inode(&file).with_context(|| {
@@ -110,6 +130,44 @@ pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
             opts.netns_dirs.push(dir.to_path_buf());
             snapshot = scan::scan(&opts)?;
         }
+    }
+    finish(&snapshot, started, args.format)
+}
+
+/// Scans the node and keeps the namespaces where some process's container (and its pod)
+/// matches; an error lists the pods seen when none does.
+fn by_container(
+    args: &PodArgs,
+    started: Instant,
+    what: &str,
+    matches: impl Fn(&ContainerRef, Option<&PodFacts>) -> bool,
+) -> anyhow::Result<u8> {
+    let mut snapshot = scan::scan(&args.collect.options())?;
+    let containers = std::mem::take(&mut snapshot.containers);
+    let mut seen = std::collections::BTreeSet::new();
+    snapshot.netns.retain(|ns| {
+        ns.processes.iter().any(|p| {
+            let Some((c, pod)) = container_of(&p.cgroup, &containers) else {
+                return false;
+            };
+            if let Some(pod) = &pod {
+                seen.insert(format!("{}/{}", pod.namespace, pod.name));
+            }
+            matches(&c, pod.as_ref())
+        })
+    });
+    snapshot.containers = containers;
+    if snapshot.netns.is_empty() {
+        let seen: Vec<String> = seen.into_iter().map(|s| sanitize(&s)).collect();
+        bail!(
+            "no {} on this node (pods seen: {}); names come from the container runtime's files under --host-root",
+            sanitize(what),
+            if seen.is_empty() {
+                "none".to_string()
+            } else {
+                seen.join(", ")
+            }
+        );
     }
     finish(&snapshot, started, args.format)
 }
@@ -257,16 +315,26 @@ pub fn print_table(r: &Report) {
             }
         }
         println!(
-            "  {:<1} {:>7}  {:<16} {:<13} VERDICT",
-            "", "PID", "COMM", "UID:GID"
+            "  {:<1} {:>7}  {:<16} {:<16} {:<13} VERDICT",
+            "", "PID", "COMM", "CONTAINER", "UID:GID"
         );
         for p in &ns.processes {
             let mark = if p.verdict.bypasses() { "!" } else { " " };
             let comm: String = sanitize(&p.comm).chars().take(16).collect();
+            let container: String = p
+                .container
+                .as_ref()
+                .map_or("-".to_string(), |c| {
+                    sanitize(c.name.as_deref().unwrap_or(&c.id[..12.min(c.id.len())]))
+                })
+                .chars()
+                .take(16)
+                .collect();
             println!(
-                "  {mark} {:>7}  {:<16} {:<13} {}",
+                "  {mark} {:>7}  {:<16} {:<16} {:<13} {}",
                 p.pid,
                 comm,
+                container,
                 format!("{}:{}", p.uid, p.gid),
                 p.verdict.name()
             );

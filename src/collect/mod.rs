@@ -2,6 +2,7 @@
 //! read-only: nothing here creates tables, changes rules or signals processes.
 
 pub mod conntrack;
+pub mod containers;
 pub mod legacy;
 pub mod netinfo;
 pub mod netns;

@@ -20,6 +20,9 @@ pub struct ScanOptions {
     pub include_cmdline: bool,
     /// Only these namespace inodes (e.g. one pod's); all when empty.
     pub only: Vec<u64>,
+    /// Where the host's root is (`/host` in a container): runtime state and kubelet logs
+    /// are read under it.
+    pub host_root: PathBuf,
 }
 
 impl Default for ScanOptions {
@@ -30,6 +33,7 @@ impl Default for ScanOptions {
             include_host: false,
             include_cmdline: false,
             only: Vec::new(),
+            host_root: "/".into(),
         }
     }
 }
@@ -80,6 +84,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         netns: Vec::new(),
+        containers: Vec::new(),
         errors: Vec::new(),
         vanished_processes: listing.vanished,
         vanished_netns: 0,
@@ -108,6 +113,18 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 .push(format!("network namespace {inode}: {e}")),
         }
     }
+    let ids: BTreeMap<String, Option<String>> = snapshot
+        .netns
+        .iter()
+        .flat_map(|n| &n.processes)
+        .filter_map(|p| {
+            let ids = crate::attribution::from_cgroup(&p.cgroup);
+            Some((ids.container_id?, ids.pod_uid))
+        })
+        .collect();
+    let (containers, errors) = super::containers::read(&opts.host_root, &ids);
+    snapshot.containers = containers;
+    snapshot.errors.extend(errors);
     Ok(snapshot)
 }
 

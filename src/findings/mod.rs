@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+mod containers;
 mod observed;
 
 use crate::analyze::{Analysis, CapturedOn};
@@ -49,6 +50,8 @@ pub fn find(c: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     identity_exempt(c, &mut out);
     let Some(mesh) = c.mesh else { return out };
+    containers::proxy_not_exempt(c, mesh, &mut out);
+    containers::identity_changed(c, &mut out);
     capture_missing(c, mesh, &mut out);
     mark_exempt(c, &mut out);
     shared_pid_namespace(c, &mut out);

@@ -76,6 +76,7 @@ fn snapshot(
             conntrack: None,
             processes,
         }],
+        containers: vec![],
         errors: vec![],
         vanished_processes: 0,
         vanished_netns: 0,

@@ -1,0 +1,101 @@
+//! Findings that need to know containers: a proxy container whose traffic the rules
+//! capture, and a process whose identity differs from the one its spec configured.
+
+use super::{Context, Finding};
+use crate::analyze::IdentityVerdict;
+use crate::eval::Identity;
+use crate::report::{Mesh, ProcessVerdict};
+
+/// `proxy-not-exempt`: a process of a container named like the mesh's proxy whose own
+/// traffic is captured: the proxy would redirect to itself, or it is not the proxy.
+pub(super) fn proxy_not_exempt(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
+    for (p, _, _) in c.processes.iter() {
+        let Some(container) = p.container.as_ref().filter(|k| k.proxy_name) else {
+            continue;
+        };
+        if !matches!(
+            p.verdict,
+            ProcessVerdict::Captured | ProcessVerdict::Partial
+        ) {
+            continue;
+        }
+        out.push(Finding {
+            kind: "proxy-not-exempt",
+            severity: "high",
+            pid: Some(p.pid),
+            message: format!(
+                "{} runs in the proxy container {} as uid {} gid {}, which the {} rules do not exempt: its own traffic is captured",
+                p.comm,
+                container.name.as_deref().unwrap_or("?"),
+                p.uid,
+                p.gid,
+                mesh.kind
+            ),
+            rules: p.reasons.clone(),
+            evidence: vec![format!(
+                "container {} ({}); exempt uids {:?}, gids {:?}",
+                container.id,
+                container.runtime,
+                mesh.proxy_uids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                mesh.proxy_gids.iter().map(ToString::to_string).collect::<Vec<_>>()
+            )],
+            remedy: "run the proxy with the identity the capture rules exempt (or fix the rules' proxy uid/gid)".into(),
+        });
+    }
+}
+
+/// `identity-changed`: a process whose live identity bypasses the mesh while the identity
+/// its container's spec configured would not: something changed identity at run time
+/// (setuid, `exec --user`, a setgid binary).
+pub(super) fn identity_changed(c: &Context, out: &mut Vec<Finding>) {
+    for (p, _, live) in c.processes.iter() {
+        if !p.verdict.bypasses() {
+            continue;
+        }
+        let Some(container) = &p.container else {
+            continue;
+        };
+        let Some(user) = &container.configured_user else {
+            continue;
+        };
+        if (user.uid, user.gid) == (live.uid, live.gid) {
+            continue;
+        }
+        let configured = Identity {
+            uid: user.uid,
+            gid: user.gid,
+            groups: user.additional_gids.clone(),
+        };
+        let configured_bypasses =
+            crate::analyze::analyze(&c.ns.rules, std::slice::from_ref(&configured))
+                .map(|a| {
+                    a.identities.iter().any(|i| {
+                        matches!(
+                            i.verdict,
+                            IdentityVerdict::Bypass | IdentityVerdict::Partial
+                        )
+                    })
+                })
+                .unwrap_or(true);
+        if configured_bypasses {
+            continue;
+        }
+        out.push(Finding {
+            kind: "identity-changed",
+            severity: "high",
+            pid: Some(p.pid),
+            message: format!(
+                "{} runs as uid {} gid {}, but its container {} is configured as uid {} gid {}: the change at run time takes it out of the mesh",
+                p.comm,
+                live.uid,
+                live.gid,
+                container.name.as_deref().unwrap_or(&container.id),
+                user.uid,
+                user.gid
+            ),
+            rules: p.reasons.clone(),
+            evidence: vec![format!("configured by {} ({})", container.runtime, container.id)],
+            remedy: "find what switched identity (setuid binary, exec --user, an entrypoint) and remove CAP_SETUID/CAP_SETGID".into(),
+        });
+    }
+}
