@@ -3,6 +3,7 @@
 //! Everything here is pure (no I/O), so verdicts can be tested on plain data and computed
 //! offline from saved dumps. Collection and the command line live elsewhere.
 
+pub mod agent;
 pub mod analyze;
 pub mod attribution;
 pub mod collect;

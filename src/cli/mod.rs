@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each command lives in its own module; output names
 //! (JSON fields, verdict words) are a contract other tools depend on.
 
+mod agent;
 mod analyze;
 mod input;
 mod rules;
@@ -35,6 +36,8 @@ enum Command {
     Pod(scan::PodArgs),
     /// Save the node's facts (rules, processes, sockets) to judge later with `analyze --snapshot`.
     Collect(scan::SaveArgs),
+    /// Scan periodically and serve Prometheus metrics, health and the last report.
+    Agent(agent::Args),
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -54,5 +57,6 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Scan(args) => scan::run_scan(args),
         Command::Pod(args) => scan::run_pod(args),
         Command::Collect(args) => scan::run_collect(args),
+        Command::Agent(args) => agent::run(args),
     }
 }

@@ -37,7 +37,7 @@ pub struct CollectArgs {
 }
 
 impl CollectArgs {
-    fn options(&self) -> ScanOptions {
+    pub fn options(&self) -> ScanOptions {
         ScanOptions {
             proc_root: self.proc_root.clone(),
             netns_dirs: self.netns_dirs.clone(),

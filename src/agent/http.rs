@@ -1,0 +1,147 @@
+//! The agent's two listeners: metrics and health (meant for Prometheus and kubelet), and
+//! the report (loopback by default: it names processes and their identities). GET only;
+//! bodies are refused.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Query, State as Shared};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{State, scan_now};
+
+/// An on-demand scan that takes longer than this is answered with 504 (it still finishes
+/// and updates the stored report).
+const FRESH_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub(super) async fn start(
+    state: Arc<State>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready));
+    let report = Router::new().route("/report", get(report));
+    let mut handles = Vec::new();
+    let same = state.opts.listen == state.opts.report_listen;
+    let plan: Vec<(std::net::SocketAddr, Router<Arc<State>>)> = if same {
+        vec![(state.opts.listen, metrics.merge(report))]
+    } else {
+        vec![
+            (state.opts.listen, metrics),
+            (state.opts.report_listen, report),
+        ]
+    };
+    for (addr, router) in plan {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let app = router
+            .layer(DefaultBodyLimit::max(0))
+            .with_state(state.clone());
+        let mut stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        }));
+    }
+    Ok(handles)
+}
+
+async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
+    if state.last.lock().unwrap().is_some() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no scan has finished yet\n",
+        )
+            .into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    fresh: Option<String>,
+}
+
+async fn report(Shared(state): Shared<Arc<State>>, Query(q): Query<ReportQuery>) -> Response {
+    let json = |text: Arc<String>| {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            text.as_str().to_owned(),
+        )
+            .into_response()
+    };
+    if q.fresh.as_deref() == Some("1") {
+        let wait = {
+            let mut last = state.last_fresh.lock().unwrap();
+            let now = Instant::now();
+            match *last {
+                Some(t) if now.duration_since(t) < state.opts.fresh_every => {
+                    Some(state.opts.fresh_every - now.duration_since(t))
+                }
+                _ => {
+                    *last = Some(now);
+                    None
+                }
+            }
+        };
+        if let Some(wait) = wait {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+                "an on-demand scan ran recently; retry later or omit fresh=1\n",
+            )
+                .into_response();
+        }
+        let scan = tokio::spawn({
+            let state = state.clone();
+            async move { scan_now(&state).await }
+        });
+        return match tokio::time::timeout(FRESH_TIMEOUT, scan).await {
+            Ok(Ok(Ok(text))) => json(text),
+            Ok(Err(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "the scan task failed\n").into_response()
+            }
+            Ok(Ok(Err(e))) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("scan failed: {e}\n"),
+            )
+                .into_response(),
+            Err(_) => {
+                (StatusCode::GATEWAY_TIMEOUT, "the scan is taking too long\n").into_response()
+            }
+        };
+    }
+    let last = state.last.lock().unwrap().clone();
+    match last {
+        Some(text) => json(text),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no scan has finished yet\n",
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,165 @@
+//! The agent's Prometheus metrics. Cardinality is bounded: labels are finding kinds and
+//! severities, scan stages and Kubernetes namespaces; per-pod labels only when asked.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::report::Report;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Stage {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindSeverity {
+    pub kind: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Namespace {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub pod: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub scans: Counter,
+    pub errors: Family<Stage, Counter>,
+    pub duration: Histogram,
+    namespaces: Gauge,
+    processes: Gauge,
+    findings: Family<KindSeverity, Gauge>,
+    bypassing: Family<Namespace, Gauge>,
+    pod_bypassing: Option<Family<PodLabels, Gauge>>,
+}
+
+impl Metrics {
+    pub fn new(pod_labels: bool) -> Metrics {
+        let mut registry = Registry::with_prefix("meshleak");
+        let scans = Counter::default();
+        let errors = Family::<Stage, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let namespaces = Gauge::default();
+        let processes = Gauge::default();
+        let findings = Family::<KindSeverity, Gauge>::default();
+        let bypassing = Family::<Namespace, Gauge>::default();
+        registry.register("scans", "Scans completed", scans.clone());
+        registry.register(
+            "scan_errors",
+            "Scan errors by stage (scan: the whole scan failed; netns: a namespace could not be read)",
+            errors.clone(),
+        );
+        registry.register(
+            "scan_duration_seconds",
+            "Wall time of each scan",
+            duration.clone(),
+        );
+        registry.register(
+            "namespaces",
+            "Network namespaces in the last scan",
+            namespaces.clone(),
+        );
+        registry.register("processes", "Processes in the last scan", processes.clone());
+        registry.register(
+            "findings",
+            "Findings in the last scan by kind and severity",
+            findings.clone(),
+        );
+        registry.register(
+            "bypassing_processes",
+            "Processes whose traffic bypasses the mesh, by Kubernetes namespace (empty: not in a known pod)",
+            bypassing.clone(),
+        );
+        let pod_bypassing = pod_labels.then(|| {
+            let f = Family::<PodLabels, Gauge>::default();
+            registry.register(
+                "pod_bypassing_processes",
+                "Processes whose traffic bypasses the mesh, by pod",
+                f.clone(),
+            );
+            f
+        });
+        registry.register(
+            "build",
+            "meshleak's version",
+            Info::new(vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
+        );
+        Metrics {
+            registry,
+            scans,
+            errors,
+            duration,
+            namespaces,
+            processes,
+            findings,
+            bypassing,
+            pod_bypassing,
+        }
+    }
+
+    /// Sets the gauges from a scan's report (series that went to zero are removed).
+    pub fn observe(&self, r: &Report) {
+        self.namespaces.set(r.netns.len() as i64);
+        self.processes
+            .set(r.netns.iter().map(|n| n.processes.len() as i64).sum());
+        self.findings.clear();
+        self.bypassing.clear();
+        if let Some(f) = &self.pod_bypassing {
+            f.clear();
+        }
+        for ns in &r.netns {
+            for f in &ns.findings {
+                self.findings
+                    .get_or_create(&KindSeverity {
+                        kind: f.kind.to_string(),
+                        severity: f.severity.to_string(),
+                    })
+                    .inc();
+            }
+            let n = ns.processes.iter().filter(|p| p.verdict.bypasses()).count() as i64;
+            let k8s_ns = ns
+                .pod
+                .as_ref()
+                .map_or(String::new(), |p| p.namespace.clone());
+            self.bypassing
+                .get_or_create(&Namespace {
+                    namespace: k8s_ns.clone(),
+                })
+                .inc_by(n);
+            if let (Some(f), Some(pod)) = (&self.pod_bypassing, &ns.pod) {
+                f.get_or_create(&PodLabels {
+                    namespace: k8s_ns,
+                    pod: pod.name.clone(),
+                })
+                .inc_by(n);
+            }
+        }
+        self.errors
+            .get_or_create(&Stage {
+                stage: "netns".into(),
+            })
+            .inc_by(r.errors.len() as u64);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

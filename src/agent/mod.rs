@@ -1,0 +1,181 @@
+//! `meshleak agent`: scans on start and then every interval (with jitter), one scan at a
+//! time on a dedicated thread (namespaces are entered there, never on a tokio worker);
+//! serves metrics and health on one listener and the last report on another (loopback by
+//! default: it shows process details); logs one line per new and resolved finding.
+
+mod changes;
+mod http;
+pub mod log;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{Mutex as AsyncMutex, watch};
+
+use crate::collect::scan::{self, ScanOptions};
+use crate::report::{self, Report};
+use log::{LogFormat, line};
+
+pub struct AgentOptions {
+    pub interval: Duration,
+    pub listen: SocketAddr,
+    pub report_listen: SocketAddr,
+    pub scan: ScanOptions,
+    pub log_format: LogFormat,
+    pub pod_labels: bool,
+    /// The shortest time between two on-demand (`/report?fresh=1`) scans.
+    pub fresh_every: Duration,
+}
+
+/// What the HTTP handlers and the scan loop share.
+pub(crate) struct State {
+    opts: AgentOptions,
+    metrics: metrics::Metrics,
+    /// The last successful scan's report, as JSON.
+    last: Mutex<Option<Arc<String>>>,
+    /// Held while a scan runs: one at a time.
+    scanning: AsyncMutex<()>,
+    last_fresh: Mutex<Option<Instant>>,
+    previous: Mutex<Option<changes::Index>>,
+}
+
+pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
+    let fmt = opts.log_format;
+    let state = Arc::new(State {
+        metrics: metrics::Metrics::new(opts.pod_labels),
+        opts,
+        last: Mutex::new(None),
+        scanning: AsyncMutex::new(()),
+        last_fresh: Mutex::new(None),
+        previous: Mutex::new(None),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let servers = http::start(state.clone(), stop_rx.clone()).await?;
+    line(
+        fmt,
+        "info",
+        "started",
+        json!({
+            "listen": state.opts.listen.to_string(),
+            "report_listen": state.opts.report_listen.to_string(),
+            "interval_s": state.opts.interval.as_secs_f64(),
+        }),
+    );
+    let scans = tokio::spawn(scan_loop(state.clone(), stop_rx));
+    shutdown_signal().await;
+    line(fmt, "info", "stopping", json!({}));
+    let _ = stop_tx.send(true);
+    scans.abort();
+    for s in servers {
+        // In-flight requests are answered; a stuck one is cut after a few seconds.
+        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn scan_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let _ = scan_now(&state).await;
+        let wait = jittered(state.opts.interval);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The interval give or take 10%, so agents started together do not scan in step.
+fn jittered(interval: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos()) as f64
+        / 1e9;
+    interval.mul_f64(0.9 + 0.2 * nanos)
+}
+
+/// Runs one scan on a dedicated thread (waiting for a running one to finish first),
+/// updates metrics and the stored report, and logs what changed.
+pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<String>, String> {
+    let _one = state.scanning.lock().await;
+    let opts = state.opts.scan.clone();
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("meshleak-scan".into())
+        .spawn(move || {
+            let result = scan::scan(&opts)
+                .map(|s| report::build(&s, started.elapsed().as_millis() as u64))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(result);
+        })
+        .map_err(|e| format!("cannot start a scan thread: {e}"))?;
+    let result = rx.await.map_err(|_| "the scan thread died".to_string())?;
+    let fmt = state.opts.log_format;
+    let elapsed = started.elapsed().as_secs_f64();
+    state.metrics.duration.observe(elapsed);
+    match result {
+        Ok(report) => {
+            state.metrics.scans.inc();
+            state.metrics.observe(&report);
+            log_changes(state, &report);
+            for e in &report.errors {
+                line(fmt, "warn", "namespace not read", json!({ "error": e }));
+            }
+            let text = Arc::new(serde_json::to_string_pretty(&report).unwrap_or_default());
+            *state.last.lock().unwrap() = Some(text.clone());
+            Ok(text)
+        }
+        Err(e) => {
+            state
+                .metrics
+                .errors
+                .get_or_create(&metrics::Stage {
+                    stage: "scan".into(),
+                })
+                .inc();
+            line(fmt, "error", "scan failed", json!({ "error": e }));
+            Err(e)
+        }
+    }
+}
+
+fn log_changes(state: &State, report: &Report) {
+    let now = changes::index(report);
+    let mut previous = state.previous.lock().unwrap();
+    let before = previous.take().unwrap_or_default();
+    for c in changes::diff(&before, &now) {
+        let level = if c.event == "new" && c.severity == "high" {
+            "warn"
+        } else {
+            "info"
+        };
+        let msg = format!("finding {}", c.event);
+        line(
+            state.opts.log_format,
+            level,
+            &msg,
+            serde_json::to_value(&c).unwrap_or_default(),
+        );
+    }
+    *previous = Some(now);
+}

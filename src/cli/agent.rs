@@ -1,0 +1,79 @@
+//! `meshleak agent`: the always-on DaemonSet mode.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use super::scan::CollectArgs;
+use meshleak::agent::log::LogFormat;
+use meshleak::agent::{self, AgentOptions};
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormatArg {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Time between scans (e.g. 60s, 5m); each is jittered by up to 10%.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Metrics and health (/metrics, /healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:9808")]
+    listen: SocketAddr,
+    /// The last report (/report, /report?fresh=1). It names processes and identities: keep
+    /// it on loopback and reach it with `kubectl port-forward`.
+    #[arg(long, default_value = "127.0.0.1:9809")]
+    report_listen: SocketAddr,
+    /// The shortest time between two on-demand scans (/report?fresh=1).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    fresh_interval: Duration,
+    /// Label a per-pod bypass metric with namespace and pod (more series).
+    #[arg(long)]
+    metrics_pod_labels: bool,
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormatArg,
+    #[command(flatten)]
+    collect: CollectArgs,
+}
+
+/// `90`, `90s`, `5m`, `1h`, `500ms`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 60s, 5m)"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(d)
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    agent::run(AgentOptions {
+        interval: args.interval,
+        listen: args.listen,
+        report_listen: args.report_listen,
+        scan: args.collect.options(),
+        log_format: match args.log_format {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        },
+        pod_labels: args.metrics_pod_labels,
+        fresh_every: args.fresh_interval,
+    })?;
+    Ok(0)
+}

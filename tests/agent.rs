@@ -1,0 +1,218 @@
+//! The agent against a throwaway pod (root): health, readiness, metrics, the report, one
+//! log line when a bypassing process appears and one when it exits, rate-limited fresh
+//! scans, GET only, and a clean exit on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::pod::{Pod, settle};
+use common::{is_root, run};
+
+const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// (status, body) of one plain HTTP/1.1 request.
+fn request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("agent listens");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
+/// Waits for a log line (JSON) that satisfies `want`.
+fn wait_log(
+    lines: &mpsc::Receiver<serde_json::Value>,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(l) if want(&l) => return l,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line: {what}");
+}
+
+#[test]
+fn agent_serves_metrics_and_report_and_logs_changes() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    run(
+        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+        Some(ISTIO),
+    );
+    for port in [15001, 15006] {
+        pod.spawn(
+            1337,
+            1337,
+            &[
+                "socat",
+                &format!("TCP-LISTEN:{port},reuseaddr,fork"),
+                "EXEC:/bin/cat",
+            ],
+        );
+    }
+    settle();
+    let (metrics, reports) = (free_port(), free_port());
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args([
+            "agent",
+            "--interval",
+            "1s",
+            "--log-format",
+            "json",
+            "--fresh-interval",
+            "30s",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{metrics}")])
+        .args(["--report-listen", &format!("127.0.0.1:{reports}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stderr = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&l)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+            if tx.send(v).is_err() {
+                return;
+            }
+        }
+    });
+    let guard = scopeguard(agent.id());
+    wait_log(&lines, "started", |l| l["msg"] == "started");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while request(metrics, "GET", "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(request(metrics, "GET", "/healthz"), (200, "ok\n".into()));
+
+    let leaky = pod.spawn(10001, 1337, &["sleep", "60"]);
+    let is_leaky = |l: &serde_json::Value, event: &str| {
+        l["msg"] == format!("finding {event}")
+            && l["kind"] == "identity-exempt"
+            && l["pid"] == leaky
+    };
+    let new = wait_log(&lines, "identity-exempt appears", |l| is_leaky(l, "new"));
+    assert_eq!(new["level"], "warn");
+    assert_eq!(new["pod"], pod.path().as_str());
+
+    let (status, text) = request(metrics, "GET", "/metrics");
+    assert_eq!(status, 200);
+    for series in [
+        "meshleak_scans_total ",
+        "meshleak_scan_duration_seconds_count ",
+        "meshleak_namespaces ",
+        "meshleak_processes ",
+        "meshleak_findings{kind=\"identity-exempt\",severity=\"high\"} ",
+        "meshleak_bypassing_processes{namespace=\"\"} ",
+        "meshleak_build_info{version=\"",
+        "meshleak_scan_errors_total{stage=\"netns\"} 0",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("pod=\""),
+        "no per-pod labels unless asked:\n{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
+
+    let (status, body) = request(reports, "GET", "/report");
+    assert_eq!(status, 200);
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ours = r["netns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| {
+            n["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == pod.path().as_str())
+        })
+        .expect("our pod");
+    assert!(
+        ours["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"] == leaky && p["verdict"] == "bypass")
+    );
+    assert_eq!(
+        request(metrics, "GET", "/report").0,
+        404,
+        "the report is not on the metrics listener"
+    );
+    assert_eq!(request(metrics, "POST", "/metrics").0, 405);
+    assert_eq!(request(reports, "GET", "/report?fresh=1").0, 200);
+    assert_eq!(
+        request(reports, "GET", "/report?fresh=1").0,
+        429,
+        "rate-limited"
+    );
+
+    pod.stop(leaky);
+    wait_log(&lines, "identity-exempt resolved", |l| {
+        is_leaky(l, "resolved")
+    });
+
+    let started = Instant::now();
+    run(&["kill", "-TERM", &agent.id().to_string()], None);
+    let status = agent.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_log(&lines, "stopping", |l| l["msg"] == "stopping");
+    // Exited: its pid may be reused, so it must not be killed later.
+    std::mem::forget(guard);
+}
+
+/// Kills the agent if the test fails before it stops it.
+fn scopeguard(pid: u32) -> impl Drop {
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            // SAFETY: kill has no memory preconditions; the pid may be gone already.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+    Kill(pid)
+}
