@@ -69,7 +69,12 @@ pub fn diff(before: &Index, now: &Index) -> Vec<Change> {
 mod tests {
     use super::*;
 
-    fn change(pod: &str, kind: &str, pid: Option<u32>, message: &str) -> ((String, String, Option<u32>), Change) {
+    fn change(
+        pod: &str,
+        kind: &str,
+        pid: Option<u32>,
+        message: &str,
+    ) -> ((String, String, Option<u32>), Change) {
         (
             (pod.into(), kind.into(), pid),
             Change {
@@ -98,8 +103,12 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let got: Vec<(&str, &str)> = diff(&before, &now).iter().map(|c| (c.event, c.kind.as_str())).collect();
-        assert_eq!(got, vec![("new", "observed-bypass"), ("resolved", "proxy-absent")]);
+        let changes = diff(&before, &now);
+        let got: Vec<(&str, &str)> = changes.iter().map(|c| (c.event, c.kind.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![("new", "observed-bypass"), ("resolved", "proxy-absent")]
+        );
         assert!(diff(&now, &now).is_empty());
     }
 }
