@@ -3,11 +3,11 @@
 
 CARGO ?= cargo
 BIN := target/release/meshleak
-APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrack \
+APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrack python3 python3-pip \
 	podman runc conmon catatonit busybox-static
 CORPUS ?= ../shared/corpus
 
-.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean
+.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean validate-manifests image
 
 all: build
 
@@ -16,7 +16,7 @@ all: build
 setup:
 	@missing=""; \
 	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
-		podman runc catatonit busybox; do \
+		podman runc catatonit busybox python3; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -24,6 +24,9 @@ setup:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 	@sh scripts/podman-setup.sh
+	@python3 -c "import kubernetes_validate" 2>/dev/null || \
+		python3 -m pip install -q kubernetes-validate 2>/dev/null || \
+		python3 -m pip install -q --break-system-packages kubernetes-validate
 
 build:
 	$(CARGO) build --release --locked
@@ -36,6 +39,7 @@ demo: setup build
 test: setup
 	$(CARGO) build --release --locked --all-targets
 	MESHLEAK_REQUIRE_PODMAN=1 $(CARGO) test --release --locked
+	python3 scripts/validate-manifests.py
 	@if [ -d "$(CORPUS)" ]; then $(MAKE) --no-print-directory conformance CORPUS="$(CORPUS)"; \
 	else echo "conformance: skipped, no corpus at $(CORPUS) (set CORPUS=DIR)"; fi
 
@@ -53,3 +57,12 @@ fuzz-build:
 
 clean:
 	$(CARGO) clean
+
+# The Kubernetes manifests against the API schemas (kubernetes-validate, strict).
+validate-manifests: setup
+	python3 scripts/validate-manifests.py
+
+# The container image, where podman or docker can build (needs a registry for the base).
+image:
+	@builder=$$(command -v podman || command -v docker) || { echo "image: needs podman or docker"; exit 1; }; \
+	$$builder build -f Containerfile -t meshleak:$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1) .

@@ -18,6 +18,8 @@ pub struct Found {
 pub struct Listing {
     pub processes: Vec<Found>,
     pub vanished: usize,
+    /// Processes this meshleak may not read (permission denied).
+    pub unreadable: Vec<u32>,
 }
 
 /// Every process under `proc_root`.
@@ -25,6 +27,7 @@ pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
     let mut out = Listing {
         processes: Vec::new(),
         vanished: 0,
+        unreadable: Vec::new(),
     };
     for entry in fs::read_dir(proc_root)? {
         let Ok(entry) = entry else { continue };
@@ -39,7 +42,9 @@ pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
             Ok(Some(found)) => out.processes.push(found),
             Ok(None) => {}
             Err(e) if vanished(&e) => out.vanished += 1,
-            // Unreadable (e.g. no permission for one process): skipped, like a vanished one.
+            // Not ours to read: without CAP_SYS_PTRACE other users' namespace links are
+            // closed. Counted apart so the scan says so instead of missing them silently.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => out.unreadable.push(pid),
             Err(_) => out.vanished += 1,
         }
     }

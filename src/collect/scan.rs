@@ -89,6 +89,21 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         vanished_processes: listing.vanished,
         vanished_netns: 0,
     };
+    if !listing.unreadable.is_empty() {
+        let shown: Vec<String> = listing
+            .unreadable
+            .iter()
+            .take(5)
+            .map(u32::to_string)
+            .collect();
+        snapshot.errors.push(format!(
+            "{} processes under {} could not be read (permission denied; pids {}{}): their verdicts are missing; reading other users' processes needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, and a security module may forbid it",
+            listing.unreadable.len(),
+            opts.proc_root.display(),
+            shown.join(", "),
+            if listing.unreadable.len() > 5 { ", ..." } else { "" }
+        ));
+    }
     for (inode, ns) in all {
         let is_host = Some(inode) == host;
         if (is_host && !opts.include_host) || (!opts.only.is_empty() && !opts.only.contains(&inode))
