@@ -44,6 +44,7 @@ pub(super) async fn start(
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let app = router
+            .layer(axum::middleware::from_fn(time_limit))
             .layer(DefaultBodyLimit::max(0))
             .with_state(state.clone());
         let mut stop = stop.clone();
@@ -56,6 +57,17 @@ pub(super) async fn start(
         }));
     }
     Ok(handles)
+}
+
+/// Every request is answered or cut within this time (an on-demand scan has its own,
+/// shorter limit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
+
+async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n").into_response(),
+    }
 }
 
 async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
