@@ -108,7 +108,14 @@ impl Pod {
     pub fn report(&self) -> serde_json::Value {
         let (_, out, err) = super::meshleak(&["pod", "--netns", &self.path(), "-o", "json"]);
         let r = json(&out);
-        assert!(r["errors"].as_array().unwrap().is_empty(), "{err}");
+        // Some machines keep pid 1 unreadable even for root (a VM's init): reported, harmless.
+        let errors = r["errors"].as_array().unwrap();
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.as_str().unwrap().contains("(permission denied; pids 1)")),
+            "{err}"
+        );
         r
     }
 
