@@ -1,12 +1,13 @@
 #!/bin/sh
 # Makes podman usable for the container end-to-end test on a plain Debian machine (root):
-# runc as the runtime (crun is not installed), and ulimits the VM's hard limits allow.
-# Leaves an existing containers.conf alone; then builds the test image from busybox-static
+# runc as the runtime (crun is not installed), and ulimits the VM's hard limits allow
+# (podman's defaults exceed them: "error setting rlimit type 7"). Then builds the test image from busybox-static
 # (no registry is reachable), once.
 set -eu
-conf=/etc/containers/containers.conf
+# A drop-in, so an existing containers.conf is left as it is and still gets these settings.
+conf=/etc/containers/containers.conf.d/50-meshleak.conf
 if [ ! -s "$conf" ]; then
-	mkdir -p /etc/containers
+	mkdir -p /etc/containers/containers.conf.d
 	cat >"$conf" <<'CONF'
 # Written by meshleak's `make setup` (scripts/podman-setup.sh).
 [containers]
