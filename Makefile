@@ -7,7 +7,7 @@ APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrac
 	podman runc conmon catatonit busybox-static
 CORPUS ?= ../shared/corpus
 
-.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean validate-manifests image
+.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean validate-manifests image bench
 
 all: build
 
@@ -66,3 +66,9 @@ validate-manifests: setup
 image:
 	@builder=$$(command -v podman || command -v docker) || { echo "image: needs podman or docker"; exit 1; }; \
 	$$builder build -f Containerfile -t meshleak:$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1) .
+
+# Node-scale benchmark (root): meshleak vs the shell baseline vs the floor, and the agent's
+# steady state. BENCH_PODS=250 adds N=250. Writes bench/results.json.
+bench: setup
+	$(CARGO) build --release --locked --bin meshleak --example floor
+	bash bench/bench.sh

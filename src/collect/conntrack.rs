@@ -14,7 +14,7 @@ use netlink_packet_netfilter::conntrack::{
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 
 use super::nfnetlink::Nfnetlink;
-use crate::snapshot::{SocketProto, Tracked};
+use crate::snapshot::{SocketFacts, SocketProto, Tracked};
 
 /// Entries kept per namespace: a pod's table is small; a host's can be huge and is cut here.
 pub const MAX_TRACKED: usize = 65_536;
@@ -22,12 +22,29 @@ pub const MAX_TRACKED: usize = 65_536;
 /// The TCP and UDP entries of the calling thread's namespace, or `None` when the kernel
 /// tracks no connections (nf_conntrack not loaded: then no NAT happens either) or refuses the
 /// dump. Messages that do not decode are skipped: they cannot be attributed anyway.
-pub fn entries() -> Option<Vec<Tracked>> {
+///
+/// The dump walks the kernel's whole connection table (shared by every namespace), the
+/// dearest read of a scan; it is skipped, giving an empty list, when no socket of the
+/// namespace could have sent traffic out (only listeners and loopback).
+pub fn entries(sockets: &[SocketFacts]) -> Option<Vec<Tracked>> {
     if !Path::new("/sys/module/nf_conntrack").exists() {
         return None;
     }
+    if !sockets.iter().any(could_send_out) {
+        return Some(Vec::new());
+    }
     let raw = dump_raw().ok()?;
     Some(from_raw(&raw))
+}
+
+/// A TCP connection or a UDP socket not confined to loopback: conntrack may hold its flows.
+fn could_send_out(s: &SocketFacts) -> bool {
+    let local = s.local.to_canonical();
+    match s.proto {
+        SocketProto::Tcp => s.state != "listen" && !s.remote.to_canonical().is_loopback(),
+        SocketProto::Udp => !local.is_loopback(),
+        SocketProto::Raw => false,
+    }
 }
 
 pub fn dump_raw() -> io::Result<Vec<Vec<u8>>> {

@@ -45,18 +45,19 @@ pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
 /// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit.
 pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, dump, interfaces, routes, sockets, conntrack) =
+    let (legacy, dump, interfaces, routes, conntrack, sockets) =
         in_netns(ns, || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let dump = nftables::dump()?;
+            let sockets = netinfo::sockets();
             Ok((
                 legacy,
                 dump,
                 netinfo::interfaces(),
                 netinfo::routes(),
-                netinfo::sockets(),
-                conntrack::entries(),
+                conntrack::entries(&sockets),
+                sockets,
             ))
         })??;
     let objects = crate::nft::Objects {

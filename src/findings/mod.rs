@@ -278,6 +278,9 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             }
         }
     }
+    if candidates.is_empty() {
+        return;
+    }
     // Bounded work on hostile rule sets: the first rules are the ones inserted ahead.
     let ids: Vec<Identity> = c.processes.iter().map(|(_, _, id)| id.clone()).collect();
     let baseline = summary(rules, &ids);

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Turns the benchmark's raw lines into medians and ratios (printed, and bench/results.json)."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+raw, out = sys.argv[1], sys.argv[2]
+runs = defaultdict(list)
+agent = None
+for line in open(raw):
+    f = line.split()
+    if f[0] == "agent":
+        pods, idle, total, scans, hwm, hz = map(int, f[1:])
+        agent = {
+            "pods": pods,
+            "idle_cpu_seconds_over_10s": idle / hz,
+            "cpu_seconds_per_scan": total / hz / max(scans, 1),
+            "scans": scans,
+            "peak_rss_mib": round(hwm / 1024, 1),
+        }
+        continue
+    runs[(int(f[0]), f[1])].append((float(f[2]), int(f[3])))
+
+sizes = sorted({n for n, _ in runs})
+result = {"sizes": {}, "agent": agent}
+print(f"{'N':>4} {'meshleak s':>11} {'baseline s':>11} {'floor s':>9} {'base/ml':>8} {'ml/floor':>9} {'ml ms/ns':>9} {'ml RSS MiB':>11}")
+for n in sizes:
+    med = {k: statistics.median(t for t, _ in runs[(n, k)]) for k in ("meshleak", "baseline", "floor")}
+    rss = max(m for _, m in runs[(n, "meshleak")]) / 1024
+    row = {
+        "median_seconds": med,
+        "baseline_over_meshleak": med["baseline"] / med["meshleak"],
+        "meshleak_over_floor": med["meshleak"] / med["floor"],
+        "meshleak_ms_per_namespace": 1000 * med["meshleak"] / n,
+        "meshleak_peak_rss_mib": round(rss, 1),
+        "rounds": len(runs[(n, "meshleak")]),
+    }
+    result["sizes"][n] = row
+    print(f"{n:>4} {med['meshleak']:>11.3f} {med['baseline']:>11.3f} {med['floor']:>9.3f} "
+          f"{row['baseline_over_meshleak']:>8.1f} {row['meshleak_over_floor']:>9.2f} "
+          f"{row['meshleak_ms_per_namespace']:>9.2f} {rss:>11.1f}")
+if agent:
+    print(f"agent at N={agent['pods']}: idle CPU {agent['idle_cpu_seconds_over_10s']:.2f} s over 10 s, "
+          f"{agent['cpu_seconds_per_scan']:.3f} CPU s per scan, peak RSS {agent['peak_rss_mib']} MiB")
+json.dump(result, open(out, "w"), indent=2)
