@@ -108,16 +108,19 @@ pub struct NetnsReport {
 
 pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let mut errors = s.errors.clone();
+    let mut memo = Memo::default();
     let netns = s
         .netns
         .iter()
-        .filter_map(|ns| match netns_report(ns, &s.containers, &s.kernel) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                errors.push(format!("network namespace {}: {e}", ns.inode));
-                None
-            }
-        })
+        .filter_map(
+            |ns| match netns_report(ns, &s.containers, &s.kernel, &mut memo) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    errors.push(format!("network namespace {}: {e}", ns.inode));
+                    None
+                }
+            },
+        )
         .collect();
     Report {
         schema_version: SCHEMA_VERSION,
@@ -140,10 +143,36 @@ pub fn identity(p: &ProcessFacts) -> Identity {
     }
 }
 
+/// Analyses already made in this report, by rules (their origin aside) and identities: the
+/// pods of a node mostly carry the same mesh rules, so most namespaces reuse one.
+#[derive(Default)]
+struct Memo(std::collections::HashMap<String, analyze::Analysis>);
+
+impl Memo {
+    fn analyze(
+        &mut self,
+        rules: &crate::model::Ruleset,
+        ids: &[Identity],
+    ) -> Result<analyze::Analysis, analyze::TooLarge> {
+        let mut plain = rules.clone();
+        for t in &mut plain.tables {
+            t.origin.clear();
+        }
+        let key = serde_json::to_string(&(&plain, ids)).unwrap_or_default();
+        if let Some(a) = self.0.get(&key) {
+            return Ok(a.clone());
+        }
+        let a = analyze::analyze(rules, ids)?;
+        self.0.insert(key, a.clone());
+        Ok(a)
+    }
+}
+
 fn netns_report(
     ns: &NetnsFacts,
     containers: &[ContainerFacts],
     kernel: &str,
+    memo: &mut Memo,
 ) -> Result<NetnsReport, analyze::TooLarge> {
     let identities: Vec<Identity> = {
         let mut ids: Vec<Identity> = ns.processes.iter().map(identity).collect();
@@ -151,7 +180,7 @@ fn netns_report(
         ids.dedup();
         ids
     };
-    let a = analyze::analyze(&ns.rules, &identities)?;
+    let a = memo.analyze(&ns.rules, &identities)?;
     let mesh = detect_mesh(&ns.rules);
     let proxy_ports: Vec<u16> = mesh
         .as_ref()
