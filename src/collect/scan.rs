@@ -38,6 +38,13 @@ impl Default for ScanOptions {
     }
 }
 
+/// One namespace as the process listing and bind mounts found it.
+#[derive(Default)]
+struct Ns {
+    paths: Vec<String>,
+    processes: Vec<ProcessFacts>,
+}
+
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     let listing = procs::list(&opts.proc_root, opts.include_cmdline).map_err(|source| {
         CollectError::Proc {
@@ -47,11 +54,6 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     })?;
     let host = netns_inode(&opts.proc_root.join("1/ns/net")).ok();
 
-    #[derive(Default)]
-    struct Ns {
-        paths: Vec<String>,
-        processes: Vec<ProcessFacts>,
-    }
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
         all.entry(found.netns)
@@ -104,17 +106,22 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             if listing.unreadable.len() > 5 { ", ..." } else { "" }
         ));
     }
-    for (inode, ns) in all {
-        let is_host = Some(inode) == host;
-        if (is_host && !opts.include_host) || (!opts.only.is_empty() && !opts.only.contains(&inode))
-        {
-            continue;
-        }
-        match read_one(&opts.proc_root, inode, &ns.paths, &ns.processes) {
+    let wanted: Vec<(u64, Ns)> = all
+        .into_iter()
+        .filter(|(inode, _)| {
+            let is_host = Some(*inode) == host;
+            !(is_host && !opts.include_host) && (opts.only.is_empty() || opts.only.contains(inode))
+        })
+        .collect();
+    // Namespaces are read in parallel: most of the time is the kernel walking its global
+    // socket and connection tables, which several threads do side by side.
+    let reads = read_all(opts, &wanted);
+    for ((inode, ns), read) in wanted.into_iter().zip(reads) {
+        match read {
             Ok(Some(read)) => snapshot.netns.push(NetnsFacts {
                 inode,
                 paths: ns.paths,
-                host: is_host,
+                host: Some(inode) == host,
                 rules: read.rules,
                 interfaces: read.interfaces,
                 routes: read.routes,
@@ -141,6 +148,37 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     snapshot.containers = containers;
     snapshot.errors.extend(errors);
     Ok(snapshot)
+}
+
+/// Reads every namespace on up to four threads; results in the order given.
+fn read_all(
+    opts: &ScanOptions,
+    wanted: &[(u64, Ns)],
+) -> Vec<Result<Option<super::NetnsRead>, CollectError>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<_>>> =
+        wanted.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((inode, ns)) = wanted.get(i) else {
+                        return;
+                    };
+                    let read = read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes);
+                    *results[i].lock().unwrap() = Some(read);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap().expect("every namespace is read"))
+        .collect()
 }
 
 /// Reads a namespace through a bind mount or any of its processes that still exists;
