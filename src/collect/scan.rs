@@ -110,7 +110,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         .into_iter()
         .filter(|(inode, _)| {
             let is_host = Some(*inode) == host;
-            !(is_host && !opts.include_host) && (opts.only.is_empty() || opts.only.contains(inode))
+            (opts.include_host || !is_host) && (opts.only.is_empty() || opts.only.contains(inode))
         })
         .collect();
     // Namespaces are read in parallel: most of the time is the kernel walking its global
