@@ -70,6 +70,17 @@ pub enum SocketProto {
     Raw,
 }
 
+impl SocketProto {
+    /// The name as ss and the reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketProto::Tcp => "tcp",
+            SocketProto::Udp => "udp",
+            SocketProto::Raw => "raw",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SocketFacts {
     pub proto: SocketProto,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::pod::{Pod, settle};
+use common::pod::{Pod, netns_of, settle};
 use common::{is_root, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
@@ -65,22 +65,7 @@ fn agent_serves_metrics_and_report_and_logs_changes() {
     if !is_root() {
         return;
     }
-    let mut pod = Pod::new();
-    run(
-        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
-        Some(ISTIO),
-    );
-    for port in [15001, 15006] {
-        pod.spawn(
-            1337,
-            1337,
-            &[
-                "socat",
-                &format!("TCP-LISTEN:{port},reuseaddr,fork"),
-                "EXEC:/bin/cat",
-            ],
-        );
-    }
+    let mut pod = Pod::istio_with_proxy();
     settle();
     let (metrics, reports) = (free_port(), free_port());
     let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
@@ -154,18 +139,7 @@ fn agent_serves_metrics_and_report_and_logs_changes() {
     let (status, body) = request(reports, "GET", "/report");
     assert_eq!(status, 200);
     let r: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let ours = r["netns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| {
-            n["paths"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p == pod.path().as_str())
-        })
-        .expect("our pod");
+    let ours = netns_of(&r, &pod);
     assert!(
         ours["processes"]
             .as_array()
@@ -280,18 +254,7 @@ fn agent_runs_with_exactly_the_manifest_capabilities() {
         u64::from_str_radix(&eff, 16).unwrap(),
         (1 << 21) | (1 << 12) | (1 << 19) | (1 << 2)
     );
-    let ours = r["netns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| {
-            n["paths"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p == pod.path().as_str())
-        })
-        .expect("our pod");
+    let ours = netns_of(&r, &pod);
     assert!(
         ours["processes"]
             .as_array()

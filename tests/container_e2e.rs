@@ -7,6 +7,7 @@ mod common;
 
 use std::process::Command;
 
+use common::pod::json;
 use common::{is_root, meshleak, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
@@ -130,10 +131,6 @@ fn podman_ready() -> bool {
         None,
     );
     true
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn netns_of<'a>(report: &'a serde_json::Value, pod: &str) -> &'a serde_json::Value {

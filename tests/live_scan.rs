@@ -370,22 +370,7 @@ fn findings_appear_where_their_situation_is_real() {
         return;
     }
     // Clean: the proxy listens on both capture ports, the app is captured, no IPv6.
-    let mut clean = Pod::new();
-    run(
-        &["ip", "netns", "exec", &clean.ns, "iptables-nft-restore"],
-        Some(ISTIO),
-    );
-    for port in [15001, 15006] {
-        clean.spawn(
-            1337,
-            1337,
-            &[
-                "socat",
-                &format!("TCP-LISTEN:{port},reuseaddr,fork"),
-                "EXEC:/bin/cat",
-            ],
-        );
-    }
+    let mut clean = Pod::istio_with_proxy();
     clean.spawn(10001, 10001, &["sleep", "60"]);
     settle();
     assert_eq!(findings(&clean), vec![], "a clean pod has no findings");

@@ -435,11 +435,7 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
 }
 
 fn socket_text(s: &SocketFacts) -> String {
-    let proto = match s.proto {
-        SocketProto::Tcp => "tcp",
-        SocketProto::Udp => "udp",
-        SocketProto::Raw => "raw",
-    };
+    let proto = s.proto.name();
     let ep = |a: &IpAddr, p: u16| crate::explain::addr_port(a, p);
     format!(
         "{proto} {} -> {} ({})",

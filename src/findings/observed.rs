@@ -197,11 +197,7 @@ fn trace(c: &Context, id: &Identity, e: &Escape) -> eval::Trace {
 }
 
 fn escape_text(e: &Escape) -> String {
-    let proto = if e.proto == SocketProto::Tcp {
-        "tcp"
-    } else {
-        "udp"
-    };
+    let proto = e.proto.name();
     format!(
         "{proto} {} -> {} ({})",
         addr_port(&e.src, e.sport),

@@ -18,6 +18,28 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// A pod with the Istio sidecar rules (iptables-nft) and the proxy (uid 1337)
+    /// listening on both capture ports: the clean starting point.
+    pub fn istio_with_proxy() -> Pod {
+        let mut pod = Pod::new();
+        run(
+            &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+            Some(include_str!("../../testdata/istio-sidecar.rules")),
+        );
+        for port in [15001, 15006] {
+            pod.spawn(
+                1337,
+                1337,
+                &[
+                    "socat",
+                    &format!("TCP-LISTEN:{port},reuseaddr,fork"),
+                    "EXEC:/bin/cat",
+                ],
+            );
+        }
+        pod
+    }
+
     pub fn new() -> Pod {
         let ns = format!(
             "mlscan{}x{}",
@@ -160,4 +182,20 @@ pub fn finding<'a>(
         .unwrap()
         .iter()
         .find(|f| f["kind"] == kind && f["pid"] == pid)
+}
+
+/// This pod's namespace in a whole-node report (found by its bind mount).
+pub fn netns_of<'a>(report: &'a serde_json::Value, pod: &Pod) -> &'a serde_json::Value {
+    report["netns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| {
+            n["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == pod.path().as_str())
+        })
+        .unwrap_or_else(|| panic!("pod {} not in the report", pod.ns))
 }
