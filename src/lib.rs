@@ -19,4 +19,5 @@ pub mod report;
 pub mod route;
 pub mod sanitize;
 pub mod snapshot;
+pub mod sockdiag;
 pub mod xt;

@@ -581,3 +581,90 @@ fn observed_bypass_names_live_connections_that_skipped_the_proxy() {
         "DNS went to the proxy: {out}"
     );
 }
+
+/// sock_diag (one dump for both families) must list exactly the TCP sockets
+/// /proc/net/tcp{,6} list: listeners of both families, an established connection from each
+/// end, with their uids and inodes.
+#[test]
+fn sock_diag_lists_what_proc_net_tcp_lists() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::new();
+    pod.with_peer(&[&["socat", "TCP-LISTEN:8080,reuseaddr,fork", "EXEC:/bin/cat"]]);
+    pod.spawn(
+        1337,
+        1337,
+        &["socat", "TCP6-LISTEN:15006,ipv6only=1", "EXEC:/bin/cat"],
+    );
+    pod.spawn(10001, 1337, &["socat", "TCP-LISTEN:15001", "EXEC:/bin/cat"]);
+    settle();
+    pod.spawn(
+        10001,
+        10001,
+        &["socat", "SYSTEM:sleep 1000", "TCP:169.254.78.2:8080"],
+    );
+    pod.spawn(
+        10002,
+        10002,
+        &["socat", "SYSTEM:sleep 1000", "TCP:127.0.0.1:15001"],
+    );
+    settle();
+    let key = |s: &meshleak::snapshot::SocketFacts| {
+        format!(
+            "{} {}:{} {}:{} {} {} {}",
+            s.proto.name(),
+            s.local,
+            s.local_port,
+            s.remote,
+            s.remote_port,
+            s.state,
+            s.uid,
+            s.inode
+        )
+    };
+    let ns = meshleak::collect::netns::Netns::Path(pod.path().into());
+    let mut diag: Vec<String> =
+        meshleak::collect::netns::in_netns(&ns, || meshleak::collect::netinfo::tcp_sockets())
+            .expect("enter the pod")
+            .expect("sock_diag")
+            .iter()
+            .map(key)
+            .collect();
+    let mut proc: Vec<String> = ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|f| {
+            let text = run(
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &pod.ns,
+                    "cat",
+                    &format!("/proc/net/{f}"),
+                ],
+                None,
+            );
+            text.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    meshleak::collect::netinfo::socket_line(l, meshleak::snapshot::SocketProto::Tcp)
+                })
+                .map(|s| key(&s))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    diag.sort();
+    proc.sort();
+    assert_eq!(diag, proc);
+    assert!(
+        diag.iter()
+            .any(|k| k.contains("[::]:15006") || k.contains(":::15006")),
+        "{diag:?}"
+    );
+    assert_eq!(
+        diag.iter().filter(|k| k.contains(" established ")).count(),
+        3,
+        "{diag:?}"
+    );
+}

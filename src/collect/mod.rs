@@ -5,9 +5,11 @@ pub mod conntrack;
 pub mod containers;
 pub mod legacy;
 pub mod netinfo;
+mod netlink;
 pub mod netns;
 mod nfnetlink;
 pub mod nftables;
+mod parallel;
 pub mod procs;
 pub mod scan;
 

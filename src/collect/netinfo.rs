@@ -1,12 +1,18 @@
 //! A namespace's interfaces, routes and sockets, read by a thread inside it: addresses via
-//! getifaddrs (netlink, bound to the thread's namespace), routes and sockets from
+//! getifaddrs (netlink, bound to the thread's namespace), TCP sockets over sock_diag, routes and
+//! UDP and raw sockets from
 //! `/proc/thread-self/net` (never `/proc/self/net`, which shows the process's namespace).
 
 use std::fs;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+
+use super::netlink::Netlink;
 use super::netns::thread_net_file;
 use crate::snapshot::{Interface, Route, SocketFacts, SocketProto};
+use crate::sockdiag;
 
 pub fn interfaces() -> Vec<Interface> {
     let mut out: Vec<Interface> = Vec::new();
@@ -94,21 +100,50 @@ fn v6(hex: &str) -> Option<Ipv6Addr> {
     u128::from_str_radix(hex, 16).ok().map(Ipv6Addr::from)
 }
 
-/// TCP, UDP and raw sockets of both families.
+/// TCP, UDP and raw sockets of both families. TCP comes from sock_diag (one walk of the
+/// kernel's established hash instead of two; see [`crate::sockdiag`]), or from
+/// /proc/net/tcp{,6} where the kernel has no inet_diag.
 pub fn sockets() -> Vec<SocketFacts> {
-    let mut out = Vec::new();
+    let mut out = tcp_sockets().unwrap_or_else(|_| {
+        let mut tcp = proc_sockets("tcp", SocketProto::Tcp);
+        tcp.extend(proc_sockets("tcp6", SocketProto::Tcp));
+        tcp
+    });
     for (file, proto) in [
-        ("tcp", SocketProto::Tcp),
-        ("tcp6", SocketProto::Tcp),
         ("udp", SocketProto::Udp),
         ("udp6", SocketProto::Udp),
         ("raw", SocketProto::Raw),
         ("raw6", SocketProto::Raw),
     ] {
-        let text = fs::read_to_string(thread_net_file(file)).unwrap_or_default();
-        out.extend(text.lines().skip(1).filter_map(|l| socket_line(l, proto)));
+        out.extend(proc_sockets(file, proto));
     }
     out
+}
+
+fn proc_sockets(file: &str, proto: SocketProto) -> Vec<SocketFacts> {
+    let text = fs::read_to_string(thread_net_file(file)).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| socket_line(l, proto))
+        .collect()
+}
+
+/// The calling thread's namespace's TCP sockets over sock_diag: both families in one dump,
+/// or one dump per family where the kernel refuses the old request form.
+pub fn tcp_sockets() -> io::Result<Vec<SocketFacts>> {
+    let mut diag = Netlink::open(NETLINK_SOCK_DIAG)?;
+    let replies = match diag.dump(&sockdiag::tcp_request_both()) {
+        Ok(replies) => replies,
+        Err(_) => {
+            let mut replies = diag.dump(&sockdiag::tcp_request(libc::AF_INET))?;
+            replies.extend(diag.dump(&sockdiag::tcp_request(libc::AF_INET6))?);
+            replies
+        }
+    };
+    replies
+        .iter()
+        .map(|m| sockdiag::decode_tcp(m).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)))
+        .collect()
 }
 
 /// One line of /proc/net/{tcp,udp,raw}{,6}: sl local rem st tx:rx tr:when retrnsmt uid timeout inode.
@@ -121,11 +156,7 @@ pub fn socket_line(line: &str, proto: SocketProto) -> Option<SocketFacts> {
     let (remote, remote_port) = endpoint(f[2])?;
     let st = u8::from_str_radix(f[3], 16).ok()?;
     let state = match (proto, st) {
-        (SocketProto::Tcp, 0x0A) => "listen",
-        (SocketProto::Tcp, 0x01) => "established",
-        (SocketProto::Tcp, 0x02) => "syn-sent",
-        (SocketProto::Tcp, 0x06) => "time-wait",
-        (SocketProto::Tcp, _) => "other",
+        (SocketProto::Tcp, st) => sockdiag::tcp_state_name(st),
         (_, 0x01) => "connected",
         _ => "unconnected",
     };

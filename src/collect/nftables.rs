@@ -60,15 +60,20 @@ pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {
             "rules",
             NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
         ),
-        (
-            "sets",
-            NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
-        ),
     ] {
         raw.extend(request(&mut socket, what, all, msg)?);
     }
-    // Elements are dumped per set: the request names the table and the set.
-    for (family, s) in from_raw(&raw)?.sets {
+    let sets = request(
+        &mut socket,
+        "sets",
+        all,
+        NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
+    )?;
+    // Elements are dumped per set: the request names the table and the set. Only the sets
+    // are decoded here (decoding is most of a dump's cost; the rules are decoded once, later).
+    let decoded = from_raw(&sets)?.sets;
+    raw.extend(sets);
+    for (family, s) in decoded {
         let attr = |f: fn(&SetAttribute) -> Option<String>| s.attributes.iter().find_map(f);
         let table = attr(|a| {
             if let SetAttribute::Table(t) = a {

@@ -29,16 +29,13 @@ pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
         vanished: 0,
         unreadable: Vec::new(),
     };
-    for entry in fs::read_dir(proc_root)? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        match read(proc_root, pid, include_cmdline) {
+    let pids: Vec<u32> = fs::read_dir(proc_root)?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    let reads = super::parallel::map(&pids, |pid| read(proc_root, *pid, include_cmdline));
+    for (pid, read) in pids.into_iter().zip(reads) {
+        match read {
             Ok(Some(found)) => out.processes.push(found),
             Ok(None) => {}
             Err(e) if vanished(&e) => out.vanished += 1,

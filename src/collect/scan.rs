@@ -115,7 +115,9 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         .collect();
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.
-    let reads = read_all(opts, &wanted);
+    let reads = super::parallel::map(&wanted, |(inode, ns)| {
+        read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes)
+    });
     for ((inode, ns), read) in wanted.into_iter().zip(reads) {
         match read {
             Ok(Some(read)) => snapshot.netns.push(NetnsFacts {
@@ -148,37 +150,6 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     snapshot.containers = containers;
     snapshot.errors.extend(errors);
     Ok(snapshot)
-}
-
-/// Reads every namespace on up to four threads; results in the order given.
-fn read_all(
-    opts: &ScanOptions,
-    wanted: &[(u64, Ns)],
-) -> Vec<Result<Option<super::NetnsRead>, CollectError>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<_>>> =
-        wanted.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((inode, ns)) = wanted.get(i) else {
-                        return;
-                    };
-                    let read = read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes);
-                    *results[i].lock().unwrap() = Some(read);
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| r.into_inner().unwrap().expect("every namespace is read"))
-        .collect()
 }
 
 /// Reads a namespace through a bind mount or any of its processes that still exists;

@@ -158,6 +158,12 @@ impl Drop for Pod {
             let _ = c.wait();
         }
         for ns in self.peers.iter().chain([&self.ns]) {
+            // Grandchildren (a socat's SYSTEM: command) are not in `procs`.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }

@@ -1,0 +1,64 @@
+//! One netlink dump request and its raw replies, shared by the nf_tables, conntrack and
+//! sock_diag readers. Replies are split by their netlink headers only, so one message a
+//! decoder cannot read never hides the end of a dump or an error.
+
+use std::io;
+
+use netlink_sys::{Socket, SocketAddr};
+
+pub const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+/// A netlink socket of one protocol, bound in the calling thread's namespace.
+pub struct Netlink(Socket);
+
+impl Netlink {
+    pub fn open(protocol: isize) -> io::Result<Netlink> {
+        let mut socket = Socket::new(protocol)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Netlink(socket))
+    }
+
+    /// Sends one serialized dump request and returns each reply message (whole, with its
+    /// netlink header) until NLMSG_DONE. A request the kernel answers with ENOENT (nothing
+    /// of that kind) gives no messages.
+    pub fn dump(&mut self, request: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+        self.0.send(request, 0)?;
+        let mut out = Vec::new();
+        let mut rx = vec![0u8; 1 << 16];
+        loop {
+            let n = self.0.recv(&mut &mut rx[..], 0)?;
+            let mut at = 0;
+            while at + NLMSG_HDRLEN <= n {
+                let word =
+                    |i: usize| u32::from_ne_bytes(rx[at + i..at + i + 4].try_into().unwrap());
+                let len = word(0) as usize;
+                let kind = u16::from_ne_bytes([rx[at + 4], rx[at + 5]]);
+                if len < NLMSG_HDRLEN || at + len > n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a netlink reply claims {len} bytes where {} remain", n - at),
+                    ));
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let code = if len >= NLMSG_HDRLEN + 4 {
+                            -(word(NLMSG_HDRLEN) as i32)
+                        } else {
+                            libc::EPROTO
+                        };
+                        return match code {
+                            0 | libc::ENOENT => Ok(out),
+                            _ => Err(io::Error::from_raw_os_error(code)),
+                        };
+                    }
+                    _ => out.push(rx[at..at + len].to_vec()),
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! sock_diag (NETLINK_SOCK_DIAG) requests and replies for TCP sockets, without I/O.
+//!
+//! Why not `/proc/net/tcp{,6}`: each of those files walks the kernel's global established hash
+//! (262,144 buckets on a 24 GiB machine, calling `cond_resched` per bucket), once per family
+//! and per namespace — about 1.5 ms per file. One inet_diag dump in the old `TCPDIAG_GETSOCK`
+//! form asks for both families at once (the kernel sets `AF_UNSPEC` for that form) and skips
+//! empty buckets cheaply: about 0.4 ms per namespace, measured on this kernel.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::snapshot::{SocketFacts, SocketProto};
+
+const NLMSG_HDRLEN: usize = 16;
+/// `TCPDIAG_GETSOCK`: the original inet_diag request; answers both address families.
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `SOCK_DIAG_BY_FAMILY`: the current request, one address family at a time.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
+/// Every TCP state (`TCPF_ALL`), as /proc/net/tcp lists them.
+const ALL_STATES: u32 = 0xfff;
+/// Length of `struct inet_diag_msg`.
+const MSG_LEN: usize = 72;
+/// A socket id matching anything: ports and addresses zero, interface zero, cookie "none".
+const ANY_SOCKET: [u8; 48] = {
+    let mut id = [0u8; 48];
+    let mut i = 40;
+    while i < 48 {
+        id[i] = 0xff;
+        i += 1;
+    }
+    id
+};
+
+/// The one-walk request for TCP sockets of both families (`struct inet_diag_req`).
+pub fn tcp_request_both() -> Vec<u8> {
+    let mut body = vec![libc::AF_INET as u8, 0, 0, 0];
+    body.extend_from_slice(&ANY_SOCKET);
+    body.extend_from_slice(&ALL_STATES.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes()); // idiag_dbs
+    message(TCPDIAG_GETSOCK, &body)
+}
+
+/// The per-family request (`struct inet_diag_req_v2`), for kernels that refuse the old form.
+pub fn tcp_request(family: libc::c_int) -> Vec<u8> {
+    let mut body = vec![family as u8, libc::IPPROTO_TCP as u8, 0, 0];
+    body.extend_from_slice(&ALL_STATES.to_ne_bytes());
+    body.extend_from_slice(&ANY_SOCKET);
+    message(SOCK_DIAG_BY_FAMILY, &body)
+}
+
+fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(NLMSG_HDRLEN + body.len());
+    out.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
+    out.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    out.extend_from_slice(body);
+    out
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DiagError {
+    #[error("a sock_diag reply of {0} bytes is shorter than its {MSG_LEN}-byte socket record")]
+    Short(usize),
+    #[error("a sock_diag reply names address family {0}, neither IPv4 nor IPv6")]
+    Family(u8),
+}
+
+/// One reply message (with its netlink header) as a TCP socket.
+pub fn decode_tcp(msg: &[u8]) -> Result<SocketFacts, DiagError> {
+    let m = msg
+        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + MSG_LEN)
+        .ok_or(DiagError::Short(msg.len()))?;
+    let word = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+    let port = |at: usize| u16::from_be_bytes([m[at], m[at + 1]]);
+    let addr = |at: usize| -> Result<IpAddr, DiagError> {
+        match m[0] as libc::c_int {
+            libc::AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(
+                m[at],
+                m[at + 1],
+                m[at + 2],
+                m[at + 3],
+            ))),
+            libc::AF_INET6 => {
+                let bytes: [u8; 16] = m[at..at + 16].try_into().expect("16 bytes");
+                Ok(IpAddr::V6(Ipv6Addr::from(bytes)))
+            }
+            other => Err(DiagError::Family(other as u8)),
+        }
+    };
+    Ok(SocketFacts {
+        proto: SocketProto::Tcp,
+        local: addr(8)?,
+        local_port: port(4),
+        remote: addr(24)?,
+        remote_port: port(6),
+        state: tcp_state_name(m[1]).to_string(),
+        uid: word(64),
+        inode: u64::from(word(68)),
+    })
+}
+
+/// A TCP state number (`include/net/tcp_states.h`) as meshleak names it.
+pub fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        0x0A => "listen",
+        0x01 => "established",
+        0x02 => "syn-sent",
+        0x06 => "time-wait",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(family: u8, state: u8, src: &[u8], dst: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; NLMSG_HDRLEN + MSG_LEN];
+        let b = &mut m[NLMSG_HDRLEN..];
+        b[0] = family;
+        b[1] = state;
+        b[4..6].copy_from_slice(&15001u16.to_be_bytes());
+        b[6..8].copy_from_slice(&443u16.to_be_bytes());
+        b[8..8 + src.len()].copy_from_slice(src);
+        b[24..24 + dst.len()].copy_from_slice(dst);
+        b[64..68].copy_from_slice(&1337u32.to_ne_bytes());
+        b[68..72].copy_from_slice(&48862u32.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn decodes_both_families() {
+        let s = decode_tcp(&reply(2, 1, &[127, 0, 0, 1], &[169, 254, 0, 2])).unwrap();
+        assert_eq!(
+            (s.local, s.local_port, s.remote, s.remote_port),
+            (
+                "127.0.0.1".parse().unwrap(),
+                15001,
+                "169.254.0.2".parse().unwrap(),
+                443
+            )
+        );
+        assert_eq!(
+            (s.state.as_str(), s.uid, s.inode),
+            ("established", 1337, 48862)
+        );
+        let v6: Ipv6Addr = "fd00::1".parse().unwrap();
+        let s = decode_tcp(&reply(10, 0x0A, &v6.octets(), &[0; 16])).unwrap();
+        assert_eq!((s.local, s.state.as_str()), (IpAddr::V6(v6), "listen"));
+    }
+
+    #[test]
+    fn refuses_short_and_foreign_replies() {
+        let full = reply(2, 1, &[1, 2, 3, 4], &[5, 6, 7, 8]);
+        assert_eq!(decode_tcp(&full[..40]).unwrap_err(), DiagError::Short(40));
+        assert_eq!(
+            decode_tcp(&reply(7, 1, &[], &[])).unwrap_err(),
+            DiagError::Family(7)
+        );
+    }
+
+    #[test]
+    fn requests_have_the_kernel_layouts() {
+        // inet_diag_req: 4 + 48 + 4 + 4; inet_diag_req_v2: 4 + 4 + 48.
+        assert_eq!(tcp_request_both().len(), NLMSG_HDRLEN + 60);
+        assert_eq!(tcp_request(libc::AF_INET6).len(), NLMSG_HDRLEN + 56);
+        assert_eq!(&tcp_request_both()[4..6], &TCPDIAG_GETSOCK.to_ne_bytes());
+    }
+}
