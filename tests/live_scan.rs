@@ -625,7 +625,7 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
     };
     let ns = meshleak::collect::netns::Netns::Path(pod.path().into());
     let mut diag: Vec<String> =
-        meshleak::collect::netns::in_netns(&ns, || meshleak::collect::netinfo::tcp_sockets())
+        meshleak::collect::netns::in_netns(&ns, meshleak::collect::netinfo::tcp_sockets)
             .expect("enter the pod")
             .expect("sock_diag")
             .iter()
