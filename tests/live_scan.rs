@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::pod::{Pod, finding, json, settle};
 use common::{Kernel, Lab, Loader, is_root, meshleak, probe, run};
+use meshleak::snapshot::SocketProto;
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 
@@ -582,9 +583,9 @@ fn observed_bypass_names_live_connections_that_skipped_the_proxy() {
     );
 }
 
-/// sock_diag (one dump for both families) must list exactly the TCP sockets
-/// /proc/net/tcp{,6} list: listeners of both families, an established connection from each
-/// end, with their uids and inodes.
+/// sock_diag must list exactly the TCP and UDP sockets /proc/net/{tcp,udp}{,6} list:
+/// listeners of both families, an established connection from each end, bound and
+/// connected UDP sockets, with their uids and inodes.
 #[test]
 fn sock_diag_lists_what_proc_net_tcp_lists() {
     if !is_root() {
@@ -598,6 +599,16 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
         &["socat", "TCP6-LISTEN:15006,ipv6only=1", "EXEC:/bin/cat"],
     );
     pod.spawn(10001, 1337, &["socat", "TCP-LISTEN:15001", "EXEC:/bin/cat"]);
+    pod.spawn(
+        10003,
+        10003,
+        &["socat", "-u", "UDP6-RECV:5353", "SYSTEM:sleep 1000"],
+    );
+    pod.spawn(
+        10004,
+        10004,
+        &["socat", "-u", "SYSTEM:sleep 1000", "UDP:169.254.78.2:53"],
+    );
     settle();
     pod.spawn(
         10001,
@@ -624,47 +635,44 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
         )
     };
     let ns = meshleak::collect::netns::Netns::Path(pod.path().into());
-    let mut diag: Vec<String> =
-        meshleak::collect::netns::in_netns(&ns, meshleak::collect::netinfo::tcp_sockets)
-            .expect("enter the pod")
-            .expect("sock_diag")
-            .iter()
-            .map(key)
-            .collect();
-    let mut proc: Vec<String> = ["tcp", "tcp6"]
-        .iter()
-        .flat_map(|f| {
-            let text = run(
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &pod.ns,
-                    "cat",
-                    &format!("/proc/net/{f}"),
-                ],
-                None,
-            );
-            text.lines()
-                .skip(1)
-                .filter_map(|l| {
-                    meshleak::collect::netinfo::socket_line(l, meshleak::snapshot::SocketProto::Tcp)
-                })
-                .map(|s| key(&s))
-                .collect::<Vec<_>>()
+    for (proto, files) in [
+        (SocketProto::Tcp, ["tcp", "tcp6"]),
+        (SocketProto::Udp, ["udp", "udp6"]),
+    ] {
+        let mut diag: Vec<String> = meshleak::collect::netns::in_netns(&ns, move || {
+            meshleak::collect::netinfo::diag_sockets(proto)
         })
+        .expect("enter the pod")
+        .expect("sock_diag")
+        .iter()
+        .map(key)
         .collect();
-    diag.sort();
-    proc.sort();
-    assert_eq!(diag, proc);
-    assert!(
-        diag.iter()
-            .any(|k| k.contains("[::]:15006") || k.contains(":::15006")),
-        "{diag:?}"
-    );
-    assert_eq!(
-        diag.iter().filter(|k| k.contains(" established ")).count(),
-        3,
-        "{diag:?}"
-    );
+        let mut proc: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                let path = format!("/proc/net/{f}");
+                let text = run(&["ip", "netns", "exec", &pod.ns, "cat", &path], None);
+                text.lines()
+                    .skip(1)
+                    .filter_map(|l| meshleak::collect::netinfo::socket_line(l, proto))
+                    .map(|s| key(&s))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        diag.sort();
+        proc.sort();
+        assert_eq!(diag, proc);
+        match proto {
+            SocketProto::Tcp => {
+                assert!(diag.iter().any(|k| k.contains(":::15006 ")), "{diag:?}");
+                let established = diag.iter().filter(|k| k.contains(" established "));
+                assert_eq!(established.count(), 3, "{diag:?}");
+            }
+            _ => {
+                assert!(diag.iter().any(|k| k.contains(":::5353 ")), "{diag:?}");
+                let connected = diag.iter().filter(|k| k.contains(" connected "));
+                assert_eq!(connected.count(), 1, "{diag:?}");
+            }
+        }
+    }
 }

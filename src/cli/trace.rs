@@ -66,7 +66,7 @@ type Live = (
 );
 
 fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
-    use meshleak::collect::{netns::Netns, procs, read_netns};
+    use meshleak::collect::{NftCache, netns::Netns, procs, read_netns};
     let found = procs::read(&args.proc_root, pid, false)
         .with_context(|| {
             format!(
@@ -75,10 +75,13 @@ fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
             )
         })?
         .with_context(|| format!("process {pid} is a kernel thread"))?;
-    let read = read_netns(&Netns::Pid {
-        pid,
-        proc_root: args.proc_root.clone(),
-    })?;
+    let read = read_netns(
+        &Netns::Pid {
+            pid,
+            proc_root: args.proc_root.clone(),
+        },
+        &NftCache::default(),
+    )?;
     let route = meshleak::route::lookup(&read.routes, &read.interfaces, dst);
     let local = read
         .interfaces

@@ -13,7 +13,10 @@ mod parallel;
 pub mod procs;
 pub mod scan;
 
-use crate::model::{IpVersion, Ruleset};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::model::{IpVersion, Ruleset, Table};
 use crate::snapshot::{Interface, Route, SocketFacts, Tracked};
 use netns::{Netns, NetnsError, in_netns};
 
@@ -41,36 +44,72 @@ pub struct NetnsRead {
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
 /// (iptables-nft and native), read in one visit to the namespace.
 pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
-    Ok(read_netns(ns)?.rules)
+    Ok(read_netns(ns, &NftCache::default())?.rules)
+}
+
+/// nf_tables already decoded in this scan, by their raw messages: the pods of a node carry
+/// the same mesh rules, and decoding is most of what a dump costs (the netlink decoder
+/// formats every attribute it parses), so each distinct dump is decoded once.
+#[derive(Default)]
+pub struct NftCache(Mutex<HashMap<Vec<u8>, Vec<Table>>>);
+
+impl NftCache {
+    fn tables(&self, raw: &[Vec<u8>], origin: &str) -> Result<Vec<Table>, CollectError> {
+        // The key is every message without its sequence number and port id.
+        let mut key = Vec::with_capacity(raw.iter().map(Vec::len).sum());
+        for m in raw {
+            key.extend_from_slice(&m[..8.min(m.len())]);
+            key.extend_from_slice(m.get(16..).unwrap_or_default());
+        }
+        let cached = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(mut tables) = cached {
+            for t in &mut tables {
+                t.origin = origin.to_string();
+            }
+            return Ok(tables);
+        }
+        let dump = nftables::from_raw(raw)?;
+        let objects = crate::nft::Objects {
+            tables: &dump.tables,
+            chains: &dump.chains,
+            rules: &dump.rules,
+            sets: &dump.sets,
+            elements: &dump.elements,
+        };
+        let tables = crate::nft::tables(&objects, origin);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, tables.clone());
+        Ok(tables)
+    }
 }
 
 /// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit.
-pub fn read_netns(ns: &Netns) -> Result<NetnsRead, CollectError> {
+pub fn read_netns(ns: &Netns, cache: &NftCache) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, dump, interfaces, routes, conntrack, sockets) =
+    let (legacy, raw, interfaces, routes, conntrack, sockets) =
         in_netns(ns, || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
-            let dump = nftables::dump()?;
+            let raw = nftables::dump_raw()?;
             let sockets = netinfo::sockets();
             Ok((
                 legacy,
-                dump,
+                raw,
                 netinfo::interfaces(),
                 netinfo::routes(),
                 conntrack::entries(&sockets),
                 sockets,
             ))
         })??;
-    let objects = crate::nft::Objects {
-        tables: &dump.tables,
-        chains: &dump.chains,
-        rules: &dump.rules,
-        sets: &dump.sets,
-        elements: &dump.elements,
-    };
     let mut tables = legacy;
-    tables.extend(crate::nft::tables(&objects, &origin));
+    tables.extend(cache.tables(&raw, &origin)?);
     Ok(NetnsRead {
         rules: Ruleset { tables },
         interfaces,

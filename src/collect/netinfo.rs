@@ -1,6 +1,6 @@
 //! A namespace's interfaces, routes and sockets, read by a thread inside it: addresses via
-//! getifaddrs (netlink, bound to the thread's namespace), TCP sockets over sock_diag, routes and
-//! UDP and raw sockets from
+//! getifaddrs (netlink, bound to the thread's namespace), TCP and UDP sockets over sock_diag,
+//! routes and raw sockets from
 //! `/proc/thread-self/net` (never `/proc/self/net`, which shows the process's namespace).
 
 use std::fs;
@@ -100,23 +100,26 @@ fn v6(hex: &str) -> Option<Ipv6Addr> {
     u128::from_str_radix(hex, 16).ok().map(Ipv6Addr::from)
 }
 
-/// TCP, UDP and raw sockets of both families. TCP comes from sock_diag (one walk of the
-/// kernel's established hash instead of two; see [`crate::sockdiag`]), or from
-/// /proc/net/tcp{,6} where the kernel has no inet_diag.
+/// TCP, UDP and raw sockets of both families. TCP and UDP come from sock_diag (see
+/// [`crate::sockdiag`] for why), or from /proc/net where the kernel has no inet_diag; raw
+/// sockets from /proc/net (their hash is small; raw_diag is an optional module).
 pub fn sockets() -> Vec<SocketFacts> {
-    let mut out = tcp_sockets().unwrap_or_else(|_| {
-        let mut tcp = proc_sockets("tcp", SocketProto::Tcp);
-        tcp.extend(proc_sockets("tcp6", SocketProto::Tcp));
-        tcp
-    });
-    for (file, proto) in [
-        ("udp", SocketProto::Udp),
-        ("udp6", SocketProto::Udp),
-        ("raw", SocketProto::Raw),
-        ("raw6", SocketProto::Raw),
+    let mut out = Vec::new();
+    for (proto, files) in [
+        (SocketProto::Tcp, ["tcp", "tcp6"]),
+        (SocketProto::Udp, ["udp", "udp6"]),
     ] {
-        out.extend(proc_sockets(file, proto));
+        match diag_sockets(proto) {
+            Ok(found) => out.extend(found),
+            Err(_) => {
+                for file in files {
+                    out.extend(proc_sockets(file, proto));
+                }
+            }
+        }
     }
+    out.extend(proc_sockets("raw", SocketProto::Raw));
+    out.extend(proc_sockets("raw6", SocketProto::Raw));
     out
 }
 
@@ -128,21 +131,27 @@ fn proc_sockets(file: &str, proto: SocketProto) -> Vec<SocketFacts> {
         .collect()
 }
 
-/// The calling thread's namespace's TCP sockets over sock_diag: both families in one dump,
-/// or one dump per family where the kernel refuses the old request form.
-pub fn tcp_sockets() -> io::Result<Vec<SocketFacts>> {
+/// The calling thread's namespace's TCP or UDP sockets over sock_diag: TCP of both families
+/// in one dump where the kernel takes the old request form, otherwise one dump per family.
+pub fn diag_sockets(proto: SocketProto) -> io::Result<Vec<SocketFacts>> {
     let mut diag = Netlink::open(NETLINK_SOCK_DIAG)?;
-    let replies = match diag.dump(&sockdiag::tcp_request_both()) {
-        Ok(replies) => replies,
-        Err(_) => {
-            let mut replies = diag.dump(&sockdiag::tcp_request(libc::AF_INET))?;
-            replies.extend(diag.dump(&sockdiag::tcp_request(libc::AF_INET6))?);
+    let both = match proto {
+        SocketProto::Tcp => diag.dump(&sockdiag::tcp_request_both()).ok(),
+        _ => None,
+    };
+    let replies = match both {
+        Some(replies) => replies,
+        None => {
+            let mut replies = diag.dump(&sockdiag::request(libc::AF_INET, proto))?;
+            replies.extend(diag.dump(&sockdiag::request(libc::AF_INET6, proto))?);
             replies
         }
     };
     replies
         .iter()
-        .map(|m| sockdiag::decode_tcp(m).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)))
+        .map(|m| {
+            sockdiag::decode(m, proto).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        })
         .collect()
 }
 
@@ -155,11 +164,7 @@ pub fn socket_line(line: &str, proto: SocketProto) -> Option<SocketFacts> {
     let (local, local_port) = endpoint(f[1])?;
     let (remote, remote_port) = endpoint(f[2])?;
     let st = u8::from_str_radix(f[3], 16).ok()?;
-    let state = match (proto, st) {
-        (SocketProto::Tcp, st) => sockdiag::tcp_state_name(st),
-        (_, 0x01) => "connected",
-        _ => "unconnected",
-    };
+    let state = sockdiag::state_name(proto, st);
     Some(SocketFacts {
         proto,
         local,

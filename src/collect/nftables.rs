@@ -37,10 +37,6 @@ pub enum NftError {
     Decode { what: &'static str, detail: String },
 }
 
-pub fn dump() -> Result<Dump, NftError> {
-    from_raw(&dump_raw()?)
-}
-
 /// The raw netlink messages of a full dump (kept apart so they can be captured and decoded
 /// elsewhere, e.g. in tests without root).
 pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::netns::{Netns, NetnsError};
 use super::procs::{self, netns_inode};
-use super::{CollectError, read_netns};
+use super::{CollectError, NftCache, read_netns};
 use crate::snapshot::{NetnsFacts, ProcessFacts, SNAPSHOT_VERSION, Snapshot};
 
 #[derive(Clone, Debug)]
@@ -115,8 +115,9 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         .collect();
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.
+    let cache = NftCache::default();
     let reads = super::parallel::map(&wanted, |(inode, ns)| {
-        read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes)
+        read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes, &cache)
     });
     for ((inode, ns), read) in wanted.into_iter().zip(reads) {
         match read {
@@ -159,6 +160,7 @@ fn read_one(
     inode: u64,
     paths: &[String],
     processes: &[ProcessFacts],
+    cache: &NftCache,
 ) -> Result<Option<super::NetnsRead>, CollectError> {
     let ways = paths
         .iter()
@@ -172,7 +174,7 @@ fn read_one(
         if netns_inode(&ns.file()).ok() != Some(inode) {
             continue;
         }
-        match read_netns(&ns) {
+        match read_netns(&ns, cache) {
             Ok(read) => return Ok(Some(read)),
             Err(CollectError::Netns(NetnsError::Open { cause, .. })) if procs::vanished(&cause) => {
                 continue;
