@@ -12,6 +12,7 @@ pub mod explain;
 pub mod findings;
 pub mod model;
 pub mod nft;
+pub mod parallel;
 pub mod parse;
 pub mod range;
 pub mod render;

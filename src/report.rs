@@ -108,20 +108,17 @@ pub struct NetnsReport {
 
 pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let mut errors = s.errors.clone();
-    let mut memo = Memo::default();
-    let netns = s
-        .netns
-        .iter()
-        .filter_map(
-            |ns| match netns_report(ns, &s.containers, &s.kernel, &mut memo) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    errors.push(format!("network namespace {}: {e}", ns.inode));
-                    None
-                }
-            },
-        )
-        .collect();
+    let memo = Memo::default();
+    let reports = crate::parallel::map(&s.netns, |ns| {
+        netns_report(ns, &s.containers, &s.kernel, &memo)
+    });
+    let mut netns = Vec::with_capacity(reports.len());
+    for (ns, r) in s.netns.iter().zip(reports) {
+        match r {
+            Ok(r) => netns.push(r),
+            Err(e) => errors.push(format!("network namespace {}: {e}", ns.inode)),
+        }
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         node: s.node.clone(),
@@ -146,11 +143,11 @@ pub fn identity(p: &ProcessFacts) -> Identity {
 /// Analyses already made in this report, by rules (their origin aside) and identities: the
 /// pods of a node mostly carry the same mesh rules, so most namespaces reuse one.
 #[derive(Default)]
-struct Memo(std::collections::HashMap<String, analyze::Analysis>);
+struct Memo(std::sync::Mutex<std::collections::HashMap<String, analyze::Analysis>>);
 
 impl Memo {
     fn analyze(
-        &mut self,
+        &self,
         rules: &crate::model::Ruleset,
         ids: &[Identity],
     ) -> Result<analyze::Analysis, analyze::TooLarge> {
@@ -159,12 +156,20 @@ impl Memo {
             t.origin.clear();
         }
         let key = serde_json::to_string(&(&plain, ids)).unwrap_or_default();
-        if let Some(a) = self.0.get(&key) {
-            return Ok(a.clone());
+        let known = self.lock().get(&key).cloned();
+        if let Some(a) = known {
+            return Ok(a);
         }
+        // Not held while analysing: two threads may analyse the same rules once each.
         let a = analyze::analyze(rules, ids)?;
-        self.0.insert(key, a.clone());
+        self.lock().insert(key, a.clone());
         Ok(a)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, analyze::Analysis>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -172,7 +177,7 @@ fn netns_report(
     ns: &NetnsFacts,
     containers: &[ContainerFacts],
     kernel: &str,
-    memo: &mut Memo,
+    memo: &Memo,
 ) -> Result<NetnsReport, analyze::TooLarge> {
     let identities: Vec<Identity> = {
         let mut ids: Vec<Identity> = ns.processes.iter().map(identity).collect();

@@ -9,7 +9,6 @@ mod netlink;
 pub mod netns;
 mod nfnetlink;
 pub mod nftables;
-mod parallel;
 pub mod procs;
 pub mod scan;
 

@@ -33,7 +33,7 @@ pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
         .collect();
-    let reads = super::parallel::map(&pids, |pid| read(proc_root, *pid, include_cmdline));
+    let reads = crate::parallel::map(&pids, |pid| read(proc_root, *pid, include_cmdline));
     for (pid, read) in pids.into_iter().zip(reads) {
         match read {
             Ok(Some(found)) => out.processes.push(found),

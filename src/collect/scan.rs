@@ -116,7 +116,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.
     let cache = NftCache::default();
-    let reads = super::parallel::map(&wanted, |(inode, ns)| {
+    let reads = crate::parallel::map(&wanted, |(inode, ns)| {
         read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes, &cache)
     });
     for ((inode, ns), read) in wanted.into_iter().zip(reads) {

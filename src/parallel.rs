@@ -1,6 +1,6 @@
-//! Reading many independent things (processes, namespaces) on a few threads. Most of a
-//! scan's time is the kernel answering reads, which several threads do side by side; more
-//! than four buys nothing on a node agent's CPU limit.
+//! Many independent pieces of work (processes and namespaces to read, namespaces to judge)
+//! on a few threads. Much of a scan's time is the kernel answering reads, which several
+//! threads do side by side; more than four buys nothing on a node agent's CPU limit.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
