@@ -10,6 +10,7 @@ pub mod collect;
 pub mod eval;
 pub mod explain;
 pub mod findings;
+pub mod fuzzing;
 pub mod model;
 pub mod nft;
 pub mod parallel;

@@ -1,12 +1,4 @@
-//! `nft -j list ruleset` JSON: any bytes give tables or a ParseError, never a panic.
+//! See `meshleak::fuzzing::nft_json`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use meshleak::parse::{parse_dump, Hints};
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = parse_dump("fuzz.json", &format!("{{\"nftables\": {text}}}"), Hints::default());
-        let _ = parse_dump("fuzz.json", text, Hints::default());
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak::fuzzing::nft_json(data));

@@ -72,15 +72,7 @@ impl NftCache {
             }
             return Ok(tables);
         }
-        let dump = nftables::from_raw(raw)?;
-        let objects = crate::nft::Objects {
-            tables: &dump.tables,
-            chains: &dump.chains,
-            rules: &dump.rules,
-            sets: &dump.sets,
-            elements: &dump.elements,
-        };
-        let tables = crate::nft::tables(&objects, origin);
+        let tables = nftables::decode(raw, origin)?;
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())

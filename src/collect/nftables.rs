@@ -101,6 +101,20 @@ pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {
     Ok(raw)
 }
 
+/// The tables of raw nf_tables messages (each a whole netlink message), rules lifted into
+/// the model; each table's origin is `origin`.
+pub fn decode(raw: &[Vec<u8>], origin: &str) -> Result<Vec<crate::model::Table>, NftError> {
+    let dump = from_raw(raw)?;
+    let objects = crate::nft::Objects {
+        tables: &dump.tables,
+        chains: &dump.chains,
+        rules: &dump.rules,
+        sets: &dump.sets,
+        elements: &dump.elements,
+    };
+    Ok(crate::nft::tables(&objects, origin))
+}
+
 /// Decodes raw nf_tables messages (each a whole netlink message) into a dump.
 pub fn from_raw(raw: &[Vec<u8>]) -> Result<Dump, NftError> {
     let mut out = Dump::default();
