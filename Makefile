@@ -7,7 +7,7 @@ APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrac
 	podman runc conmon catatonit busybox-static
 CORPUS ?= ../shared/corpus
 
-.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build clean validate-manifests image bench
+.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench
 
 all: build
 
@@ -54,6 +54,10 @@ lint:
 
 fuzz-build:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) build --locked
+
+# Every fuzz target for FUZZ_SECONDS (default 600) each; see scripts/fuzz.sh.
+fuzz:
+	bash scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -114,7 +114,7 @@ fn extensions(blob: &[u8], version: IpVersion) -> Vec<XtExt<'_>> {
             && name[..len]
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
-        if printable && size >= 32 && at + size <= blob.len() && size % 8 == 0 {
+        if printable && size >= 32 && at + size <= blob.len() && size.is_multiple_of(8) {
             let name = std::str::from_utf8(&name[..len]).expect("ascii");
             out.push(XtExt {
                 target: name.chars().all(|c| !c.is_ascii_lowercase()),

@@ -10,8 +10,11 @@ use crate::xt::bytes::Bytes;
 use crate::xt::table::TableInfo;
 use crate::xt::{matches, targets};
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("xtables", xtables),
     ("nft_json", nft_json),
     ("evaluate", evaluate),

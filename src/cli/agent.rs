@@ -41,7 +41,7 @@ pub struct Args {
 }
 
 /// `90`, `90s`, `5m`, `1h`, `500ms`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

@@ -1,7 +1,7 @@
 //! `meshleak scan`, `pod` and `collect`: the live node, one pod, or a saved snapshot.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -34,6 +34,10 @@ pub struct CollectArgs {
     /// kubelet's logs are read under it.
     #[arg(long, default_value = "/")]
     host_root: PathBuf,
+    /// Give up on a network namespace that takes longer than this to read (it is reported
+    /// and skipped; the rest of the scan goes on).
+    #[arg(long, default_value = "10s", value_parser = crate::cli::agent::parse_duration)]
+    netns_deadline: Duration,
 }
 
 impl CollectArgs {
@@ -45,6 +49,7 @@ impl CollectArgs {
             include_cmdline: self.include_cmdline,
             only: Vec::new(),
             host_root: self.host_root.clone(),
+            netns_deadline: self.netns_deadline,
         }
     }
 }

@@ -81,6 +81,7 @@ fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
             proc_root: args.proc_root.clone(),
         },
         &NftCache::default(),
+        None,
     )?;
     let route = meshleak::route::lookup(&read.routes, &read.interfaces, dst);
     let local = read

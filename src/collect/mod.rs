@@ -14,10 +14,11 @@ pub mod scan;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::model::{IpVersion, Ruleset, Table};
 use crate::snapshot::{Interface, Route, SocketFacts, Tracked};
-use netns::{Netns, NetnsError, in_netns};
+use netns::{Netns, NetnsError, in_netns_within};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -27,6 +28,10 @@ pub enum CollectError {
     Legacy(#[from] legacy::LegacyError),
     #[error(transparent)]
     Nftables(#[from] nftables::NftError),
+    #[error(
+        "skipped: the reader of an earlier scan is still stuck in this namespace (inode {inode})"
+    )]
+    Stuck { inode: u64 },
     #[error("cannot list processes under {path}: {cause}")]
     Proc { path: String, cause: std::io::Error },
 }
@@ -43,7 +48,7 @@ pub struct NetnsRead {
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
 /// (iptables-nft and native), read in one visit to the namespace.
 pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
-    Ok(read_netns(ns, &NftCache::default())?.rules)
+    Ok(read_netns(ns, &NftCache::default(), None)?.rules)
 }
 
 /// nf_tables already decoded in this scan, by their raw messages: the pods of a node carry
@@ -81,11 +86,16 @@ impl NftCache {
     }
 }
 
-/// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit.
-pub fn read_netns(ns: &Netns, cache: &NftCache) -> Result<NetnsRead, CollectError> {
+/// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit
+/// that gives up after `deadline`.
+pub fn read_netns(
+    ns: &Netns,
+    cache: &NftCache,
+    deadline: Option<Duration>,
+) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
     let (legacy, raw, interfaces, routes, conntrack, sockets) =
-        in_netns(ns, || -> Result<_, CollectError> {
+        in_netns_within(ns, deadline, || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let raw = nftables::dump_raw()?;

@@ -10,12 +10,33 @@ pub const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
+/// How long one receive may wait: the kernel answers a dump at once, so a socket that stays
+/// silent this long is stuck, and the read fails instead of hanging the namespace's reader.
+const RECEIVE_TIMEOUT_SECS: libc::time_t = 5;
+
 /// A netlink socket of one protocol, bound in the calling thread's namespace.
 pub struct Netlink(Socket);
 
 impl Netlink {
     pub fn open(protocol: isize) -> io::Result<Netlink> {
         let mut socket = Socket::new(protocol)?;
+        let timeout = libc::timeval {
+            tv_sec: RECEIVE_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid socket fd and a timeval of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
         Ok(Netlink(socket))

@@ -4,6 +4,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use nix::sched::{CloneFlags, setns};
 
@@ -36,11 +40,30 @@ pub enum NetnsError {
     Enter { path: PathBuf, cause: nix::Error },
     #[error("the thread reading {path} panicked")]
     Panicked { path: PathBuf },
+    #[error(
+        "no answer from the network namespace {path} within {after:?} (a netlink socket or a /proc read is stuck); skipped"
+    )]
+    Deadline {
+        path: PathBuf,
+        after: Duration,
+        /// Set when the abandoned reader finally returns.
+        finished: Arc<AtomicBool>,
+    },
 }
 
 /// Runs `f` on a new thread that has joined the namespace, and returns its result.
 pub fn in_netns<T: Send + 'static>(
     ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NetnsError> {
+    in_netns_within(ns, None, f)
+}
+
+/// Like [`in_netns`], but gives up after `deadline`: the reader thread cannot be stopped, so
+/// it is left to finish on its own (its `finished` flag says when) and the caller goes on.
+pub fn in_netns_within<T: Send + 'static>(
+    ns: &Netns,
+    deadline: Option<Duration>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, NetnsError> {
     let path = ns.file();
@@ -49,21 +72,39 @@ pub fn in_netns<T: Send + 'static>(
         cause: source,
     })?;
     let thread_path = path.clone();
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = finished.clone();
+    let (send, answer) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("meshleak-netns".into())
         .spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
-                path: thread_path,
-                cause: source,
-            })?;
-            Ok(f())
+            let result = setns(&file, CloneFlags::CLONE_NEWNET)
+                .map_err(|source| NetnsError::Enter {
+                    path: thread_path,
+                    cause: source,
+                })
+                .map(|()| f());
+            done.store(true, Ordering::Release);
+            let _ = send.send(result);
         })
         .map_err(|e| NetnsError::Open {
             path: path.clone(),
             cause: e,
-        })?
-        .join()
-        .map_err(|_| NetnsError::Panicked { path })?
+        })?;
+    let received = match deadline {
+        Some(after) => answer.recv_timeout(after).map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => NetnsError::Deadline {
+                path: path.clone(),
+                after,
+                finished,
+            },
+            mpsc::RecvTimeoutError::Disconnected => NetnsError::Panicked { path: path.clone() },
+        }),
+        None => answer
+            .recv()
+            .map_err(|_| NetnsError::Panicked { path: path.clone() }),
+    };
+    received?
 }
 
 /// A file under this thread's view of `/proc/net`. After setns, `/proc/self/net` still shows

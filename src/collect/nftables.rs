@@ -119,6 +119,10 @@ pub fn decode(raw: &[Vec<u8>], origin: &str) -> Result<Vec<crate::model::Table>,
 pub fn from_raw(raw: &[Vec<u8>]) -> Result<Dump, NftError> {
     let mut out = Dump::default();
     for bytes in raw {
+        crate::nft::guard::check(bytes).map_err(|what| NftError::Decode {
+            what: "a stored message",
+            detail: format!("{what} has an attribute length that does not fit"),
+        })?;
         let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).map_err(|e| {
             NftError::Decode {
                 what: "a stored message",

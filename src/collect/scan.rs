@@ -2,8 +2,10 @@
 //! mounts under /run/netns and /var/run/netns), each read once, with its processes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::netns::{Netns, NetnsError};
 use super::procs::{self, netns_inode};
@@ -23,7 +25,17 @@ pub struct ScanOptions {
     /// Where the host's root is (`/host` in a container): runtime state and kubelet logs
     /// are read under it.
     pub host_root: PathBuf,
+    /// How long one namespace may take to read before it is reported and skipped.
+    pub netns_deadline: Duration,
 }
+
+/// The default [`ScanOptions::netns_deadline`]: reading a namespace takes milliseconds; a
+/// namespace that takes seconds is stuck, not slow.
+pub const NETNS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Readers that missed their deadline and have not returned yet, by namespace inode: while
+/// one is stuck, later scans (the agent's) skip that namespace instead of adding a thread.
+static STUCK: Mutex<BTreeMap<u64, Arc<AtomicBool>>> = Mutex::new(BTreeMap::new());
 
 impl Default for ScanOptions {
     fn default() -> Self {
@@ -34,6 +46,7 @@ impl Default for ScanOptions {
             include_cmdline: false,
             only: Vec::new(),
             host_root: "/".into(),
+            netns_deadline: NETNS_DEADLINE,
         }
     }
 }
@@ -116,9 +129,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.
     let cache = NftCache::default();
-    let reads = crate::parallel::map(&wanted, |(inode, ns)| {
-        read_one(&opts.proc_root, *inode, &ns.paths, &ns.processes, &cache)
-    });
+    let reads = crate::parallel::map(&wanted, |(inode, ns)| read_one(opts, *inode, ns, &cache));
     for ((inode, ns), read) in wanted.into_iter().zip(reads) {
         match read {
             Ok(Some(read)) => snapshot.netns.push(NetnsFacts {
@@ -155,29 +166,52 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
 
 /// Reads a namespace through a bind mount or any of its processes that still exists;
 /// `Ok(None)` when every way in has vanished.
+/// Reads a namespace through a bind mount or any of its processes that still exists;
+/// `Ok(None)` when every way in has vanished.
 fn read_one(
-    proc_root: &Path,
+    opts: &ScanOptions,
     inode: u64,
-    paths: &[String],
-    processes: &[ProcessFacts],
+    ns: &Ns,
     cache: &NftCache,
 ) -> Result<Option<super::NetnsRead>, CollectError> {
-    let ways = paths
+    let mut stuck = STUCK.lock().unwrap_or_else(|e| e.into_inner());
+    stuck.retain(|_, finished| !finished.load(Ordering::Acquire));
+    if stuck.contains_key(&inode) {
+        return Err(CollectError::Stuck { inode });
+    }
+    drop(stuck);
+    let ways = ns
+        .paths
         .iter()
         .map(|p| Netns::Path(p.into()))
-        .chain(processes.iter().map(|p| Netns::Pid {
+        .chain(ns.processes.iter().map(|p| Netns::Pid {
             pid: p.pid,
-            proc_root: proc_root.to_path_buf(),
+            proc_root: opts.proc_root.clone(),
         }));
-    for ns in ways {
+    for way in ways {
         // The pid may have been reused by a process in another namespace.
-        if netns_inode(&ns.file()).ok() != Some(inode) {
+        if netns_inode(&way.file()).ok() != Some(inode) {
             continue;
         }
-        match read_netns(&ns, cache) {
+        match read_netns(&way, cache, Some(opts.netns_deadline)) {
             Ok(read) => return Ok(Some(read)),
             Err(CollectError::Netns(NetnsError::Open { cause, .. })) if procs::vanished(&cause) => {
                 continue;
+            }
+            Err(CollectError::Netns(NetnsError::Deadline {
+                path,
+                after,
+                finished,
+            })) => {
+                STUCK
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(inode, finished.clone());
+                return Err(CollectError::Netns(NetnsError::Deadline {
+                    path,
+                    after,
+                    finished,
+                }));
             }
             Err(e) => return Err(e),
         }

@@ -3,6 +3,7 @@
 //! Tables that iptables-nft made get their rules' text in `iptables-save` form; native
 //! tables get nft syntax. Pure: the dump is data read elsewhere.
 
+pub mod guard;
 pub mod ir;
 pub mod lift;
 
