@@ -20,6 +20,7 @@ pub mod render;
 pub mod report;
 pub mod route;
 pub mod sanitize;
+pub mod secrets;
 pub mod snapshot;
 pub mod sockdiag;
 pub mod xt;

@@ -4,44 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::http::{free_port, request, scopeguard};
 use common::pod::{Pod, netns_of, settle};
 use common::{is_root, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// (status, body) of one plain HTTP/1.1 request.
-fn request(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("agent listens");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    (status, body)
-}
 
 /// Waits for a log line (JSON) that satisfies `want`.
 fn wait_log(
@@ -177,18 +150,6 @@ fn agent_serves_metrics_and_report_and_logs_changes() {
     wait_log(&lines, "stopping", |l| l["msg"] == "stopping");
     // Exited: its pid may be reused, so it must not be killed later.
     std::mem::forget(guard);
-}
-
-/// Kills the agent if the test fails before it stops it.
-fn scopeguard(pid: u32) -> impl Drop {
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // SAFETY: kill has no memory preconditions; the pid may be gone already.
-            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
-        }
-    }
-    Kill(pid)
 }
 
 const CAPS: [&str; 4] = ["sys_admin", "net_admin", "sys_ptrace", "dac_read_search"];

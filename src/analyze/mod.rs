@@ -61,6 +61,10 @@ pub struct Analysis {
     pub identities: Vec<IdentityReport>,
     /// The families and protocols on which an ordinary app's traffic is captured at all.
     pub captured_on: Vec<CapturedOn>,
+    /// What this analysis cost: cases traced times identities times rules. Callers that
+    /// re-analyse variants (foreign-rule) budget with it.
+    #[serde(skip)]
+    pub work: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -129,7 +133,15 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
             protocol: crate::model::proto_name(*p),
         })
         .collect();
+    let rule_count: usize = rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len() + 1)
+        .sum();
+    let cells: usize = families.iter().map(|f| f.cells.len()).sum();
     Ok(Analysis {
+        work: cells * all.len() * rule_count,
         captured_on,
         exemptions: exemptions::find(rules, &coverage),
         reference_identity: reference,

@@ -84,12 +84,13 @@ pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Opt
     let netns = netns_inode(&dir.join("ns/net"))?;
     let cmdline = if include_cmdline {
         let raw = fs::read(dir.join("cmdline"))?;
-        Some(
-            raw.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect(),
-        )
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // Masked here, so no snapshot ever holds the secrets.
+        Some(crate::secrets::mask(&args))
     } else {
         None
     };
