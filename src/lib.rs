@@ -11,6 +11,7 @@ pub mod eval;
 pub mod explain;
 pub mod findings;
 pub mod fuzzing;
+pub mod json;
 pub mod model;
 pub mod nft;
 pub mod parallel;

@@ -28,7 +28,7 @@ pub fn line(format: LogFormat, level: &str, msg: &str, fields: Value) {
             if let Value::Object(f) = fields {
                 obj.extend(f);
             }
-            Value::Object(obj).to_string()
+            crate::json::to_string(&Value::Object(obj)).unwrap_or_default()
         }
         LogFormat::Human => {
             let mut s = format!("meshleak agent: {level}: {}", sanitize(msg));

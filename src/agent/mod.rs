@@ -141,7 +141,7 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<String>, String> 
             for e in &report.errors {
                 line(fmt, "warn", "namespace not read", json!({ "error": e }));
             }
-            let text = Arc::new(serde_json::to_string_pretty(&report).unwrap_or_default());
+            let text = Arc::new(crate::json::to_string_pretty(&report).unwrap_or_default());
             *state.last.lock().unwrap() = Some(text.clone());
             Ok(text)
         }

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let analysis =
         analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&analysis)?),
+        Format::Json => println!("{}", meshleak::json::to_string_pretty(&analysis)?),
         Format::Table => print_table(&analysis),
     }
     let bypass = analysis.identities.iter().any(|i| {

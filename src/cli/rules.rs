@@ -40,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let rules = collect::ruleset(&ns)?;
     match args.format {
-        RulesFormat::Json => println!("{}", serde_json::to_string_pretty(&rules)?),
+        RulesFormat::Json => println!("{}", meshleak::json::to_string_pretty(&rules)?),
         RulesFormat::IptablesSave => print!("{}", xtables_save(&rules)),
     }
     Ok(0)

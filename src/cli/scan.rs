@@ -188,7 +188,7 @@ pub struct SaveArgs {
 
 pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
     let snapshot = scan::scan(&args.collect.options())?;
-    let json = serde_json::to_string(&snapshot)?;
+    let json = meshleak::json::to_string(&snapshot)?;
     std::fs::write(&args.output, json)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(
@@ -223,7 +223,7 @@ pub fn report_snapshot(path: &PathBuf, format: Format) -> anyhow::Result<u8> {
 fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Result<u8> {
     let report = report::build(snapshot, started.elapsed().as_millis() as u64);
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
     }
     for e in &report.errors {

@@ -203,7 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .collect(),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
     }
     let may_bypass = report.verdict == Verdict::Bypass

@@ -57,7 +57,9 @@ pub fn vanished(e: &io::Error) -> bool {
 /// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own).
 pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Option<Found>> {
     let dir = proc_root.join(pid.to_string());
-    let status = fs::read_to_string(dir.join("status"))?;
+    // Lossy: a process name may hold any bytes but NUL and `/` (the kernel escapes only
+    // whitespace, `\` and ESC in this file), and must not make the process vanish.
+    let status = String::from_utf8_lossy(&fs::read(dir.join("status"))?).into_owned();
     let field = |name: &str| -> Option<&str> {
         status
             .lines()
@@ -108,8 +110,7 @@ pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Opt
         cap_bnd: hex("CapBnd"),
         uid_map: id_map(&dir.join("uid_map")),
         gid_map: id_map(&dir.join("gid_map")),
-        cgroup: fs::read_to_string(dir.join("cgroup"))
-            .unwrap_or_default()
+        cgroup: String::from_utf8_lossy(&fs::read(dir.join("cgroup")).unwrap_or_default())
             .trim()
             .to_string(),
         cmdline,

@@ -59,8 +59,7 @@ enum End {
     Unknown,
 }
 
-/// Jumps deeper than this are a loop in an offline dump (the kernel refuses loops).
-const MAX_DEPTH: usize = 64;
+/// Bounds a traversal: gotos can loop without growing the stack in an offline dump.
 const MAX_STEPS: usize = 100_000;
 
 struct Walker<'a> {
@@ -229,6 +228,9 @@ impl Walker<'_> {
     fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
         let table = &self.rules.tables[ti];
         let mut stack: Vec<(usize, usize)> = Vec::new();
+        // The chains on the stack or running: a jump into one is a loop.
+        let mut running = vec![false; table.chains.len()];
+        running[ci] = true;
         let (mut chain, mut next) = (ci, 0usize);
         loop {
             if self.budget == 0 {
@@ -237,6 +239,7 @@ impl Walker<'_> {
             self.budget -= 1;
             let rules = &table.chains[chain].rules;
             if next >= rules.len() {
+                running[chain] = false;
                 match stack.pop() {
                     Some(frame) => (chain, next) = frame,
                     None => return self.policy(ti, ci, nat),
@@ -306,6 +309,7 @@ impl Walker<'_> {
                 }
                 Action::Return => {
                     step(Effect::Return, self);
+                    running[chain] = false;
                     match stack.pop() {
                         Some(frame) => (chain, next) = frame,
                         None => return self.policy(ti, ci, nat),
@@ -323,16 +327,23 @@ impl Walker<'_> {
                         );
                     };
                     if !goto {
-                        if stack.len() >= MAX_DEPTH {
+                        // Entering a chain that is still running is a loop, which the kernel
+                        // refuses to load; only an offline dump can hold one. Any other
+                        // nesting is as deep as the kernel allowed (x_tables: one level per
+                        // chain; nf_tables: 16).
+                        if running[target] {
                             return self.unknown_end(
                                 ti,
                                 chain,
                                 at,
-                                "jumps nested too deep (a loop?)",
+                                "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)",
                             );
                         }
                         stack.push((chain, next));
+                    } else {
+                        running[chain] = false;
                     }
+                    running[target] = true;
                     (chain, next) = (target, 0);
                 }
                 Action::Redirect { ports } if nat => {
