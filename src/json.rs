@@ -40,7 +40,7 @@ impl<F: Formatter> Formatter for Safe<F> {
     ) -> io::Result<()> {
         let mut rest = fragment;
         while let Some(i) = rest.find(escaped) {
-            writer.write_all(rest[..i].as_bytes())?;
+            writer.write_all(&rest.as_bytes()[..i])?;
             let c = rest[i..].chars().next().expect("found");
             write!(writer, "\\u{:04x}", c as u32)?;
             rest = &rest[i + c.len_utf8()..];
