@@ -9,7 +9,9 @@ mod common;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use common::http::{free_port, request, scopeguard};
 use common::pod::{Pod, json, netns_of, settle};
 use common::{is_root, meshleak, run};
 
@@ -70,7 +72,10 @@ fn hostile_process_names_are_escaped_everywhere() {
         .iter()
         .map(|p| p["comm"].as_str().unwrap())
         .collect();
-    assert!(comms.contains(&"\u{1b}[31mred\\nx\u{fffd}\u{1}\u{9b}"), "{comms:?}");
+    assert!(
+        comms.contains(&"\u{1b}[31mred\\nx\u{fffd}\u{1}\u{9b}"),
+        "{comms:?}"
+    );
 
     let file = std::env::temp_dir().join(format!("meshleak-hostile-{}.json", std::process::id()));
     let (code, _, err) = meshleak(&["collect", "-o", file.to_str().unwrap()]);
@@ -242,6 +247,44 @@ fn twenty_thousand_rules_per_backend_and_a_slow_namespace() {
         text.contains("no answer from the network namespace") && text.contains("skipped"),
         "{text}"
     );
+
+    // The agent under the same deadline keeps scanning and serving, and counts the skips;
+    // its metrics carry counts, never names.
+    let port = free_port();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["agent", "--interval", "1s", "--netns-deadline", "1ms"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--report-listen", &format!("127.0.0.1:{}", free_port())])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = scopeguard(agent.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let skipped = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never counted a skipped namespace"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let metrics = request(port, "GET", "/metrics").1;
+        let netns_errors = metrics
+            .lines()
+            .find(|l| l.starts_with("meshleak_scan_errors_total{stage=\"netns\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if netns_errors >= 2 {
+            break metrics;
+        }
+    };
+    assert_eq!(request(port, "GET", "/healthz").0, 200);
+    for name in ["sleep", &pod.ns, "mlscan", "10001"] {
+        assert!(!skipped.contains(name), "/metrics names {name}");
+    }
+    drop(guard);
+    let _ = agent.wait();
 }
 
 #[test]
