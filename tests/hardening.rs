@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{free_port, request, scopeguard};
+use common::http::Agent;
 use common::pod::{Pod, json, netns_of, settle};
 use common::{is_root, meshleak, run};
 
@@ -250,15 +250,7 @@ fn twenty_thousand_rules_per_backend_and_a_slow_namespace() {
 
     // The agent under the same deadline keeps scanning and serving, and counts the skips;
     // its metrics carry counts, never names.
-    let port = free_port();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
-        .args(["agent", "--interval", "1s", "--netns-deadline", "1ms"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--report-listen", &format!("127.0.0.1:{}", free_port())])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = scopeguard(agent.id());
+    let agent = Agent::start(&["--interval", "1s", "--netns-deadline", "1ms"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let skipped = loop {
         assert!(
@@ -266,10 +258,10 @@ fn twenty_thousand_rules_per_backend_and_a_slow_namespace() {
             "the agent never counted a skipped namespace"
         );
         std::thread::sleep(Duration::from_millis(300));
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if !agent.listening() {
             continue;
         }
-        let metrics = request(port, "GET", "/metrics").1;
+        let metrics = agent.get("/metrics").1;
         let netns_errors = metrics
             .lines()
             .find(|l| l.starts_with("meshleak_scan_errors_total{stage=\"netns\"}"))
@@ -279,12 +271,10 @@ fn twenty_thousand_rules_per_backend_and_a_slow_namespace() {
             break metrics;
         }
     };
-    assert_eq!(request(port, "GET", "/healthz").0, 200);
+    assert_eq!(agent.get("/healthz").0, 200);
     for name in ["sleep", &pod.ns, "mlscan", "10001"] {
         assert!(!skipped.contains(name), "/metrics names {name}");
     }
-    drop(guard);
-    let _ = agent.wait();
 }
 
 #[test]

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{free_port, request, scopeguard};
+use common::http::Agent;
 use common::pod::{Pod, settle};
 use common::{is_root, meshleak, run};
 
@@ -113,32 +112,21 @@ fn no_command_changes_rules_tables_or_namespaces() {
     assert!(code == 0 || code == 1, "trace: {err}");
     let _ = std::fs::remove_file(&snapshot);
 
-    let port = free_port();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
-        .args(["agent", "--interval", "1s"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--report-listen", &format!("127.0.0.1:{}", free_port())])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = scopeguard(agent.id());
+    let agent = Agent::start(&["--interval", "1s"]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        || request(port, "GET", "/readyz").0 != 200
-    {
+    while !agent.listening() || agent.get("/readyz").0 != 200 {
         assert!(Instant::now() < deadline, "agent never ready");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(2500));
-    let scans = request(port, "GET", "/metrics").1;
+    let scans = agent.get("/metrics").1;
     assert!(
         scans
             .lines()
             .any(|l| l.starts_with("meshleak_scans_total ") && !l.ends_with(" 1")),
         "the agent scanned more than once: {scans}"
     );
-    drop(_guard);
-    let _ = agent.wait();
+    drop(agent);
 
     let after = (state(&full.ns), state(&empty.ns), namespaces());
     assert_eq!(before.0, after.0, "rules of the full pod changed");

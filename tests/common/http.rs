@@ -44,3 +44,41 @@ pub fn scopeguard(pid: u32) -> impl Drop {
     }
     Kill(pid)
 }
+
+/// A `meshleak agent` on free loopback ports (stderr discarded), killed when dropped.
+pub struct Agent {
+    child: std::process::Child,
+    pub metrics: u16,
+}
+
+impl Agent {
+    pub fn start(args: &[&str]) -> Agent {
+        let metrics = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+            .arg("agent")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{metrics}")])
+            .args(["--report-listen", &format!("127.0.0.1:{}", free_port())])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the agent starts");
+        Agent { child, metrics }
+    }
+
+    /// Whether it accepts connections yet.
+    pub fn listening(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.metrics)).is_ok()
+    }
+
+    /// A GET on the metrics listener.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        request(self.metrics, "GET", path)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
