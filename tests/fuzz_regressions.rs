@@ -34,3 +34,30 @@ fn every_kept_input_returns() {
     }
     assert!(replayed > 0, "no inputs under {}", root.display());
 }
+
+/// The hand-made lying inputs are refused with an error that says where, not decoded into
+/// something: x_tables offsets and sizes past the end, an nf_tables attribute past its message.
+#[test]
+fn lying_lengths_are_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    for name in [
+        "truncated-mid-entry",
+        "next-offset-past-end",
+        "target-offset-past-next",
+        "match-size-past-entry",
+    ] {
+        let data = std::fs::read(root.join("xt_table").join(name)).unwrap();
+        let (info, version, blob) = meshleak::fuzzing::xt_table(&data).unwrap();
+        let err = meshleak::xt::table::decode(&info, blob, version, "test")
+            .expect_err(name)
+            .to_string();
+        assert!(
+            err.contains("offset") || err.contains("size") || err.contains("bytes"),
+            "{name}: {err}"
+        );
+    }
+    let data = std::fs::read(root.join("nf_tables/attribute-past-message")).unwrap();
+    let messages = meshleak::fuzzing::netlink_messages(&data);
+    let err = meshleak::collect::nftables::decode(&messages, "test").expect_err("refused");
+    assert!(err.to_string().contains("cannot decode"), "{err}");
+}
