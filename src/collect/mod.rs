@@ -51,6 +51,9 @@ pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
     Ok(read_netns(ns, &NftCache::default(), None)?.rules)
 }
 
+/// Dumps larger than this are decoded without being cached.
+const CACHED_DUMP_MAX: usize = 1 << 20;
+
 /// nf_tables already decoded in this scan, by their raw messages: the pods of a node carry
 /// the same mesh rules, and decoding is most of what a dump costs (the netlink decoder
 /// formats every attribute it parses), so each distinct dump is decoded once.
@@ -59,6 +62,10 @@ pub struct NftCache(Mutex<HashMap<Vec<u8>, Vec<Table>>>);
 
 impl NftCache {
     fn tables(&self, raw: &[Vec<u8>], origin: &str) -> Result<Vec<Table>, CollectError> {
+        // A dump this large is no shared mesh rule set; keeping it would only cost memory.
+        if raw.iter().map(Vec::len).sum::<usize>() > CACHED_DUMP_MAX {
+            return Ok(nftables::decode(raw, origin)?);
+        }
         // The key is every message without its sequence number and port id.
         let mut key = Vec::with_capacity(raw.iter().map(Vec::len).sum());
         for m in raw {

@@ -102,23 +102,35 @@ pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {
 }
 
 /// The tables of raw nf_tables messages (each a whole netlink message), rules lifted into
-/// the model; each table's origin is `origin`.
+/// the model; each table's origin is `origin`. Rules, most of a dump, are decoded and lifted
+/// one at a time, so the decoder's structures for all of them never live at once (20,000
+/// rules would take ~100 MiB).
 pub fn decode(raw: &[Vec<u8>], origin: &str) -> Result<Vec<crate::model::Table>, NftError> {
-    let dump = from_raw(raw)?;
+    // nlmsg_type: NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_NEWRULE (6).
+    let is_rule = |m: &&Vec<u8>| m.get(4..6) == Some(&[6, 10][..]);
+    let (rules, others): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = raw.iter().partition(is_rule);
+    let dump = from_raw(others)?;
     let objects = crate::nft::Objects {
         tables: &dump.tables,
         chains: &dump.chains,
-        rules: &dump.rules,
+        rules: &[],
         sets: &dump.sets,
         elements: &dump.elements,
     };
-    Ok(crate::nft::tables(&objects, origin))
+    let mut builder = crate::nft::Builder::new(&objects, origin);
+    for m in rules {
+        for (family, rule) in from_raw([m])?.rules {
+            builder.add_rule(family, &rule);
+        }
+    }
+    Ok(builder.finish())
 }
 
 /// Decodes raw nf_tables messages (each a whole netlink message) into a dump.
-pub fn from_raw(raw: &[Vec<u8>]) -> Result<Dump, NftError> {
+pub fn from_raw<M: AsRef<[u8]>>(raw: impl IntoIterator<Item = M>) -> Result<Dump, NftError> {
     let mut out = Dump::default();
     for bytes in raw {
+        let bytes = bytes.as_ref();
         crate::nft::guard::check(bytes).map_err(|what| NftError::Decode {
             what: "a stored message",
             detail: format!("{what} has an attribute length that does not fit"),

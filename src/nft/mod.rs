@@ -39,43 +39,65 @@ fn family(nfproto: u8) -> Option<Family> {
 }
 
 pub fn tables(o: &Objects, origin: &str) -> Vec<Table> {
-    let mut tables: Vec<Table> = o
-        .tables
-        .iter()
-        .filter_map(|(f, t)| {
-            let name = t.attributes.iter().find_map(|a| match a {
-                TableAttribute::Name(n) => Some(n.clone()),
-                _ => None,
-            })?;
-            Some(Table {
-                backend: Backend::Nftables,
-                family: family(*f)?,
-                name,
-                chains: Vec::new(),
-                origin: origin.to_string(),
-                format: DumpFormat::IptablesSave,
-            })
-        })
-        .collect();
-    for (f, c) in o.chains {
-        let (Some(fam), Some((table, chain))) = (family(*f), chain(c)) else {
-            continue;
-        };
-        if let Some(t) = tables
-            .iter_mut()
-            .find(|t| t.family == fam && t.name == table)
-        {
-            t.chains.push(chain);
-        }
-    }
-    for t in &mut tables {
-        if t.looks_like_iptables_nft() {
-            t.backend = Backend::IptablesNft;
-        }
-    }
-    let sets = sets(o);
+    let mut builder = Builder::new(o, origin);
     for (f, r) in o.rules {
-        let Some(fam) = family(*f) else { continue };
+        builder.add_rule(*f, r);
+    }
+    builder.finish()
+}
+
+/// Tables built rule by rule: a caller holding many rules can decode and add them one at a
+/// time (`objects.rules` is not read here).
+pub struct Builder {
+    tables: Vec<Table>,
+    sets: SetMap,
+}
+
+impl Builder {
+    pub fn new(o: &Objects, origin: &str) -> Builder {
+        let mut tables: Vec<Table> = o
+            .tables
+            .iter()
+            .filter_map(|(f, t)| {
+                let name = t.attributes.iter().find_map(|a| match a {
+                    TableAttribute::Name(n) => Some(n.clone()),
+                    _ => None,
+                })?;
+                Some(Table {
+                    backend: Backend::Nftables,
+                    family: family(*f)?,
+                    name,
+                    chains: Vec::new(),
+                    origin: origin.to_string(),
+                    format: DumpFormat::IptablesSave,
+                })
+            })
+            .collect();
+        for (f, c) in o.chains {
+            let (Some(fam), Some((table, chain))) = (family(*f), chain(c)) else {
+                continue;
+            };
+            if let Some(t) = tables
+                .iter_mut()
+                .find(|t| t.family == fam && t.name == table)
+            {
+                t.chains.push(chain);
+            }
+        }
+        for t in &mut tables {
+            if t.looks_like_iptables_nft() {
+                t.backend = Backend::IptablesNft;
+            }
+        }
+        Builder {
+            tables,
+            sets: sets(o),
+        }
+    }
+
+    /// Adds one rule (of NFPROTO family `f`) at the end of its chain.
+    pub fn add_rule(&mut self, f: u8, r: &RuleMessage) {
+        let Some(fam) = family(f) else { return };
         let attr = |k: fn(&RuleAttribute) -> Option<String>| r.attributes.iter().find_map(k);
         let (Some(table), Some(chain)) = (
             attr(|a| {
@@ -93,16 +115,17 @@ pub fn tables(o: &Objects, origin: &str) -> Vec<Table> {
                 }
             }),
         ) else {
-            continue;
+            return;
         };
-        let Some(t) = tables
+        let Some(t) = self
+            .tables
             .iter_mut()
             .find(|t| t.family == fam && t.name == table)
         else {
-            continue;
+            return;
         };
         let empty = HashMap::new();
-        let table_sets = sets.get(&(fam, table.clone())).unwrap_or(&empty);
+        let table_sets = self.sets.get(&(fam, table.clone())).unwrap_or(&empty);
         let rule = rule(r, fam, t.backend, &chain, table_sets);
         if let Some(c) = t.chains.iter_mut().find(|c| c.name == chain) {
             let mut rule = rule;
@@ -110,7 +133,10 @@ pub fn tables(o: &Objects, origin: &str) -> Vec<Table> {
             c.rules.push(rule);
         }
     }
-    tables
+
+    pub fn finish(self) -> Vec<Table> {
+        self.tables
+    }
 }
 
 fn chain(c: &ChainMessage) -> Option<(String, Chain)> {
