@@ -40,6 +40,16 @@ for n in sizes:
     print(f"{n:>4} {med['meshleak']:>11.3f} {med['baseline']:>11.3f} {med['floor']:>9.3f} "
           f"{row['baseline_over_meshleak']:>8.1f} {row['meshleak_over_floor']:>9.2f} "
           f"{row['meshleak_ms_per_namespace']:>9.2f} {rss:>11.1f}")
+# Is the cost linear? A least-squares line through every meshleak run: a fixed cost (start,
+# the host's processes, one analysis per distinct rule set) plus a cost per namespace.
+points = [(n, t) for (n, k), ts in runs.items() if k == "meshleak" for t, _ in ts]
+if len({n for n, _ in points}) >= 2:
+    mean_n = statistics.mean(n for n, _ in points)
+    mean_t = statistics.mean(t for _, t in points)
+    slope = sum((n - mean_n) * (t - mean_t) for n, t in points) / sum((n - mean_n) ** 2 for n, _ in points)
+    fixed = mean_t - slope * mean_n
+    result["meshleak_fit"] = {"fixed_seconds": fixed, "seconds_per_namespace": slope}
+    print(f"meshleak ~ {1000 * fixed:.1f} ms + {1000 * slope:.2f} ms per namespace (least squares)")
 if agent:
     print(f"agent at N={agent['pods']}: idle CPU {agent['idle_cpu_seconds_over_10s']:.2f} s over 10 s, "
           f"{agent['cpu_seconds_per_scan']:.3f} CPU s per scan, peak RSS {agent['peak_rss_mib']} MiB")
