@@ -4,6 +4,7 @@
 //! "Ordinary app" is the reference identity: a uid and gid that no owner rule names, no
 //! supplementary groups, mark 0. What is captured for it is what the mesh means to capture.
 
+mod bits;
 mod exemptions;
 mod regions;
 mod space;
@@ -96,10 +97,13 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
     let reference = reference_identity(rules);
     let mut all = vec![reference.clone()];
     all.extend(identities.iter().cloned());
+    // One trace per class of identities the rules cannot tell apart; the reference is
+    // class 0. Cells hold one result per class.
+    let (classes, class_of) = eval::identity_classes(rules, &all);
     let mut cites = Cites::default();
     let mut families = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {
-        families.push(evaluate(rules, version, &all, &mut cites)?);
+        families.push(evaluate(rules, version, &classes, &mut cites)?);
     }
 
     let captured_by_ref = |v: &CellResult| v.0 == Verdict::Captured;
@@ -118,10 +122,21 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         escapes.extend(regions::merge(&f.space, &cells, &cites.list));
     }
 
+    let mut by_class: HashMap<usize, IdentityReport> = HashMap::new();
     let reports = identities
         .iter()
-        .enumerate()
-        .map(|(i, id)| identity_report(id, i + 1, meshed, &families, &cites.list))
+        .zip(&class_of[1..])
+        .map(|(id, &class)| {
+            let report = by_class
+                .entry(class)
+                .or_insert_with(|| identity_report(id, class, meshed, &families, &cites.list));
+            IdentityReport {
+                uid: id.uid,
+                gid: id.gid,
+                groups: id.groups.clone(),
+                ..report.clone()
+            }
+        })
         .collect();
 
     let coverage = families_coverage(&families);
@@ -141,7 +156,7 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         .sum();
     let cells: usize = families.iter().map(|f| f.cells.len()).sum();
     Ok(Analysis {
-        work: cells * all.len() * rule_count,
+        work: cells * classes.len() * rule_count,
         captured_on,
         exemptions: exemptions::find(rules, &coverage),
         reference_identity: reference,
@@ -150,6 +165,7 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
     })
 }
 
+/// The report of `id`, whose results are those of identity class `idx`.
 fn identity_report(
     id: &Identity,
     idx: usize,
@@ -218,7 +234,7 @@ struct Cites {
 fn evaluate(
     rules: &Ruleset,
     version: IpVersion,
-    ids: &[Identity],
+    ids: &[&Identity],
     cites: &mut Cites,
 ) -> Result<Evaluated, TooLarge> {
     let space = Space::build(rules, version);
@@ -230,6 +246,25 @@ fn evaluate(
             max: MAX_CELLS,
         });
     }
+    // One flow per identity, its packet fields rewritten for each cell: no allocation
+    // per trace for the identity and device name.
+    let unspecified = space.addr(0);
+    let mut flows: Vec<Flow> = ids
+        .iter()
+        .map(|id| Flow {
+            version,
+            proto: 0,
+            src: Some(unspecified),
+            dst: unspecified,
+            sport: SourcePort::Bound(0),
+            dport: 0,
+            oif: String::new(),
+            identity: (*id).clone(),
+            mark: 0,
+            local: Vec::new(),
+        })
+        .collect();
+    let tracer = eval::Tracer::new(rules);
     let mut cells = Vec::with_capacity(size);
     for (pi, &proto) in space.protos.iter().enumerate() {
         let (sports, dports) = if has_ports(proto) {
@@ -247,22 +282,16 @@ fn evaluate(
                     }
                     for spi in 0..sports {
                         for dpi in 0..dports {
-                            let results = ids
-                                .iter()
-                                .map(|id| {
-                                    let flow = Flow {
-                                        version,
-                                        proto,
-                                        src: Some(src),
-                                        dst,
-                                        sport: SourcePort::Bound(space.sport.starts[spi] as u16),
-                                        dport: space.dport.starts[dpi] as u16,
-                                        oif: oif.clone(),
-                                        identity: id.clone(),
-                                        mark: 0,
-                                        local: Vec::new(),
-                                    };
-                                    let t = eval::trace(rules, &flow);
+                            let results = flows
+                                .iter_mut()
+                                .map(|flow| {
+                                    flow.proto = proto;
+                                    flow.src = Some(src);
+                                    flow.dst = dst;
+                                    flow.sport = SourcePort::Bound(space.sport.starts[spi] as u16);
+                                    flow.dport = space.dport.starts[dpi] as u16;
+                                    flow.oif.clone_from(oif);
+                                    let t = tracer.trace(flow);
                                     let cite = t.deciding.map(|i| {
                                         let s = &t.path[i];
                                         let key = (s.table, s.chain, s.rule);

@@ -1,10 +1,11 @@
 //! Merges cells with the same result into a few readable regions: for each protocol,
 //! interface, verdict and deciding rule, the address and port ranges it covers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::bits::IndexSet;
 use super::space::{Axis, Space, has_ports};
 use crate::eval::Verdict;
 use crate::explain::RuleRef;
@@ -40,15 +41,23 @@ pub fn merge(
 ) -> Vec<Region> {
     type Key = (usize, Verdict, Option<usize>);
     const DIMS: usize = 5;
-    let mut groups: BTreeMap<Key, Vec<[BTreeSet<usize>; DIMS]>> = BTreeMap::new();
+    let lens = [
+        space.oifs.len(),
+        space.src.len(),
+        space.dst.len(),
+        space.sport.len(),
+        space.dport.len(),
+    ];
+    let mut groups: BTreeMap<Key, Vec<[IndexSet; DIMS]>> = BTreeMap::new();
     for (c, verdict, rule) in cells {
-        let mut b = [c[1], c[2], c[3], c[4], c[5]].map(|i| BTreeSet::from([i]));
+        let mut b: [IndexSet; DIMS] = std::array::from_fn(|d| IndexSet::single(c[d + 1], lens[d]));
         // Loopback addresses never leave through another interface: counting those
         // impossible cells in lets "any" show where all possible traffic is covered.
         if space.oifs[c[1]] != "lo" {
             for (dim, axis) in [(1, &space.src), (2, &space.dst)] {
-                b[dim]
-                    .extend((0..axis.len()).filter(|i| space.addr(axis.starts[*i]).is_loopback()));
+                for i in (0..axis.len()).filter(|i| space.addr(axis.starts[*i]).is_loopback()) {
+                    b[dim].insert(i);
+                }
             }
         }
         groups.entry((c[0], *verdict, *rule)).or_default().push(b);
@@ -56,42 +65,36 @@ pub fn merge(
     let mut out = Vec::new();
     for ((proto, verdict, rule), mut boxes) in groups {
         for dim in (0..DIMS).rev() {
-            let mut merged: BTreeMap<Vec<BTreeSet<usize>>, BTreeSet<usize>> = BTreeMap::new();
-            for b in boxes {
-                let others: Vec<BTreeSet<usize>> = (0..DIMS)
+            // Boxes equal in every other dimension become one, in the order of those
+            // other dimensions.
+            let key = |a: &[IndexSet; DIMS], b: &[IndexSet; DIMS]| {
+                (0..DIMS)
                     .filter(|d| *d != dim)
-                    .map(|d| b[d].clone())
-                    .collect();
-                merged
-                    .entry(others)
-                    .or_default()
-                    .extend(b[dim].iter().copied());
+                    .map(|d| a[d].cmp(&b[d]))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            };
+            boxes.sort_by(key);
+            let mut merged: Vec<[IndexSet; DIMS]> = Vec::with_capacity(boxes.len());
+            for b in boxes {
+                match merged.last_mut() {
+                    Some(last) if key(last, &b).is_eq() => last[dim].union_with(&b[dim]),
+                    _ => merged.push(b),
+                }
             }
-            boxes = merged
-                .into_iter()
-                .map(|(others, set)| {
-                    let mut it = others.into_iter();
-                    std::array::from_fn(|d| {
-                        if d == dim {
-                            set.clone()
-                        } else {
-                            it.next().expect("other dims")
-                        }
-                    })
-                })
-                .collect();
+            boxes = merged;
         }
         let p = space.protos[proto];
         for mut b in boxes {
             // Without lo, the loopback intervals were only filled in to reach "any".
-            if !b[0].iter().any(|i| space.oifs[*i] == "lo") {
+            if !b[0].iter().any(|i| space.oifs[i] == "lo") {
                 for (dim, axis) in [(1, &space.src), (2, &space.dst)] {
                     if b[dim].len() != axis.len() {
-                        b[dim].retain(|i| !space.addr(axis.starts[*i]).is_loopback());
+                        b[dim].retain(|i| !space.addr(axis.starts[i]).is_loopback());
                     }
                 }
             }
-            let ports = |axis: &Axis, set: &BTreeSet<usize>| {
+            let ports = |axis: &Axis, set: &IndexSet| {
                 if has_ports(p) {
                     show(axis, set, |a, b| {
                         PortRange {
@@ -104,7 +107,7 @@ pub fn merge(
                     vec![]
                 }
             };
-            let addrs = |axis: &Axis, set: &BTreeSet<usize>| {
+            let addrs = |axis: &Axis, set: &IndexSet| {
                 show(axis, set, |a, b| {
                     AddrRange {
                         start: space.addr(a),
@@ -116,7 +119,7 @@ pub fn merge(
             let oif = if b[0].len() == space.oifs.len() {
                 vec!["any".to_string()]
             } else {
-                b[0].iter().map(|i| space.oif_labels[*i].clone()).collect()
+                b[0].iter().map(|i| space.oif_labels[i].clone()).collect()
             };
             out.push(Region {
                 family: space.version.family().name(),
@@ -135,13 +138,13 @@ pub fn merge(
 }
 
 /// Adjacent intervals joined into ranges; the whole axis is "any".
-fn show(axis: &Axis, set: &BTreeSet<usize>, fmt: impl Fn(u128, u128) -> String) -> Vec<String> {
+fn show(axis: &Axis, set: &IndexSet, fmt: impl Fn(u128, u128) -> String) -> Vec<String> {
     if set.len() == axis.len() {
         return vec!["any".into()];
     }
     let mut out = Vec::new();
     let mut run: Option<(usize, usize)> = None;
-    for &i in set {
+    for i in set.iter() {
         run = match run {
             Some((a, b)) if b + 1 == i => Some((a, i)),
             Some((a, b)) => {

@@ -166,8 +166,6 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
 
 /// Reads a namespace through a bind mount or any of its processes that still exists;
 /// `Ok(None)` when every way in has vanished.
-/// Reads a namespace through a bind mount or any of its processes that still exists;
-/// `Ok(None)` when every way in has vanished.
 fn read_one(
     opts: &ScanOptions,
     inode: u64,

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{Flow, Packet, SourcePort};
+use super::{Flow, Identity, Packet, SourcePort};
 use crate::model::{AddrType, CtState, Dir, MarkReg, Match, Test};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,17 +82,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
                 })
             }
         }
-        Test::Uid { ranges } => Some(ranges.iter().any(|r| r.contains(flow.identity.uid)).into()),
-        Test::Gid {
-            ranges,
-            suppl_groups,
-        } => {
-            let id = &flow.identity;
-            let hit = ranges.iter().any(|r| {
-                r.contains(id.gid) || (*suppl_groups && id.groups.iter().any(|g| r.contains(*g)))
-            });
-            Some(hit.into())
-        }
+        Test::Uid { .. } | Test::Gid { .. } => owner(&m.test, &flow.identity).map(Tri::from),
         Test::SocketExists => Some(Tri::True),
         Test::Mark { reg, mask, values } => {
             let v = match reg {
@@ -115,6 +105,22 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
         (Some(t), false) => t,
         (Some(Tri::True), true) => Tri::False,
         (Some(_), true) => Tri::True,
+    }
+}
+
+/// An owner test on a socket's credentials; `None` for every other test. The only place
+/// an identity enters evaluation, so identities that agree on every owner test of a ruleset
+/// share every verdict.
+pub fn owner(test: &Test, id: &Identity) -> Option<bool> {
+    match test {
+        Test::Uid { ranges } => Some(ranges.iter().any(|r| r.contains(id.uid))),
+        Test::Gid {
+            ranges,
+            suppl_groups,
+        } => Some(ranges.iter().any(|r| {
+            r.contains(id.gid) || (*suppl_groups && id.groups.iter().any(|g| r.contains(*g)))
+        })),
+        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{IpVersion, Ruleset};
+use crate::model::{IpVersion, Ruleset, Test};
 use crate::range::PortRange;
 pub use matcher::Tri;
 pub use run::{Effect, StepRef};
@@ -136,11 +136,76 @@ pub struct UnknownAt {
     pub what: String,
 }
 
+/// Groups identities that `rules` cannot tell apart: for each identity, the index of its
+/// class, and for each class, the first identity in it. Every owner test of the rules gives
+/// the same answer for identities of one class, so one trace per class stands for all.
+pub fn identity_classes<'a>(
+    rules: &Ruleset,
+    ids: &'a [Identity],
+) -> (Vec<&'a Identity>, Vec<usize>) {
+    let tests: Vec<&Test> = rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.matches)
+        .map(|m| &m.test)
+        .collect();
+    let mut signatures: Vec<Vec<bool>> = Vec::new();
+    let mut reps = Vec::new();
+    let class_of = ids
+        .iter()
+        .map(|id| {
+            let sig: Vec<bool> = tests.iter().filter_map(|t| matcher::owner(t, id)).collect();
+            match signatures.iter().position(|s| *s == sig) {
+                Some(c) => c,
+                None => {
+                    signatures.push(sig);
+                    reps.push(id);
+                    reps.len() - 1
+                }
+            }
+        })
+        .collect();
+    (reps, class_of)
+}
+
 /// How many runs the evaluator makes at most when unknown matches fork it.
 const MAX_RUNS: usize = 256;
 
 /// Evaluates `flow` against `rules`.
 pub fn trace(rules: &Ruleset, flow: &Flow) -> Trace {
+    Tracer::new(rules).trace(flow)
+}
+
+/// Evaluates many flows against one ruleset, ordering its base chains once.
+pub struct Tracer<'a> {
+    rules: &'a Ruleset,
+    v4: run::Plan,
+    v6: run::Plan,
+}
+
+impl<'a> Tracer<'a> {
+    pub fn new(rules: &'a Ruleset) -> Tracer<'a> {
+        Tracer {
+            rules,
+            v4: run::Plan::new(rules, IpVersion::V4),
+            v6: run::Plan::new(rules, IpVersion::V6),
+        }
+    }
+
+    /// Evaluates `flow`.
+    pub fn trace(&self, flow: &Flow) -> Trace {
+        let plan = match flow.version {
+            IpVersion::V4 => &self.v4,
+            IpVersion::V6 => &self.v6,
+        };
+        run_all(self.rules, plan, flow)
+    }
+}
+
+/// Every run `flow` can take when unknown matches fork it, and the outcome they agree on.
+fn run_all(rules: &Ruleset, plan: &run::Plan, flow: &Flow) -> Trace {
     let mut pending: Vec<Vec<bool>> = vec![Vec::new()];
     let mut first: Option<run::Run> = None;
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -155,7 +220,7 @@ pub fn trace(rules: &Ruleset, flow: &Flow) -> Trace {
             });
             break;
         }
-        let r = run::Run::execute(rules, flow, &choices);
+        let r = run::Run::execute(rules, plan, flow, &choices);
         for j in choices.len()..r.decisions.len() {
             let mut next = r.decisions[..j].to_vec();
             next.push(true);

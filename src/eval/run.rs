@@ -1,6 +1,7 @@
 //! One walk of a packet through the base chains of the OUTPUT and POSTROUTING hooks.
 //! Unknown matches are resolved by a list of choices, so the caller can explore both ways.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::matcher::{self, Tri};
@@ -62,19 +63,94 @@ enum End {
 /// Bounds a traversal: gotos can loop without growing the stack in an offline dump.
 const MAX_STEPS: usize = 100_000;
 
+/// The base chains of one family, hook by hook, in the order the kernel runs them: worked
+/// out once per ruleset, not once per packet.
+pub struct Plan {
+    hooks: Vec<(Hook, Vec<Group>)>,
+}
+
+/// Base chains of one hook at one priority. With rules in more than one, their order is
+/// the kernel's registration order, which no dump shows.
+struct Group {
+    priority: i32,
+    /// Chains with rules (or a drop policy): their order can matter.
+    busy: Vec<(usize, usize)>,
+    /// Empty accepting chains: they do nothing, in any order.
+    idle: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    pub fn new(rules: &Ruleset, version: IpVersion) -> Plan {
+        let hooks = [
+            Hook::Output,
+            Hook::Postrouting,
+            Hook::Prerouting,
+            Hook::Input,
+        ]
+        .into_iter()
+        .map(|hook| {
+            let mut bases: Vec<(i32, u8, usize, usize)> = Vec::new();
+            for (ti, t) in rules.tables.iter().enumerate() {
+                if !t.family.sees(version) {
+                    continue;
+                }
+                for (ci, c) in t.chains.iter().enumerate() {
+                    if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
+                        bases.push((b.priority, backend_rank(t.backend), ti, ci));
+                    }
+                }
+            }
+            bases.sort();
+            let mut groups: Vec<Group> = Vec::new();
+            for (priority, _, t, c) in bases {
+                if groups.last().is_none_or(|g| g.priority != priority) {
+                    groups.push(Group {
+                        priority,
+                        busy: Vec::new(),
+                        idle: Vec::new(),
+                    });
+                }
+                let group = groups.last_mut().expect("pushed above");
+                let chain = &rules.tables[t].chains[c];
+                let busy = !chain.rules.is_empty()
+                    || chain
+                        .base
+                        .as_ref()
+                        .is_some_and(|b| b.policy == Policy::Drop);
+                if busy {
+                    group.busy.push((t, c));
+                } else {
+                    group.idle.push((t, c));
+                }
+            }
+            (hook, groups)
+        })
+        .collect();
+        Plan { hooks }
+    }
+}
+
 struct Walker<'a> {
     rules: &'a Ruleset,
+    plan: &'a Plan,
     flow: &'a Flow,
     choices: &'a [bool],
     run: Run,
     pkt: Packet,
     budget: usize,
+    /// Per base chain traversal, kept to reuse their memory: the return stack, and the
+    /// chains on it or running (a jump into one is a loop).
+    stack: Vec<(usize, usize)>,
+    running: Vec<bool>,
 }
 
 impl Run {
-    pub fn execute(rules: &Ruleset, flow: &Flow, choices: &[bool]) -> Run {
+    pub fn execute(rules: &Ruleset, plan: &Plan, flow: &Flow, choices: &[bool]) -> Run {
         let mut w = Walker {
             rules,
+            plan,
+            stack: Vec::new(),
+            running: Vec::new(),
             flow,
             choices,
             run: Run {
@@ -84,7 +160,7 @@ impl Run {
                     verdict: Verdict::Bypass,
                     redirect_port: None,
                 },
-                steps: Vec::new(),
+                steps: Vec::with_capacity(16),
                 nat_dst: None,
             },
             pkt: Packet {
@@ -177,46 +253,13 @@ impl Walker<'_> {
     /// Runs every base chain of these hooks; false when the packet's fate is settled
     /// (dropped, or unknown).
     fn hooks(&mut self, hooks: &[Hook]) -> bool {
-        for &hook in hooks {
-            let mut bases: Vec<(i32, u8, usize, usize)> = Vec::new();
-            for (ti, t) in self.rules.tables.iter().enumerate() {
-                if !t.family.sees(self.flow.version) {
-                    continue;
-                }
-                for (ci, c) in t.chains.iter().enumerate() {
-                    if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
-                        bases.push((b.priority, backend_rank(t.backend), ti, ci));
-                    }
-                }
-            }
-            bases.sort();
-            let bases = self.order_ties(bases);
-            for (ti, ci) in bases {
-                let base = self.rules.tables[ti].chains[ci]
-                    .base
-                    .as_ref()
-                    .expect("base chain");
-                let nat = base.chain_type == ChainType::Nat;
-                if nat {
-                    let mapped = match hook {
-                        Hook::Output => self.pkt.dst_mapped,
-                        Hook::Postrouting => self.pkt.src_mapped,
-                        // Both manips were bound on the way out.
-                        _ => true,
-                    };
-                    // Untracked packets skip NAT; a mapping set by an earlier nat chain wins.
-                    if self.pkt.untracked || mapped {
-                        continue;
-                    }
-                }
-                match self.base_chain(ti, ci, nat && hook == Hook::Output) {
-                    End::Accept => {}
-                    End::Drop => {
-                        self.run.outcome.verdict = Verdict::Dropped;
-                        return false;
-                    }
-                    End::Unknown => {
-                        self.run.outcome.verdict = Verdict::Unknown;
+        let plan = self.plan;
+        for (hook, groups) in plan.hooks.iter().filter(|(h, _)| hooks.contains(h)) {
+            for group in groups {
+                let order = self.order_ties(group);
+                let chains = order.iter().chain(&group.idle);
+                for &(ti, ci) in chains {
+                    if !self.base(*hook, ti, ci) {
                         return false;
                     }
                 }
@@ -225,12 +268,61 @@ impl Walker<'_> {
         true
     }
 
+    /// Runs one base chain; false when the packet's fate is settled.
+    fn base(&mut self, hook: Hook, ti: usize, ci: usize) -> bool {
+        let base = self.rules.tables[ti].chains[ci]
+            .base
+            .as_ref()
+            .expect("base chain");
+        let nat = base.chain_type == ChainType::Nat;
+        if nat {
+            let mapped = match hook {
+                Hook::Output => self.pkt.dst_mapped,
+                Hook::Postrouting => self.pkt.src_mapped,
+                // Both manips were bound on the way out.
+                _ => true,
+            };
+            // Untracked packets skip NAT; a mapping set by an earlier nat chain wins.
+            if self.pkt.untracked || mapped {
+                return true;
+            }
+        }
+        match self.base_chain(ti, ci, nat && hook == Hook::Output) {
+            End::Accept => true,
+            End::Drop => {
+                self.run.outcome.verdict = Verdict::Dropped;
+                false
+            }
+            End::Unknown => {
+                self.run.outcome.verdict = Verdict::Unknown;
+                false
+            }
+        }
+    }
+
     fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
         let table = &self.rules.tables[ti];
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        // The chains on the stack or running: a jump into one is a loop.
-        let mut running = vec![false; table.chains.len()];
+        let mut stack = std::mem::take(&mut self.stack);
+        let mut running = std::mem::take(&mut self.running);
+        stack.clear();
+        running.clear();
+        running.resize(table.chains.len(), false);
         running[ci] = true;
+        let end = self.traverse(ti, ci, nat, &mut stack, &mut running);
+        self.stack = stack;
+        self.running = running;
+        end
+    }
+
+    fn traverse(
+        &mut self,
+        ti: usize,
+        ci: usize,
+        nat: bool,
+        stack: &mut Vec<(usize, usize)>,
+        running: &mut [bool],
+    ) -> End {
+        let table = &self.rules.tables[ti];
         let (mut chain, mut next) = (ci, 0usize);
         loop {
             if self.budget == 0 {
@@ -410,56 +502,44 @@ impl Walker<'_> {
     /// Chains on one hook with the same priority run in registration order, newest first,
     /// which no dump shows. When two or more such chains have rules, every order is
     /// explored (a decision per place), so the verdict is unknown only if order matters.
-    fn order_ties(&mut self, bases: Vec<(i32, u8, usize, usize)>) -> Vec<(usize, usize)> {
-        let mut out = Vec::with_capacity(bases.len());
-        let mut rest = bases.as_slice();
-        while let Some(first) = rest.first() {
-            let n = rest.iter().take_while(|b| b.0 == first.0).count();
-            let (group, tail) = rest.split_at(n);
-            rest = tail;
-            let (mut busy, idle): (Vec<_>, Vec<_>) =
-                group.iter().map(|b| (b.2, b.3)).partition(|&(t, c)| {
-                    let chain = &self.rules.tables[t].chains[c];
-                    !chain.rules.is_empty()
-                        || chain
-                            .base
-                            .as_ref()
-                            .is_some_and(|b| b.policy == Policy::Drop)
-                });
-            while busy.len() > 1 {
-                let (t, c) = busy[0];
-                let names: Vec<String> = busy
-                    .iter()
-                    .map(|&(t, c)| {
-                        let table = &self.rules.tables[t];
-                        format!(
-                            "{} {} {}/{}",
-                            table.backend.name(),
-                            table.family.name(),
-                            table.name,
-                            table.chains[c].name
-                        )
-                    })
-                    .collect();
-                let what = format!(
-                    "order of chains at priority {}: {} (registration order, not shown by dumps)",
-                    first.0,
-                    names.join(", ")
-                );
-                let pick = (1..busy.len()).find(|_| {
-                    self.decide(UnknownAt {
-                        table: t,
-                        chain: c,
-                        rule: None,
-                        what: what.clone(),
-                    })
-                });
-                out.push(busy.remove(pick.unwrap_or(0)));
-            }
-            out.extend(busy);
-            out.extend(idle);
+    fn order_ties<'g>(&mut self, group: &'g Group) -> Cow<'g, [(usize, usize)]> {
+        if group.busy.len() < 2 {
+            return Cow::Borrowed(&group.busy);
         }
-        out
+        let mut busy = group.busy.clone();
+        let mut out = Vec::with_capacity(busy.len());
+        while busy.len() > 1 {
+            let (t, c) = busy[0];
+            let names: Vec<String> = busy
+                .iter()
+                .map(|&(t, c)| {
+                    let table = &self.rules.tables[t];
+                    format!(
+                        "{} {} {}/{}",
+                        table.backend.name(),
+                        table.family.name(),
+                        table.name,
+                        table.chains[c].name
+                    )
+                })
+                .collect();
+            let what = format!(
+                "order of chains at priority {}: {} (registration order, not shown by dumps)",
+                group.priority,
+                names.join(", ")
+            );
+            let pick = (1..busy.len()).find(|_| {
+                self.decide(UnknownAt {
+                    table: t,
+                    chain: c,
+                    rule: None,
+                    what: what.clone(),
+                })
+            });
+            out.push(busy.remove(pick.unwrap_or(0)));
+        }
+        out.extend(busy);
+        Cow::Owned(out)
     }
 
     /// Consumes the next choice for something unknown (false when none was given).
