@@ -67,7 +67,7 @@ type Live = (
 
 fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
     use meshleak::collect::{NftCache, netns::Netns, procs, read_netns};
-    let found = procs::read(&args.proc_root, pid, false)
+    let found = procs::read(&args.proc_root, pid, false, &procs::IdMaps::default())
         .with_context(|| {
             format!(
                 "cannot read process {pid} under {}",

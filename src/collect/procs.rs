@@ -3,9 +3,16 @@
 //! sockets they hold, and which network namespace they are in. A process that exits while
 //! it is read is skipped and counted, not an error.
 
+use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Mutex;
+
+use nix::dir::Dir;
+use nix::fcntl::{self, AtFlags, OFlag};
+use nix::sys::stat::{self, Mode};
 
 use crate::snapshot::ProcessFacts;
 
@@ -33,7 +40,8 @@ pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
         .collect();
-    let reads = crate::parallel::map(&pids, |pid| read(proc_root, *pid, include_cmdline));
+    let maps = IdMaps::default();
+    let reads = crate::parallel::map(&pids, |pid| read(proc_root, *pid, include_cmdline, &maps));
     for (pid, read) in pids.into_iter().zip(reads) {
         match read {
             Ok(Some(found)) => out.processes.push(found),
@@ -54,12 +62,109 @@ pub fn vanished(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ESRCH)
 }
 
+/// The uid and gid maps of each user namespace seen, read once per namespace rather than
+/// once per process (nearly every process shares the host's).
+#[derive(Default)]
+pub struct IdMaps {
+    by_userns: Mutex<HashMap<u64, Maps>>,
+}
+
+type Maps = (Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>);
+
+/// A process's directory under /proc, opened once: every file is read relative to it, so
+/// each read skips the lookup of the pid, and all of them are of this one process even if
+/// it exits and its pid is reused meanwhile (they fail with ESRCH instead).
+struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    fn open(path: &Path) -> io::Result<ProcDir> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        Ok(ProcDir(fcntl::open(path, flags, Mode::empty())?))
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        let fd = fcntl::openat(
+            &self.0,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut out = Vec::new();
+        fs::File::from(fd).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn link(&self, name: &str) -> io::Result<String> {
+        Ok(fcntl::readlinkat(&self.0, name)?
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    fn inode(&self, name: &str) -> io::Result<u64> {
+        Ok(stat::fstatat(&self.0, name, AtFlags::empty())?.st_ino)
+    }
+
+    fn id_maps(&self, cache: &IdMaps) -> Maps {
+        let Ok(userns) = self.inode("ns/user") else {
+            return (self.id_map("uid_map"), self.id_map("gid_map"));
+        };
+        let mut known = cache.by_userns.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .entry(userns)
+            .or_insert_with(|| (self.id_map("uid_map"), self.id_map("gid_map")))
+            .clone()
+    }
+
+    fn id_map(&self, name: &str) -> Vec<(u32, u32, u32)> {
+        String::from_utf8_lossy(&self.read(name).unwrap_or_default())
+            .lines()
+            .filter_map(|l| {
+                let v: Vec<u32> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (v.len() == 3).then(|| (v[0], v[1], v[2]))
+            })
+            .collect()
+    }
+
+    /// `socket:[INODE]` links under `fd/`.
+    fn socket_inodes(&self) -> Vec<u64> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let Ok(mut fds) = Dir::openat(&self.0, "fd", flags, Mode::empty()) else {
+            return Vec::new();
+        };
+        let names: Vec<_> = fds
+            .iter()
+            .flatten()
+            .filter(|e| e.file_name().to_bytes().first() != Some(&b'.'))
+            .map(|e| e.file_name().to_owned())
+            .collect();
+        let mut out: Vec<u64> = names
+            .iter()
+            .filter_map(|name| fcntl::readlinkat(&fds, name.as_c_str()).ok())
+            .filter_map(|target| {
+                let t = target.to_str()?;
+                t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own).
-pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Option<Found>> {
-    let dir = proc_root.join(pid.to_string());
+pub fn read(
+    proc_root: &Path,
+    pid: u32,
+    include_cmdline: bool,
+    maps: &IdMaps,
+) -> io::Result<Option<Found>> {
+    let dir = ProcDir::open(&proc_root.join(pid.to_string()))?;
     // Lossy: a process name may hold any bytes but NUL and `/` (the kernel escapes only
     // whitespace, `\` and ESC in this file), and must not make the process vanish.
-    let status = String::from_utf8_lossy(&fs::read(dir.join("status"))?).into_owned();
+    let status = String::from_utf8_lossy(&dir.read("status")?).into_owned();
     let field = |name: &str| -> Option<&str> {
         status
             .lines()
@@ -83,9 +188,9 @@ pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Opt
             .and_then(|v| u64::from_str_radix(v, 16).ok())
             .unwrap_or(0)
     };
-    let netns = netns_inode(&dir.join("ns/net"))?;
+    let netns = dir.inode("ns/net")?;
     let cmdline = if include_cmdline {
-        let raw = fs::read(dir.join("cmdline"))?;
+        let raw = dir.read("cmdline")?;
         let args: Vec<String> = raw
             .split(|b| *b == 0)
             .filter(|a| !a.is_empty())
@@ -96,26 +201,25 @@ pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Opt
     } else {
         None
     };
+    let (uid_map, gid_map) = dir.id_maps(maps);
     let facts = ProcessFacts {
         pid,
         comm: field("Name").unwrap_or("").to_string(),
-        exe: fs::read_link(dir.join("exe"))
-            .ok()
-            .map(|p| p.display().to_string()),
+        exe: dir.link("exe").ok(),
         // Uid/Gid lines: real, effective, saved, filesystem.
         fsuid: uids.get(3).copied().unwrap_or(u32::MAX),
         fsgid: gids.get(3).copied().unwrap_or(u32::MAX),
         groups: ids("Groups"),
         cap_eff: hex("CapEff"),
         cap_bnd: hex("CapBnd"),
-        uid_map: id_map(&dir.join("uid_map")),
-        gid_map: id_map(&dir.join("gid_map")),
-        cgroup: String::from_utf8_lossy(&fs::read(dir.join("cgroup")).unwrap_or_default())
+        uid_map,
+        gid_map,
+        cgroup: String::from_utf8_lossy(&dir.read("cgroup").unwrap_or_default())
             .trim()
             .to_string(),
         cmdline,
-        socket_inodes: socket_inodes(&dir.join("fd")),
-        pidns: netns_inode(&dir.join("ns/pid")).unwrap_or(0),
+        socket_inodes: dir.socket_inodes(),
+        pidns: dir.inode("ns/pid").unwrap_or(0),
     };
     Ok(Some(Found { netns, facts }))
 }
@@ -124,38 +228,6 @@ pub fn read(proc_root: &Path, pid: u32, include_cmdline: bool) -> io::Result<Opt
 pub fn netns_inode(path: &Path) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(fs::metadata(path)?.ino())
-}
-
-fn id_map(path: &Path) -> Vec<(u32, u32, u32)> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let v: Vec<u32> = l
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            (v.len() == 3).then(|| (v[0], v[1], v[2]))
-        })
-        .collect()
-}
-
-/// `socket:[INODE]` links under `/proc/PID/fd`.
-fn socket_inodes(fd_dir: &Path) -> Vec<u64> {
-    let Ok(entries) = fs::read_dir(fd_dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<u64> = entries
-        .flatten()
-        .filter_map(|e| fs::read_link(e.path()).ok())
-        .filter_map(|target| {
-            let t = target.to_str()?;
-            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 /// Maps an id as the host sees it to the id inside a user namespace (`map` lines are
