@@ -63,7 +63,7 @@ pub fn read_raw_family(version: IpVersion) -> Result<Vec<(TableInfo, Vec<u8>)>, 
         IpVersion::V6 => "ip6_tables_names",
     };
     let path = thread_net_file(names_file);
-    let names = match std::fs::read_to_string(&path) {
+    let names = match super::procfile::read_string(&path) {
         Ok(text) => text,
         // No legacy module loaded: no legacy tables.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -9,6 +9,7 @@ mod netlink;
 pub mod netns;
 mod nfnetlink;
 pub mod nftables;
+mod procfile;
 pub mod procs;
 pub mod scan;
 

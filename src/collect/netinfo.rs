@@ -3,7 +3,6 @@
 //! routes and raw sockets from
 //! `/proc/thread-self/net` (never `/proc/self/net`, which shows the process's namespace).
 
-use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -48,7 +47,7 @@ pub fn interfaces() -> Vec<Interface> {
 pub fn routes() -> Vec<Route> {
     let mut out = Vec::new();
     // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, little-endian).
-    for line in fs::read_to_string(thread_net_file("route"))
+    for line in super::procfile::read_string(&thread_net_file("route"))
         .unwrap_or_default()
         .lines()
         .skip(1)
@@ -73,7 +72,7 @@ pub fn routes() -> Vec<Route> {
         });
     }
     // /proc/net/ipv6_route: dst dst_len src src_len gateway metric refcnt use flags iface.
-    for line in fs::read_to_string(thread_net_file("ipv6_route"))
+    for line in super::procfile::read_string(&thread_net_file("ipv6_route"))
         .unwrap_or_default()
         .lines()
     {
@@ -124,7 +123,7 @@ pub fn sockets() -> Vec<SocketFacts> {
 }
 
 fn proc_sockets(file: &str, proto: SocketProto) -> Vec<SocketFacts> {
-    let text = fs::read_to_string(thread_net_file(file)).unwrap_or_default();
+    let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
     text.lines()
         .skip(1)
         .filter_map(|l| socket_line(l, proto))

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
@@ -89,9 +89,7 @@ impl ProcDir {
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let mut out = Vec::new();
-        fs::File::from(fd).read_to_end(&mut out)?;
-        Ok(out)
+        super::procfile::read(fs::File::from(fd))
     }
 
     fn link(&self, name: &str) -> io::Result<String> {
