@@ -67,14 +67,20 @@ type Live = (
 
 fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
     use meshleak::collect::{NftCache, netns::Netns, procs, read_netns};
-    let found = procs::read(&args.proc_root, pid, false, &procs::IdMaps::default())
-        .with_context(|| {
-            format!(
-                "cannot read process {pid} under {}",
-                args.proc_root.display()
-            )
-        })?
-        .with_context(|| format!("process {pid} is a kernel thread"))?;
+    let found = procs::read(
+        &args.proc_root,
+        pid,
+        false,
+        &procs::IdMaps::default(),
+        |_| true,
+    )
+    .with_context(|| {
+        format!(
+            "cannot read process {pid} under {}",
+            args.proc_root.display()
+        )
+    })?
+    .with_context(|| format!("process {pid} is a kernel thread"))?;
     let read = read_netns(
         &Netns::Pid {
             pid,

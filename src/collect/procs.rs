@@ -29,8 +29,14 @@ pub struct Listing {
     pub unreadable: Vec<u32>,
 }
 
-/// Every process under `proc_root`.
-pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
+/// Every process under `proc_root` whose network namespace `wanted` accepts; the others
+/// are left after reading their namespace link (a scan that skips the host's namespace, or
+/// looks at one pod, reads no more of them).
+pub fn list(
+    proc_root: &Path,
+    include_cmdline: bool,
+    wanted: impl Fn(u64) -> bool + Sync,
+) -> io::Result<Listing> {
     let mut out = Listing {
         processes: Vec::new(),
         vanished: 0,
@@ -41,7 +47,9 @@ pub fn list(proc_root: &Path, include_cmdline: bool) -> io::Result<Listing> {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
         .collect();
     let maps = IdMaps::default();
-    let reads = crate::parallel::map(&pids, |pid| read(proc_root, *pid, include_cmdline, &maps));
+    let reads = crate::parallel::map(&pids, |pid| {
+        read(proc_root, *pid, include_cmdline, &maps, &wanted)
+    });
     for (pid, read) in pids.into_iter().zip(reads) {
         match read {
             Ok(Some(found)) => out.processes.push(found),
@@ -90,6 +98,12 @@ impl ProcDir {
             Mode::empty(),
         )?;
         super::procfile::read(fs::File::from(fd))
+    }
+
+    /// Lossy: a process name may hold any bytes but NUL and `/` (the kernel escapes only
+    /// whitespace, `\` and ESC in this file), and must not make the process vanish.
+    fn status(&self) -> io::Result<String> {
+        Ok(String::from_utf8_lossy(&self.read("status")?).into_owned())
     }
 
     fn link(&self, name: &str) -> io::Result<String> {
@@ -152,25 +166,23 @@ impl ProcDir {
     }
 }
 
-/// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own).
+/// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own)
+/// and for processes in a network namespace `wanted` refuses.
 pub fn read(
     proc_root: &Path,
     pid: u32,
     include_cmdline: bool,
     maps: &IdMaps,
+    wanted: impl Fn(u64) -> bool,
 ) -> io::Result<Option<Found>> {
     let dir = ProcDir::open(&proc_root.join(pid.to_string()))?;
-    // Lossy: a process name may hold any bytes but NUL and `/` (the kernel escapes only
-    // whitespace, `\` and ESC in this file), and must not make the process vanish.
-    let status = String::from_utf8_lossy(&dir.read("status")?).into_owned();
-    let field = |name: &str| -> Option<&str> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-            .map(str::trim)
-    };
-    if field("VmSize").is_none() && field("Kthread").is_none_or(|k| k == "1") && pid != 1 {
-        // Kernel threads have no VmSize line.
+    let netns = dir.inode("ns/net")?;
+    if !wanted(netns) {
+        return Ok(None);
+    }
+    let status = dir.status()?;
+    let field = |name: &str| field(&status, name);
+    if is_kernel_thread(&status, pid) {
         return Ok(None);
     }
     let ids = |name: &str| -> Vec<u32> {
@@ -186,7 +198,6 @@ pub fn read(
             .and_then(|v| u64::from_str_radix(v, 16).ok())
             .unwrap_or(0)
     };
-    let netns = dir.inode("ns/net")?;
     let cmdline = if include_cmdline {
         let raw = dir.read("cmdline")?;
         let args: Vec<String> = raw
@@ -222,6 +233,35 @@ pub fn read(
     Ok(Some(Found { netns, facts }))
 }
 
+/// The host's network namespace: the kernel's own (`init_net`), where kernel threads run;
+/// kthreadd (pid 2) where it is one, else pid 1's. Init may not be readable: a
+/// non-dumpable pid 1 keeps its namespace links closed even to root.
+pub fn host_netns(proc_root: &Path) -> Option<u64> {
+    let kthreadd = ProcDir::open(&proc_root.join("2"))
+        .and_then(|dir| Ok((dir.status()?, dir)))
+        .ok()
+        .filter(|(status, _)| is_kernel_thread(status, 2));
+    match kthreadd {
+        Some((_, dir)) => dir.inode("ns/net").ok(),
+        None => netns_inode(&proc_root.join("1/ns/net")).ok(),
+    }
+}
+
+/// A field of /proc/PID/status (`Name:\tvalue`), trimmed.
+fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
+/// Kernel threads have no VmSize line (and newer kernels say `Kthread: 1`); pid 1 never is one.
+fn is_kernel_thread(status: &str, pid: u32) -> bool {
+    field(status, "VmSize").is_none()
+        && field(status, "Kthread").is_none_or(|k| k == "1")
+        && pid != 1
+}
+
 /// The inode a namespace link (`net:[4026531993]`) or bind mount names.
 pub fn netns_inode(path: &Path) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -234,4 +274,35 @@ pub fn inside(map: &[(u32, u32, u32)], id: u32) -> u32 {
     map.iter()
         .find(|(_, outside, count)| id >= *outside && (id - outside) < *count)
         .map_or(id, |(inside, outside, _)| inside + (id - outside))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    fn process(root: &Path, pid: u32, status: &str) -> u64 {
+        let dir = root.join(pid.to_string());
+        fs::create_dir_all(dir.join("ns")).unwrap();
+        fs::write(dir.join("status"), status).unwrap();
+        fs::write(dir.join("ns/net"), "").unwrap();
+        fs::metadata(dir.join("ns/net")).unwrap().ino()
+    }
+
+    #[test]
+    fn the_host_namespace_is_kthreadds_else_inits() {
+        let root = std::env::temp_dir().join(format!("meshleak-procs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let init = process(&root, 1, "Name:\tsystemd\nVmSize:\t1000 kB\n");
+        let kthreadd = process(&root, 2, "Name:\tkthreadd\nPPid:\t0\nKthread:\t1\n");
+        // Init's links may be closed (non-dumpable): kthreadd's namespace is the kernel's.
+        assert_eq!(super::host_netns(&root), Some(kthreadd));
+        // In a container's own pid namespace pid 2 is an ordinary process.
+        process(&root, 2, "Name:\tsh\nVmSize:\t2000 kB\n");
+        assert_eq!(super::host_netns(&root), Some(init));
+        fs::remove_dir_all(root.join("1")).unwrap();
+        assert_eq!(super::host_netns(&root), None);
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -59,13 +59,17 @@ struct Ns {
 }
 
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
-    let listing = procs::list(&opts.proc_root, opts.include_cmdline).map_err(|source| {
+    let host = procs::host_netns(&opts.proc_root);
+    let wanted = |inode: u64| {
+        (opts.include_host || Some(inode) != host)
+            && (opts.only.is_empty() || opts.only.contains(&inode))
+    };
+    let listing = procs::list(&opts.proc_root, opts.include_cmdline, wanted).map_err(|source| {
         CollectError::Proc {
             path: opts.proc_root.display().to_string(),
             cause: source,
         }
     })?;
-    let host = netns_inode(&opts.proc_root.join("1/ns/net")).ok();
 
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
@@ -121,10 +125,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     }
     let wanted: Vec<(u64, Ns)> = all
         .into_iter()
-        .filter(|(inode, _)| {
-            let is_host = Some(*inode) == host;
-            (opts.include_host || !is_host) && (opts.only.is_empty() || opts.only.contains(inode))
-        })
+        .filter(|(inode, _)| wanted(*inode))
         .collect();
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.
