@@ -74,14 +74,26 @@ pub struct CapturedOn {
     pub protocol: String,
 }
 
+/// More rule visits than this per family is refused rather than left to run for minutes:
+/// each visit is one rule tried against one case (~35 ns), and unknown matches fork a case
+/// into up to 256 runs. Real mesh rule sets take well under a million (Istio: 64,000).
+pub const MAX_VISITS: usize = 50_000_000;
+
+/// A rule set too large to analyse whole; `trace` still answers single flows.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the {family} rules split traffic into {cells} cases, more than meshleak analyses ({max}); use `trace` for single flows"
-)]
-pub struct TooLarge {
-    pub family: &'static str,
-    pub cells: usize,
-    pub max: usize,
+pub enum TooLarge {
+    #[error(
+        "the {family} rules split traffic into {cells} cases, more than meshleak analyses ({max}); use `trace` for single flows"
+    )]
+    Cells {
+        family: &'static str,
+        cells: usize,
+        max: usize,
+    },
+    #[error(
+        "the {family} rules take more than {max} rule evaluations to analyse (unknown matches fork each case into every way they could go); use `trace` for single flows"
+    )]
+    Visits { family: &'static str, max: usize },
 }
 
 /// One identity's result in a cell: the verdict and the deciding rule (index into cites).
@@ -240,7 +252,7 @@ fn evaluate(
     let space = Space::build(rules, version);
     let size = space.size();
     if size > MAX_CELLS {
-        return Err(TooLarge {
+        return Err(TooLarge::Cells {
             family: version.family().name(),
             cells: size,
             max: MAX_CELLS,
@@ -265,6 +277,7 @@ fn evaluate(
         })
         .collect();
     let tracer = eval::Tracer::new(rules);
+    let mut visits = 0usize;
     let mut cells = Vec::with_capacity(size);
     for (pi, &proto) in space.protos.iter().enumerate() {
         let (sports, dports) = if has_ports(proto) {
@@ -292,6 +305,7 @@ fn evaluate(
                                     flow.dport = space.dport.starts[dpi] as u16;
                                     flow.oif.clone_from(oif);
                                     let t = tracer.trace(flow);
+                                    visits += t.visited;
                                     let cite = t.deciding.map(|i| {
                                         let s = &t.path[i];
                                         let key = (s.table, s.chain, s.rule);
@@ -306,6 +320,12 @@ fn evaluate(
                                 })
                                 .collect();
                             cells.push(([pi, oi, si, di, spi, dpi], results));
+                            if visits > MAX_VISITS {
+                                return Err(TooLarge::Visits {
+                                    family: version.family().name(),
+                                    max: MAX_VISITS,
+                                });
+                            }
                         }
                     }
                 }

@@ -125,6 +125,8 @@ pub struct Trace {
     pub unknowns: Vec<UnknownAt>,
     /// Destination after NAT, when NAT changed it.
     pub nat_dst: Option<(IpAddr, u16)>,
+    /// Rules visited over all runs: what this trace cost.
+    pub visited: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +213,7 @@ fn run_all(rules: &Ruleset, plan: &run::Plan, flow: &Flow) -> Trace {
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut unknowns: Vec<UnknownAt> = Vec::new();
     let mut runs = 0;
+    let mut visited = 0;
     while let Some(choices) = pending.pop() {
         runs += 1;
         if runs > MAX_RUNS {
@@ -221,6 +224,7 @@ fn run_all(rules: &Ruleset, plan: &run::Plan, flow: &Flow) -> Trace {
             break;
         }
         let r = run::Run::execute(rules, plan, flow, &choices);
+        visited += r.visited;
         for j in choices.len()..r.decisions.len() {
             let mut next = r.decisions[..j].to_vec();
             next.push(true);
@@ -257,6 +261,7 @@ fn run_all(rules: &Ruleset, plan: &run::Plan, flow: &Flow) -> Trace {
             Vec::new()
         },
         nat_dst: first.nat_dst,
+        visited,
     }
 }
 

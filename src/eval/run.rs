@@ -46,6 +46,8 @@ pub struct StepRef {
 }
 
 pub(super) struct Run {
+    /// Rules visited.
+    pub visited: usize,
     pub decisions: Vec<bool>,
     pub unknowns: Vec<UnknownAt>,
     pub outcome: Outcome,
@@ -154,6 +156,7 @@ impl Run {
             flow,
             choices,
             run: Run {
+                visited: 0,
                 decisions: Vec::new(),
                 unknowns: Vec::new(),
                 outcome: Outcome {
@@ -178,6 +181,7 @@ impl Run {
             budget: MAX_STEPS,
         };
         w.walk();
+        w.run.visited = MAX_STEPS - w.budget;
         w.run
     }
 
