@@ -40,9 +40,10 @@ for n in sizes:
     print(f"{n:>4} {med['meshleak']:>11.3f} {med['baseline']:>11.3f} {med['floor']:>9.3f} "
           f"{row['baseline_over_meshleak']:>8.1f} {row['meshleak_over_floor']:>9.2f} "
           f"{row['meshleak_ms_per_namespace']:>9.2f} {rss:>11.1f}")
-# Is the cost linear? A least-squares line through every meshleak run: a fixed cost (start,
-# the host's processes, one analysis per distinct rule set) plus a cost per namespace.
-points = [(n, t) for (n, k), ts in runs.items() if k == "meshleak" for t, _ in ts]
+# Is the cost linear? A least-squares line through the medians (one slow round must not tilt
+# it): a fixed cost (start, the host's processes, one analysis per distinct rule set) plus a
+# cost per namespace.
+points = [(n, row["median_seconds"]["meshleak"]) for n, row in result["sizes"].items()]
 if len({n for n, _ in points}) >= 2:
     mean_n = statistics.mean(n for n, _ in points)
     mean_t = statistics.mean(t for _, t in points)
