@@ -112,10 +112,11 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
     // One trace per class of identities the rules cannot tell apart; the reference is
     // class 0. Cells hold one result per class.
     let (classes, class_of) = eval::identity_classes(rules, &all);
+    let tracer = eval::Tracer::new(rules);
     let mut cites = Cites::default();
     let mut families = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {
-        families.push(evaluate(rules, version, &classes, &mut cites)?);
+        families.push(evaluate(rules, &tracer, version, &classes, &mut cites)?);
     }
 
     let captured_by_ref = |v: &CellResult| v.0 == Verdict::Captured;
@@ -245,6 +246,7 @@ struct Cites {
 
 fn evaluate(
     rules: &Ruleset,
+    tracer: &eval::Tracer,
     version: IpVersion,
     ids: &[&Identity],
     cites: &mut Cites,
@@ -276,7 +278,6 @@ fn evaluate(
             local: Vec::new(),
         })
         .collect();
-    let tracer = eval::Tracer::new(rules);
     let mut visits = 0usize;
     let mut cells = Vec::with_capacity(size);
     for (pi, &proto) in space.protos.iter().enumerate() {

@@ -60,16 +60,17 @@ struct Ns {
 
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     let host = procs::host_netns(&opts.proc_root);
-    let wanted = |inode: u64| {
+    let scanned = |inode: u64| {
         (opts.include_host || Some(inode) != host)
             && (opts.only.is_empty() || opts.only.contains(&inode))
     };
-    let listing = procs::list(&opts.proc_root, opts.include_cmdline, wanted).map_err(|source| {
-        CollectError::Proc {
-            path: opts.proc_root.display().to_string(),
-            cause: source,
-        }
-    })?;
+    let listing =
+        procs::list(&opts.proc_root, opts.include_cmdline, scanned).map_err(|source| {
+            CollectError::Proc {
+                path: opts.proc_root.display().to_string(),
+                cause: source,
+            }
+        })?;
 
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
@@ -125,7 +126,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     }
     let wanted: Vec<(u64, Ns)> = all
         .into_iter()
-        .filter(|(inode, _)| wanted(*inode))
+        .filter(|(inode, _)| scanned(*inode))
         .collect();
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.

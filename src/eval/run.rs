@@ -306,27 +306,10 @@ impl Walker<'_> {
 
     fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
         let table = &self.rules.tables[ti];
-        let mut stack = std::mem::take(&mut self.stack);
-        let mut running = std::mem::take(&mut self.running);
-        stack.clear();
-        running.clear();
-        running.resize(table.chains.len(), false);
-        running[ci] = true;
-        let end = self.traverse(ti, ci, nat, &mut stack, &mut running);
-        self.stack = stack;
-        self.running = running;
-        end
-    }
-
-    fn traverse(
-        &mut self,
-        ti: usize,
-        ci: usize,
-        nat: bool,
-        stack: &mut Vec<(usize, usize)>,
-        running: &mut [bool],
-    ) -> End {
-        let table = &self.rules.tables[ti];
+        self.stack.clear();
+        self.running.clear();
+        self.running.resize(table.chains.len(), false);
+        self.running[ci] = true;
         let (mut chain, mut next) = (ci, 0usize);
         loop {
             if self.budget == 0 {
@@ -335,8 +318,8 @@ impl Walker<'_> {
             self.budget -= 1;
             let rules = &table.chains[chain].rules;
             if next >= rules.len() {
-                running[chain] = false;
-                match stack.pop() {
+                self.running[chain] = false;
+                match self.stack.pop() {
                     Some(frame) => (chain, next) = frame,
                     None => return self.policy(ti, ci, nat),
                 }
@@ -405,8 +388,8 @@ impl Walker<'_> {
                 }
                 Action::Return => {
                     step(Effect::Return, self);
-                    running[chain] = false;
-                    match stack.pop() {
+                    self.running[chain] = false;
+                    match self.stack.pop() {
                         Some(frame) => (chain, next) = frame,
                         None => return self.policy(ti, ci, nat),
                     }
@@ -427,7 +410,7 @@ impl Walker<'_> {
                         // refuses to load; only an offline dump can hold one. Any other
                         // nesting is as deep as the kernel allowed (x_tables: one level per
                         // chain; nf_tables: 16).
-                        if running[target] {
+                        if self.running[target] {
                             return self.unknown_end(
                                 ti,
                                 chain,
@@ -435,11 +418,11 @@ impl Walker<'_> {
                                 "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)",
                             );
                         }
-                        stack.push((chain, next));
+                        self.stack.push((chain, next));
                     } else {
-                        running[chain] = false;
+                        self.running[chain] = false;
                     }
-                    running[target] = true;
+                    self.running[target] = true;
                     (chain, next) = (target, 0);
                 }
                 Action::Redirect { ports } if nat => {
