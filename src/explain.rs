@@ -25,6 +25,21 @@ pub struct Step {
     pub effect: String,
 }
 
+impl RuleRef {
+    /// Where the rule is: `iptables-nft ipv4 nat/ISTIO_OUTPUT #7` (`policy` for a chain's
+    /// policy).
+    pub fn place(&self) -> String {
+        let pos = self.position.map_or("policy".into(), |p| format!("#{p}"));
+        format!(
+            "{} {} {}/{} {pos}",
+            self.backend.name(),
+            self.family,
+            self.table,
+            self.chain
+        )
+    }
+}
+
 pub fn rule_ref(rules: &Ruleset, table: usize, chain: usize, rule: Option<usize>) -> RuleRef {
     let t = &rules.tables[table];
     let c = &t.chains[chain];

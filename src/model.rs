@@ -367,6 +367,12 @@ pub enum Test {
     },
     /// `--socket-exists`: locally generated packets always have one.
     SocketExists,
+    /// TCP flags: `(flags & mask) == cmp` (`--tcp-flags`, `--syn`, nft `tcp flags`). A
+    /// connection's first packet is a SYN, with ECE and CWR too when it asks for ECN.
+    TcpFlags {
+        mask: u8,
+        cmp: u8,
+    },
     /// `(reg & mask)` is in one of `values`.
     Mark {
         reg: MarkReg,

@@ -209,8 +209,16 @@ fn netns_report(
                 && p.socket_inodes.contains(&s.inode)
         })
     };
+    // Exempt: its traffic escapes capture. One whose verdict unmodelled rules leave
+    // unknown may be the proxy too: it is not called an impostor on an unknown (the
+    // `unknown` finding says what was not modelled).
     let exempt = |p: &ProcessFacts| {
-        verdict_of(&identity(p)).is_some_and(|r| r.verdict == IdentityVerdict::Bypass)
+        verdict_of(&identity(p)).is_some_and(|r| {
+            matches!(
+                r.verdict,
+                IdentityVerdict::Bypass | IdentityVerdict::Unknown
+            )
+        })
     };
     let proxies: Vec<&ProcessFacts> = ns
         .processes

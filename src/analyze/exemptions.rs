@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::Coverage;
 use crate::explain::{self, RuleRef};
 use crate::model::{Action, ChainType, Dir, Hook, IpVersion, Ruleset, Test, proto_name};
 
@@ -18,7 +19,9 @@ pub struct Exemption {
     pub rule: Option<RuleRef>,
 }
 
-pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<Exemption> {
+/// `coverage`: per family and protocol, whether an ordinary app's traffic is captured;
+/// what an unmodelled rule may capture is not reported as uncaptured.
+pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> Vec<Exemption> {
     let mut out = Vec::new();
     for (ti, table) in rules.tables.iter().enumerate() {
         if !table.captures() {
@@ -77,7 +80,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<E
     }
     for version in [IpVersion::V4, IpVersion::V6] {
         let of_family: Vec<_> = coverage.iter().filter(|(v, _, _)| *v == version).collect();
-        if !of_family.iter().any(|(_, _, c)| *c) {
+        if of_family.iter().all(|(_, _, c)| *c == Coverage::Uncaptured) {
             out.push(Exemption {
                 kind: "family",
                 conditions: vec![format!(
@@ -89,7 +92,10 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, bool)]) -> Vec<E
             });
             continue;
         }
-        for (_, proto, _) in of_family.iter().filter(|(_, _, c)| !*c) {
+        for (_, proto, _) in of_family
+            .iter()
+            .filter(|(_, _, c)| *c == Coverage::Uncaptured)
+        {
             out.push(Exemption {
                 kind: "protocol",
                 conditions: vec![format!("no rule captures {} traffic", proto_name(*proto))],

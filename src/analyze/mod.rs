@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
-use crate::explain::{self, RuleRef};
+use crate::explain::{self, RuleRef, UnknownCite};
 use crate::model::{IpVersion, Ruleset, Test};
 pub use exemptions::Exemption;
 use regions::Coord;
@@ -24,14 +24,19 @@ use space::{Space, has_ports, routable};
 /// More cells than this per family is refused rather than left to run for minutes.
 pub const MAX_CELLS: usize = 2_000_000;
 
+/// An identity's verdict. Cells an ordinary app's fate is unknown in count as maybe
+/// captured: they never make a verdict `unmeshed`, and traffic escaping there is unknown,
+/// not an escape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityVerdict {
-    /// Nothing is captured even for an ordinary app: there is no working capture.
+    /// Nothing is captured even for an ordinary app, and no unmodelled rule could capture
+    /// anything: there is no working capture.
     Unmeshed,
-    /// Everything captured for an ordinary app escapes for this identity.
+    /// Everything that is or may be captured for an ordinary app definitely escapes for
+    /// this identity.
     Bypass,
-    /// Some of it escapes.
+    /// Some of it definitely escapes.
     Partial,
     /// None of it escapes.
     Captured,
@@ -62,6 +67,11 @@ pub struct Analysis {
     pub identities: Vec<IdentityReport>,
     /// The families and protocols on which an ordinary app's traffic is captured at all.
     pub captured_on: Vec<CapturedOn>,
+    /// The families and protocols on which nothing is definitely captured for an ordinary
+    /// app, but an unmodelled rule decides whether some of it is.
+    pub undecided_on: Vec<CapturedOn>,
+    /// What meshleak does not model and decides some verdict: where, and what.
+    pub unknowns: Vec<UnknownCite>,
     /// What this analysis cost: cases traced times identities times rules. Callers that
     /// re-analyse variants (foreign-rule) budget with it.
     #[serde(skip)]
@@ -119,11 +129,6 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         families.push(evaluate(rules, &tracer, version, &classes, &mut cites)?);
     }
 
-    let captured_by_ref = |v: &CellResult| v.0 == Verdict::Captured;
-    let meshed = families
-        .iter()
-        .any(|f| f.cells.iter().any(|(_, r)| captured_by_ref(&r[0])));
-
     let mut escapes = Vec::new();
     for f in &families {
         let cells: Vec<_> = f
@@ -142,7 +147,7 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         .map(|(id, &class)| {
             let report = by_class
                 .entry(class)
-                .or_insert_with(|| identity_report(id, class, meshed, &families, &cites.list));
+                .or_insert_with(|| identity_report(id, class, &families, &cites.list));
             IdentityReport {
                 uid: id.uid,
                 gid: id.gid,
@@ -153,14 +158,17 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         .collect();
 
     let coverage = families_coverage(&families);
-    let captured_on = coverage
-        .iter()
-        .filter(|(_, _, captured)| *captured)
-        .map(|(v, p, _)| CapturedOn {
-            family: v.family().name(),
-            protocol: crate::model::proto_name(*p),
-        })
-        .collect();
+    let on = |want: Coverage| {
+        coverage
+            .iter()
+            .filter(|(_, _, c)| *c == want)
+            .map(|(v, p, _)| CapturedOn {
+                family: v.family().name(),
+                protocol: crate::model::proto_name(*p),
+            })
+            .collect()
+    };
+    let (captured_on, undecided_on) = (on(Coverage::Captured), on(Coverage::Undecided));
     let rule_count: usize = rules
         .tables
         .iter()
@@ -171,6 +179,8 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
     Ok(Analysis {
         work: cells * classes.len() * rule_count,
         captured_on,
+        undecided_on,
+        unknowns: cites.unknowns,
         exemptions: exemptions::find(rules, &coverage),
         reference_identity: reference,
         escapes,
@@ -178,29 +188,36 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
     })
 }
 
-/// The report of `id`, whose results are those of identity class `idx`.
+/// The report of `id`, whose results are those of identity class `idx`. Only cells where
+/// an ordinary app is (or may be) captured count: what escapes for everyone is a property
+/// of the rules, not of the identity.
 fn identity_report(
     id: &Identity,
     idx: usize,
-    meshed: bool,
     families: &[Evaluated],
     cites: &[RuleRef],
 ) -> IdentityReport {
     let (mut escapes, mut unknown) = (Vec::new(), Vec::new());
-    let (mut captured_cells, mut escaping_cells) = (0usize, 0usize);
+    // Cells where an ordinary app is captured, or may be; of those, the ones that
+    // definitely escape for this identity.
+    let (mut captured_cells, mut maybe_cells, mut escaping_cells, mut leaving_cells) =
+        (0usize, 0usize, 0usize, 0usize);
     let mut rules: Vec<RuleRef> = Vec::new();
     for f in families {
         let mut esc = Vec::new();
         let mut unk = Vec::new();
         for (c, r) in &f.cells {
-            if r[0].0 != Verdict::Captured {
-                continue;
+            let reference = r[0].0;
+            match reference {
+                Verdict::Captured => captured_cells += 1,
+                Verdict::Unknown => maybe_cells += 1,
+                Verdict::Bypass | Verdict::Dropped => continue,
             }
-            captured_cells += 1;
             let (verdict, rule) = r[idx];
-            match verdict {
-                Verdict::Bypass => {
+            match (reference, verdict) {
+                (Verdict::Captured, Verdict::Bypass) => {
                     escaping_cells += 1;
+                    leaving_cells += 1;
                     esc.push((*c, verdict, rule));
                     if let Some(cite) = rule.map(|i| &cites[i])
                         && !rules.contains(cite)
@@ -208,16 +225,28 @@ fn identity_report(
                         rules.push(cite.clone());
                     }
                 }
-                Verdict::Unknown => unk.push((*c, verdict, rule)),
-                Verdict::Captured | Verdict::Dropped => {}
+                // It leaves uncaptured where an ordinary app's fate is unknown: whether
+                // that is an escape from the mesh is unknown too.
+                (_, Verdict::Bypass) => {
+                    leaving_cells += 1;
+                    unk.push((*c, verdict, rule));
+                    if let Some(cite) = rule.map(|i| &cites[i])
+                        && !rules.contains(cite)
+                    {
+                        rules.push(cite.clone());
+                    }
+                }
+                (_, Verdict::Unknown) => unk.push((*c, verdict, rule)),
+                (_, Verdict::Captured | Verdict::Dropped) => {}
             }
         }
         escapes.extend(regions::merge(&f.space, &esc, cites));
         unknown.extend(regions::merge(&f.space, &unk, cites));
     }
-    let verdict = if !meshed {
+    let relevant = captured_cells + maybe_cells;
+    let verdict = if relevant == 0 {
         IdentityVerdict::Unmeshed
-    } else if escaping_cells == captured_cells {
+    } else if leaving_cells == relevant {
         IdentityVerdict::Bypass
     } else if escaping_cells > 0 {
         IdentityVerdict::Partial
@@ -226,6 +255,9 @@ fn identity_report(
     } else {
         IdentityVerdict::Captured
     };
+    if verdict == IdentityVerdict::Bypass {
+        unknown.clear();
+    }
     IdentityReport {
         uid: id.uid,
         gid: id.gid,
@@ -237,11 +269,34 @@ fn identity_report(
     }
 }
 
-/// Deciding rules, interned so cells refer to them by index.
+/// Deciding rules, interned so cells refer to them by index, and every unmodelled rule
+/// that left some cell's verdict unknown.
 #[derive(Default)]
 struct Cites {
     list: Vec<RuleRef>,
     index: HashMap<(usize, usize, Option<usize>), usize>,
+    unknowns: Vec<UnknownCite>,
+    seen: std::collections::HashSet<(usize, usize, Option<usize>, String)>,
+}
+
+impl Cites {
+    /// The index of a rule's citation, interned.
+    fn cite(&mut self, rules: &Ruleset, (t, c, r): (usize, usize, Option<usize>)) -> usize {
+        *self.index.entry((t, c, r)).or_insert_with(|| {
+            self.list.push(explain::rule_ref(rules, t, c, r));
+            self.list.len() - 1
+        })
+    }
+
+    /// Keeps what a trace could not decide (each once).
+    fn unknown(&mut self, rules: &Ruleset, u: &eval::UnknownAt) {
+        if self
+            .seen
+            .insert((u.table, u.chain, u.rule, u.what.clone()))
+        {
+            self.unknowns.push(explain::unknown(rules, u));
+        }
+    }
 }
 
 fn evaluate(
@@ -307,17 +362,18 @@ fn evaluate(
                                     flow.oif.clone_from(oif);
                                     let t = tracer.trace(flow);
                                     visits += t.visited;
-                                    let cite = t.deciding.map(|i| {
-                                        let s = &t.path[i];
-                                        let key = (s.table, s.chain, s.rule);
-                                        *cites.index.entry(key).or_insert_with(|| {
-                                            cites.list.push(explain::rule_ref(
-                                                rules, s.table, s.chain, s.rule,
-                                            ));
-                                            cites.list.len() - 1
-                                        })
-                                    });
-                                    (t.outcome.verdict, cite)
+                                    for u in &t.unknowns {
+                                        cites.unknown(rules, u);
+                                    }
+                                    // An unknown verdict cites the first thing not modelled.
+                                    let at = t
+                                        .deciding
+                                        .map(|i| &t.path[i])
+                                        .map(|s| (s.table, s.chain, s.rule))
+                                        .or_else(|| {
+                                            t.unknowns.first().map(|u| (u.table, u.chain, u.rule))
+                                        });
+                                    (t.outcome.verdict, at.map(|at| cites.cite(rules, at)))
                                 })
                                 .collect();
                             cells.push(([pi, oi, si, di, spi, dpi], results));
@@ -336,16 +392,29 @@ fn evaluate(
     Ok(Evaluated { space, cells })
 }
 
+/// Whether an ordinary app's traffic of one family and protocol is captured anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Coverage {
+    Captured,
+    /// Not definitely captured anywhere, but an unmodelled rule decides some of it.
+    Undecided,
+    Uncaptured,
+}
+
 /// Which (family, protocol) pairs the reference identity gets captured on at all.
-fn families_coverage(families: &[Evaluated]) -> Vec<(IpVersion, u8, bool)> {
+fn families_coverage(families: &[Evaluated]) -> Vec<(IpVersion, u8, Coverage)> {
     let mut out = Vec::new();
     for f in families {
         for (pi, &proto) in f.space.protos.iter().enumerate() {
-            let captured = f
-                .cells
-                .iter()
-                .any(|(c, r)| c[0] == pi && r[0].0 == Verdict::Captured);
-            out.push((f.space.version, proto, captured));
+            let of_proto = || f.cells.iter().filter(|(c, _)| c[0] == pi);
+            let coverage = if of_proto().any(|(_, r)| r[0].0 == Verdict::Captured) {
+                Coverage::Captured
+            } else if of_proto().any(|(_, r)| r[0].0 == Verdict::Unknown) {
+                Coverage::Undecided
+            } else {
+                Coverage::Uncaptured
+            };
+            out.push((f.space.version, proto, coverage));
         }
     }
     out

@@ -5,14 +5,7 @@ use meshleak::sanitize::sanitize;
 
 /// `iptables-nft ipv4 nat/ISTIO_OUTPUT #7` (or `policy` for a chain policy).
 pub fn cite_line(r: &RuleRef) -> String {
-    let pos = r.position.map_or("policy".into(), |p| format!("#{p}"));
-    sanitize(&format!(
-        "{} {} {}/{} {pos}",
-        r.backend.name(),
-        r.family,
-        r.table,
-        r.chain
-    ))
+    sanitize(&r.place())
 }
 
 /// The rule's text in full, as its tool prints it.

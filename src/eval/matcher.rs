@@ -84,6 +84,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
         }
         Test::Uid { .. } | Test::Gid { .. } => owner(&m.test, &flow.identity).map(Tri::from),
         Test::SocketExists => Some(Tri::True),
+        Test::TcpFlags { mask, cmp } => (flow.proto == 6).then(|| first_syn(*mask, *cmp)),
         Test::Mark { reg, mask, values } => {
             let v = match reg {
                 MarkReg::Mark => pkt.mark,
@@ -121,6 +122,21 @@ pub fn owner(test: &Test, id: &Identity) -> Option<bool> {
             r.contains(id.gid) || (*suppl_groups && id.groups.iter().any(|g| r.contains(*g)))
         })),
         _ => None,
+    }
+}
+
+/// A TCP flags test on a connection's first packet: SYN, and SYN|ECE|CWR when the socket
+/// asks for ECN (`net.ipv4.tcp_ecn=1`, a route's `features ecn`, or a congestion control
+/// such as dctcp that an app may pick). Decided only where both agree.
+fn first_syn(mask: u8, cmp: u8) -> Tri {
+    const SYN: u8 = 0x02;
+    const ECE_CWR: u8 = 0xc0;
+    let plain = SYN & mask == cmp;
+    let ecn = (SYN | ECE_CWR) & mask == cmp;
+    if plain == ecn {
+        plain.into()
+    } else {
+        Tri::Unknown
     }
 }
 

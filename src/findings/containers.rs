@@ -66,18 +66,17 @@ pub(super) fn identity_changed(c: &Context, out: &mut Vec<Finding>) {
             gid: user.gid,
             groups: user.additional_gids.clone(),
         };
-        let configured_bypasses =
+        // Only a configured identity that is definitely captured makes this a change
+        // (an unknown one is the `unknown` finding's).
+        let configured_captured =
             crate::analyze::analyze(&c.ns.rules, std::slice::from_ref(&configured))
                 .map(|a| {
-                    a.identities.iter().any(|i| {
-                        matches!(
-                            i.verdict,
-                            IdentityVerdict::Bypass | IdentityVerdict::Partial
-                        )
-                    })
+                    a.identities
+                        .iter()
+                        .all(|i| i.verdict == IdentityVerdict::Captured)
                 })
-                .unwrap_or(true);
-        if configured_bypasses {
+                .unwrap_or(false);
+        if !configured_captured {
             continue;
         }
         out.push(Finding {

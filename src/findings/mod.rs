@@ -48,6 +48,7 @@ pub struct Context<'a> {
 
 pub fn find(c: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
+    unknown_rules(c, &mut out);
     identity_exempt(c, &mut out);
     let Some(mesh) = c.mesh else { return out };
     containers::proxy_not_exempt(c, mesh, &mut out);
@@ -72,10 +73,70 @@ pub fn find(c: &Context) -> Vec<Finding> {
     out
 }
 
+/// Rules cited in one `unknown` finding; the rest are counted in its message.
+const UNKNOWN_SHOWN: usize = 8;
+
+/// `unknown`: rules meshleak does not model decide some traffic's fate, so the verdicts
+/// that depend on them are `unknown`, never an answer either way. Names what and where.
+fn unknown_rules(c: &Context, out: &mut Vec<Finding>) {
+    let unknowns = &c.analysis.unknowns;
+    if unknowns.is_empty() {
+        return;
+    }
+    let undecided: Vec<u32> = c
+        .processes
+        .iter()
+        .filter(|(p, _, _)| p.verdict == ProcessVerdict::Unknown)
+        .map(|(p, _, _)| p.pid)
+        .collect();
+    let capture_unknown = !c.analysis.undecided_on.is_empty();
+    let mut message = format!(
+        "{} rule{} meshleak does not model decide{} where some traffic goes",
+        unknowns.len(),
+        if unknowns.len() == 1 { "" } else { "s" },
+        if unknowns.len() == 1 { "s" } else { "" },
+    );
+    if capture_unknown {
+        let on: Vec<String> = c
+            .analysis
+            .undecided_on
+            .iter()
+            .map(|o| format!("{} {}", o.family, o.protocol))
+            .collect();
+        message += &format!(
+            ": whether an ordinary app's {} traffic is captured is unknown",
+            on.join(", ")
+        );
+    }
+    if !undecided.is_empty() {
+        message += &format!("; the verdicts of processes {undecided:?} are unknown");
+    }
+    if unknowns.len() > UNKNOWN_SHOWN {
+        message += &format!(" ({} more not listed)", unknowns.len() - UNKNOWN_SHOWN);
+    }
+    let shown = &unknowns[..unknowns.len().min(UNKNOWN_SHOWN)];
+    out.push(Finding {
+        kind: "unknown",
+        severity: if capture_unknown || !undecided.is_empty() {
+            "high"
+        } else {
+            "medium"
+        },
+        pid: None,
+        message,
+        rules: shown.iter().map(|u| u.at.clone()).collect(),
+        evidence: shown
+            .iter()
+            .map(|u| format!("{}: {}", u.at.place(), u.unknown))
+            .collect(),
+        remedy: "check these rules by hand (or `meshleak trace` the flows that matter); meshleak cannot say whether the traffic they decide is captured".into(),
+    });
+}
+
 /// `capture-missing`: the mesh's chains are there, but an ordinary app's traffic is captured
 /// nowhere (OUTPUT does not reach them, or they redirect nothing outbound).
 fn capture_missing(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
-    if c.analysis.captured_on.is_empty() {
+    if c.analysis.captured_on.is_empty() && c.analysis.undecided_on.is_empty() {
         out.push(Finding {
             kind: "capture-missing",
             severity: "high",
@@ -490,6 +551,12 @@ fn captured(on: &[CapturedOn], version: IpVersion, proto: &str) -> bool {
         .any(|c| c.family == version.family().name() && c.protocol == proto)
 }
 
+/// Whether an ordinary app's traffic of this family and protocol is, or may be, captured
+/// somewhere: what an unmodelled rule may capture is not called uncaptured.
+fn maybe_captured(a: &Analysis, version: IpVersion, proto: &str) -> bool {
+    captured(&a.captured_on, version, proto) || captured(&a.undecided_on, version, proto)
+}
+
 /// `protocol-uncaptured`: live non-TCP sockets of non-proxy processes that the rules never
 /// capture: raw sockets, and UDP sockets whose connected destination escapes (or, unconnected,
 /// when nothing captures UDP). TCP escapes are identity or destination findings.
@@ -512,7 +579,7 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
             let escapes = match s.proto {
                 SocketProto::Raw => true,
                 SocketProto::Udp if s.remote.is_unspecified() => {
-                    !captured(&c.analysis.captured_on, version, "udp")
+                    !maybe_captured(c.analysis, version, "udp")
                 }
                 _ => {
                     let flow = socket_flow(
@@ -581,7 +648,12 @@ fn socket_flow(
 /// `ipv6-uncaptured`: IPv6 is not captured while the namespace has global IPv6 addresses or
 /// IPv6 sockets of apps.
 fn ipv6(c: &Context, out: &mut Vec<Finding>) {
-    if c.analysis.captured_on.iter().any(|x| x.family == "ipv6") {
+    if c.analysis
+        .captured_on
+        .iter()
+        .chain(&c.analysis.undecided_on)
+        .any(|x| x.family == "ipv6")
+    {
         return;
     }
     let global = |a: &IpAddr| matches!(a, IpAddr::V6(v) if !v.is_loopback() && (v.segments()[0] & 0xffc0) != 0xfe80 && !v.is_unspecified());

@@ -572,13 +572,7 @@ impl<'a> Lifter<'a> {
                             xt_matches::tcp_flags(comp)
                         );
                         self.port_part("tcp", 2, neg, &text);
-                        self.push(
-                            false,
-                            Test::Unknown {
-                                name: "tcp --tcp-flags".into(),
-                            },
-                            text,
-                        );
+                        self.push(neg, Test::TcpFlags { mask, cmp: comp }, text);
                     }
                     Field::Fragment => {
                         // `-f`: fragment offset & 0x1fff != 0 (a non-first fragment).

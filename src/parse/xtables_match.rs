@@ -170,6 +170,24 @@ pub(super) fn parse_module(
     Ok(out)
 }
 
+/// TCP flag names as iptables takes them (`SYN,ACK`, `ALL`, `NONE`), as bits.
+fn tcp_flag_bits(list: &str) -> Option<u8> {
+    list.split(',').try_fold(0u8, |bits, name| {
+        let bit = match name.to_ascii_uppercase().as_str() {
+            "FIN" => 0x01,
+            "SYN" => 0x02,
+            "RST" => 0x04,
+            "PSH" => 0x08,
+            "ACK" => 0x10,
+            "URG" => 0x20,
+            "ALL" => 0x3f,
+            "NONE" => 0,
+            _ => return None,
+        };
+        Some(bits | bit)
+    })
+}
+
 /// One option of a module. `Ok(None)`: an option or module meshleak does not model.
 fn option(
     ctx: &Ctx,
@@ -236,6 +254,18 @@ fn option(
             Test::Always
         }
         ("owner", "--socket-exists") => Test::SocketExists,
+        ("tcp", "--syn") => Test::TcpFlags {
+            mask: 0x17,
+            cmp: 0x02,
+        },
+        ("tcp", "--tcp-flags") => {
+            let mut flags = || -> Result<u8, ParseError> {
+                let value = cur.value(ctx, opt)?;
+                tcp_flag_bits(value).ok_or_else(|| ctx.err(Some(value), "not a list of TCP flags"))
+            };
+            let (mask, cmp) = (flags()?, flags()?);
+            Test::TcpFlags { mask, cmp }
+        }
         ("mark" | "connmark", "--mark") => {
             let value = cur.value(ctx, opt)?;
             let (v, mask) = mark_value(ctx, value)?;

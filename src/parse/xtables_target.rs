@@ -8,28 +8,6 @@ use super::xtables_match::{mark_value, parse_u32};
 use crate::model::{Action, MarkReg, MarkSet};
 use crate::range::PortRange;
 
-/// Targets that never change a first packet's verdict: evaluation goes on after them.
-const NON_TERMINAL: &[&str] = &[
-    "LOG",
-    "NFLOG",
-    "ULOG",
-    "CHECKSUM",
-    "TCPMSS",
-    "DSCP",
-    "TOS",
-    "TTL",
-    "HL",
-    "CLASSIFY",
-    "AUDIT",
-    "TRACE",
-    "SECMARK",
-    "CONNSECMARK",
-    "IDLETIMER",
-    "LED",
-    "RATEEST",
-    "TCPOPTSTRIP",
-];
-
 pub(super) fn parse(
     ctx: &Ctx,
     name: &str,
@@ -78,7 +56,7 @@ pub(super) fn parse(
         "CT" if has("--notrack") => Action::Notrack,
         "NOTRACK" => Action::Notrack,
         "CT" => Action::Continue { name: "CT".into() },
-        n if NON_TERMINAL.contains(&n) => Action::Continue {
+        n if crate::xt::continuing::TARGETS.contains(&n) => Action::Continue {
             name: n.to_string(),
         },
         // A chain name, or an unknown target when no such chain exists (resolved at COMMIT).

@@ -146,12 +146,7 @@ fn tcp_udp(name: &str, d: Bytes) -> Result<Decoded, Truncated> {
                 tcp_flags(mask),
                 tcp_flags(cmp)
             );
-            tests.push((
-                false,
-                Test::Unknown {
-                    name: "tcp --tcp-flags".into(),
-                },
-            ));
+            tests.push((invflags & 0x04 != 0, Test::TcpFlags { mask, cmp }));
         }
         if option != 0 {
             save += &format!("{} --tcp-option {option}", inv(invflags & 0x08 != 0));

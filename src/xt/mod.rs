@@ -3,6 +3,7 @@
 //! decoding of bytes the collectors read; no I/O.
 
 pub mod bytes;
+pub mod continuing;
 pub mod matches;
 pub mod save;
 pub mod table;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::bytes::{Bytes, Truncated};
-use super::matches::save_string;
+use super::continuing;
 use crate::model::{Action, IpVersion, MarkReg, MarkSet};
 use crate::range::PortRange;
 
@@ -22,6 +22,20 @@ const PERSISTENT: u32 = 8;
 const PROTO_RANDOM_FULLY: u32 = 16;
 
 pub fn decode(name: &str, revision: u8, data: Bytes, version: IpVersion) -> Decoded {
+    if continuing::TARGETS.contains(&name) {
+        return match continuing::decode(name, revision, data) {
+            Ok(Some(d)) => d,
+            // A revision whose options meshleak cannot print still continues.
+            Ok(None) => Decoded {
+                alias: None,
+                save: format!(" (revision {revision}: {})", data.hex()),
+                action: Action::Continue {
+                    name: name.to_string(),
+                },
+            },
+            Err(e) => unknown(name, revision, data, &e.to_string()),
+        };
+    }
     match decode_known(name, revision, data, version) {
         Ok(Some(d)) => d,
         Ok(None) => unknown(name, revision, data, "not modelled"),
@@ -93,7 +107,6 @@ fn decode_known(
                 },
             }
         }
-        ("LOG", 0, _) => log(d)?,
         ("REJECT", 0, _) => {
             let with = d.u32(0, "reject with")? as usize;
             let names: &[&str] = match version {
@@ -292,38 +305,6 @@ fn connmark(d: Bytes, revision: u8) -> Result<Decoded, Truncated> {
                 copy: Some((MarkReg::CtMark, ctmask)),
             }),
         },
-    })
-}
-
-/// `struct xt_log_info`: level, logflags, prefix[30].
-fn log(d: Bytes) -> Result<Decoded, Truncated> {
-    let (level, flags, prefix) = (
-        d.u8(0, "log level")?,
-        d.u8(1, "log flags")?,
-        d.name(2, 30, "log prefix")?,
-    );
-    let mut save = String::new();
-    if !prefix.is_empty() {
-        save += &format!(" --log-prefix{}", save_string(&prefix));
-    }
-    if level != 4 {
-        save += &format!(" --log-level {level}");
-    }
-    for (bit, word) in [
-        (1, " --log-tcp-sequence"),
-        (2, " --log-tcp-options"),
-        (4, " --log-ip-options"),
-        (8, " --log-uid"),
-        (0x20, " --log-macdecode"),
-    ] {
-        if flags & bit != 0 {
-            save += word;
-        }
-    }
-    Ok(Decoded {
-        alias: None,
-        save,
-        action: Action::Continue { name: "LOG".into() },
     })
 }
 

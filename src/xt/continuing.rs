@@ -1,0 +1,173 @@
+//! x_tables targets that always let evaluation go on (the kernel's target function returns
+//! `XT_CONTINUE` whatever its options): logging, tracing, header rewrites that no modelled
+//! match reads (MSS, DSCP/TOS, TTL/hop limit, checksums, TCP options), classification and
+//! timers. They decide no verdict; their options are decoded only to print the rule as
+//! `iptables-save` does.
+//!
+//! Not here on purpose: NFQUEUE (userspace decides), TEE (a copy of the packet leaves by
+//! another route) and HMARK (rewrites the packet mark, which mark matches read): they stay
+//! unknown.
+
+use super::bytes::{Bytes, Truncated};
+use super::matches::save_string;
+use super::targets::Decoded;
+use crate::model::Action;
+
+/// Names of the targets that always continue, as `-j NAME` writes them.
+pub const TARGETS: &[&str] = &[
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "CHECKSUM",
+    "TCPMSS",
+    "DSCP",
+    "TOS",
+    "TTL",
+    "HL",
+    "CLASSIFY",
+    "AUDIT",
+    "TRACE",
+    "SECMARK",
+    "CONNSECMARK",
+    "IDLETIMER",
+    "LED",
+    "RATEEST",
+    "TCPOPTSTRIP",
+];
+
+/// The target's options as `iptables-save` prints them, or `None` for a revision whose
+/// layout meshleak does not know (the rule still continues).
+pub fn decode(name: &str, revision: u8, d: Bytes) -> Result<Option<Decoded>, Truncated> {
+    let save = match (name, revision) {
+        ("TCPMSS", 0) => match d.u16(0, "TCPMSS mss")? {
+            0xffff => " --clamp-mss-to-pmtu".to_string(),
+            mss => format!(" --set-mss {mss}"),
+        },
+        ("DSCP", 0) => format!(" --set-dscp 0x{:02x}", d.u8(0, "DSCP value")?),
+        ("TOS", 1) => format!(
+            " --set-tos 0x{:02x}/0x{:02x}",
+            d.u8(0, "TOS value")?,
+            d.u8(1, "TOS mask")?
+        ),
+        ("CHECKSUM", 0) => {
+            if d.u8(0, "CHECKSUM operation")? & 1 != 0 {
+                " --checksum-fill".to_string()
+            } else {
+                String::new()
+            }
+        }
+        ("LOG", 0) => log(d)?,
+        ("NFLOG", 0) => nflog(d)?,
+        ("TRACE", 0) => String::new(),
+        ("CLASSIFY", 0) => {
+            let class = d.u32(0, "CLASSIFY priority")?;
+            format!(" --set-class {:04x}:{:04x}", class >> 16, class & 0xffff)
+        }
+        ("AUDIT", 0) => match d.u8(0, "AUDIT type")? {
+            0 => " --type accept".to_string(),
+            1 => " --type drop".to_string(),
+            2 => " --type reject".to_string(),
+            other => format!(" --type {other}"),
+        },
+        ("CONNSECMARK", 0) => match d.u8(0, "CONNSECMARK mode")? {
+            1 => " --save".to_string(),
+            2 => " --restore".to_string(),
+            other => format!(" (mode {other})"),
+        },
+        ("IDLETIMER", 0 | 1) => {
+            let mut s = format!(
+                " --timeout {} --label {}",
+                d.u32(0, "IDLETIMER timeout")?,
+                d.name(4, 28, "IDLETIMER label")?
+            );
+            if revision == 1 && d.u8(33, "IDLETIMER timer type")? & 1 != 0 {
+                s += " --alarm";
+            }
+            s
+        }
+        ("TTL" | "HL", 0) => {
+            let (mode, value) = (d.u8(0, "TTL mode")?, d.u8(1, "TTL value")?);
+            let word = if name == "TTL" { "ttl" } else { "hl" };
+            match mode {
+                0 => format!(" --{word}-set {value}"),
+                1 => format!(" --{word}-inc {value}"),
+                _ => format!(" --{word}-dec {value}"),
+            }
+        }
+        ("TCPOPTSTRIP", 0) => {
+            let mut options = Vec::new();
+            for option in 0..256u32 {
+                let word = d.u32((option / 32) as usize * 4, "TCPOPTSTRIP bitmap")?;
+                if word & (1 << (option % 32)) != 0 {
+                    options.push(option.to_string());
+                }
+            }
+            format!(" --strip-options {}", options.join(","))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Decoded {
+        alias: None,
+        save,
+        action: Action::Continue {
+            name: name.to_string(),
+        },
+    }))
+}
+
+/// `struct xt_nflog_info`: len, group, threshold, flags, pad, prefix[64].
+fn nflog(d: Bytes) -> Result<String, Truncated> {
+    const COPY_LEN: u16 = 1;
+    let (len, group, threshold, flags) = (
+        d.u32(0, "NFLOG len")?,
+        d.u16(4, "NFLOG group")?,
+        d.u16(6, "NFLOG threshold")?,
+        d.u16(8, "NFLOG flags")?,
+    );
+    let prefix = d.name(12, 64, "NFLOG prefix")?;
+    let mut s = String::new();
+    if !prefix.is_empty() {
+        s += &format!(" --nflog-prefix{}", save_string(&prefix));
+    }
+    if group != 0 {
+        s += &format!(" --nflog-group {group}");
+    }
+    if flags & COPY_LEN != 0 {
+        s += &format!(" --nflog-size {len}");
+    } else if len != 0 {
+        s += &format!(" --nflog-range {len}");
+    }
+    if threshold != 0 {
+        s += &format!(" --nflog-threshold {threshold}");
+    }
+    Ok(s)
+}
+
+/// `struct xt_log_info`: level, logflags, prefix[30].
+fn log(d: Bytes) -> Result<String, Truncated> {
+    let (level, flags, prefix) = (
+        d.u8(0, "log level")?,
+        d.u8(1, "log flags")?,
+        d.name(2, 30, "log prefix")?,
+    );
+    let mut save = String::new();
+    if !prefix.is_empty() {
+        save += &format!(" --log-prefix{}", save_string(&prefix));
+    }
+    if level != 4 {
+        save += &format!(" --log-level {level}");
+    }
+    for (bit, word) in [
+        (1, " --log-tcp-sequence"),
+        (2, " --log-tcp-options"),
+        (4, " --log-ip-options"),
+        (8, " --log-uid"),
+        (0x20, " --log-macdecode"),
+    ] {
+        if flags & bit != 0 {
+            save += word;
+        }
+    }
+    Ok(save)
+}
+
