@@ -1,4 +1,5 @@
-//! The `meshleak` command. Exit status: 0 nothing bypasses, 1 something bypasses, 2 error.
+//! The `meshleak` command. Exit status: 0 nothing bypasses, 1 something bypasses, 2 error,
+//! 3 some verdict unknown, 4 something could not be read (`meshleak --help`).
 
 mod cli;
 
@@ -12,7 +13,7 @@ fn main() -> ExitCode {
                 "meshleak: {}",
                 meshleak::sanitize::sanitize(&format!("{e:#}"))
             );
-            ExitCode::from(2)
+            ExitCode::from(cli::status::ERROR)
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::explain::RuleRef;
 pub use crate::findings::Finding;
 use crate::model::{Action, Ruleset, Test};
 use crate::range::IdRange;
-use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, SocketProto};
+use crate::snapshot::{
+    NetnsFacts, ProcessFacts, Snapshot, SocketProto, UnreadCause, UnreadProcess,
+};
 
 /// Bump when a field changes meaning or is removed (docs/report-schema.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -24,9 +26,15 @@ pub struct Report {
     pub scanned_at: u64,
     pub duration_ms: u64,
     pub netns: Vec<NetnsReport>,
+    /// Why this report may miss a bypass: what its verdicts need and could not be read
+    /// (namespaces, processes, sockets). Empty: everything was read.
+    pub incomplete: Vec<String>,
     pub errors: Vec<String>,
     pub vanished_processes: usize,
     pub vanished_netns: usize,
+    /// Network namespaces and processes found but not read.
+    pub unread_netns: usize,
+    pub unread_processes: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +54,9 @@ pub struct Capture {
     /// Families and protocols an ordinary app's traffic is captured on.
     pub families: Vec<&'static str>,
     pub protocols: Vec<String>,
+    /// Families and protocols (`ipv4 tcp`) whose capture rules meshleak does not model
+    /// decide: neither captured nor uncaptured.
+    pub undecided: Vec<String>,
     pub exemptions: Vec<Exemption>,
 }
 
@@ -104,10 +115,41 @@ pub struct NetnsReport {
     pub capture: Capture,
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
+    /// What in this namespace could not be read: its processes missing from `processes`,
+    /// sockets, routes. Empty: everything was read.
+    pub incomplete: Vec<String>,
+}
+
+impl Report {
+    /// Whether some process's traffic leaves the mesh.
+    pub fn bypasses(&self) -> bool {
+        self.netns
+            .iter()
+            .flat_map(|n| &n.processes)
+            .any(|p| p.verdict.bypasses())
+    }
+
+    /// Whether some verdict is unknown: a process's, or an ordinary app's capture.
+    pub fn unknown(&self) -> bool {
+        self.netns.iter().any(|n| {
+            n.findings.iter().any(|f| f.kind == "unknown")
+                || n.processes
+                    .iter()
+                    .any(|p| p.verdict == ProcessVerdict::Unknown)
+        })
+    }
 }
 
 pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let mut errors = s.errors.clone();
+    let mut incomplete = Vec::new();
+    if s.unread_netns > 0 {
+        incomplete.push(format!(
+            "{} network namespace{} could not be read (see errors)",
+            s.unread_netns,
+            plural(s.unread_netns)
+        ));
+    }
     let memo = Memo::default();
     let reports = crate::parallel::map(&s.netns, |ns| {
         netns_report(ns, &s.containers, &s.kernel, &memo)
@@ -115,9 +157,58 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let mut netns = Vec::with_capacity(reports.len());
     for (ns, r) in s.netns.iter().zip(reports) {
         match r {
-            Ok(r) => netns.push(r),
-            Err(e) => errors.push(format!("network namespace {}: {e}", ns.inode)),
+            Ok(mut r) => {
+                let unread: Vec<&UnreadProcess> = s
+                    .unread_processes
+                    .iter()
+                    .filter(|u| u.netns == Some(ns.inode))
+                    .collect();
+                if !unread.is_empty() {
+                    r.incomplete.insert(
+                        0,
+                        format!("processes not read: {}", unread_list(&unread)),
+                    );
+                }
+                incomplete.extend(
+                    r.incomplete
+                        .iter()
+                        .map(|i| format!("network namespace {}: {i}", ns.inode)),
+                );
+                netns.push(r);
+            }
+            Err(e) => {
+                incomplete.push(format!(
+                    "network namespace {}: not judged ({e})",
+                    ns.inode
+                ));
+                errors.push(format!("network namespace {}: {e}", ns.inode));
+            }
         }
+    }
+    let unseen: Vec<&UnreadProcess> = s
+        .unread_processes
+        .iter()
+        .filter(|u| u.netns.is_none() && !u.elsewhere)
+        .collect();
+    if !unseen.is_empty() {
+        incomplete.push(format!(
+            "processes not read, in network namespaces this scan could not tell: {}",
+            unread_list(&unseen)
+        ));
+    }
+    // Named once, with the real cause, where more capabilities would not help (a
+    // capability problem that matters is an `incomplete` line); no verdict here depends
+    // on them.
+    let elsewhere: Vec<&UnreadProcess> = s
+        .unread_processes
+        .iter()
+        .filter(|u| u.elsewhere && u.cause == UnreadCause::Forbidden)
+        .collect();
+    if !elsewhere.is_empty() {
+        errors.push(format!(
+            "processes not read, in network namespaces this report does not cover (no verdict here depends on them): {}",
+            unread_list(&elsewhere)
+        ));
     }
     Report {
         schema_version: SCHEMA_VERSION,
@@ -125,10 +216,54 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
         scanned_at: s.scanned_at,
         duration_ms,
         netns,
+        incomplete,
         errors,
         vanished_processes: s.vanished_processes,
         vanished_netns: s.vanished_netns,
+        unread_netns: s.unread_netns,
+        unread_processes: s.unread_processes.iter().filter(|u| !u.elsewhere).count(),
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Unread processes named with their cause: `pid 1 (init): permission denied although ...`.
+fn unread_list(list: &[&UnreadProcess]) -> String {
+    const SHOWN: usize = 5;
+    let mut by_cause: Vec<(UnreadCause, Vec<String>)> = Vec::new();
+    for u in list {
+        let name = if u.comm.is_empty() {
+            format!("pid {}", u.pid)
+        } else {
+            format!("pid {} ({})", u.pid, crate::sanitize::sanitize(&u.comm))
+        };
+        match by_cause.iter_mut().find(|(c, _)| *c == u.cause) {
+            Some((_, names)) => names.push(name),
+            None => by_cause.push((u.cause, vec![name])),
+        }
+    }
+    by_cause
+        .into_iter()
+        .map(|(cause, names)| {
+            let more = names.len().saturating_sub(SHOWN);
+            let mut shown = names.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
+            if more > 0 {
+                shown += &format!(" and {more} more");
+            }
+            let why = match cause {
+                UnreadCause::MissingCapability => {
+                    "permission denied: reading other users' processes needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"
+                }
+                UnreadCause::Forbidden => {
+                    "permission denied although meshleak holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: a security module or the process's own protection (not dumpable, another user namespace) forbids it"
+                }
+            };
+            format!("{shown}: {why}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The identity a process's new sockets get, as the namespace's owner sees it.
@@ -310,10 +445,16 @@ fn netns_report(
         capture: Capture {
             families,
             protocols,
+            undecided: a
+                .undecided_on
+                .iter()
+                .map(|o| format!("{} {}", o.family, o.protocol))
+                .collect(),
             exemptions: a.exemptions,
         },
         processes,
         findings,
+        incomplete: ns.gaps.iter().map(|g| format!("not read: {g}")).collect(),
     })
 }
 

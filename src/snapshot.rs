@@ -27,6 +27,37 @@ pub struct Snapshot {
     /// Processes and namespaces that vanished while being read (normal on a busy node).
     pub vanished_processes: usize,
     pub vanished_netns: usize,
+    /// Network namespaces found but not read (their errors are in `errors`).
+    #[serde(default)]
+    pub unread_netns: usize,
+    /// Processes that exist but could not be read: their verdicts are missing.
+    #[serde(default)]
+    pub unread_processes: Vec<UnreadProcess>,
+}
+
+/// A process meshleak could not read, and which namespace it is in as far as the scan
+/// could tell (`/proc/PID/net/dev` stays readable where the namespace link is closed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnreadProcess {
+    pub pid: u32,
+    /// Empty when even its name could not be read.
+    pub comm: String,
+    pub cause: UnreadCause,
+    /// The scanned namespace it is in; `None` when that is not known.
+    pub netns: Option<u64>,
+    /// Known to be in a namespace this scan does not report (the host's, or not the pod
+    /// asked for): it cannot change any verdict reported.
+    pub elsewhere: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreadCause {
+    /// Permission denied, and meshleak lacks CAP_SYS_PTRACE (or CAP_DAC_READ_SEARCH).
+    MissingCapability,
+    /// Permission denied although meshleak holds those capabilities: a security module,
+    /// or the process's own protection (not dumpable, another user namespace), forbids it.
+    Forbidden,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,6 +76,14 @@ pub struct NetnsFacts {
     #[serde(default)]
     pub conntrack: Option<Vec<Tracked>>,
     pub processes: Vec<ProcessFacts>,
+    /// The inode of its `/proc/net/dev`: ties processes whose namespace link is closed to
+    /// this namespace.
+    #[serde(default)]
+    pub net_dev: Option<u64>,
+    /// What could not be read in it (sockets, routes, interfaces), with why: a table not
+    /// read is not an empty one.
+    #[serde(default)]
+    pub gaps: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -203,6 +203,8 @@ fn identity_report(
     let (mut captured_cells, mut maybe_cells, mut escaping_cells, mut leaving_cells) =
         (0usize, 0usize, 0usize, 0usize);
     let mut rules: Vec<RuleRef> = Vec::new();
+    // What leaves the fate of this identity's traffic unknown, cited when nothing escapes.
+    let mut unknown_rules: Vec<RuleRef> = Vec::new();
     for f in families {
         let mut esc = Vec::new();
         let mut unk = Vec::new();
@@ -236,7 +238,14 @@ fn identity_report(
                         rules.push(cite.clone());
                     }
                 }
-                (_, Verdict::Unknown) => unk.push((*c, verdict, rule)),
+                (_, Verdict::Unknown) => {
+                    unk.push((*c, verdict, rule));
+                    if let Some(cite) = rule.map(|i| &cites[i])
+                        && !unknown_rules.contains(cite)
+                    {
+                        unknown_rules.push(cite.clone());
+                    }
+                }
                 (_, Verdict::Captured | Verdict::Dropped) => {}
             }
         }
@@ -255,8 +264,10 @@ fn identity_report(
     } else {
         IdentityVerdict::Captured
     };
-    if verdict == IdentityVerdict::Bypass {
-        unknown.clear();
+    match verdict {
+        IdentityVerdict::Bypass => unknown.clear(),
+        IdentityVerdict::Unknown if rules.is_empty() => rules = unknown_rules,
+        _ => {}
     }
     IdentityReport {
         uid: id.uid,

@@ -116,10 +116,70 @@ fn unknown_when_an_unmodelled_match_decides() {
     let r = rules(
         "*nat\n-A OUTPUT -m owner --gid-owner ftp -j RETURN\n-A OUTPUT -p tcp -j REDIRECT --to-ports 15001\nCOMMIT\n",
     );
-    // The ordinary app's capture itself depends on the unknown: nothing is definitely captured.
+    // The ordinary app's capture itself depends on the unknown: nothing is definitely
+    // captured, and nothing is definitely uncaptured either. Unknown, never unmeshed.
     let a = analyze(&r, &[id(1, 1, &[])]).unwrap();
-    assert_eq!(a.identities[0].verdict, IdentityVerdict::Unmeshed);
+    assert_eq!(a.identities[0].verdict, IdentityVerdict::Unknown);
     assert!(a.exemptions.iter().any(|e| e.kind == "unknown"));
+    assert!(a.captured_on.is_empty());
+    assert_eq!(
+        a.undecided_on,
+        [CapturedOn {
+            family: "ipv4",
+            protocol: "tcp".into()
+        }]
+    );
+    // Only TCP is in doubt: the other protocols are definitely not captured.
+    assert!(
+        !a.exemptions
+            .iter()
+            .any(|e| e.kind == "family" && e.family == Some("ipv4"))
+    );
+    assert!(
+        a.exemptions
+            .iter()
+            .any(|e| e.kind == "protocol" && e.conditions[0].contains("udp"))
+    );
+    // What is not modelled is named, with its rule.
+    assert_eq!(a.unknowns.len(), 1, "{:?}", a.unknowns);
+    assert_eq!(a.unknowns[0].at.position, Some(1));
+    assert!(a.unknowns[0].unknown.contains("gid-owner ftp"));
+}
+
+#[test]
+fn an_exempt_identity_bypasses_whatever_an_unknown_rule_captures() {
+    // `-m statistic` ahead of the exemptions: an ordinary app is captured or not, the
+    // proxy's gid never is.
+    let r = rules(
+        "*nat
+-A OUTPUT -m statistic --mode random --probability 0.5 -j RETURN
+-A OUTPUT -m owner --gid-owner 1337 -j RETURN
+-A OUTPUT -p tcp -j REDIRECT --to-ports 15001
+COMMIT
+",
+    );
+    use IdentityVerdict::*;
+    assert_eq!(
+        verdicts(&r, &[id(1, 1337, &[]), id(1, 1, &[])]),
+        [Bypass, Unknown]
+    );
+}
+
+#[test]
+fn partial_stays_partial_beside_unknown_cells() {
+    // Port 80 is definitely captured for everyone but gid 1337; port 443's capture turns
+    // on a match meshleak does not model.
+    let r = rules(
+        "*nat
+-A OUTPUT -p tcp -m tcp --dport 443 -m statistic --mode random --probability 0.5 -j RETURN
+-A OUTPUT -m owner --gid-owner 1337 -p tcp -m tcp --dport 80 -j RETURN
+-A OUTPUT -p tcp -j REDIRECT --to-ports 15001
+COMMIT
+",
+    );
+    let a = analyze(&r, &[id(1, 1337, &[])]).unwrap();
+    assert_eq!(a.identities[0].verdict, IdentityVerdict::Partial);
+    assert!(!a.identities[0].unknown.is_empty());
 }
 
 #[test]

@@ -58,7 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             IdentityVerdict::Bypass | IdentityVerdict::Partial | IdentityVerdict::Unmeshed
         )
     });
-    Ok(u8::from(bypass))
+    let unknown = analysis
+        .identities
+        .iter()
+        .any(|i| i.verdict == IdentityVerdict::Unknown)
+        || !analysis.undecided_on.is_empty();
+    Ok(super::status::of(bypass, false, unknown))
 }
 
 fn print_table(a: &Analysis) {

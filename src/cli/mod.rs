@@ -6,6 +6,7 @@ mod analyze;
 mod input;
 mod rules;
 mod scan;
+pub mod status;
 mod text;
 mod trace;
 
@@ -15,7 +16,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "meshleak",
     version,
-    about = "Shows which processes really bypass their service-mesh sidecar, and why"
+    about = "Shows which processes really bypass their service-mesh sidecar, and why",
+    after_help = status::HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,18 +27,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate one connection's first packet against saved rules, rule by rule.
+    #[command(after_help = status::HELP)]
     Trace(trace::Args),
     /// Derive every exemption from saved rules and judge socket identities.
+    #[command(after_help = status::HELP)]
     Analyze(analyze::Args),
     /// Print a network namespace's rules as read straight from the kernel.
+    #[command(after_help = status::HELP)]
     Rules(rules::Args),
     /// Every network namespace of this node: which processes bypass their sidecar, and why.
+    #[command(after_help = status::HELP)]
     Scan(scan::ScanArgs),
     /// One pod (network namespace): its processes' verdicts and the rules deciding them.
+    #[command(after_help = status::HELP)]
     Pod(scan::PodArgs),
     /// Save the node's facts (rules, processes, sockets) to judge later with `analyze --snapshot`.
+    #[command(after_help = status::HELP)]
     Collect(scan::SaveArgs),
     /// Scan periodically and serve Prometheus metrics, health and the last report.
+    #[command(after_help = status::HELP)]
     Agent(agent::Args),
 }
 
@@ -47,7 +56,7 @@ pub enum Format {
     Json,
 }
 
-/// Runs the command; returns the exit status (0 nothing bypasses, 1 something does).
+/// Runs the command; returns the exit status (see [`status`]).
 pub fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();
     match cli.command {

@@ -191,12 +191,20 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
     let json = meshleak::json::to_string(&snapshot)?;
     std::fs::write(&args.output, json)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let report = report::build(&snapshot, 0);
+    for line in &report.incomplete {
+        eprintln!("meshleak: incomplete: {}", sanitize(line));
+    }
     eprintln!(
         "meshleak: saved {} network namespaces to {}",
         snapshot.netns.len(),
         args.output.display()
     );
-    Ok(0)
+    Ok(super::status::of(
+        false,
+        !report.incomplete.is_empty(),
+        false,
+    ))
 }
 
 /// Reports a saved snapshot (`analyze --snapshot`).
@@ -222,6 +230,10 @@ pub fn report_snapshot(path: &PathBuf, format: Format) -> anyhow::Result<u8> {
 
 fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Result<u8> {
     let report = report::build(snapshot, started.elapsed().as_millis() as u64);
+    // What could not be read comes first, on stderr too, so a JSON reader's log shows it.
+    for line in &report.incomplete {
+        eprintln!("meshleak: incomplete: {}", sanitize(line));
+    }
     match format {
         Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
@@ -230,23 +242,35 @@ fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Resu
         eprintln!("meshleak: {}", sanitize(e));
     }
     // Some namespaces unreadable: reported above, the rest stands. None readable: an error.
-    if report.netns.is_empty() && !report.errors.is_empty() {
+    if report.netns.is_empty() && report.unread_netns > 0 {
         bail!(
             "no network namespace could be read ({} errors above)",
             report.errors.len()
         );
     }
-    let bypass = report
-        .netns
-        .iter()
-        .flat_map(|n| &n.processes)
-        .any(|p| p.verdict.bypasses());
-    Ok(u8::from(bypass))
+    Ok(super::status::of(
+        report.bypasses(),
+        !report.incomplete.is_empty(),
+        report.unknown(),
+    ))
 }
 
 /// Grouped by pod (namespace), bypassing processes first and marked with `!`, the deciding
 /// rule in full under them; one summary line per node. Fits 100 columns.
 pub fn print_table(r: &Report) {
+    if !r.incomplete.is_empty() {
+        println!(
+            "INCOMPLETE: this report may miss bypasses, {} thing{} could not be read:",
+            r.incomplete.len(),
+            if r.incomplete.len() == 1 { "" } else { "s" }
+        );
+        for line in &r.incomplete {
+            for (i, part) in wrap(&sanitize(line), 96).into_iter().enumerate() {
+                println!("{}{part}", if i == 0 { "  - " } else { "    " });
+            }
+        }
+        println!();
+    }
     let processes: usize = r.netns.iter().map(|n| n.processes.len()).sum();
     let bypassing = r
         .netns
@@ -275,7 +299,7 @@ pub fn print_table(r: &Report) {
         println!();
         println!("{} ({mesh})", sanitize(&name));
         if ns.mesh.is_some() {
-            let captured = if ns.capture.families.is_empty() {
+            let mut captured = if ns.capture.families.is_empty() {
                 "nothing".to_string()
             } else {
                 format!(
@@ -284,6 +308,12 @@ pub fn print_table(r: &Report) {
                     ns.capture.protocols.join(",")
                 )
             };
+            if !ns.capture.undecided.is_empty() {
+                captured += &format!(
+                    " (unknown: {}, decided by rules meshleak does not model)",
+                    ns.capture.undecided.join(", ")
+                );
+            }
             println!("  captured for an ordinary app: {captured}");
             // Destination and protocol exemptions apply to everyone; identity ones show
             // up as process verdicts below.

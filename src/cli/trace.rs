@@ -212,10 +212,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
     }
-    let may_bypass = report.verdict == Verdict::Bypass
-        || report.possible.iter().any(|o| o.verdict == Verdict::Bypass)
-        || (report.verdict == Verdict::Unknown && report.possible.is_empty());
-    Ok(u8::from(may_bypass))
+    Ok(super::status::of(
+        report.verdict == Verdict::Bypass,
+        false,
+        report.verdict == Verdict::Unknown,
+    ))
 }
 
 fn print_table(r: &Report) {

@@ -35,6 +35,10 @@ pub enum CollectError {
     Stuck { inode: u64 },
     #[error("cannot list processes under {path}: {cause}")]
     Proc { path: String, cause: std::io::Error },
+    #[error(
+        "--proc-root {path} cannot be used: {why}; give the host's /proc (/host/proc in a container that mounts it there)"
+    )]
+    NotProc { path: String, why: String },
 }
 
 /// What one visit to a namespace reads.
@@ -44,6 +48,10 @@ pub struct NetnsRead {
     pub routes: Vec<Route>,
     pub sockets: Vec<SocketFacts>,
     pub conntrack: Option<Vec<Tracked>>,
+    /// The inode of its `/proc/net/dev` (see [`netinfo::net_dev_inode`]).
+    pub net_dev: Option<u64>,
+    /// What could not be read (sockets, routes, interfaces), with why.
+    pub gaps: Vec<String>,
 }
 
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
@@ -102,19 +110,23 @@ pub fn read_netns(
     deadline: Option<Duration>,
 ) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, raw, interfaces, routes, conntrack, sockets) =
+    let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, gaps)) =
         in_netns_within(ns, deadline, || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let raw = nftables::dump_raw()?;
-            let sockets = netinfo::sockets();
+            let mut gaps = Vec::new();
+            let sockets = netinfo::sockets(&mut gaps);
             Ok((
                 legacy,
                 raw,
-                netinfo::interfaces(),
-                netinfo::routes(),
-                conntrack::entries(&sockets),
-                sockets,
+                (
+                    netinfo::interfaces(&mut gaps),
+                    netinfo::routes(&mut gaps),
+                    conntrack::entries(&sockets),
+                    sockets,
+                ),
+                (netinfo::net_dev_inode(), gaps),
             ))
         })??;
     let mut tables = legacy;
@@ -125,5 +137,7 @@ pub fn read_netns(
         routes,
         sockets,
         conntrack,
+        net_dev,
+        gaps,
     })
 }

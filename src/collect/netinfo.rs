@@ -13,10 +13,15 @@ use super::netns::thread_net_file;
 use crate::snapshot::{Interface, Route, SocketFacts, SocketProto};
 use crate::sockdiag;
 
-pub fn interfaces() -> Vec<Interface> {
+/// The namespace's interfaces and addresses; what could not be read goes to `gaps`.
+pub fn interfaces(gaps: &mut Vec<String>) -> Vec<Interface> {
     let mut out: Vec<Interface> = Vec::new();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return out;
+    let addrs = match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            gaps.push(format!("interfaces and addresses (getifaddrs: {e})"));
+            return out;
+        }
     };
     for a in addrs {
         let ip: Option<IpAddr> = a.address.as_ref().and_then(|s| {
@@ -44,14 +49,18 @@ pub fn interfaces() -> Vec<Interface> {
 }
 
 /// Main-table routes of both families.
-pub fn routes() -> Vec<Route> {
+/// The namespace's IPv4 routes; what could not be read goes to `gaps`.
+pub fn routes(gaps: &mut Vec<String>) -> Vec<Route> {
     let mut out = Vec::new();
     // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, little-endian).
-    for line in super::procfile::read_string(&thread_net_file("route"))
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-    {
+    let text = match super::procfile::read_string(&thread_net_file("route")) {
+        Ok(text) => text,
+        Err(e) => {
+            gaps.push(format!("routes (/proc/thread-self/net/route: {e})"));
+            String::new()
+        }
+    };
+    for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 8 {
             continue;
@@ -102,7 +111,9 @@ fn v6(hex: &str) -> Option<Ipv6Addr> {
 /// TCP, UDP and raw sockets of both families. TCP and UDP come from sock_diag (see
 /// [`crate::sockdiag`] for why), or from /proc/net where the kernel has no inet_diag; raw
 /// sockets from /proc/net (their hash is small; raw_diag is an optional module).
-pub fn sockets() -> Vec<SocketFacts> {
+/// The namespace's TCP, UDP and raw sockets; what could not be read goes to `gaps` (a
+/// socket table not read is not an empty one).
+pub fn sockets(gaps: &mut Vec<String>) -> Vec<SocketFacts> {
     let mut out = Vec::new();
     for (proto, files) in [
         (SocketProto::Tcp, ["tcp", "tcp6"]),
@@ -110,24 +121,43 @@ pub fn sockets() -> Vec<SocketFacts> {
     ] {
         match diag_sockets(proto) {
             Ok(found) => out.extend(found),
-            Err(_) => {
+            Err(diag) => {
                 for file in files {
-                    out.extend(proc_sockets(file, proto));
+                    match proc_sockets(file, proto) {
+                        Ok(found) => out.extend(found),
+                        Err(e) => gaps.push(format!(
+                            "{} sockets (sock_diag: {diag}; /proc/thread-self/net/{file}: {e})",
+                            proto.name()
+                        )),
+                    }
                 }
             }
         }
     }
-    out.extend(proc_sockets("raw", SocketProto::Raw));
-    out.extend(proc_sockets("raw6", SocketProto::Raw));
+    for file in ["raw", "raw6"] {
+        match proc_sockets(file, SocketProto::Raw) {
+            Ok(found) => out.extend(found),
+            Err(e) => gaps.push(format!("raw sockets (/proc/thread-self/net/{file}: {e})")),
+        }
+    }
     out
 }
 
-fn proc_sockets(file: &str, proto: SocketProto) -> Vec<SocketFacts> {
-    let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
-    text.lines()
+fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> {
+    let text = super::procfile::read_string(&thread_net_file(file))?;
+    Ok(text
+        .lines()
         .skip(1)
         .filter_map(|l| socket_line(l, proto))
-        .collect()
+        .collect())
+}
+
+/// The inode of the calling thread's namespace's `/proc/net/dev` entry: one per network
+/// namespace, and readable for any process (`/proc/PID/net/dev`) even where its namespace
+/// link is closed, so it tells which namespace an unreadable process is in.
+pub fn net_dev_inode() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(thread_net_file("dev")).ok().map(|m| m.ino())
 }
 
 /// The calling thread's namespace's TCP or UDP sockets over sock_diag: TCP of both families

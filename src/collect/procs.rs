@@ -14,7 +14,7 @@ use nix::dir::Dir;
 use nix::fcntl::{self, OFlag};
 use nix::sys::stat::Mode;
 
-use crate::snapshot::ProcessFacts;
+use crate::snapshot::{ProcessFacts, UnreadCause};
 
 /// One process and the inode of its network namespace.
 pub struct Found {
@@ -26,7 +26,16 @@ pub struct Listing {
     pub processes: Vec<Found>,
     pub vanished: usize,
     /// Processes this meshleak may not read (permission denied).
-    pub unreadable: Vec<u32>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A process whose namespace link is closed to this meshleak.
+pub struct Unreadable {
+    pub pid: u32,
+    pub comm: String,
+    pub cause: UnreadCause,
+    /// The inode of its `/proc/PID/net/dev`, which names its network namespace.
+    pub net_dev: Option<u64>,
 }
 
 /// Every process under `proc_root` whose network namespace `wanted` accepts; the others
@@ -50,19 +59,67 @@ pub fn list(
     let reads = crate::parallel::map(&pids, |pid| {
         read(proc_root, *pid, include_cmdline, &maps, &wanted)
     });
+    let cause = if can_read_others() {
+        UnreadCause::Forbidden
+    } else {
+        UnreadCause::MissingCapability
+    };
     for (pid, read) in pids.into_iter().zip(reads) {
         match read {
             Ok(Some(found)) => out.processes.push(found),
             Ok(None) => {}
             Err(e) if vanished(&e) => out.vanished += 1,
             // Not ours to read: without CAP_SYS_PTRACE other users' namespace links are
-            // closed. Counted apart so the scan says so instead of missing them silently.
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => out.unreadable.push(pid),
+            // closed. Kept apart, with what can still be learnt of it, so the scan says so
+            // instead of missing them silently.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                out.unreadable.extend(unreadable(proc_root, pid, cause));
+            }
             Err(_) => out.vanished += 1,
         }
     }
     out.processes.sort_by_key(|f| f.facts.pid);
     Ok(out)
+}
+
+/// What can be learnt of a process whose namespace link is closed: its name and the inode
+/// of its `/proc/PID/net/dev` (neither needs ptrace access). `None` for a kernel thread,
+/// which holds no sockets of its own.
+fn unreadable(proc_root: &Path, pid: u32, cause: UnreadCause) -> Option<Unreadable> {
+    let status = fs::read_to_string(proc_root.join(format!("{pid}/status"))).unwrap_or_default();
+    if is_kernel_thread(&status, pid) && !status.is_empty() {
+        return None;
+    }
+    Some(Unreadable {
+        pid,
+        comm: field(&status, "Name").unwrap_or("").to_string(),
+        cause,
+        net_dev: net_dev_inode(proc_root, pid),
+    })
+}
+
+/// Whether this process holds what reading other users' processes takes: CAP_SYS_PTRACE
+/// (namespace links, fds) and CAP_DAC_READ_SEARCH. Without them a closed process is a
+/// capability problem; with them, something else forbids it.
+fn can_read_others() -> bool {
+    const CAP_DAC_READ_SEARCH: u32 = 2;
+    const CAP_SYS_PTRACE: u32 = 19;
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = field(&status, "CapEff")
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .unwrap_or(0);
+    [CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE]
+        .iter()
+        .all(|bit| eff & (1 << bit) != 0)
+}
+
+/// The inode of a process's `/proc/PID/net/dev`: which network namespace it is in, even
+/// where its namespace link is closed.
+pub fn net_dev_inode(proc_root: &Path, pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(proc_root.join(format!("{pid}/net/dev")))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// Whether an error means the process is gone.
@@ -245,18 +302,25 @@ pub fn read(
 }
 
 /// The host's network namespace: the kernel's own (`init_net`), where kernel threads run;
-/// kthreadd (pid 2) where it is one, else pid 1's. Init may not be readable: a
+/// kthreadd's (pid 2) where it is one, else pid 1's. Init may not be readable: a
 /// non-dumpable pid 1 keeps its namespace links closed even to root.
 pub fn host_netns(proc_root: &Path) -> Option<u64> {
-    let kthreadd = ProcDir::open(&proc_root.join("2"))
-        .and_then(|dir| Ok((dir.status()?, dir)))
+    let pid = host_pid(proc_root)?;
+    ProcDir::open(&proc_root.join(pid.to_string()))
+        .and_then(|dir| dir.ns_inode("ns/net"))
         .ok()
-        .filter(|(status, _)| is_kernel_thread(status, 2));
-    match kthreadd {
-        Some((_, dir)) => dir.ns_inode("ns/net").ok(),
-        None => ProcDir::open(&proc_root.join("1"))
-            .and_then(|dir| dir.ns_inode("ns/net"))
-            .ok(),
+}
+
+/// A process in the host's network namespace: kthreadd (pid 2) where it is a kernel
+/// thread, else pid 1 (in a container's own pid namespace pid 2 is an ordinary process).
+pub fn host_pid(proc_root: &Path) -> Option<u32> {
+    let kthreadd = ProcDir::open(&proc_root.join("2"))
+        .and_then(|dir| dir.status())
+        .is_ok_and(|status| is_kernel_thread(&status, 2));
+    if kthreadd {
+        Some(2)
+    } else {
+        proc_root.join("1").exists().then_some(1)
     }
 }
 

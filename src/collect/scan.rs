@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::netns::{Netns, NetnsError};
 use super::procs::{self, netns_inode};
 use super::{CollectError, NftCache, read_netns};
-use crate::snapshot::{NetnsFacts, ProcessFacts, SNAPSHOT_VERSION, Snapshot};
+use crate::snapshot::{NetnsFacts, ProcessFacts, SNAPSHOT_VERSION, Snapshot, UnreadProcess};
 
 #[derive(Clone, Debug)]
 pub struct ScanOptions {
@@ -59,6 +59,7 @@ struct Ns {
 }
 
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
+    check_proc_root(&opts.proc_root)?;
     let host = procs::host_netns(&opts.proc_root);
     let scanned = |inode: u64| {
         (opts.include_host || Some(inode) != host)
@@ -108,22 +109,9 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         errors: Vec::new(),
         vanished_processes: listing.vanished,
         vanished_netns: 0,
+        unread_netns: 0,
+        unread_processes: Vec::new(),
     };
-    if !listing.unreadable.is_empty() {
-        let shown: Vec<String> = listing
-            .unreadable
-            .iter()
-            .take(5)
-            .map(u32::to_string)
-            .collect();
-        snapshot.errors.push(format!(
-            "{} processes under {} could not be read (permission denied; pids {}{}): their verdicts are missing; reading other users' processes needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, and a security module may forbid it",
-            listing.unreadable.len(),
-            opts.proc_root.display(),
-            shown.join(", "),
-            if listing.unreadable.len() > 5 { ", ..." } else { "" }
-        ));
-    }
     let wanted: Vec<(u64, Ns)> = all
         .into_iter()
         .filter(|(inode, _)| scanned(*inode))
@@ -144,12 +132,45 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 sockets: read.sockets,
                 conntrack: read.conntrack,
                 processes: ns.processes,
+                net_dev: read.net_dev,
+                gaps: read.gaps,
             }),
             Ok(None) => snapshot.vanished_netns += 1,
-            Err(e) => snapshot
-                .errors
-                .push(format!("network namespace {inode}: {e}")),
+            Err(e) => {
+                snapshot.unread_netns += 1;
+                snapshot
+                    .errors
+                    .push(format!("network namespace {inode}: {e}"));
+            }
         }
+    }
+    // Where each unreadable process is: in a namespace read above, in one this scan does
+    // not report (the host's, or not the pod asked for), or not known.
+    let host_dev = procs::host_pid(&opts.proc_root)
+        .and_then(|pid| procs::net_dev_inode(&opts.proc_root, pid))
+        .filter(|_| !opts.include_host);
+    // Without the capabilities to read the host's namespace link, the host's namespace
+    // was read like a pod's: known now by its /proc/net/dev, it is left out as asked.
+    if host.is_none() && host_dev.is_some() {
+        snapshot.netns.retain(|n| n.net_dev != host_dev);
+    }
+    for u in listing.unreadable {
+        let netns = snapshot
+            .netns
+            .iter()
+            .find(|n| n.net_dev.is_some() && n.net_dev == u.net_dev)
+            .map(|n| n.inode);
+        let elsewhere = netns.is_none()
+            && u
+                .net_dev
+                .is_some_and(|d| Some(d) == host_dev || !opts.only.is_empty());
+        snapshot.unread_processes.push(UnreadProcess {
+            pid: u.pid,
+            comm: u.comm,
+            cause: u.cause,
+            netns,
+            elsewhere,
+        });
     }
     let ids: BTreeMap<String, Option<String>> = snapshot
         .netns
@@ -217,6 +238,26 @@ fn read_one(
         }
     }
     Ok(None)
+}
+
+/// PROC_SUPER_MAGIC: what statfs says of a proc file system.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// `--proc-root` must be a proc file system: anything else (a typo, `/sys`, an empty
+/// directory) would list no processes and make every namespace look empty.
+fn check_proc_root(root: &std::path::Path) -> Result<(), CollectError> {
+    let not_proc = |why: String| CollectError::NotProc {
+        path: root.display().to_string(),
+        why,
+    };
+    let fs = nix::sys::statfs::statfs(root).map_err(|e| not_proc(e.desc().to_string()))?;
+    let magic = fs.filesystem_type().0 as i64;
+    if magic != PROC_SUPER_MAGIC {
+        return Err(not_proc(format!(
+            "it is not a proc file system (file system type 0x{magic:x})"
+        )));
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

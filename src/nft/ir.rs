@@ -73,6 +73,11 @@ pub enum Expr {
         set: String,
         invert: bool,
     },
+    /// A map lookup (`vmap`, `dnat to ... map`): its result, a verdict or data, is in
+    /// `dreg` (`VERDICT_REG` for a verdict map).
+    MapLookup {
+        dreg: Reg,
+    },
     Verdict(Jump),
     Value {
         dreg: Reg,
@@ -119,6 +124,9 @@ pub enum Expr {
     Reject,
     Other(String),
 }
+
+/// The verdict register as [`reg`] names it.
+pub const VERDICT_REG: Reg = u32::MAX;
 
 fn reg(r: &Register) -> Reg {
     let n = u32::from(*r);
@@ -304,23 +312,24 @@ fn expr(name: &str, d: &Expressions) -> Expr {
             }
         }
         Expressions::Lookup(a) => {
-            let (mut sreg, mut set, mut flags, mut map) = (None, None, 0, false);
+            let (mut sreg, mut set, mut flags, mut map) = (None, None, 0, None);
             for x in a {
                 match x {
                     Lookup::SourceRegister(r) => sreg = Some(reg(r)),
                     Lookup::Set(s) => set = Some(s.clone()),
                     Lookup::Flags(f) => flags = *f,
-                    Lookup::DestinationRegister(_) => map = true,
+                    Lookup::DestinationRegister(r) => map = Some(reg(r)),
                     _ => {}
                 }
             }
             match (sreg, set, map) {
-                (Some(sreg), Some(set), false) => Expr::Lookup {
+                (_, _, Some(dreg)) => Expr::MapLookup { dreg },
+                (Some(sreg), Some(set), None) => Expr::Lookup {
                     sreg,
                     set,
                     invert: flags & 1 != 0,
                 },
-                _ => Expr::Other("map lookup".into()),
+                _ => Expr::Other("lookup".into()),
             }
         }
         Expressions::Immediate(a) => {

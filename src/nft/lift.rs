@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use netlink_packet_netfilter::nftables::MetaKey;
 
-use super::ir::{CmpOp, Expr, Jump, Reg};
+use super::ir::{CmpOp, Expr, Jump, Reg, VERDICT_REG};
 use crate::model::{
     Action, AddrType, CtState, Dir, Family, IfacePattern, IpVersion, MarkReg, MarkSet, Match, Test,
     proto_name,
@@ -30,6 +30,8 @@ enum Src {
     Ct(u32),
     Fib { flags: u32 },
     Value(Vec<u8>),
+    /// The result of a data map lookup: which value depends on the packet.
+    Mapped,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,20 @@ enum Field {
     TcpFlags,
     /// IPv4 fragment offset (`-f`).
     Fragment,
+}
+
+impl Field {
+    /// The bytes a set key of this field holds.
+    fn width(self) -> usize {
+        match self {
+            Field::Addr(_, IpVersion::V4) => 4,
+            Field::Addr(_, IpVersion::V6) => 16,
+            Field::Proto(_) | Field::NfProto | Field::TcpFlags => 1,
+            Field::Port(_) | Field::Fragment => 2,
+            Field::Iface(_) => 16,
+            Field::Uid | Field::Gid | Field::Mark(_) | Field::CtState | Field::FibType(_) => 4,
+        }
+    }
 }
 
 /// The lifted rule: tests, actions, and text fragments for `iptables-save` form.
@@ -189,6 +205,15 @@ impl<'a> Lifter<'a> {
                 }
             }
             Expr::Lookup { sreg, set, invert } => self.lookup(*sreg, set, *invert),
+            // The verdict depends on which element the packet's key finds: not modelled,
+            // so the rule's outcome is unknown wherever it is reached (never dropped).
+            Expr::MapLookup { dreg: VERDICT_REG } => self.action(
+                Action::Unknown {
+                    name: "verdict map (vmap)".into(),
+                },
+                "-j verdict-map".into(),
+            ),
+            Expr::MapLookup { dreg } => self.load(*dreg, Src::Mapped),
             Expr::Verdict(j) => self.verdict(j),
             Expr::Meta {
                 key: MetaKey::Mark,
@@ -206,6 +231,14 @@ impl<'a> Lifter<'a> {
                 proto_min,
                 proto_max,
             } => {
+                if [addr, proto_min, proto_max].iter().any(|r| self.mapped(**r)) {
+                    return self.action(
+                        Action::Unknown {
+                            name: "dnat to a value looked up in a map".into(),
+                        },
+                        "DNAT".into(),
+                    );
+                }
                 let addr = addr.and_then(|r| self.value(r)).and_then(|v| ip_from(&v));
                 let ports = self.ports(*proto_min, *proto_max);
                 self.action(Action::Dnat { addr, ports }, "DNAT".into());
@@ -215,10 +248,24 @@ impl<'a> Lifter<'a> {
                 proto_min,
                 proto_max,
             } => {
+                if [proto_min, proto_max].iter().any(|r| self.mapped(**r)) {
+                    return self.action(
+                        Action::Unknown {
+                            name: "redirect to a port looked up in a map".into(),
+                        },
+                        "REDIRECT".into(),
+                    );
+                }
                 let ports = self.ports(*proto_min, *proto_max);
                 self.action(Action::Redirect { ports }, "REDIRECT".into());
             }
             Expr::Masq => self.action(Action::Masquerade, "MASQUERADE".into()),
+            Expr::Tproxy { port } if self.mapped(*port) => self.action(
+                Action::Unknown {
+                    name: "tproxy to a port looked up in a map".into(),
+                },
+                "TPROXY".into(),
+            ),
             Expr::Tproxy { port } => {
                 let port = port
                     .and_then(|r| self.value(r))
@@ -275,6 +322,12 @@ impl<'a> Lifter<'a> {
             self.out.target = format!("-j {target}");
         }
         self.out.actions.push(a);
+    }
+
+    /// Whether a register holds the result of a data map lookup.
+    fn mapped(&self, r: Option<Reg>) -> bool {
+        r.and_then(|r| self.regs.get(&r))
+            .is_some_and(|l| matches!(l.src, Src::Mapped))
     }
 
     fn value(&self, r: Reg) -> Option<Vec<u8>> {
@@ -630,6 +683,15 @@ impl<'a> Lifter<'a> {
         };
         if l.mask.is_some() && !matches!(field, Field::Addr(..)) {
             return self.unknown("lookup of a masked value");
+        }
+        // A key longer than the field is a concatenation (`meta skgid . tcp dport`): the
+        // registers after this one hold the other parts, which this test cannot express.
+        if elems
+            .ranges
+            .iter()
+            .any(|(a, b)| a.len().max(b.len()) > field.width())
+        {
+            return self.unknown("lookup with a concatenated key");
         }
         // Set keys are stored in the register's byte order.
         let ranges = elems

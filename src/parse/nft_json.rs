@@ -235,6 +235,11 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
         "queue" => Action::Unknown {
             name: "queue".into(),
         },
+        // The verdict depends on which element the key finds: not modelled, so the rule's
+        // outcome is unknown wherever it is reached (never dropped).
+        "vmap" => Action::Unknown {
+            name: "verdict map (vmap)".into(),
+        },
         _ => return None,
     };
     Some(Some(action))

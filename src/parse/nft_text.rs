@@ -29,6 +29,10 @@ pub(super) fn lhs(v: &Value) -> String {
             .unwrap_or_default();
         return format!("fib {} {}", flags.join(" . "), s(&fib["result"]));
     }
+    if let Some(parts) = v.get("concat").and_then(Value::as_array) {
+        let parts: Vec<String> = parts.iter().map(lhs).collect();
+        return parts.join(" . ");
+    }
     if let Some(and) = v.get("&").and_then(Value::as_array)
         && let [l, r] = and.as_slice()
     {
@@ -111,6 +115,23 @@ pub(super) fn statement(stmt: &Value) -> String {
             format!("{} {op}{}", lhs(left), rhs(&body["right"], left))
         }
         "counter" => "counter".into(),
+        "vmap" => {
+            let data = &body["data"];
+            let map = match data.get("set").and_then(Value::as_array) {
+                Some(pairs) => {
+                    let items: Vec<String> = pairs
+                        .iter()
+                        .map(|p| match p.as_array().map(Vec::as_slice) {
+                            Some([k, v]) => format!("{} : {}", value(k, false, false), statement(v)),
+                            _ => compact(p),
+                        })
+                        .collect();
+                    format!("{{ {} }}", items.join(", "))
+                }
+                None => value(data, false, false),
+            };
+            format!("{} vmap {map}", lhs(&body["key"]))
+        }
         "accept" | "drop" | "return" | "continue" | "notrack" | "masquerade" => key.clone(),
         "jump" | "goto" => format!("{key} {}", s(&body["target"])),
         "reject" => match body.get("type") {

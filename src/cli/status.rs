@@ -1,0 +1,34 @@
+//! Exit statuses, the same for every command (README, `--help`). A script can tell "looked
+//! and found nothing" (0) from every answer that is not an all-clear.
+
+/// Looked at everything its verdict needs; nothing bypasses the mesh.
+pub const CLEAN: u8 = 0;
+/// Something bypasses the mesh (whatever else is unknown or unread).
+pub const BYPASS: u8 = 1;
+/// An error: nothing was judged (message on stderr naming the input). Returned by `main`.
+pub const ERROR: u8 = 2;
+/// Nothing definitely bypasses, but some verdict is `unknown`: rules meshleak does not
+/// model decide it.
+pub const UNKNOWN: u8 = 3;
+/// Nothing definitely bypasses, but something the verdicts need could not be read
+/// (processes, namespaces, rules, sockets): what was read is reported.
+pub const INCOMPLETE: u8 = 4;
+
+/// The help text's summary of the statuses.
+pub const HELP: &str = "Exit status: 0 nothing bypasses (everything needed was read), 1 something bypasses, \
+2 error, 3 nothing definitely bypasses but some verdict is unknown (rules meshleak does not model), \
+4 nothing definitely bypasses but something could not be read (the report says what)";
+
+/// The status of an answer: a bypass outranks what could not be read, which outranks what
+/// is unknown.
+pub fn of(bypass: bool, incomplete: bool, unknown: bool) -> u8 {
+    if bypass {
+        BYPASS
+    } else if incomplete {
+        INCOMPLETE
+    } else if unknown {
+        UNKNOWN
+    } else {
+        CLEAN
+    }
+}
