@@ -32,9 +32,11 @@ pub struct Report {
     pub errors: Vec<String>,
     pub vanished_processes: usize,
     pub vanished_netns: usize,
-    /// Network namespaces and processes found but not read.
+    /// Network namespaces and processes found but not read (processes known to be in a
+    /// namespace the report does not cover aside), and tables of read namespaces not read.
     pub unread_netns: usize,
     pub unread_processes: usize,
+    pub unread_gaps: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -222,6 +224,7 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
         vanished_netns: s.vanished_netns,
         unread_netns: s.unread_netns,
         unread_processes: s.unread_processes.iter().filter(|u| !u.elsewhere).count(),
+        unread_gaps: s.netns.iter().map(|n| n.gaps.len()).sum(),
     }
 }
 

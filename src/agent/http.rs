@@ -81,16 +81,25 @@ async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
         .into_response()
 }
 
+/// Ready once a scan has finished that read everything its verdicts need: an agent that
+/// cannot read (missing capabilities, a wrong --proc-root) must not look healthy.
 async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
-    if state.last.lock().unwrap().is_some() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
+    if state.last.lock().unwrap().is_none() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "no scan has finished yet\n",
         )
-            .into_response()
+            .into_response();
     }
+    let incomplete = state.incomplete.lock().unwrap().clone();
+    if incomplete.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let mut body = String::from("the last scan could not read what its verdicts need:\n");
+    for i in incomplete {
+        body += &format!("- {}\n", crate::sanitize::sanitize(&i));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 #[derive(Deserialize)]

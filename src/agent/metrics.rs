@@ -23,6 +23,11 @@ pub struct KindSeverity {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Namespace {
     pub namespace: String,
 }
@@ -33,6 +38,11 @@ pub struct PodLabels {
     pub pod: String,
 }
 
+/// The stages `scan_errors` counts.
+const STAGES: [&str; 2] = ["scan", "netns"];
+/// The kinds `unreadable` counts.
+const UNREADABLE_KINDS: [&str; 3] = ["netns", "process", "gap"];
+
 pub struct Metrics {
     pub registry: Registry,
     pub scans: Counter,
@@ -41,6 +51,7 @@ pub struct Metrics {
     namespaces: Gauge,
     processes: Gauge,
     findings: Family<KindSeverity, Gauge>,
+    unreadable: Family<Kind, Gauge>,
     bypassing: Family<Namespace, Gauge>,
     pod_bypassing: Option<Family<PodLabels, Gauge>>,
 }
@@ -55,7 +66,22 @@ impl Metrics {
         let processes = Gauge::default();
         let findings = Family::<KindSeverity, Gauge>::default();
         let bypassing = Family::<Namespace, Gauge>::default();
+        let unreadable = Family::<Kind, Gauge>::default();
+        // Every series exists from the start, at 0: an alert on them needs no absent().
+        for stage in STAGES {
+            let _ = errors.get_or_create(&Stage {
+                stage: stage.into(),
+            });
+        }
+        for kind in UNREADABLE_KINDS {
+            let _ = unreadable.get_or_create(&Kind { kind: kind.into() });
+        }
         registry.register("scans", "Scans completed", scans.clone());
+        registry.register(
+            "unreadable",
+            "What the last scan could not read, by kind (netns: namespaces; process: processes that may be in a reported or unseen namespace; gap: socket, route or interface tables of a read namespace). Above 0, the report may miss bypasses",
+            unreadable.clone(),
+        );
         registry.register(
             "scan_errors",
             "Scan errors by stage (scan: the whole scan failed; netns: a namespace could not be read)",
@@ -107,6 +133,7 @@ impl Metrics {
             namespaces,
             processes,
             findings,
+            unreadable,
             bypassing,
             pod_bypassing,
         }
@@ -115,6 +142,15 @@ impl Metrics {
     /// Sets the gauges from a scan's report (series that went to zero are removed).
     pub fn observe(&self, r: &Report) {
         self.namespaces.set(r.netns.len() as i64);
+        for (kind, n) in [
+            ("netns", r.unread_netns),
+            ("process", r.unread_processes),
+            ("gap", r.unread_gaps),
+        ] {
+            self.unreadable
+                .get_or_create(&Kind { kind: kind.into() })
+                .set(n as i64);
+        }
         self.processes
             .set(r.netns.iter().map(|n| n.processes.len() as i64).sum());
         self.findings.clear();

@@ -36,6 +36,9 @@ pub(crate) struct State {
     metrics: metrics::Metrics,
     /// The last successful scan's report, as JSON.
     last: Mutex<Option<Arc<String>>>,
+    /// What the last scan could not read (its report's `incomplete`): while not empty the
+    /// agent is not ready, since its answers may miss bypasses.
+    incomplete: Mutex<Vec<String>>,
     /// Held while a scan runs: one at a time.
     scanning: AsyncMutex<()>,
     last_fresh: Mutex<Option<Instant>>,
@@ -68,6 +71,7 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
         metrics: metrics::Metrics::new(opts.pod_labels),
         opts,
         last: Mutex::new(None),
+        incomplete: Mutex::new(Vec::new()),
         scanning: AsyncMutex::new(()),
         last_fresh: Mutex::new(None),
         previous: Mutex::new(None),
@@ -154,6 +158,10 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<String>, String> 
             for e in &report.errors {
                 line(fmt, "warn", "namespace not read", json!({ "error": e }));
             }
+            for i in &report.incomplete {
+                line(fmt, "warn", "incomplete", json!({ "not_read": i }));
+            }
+            *state.incomplete.lock().unwrap() = report.incomplete.clone();
             let text = Arc::new(crate::json::to_string_pretty(&report).unwrap_or_default());
             *state.last.lock().unwrap() = Some(text.clone());
             Ok(text)

@@ -58,7 +58,16 @@ impl RulesArgs {
                     e.utf8_error().valid_up_to()
                 )
             })?;
-            dumps.push(parse::parse_dump(&name, &text, hints)?);
+            let tables = parse::parse_dump(&name, &text, hints)?;
+            let blank = text
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+            if tables.is_empty() && blank {
+                anyhow::bail!(
+                    "{name} holds no rules (it is empty or only comments): iptables-save prints nothing when run without root, or where no table exists; dump the rules as root inside the pod's namespace (`nsenter -n -t PID iptables-save`), or let meshleak read them (`meshleak pod --pid PID`)"
+                );
+            }
+            dumps.push(tables);
         }
         Ok(parse::combine(dumps)?)
     }
