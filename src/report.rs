@@ -166,10 +166,8 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
                     .filter(|u| u.netns == Some(ns.inode))
                     .collect();
                 if !unread.is_empty() {
-                    r.incomplete.insert(
-                        0,
-                        format!("processes not read: {}", unread_list(&unread)),
-                    );
+                    r.incomplete
+                        .insert(0, format!("processes not read: {}", unread_list(&unread)));
                 }
                 incomplete.extend(
                     r.incomplete
@@ -179,10 +177,7 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
                 netns.push(r);
             }
             Err(e) => {
-                incomplete.push(format!(
-                    "network namespace {}: not judged ({e})",
-                    ns.inode
-                ));
+                incomplete.push(format!("network namespace {}: not judged ({e})", ns.inode));
                 errors.push(format!("network namespace {}: {e}", ns.inode));
             }
         }

@@ -221,30 +221,18 @@ fn identity_report(
                     escaping_cells += 1;
                     leaving_cells += 1;
                     esc.push((*c, verdict, rule));
-                    if let Some(cite) = rule.map(|i| &cites[i])
-                        && !rules.contains(cite)
-                    {
-                        rules.push(cite.clone());
-                    }
+                    cite_once(&mut rules, rule, cites);
                 }
                 // It leaves uncaptured where an ordinary app's fate is unknown: whether
                 // that is an escape from the mesh is unknown too.
                 (_, Verdict::Bypass) => {
                     leaving_cells += 1;
                     unk.push((*c, verdict, rule));
-                    if let Some(cite) = rule.map(|i| &cites[i])
-                        && !rules.contains(cite)
-                    {
-                        rules.push(cite.clone());
-                    }
+                    cite_once(&mut rules, rule, cites);
                 }
                 (_, Verdict::Unknown) => {
                     unk.push((*c, verdict, rule));
-                    if let Some(cite) = rule.map(|i| &cites[i])
-                        && !unknown_rules.contains(cite)
-                    {
-                        unknown_rules.push(cite.clone());
-                    }
+                    cite_once(&mut unknown_rules, rule, cites);
                 }
                 (_, Verdict::Captured | Verdict::Dropped) => {}
             }
@@ -280,6 +268,15 @@ fn identity_report(
     }
 }
 
+/// Adds the citation of `rule` (an index into `cites`) to `list`, once.
+fn cite_once(list: &mut Vec<RuleRef>, rule: Option<usize>, cites: &[RuleRef]) {
+    if let Some(cite) = rule.map(|i| &cites[i])
+        && !list.contains(cite)
+    {
+        list.push(cite.clone());
+    }
+}
+
 /// Deciding rules, interned so cells refer to them by index, and every unmodelled rule
 /// that left some cell's verdict unknown.
 #[derive(Default)]
@@ -301,10 +298,7 @@ impl Cites {
 
     /// Keeps what a trace could not decide (each once).
     fn unknown(&mut self, rules: &Ruleset, u: &eval::UnknownAt) {
-        if self
-            .seen
-            .insert((u.table, u.chain, u.rule, u.what.clone()))
-        {
+        if self.seen.insert((u.table, u.chain, u.rule, u.what.clone())) {
             self.unknowns.push(explain::unknown(rules, u));
         }
     }

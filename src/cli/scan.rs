@@ -195,6 +195,9 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
     for line in &report.incomplete {
         eprintln!("meshleak: incomplete: {}", sanitize(line));
     }
+    for e in &report.errors {
+        eprintln!("meshleak: {}", sanitize(e));
+    }
     eprintln!(
         "meshleak: saved {} network namespaces to {}",
         snapshot.netns.len(),

@@ -20,7 +20,7 @@ const TABLE_NAME_LEN: usize = 32;
 pub enum LegacyError {
     #[error("cannot read {file}: {cause}")]
     Names { file: String, cause: io::Error },
-    #[error("cannot open a raw socket to read iptables-legacy rules: {0}; this needs CAP_NET_RAW")]
+    #[error("cannot open a socket to read iptables-legacy rules: {0}")]
     Socket(io::Error),
     #[error(
         "cannot read iptables-legacy table {table} ({family}): {cause}; reading rules needs CAP_NET_ADMIN"
@@ -82,7 +82,7 @@ pub fn read_raw_family(version: IpVersion) -> Result<Vec<(TableInfo, Vec<u8>)>, 
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let sock = RawSocket::open(version)?;
+    let sock = XtSocket::open(version)?;
     // iptables-save prints tables in the order the kernel lists them.
     names
         .into_iter()
@@ -90,29 +90,33 @@ pub fn read_raw_family(version: IpVersion) -> Result<Vec<(TableInfo, Vec<u8>)>, 
         .collect()
 }
 
-struct RawSocket {
+struct XtSocket {
     fd: libc::c_int,
     level: libc::c_int,
 }
 
-impl RawSocket {
-    fn open(version: IpVersion) -> Result<RawSocket, LegacyError> {
+impl XtSocket {
+    fn open(version: IpVersion) -> Result<XtSocket, LegacyError> {
         let (domain, level) = match version {
             IpVersion::V4 => (libc::AF_INET, libc::IPPROTO_IP),
             IpVersion::V6 => (libc::AF_INET6, libc::IPPROTO_IPV6),
         };
-        // SAFETY: plain socket(2); the fd is owned by RawSocket and closed on drop.
+        // Any IPv4 (IPv6) socket reaches the x_tables getsockopt handlers once the IP
+        // level does not know the option (ip_getsockopt hands it to nf_getsockopt): a UDP
+        // socket needs no CAP_NET_RAW, unlike the raw one iptables opens. Reading still
+        // takes CAP_NET_ADMIN, which the handlers check.
+        // SAFETY: plain socket(2); the fd is owned by XtSocket and closed on drop.
         let fd = unsafe {
             libc::socket(
                 domain,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_RAW,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_UDP,
             )
         };
         if fd < 0 {
             return Err(LegacyError::Socket(io::Error::last_os_error()));
         }
-        Ok(RawSocket { fd, level })
+        Ok(XtSocket { fd, level })
     }
 
     /// getsockopt into `buf`, which carries the request (table name, size) on input.
@@ -130,7 +134,7 @@ impl RawSocket {
     }
 }
 
-impl Drop for RawSocket {
+impl Drop for XtSocket {
     fn drop(&mut self) {
         // SAFETY: fd came from socket(2) and is closed once.
         unsafe { libc::close(self.fd) };
@@ -142,7 +146,7 @@ fn family_name(version: IpVersion) -> &'static str {
 }
 
 fn read_table(
-    sock: &RawSocket,
+    sock: &XtSocket,
     name: &str,
     version: IpVersion,
 ) -> Result<(TableInfo, Vec<u8>), LegacyError> {

@@ -157,7 +157,9 @@ fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> 
 /// link is closed, so it tells which namespace an unreadable process is in.
 pub fn net_dev_inode() -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(thread_net_file("dev")).ok().map(|m| m.ino())
+    std::fs::metadata(thread_net_file("dev"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// The calling thread's namespace's TCP or UDP sockets over sock_diag: TCP of both families

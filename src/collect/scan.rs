@@ -60,18 +60,22 @@ struct Ns {
 
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     check_proc_root(&opts.proc_root)?;
-    let host = procs::host_netns(&opts.proc_root);
-    let scanned = |inode: u64| {
+    let mut host = procs::host_netns(&opts.proc_root);
+    // The host's namespace as its /proc/net/dev names it: readable where its namespace
+    // link is closed (no CAP_SYS_PTRACE), so the host can still be told apart.
+    let host_dev =
+        procs::host_pid(&opts.proc_root).and_then(|pid| procs::net_dev_inode(&opts.proc_root, pid));
+    let scanned = |host: Option<u64>, inode: u64| {
         (opts.include_host || Some(inode) != host)
             && (opts.only.is_empty() || opts.only.contains(&inode))
     };
-    let listing =
-        procs::list(&opts.proc_root, opts.include_cmdline, scanned).map_err(|source| {
-            CollectError::Proc {
-                path: opts.proc_root.display().to_string(),
-                cause: source,
-            }
-        })?;
+    let listing = procs::list(&opts.proc_root, opts.include_cmdline, |inode| {
+        scanned(host, inode)
+    })
+    .map_err(|source| CollectError::Proc {
+        path: opts.proc_root.display().to_string(),
+        cause: source,
+    })?;
 
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
@@ -80,11 +84,23 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             .processes
             .push(found.facts);
     }
+    if host.is_none() && host_dev.is_some() {
+        host = all
+            .iter()
+            .find(|(_, ns)| {
+                ns.processes
+                    .first()
+                    .is_some_and(|p| procs::net_dev_inode(&opts.proc_root, p.pid) == host_dev)
+            })
+            .map(|(inode, _)| *inode);
+    }
     for dir in &opts.netns_dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        for e in entries.flatten() {
+        // Only namespace files: `ip netns del` unmounts first and removes the file after,
+        // and the file in between is no namespace.
+        for e in entries.flatten().filter(|e| is_nsfs(&e.path())) {
             if let Ok(inode) = netns_inode(&e.path()) {
                 let paths = &mut all.entry(inode).or_default().paths;
                 let p = e.path().display().to_string();
@@ -114,7 +130,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     };
     let wanted: Vec<(u64, Ns)> = all
         .into_iter()
-        .filter(|(inode, _)| scanned(*inode))
+        .filter(|(inode, _)| scanned(host, *inode))
         .collect();
     // Namespaces are read in parallel: most of the time is the kernel walking its global
     // socket and connection tables, which several threads do side by side.
@@ -146,14 +162,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     }
     // Where each unreadable process is: in a namespace read above, in one this scan does
     // not report (the host's, or not the pod asked for), or not known.
-    let host_dev = procs::host_pid(&opts.proc_root)
-        .and_then(|pid| procs::net_dev_inode(&opts.proc_root, pid))
-        .filter(|_| !opts.include_host);
-    // Without the capabilities to read the host's namespace link, the host's namespace
-    // was read like a pod's: known now by its /proc/net/dev, it is left out as asked.
-    if host.is_none() && host_dev.is_some() {
-        snapshot.netns.retain(|n| n.net_dev != host_dev);
-    }
+    let host_dev = host_dev.filter(|_| !opts.include_host);
     for u in listing.unreadable {
         let netns = snapshot
             .netns
@@ -161,8 +170,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             .find(|n| n.net_dev.is_some() && n.net_dev == u.net_dev)
             .map(|n| n.inode);
         let elsewhere = netns.is_none()
-            && u
-                .net_dev
+            && u.net_dev
                 .is_some_and(|d| Some(d) == host_dev || !opts.only.is_empty());
         snapshot.unread_processes.push(UnreadProcess {
             pid: u.pid,
@@ -240,8 +248,11 @@ fn read_one(
     Ok(None)
 }
 
-/// PROC_SUPER_MAGIC: what statfs says of a proc file system.
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// Whether a file is a namespace file (nsfs).
+fn is_nsfs(path: &std::path::Path) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
+}
 
 /// `--proc-root` must be a proc file system: anything else (a typo, `/sys`, an empty
 /// directory) would list no processes and make every namespace look empty.
@@ -251,10 +262,10 @@ fn check_proc_root(root: &std::path::Path) -> Result<(), CollectError> {
         why,
     };
     let fs = nix::sys::statfs::statfs(root).map_err(|e| not_proc(e.desc().to_string()))?;
-    let magic = fs.filesystem_type().0 as i64;
-    if magic != PROC_SUPER_MAGIC {
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(not_proc(format!(
-            "it is not a proc file system (file system type 0x{magic:x})"
+            "it is not a proc file system (file system type {:?})",
+            fs.filesystem_type()
         )));
     }
     Ok(())

@@ -75,11 +75,15 @@ fn snapshot(
             sockets,
             conntrack: None,
             processes,
+            net_dev: Some(7),
+            gaps: vec![],
         }],
         containers: vec![],
         errors: vec![],
         vanished_processes: 0,
         vanished_netns: 0,
+        unread_netns: 0,
+        unread_processes: vec![],
     }
 }
 

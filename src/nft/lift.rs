@@ -25,10 +25,16 @@ pub struct SetElems {
 /// What a register holds.
 #[derive(Clone, Debug)]
 enum Src {
-    Payload { base: u32, offset: u32, len: u32 },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
     Meta(MetaKey),
     Ct(u32),
-    Fib { flags: u32 },
+    Fib {
+        flags: u32,
+    },
     Value(Vec<u8>),
     /// The result of a data map lookup: which value depends on the packet.
     Mapped,
@@ -231,7 +237,10 @@ impl<'a> Lifter<'a> {
                 proto_min,
                 proto_max,
             } => {
-                if [addr, proto_min, proto_max].iter().any(|r| self.mapped(**r)) {
+                if [addr, proto_min, proto_max]
+                    .iter()
+                    .any(|r| self.mapped(**r))
+                {
                     return self.action(
                         Action::Unknown {
                             name: "dnat to a value looked up in a map".into(),

@@ -122,7 +122,9 @@ pub(super) fn statement(stmt: &Value) -> String {
                     let items: Vec<String> = pairs
                         .iter()
                         .map(|p| match p.as_array().map(Vec::as_slice) {
-                            Some([k, v]) => format!("{} : {}", value(k, false, false), statement(v)),
+                            Some([k, v]) => {
+                                format!("{} : {}", value(k, false, false), statement(v))
+                            }
                             _ => compact(p),
                         })
                         .collect();

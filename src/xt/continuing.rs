@@ -170,4 +170,3 @@ fn log(d: Bytes) -> Result<String, Truncated> {
     }
     Ok(save)
 }
-
