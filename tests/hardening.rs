@@ -196,17 +196,7 @@ fn twenty_thousand_rules_per_backend_and_a_slow_namespace() {
     for tool in ["iptables-legacy-restore", "iptables-nft-restore"] {
         run(&["ip", "netns", "exec", &pod.ns, tool], Some(&big));
     }
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "iptables-nft-restore",
-            "--noflush",
-        ],
-        Some(ISTIO),
-    );
+    pod.add_rules(ISTIO);
     pod.spawn(10001, 1337, &["sleep", "60"]);
     settle();
 

@@ -207,18 +207,8 @@ fn a_tcpmss_rule_leaves_the_report_as_the_mesh_makes_it() {
         return;
     }
     let mut pod = Pod::istio_with_proxy();
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "iptables-nft-restore",
-            "--noflush",
-        ],
-        Some(
-            "*mangle\n-A OUTPUT -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n",
-        ),
+    pod.add_rules(
+        "*mangle\n-A OUTPUT -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n",
     );
     let leaky = pod.spawn(LEAKY.0, LEAKY.1, &["sleep", "60"]);
     let app = pod.spawn(APP.0, APP.1, &["sleep", "60"]);

@@ -55,6 +55,21 @@ impl Pod {
         }
     }
 
+    /// Adds restore input to the pod's iptables-nft rules, keeping what is there.
+    pub fn add_rules(&self, text: &str) {
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.ns,
+                "iptables-nft-restore",
+                "--noflush",
+            ],
+            Some(text),
+        );
+    }
+
     pub fn path(&self) -> String {
         format!("/run/netns/{}", self.ns)
     }
