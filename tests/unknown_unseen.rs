@@ -257,6 +257,7 @@ fn unmodelled_matches_make_verdicts_unknown() {
         "-m cpu --cpu 0",
         "-m u32 --u32 0>>22&0x3C@4>>16=0x50",
         "-m length --length 0:100",
+        "-m cgroup --path /",
     ];
     let nft = ["numgen random mod 2 0", "ip dscp 0x04", "meta cpu 0"];
     let cases = xt

@@ -39,6 +39,8 @@ pub(crate) struct State {
     /// What the last scan could not read (its report's `incomplete`): while not empty the
     /// agent is not ready, since its answers may miss bypasses.
     incomplete: Mutex<Vec<String>>,
+    /// The errors and incomplete lines already logged (the last scan's).
+    logged: Mutex<std::collections::HashSet<String>>,
     /// Held while a scan runs: one at a time.
     scanning: AsyncMutex<()>,
     last_fresh: Mutex<Option<Instant>>,
@@ -72,6 +74,7 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
         opts,
         last: Mutex::new(None),
         incomplete: Mutex::new(Vec::new()),
+        logged: Mutex::new(Default::default()),
         scanning: AsyncMutex::new(()),
         last_fresh: Mutex::new(None),
         previous: Mutex::new(None),
@@ -155,12 +158,21 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<String>, String> 
             state.metrics.scans.inc();
             state.metrics.observe(&report);
             log_changes(state, &report);
-            for e in &report.errors {
-                line(fmt, "warn", "namespace not read", json!({ "error": e }));
+            // Each problem is logged when it appears, not again every scan.
+            let mut seen = state.logged.lock().unwrap();
+            for e in report.errors.iter().filter(|e| !seen.contains(*e)) {
+                line(fmt, "warn", "not read", json!({ "error": e }));
             }
-            for i in &report.incomplete {
+            for i in report.incomplete.iter().filter(|i| !seen.contains(*i)) {
                 line(fmt, "warn", "incomplete", json!({ "not_read": i }));
             }
+            *seen = report
+                .errors
+                .iter()
+                .chain(&report.incomplete)
+                .cloned()
+                .collect();
+            drop(seen);
             *state.incomplete.lock().unwrap() = report.incomplete.clone();
             let text = Arc::new(crate::json::to_string_pretty(&report).unwrap_or_default());
             *state.last.lock().unwrap() = Some(text.clone());

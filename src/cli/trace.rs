@@ -57,12 +57,14 @@ pub struct Args {
 }
 
 /// What a live process's trace needs: its namespace's rules, its identity, the route to the
-/// destination (interface, source) and the namespace's own addresses.
+/// destination (interface, source), the namespace's own addresses, and what of them could
+/// not be read.
 type Live = (
     meshleak::model::Ruleset,
     Identity,
     Option<(String, std::net::IpAddr)>,
     Vec<std::net::IpAddr>,
+    Vec<String>,
 );
 
 fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
@@ -95,11 +97,19 @@ fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
         .iter()
         .flat_map(|i| i.addrs.iter().copied())
         .collect();
+    // Sockets do not enter a trace; routes and addresses do.
+    let gaps = read
+        .gaps
+        .into_iter()
+        .filter(|g| !g.contains("sockets"))
+        .map(|g| format!("not read: {g}"))
+        .collect();
     Ok((
         read.rules,
         meshleak::report::identity(&found.facts),
         route,
         local,
+        gaps,
     ))
 }
 
@@ -128,6 +138,9 @@ struct Report {
     /// With verdict unknown: the outcomes that remain possible and what decides between them.
     possible: Vec<Outcome>,
     unknown: Vec<UnknownCite>,
+    /// With `--pid`: what the trace needs and could not be read (routes, addresses), so
+    /// the interface or source may be guessed. Empty: everything was read.
+    incomplete: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -147,7 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     let loopback = dst.ip().is_loopback();
-    let (rules, identity, route, local) = match args.pid {
+    let (rules, identity, route, local, incomplete) = match args.pid {
         Some(pid) => live(&args, pid, dst.ip())?,
         None => {
             if args.rules.files.is_empty() {
@@ -163,6 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 identity,
                 None,
                 args.src.into_iter().collect(),
+                Vec::new(),
             )
         }
     };
@@ -207,19 +221,29 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .iter()
             .map(|u| explain::unknown(&rules, u))
             .collect(),
+        incomplete,
     };
+    for line in &report.incomplete {
+        eprintln!("meshleak: incomplete: {}", sanitize(line));
+    }
     match args.format {
         Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
     }
     Ok(super::status::of(
         report.verdict == Verdict::Bypass,
-        false,
+        !report.incomplete.is_empty(),
         report.verdict == Verdict::Unknown,
     ))
 }
 
 fn print_table(r: &Report) {
+    if !r.incomplete.is_empty() {
+        println!(
+            "INCOMPLETE: the route may be guessed: {}",
+            sanitize(&r.incomplete.join("; "))
+        );
+    }
     let port = r
         .redirect_port
         .map(|p| format!(" to local port {p}"))
