@@ -268,11 +268,18 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
                 )
             }
             Test::Always => "counter".into(),
+            Test::TcpFlags { mask, cmp } => {
+                let op = if m.negated { "!=" } else { "==" };
+                format!("tcp flags & 0x{mask:02x} {op} 0x{cmp:02x}")
+            }
+            // What meshleak could not lift, named in brackets where it stands.
+            Test::Unknown { .. } => format!("[not modelled: {}]", m.text),
             _ => return None,
         });
     }
     for a in actions {
         parts.push(match a {
+            Action::Unknown { name } => format!("[not modelled: {name}]"),
             Action::Accept => "accept".into(),
             Action::Drop => "drop".into(),
             Action::Reject => "reject".into(),

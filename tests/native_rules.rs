@@ -15,6 +15,7 @@ use meshleak::parse::{self, Hints};
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const LEGACY_V4: &str = include_str!("../testdata/native/legacy-v4.rules");
 const LEGACY_V6: &str = include_str!("../testdata/native/legacy-v6.rules");
+const CONTINUING: &str = include_str!("../testdata/native/continuing.rules");
 
 /// The tools' output without header comments and with counters zeroed.
 fn normalize(save: &str) -> String {
@@ -221,6 +222,38 @@ fn legacy_rules_equal_the_tools_output() {
     lab.load(Loader::IptablesLegacy, LEGACY_V4);
     lab.load(Loader::Ip6tablesLegacy, LEGACY_V6);
     assert_same_as_tools(&lab, "fixtures");
+}
+
+/// Targets that always continue, each decoded into the text iptables-legacy-save prints
+/// (and into a rule that goes on), in both families.
+#[test]
+fn continuing_targets_equal_the_tools_output() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::IptablesLegacy, CONTINUING);
+    lab.load(
+        Loader::Ip6tablesLegacy,
+        "*mangle\n-A OUTPUT -j HL --hl-inc 2\n-A OUTPUT -j NFLOG --nflog-group 2\nCOMMIT\n",
+    );
+    assert_same_as_tools(&lab, CONTINUING);
+    let rules = native(&lab);
+    for r in rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+    {
+        assert!(
+            r.actions
+                .iter()
+                .all(|a| matches!(a, meshleak::model::Action::Continue { .. })),
+            "{}: {:?}",
+            r.text,
+            r.actions
+        );
+    }
 }
 
 #[test]

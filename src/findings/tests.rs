@@ -502,3 +502,46 @@ fn live_connections_that_did_not_pass_the_proxy() {
         .collect();
     assert_eq!(pids, vec![13, 14]);
 }
+
+/// Unread processes: in a reported namespace or an unseen one they make the report
+/// incomplete; known to be elsewhere (the host's, by /proc/PID/net/dev) they do not, and
+/// one closed even to a meshleak holding the capabilities is named once with that cause.
+#[test]
+fn unread_processes_make_a_report_incomplete_only_where_they_may_matter() {
+    let unread = |pid, cause, netns, elsewhere| UnreadProcess {
+        pid,
+        comm: format!("p{pid}"),
+        cause,
+        netns,
+        elsewhere,
+    };
+    let mut s = snapshot(vec![process(10, 10001, 10001, 0, &[])], vec![], false, "");
+    s.unread_processes = vec![unread(1, UnreadCause::Forbidden, None, true)];
+    let r = build(&s, 0);
+    assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+    assert_eq!(r.unread_processes, 0);
+    assert_eq!(r.errors.len(), 1);
+    assert!(r.errors[0].contains("pid 1 (p1)") && r.errors[0].contains("although meshleak holds"));
+    assert!(!r.errors[0].contains("needs CAP_SYS_PTRACE"));
+
+    s.unread_processes
+        .push(unread(20, UnreadCause::MissingCapability, Some(1), false));
+    s.unread_processes
+        .push(unread(30, UnreadCause::MissingCapability, None, false));
+    s.unread_processes
+        .push(unread(40, UnreadCause::MissingCapability, None, true));
+    s.netns[0].gaps = vec!["raw sockets (/proc/thread-self/net/raw: EACCES)".into()];
+    let r = build(&s, 0);
+    assert_eq!(r.unread_processes, 2);
+    assert_eq!(r.unread_gaps, 1);
+    assert_eq!(r.incomplete.len(), 3, "{:?}", r.incomplete);
+    assert!(
+        r.incomplete[0].contains("pid 20 (p20)")
+            && r.incomplete[0].contains("needs CAP_SYS_PTRACE")
+    );
+    assert!(r.incomplete[1].contains("raw sockets"));
+    assert!(r.incomplete[2].contains("pid 30") && r.incomplete[2].contains("could not tell"));
+    assert_eq!(r.netns[0].incomplete.len(), 2);
+    // A capability problem elsewhere is not named: no verdict depends on it.
+    assert!(!r.errors.iter().any(|e| e.contains("pid 40")));
+}
