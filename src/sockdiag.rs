@@ -19,7 +19,12 @@ const TCPDIAG_GETSOCK: u16 = 18;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
 /// Every TCP state (`TCPF_ALL`), as /proc/net/tcp lists them.
-const ALL_STATES: u32 = 0xfff;
+pub const ALL_STATES: u32 = 0xfff;
+/// `TCPF_LISTEN` alone: the kernel then walks only its listening hash, not the global
+/// established hash (262,144 buckets on a 2-core VM, walked once per namespace).
+pub const LISTEN: u32 = 1 << 10;
+/// Every state but LISTEN: what the established hash holds.
+pub const NOT_LISTEN: u32 = ALL_STATES & !LISTEN;
 /// Length of `struct inet_diag_msg`.
 const MSG_LEN: usize = 72;
 /// A socket id matching anything: ports and addresses zero, interface zero, cookie "none".
@@ -33,25 +38,26 @@ const ANY_SOCKET: [u8; 48] = {
     id
 };
 
-/// The one-walk request for TCP sockets of both families (`struct inet_diag_req`).
-pub fn tcp_request_both() -> Vec<u8> {
+/// The one-walk request for TCP sockets of both families in `states` (a `TCPF_*` mask;
+/// `struct inet_diag_req`).
+pub fn tcp_request_both(states: u32) -> Vec<u8> {
     let mut body = vec![libc::AF_INET as u8, 0, 0, 0];
     body.extend_from_slice(&ANY_SOCKET);
-    body.extend_from_slice(&ALL_STATES.to_ne_bytes());
+    body.extend_from_slice(&states.to_ne_bytes());
     body.extend_from_slice(&0u32.to_ne_bytes()); // idiag_dbs
     message(TCPDIAG_GETSOCK, &body)
 }
 
-/// The per-family request (`struct inet_diag_req_v2`): UDP, and TCP on kernels that refuse
-/// the old form.
-pub fn request(family: libc::c_int, proto: SocketProto) -> Vec<u8> {
+/// The per-family request (`struct inet_diag_req_v2`) for sockets in `states`: UDP, and TCP
+/// on kernels that refuse the old form.
+pub fn request(family: libc::c_int, proto: SocketProto, states: u32) -> Vec<u8> {
     let ipproto = match proto {
         SocketProto::Tcp => libc::IPPROTO_TCP,
         SocketProto::Udp => libc::IPPROTO_UDP,
         SocketProto::Raw => libc::IPPROTO_RAW,
     };
     let mut body = vec![family as u8, ipproto as u8, 0, 0];
-    body.extend_from_slice(&ALL_STATES.to_ne_bytes());
+    body.extend_from_slice(&states.to_ne_bytes());
     body.extend_from_slice(&ANY_SOCKET);
     message(SOCK_DIAG_BY_FAMILY, &body)
 }
@@ -187,11 +193,16 @@ mod tests {
     #[test]
     fn requests_have_the_kernel_layouts() {
         // inet_diag_req: 4 + 48 + 4 + 4; inet_diag_req_v2: 4 + 4 + 48.
-        assert_eq!(tcp_request_both().len(), NLMSG_HDRLEN + 60);
+        assert_eq!(tcp_request_both(ALL_STATES).len(), NLMSG_HDRLEN + 60);
         assert_eq!(
-            request(libc::AF_INET6, SocketProto::Udp).len(),
+            request(libc::AF_INET6, SocketProto::Udp, ALL_STATES).len(),
             NLMSG_HDRLEN + 56
         );
-        assert_eq!(&tcp_request_both()[4..6], &TCPDIAG_GETSOCK.to_ne_bytes());
+        assert_eq!(
+            &tcp_request_both(LISTEN)[4..6],
+            &TCPDIAG_GETSOCK.to_ne_bytes()
+        );
+        // idiag_states after the family bytes and the socket id.
+        assert_eq!(&tcp_request_both(LISTEN)[68..72], &LISTEN.to_ne_bytes());
     }
 }

@@ -650,7 +650,7 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
         (SocketProto::Udp, ["udp", "udp6"]),
     ] {
         let mut diag: Vec<String> = meshleak::collect::netns::in_netns(&ns, move || {
-            meshleak::collect::netinfo::diag_sockets(proto)
+            meshleak::collect::netinfo::diag_sockets(proto, meshleak::sockdiag::ALL_STATES)
         })
         .expect("enter the pod")
         .expect("sock_diag")

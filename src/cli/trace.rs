@@ -90,6 +90,8 @@ fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
         },
         &NftCache::default(),
         None,
+        // Sockets do not enter a trace: listeners suffice, no walk of the established hash.
+        Some(Vec::new()),
     )?;
     let route = meshleak::route::lookup(&read.routes, &read.interfaces, dst);
     let local = read

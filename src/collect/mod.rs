@@ -57,7 +57,7 @@ pub struct NetnsRead {
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
 /// (iptables-nft and native), read in one visit to the namespace.
 pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
-    Ok(read_netns(ns, &NftCache::default(), None)?.rules)
+    Ok(read_netns(ns, &NftCache::default(), None, Some(Vec::new()))?.rules)
 }
 
 /// Dumps larger than this are decoded without being cached.
@@ -103,20 +103,22 @@ impl NftCache {
 }
 
 /// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit
-/// that gives up after `deadline`.
+/// that gives up after `deadline`. `held`: the socket inodes its processes hold, when known
+/// (see [`netinfo::sockets`]); `None` reads every socket.
 pub fn read_netns(
     ns: &Netns,
     cache: &NftCache,
     deadline: Option<Duration>,
+    held: Option<Vec<u64>>,
 ) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
     let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, gaps)) =
-        in_netns_within(ns, deadline, || -> Result<_, CollectError> {
+        in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let raw = nftables::dump_raw()?;
             let mut gaps = Vec::new();
-            let sockets = netinfo::sockets(&mut gaps);
+            let sockets = netinfo::sockets(held.as_deref(), &mut gaps);
             Ok((
                 legacy,
                 raw,

@@ -113,34 +113,103 @@ fn v6(hex: &str) -> Option<Ipv6Addr> {
 /// sockets from /proc/net (their hash is small; raw_diag is an optional module).
 /// The namespace's TCP, UDP and raw sockets; what could not be read goes to `gaps` (a
 /// socket table not read is not an empty one).
-pub fn sockets(gaps: &mut Vec<String>) -> Vec<SocketFacts> {
+///
+/// `held`: the socket inodes the namespace's processes hold, when known. TCP sockets in
+/// states other than LISTEN live in the kernel's global established hash, which a dump
+/// walks whole for every namespace (most of a scan's time): it is walked only when some
+/// held socket is none of the listeners, UDP, raw, unix and netlink sockets found first.
+/// What it would add then is what no process of the namespace holds (closing, or held from
+/// elsewhere).
+pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> Vec<SocketFacts> {
     let mut out = Vec::new();
-    for (proto, files) in [
-        (SocketProto::Tcp, ["tcp", "tcp6"]),
-        (SocketProto::Udp, ["udp", "udp6"]),
-    ] {
-        match diag_sockets(proto) {
-            Ok(found) => out.extend(found),
-            Err(diag) => {
-                for file in files {
-                    match proc_sockets(file, proto) {
-                        Ok(found) => out.extend(found),
-                        Err(e) => gaps.push(format!(
-                            "{} sockets (sock_diag: {diag}; /proc/thread-self/net/{file}: {e})",
-                            proto.name()
-                        )),
-                    }
-                }
-            }
-        }
-    }
+    let tcp_first = if held.is_some() {
+        sockdiag::LISTEN
+    } else {
+        sockdiag::ALL_STATES
+    };
+    read_sockets(SocketProto::Tcp, tcp_first, &mut out, gaps);
+    read_sockets(SocketProto::Udp, sockdiag::ALL_STATES, &mut out, gaps);
     for file in ["raw", "raw6"] {
         match proc_sockets(file, SocketProto::Raw) {
             Ok(found) => out.extend(found),
             Err(e) => gaps.push(format!("raw sockets (/proc/thread-self/net/{file}: {e})")),
         }
     }
+    let mut unaccounted: Vec<u64> = held
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .filter(|i| !out.iter().any(|s| s.inode == *i))
+        .collect();
+    if !unaccounted.is_empty() {
+        // A file not read leaves its sockets unaccounted: the walk then happens.
+        let local = other_socket_inodes();
+        unaccounted.retain(|i| !local.contains(i));
+    }
+    if tcp_first == sockdiag::LISTEN && !unaccounted.is_empty() {
+        let mut rest = Vec::new();
+        read_sockets(SocketProto::Tcp, sockdiag::NOT_LISTEN, &mut rest, gaps);
+        out.extend(rest);
+    }
     out
+}
+
+/// Inodes of the namespace's unix and netlink sockets (`/proc/net/unix`, `/proc/net/netlink`:
+/// small per-namespace lists, not the TCP hash): sockets a process holds that are no TCP.
+fn other_socket_inodes() -> Vec<u64> {
+    let mut out = Vec::new();
+    // The inode is the 7th column of /proc/net/unix and the last of /proc/net/netlink.
+    for (file, column) in [("unix", Some(6)), ("netlink", None)] {
+        let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
+        out.extend(text.lines().skip(1).filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            match column {
+                Some(c) => fields.nth(c),
+                None => fields.last(),
+            }
+            .and_then(|f| f.parse::<u64>().ok())
+        }));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// TCP or UDP sockets in `states` over sock_diag, or from /proc when sock_diag is refused
+/// (the files list every state: with a LISTEN-only request, the rest is dropped).
+fn read_sockets(
+    proto: SocketProto,
+    states: u32,
+    out: &mut Vec<SocketFacts>,
+    gaps: &mut Vec<String>,
+) {
+    let files = match proto {
+        SocketProto::Tcp => ["tcp", "tcp6"],
+        _ => ["udp", "udp6"],
+    };
+    match diag_sockets(proto, states) {
+        Ok(found) => out.extend(found),
+        Err(diag) => {
+            for file in files {
+                match proc_sockets(file, proto) {
+                    Ok(found) => out.extend(
+                        found
+                            .into_iter()
+                            .filter(|s| proto != SocketProto::Tcp || in_states(&s.state, states)),
+                    ),
+                    Err(e) => gaps.push(format!(
+                        "{} sockets (sock_diag: {diag}; /proc/thread-self/net/{file}: {e})",
+                        proto.name()
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Whether a TCP socket's state is in a `TCPF_*` mask (as far as LISTEN goes).
+fn in_states(state: &str, states: u32) -> bool {
+    let listen = state == "listen";
+    (listen && states & sockdiag::LISTEN != 0) || (!listen && states & sockdiag::NOT_LISTEN != 0)
 }
 
 fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> {
@@ -164,17 +233,17 @@ pub fn net_dev_inode() -> Option<u64> {
 
 /// The calling thread's namespace's TCP or UDP sockets over sock_diag: TCP of both families
 /// in one dump where the kernel takes the old request form, otherwise one dump per family.
-pub fn diag_sockets(proto: SocketProto) -> io::Result<Vec<SocketFacts>> {
+pub fn diag_sockets(proto: SocketProto, states: u32) -> io::Result<Vec<SocketFacts>> {
     let mut diag = Netlink::open(NETLINK_SOCK_DIAG)?;
     let both = match proto {
-        SocketProto::Tcp => diag.dump(&sockdiag::tcp_request_both()).ok(),
+        SocketProto::Tcp => diag.dump(&sockdiag::tcp_request_both(states)).ok(),
         _ => None,
     };
     let replies = match both {
         Some(replies) => replies,
         None => {
-            let mut replies = diag.dump(&sockdiag::request(libc::AF_INET, proto))?;
-            replies.extend(diag.dump(&sockdiag::request(libc::AF_INET6, proto))?);
+            let mut replies = diag.dump(&sockdiag::request(libc::AF_INET, proto, states))?;
+            replies.extend(diag.dump(&sockdiag::request(libc::AF_INET6, proto, states))?);
             replies
         }
     };

@@ -222,7 +222,12 @@ fn read_one(
         if netns_inode(&way.file()).ok() != Some(inode) {
             continue;
         }
-        match read_netns(&way, cache, Some(opts.netns_deadline)) {
+        let held: Vec<u64> = ns
+            .processes
+            .iter()
+            .flat_map(|p| p.socket_inodes.iter().copied())
+            .collect();
+        match read_netns(&way, cache, Some(opts.netns_deadline), Some(held)) {
             Ok(read) => return Ok(Some(read)),
             Err(CollectError::Netns(NetnsError::Open { cause, .. })) if procs::vanished(&cause) => {
                 continue;
