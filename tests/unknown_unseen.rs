@@ -127,6 +127,10 @@ fn targets_that_always_continue_do_not_decide() {
             "mangle",
             "-A OUTPUT -p tcp -j TCPOPTSTRIP --strip-options timestamp",
         ),
+        (
+            "mangle",
+            "-A OUTPUT -j RATEEST --rateest-name mlr --rateest-interval 1s --rateest-ewmalog 2s",
+        ),
         ("raw", "-A OUTPUT -j TRACE"),
         // In the capture chain itself, ahead of the exemptions.
         ("nat", "-I ISTIO_OUTPUT 1 -j LOG --log-prefix meshleak-nat"),
@@ -197,6 +201,18 @@ fn targets_that_always_continue_do_not_decide() {
         }
     }
     assert_eq!(checked, xt.len() * 2 + 3);
+    // IPv6: a hop-limit rewrite ahead of nothing that captures IPv6 leaves it uncaptured,
+    // decided (TCP only: neighbour discovery refuses packets whose hop limit is not 255).
+    lab.reset();
+    lab.load(Loader::IptablesNft, ISTIO);
+    lab.load(
+        Loader::Ip6tablesLegacy,
+        "*mangle\n-A OUTPUT -p tcp -j HL --hl-set 63\nCOMMIT\n",
+    );
+    let rules = native(&lab);
+    for who in [APP, LEAKY] {
+        assert!(agrees(&lab, &rules, who, "[fd77::2]:80", "HL"));
+    }
 }
 
 /// A pod whose mangle OUTPUT clamps the MSS, as many CNIs do: the report is Istio's as if
