@@ -60,7 +60,7 @@ sleep 0.5
 
 say "meshleak scan"
 "$bin" scan --netns-dir /run/netns
-echo "(exit status $?: 1 means something bypasses)"
+echo "(exit status $?: 1 means something bypasses; 3 unknown, 4 incomplete: see meshleak --help)"
 
 say "meshleak trace --pid: the runAsGroup 1337 app connecting to 10.0.0.5:80"
 app=$(pgrep -f "sleep 300" | while read -r p; do
