@@ -443,11 +443,7 @@ fn netns_report(
         capture: Capture {
             families,
             protocols,
-            undecided: a
-                .undecided_on
-                .iter()
-                .map(|o| format!("{} {}", o.family, o.protocol))
-                .collect(),
+            undecided: a.undecided_on.iter().map(ToString::to_string).collect(),
             exemptions: a.exemptions,
         },
         processes,

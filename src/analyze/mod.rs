@@ -84,6 +84,13 @@ pub struct CapturedOn {
     pub protocol: String,
 }
 
+/// `ipv4 tcp`.
+impl std::fmt::Display for CapturedOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.family, self.protocol)
+    }
+}
+
 /// More rule visits than this per family is refused rather than left to run for minutes:
 /// each visit is one rule tried against one case (~35 ns), and unknown matches fork a case
 /// into up to 256 runs. Real mesh rule sets take well under a million (Istio: 64,000).

@@ -192,12 +192,7 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
     std::fs::write(&args.output, json)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let report = report::build(&snapshot, 0);
-    for line in &report.incomplete {
-        eprintln!("meshleak: incomplete: {}", sanitize(line));
-    }
-    for e in &report.errors {
-        eprintln!("meshleak: {}", sanitize(e));
-    }
+    print_problems(&report.incomplete, &report.errors);
     eprintln!(
         "meshleak: saved {} network namespaces to {}",
         snapshot.netns.len(),
@@ -234,16 +229,12 @@ pub fn report_snapshot(path: &PathBuf, format: Format) -> anyhow::Result<u8> {
 fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Result<u8> {
     let report = report::build(snapshot, started.elapsed().as_millis() as u64);
     // What could not be read comes first, on stderr too, so a JSON reader's log shows it.
-    for line in &report.incomplete {
-        eprintln!("meshleak: incomplete: {}", sanitize(line));
-    }
+    print_problems(&report.incomplete, &[]);
     match format {
         Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),
     }
-    for e in &report.errors {
-        eprintln!("meshleak: {}", sanitize(e));
-    }
+    print_problems(&[], &report.errors);
     // Some namespaces unreadable: reported above, the rest stands. None readable: an error.
     if report.netns.is_empty() && report.unread_netns > 0 {
         bail!(
@@ -256,6 +247,16 @@ fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Resu
         !report.incomplete.is_empty(),
         report.unknown(),
     ))
+}
+
+/// What could not be read, then errors, on stderr (sanitized).
+pub(super) fn print_problems(incomplete: &[String], errors: &[String]) {
+    for line in incomplete {
+        eprintln!("meshleak: incomplete: {}", sanitize(line));
+    }
+    for e in errors {
+        eprintln!("meshleak: {}", sanitize(e));
+    }
 }
 
 /// Grouped by pod (namespace), bypassing processes first and marked with `!`, the deciding

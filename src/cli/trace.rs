@@ -225,9 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .collect(),
         incomplete,
     };
-    for line in &report.incomplete {
-        eprintln!("meshleak: incomplete: {}", sanitize(line));
-    }
+    super::scan::print_problems(&report.incomplete, &[]);
     match args.format {
         Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
         Format::Table => print_table(&report),

@@ -135,16 +135,18 @@ pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> Vec<SocketFacts>
             Err(e) => gaps.push(format!("raw sockets (/proc/thread-self/net/{file}: {e})")),
         }
     }
+    let mut found: Vec<u64> = out.iter().map(|s| s.inode).collect();
+    found.sort_unstable();
     let mut unaccounted: Vec<u64> = held
         .unwrap_or_default()
         .iter()
         .copied()
-        .filter(|i| !out.iter().any(|s| s.inode == *i))
+        .filter(|i| found.binary_search(i).is_err())
         .collect();
     if !unaccounted.is_empty() {
         // A file not read leaves its sockets unaccounted: the walk then happens.
         let local = other_socket_inodes();
-        unaccounted.retain(|i| !local.contains(i));
+        unaccounted.retain(|i| local.binary_search(i).is_err());
     }
     if tcp_first == sockdiag::LISTEN && !unaccounted.is_empty() {
         let mut rest = Vec::new();
@@ -156,6 +158,7 @@ pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> Vec<SocketFacts>
 
 /// Inodes of the namespace's unix and netlink sockets (`/proc/net/unix`, `/proc/net/netlink`:
 /// small per-namespace lists, not the TCP hash): sockets a process holds that are no TCP.
+/// Sorted.
 fn other_socket_inodes() -> Vec<u64> {
     let mut out = Vec::new();
     // The inode is the 7th column of /proc/net/unix and the last of /proc/net/netlink.
@@ -225,10 +228,7 @@ fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> 
 /// namespace, and readable for any process (`/proc/PID/net/dev`) even where its namespace
 /// link is closed, so it tells which namespace an unreadable process is in.
 pub fn net_dev_inode() -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(thread_net_file("dev"))
-        .ok()
-        .map(|m| m.ino())
+    super::procs::netns_inode(&thread_net_file("dev")).ok()
 }
 
 /// The calling thread's namespace's TCP or UDP sockets over sock_diag: TCP of both families

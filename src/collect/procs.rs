@@ -86,7 +86,9 @@ pub fn list(
 /// of its `/proc/PID/net/dev` (neither needs ptrace access). `None` for a kernel thread,
 /// which holds no sockets of its own.
 fn unreadable(proc_root: &Path, pid: u32, cause: UnreadCause) -> Option<Unreadable> {
-    let status = fs::read_to_string(proc_root.join(format!("{pid}/status"))).unwrap_or_default();
+    let status = ProcDir::open(&proc_root.join(pid.to_string()))
+        .and_then(|dir| dir.status())
+        .unwrap_or_default();
     if is_kernel_thread(&status, pid) && !status.is_empty() {
         return None;
     }
@@ -116,10 +118,7 @@ fn can_read_others() -> bool {
 /// The inode of a process's `/proc/PID/net/dev`: which network namespace it is in, even
 /// where its namespace link is closed.
 pub fn net_dev_inode(proc_root: &Path, pid: u32) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(proc_root.join(format!("{pid}/net/dev")))
-        .ok()
-        .map(|m| m.ino())
+    netns_inode(&proc_root.join(format!("{pid}/net/dev"))).ok()
 }
 
 /// Whether an error means the process is gone.
@@ -339,7 +338,8 @@ fn is_kernel_thread(status: &str, pid: u32) -> bool {
         && pid != 1
 }
 
-/// The inode a namespace link (`net:[4026531993]`) or bind mount names.
+/// The inode a namespace link (`net:[4026531993]`) or bind mount names (or any file's,
+/// following links: `/proc/PID/net/dev` names a network namespace too).
 pub fn netns_inode(path: &Path) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(fs::metadata(path)?.ino())

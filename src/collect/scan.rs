@@ -217,17 +217,17 @@ fn read_one(
             pid: p.pid,
             proc_root: opts.proc_root.clone(),
         }));
+    let held: Vec<u64> = ns
+        .processes
+        .iter()
+        .flat_map(|p| p.socket_inodes.iter().copied())
+        .collect();
     for way in ways {
         // The pid may have been reused by a process in another namespace.
         if netns_inode(&way.file()).ok() != Some(inode) {
             continue;
         }
-        let held: Vec<u64> = ns
-            .processes
-            .iter()
-            .flat_map(|p| p.socket_inodes.iter().copied())
-            .collect();
-        match read_netns(&way, cache, Some(opts.netns_deadline), Some(held)) {
+        match read_netns(&way, cache, Some(opts.netns_deadline), Some(held.clone())) {
             Ok(read) => return Ok(Some(read)),
             Err(CollectError::Netns(NetnsError::Open { cause, .. })) if procs::vanished(&cause) => {
                 continue;

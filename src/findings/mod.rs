@@ -101,7 +101,7 @@ fn unknown_rules(c: &Context, out: &mut Vec<Finding>) {
             .analysis
             .undecided_on
             .iter()
-            .map(|o| format!("{} {}", o.family, o.protocol))
+            .map(ToString::to_string)
             .collect();
         message += &format!(
             ": whether an ordinary app's {} traffic is captured is unknown",
