@@ -24,4 +24,5 @@ pub mod sanitize;
 pub mod secrets;
 pub mod snapshot;
 pub mod sockdiag;
+pub mod ways;
 pub mod xt;

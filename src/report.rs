@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::analyze::{self, Exemption, IdentityReport, IdentityVerdict};
 use crate::attribution::{ContainerFacts, ContainerRef, PodFacts, container_of};
-use crate::collect::procs::inside;
 use crate::eval::Identity;
 use crate::explain::RuleRef;
 pub use crate::findings::Finding;
@@ -15,6 +14,7 @@ use crate::range::IdRange;
 use crate::snapshot::{
     NetnsFacts, ProcessFacts, Snapshot, SocketProto, UnreadCause, UnreadProcess,
 };
+use crate::ways::{self, Source, Way};
 
 /// Bump when a field changes meaning or is removed (docs/report-schema.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -104,8 +104,25 @@ pub struct ProcessReport {
     pub verdict: ProcessVerdict,
     /// The rules that decide the verdict.
     pub reasons: Vec<RuleRef>,
+    /// The thread or socket whose credentials decide the verdict, when not the process's
+    /// own (`/proc/PID/status`): owner matches judge each socket by its creator's
+    /// credentials, and each thread's new sockets by that thread's.
+    pub decided_by: Option<DecidedBy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<Vec<String>>,
+}
+
+/// What decides a process's verdict when its own credentials do not.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecidedBy {
+    #[serde(flatten)]
+    pub source: Source,
+    /// The ids its traffic carries, as the namespace's owner sees them.
+    pub uid: u32,
+    pub gid: u32,
+    /// In words: `socket (fd 3, socket:[81234]) created with uid 10001 gid 1337; the
+    /// process is now 10001:10001`.
+    pub why: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -264,12 +281,36 @@ fn unread_list(list: &[&UnreadProcess]) -> String {
         .join("; ")
 }
 
-/// The identity a process's new sockets get, as the namespace's owner sees it.
-pub fn identity(p: &ProcessFacts) -> Identity {
-    Identity {
-        uid: inside(&p.uid_map, p.fsuid),
-        gid: inside(&p.gid_map, p.fsgid),
-        groups: p.groups.iter().map(|g| inside(&p.gid_map, *g)).collect(),
+/// A way's verdict: what the analysis says of its identity, unless the way itself says
+/// more (a socket of another namespace escapes; one not inspected may only).
+fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVerdict {
+    if matches!(w.source, Source::ForeignSocket { .. }) {
+        return ProcessVerdict::Bypass;
+    }
+    let v = match r.map(|r| r.verdict) {
+        Some(IdentityVerdict::Bypass) => ProcessVerdict::Bypass,
+        Some(IdentityVerdict::Partial) => ProcessVerdict::Partial,
+        Some(IdentityVerdict::Captured) => ProcessVerdict::Captured,
+        Some(IdentityVerdict::Unmeshed) => ProcessVerdict::Unmeshed,
+        _ => ProcessVerdict::Unknown,
+    };
+    let only_possible = matches!(w.source, Source::UnknownSocket { .. }) && v.bypasses();
+    if only_possible || (w.groups_unknown && groups_matter) {
+        ProcessVerdict::Unknown
+    } else {
+        v
+    }
+}
+
+/// How bad a verdict is, worst first: a process's verdict is its worst way's.
+fn rank(v: ProcessVerdict) -> u8 {
+    match v {
+        ProcessVerdict::Bypass => 0,
+        ProcessVerdict::Partial => 1,
+        ProcessVerdict::Unknown => 2,
+        ProcessVerdict::Captured => 3,
+        ProcessVerdict::Unmeshed => 4,
+        ProcessVerdict::Proxy => 5,
     }
 }
 
@@ -312,13 +353,20 @@ fn netns_report(
     kernel: &str,
     memo: &Memo,
 ) -> Result<NetnsReport, analyze::TooLarge> {
+    let identity = |p: &ProcessFacts| ways::leader(p, ns);
+    let all_ways: Vec<Vec<Way>> = ns.processes.iter().map(|p| ways::ways(p, ns)).collect();
     let identities: Vec<Identity> = {
-        let mut ids: Vec<Identity> = ns.processes.iter().map(identity).collect();
+        let mut ids: Vec<Identity> = all_ways
+            .iter()
+            .flatten()
+            .map(|w| w.identity.clone())
+            .collect();
         ids.sort_by_key(|i| (i.uid, i.gid, i.groups.clone()));
         ids.dedup();
         ids
     };
     let a = memo.analyze(&ns.rules, &identities)?;
+    let groups_matter = ways::matches_groups(&ns.rules);
     let mesh = detect_mesh(&ns.rules);
     let proxy_ports: Vec<u16> = mesh
         .as_ref()
@@ -339,7 +387,7 @@ fn netns_report(
             s.proto == SocketProto::Tcp
                 && s.state == "listen"
                 && proxy_ports.contains(&s.local_port)
-                && p.socket_inodes.contains(&s.inode)
+                && p.holds(s.inode)
         })
     };
     // Exempt: its traffic escapes capture. One whose verdict unmodelled rules leave
@@ -380,18 +428,22 @@ fn netns_report(
         .enumerate()
         .map(|(i, p)| {
             let id = identity(p);
-            let r: Option<&IdentityReport> = verdict_of(&id);
+            let judged: Vec<(ProcessVerdict, &Way)> = all_ways[i]
+                .iter()
+                .map(|w| (judge(w, verdict_of(&w.identity), groups_matter), w))
+                .collect();
+            let (worst, way) = judged
+                .iter()
+                .min_by_key(|(v, _)| rank(*v))
+                .copied()
+                .unwrap_or((ProcessVerdict::Unknown, &all_ways[i][0]));
             let verdict = if is_proxy(i, p) {
                 ProcessVerdict::Proxy
             } else {
-                match r.map(|r| r.verdict) {
-                    Some(IdentityVerdict::Bypass) => ProcessVerdict::Bypass,
-                    Some(IdentityVerdict::Partial) => ProcessVerdict::Partial,
-                    Some(IdentityVerdict::Captured) => ProcessVerdict::Captured,
-                    Some(IdentityVerdict::Unmeshed) => ProcessVerdict::Unmeshed,
-                    _ => ProcessVerdict::Unknown,
-                }
+                worst
             };
+            let decided = verdict != ProcessVerdict::Proxy && way.source != Source::Process;
+            let r: Option<&IdentityReport> = verdict_of(&way.identity);
             ProcessReport {
                 pid: p.pid,
                 comm: p.comm.clone(),
@@ -401,6 +453,12 @@ fn netns_report(
                 container: attributed[i].as_ref().map(|(c, _)| c.clone()),
                 verdict,
                 reasons: r.map(|r| r.rules.clone()).unwrap_or_default(),
+                decided_by: decided.then(|| DecidedBy {
+                    source: way.source.clone(),
+                    uid: way.identity.uid,
+                    gid: way.identity.gid,
+                    why: way.why.clone(),
+                }),
                 cmdline: p.cmdline.clone(),
             }
         })

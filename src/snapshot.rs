@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Ruleset;
 
 /// Bump when a field changes meaning or is removed.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -80,10 +80,25 @@ pub struct NetnsFacts {
     /// this namespace.
     #[serde(default)]
     pub net_dev: Option<u64>,
+    /// The user namespace that owns it: owner matches interpret the ids in its rules there,
+    /// and only capabilities held there (or in an ancestor) act on it. `None`: not read.
+    #[serde(default)]
+    pub owner: Option<NetnsOwner>,
     /// What could not be read in it (sockets, routes, interfaces), with why: a table not
     /// read is not an empty one.
     #[serde(default)]
     pub gaps: Vec<String>,
+}
+
+/// The user namespace owning a network namespace, as `ioctl(NS_GET_USERNS)` names it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetnsOwner {
+    /// Inodes of the owning user namespace, then of its ancestors up to meshleak's own.
+    pub userns: Vec<u64>,
+    /// Its id maps (inside, outside as meshleak sees them, count), from a process that lives
+    /// in it; `None` when no such process was read: ids cannot then be interpreted.
+    pub uid_map: Option<Vec<(u32, u32, u32)>>,
+    pub gid_map: Option<Vec<(u32, u32, u32)>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -157,29 +172,110 @@ impl Tracked {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProcessFacts {
     pub pid: u32,
+    /// Its parent's pid: without container metadata the proxy's processes are its listener's
+    /// descendants.
+    #[serde(default)]
+    pub ppid: u32,
     pub comm: String,
     pub exe: Option<String>,
-    /// Credentials as the kernel applies them to new sockets.
+    /// The thread group leader's credentials, as the kernel applies them to new sockets
+    /// (as meshleak's user namespace sees them).
     pub fsuid: u32,
     pub fsgid: u32,
     pub groups: Vec<u32>,
     pub cap_eff: u64,
     pub cap_bnd: u64,
-    /// `/proc/PID/uid_map` lines (inside, outside, count): ids as the namespace's owner sees them.
+    /// The inode of its user namespace: its capabilities act only there and below.
+    #[serde(default)]
+    pub userns: u64,
+    /// `/proc/PID/uid_map` lines (inside, outside, count) of its own user namespace: the
+    /// ids it may switch to with CAP_SETUID/CAP_SETGID there.
     pub uid_map: Vec<(u32, u32, u32)>,
     pub gid_map: Vec<(u32, u32, u32)>,
     pub cgroup: String,
     /// Only with `--include-cmdline`: command lines hold secrets.
     pub cmdline: Option<Vec<String>>,
-    /// Inodes of the sockets this process holds open.
-    pub socket_inodes: Vec<u64>,
+    /// The sockets it holds open (its own fd table's and its threads' private ones), sorted
+    /// by inode.
+    pub sockets: Vec<HeldSocket>,
+    /// Threads whose credentials differ from the leader's: credentials are per thread, and
+    /// each thread's new sockets get its own.
+    #[serde(default)]
+    pub threads: Vec<ThreadFacts>,
     /// The inode of its pid namespace: processes sharing one can signal each other.
     pub pidns: u64,
 }
 
+/// A socket a process holds, with the credentials the kernel judges it by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSocket {
+    pub fd: u32,
+    pub inode: u64,
+    /// The socket inode's owner (`stat` of `/proc/PID/fd/N`): the fsuid and fsgid of whoever
+    /// created it, at creation, which owner matches compare, whoever holds it now. `fchown`
+    /// can change these without changing what the kernel compares.
+    pub uid: u32,
+    pub gid: u32,
+    /// The thread whose private fd table (`unshare(CLONE_FILES)`) holds it; `None`: the
+    /// process's own table.
+    #[serde(default)]
+    pub tid: Option<u32>,
+    /// What the socket itself said, for one in none of its holder's namespace's socket
+    /// tables (not yet bound or connected, or of another namespace); `None` otherwise, or
+    /// when it could not be asked.
+    #[serde(default)]
+    pub probed: Option<ProbedSocket>,
+    /// In none of its holder's namespace's socket tables (TCP, UDP, raw, unix, netlink,
+    /// packet).
+    #[serde(default)]
+    pub unlisted: bool,
+}
+
+/// A socket inspected through a duplicate of its descriptor (`pidfd_getfd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbedSocket {
+    /// `AF_INET` (2), `AF_INET6` (10), ...
+    pub family: u16,
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), `SOCK_RAW` (3).
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub listening: bool,
+    /// The network namespace it belongs to (`SIOCGSKNS`): where it was created.
+    pub netns: u64,
+}
+
+impl ProbedSocket {
+    /// An IPv4 or IPv6 socket that can send: traffic netfilter judges.
+    pub fn sends_ip(&self) -> bool {
+        matches!(self.family, 2 | 10) && !self.listening
+    }
+}
+
+/// A thread whose credentials differ from its process's leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadFacts {
+    pub tid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub groups: Vec<u32>,
+    pub cap_eff: u64,
+}
+
 impl ProcessFacts {
-    /// A capability bit (`CAP_NET_ADMIN` is 12) in the effective set.
+    /// A capability bit (`CAP_NET_ADMIN` is 12) in the effective set of any of its threads.
     pub fn has_cap(&self, bit: u32) -> bool {
-        self.cap_eff & (1u64 << bit) != 0
+        self.caps() & (1u64 << bit) != 0
+    }
+
+    /// The effective capabilities of all its threads together.
+    pub fn caps(&self) -> u64 {
+        self.threads.iter().fold(self.cap_eff, |c, t| c | t.cap_eff)
+    }
+
+    /// Whether it holds the socket with this inode.
+    pub fn holds(&self, inode: u64) -> bool {
+        self.sockets
+            .binary_search_by_key(&inode, |s| s.inode)
+            .is_ok()
     }
 }

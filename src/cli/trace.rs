@@ -12,6 +12,7 @@ use meshleak::eval::{self, Flow, Identity, Outcome, SourcePort, Verdict};
 use meshleak::explain::{self, Step, UnknownCite};
 use meshleak::model::{IpVersion, proto_name, proto_number};
 use meshleak::sanitize::sanitize;
+use meshleak::ways::{Source, Way};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,6 +22,11 @@ pub struct Args {
     /// identity (instead of --rules, --uid, --gid).
     #[arg(long, conflicts_with_all = ["files", "uid", "gid", "groups"])]
     pid: Option<u32>,
+    /// With --pid: trace only the socket the process holds at this descriptor, by the
+    /// socket's own credentials (by default every thread's and socket's are traced, and the
+    /// worst decides).
+    #[arg(long, requires = "pid")]
+    fd: Option<u32>,
     /// Where the host's /proc is (with --pid).
     #[arg(long, default_value = "/proc")]
     proc_root: std::path::PathBuf,
@@ -56,63 +62,79 @@ pub struct Args {
     format: Format,
 }
 
-/// What a live process's trace needs: its namespace's rules, its identity, the route to the
+/// What `--pid` gives a trace: the namespace's live rules, the ways out of the process
+/// (its threads' credentials for new sockets, its sockets' own), the route to the
 /// destination (interface, source), the namespace's own addresses, and what of them could
 /// not be read.
-type Live = (
-    meshleak::model::Ruleset,
-    Identity,
-    Option<(String, std::net::IpAddr)>,
-    Vec<std::net::IpAddr>,
-    Vec<String>,
-);
+struct Live {
+    rules: meshleak::model::Ruleset,
+    ways: Vec<Way>,
+    route: Option<(String, std::net::IpAddr)>,
+    local: Vec<std::net::IpAddr>,
+    incomplete: Vec<String>,
+}
 
+/// Reads the process's namespace as `meshleak pod` does (its processes' sockets and
+/// credentials, the owning user namespace's maps), then the ways out of the process.
 fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
-    use meshleak::collect::{NftCache, netns::Netns, procs, read_netns};
-    let found = procs::read(
-        &args.proc_root,
-        pid,
-        false,
-        &procs::IdMaps::default(),
-        |_| true,
-    )
-    .with_context(|| {
+    use meshleak::collect::procs;
+    use meshleak::collect::scan::{ScanOptions, scan};
+    let proc_dir = args.proc_root.join(pid.to_string());
+    let inode = procs::netns_inode(&proc_dir.join("ns/net")).with_context(|| {
         format!(
-            "cannot read process {pid} under {}",
+            "cannot read process {pid}'s network namespace under {}",
             args.proc_root.display()
         )
-    })?
-    .with_context(|| format!("process {pid} is a kernel thread"))?;
-    let read = read_netns(
-        &Netns::Pid {
-            pid,
-            proc_root: args.proc_root.clone(),
-        },
-        &NftCache::default(),
-        None,
-        // Sockets do not enter a trace: listeners suffice, no walk of the established hash.
-        Some(Vec::new()),
-    )?;
-    let route = meshleak::route::lookup(&read.routes, &read.interfaces, dst);
-    let local = read
+    })?;
+    let snapshot = scan(&ScanOptions {
+        proc_root: args.proc_root.clone(),
+        include_host: true,
+        only: vec![inode],
+        ..ScanOptions::default()
+    })?;
+    let ns = snapshot
+        .netns
+        .iter()
+        .find(|n| n.inode == inode)
+        .with_context(|| {
+            format!(
+                "cannot read process {pid}'s network namespace: {}",
+                snapshot.errors.join("; ")
+            )
+        })?;
+    let p = ns
+        .processes
+        .iter()
+        .find(|p| p.pid == pid)
+        .with_context(|| format!("cannot read process {pid} (it exited, or is a kernel thread)"))?;
+    let ways = match args.fd {
+        None => meshleak::ways::ways(p, ns),
+        Some(fd) => {
+            let s = p
+                .sockets
+                .iter()
+                .find(|s| s.fd == fd)
+                .with_context(|| format!("process {pid} holds no socket at fd {fd}"))?;
+            let way = meshleak::ways::socket(p, ns, s).with_context(|| {
+                format!("fd {fd} of process {pid} sends no IP traffic first (a listener, or a unix, netlink or packet socket)")
+            })?;
+            vec![way]
+        }
+    };
+    let route = meshleak::route::lookup(&ns.routes, &ns.interfaces, dst);
+    let local = ns
         .interfaces
         .iter()
         .flat_map(|i| i.addrs.iter().copied())
         .collect();
-    // Sockets do not enter a trace; routes and addresses do.
-    let gaps = read
-        .gaps
-        .into_iter()
-        .filter(|g| !g.contains("sockets"))
-        .map(|g| format!("not read: {g}"))
-        .collect();
-    Ok((
-        read.rules,
-        meshleak::report::identity(&found.facts),
+    let incomplete = ns.gaps.iter().map(|g| format!("not read: {g}")).collect();
+    Ok(Live {
+        rules: ns.rules.clone(),
+        ways,
         route,
         local,
-        gaps,
-    ))
+        incomplete,
+    })
 }
 
 fn parse_mark(text: &str) -> Result<u32, String> {
@@ -140,9 +162,35 @@ struct Report {
     /// With verdict unknown: the outcomes that remain possible and what decides between them.
     possible: Vec<Outcome>,
     unknown: Vec<UnknownCite>,
+    /// With `--pid`: the thread or socket whose credentials decide, when not the
+    /// process's own.
+    decided_by: Option<WayReport>,
+    /// With `--pid`: every way out traced (the process's new sockets, other threads', held
+    /// sockets with their own credentials), each with its verdict; the worst decides.
+    ways: Vec<WayReport>,
     /// With `--pid`: what the trace needs and could not be read (routes, addresses), so
     /// the interface or source may be guessed. Empty: everything was read.
     incomplete: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct WayReport {
+    #[serde(flatten)]
+    source: Source,
+    uid: u32,
+    gid: u32,
+    verdict: Verdict,
+    why: String,
+}
+
+/// How bad a trace's verdict is, worst first.
+fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Bypass => 0,
+        Verdict::Unknown => 1,
+        Verdict::Captured => 2,
+        Verdict::Dropped => 3,
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -162,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     let loopback = dst.ip().is_loopback();
-    let (rules, identity, route, local, incomplete) = match args.pid {
+    let live = match args.pid {
         Some(pid) => live(&args, pid, dst.ip())?,
         None => {
             if args.rules.files.is_empty() {
@@ -173,17 +221,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 gid: args.gid.expect("required without --pid"),
                 groups: args.groups.clone(),
             };
-            (
-                args.rules.load()?,
-                identity,
-                None,
-                args.src.into_iter().collect(),
-                Vec::new(),
-            )
+            Live {
+                rules: args.rules.load()?,
+                ways: vec![Way {
+                    source: Source::Process,
+                    identity,
+                    groups_unknown: false,
+                    why: String::new(),
+                }],
+                route: None,
+                local: args.src.into_iter().collect(),
+                incomplete: Vec::new(),
+            }
         }
     };
-    let (route_oif, route_src) = route.unzip();
-    let flow = Flow {
+    let rules = &live.rules;
+    let (route_oif, route_src) = live.route.clone().unzip();
+    let flow_of = |identity: &Identity| Flow {
         version,
         proto,
         src: args
@@ -198,16 +252,45 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         oif: args
             .oif
             .clone()
-            .or(route_oif)
+            .or(route_oif.clone())
             .unwrap_or_else(|| if loopback { "lo" } else { "eth0" }.to_string()),
-        identity,
+        identity: identity.clone(),
         mark: args.mark,
-        local,
+        local: live.local.clone(),
     };
-    let t = eval::trace(&rules, &flow);
+    let groups_matter = meshleak::ways::matches_groups(rules);
+    let traced: Vec<(Verdict, eval::Trace, &Way)> = live
+        .ways
+        .iter()
+        .map(|w| {
+            let t = eval::trace(rules, &flow_of(&w.identity));
+            let verdict = match (&w.source, t.outcome.verdict) {
+                // Its traffic meets another namespace's rules, none of these.
+                (Source::ForeignSocket { .. }, _) => Verdict::Bypass,
+                (Source::UnknownSocket { .. }, Verdict::Bypass) => Verdict::Unknown,
+                (_, v) if w.groups_unknown && groups_matter && v != Verdict::Unknown => {
+                    Verdict::Unknown
+                }
+                (_, v) => v,
+            };
+            (verdict, t, w)
+        })
+        .collect();
+    let Some((verdict, t, way)) = traced.iter().min_by_key(|(v, _, _)| rank(*v)) else {
+        bail!("no way out of the process to trace");
+    };
+    let foreign = matches!(way.source, Source::ForeignSocket { .. });
+    let flow = flow_of(&way.identity);
+    let shown = |w: &Way, v: Verdict| WayReport {
+        source: w.source.clone(),
+        uid: w.identity.uid,
+        gid: w.identity.gid,
+        verdict: v,
+        why: w.why.clone(),
+    };
     let report = Report {
-        verdict: t.outcome.verdict,
-        redirect_port: t.outcome.redirect_port,
+        verdict: *verdict,
+        redirect_port: t.outcome.redirect_port.filter(|_| !foreign),
         family: version,
         protocol: proto_name(proto),
         src: flow.src,
@@ -215,15 +298,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         oif: flow.oif.clone(),
         identity: flow.identity.clone(),
         nat_destination: t.nat_dst.map(|(a, p)| explain::addr_port(&a, p)),
-        path: t.path.iter().map(|s| explain::step(&rules, s)).collect(),
-        deciding_rule: explain::deciding(&rules, &t),
+        path: if foreign {
+            Vec::new()
+        } else {
+            t.path.iter().map(|s| explain::step(rules, s)).collect()
+        },
+        deciding_rule: explain::deciding(rules, t).filter(|_| !foreign),
         possible: t.possible.clone(),
         unknown: t
             .unknowns
             .iter()
-            .map(|u| explain::unknown(&rules, u))
+            .map(|u| explain::unknown(rules, u))
             .collect(),
-        incomplete,
+        decided_by: (way.source != Source::Process).then(|| shown(way, *verdict)),
+        ways: if args.pid.is_some() {
+            traced.iter().map(|(v, _, w)| shown(w, *v)).collect()
+        } else {
+            Vec::new()
+        },
+        incomplete: live.incomplete.clone(),
     };
     super::scan::print_problems(&report.incomplete, &[]);
     match args.format {
@@ -264,6 +357,15 @@ fn print_table(r: &Report) {
             format!(" groups {:?}", r.identity.groups)
         }
     );
+    if let Some(d) = &r.decided_by {
+        println!("by        {}", sanitize(&d.why));
+    }
+    if r.ways.len() > 1 {
+        println!("ways");
+        for w in &r.ways {
+            println!("  {:<9} {}", w.verdict.name(), sanitize(&w.why));
+        }
+    }
     if let Some(nat) = &r.nat_destination {
         println!("nat       destination becomes {nat}");
     }

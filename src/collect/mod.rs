@@ -12,6 +12,8 @@ pub mod nftables;
 mod procfile;
 pub mod procs;
 pub mod scan;
+pub mod sockprobe;
+pub mod userns;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,6 +52,10 @@ pub struct NetnsRead {
     pub conntrack: Option<Vec<Tracked>>,
     /// The inode of its `/proc/net/dev` (see [`netinfo::net_dev_inode`]).
     pub net_dev: Option<u64>,
+    /// Held sockets in none of its socket tables (see [`netinfo::sockets`]).
+    pub unlisted: Vec<u64>,
+    /// Inodes of the user namespace owning it and of that one's ancestors.
+    pub owner: Option<Vec<u64>>,
     /// What could not be read (sockets, routes, interfaces), with why.
     pub gaps: Vec<String>,
 }
@@ -112,13 +118,13 @@ pub fn read_netns(
     held: Option<Vec<u64>>,
 ) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, gaps)) =
+    let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, unlisted, gaps)) =
         in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let raw = nftables::dump_raw()?;
             let mut gaps = Vec::new();
-            let sockets = netinfo::sockets(held.as_deref(), &mut gaps);
+            let (sockets, unlisted) = netinfo::sockets(held.as_deref(), &mut gaps);
             Ok((
                 legacy,
                 raw,
@@ -128,7 +134,7 @@ pub fn read_netns(
                     conntrack::entries(&sockets),
                     sockets,
                 ),
-                (netinfo::net_dev_inode(), gaps),
+                (netinfo::net_dev_inode(), unlisted, gaps),
             ))
         })??;
     let mut tables = legacy;
@@ -140,6 +146,8 @@ pub fn read_netns(
         sockets,
         conntrack,
         net_dev,
+        unlisted,
+        owner: userns::owner(&ns.file()).ok(),
         gaps,
     })
 }

@@ -120,7 +120,10 @@ fn v6(hex: &str) -> Option<Ipv6Addr> {
 /// held socket is none of the listeners, UDP, raw, unix and netlink sockets found first.
 /// What it would add then is what no process of the namespace holds (closing, or held from
 /// elsewhere).
-pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> Vec<SocketFacts> {
+///
+/// Also returns the held sockets found in none of the namespace's tables, sorted: not yet
+/// bound or connected (the kernel hashes neither), or of another namespace.
+pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> (Vec<SocketFacts>, Vec<u64>) {
     let mut out = Vec::new();
     let tcp_first = if held.is_some() {
         sockdiag::LISTEN
@@ -151,18 +154,21 @@ pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> Vec<SocketFacts>
     if tcp_first == sockdiag::LISTEN && !unaccounted.is_empty() {
         let mut rest = Vec::new();
         read_sockets(SocketProto::Tcp, sockdiag::NOT_LISTEN, &mut rest, gaps);
+        let mut more: Vec<u64> = rest.iter().map(|s| s.inode).collect();
+        more.sort_unstable();
+        unaccounted.retain(|i| more.binary_search(i).is_err());
         out.extend(rest);
     }
-    out
+    (out, unaccounted)
 }
 
-/// Inodes of the namespace's unix and netlink sockets (`/proc/net/unix`, `/proc/net/netlink`:
-/// small per-namespace lists, not the TCP hash): sockets a process holds that are no TCP.
-/// Sorted.
+/// Inodes of the namespace's unix, netlink and packet sockets (`/proc/net/unix`,
+/// `netlink`, `packet`: small per-namespace lists, not the TCP hash): sockets a process
+/// holds that are no TCP. Sorted.
 fn other_socket_inodes() -> Vec<u64> {
     let mut out = Vec::new();
-    // The inode is the 7th column of /proc/net/unix and the last of /proc/net/netlink.
-    for (file, column) in [("unix", Some(6)), ("netlink", None)] {
+    // The inode is the 7th column of /proc/net/unix and the last of netlink and packet.
+    for (file, column) in [("unix", Some(6)), ("netlink", None), ("packet", None)] {
         let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
         out.extend(text.lines().skip(1).filter_map(|l| {
             let mut fields = l.split_whitespace();

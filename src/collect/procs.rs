@@ -11,10 +11,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use nix::dir::Dir;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{self, OFlag};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, fstatat};
 
-use crate::snapshot::{ProcessFacts, UnreadCause};
+use crate::snapshot::{HeldSocket, ProcessFacts, ThreadFacts, UnreadCause};
 
 /// One process and the inode of its network namespace.
 pub struct Found {
@@ -107,9 +108,7 @@ fn can_read_others() -> bool {
     const CAP_DAC_READ_SEARCH: u32 = 2;
     const CAP_SYS_PTRACE: u32 = 19;
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = field(&status, "CapEff")
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .unwrap_or(0);
+    let eff = hex_field(&status, "CapEff");
     [CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE]
         .iter()
         .all(|bit| eff & (1 << bit) != 0)
@@ -133,7 +132,7 @@ pub struct IdMaps {
     by_userns: Mutex<HashMap<u64, Maps>>,
 }
 
-type Maps = (Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>);
+pub type Maps = (Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>);
 
 /// A process's directory under /proc, opened once: every file is read relative to it, so
 /// each read skips the lookup of the pid, and all of them are of this one process even if
@@ -207,8 +206,10 @@ impl ProcDir {
             .collect()
     }
 
-    /// `socket:[INODE]` links under `fd/`.
-    fn socket_inodes(&self) -> Vec<u64> {
+    /// The sockets under `fd/`, each with its inode's owner: `stat` through the link (one
+    /// call per descriptor, as the readlink it replaces) gives the inode, its type and the
+    /// credentials its creator had.
+    fn sockets(&self, tid: Option<u32>) -> Vec<HeldSocket> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let Ok(mut fds) = Dir::openat(&self.0, "fd", flags, Mode::empty()) else {
             return Vec::new();
@@ -219,18 +220,116 @@ impl ProcDir {
             .filter(|e| e.file_name().to_bytes().first() != Some(&b'.'))
             .map(|e| e.file_name().to_owned())
             .collect();
-        let mut out: Vec<u64> = names
+        let mut out: Vec<HeldSocket> = names
             .iter()
-            .filter_map(|name| fcntl::readlinkat(&fds, name.as_c_str()).ok())
-            .filter_map(|target| {
-                let t = target.to_str()?;
-                t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            .filter_map(|name| {
+                let fd = name.to_str().ok()?.parse().ok()?;
+                let st = fstatat(&fds, name.as_c_str(), AtFlags::empty()).ok()?;
+                (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(HeldSocket {
+                    fd,
+                    inode: st.st_ino,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    tid,
+                    probed: None,
+                    unlisted: false,
+                })
             })
             .collect();
-        out.sort_unstable();
-        out.dedup();
+        out.sort_unstable_by_key(|s| (s.inode, s.fd));
+        out.dedup_by_key(|s| s.inode);
         out
     }
+
+    /// Threads other than the leader: those whose credentials differ from `leader`, and
+    /// the sockets of those with a private fd table. Listed only for a multi-threaded
+    /// process (`Threads:` above 1).
+    fn threads(&self, pid: u32, leader: &Creds, sockets: &mut Vec<HeldSocket>) -> Vec<ThreadFacts> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let Ok(mut tasks) = Dir::openat(&self.0, "task", flags, Mode::empty()) else {
+            return Vec::new();
+        };
+        let tids: Vec<u32> = tasks
+            .iter()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().ok()?.parse().ok())
+            .filter(|tid| *tid != pid)
+            .collect();
+        let mut out = Vec::new();
+        for tid in tids {
+            let Ok(task) = self.open_at(&format!("task/{tid}")) else {
+                continue;
+            };
+            let Ok(status) = task.status() else { continue };
+            let creds = Creds::of(&status);
+            if !shares_files(pid, tid) {
+                let own = task.sockets(Some(tid));
+                for s in own {
+                    if let Err(at) = sockets.binary_search_by_key(&s.inode, |h| h.inode) {
+                        sockets.insert(at, s);
+                    }
+                }
+            }
+            if creds != *leader {
+                out.push(ThreadFacts {
+                    tid,
+                    fsuid: creds.fsuid,
+                    fsgid: creds.fsgid,
+                    groups: creds.groups,
+                    cap_eff: creds.cap_eff,
+                });
+            }
+        }
+        out
+    }
+
+    fn open_at(&self, name: &str) -> io::Result<ProcDir> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        Ok(ProcDir(fcntl::openat(&self.0, name, flags, Mode::empty())?))
+    }
+}
+
+/// Whether a thread shares its leader's fd table (`kcmp(KCMP_FILES)`); where kcmp cannot
+/// tell (no CONFIG_KCMP, another pid namespace), it is assumed not to, and its table read.
+fn shares_files(pid: u32, tid: u32) -> bool {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: kcmp only compares two tasks' kernel objects; no memory is passed.
+    let rc = unsafe { libc::syscall(libc::SYS_kcmp, pid, tid, KCMP_FILES, 0, 0) };
+    rc == 0
+}
+
+/// What a task's status says of the credentials its new sockets get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Creds {
+    fsuid: u32,
+    fsgid: u32,
+    groups: Vec<u32>,
+    cap_eff: u64,
+}
+
+impl Creds {
+    fn of(status: &str) -> Creds {
+        let ids = |name: &str| -> Vec<u32> {
+            field(status, name)
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        };
+        // Uid/Gid lines: real, effective, saved, filesystem.
+        Creds {
+            fsuid: ids("Uid").get(3).copied().unwrap_or(u32::MAX),
+            fsgid: ids("Gid").get(3).copied().unwrap_or(u32::MAX),
+            groups: ids("Groups"),
+            cap_eff: hex_field(status, "CapEff"),
+        }
+    }
+}
+
+fn hex_field(status: &str, name: &str) -> u64 {
+    field(status, name)
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .unwrap_or(0)
 }
 
 /// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own)
@@ -252,19 +351,7 @@ pub fn read(
     if is_kernel_thread(&status, pid) {
         return Ok(None);
     }
-    let ids = |name: &str| -> Vec<u32> {
-        field(name)
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect()
-    };
-    let (uids, gids) = (ids("Uid"), ids("Gid"));
-    let hex = |name: &str| {
-        field(name)
-            .and_then(|v| u64::from_str_radix(v, 16).ok())
-            .unwrap_or(0)
-    };
+    let creds = Creds::of(&status);
     let cmdline = if include_cmdline {
         let raw = dir.read("cmdline")?;
         let args: Vec<String> = raw
@@ -278,26 +365,42 @@ pub fn read(
         None
     };
     let (uid_map, gid_map) = dir.id_maps(maps);
+    let mut sockets = dir.sockets(None);
+    let threads = if field("Threads").is_some_and(|n| n != "1") {
+        dir.threads(pid, &creds, &mut sockets)
+    } else {
+        Vec::new()
+    };
     let facts = ProcessFacts {
         pid,
+        ppid: field("PPid").and_then(|v| v.parse().ok()).unwrap_or(0),
         comm: field("Name").unwrap_or("").to_string(),
         exe: dir.link("exe").ok(),
-        // Uid/Gid lines: real, effective, saved, filesystem.
-        fsuid: uids.get(3).copied().unwrap_or(u32::MAX),
-        fsgid: gids.get(3).copied().unwrap_or(u32::MAX),
-        groups: ids("Groups"),
-        cap_eff: hex("CapEff"),
-        cap_bnd: hex("CapBnd"),
+        fsuid: creds.fsuid,
+        fsgid: creds.fsgid,
+        groups: creds.groups,
+        cap_eff: creds.cap_eff,
+        cap_bnd: hex_field(&status, "CapBnd"),
+        userns: dir.ns_inode("ns/user").unwrap_or(0),
         uid_map,
         gid_map,
         cgroup: String::from_utf8_lossy(&dir.read("cgroup").unwrap_or_default())
             .trim()
             .to_string(),
         cmdline,
-        socket_inodes: dir.socket_inodes(),
+        sockets,
+        threads,
         pidns: dir.ns_inode("ns/pid").unwrap_or(0),
     };
     Ok(Some(Found { netns, facts }))
+}
+
+/// meshleak's own user namespace's id maps.
+pub fn own_id_maps() -> Maps {
+    match ProcDir::open(Path::new("/proc/self")) {
+        Ok(dir) => (dir.id_map("uid_map"), dir.id_map("gid_map")),
+        Err(_) => (Vec::new(), Vec::new()),
+    }
 }
 
 /// The host's network namespace: the kernel's own (`init_net`), where kernel threads run;

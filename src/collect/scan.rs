@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::netns::{Netns, NetnsError};
 use super::procs::{self, netns_inode};
 use super::{CollectError, NftCache, read_netns};
-use crate::snapshot::{NetnsFacts, ProcessFacts, SNAPSHOT_VERSION, Snapshot, UnreadProcess};
+use crate::snapshot::{
+    NetnsFacts, NetnsOwner, ProcessFacts, SNAPSHOT_VERSION, Snapshot, UnreadProcess,
+};
 
 #[derive(Clone, Debug)]
 pub struct ScanOptions {
@@ -147,8 +149,13 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 routes: read.routes,
                 sockets: read.sockets,
                 conntrack: read.conntrack,
-                processes: ns.processes,
+                processes: probe_unlisted(ns.processes, &read.unlisted),
                 net_dev: read.net_dev,
+                owner: read.owner.map(|userns| NetnsOwner {
+                    userns,
+                    uid_map: None,
+                    gid_map: None,
+                }),
                 gaps: read.gaps,
             }),
             Ok(None) => snapshot.vanished_netns += 1,
@@ -160,6 +167,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             }
         }
     }
+    owner_maps(&mut snapshot.netns);
     // Where each unreadable process is: in a namespace read above, in one this scan does
     // not report (the host's, or not the pod asked for), or not known.
     let host_dev = host_dev.filter(|_| !opts.include_host);
@@ -195,6 +203,54 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     Ok(snapshot)
 }
 
+/// Marks the held sockets found in none of the namespace's tables, and asks each what it
+/// is and where it was made: such a socket may be of another namespace, or not connected
+/// yet (rare, so the cost of asking is too).
+fn probe_unlisted(mut processes: Vec<ProcessFacts>, unlisted: &[u64]) -> Vec<ProcessFacts> {
+    if unlisted.is_empty() {
+        return processes;
+    }
+    for p in &mut processes {
+        for s in &mut p.sockets {
+            if unlisted.binary_search(&s.inode).is_ok() {
+                s.unlisted = true;
+                s.probed = super::sockprobe::probe(p.pid, s.tid, s.fd, s.inode).ok();
+            }
+        }
+    }
+    processes
+}
+
+/// The id maps of each namespace's owning user namespace, from a process living in it
+/// (or meshleak's own, when it owns the namespace): ids in rules are interpreted there.
+fn owner_maps(netns: &mut [NetnsFacts]) {
+    let own = super::userns::own().ok();
+    let mut known: BTreeMap<u64, procs::Maps> = netns
+        .iter()
+        .flat_map(|n| &n.processes)
+        .map(|p| (p.userns, (p.uid_map.clone(), p.gid_map.clone())))
+        .collect();
+    if let Some(own) = own.filter(|o| !known.contains_key(o)) {
+        known.insert(own, procs::own_id_maps());
+    }
+    for n in netns.iter_mut() {
+        let Some(owner) = n.owner.as_mut() else {
+            n.gaps.push("the user namespace owning it (ioctl NS_GET_USERNS refused): ids are compared as meshleak's user namespace sees them".into());
+            continue;
+        };
+        match owner.userns.first().and_then(|u| known.get(u)) {
+            Some((uids, gids)) => {
+                owner.uid_map = Some(uids.clone());
+                owner.gid_map = Some(gids.clone());
+            }
+            None => n.gaps.push(format!(
+                "the id maps of the user namespace owning it ({}): no process in it was read, so ids are compared as meshleak's user namespace sees them",
+                owner.userns.first().copied().unwrap_or(0)
+            )),
+        }
+    }
+}
+
 /// Reads a namespace through a bind mount or any of its processes that still exists;
 /// `Ok(None)` when every way in has vanished.
 fn read_one(
@@ -220,7 +276,7 @@ fn read_one(
     let held: Vec<u64> = ns
         .processes
         .iter()
-        .flat_map(|p| p.socket_inodes.iter().copied())
+        .flat_map(|p| p.sockets.iter().map(|s| s.inode))
         .collect();
     for way in ways {
         // The pid may have been reused by a process in another namespace.

@@ -13,6 +13,7 @@ use crate::analyze::{Analysis, CapturedOn};
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::RuleRef;
 use crate::model::{IpVersion, Ruleset};
+use crate::range::IdRange;
 use crate::report::{Mesh, ProcessReport, ProcessVerdict};
 use crate::snapshot::{NetnsFacts, ProcessFacts, SocketFacts, SocketProto};
 
@@ -197,13 +198,19 @@ fn mark_rules(c: &Context) -> Vec<RuleRef> {
 
 /// The capability that lets a process set SO_MARK on its sockets, if it has one.
 fn mark_capability(c: &Context, f: &ProcessFacts) -> Option<&'static str> {
-    if f.has_cap(CAP_NET_ADMIN) {
+    if acts(c, f, CAP_NET_ADMIN) {
         Some("CAP_NET_ADMIN")
-    } else if f.has_cap(CAP_NET_RAW) && kernel_at_least(c.kernel, 5, 17) {
+    } else if acts(c, f, CAP_NET_RAW) && kernel_at_least(c.kernel, 5, 17) {
         Some("CAP_NET_RAW")
     } else {
         None
     }
+}
+
+/// Whether a capability of the process acts on this namespace: held (by any of its
+/// threads) in the user namespace owning it or an ancestor.
+fn acts(c: &Context, f: &ProcessFacts, bit: u32) -> bool {
+    f.has_cap(bit) && crate::ways::caps_count(f, c.ns)
 }
 
 /// Whether a kernel release (`6.1.0-18-amd64`) is at least major.minor.
@@ -231,7 +238,7 @@ fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
         .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
     {
         let reachable = proxies.iter().find(|(_, pf, pid)| {
-            pf.pidns == f.pidns && f.pidns != 0 && (pid.uid == id.uid || f.has_cap(CAP_KILL))
+            pf.pidns == f.pidns && f.pidns != 0 && (pid.uid == id.uid || acts(c, f, CAP_KILL))
         });
         if let Some((proxy, _, _)) = reachable {
             out.push(Finding {
@@ -516,10 +523,7 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             continue;
         }
         for s in listeners {
-            let owner = c
-                .processes
-                .iter()
-                .find(|(_, f, _)| f.socket_inodes.contains(&s.inode));
+            let owner = c.processes.iter().find(|(_, f, _)| f.holds(s.inode));
             if let Some((p, _, _)) = owner.filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy) {
                 out.push(Finding {
                     kind: "proxy-impostor",
@@ -567,11 +571,7 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
         .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
     {
         let mut evidence = Vec::new();
-        for s in
-            c.ns.sockets
-                .iter()
-                .filter(|s| f.socket_inodes.contains(&s.inode))
-        {
+        for s in c.ns.sockets.iter().filter(|s| f.holds(s.inode)) {
             if s.local.is_loopback() || s.proto == SocketProto::Tcp {
                 continue;
             }
@@ -688,34 +688,53 @@ fn ipv6(c: &Context, out: &mut Vec<Finding>) {
     }
 }
 
-/// `can-modify-rules` (CAP_NET_ADMIN) and `can-become-exempt` (CAP_SETUID/SETGID while
-/// owner exemptions exist) for processes that are not the proxy.
+/// `can-modify-rules` (CAP_NET_ADMIN acting on the namespace) and `can-become-exempt`
+/// (CAP_SETUID/SETGID in its own user namespace, which maps an exempt id) for processes
+/// that are not the proxy and do not bypass already.
 fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
-    let owner_exempt = !mesh.proxy_uids.is_empty() || !mesh.proxy_gids.is_empty();
+    let owner = c.ns.owner.as_ref();
     for (p, f, _) in c
         .processes
         .iter()
         .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
     {
-        if f.has_cap(CAP_NET_ADMIN) {
+        if acts(c, f, CAP_NET_ADMIN) {
             out.push(Finding {
                 kind: "can-modify-rules",
                 severity: "medium",
                 pid: Some(p.pid),
                 message: format!("{} has CAP_NET_ADMIN in this namespace: it can rewrite or delete the capture rules", p.comm),
                 rules: Vec::new(),
-                evidence: vec![format!("CapEff {:016x}", f.cap_eff)],
+                evidence: vec![format!("CapEff {:016x}", f.caps())],
                 remedy: "drop NET_ADMIN from the app container (capabilities: drop: [ALL])".into(),
             });
         }
-        if owner_exempt && (f.has_cap(CAP_SETUID) || f.has_cap(CAP_SETGID)) {
+        let takes = |bit: u32,
+                     ids: &[IdRange],
+                     own: &[(u32, u32, u32)],
+                     map: Option<&[(u32, u32, u32)]>| {
+            f.has_cap(bit) && ids.iter().any(|r| crate::ways::can_take(own, map, *r))
+        };
+        let uid = takes(
+            CAP_SETUID,
+            &mesh.proxy_uids,
+            &f.uid_map,
+            owner.and_then(|o| o.uid_map.as_deref()),
+        );
+        let gid = takes(
+            CAP_SETGID,
+            &mesh.proxy_gids,
+            &f.gid_map,
+            owner.and_then(|o| o.gid_map.as_deref()),
+        );
+        if (uid || gid) && !p.verdict.bypasses() {
             out.push(Finding {
                 kind: "can-become-exempt",
                 severity: "medium",
                 pid: Some(p.pid),
-                message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh", p.comm),
+                message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh; such a process can also fchown its sockets so that they look like another identity's", p.comm),
                 rules: Vec::new(),
-                evidence: vec![format!("CapEff {:016x}", f.cap_eff)],
+                evidence: vec![format!("CapEff {:016x}", f.caps())],
                 remedy: "drop SETUID and SETGID from the app container, and run it as non-root".into(),
             });
         }

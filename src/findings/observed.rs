@@ -41,11 +41,7 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
         .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
     {
         let mut escapes = Vec::new();
-        for s in ns
-            .sockets
-            .iter()
-            .filter(|s| f.socket_inodes.contains(&s.inode))
-        {
+        for s in ns.sockets.iter().filter(|s| f.holds(s.inode)) {
             match s.proto {
                 SocketProto::Tcp if s.state == "established" => {
                     escapes.extend(tcp_escape(ns, &local, s));

@@ -5,6 +5,7 @@ use crate::snapshot::*;
 fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessFacts {
     ProcessFacts {
         pid,
+        ppid: 1,
         comm: format!("p{pid}"),
         exe: None,
         fsuid: uid,
@@ -12,11 +13,25 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
         groups: vec![],
         cap_eff: caps,
         cap_bnd: caps,
+        userns: 0,
         uid_map: vec![(0, 0, u32::MAX)],
         gid_map: vec![(0, 0, u32::MAX)],
         cgroup: format!("/pod/c{uid}"),
         cmdline: None,
-        socket_inodes: sockets.to_vec(),
+        sockets: sockets
+            .iter()
+            .enumerate()
+            .map(|(fd, &inode)| HeldSocket {
+                fd: fd as u32 + 3,
+                inode,
+                uid,
+                gid,
+                tid: None,
+                probed: None,
+                unlisted: false,
+            })
+            .collect(),
+        threads: vec![],
         pidns: 7,
     }
 }
@@ -76,6 +91,7 @@ fn snapshot(
             conntrack: None,
             processes,
             net_dev: Some(7),
+            owner: None,
             gaps: vec![],
         }],
         containers: vec![],

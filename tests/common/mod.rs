@@ -455,7 +455,8 @@ fn socket_v6only(sa: SocketAddr, kind: i32, transparent: bool) -> std::os::fd::O
     };
     // SAFETY: plain socket syscalls on a fresh fd we own; addresses are valid for their sizes.
     unsafe {
-        let fd = libc::socket(domain, kind, 0);
+        // Close-on-exec: other tests spawn processes meanwhile, which must not inherit them.
+        let fd = libc::socket(domain, kind | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0);
         let one: libc::c_int = 1;
         let size = std::mem::size_of::<libc::c_int>() as u32;

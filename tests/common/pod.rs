@@ -114,6 +114,7 @@ impl Pod {
         let (va, vb) = (format!("{short}a"), format!("{short}b"));
         run(&["ip", "netns", "add", &peer], None);
         self.peers.push(peer.clone());
+        run(&["ip", "-n", &peer, "link", "set", "lo", "up"], None);
         run(
             &[
                 "ip", "link", "add", &va, "netns", &self.ns, "type", "veth", "peer", "name", &vb,

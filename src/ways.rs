@@ -1,0 +1,240 @@
+//! The ways a process's traffic can leave, each with the credentials the kernel judges it
+//! by. Owner matches compare the socket file's credentials: its creator's fsuid and fsgid,
+//! fixed at creation, whoever holds it now. So a process is not one identity: each thread's
+//! credentials go to the sockets it creates, and each socket it already holds carries its
+//! own. A socket of another network namespace meets none of this one's rules.
+
+use serde::Serialize;
+
+use crate::eval::Identity;
+use crate::model::{Ruleset, Test};
+use crate::range::IdRange;
+use crate::snapshot::{HeldSocket, NetnsFacts, ProcessFacts, SocketProto};
+
+/// Where a way's traffic comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Source {
+    /// New sockets of the thread group leader (`/proc/PID/status`).
+    Process,
+    /// New sockets of a thread whose credentials differ from the leader's.
+    Thread { tid: u32 },
+    /// A socket it holds, judged by its own credentials.
+    Socket {
+        fd: u32,
+        inode: u64,
+        tid: Option<u32>,
+    },
+    /// A socket of another network namespace: its traffic never meets this one's rules.
+    ForeignSocket {
+        fd: u32,
+        inode: u64,
+        tid: Option<u32>,
+        netns: u64,
+    },
+    /// A socket in none of the namespace's socket tables that could not be asked what it
+    /// is: judged by its credentials, but an escape through it is only possible.
+    UnknownSocket {
+        fd: u32,
+        inode: u64,
+        tid: Option<u32>,
+    },
+}
+
+/// One way out: its source and the identity owner matches see on it.
+#[derive(Clone, Debug)]
+pub struct Way {
+    pub source: Source,
+    /// As the network namespace's owning user namespace sees it.
+    pub identity: Identity,
+    /// The supplementary groups are not known (a socket's creator's are not recorded):
+    /// `--suppl-groups` matches make its verdict unknown.
+    pub groups_unknown: bool,
+    /// Why this way exists, in words: `socket created with uid 10001 gid 1337 ...`.
+    pub why: String,
+}
+
+/// The ids as the namespace's owner sees them: global ids (as meshleak sees them) mapped
+/// through the owning user namespace's maps. An id the owner does not map matches no
+/// rule: it becomes the overflow id the kernel shows for it.
+pub fn in_owner(ns: &NetnsFacts, uid: u32, gid: u32, groups: &[u32]) -> Identity {
+    let owner = ns.owner.as_ref();
+    let uids = owner.and_then(|o| o.uid_map.as_deref());
+    let gids = owner.and_then(|o| o.gid_map.as_deref());
+    Identity {
+        uid: map_id(uids, uid),
+        gid: map_id(gids, gid),
+        groups: groups.iter().map(|g| map_id(gids, *g)).collect(),
+    }
+}
+
+/// The id the kernel shows for one a user namespace does not map (`overflowuid`).
+const OVERFLOW_ID: u32 = 65534;
+
+fn map_id(map: Option<&[(u32, u32, u32)]>, id: u32) -> u32 {
+    let Some(map) = map else { return id };
+    map.iter()
+        .find(|(_, outside, count)| id >= *outside && id - outside < *count)
+        .map_or(OVERFLOW_ID, |(inside, outside, _)| inside + (id - outside))
+}
+
+/// The identity of the process's leader thread: what its new sockets get.
+pub fn leader(p: &ProcessFacts, ns: &NetnsFacts) -> Identity {
+    in_owner(ns, p.fsuid, p.fsgid, &p.groups)
+}
+
+/// Every distinct way out of a process: its leader's new sockets first, then its other
+/// threads', then the sockets it holds whose identity differs from all of those (a
+/// listening socket sends nothing first; unix, netlink and packet sockets meet no IP rule).
+pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
+    let now = format!("{}:{}", p.fsuid, p.fsgid);
+    let mut out = vec![Way {
+        source: Source::Process,
+        identity: leader(p, ns),
+        groups_unknown: false,
+        why: format!(
+            "new sockets of the process get uid {} gid {}",
+            p.fsuid, p.fsgid
+        ),
+    }];
+    for t in &p.threads {
+        let identity = in_owner(ns, t.fsuid, t.fsgid, &t.groups);
+        if out.iter().any(|w| w.identity == identity) {
+            continue;
+        }
+        out.push(Way {
+            source: Source::Thread { tid: t.tid },
+            identity,
+            groups_unknown: false,
+            why: format!(
+                "thread {} runs as uid {} gid {}; the process's leader as {now}",
+                t.tid, t.fsuid, t.fsgid
+            ),
+        });
+    }
+    for s in &p.sockets {
+        match socket(p, ns, s) {
+            Some(way) if !out.iter().any(|w| w.identity == way.identity) => out.push(way),
+            Some(way) if matches!(way.source, Source::ForeignSocket { .. }) => out.push(way),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The way out through one held socket; `None` for one that sends no IP traffic first (a
+/// listener, a unix, netlink or packet socket).
+pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> {
+    let now = format!("{}:{}", p.fsuid, p.fsgid);
+    let (fd, inode, tid) = (s.fd, s.inode, s.tid);
+    let place = match tid {
+        Some(t) => format!("fd {fd} of thread {t}'s own fd table, socket:[{inode}]"),
+        None => format!("fd {fd}, socket:[{inode}]"),
+    };
+    let created = format!("created with uid {} gid {}", s.uid, s.gid);
+    let source = match (s.unlisted, s.probed) {
+        (true, Some(probe)) if !probe.sends_ip() => return None,
+        (true, Some(probe)) if probe.netns != ns.inode => {
+            return Some(Way {
+                source: Source::ForeignSocket {
+                    fd,
+                    inode,
+                    tid,
+                    netns: probe.netns,
+                },
+                identity: in_owner(ns, s.uid, s.gid, &[]),
+                groups_unknown: true,
+                why: format!(
+                    "socket ({place}) belongs to network namespace {}, not this one: its traffic never meets this namespace's capture rules",
+                    probe.netns
+                ),
+            });
+        }
+        (true, Some(_)) => Source::Socket { fd, inode, tid },
+        (true, None) => Source::UnknownSocket { fd, inode, tid },
+        (false, _) => {
+            let listed = ns.sockets.iter().find(|l| l.inode == inode)?;
+            if listed.proto == SocketProto::Tcp && listed.state == "listen" {
+                return None;
+            }
+            Source::Socket { fd, inode, tid }
+        }
+    };
+    // The creator's supplementary groups are those of a thread with the same ids, if any.
+    let same_ids = std::iter::once((p.fsuid, p.fsgid, &p.groups))
+        .chain(p.threads.iter().map(|t| (t.fsuid, t.fsgid, &t.groups)))
+        .find(|(u, g, _)| (*u, *g) == (s.uid, s.gid));
+    let (groups, groups_unknown) = match same_ids {
+        Some((_, _, groups)) => (groups.as_slice(), false),
+        None => (&[][..], true),
+    };
+    let identity = in_owner(ns, s.uid, s.gid, groups);
+    let why = match source {
+        Source::UnknownSocket { .. } => format!(
+            "socket ({place}) {created} is in none of this namespace's socket tables and could not be inspected; the process is now {now}"
+        ),
+        _ => format!("socket ({place}) {created}; the process is now {now}"),
+    };
+    Some(Way {
+        source,
+        identity,
+        groups_unknown,
+        why,
+    })
+}
+
+/// Whether some rule matches supplementary groups (`--suppl-groups`).
+pub fn matches_groups(rules: &Ruleset) -> bool {
+    rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.matches)
+        .any(|m| {
+            matches!(
+                m.test,
+                Test::Gid {
+                    suppl_groups: true,
+                    ..
+                }
+            )
+        })
+}
+
+/// Whether a process's capabilities act on this network namespace: only those held in the
+/// user namespace owning it, or in an ancestor of that one (`ns_capable(net->user_ns)`).
+pub fn caps_count(p: &ProcessFacts, ns: &NetnsFacts) -> bool {
+    match &ns.owner {
+        Some(owner) if p.userns != 0 => owner.userns.contains(&p.userns),
+        _ => true,
+    }
+}
+
+/// Whether a process holding CAP_SETUID (or CAP_SETGID) in its own user namespace can
+/// take some id of `range` (the owner's terms): only ids its own namespace maps can be set
+/// (`setuid(1337)` is EINVAL elsewhere). `own` and `owner` are maps (inside, outside,
+/// count), outside as meshleak sees ids.
+pub fn can_take(
+    own: &[(u32, u32, u32)],
+    owner: Option<&[(u32, u32, u32)]>,
+    range: IdRange,
+) -> bool {
+    // The range as meshleak sees ids: through the owner's map, or as is without one.
+    let outside: Vec<(u64, u64)> = match owner {
+        None => vec![(u64::from(range.start), u64::from(range.end))],
+        Some(map) => map
+            .iter()
+            .filter_map(|&(inside, out, count)| {
+                let (lo, hi) = (u64::from(inside), u64::from(inside) + u64::from(count));
+                let a = u64::from(range.start).max(lo);
+                let b = (u64::from(range.end) + 1).min(hi);
+                (a < b).then(|| (a - lo + u64::from(out), b - 1 - lo + u64::from(out)))
+            })
+            .collect(),
+    };
+    own.iter().any(|&(_, out, count)| {
+        let (lo, hi) = (u64::from(out), u64::from(out) + u64::from(count));
+        outside.iter().any(|&(a, b)| a < hi && lo <= b)
+    })
+}

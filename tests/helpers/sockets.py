@@ -1,0 +1,150 @@
+"""Builds, for real, a process whose sockets carry credentials other than its own.
+
+Run as root inside the pod's network namespace:  sockets.py SCENARIO DST_IP DST_PORT [PEER_NS]
+Prints `ready {json}` once the process is in place (its pid, the fds of its sockets, the
+tids of its threads), waits for `go` on stdin, then connects every socket to DST and prints
+`result {json}`: per socket or thread, the first line the far end answered (the pod's
+proxy echoes `x`, the peer answers `B`). Then waits for stdin to close.
+"""
+import ctypes
+import json
+import os
+import socket
+import sys
+import threading
+
+libc = ctypes.CDLL(None, use_errno=True)
+# x86_64 system call numbers: the raw calls change one thread only (glibc's wrappers
+# change every thread of the process).
+NR = {"setresuid": 117, "setresgid": 119, "setfsuid": 122, "setfsgid": 123,
+      "unshare": 272, "gettid": 186, "setns": 308}
+CLONE_FILES = 0x400
+CLONE_NEWNET = 0x40000000
+
+
+def raw(name, *args):
+    rc = libc.syscall(NR[name], *[ctypes.c_long(a) for a in args])
+    if rc < 0 and name not in ("setfsuid", "setfsgid"):
+        raise OSError(ctypes.get_errno(), name)
+    return rc
+
+
+def drop_all(uid, gid):
+    """Every thread, for good, no capabilities left."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def tcp():
+    return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+
+def talk(s, dst):
+    try:
+        s.settimeout(2)
+        s.connect(dst)
+        s.sendall(b"x\n")
+        return s.recv(16).decode().strip() or "empty"
+    except OSError as e:
+        return "err:" + (e.strerror or str(e))
+
+
+def main():
+    scenario, dst = sys.argv[1], (sys.argv[2], int(sys.argv[3]))
+    sockets = {}   # label -> socket object held now
+    threads = {}   # label -> (tid, function run at go)
+    results = {}
+    go = threading.Event()
+
+    if scenario == "drop":
+        libc.setfsgid(1337)
+        sockets["fsgid-1337"] = tcp()
+        libc.setfsgid(0)
+        libc.setfsuid(1337)
+        sockets["fsuid-1337"] = tcp()
+        libc.setfsuid(0)
+        drop_all(10001, 10001)
+    elif scenario == "fork":
+        libc.setfsgid(1337)
+        s = tcp()
+        libc.setfsgid(0)
+        child = os.fork()
+        if child:
+            drop_all(10001, 10001)
+            s.close()
+            os.waitpid(child, 0)
+            return
+        drop_all(10001, 10001)
+        sockets["inherited-gid-1337"] = s
+    elif scenario == "scm":
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child = os.fork()
+        if child == 0:
+            drop_all(1337, 1337)
+            s = tcp()
+            socket.send_fds(b, [b"s"], [s.fileno()])
+            os._exit(0)
+        drop_all(10001, 10001)
+        _, fds, _, _ = socket.recv_fds(a, 16, 1)
+        os.waitpid(child, 0)
+        sockets["received-from-uid-1337"] = socket.socket(fileno=fds[0])
+    elif scenario == "thread":
+        ready = threading.Barrier(3)
+
+        def switched():
+            raw("setresgid", 1337, 1337, 1337)
+            raw("setresuid", 10001, 10001, 10001)
+            threads["thread-gid-1337"] = raw("gettid")
+            ready.wait()
+            go.wait()
+            results["thread-gid-1337"] = talk(tcp(), dst)
+
+        def private():
+            raw("unshare", CLONE_FILES)
+            raw("setresgid", 1337, 1337, 1337)
+            s = tcp()
+            raw("setresgid", 10001, 10001, 10001)
+            raw("setresuid", 10001, 10001, 10001)
+            threads["private-fd-table"] = raw("gettid")
+            sockets_private = {"private-fd-gid-1337": s}
+            results["fds"] = {k: v.fileno() for k, v in sockets_private.items()}
+            ready.wait()
+            go.wait()
+            results["private-fd-gid-1337"] = talk(s, dst)
+
+        for f in (switched, private):
+            threading.Thread(target=f, daemon=True).start()
+        ready.wait()
+        # The leader thread alone (a raw call): the other threads keep theirs.
+        raw("setresgid", 10001, 10001, 10001)
+        raw("setresuid", 10001, 10001, 10001)
+    elif scenario == "netns":
+        here = os.open("/proc/self/ns/net", os.O_RDONLY)
+        there = os.open("/run/netns/" + sys.argv[4], os.O_RDONLY)
+        raw("setns", there, CLONE_NEWNET)
+        sockets["made-in-peer-netns"] = tcp()
+        raw("setns", here, CLONE_NEWNET)
+        os.close(here)
+        os.close(there)
+        drop_all(10001, 10001)
+    elif scenario != "plain":
+        sys.exit("unknown scenario " + scenario)
+
+    fds = {k: s.fileno() for k, s in sockets.items()}
+    fds.update(results.pop("fds", {}))
+    print("ready " + json.dumps({"pid": os.getpid(), "fds": fds,
+                                 "tids": {k: v for k, v in threads.items()}}), flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return
+    go.set()
+    results["new-socket"] = talk(tcp(), dst)
+    for label, s in sockets.items():
+        results[label] = talk(s, dst)
+    while len(results) < 1 + len(sockets) + len(threads):
+        threading.Event().wait(0.05)
+    print("result " + json.dumps(results), flush=True)
+    sys.stdin.read()
+
+
+main()

@@ -1,0 +1,344 @@
+//! Every socket judged as the kernel judges it (root): processes built for real whose
+//! sockets carry credentials other than their own (created before a drop, inherited across
+//! fork, received over SCM_RIGHTS, made by one thread with a raw setresgid or in a private
+//! fd table, made in another network namespace, under a user namespace), each socket
+//! connected for real to a peer namespace through Istio's rules; meshleak's verdicts
+//! (`pod`, `trace --pid`, `trace --pid --fd`) must equal what happened.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use common::pod::{Pod, json};
+use common::{is_root, meshleak};
+
+const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/sockets.py");
+const PEER: &str = "169.254.78.2";
+
+/// The helper process of one scenario, killed on drop.
+struct Helper {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    ready: serde_json::Value,
+}
+
+impl Helper {
+    /// Starts the helper in the pod as root, behind `wrap` (e.g. setpriv + unshare).
+    fn start(pod: &Pod, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &pod.ns])
+            .args(wrap)
+            .args(["/usr/bin/python3", HELPER, scenario, PEER, "80"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the helper");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let ready = read_tagged(&mut stdout, "ready");
+        Helper {
+            child,
+            stdin,
+            stdout,
+            ready,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.ready["pid"].as_u64().unwrap() as u32
+    }
+
+    fn fd(&self, label: &str) -> u32 {
+        self.ready["fds"][label].as_u64().unwrap() as u32
+    }
+
+    fn tid(&self, label: &str) -> u32 {
+        self.ready["tids"][label].as_u64().unwrap() as u32
+    }
+
+    /// Connects every socket; per label, whether the kernel let it bypass (the peer
+    /// answered) or captured it (the proxy echoed).
+    fn go(&mut self) -> BTreeMap<String, bool> {
+        writeln!(self.stdin, "go").unwrap();
+        let r = read_tagged(&mut self.stdout, "result");
+        r.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let bypass = match v.as_str().unwrap() {
+                    "B" => true,
+                    "x" => false,
+                    other => panic!("{k}: unexpected answer {other}"),
+                };
+                (k.clone(), bypass)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_tagged(out: &mut impl BufRead, tag: &str) -> serde_json::Value {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let rest = line
+        .strip_prefix(tag)
+        .unwrap_or_else(|| panic!("helper said `{line}`, expected {tag}"));
+    json(rest.trim())
+}
+
+/// An Istio pod with its proxy (uid 1337 echoing on 15001/15006) and a peer answering `B`.
+fn pod() -> Pod {
+    let mut pod = Pod::istio_with_proxy();
+    pod.with_peer(&[&["socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo B"]]);
+    common::pod::settle();
+    pod
+}
+
+fn process(report: &serde_json::Value, pid: u32) -> &serde_json::Value {
+    report["netns"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not in {report}"))
+}
+
+/// `trace --pid` (optionally `--fd`) to the peer: whether meshleak says bypass.
+fn trace(pid: u32, fd: Option<u32>) -> (bool, serde_json::Value) {
+    let pid = pid.to_string();
+    let fd = fd.map(|f| f.to_string());
+    let mut args = vec![
+        "trace",
+        "--pid",
+        &pid,
+        "--dst",
+        "169.254.78.2:80",
+        "-o",
+        "json",
+    ];
+    if let Some(fd) = &fd {
+        args.extend(["--fd", fd]);
+    }
+    let (code, out, err) = meshleak(&args);
+    let t = json(&out);
+    let bypass = match t["verdict"].as_str().unwrap() {
+        "bypass" => true,
+        "captured" => false,
+        other => panic!("trace {args:?}: {other}: {err}"),
+    };
+    assert_eq!(code, if bypass { 1 } else { 0 }, "{err}");
+    (bypass, t)
+}
+
+/// The pod report's verdict for the helper, which its sockets' or threads' credentials
+/// must decide, and the traces of each socket, checked against the kernel.
+fn check(pod: &Pod, h: &mut Helper, socket_labels: &[&str]) -> serde_json::Value {
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let (traced_bypass, t) = trace(h.pid(), None);
+    let per_fd: Vec<(String, bool)> = socket_labels
+        .iter()
+        .map(|l| (l.to_string(), trace(h.pid(), Some(h.fd(l))).0))
+        .collect();
+    let kernel = h.go();
+    let any = kernel.values().any(|b| *b);
+    assert_eq!(
+        p["verdict"] == "bypass",
+        any,
+        "kernel {kernel:?}, meshleak {p}"
+    );
+    assert_eq!(traced_bypass, any, "kernel {kernel:?}, trace {t}");
+    for (label, bypass) in per_fd {
+        assert_eq!(bypass, kernel[&label], "{label}: kernel {kernel:?}");
+    }
+    assert!(
+        !kernel["new-socket"],
+        "the process's own new sockets are captured"
+    );
+    p
+}
+
+#[test]
+fn sockets_created_before_dropping_to_an_ordinary_identity_keep_theirs() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start(&pod, &[], "drop", &[]);
+    let p = check(&pod, &mut h, &["fsgid-1337", "fsuid-1337"]);
+    assert_eq!(
+        (p["uid"].as_u64(), p["gid"].as_u64()),
+        (Some(10001), Some(10001))
+    );
+    let by = &p["decided_by"];
+    assert_eq!(by["kind"], "socket", "{p}");
+    let fd = by["fd"].as_u64().unwrap() as u32;
+    assert!(fd == h.fd("fsgid-1337") || fd == h.fd("fsuid-1337"), "{p}");
+    assert!(by["inode"].as_u64().is_some(), "{p}");
+    let why = by["why"].as_str().unwrap();
+    assert!(
+        why.contains("1337") && why.contains("now 10001:10001"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_socket_inherited_across_fork_keeps_its_creators_credentials() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start(&pod, &[], "fork", &[]);
+    let p = check(&pod, &mut h, &["inherited-gid-1337"]);
+    assert_eq!(p["decided_by"]["gid"], 1337, "{p}");
+}
+
+#[test]
+fn a_socket_received_over_scm_rights_keeps_its_senders_credentials() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start(&pod, &[], "scm", &[]);
+    let p = check(&pod, &mut h, &["received-from-uid-1337"]);
+    assert_eq!(
+        (&p["decided_by"]["uid"], &p["decided_by"]["gid"]),
+        (&1337.into(), &1337.into()),
+        "{p}"
+    );
+}
+
+#[test]
+fn threads_are_judged_by_their_own_credentials_and_fd_tables() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start(&pod, &[], "thread", &[]);
+    let (switched, private) = (h.tid("thread-gid-1337"), h.tid("private-fd-table"));
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let (_, t) = trace(h.pid(), None);
+    let kernel = h.go();
+    assert!(
+        kernel["thread-gid-1337"] && kernel["private-fd-gid-1337"],
+        "{kernel:?}"
+    );
+    assert!(!kernel["new-socket"], "{kernel:?}");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(
+        (p["uid"].as_u64(), p["gid"].as_u64()),
+        (Some(10001), Some(10001))
+    );
+    // Both ways out are listed by the trace, each a bypass, each named.
+    let ways = t["ways"].as_array().unwrap();
+    let thread = ways
+        .iter()
+        .find(|w| w["kind"] == "thread")
+        .expect("the thread");
+    assert_eq!(
+        (&thread["tid"], &thread["verdict"]),
+        (&switched.into(), &"bypass".into())
+    );
+    let socket = ways
+        .iter()
+        .find(|w| w["kind"] == "socket" && w["tid"] == private)
+        .unwrap_or_else(|| panic!("the private table's socket in {t}"));
+    assert_eq!(socket["verdict"], "bypass");
+    let own = ways.iter().find(|w| w["kind"] == "process").unwrap();
+    assert_eq!(own["verdict"], "captured");
+}
+
+#[test]
+fn a_socket_made_in_another_network_namespace_never_meets_the_pods_rules() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let peer = format!("{}p", pod.ns);
+    let mut h = Helper::start(&pod, &[], "netns", &[&peer]);
+    let p = check(&pod, &mut h, &["made-in-peer-netns"]);
+    let by = &p["decided_by"];
+    assert_eq!(by["kind"], "foreign-socket", "{p}");
+    let peer_inode = std::fs::metadata(format!("/run/netns/{peer}")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(by["netns"], peer_inode.ino(), "{p}");
+}
+
+/// `unshare -r` as uid 10001 gid 1337: root inside its own user namespace, while the
+/// pod's network namespace is owned by the initial one, where it is 10001:1337.
+const USERNS: &[&str] = &[
+    "setpriv",
+    "--reuid=10001",
+    "--regid=1337",
+    "--clear-groups",
+    "unshare",
+    "-r",
+];
+
+#[test]
+fn ids_are_those_of_the_user_namespace_owning_the_network_namespace() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start(&pod, USERNS, "plain", &[]);
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(
+        kernel["new-socket"],
+        "gid 1337 in the owner's terms bypasses"
+    );
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(
+        (p["uid"].as_u64(), p["gid"].as_u64()),
+        (Some(10001), Some(1337))
+    );
+    // Its capabilities are its own user namespace's: no rule can it change (iptables
+    // there says EPERM), no exempt uid can it take (setuid(1337) is EINVAL there).
+    let findings = r["netns"][0]["findings"].as_array().unwrap();
+    for kind in ["can-modify-rules", "can-become-exempt"] {
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f["kind"] == kind && f["pid"] == h.pid()),
+            "{kind}: {findings:?}"
+        );
+    }
+}
+
+#[test]
+fn a_uid_0_exemption_does_not_exempt_root_of_a_child_user_namespace() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -m owner --uid-owner 0 -j RETURN\nCOMMIT\n");
+    let wrap = [
+        "setpriv",
+        "--reuid=10001",
+        "--regid=10001",
+        "--clear-groups",
+        "unshare",
+        "-r",
+    ];
+    let mut h = Helper::start(&pod, &wrap, "plain", &[]);
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let (traced, _) = trace(h.pid(), None);
+    let kernel = h.go();
+    assert!(!kernel["new-socket"], "the kernel captures it");
+    assert_eq!(p["verdict"], "captured", "{p}");
+    assert!(!traced);
+}
