@@ -11,9 +11,7 @@ use crate::explain::RuleRef;
 pub use crate::findings::Finding;
 use crate::model::{Action, Ruleset, Test};
 use crate::range::IdRange;
-use crate::snapshot::{
-    NetnsFacts, ProcessFacts, Snapshot, SocketProto, UnreadCause, UnreadProcess,
-};
+use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, UnreadCause, UnreadProcess};
 use crate::ways::{self, Source, Way};
 
 /// Bump when a field changes meaning or is removed (docs/report-schema.md).
@@ -368,10 +366,6 @@ fn netns_report(
     let a = memo.analyze(&ns.rules, &identities)?;
     let groups_matter = ways::matches_groups(&ns.rules);
     let mesh = detect_mesh(&ns.rules);
-    let proxy_ports: Vec<u16> = mesh
-        .as_ref()
-        .map(|m| m.proxy_ports.clone())
-        .unwrap_or_default();
     let verdict_of = |id: &Identity| {
         a.identities
             .iter()
@@ -380,15 +374,14 @@ fn netns_report(
             .map(|(r, _)| r)
     };
 
-    // The proxy: a process listening on a capture port whose own traffic is exempt, and the
-    // processes of its container (cgroup) with the same identity.
-    let listens_on_proxy_port = |p: &ProcessFacts| {
-        ns.sockets.iter().any(|s| {
-            s.proto == SocketProto::Tcp
-                && s.state == "listen"
-                && proxy_ports.contains(&s.local_port)
-                && p.holds(s.inode)
-        })
+    // The proxy: a process holding a listener the capture really delivers to whose own
+    // traffic is exempt, and the processes of its container with the same identity (or,
+    // without container metadata, of its process tree).
+    let targets = crate::proxy::targets(&ns.rules);
+    let holds_target = |p: &ProcessFacts| {
+        ns.sockets
+            .iter()
+            .any(|s| crate::proxy::delivered(s, &targets) && p.holds(s.inode))
     };
     // Exempt: its traffic escapes capture. One whose verdict unmodelled rules leave
     // unknown may be the proxy too: it is not called an impostor on an unknown (the
@@ -401,24 +394,29 @@ fn netns_report(
             )
         })
     };
-    let proxies: Vec<&ProcessFacts> = ns
-        .processes
-        .iter()
-        .filter(|p| listens_on_proxy_port(p) && exempt(p))
-        .collect();
     let attributed: Vec<Option<(ContainerRef, Option<PodFacts>)>> = ns
         .processes
         .iter()
         .map(|p| container_of(&p.cgroup, containers))
         .collect();
+    let proxies: Vec<usize> = (0..ns.processes.len())
+        .filter(|&i| holds_target(&ns.processes[i]) && exempt(&ns.processes[i]))
+        .collect();
+    let parents: Vec<(u32, u32)> = ns.processes.iter().map(|p| (p.pid, p.ppid)).collect();
+    let container_id = |i: usize| attributed[i].as_ref().map(|(c, _)| c.id.as_str());
     // A container named like a proxy counts as the proxy when its identity is exempt; when
     // it is not, `proxy-not-exempt` says so.
     let is_proxy = |i: usize, p: &ProcessFacts| {
         let named = attributed[i].as_ref().is_some_and(|(c, _)| c.proxy_name);
         (named && exempt(p))
-            || proxies
-                .iter()
-                .any(|q| q.cgroup == p.cgroup && identity(q) == identity(p))
+            || proxies.iter().any(|&q| {
+                let listener = &ns.processes[q];
+                let together = match (container_id(q), container_id(i)) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => crate::proxy::descends(p.pid, listener.pid, &parents),
+                };
+                together && identity(listener) == identity(p)
+            })
     };
     let pod = attributed.iter().flatten().find_map(|(_, pod)| pod.clone());
 

@@ -146,6 +146,10 @@ pub struct SocketFacts {
     pub state: String,
     pub uid: u32,
     pub inode: u64,
+    /// For an IPv6 socket: whether it is IPv6 only (`IPV6_V6ONLY`); a listener on `::`
+    /// without it takes IPv4 connections too. `None`: not known (or IPv4).
+    #[serde(default)]
+    pub v6only: Option<bool>,
 }
 
 /// A connection-tracking entry: the first packet's 5-tuple and where replies come from. A

@@ -112,7 +112,31 @@ pub fn decode(msg: &[u8], proto: SocketProto) -> Result<SocketFacts, DiagError> 
         state: state_name(proto, m[1]).to_string(),
         uid: word(64),
         inode: u64::from(word(68)),
+        v6only: (m[0] as libc::c_int == libc::AF_INET6)
+            .then(|| v6only(msg))
+            .flatten(),
     })
+}
+
+/// `INET_DIAG_SKV6ONLY`, which the kernel adds to every IPv6 socket's reply: whether an
+/// IPv6 socket on `::` also takes IPv4 connections.
+fn v6only(msg: &[u8]) -> Option<bool> {
+    const INET_DIAG_SKV6ONLY: u16 = 11;
+    let len = u32::from_ne_bytes(msg.get(..4)?.try_into().ok()?) as usize;
+    let mut at = NLMSG_HDRLEN + MSG_LEN;
+    let end = len.min(msg.len());
+    while at + 4 <= end {
+        let alen = u16::from_ne_bytes([msg[at], msg[at + 1]]) as usize;
+        let kind = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]);
+        if alen < 4 || at + alen > end {
+            return None;
+        }
+        if kind == INET_DIAG_SKV6ONLY && alen >= 5 {
+            return Some(msg[at + 4] != 0);
+        }
+        at += (alen + 3) & !3;
+    }
+    None
 }
 
 /// A socket state number (`include/net/tcp_states.h`, which UDP and raw sockets share) as
@@ -122,7 +146,14 @@ pub fn state_name(proto: SocketProto, state: u8) -> &'static str {
         (SocketProto::Tcp, 0x0A) => "listen",
         (SocketProto::Tcp, 0x01) => "established",
         (SocketProto::Tcp, 0x02) => "syn-sent",
+        (SocketProto::Tcp, 0x03) => "syn-recv",
+        (SocketProto::Tcp, 0x04) => "fin-wait1",
+        (SocketProto::Tcp, 0x05) => "fin-wait2",
         (SocketProto::Tcp, 0x06) => "time-wait",
+        (SocketProto::Tcp, 0x07) => "close",
+        (SocketProto::Tcp, 0x08) => "close-wait",
+        (SocketProto::Tcp, 0x09) => "last-ack",
+        (SocketProto::Tcp, 0x0B) => "closing",
         (SocketProto::Tcp, _) => "other",
         (_, 0x01) => "connected",
         _ => "unconnected",
@@ -170,6 +201,16 @@ mod tests {
         let v6: Ipv6Addr = "fd00::1".parse().unwrap();
         let s = decode(&reply(10, 0x0A, &v6.octets(), &[0; 16]), SocketProto::Tcp).unwrap();
         assert_eq!((s.local, s.state.as_str()), (IpAddr::V6(v6), "listen"));
+        assert_eq!(s.v6only, None);
+        // INET_DIAG_SKV6ONLY after an INET_DIAG_SHUTDOWN byte, each padded to 4.
+        let mut m = reply(10, 0x0A, &[0; 16], &[0; 16]);
+        m.extend([5, 0, 8, 0, 0, 0, 0, 0, 5, 0, 11, 0, 1, 0, 0, 0]);
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(decode(&m, SocketProto::Tcp).unwrap().v6only, Some(true));
+        let cut = m.len() - 6;
+        m[..4].copy_from_slice(&(cut as u32).to_ne_bytes());
+        assert_eq!(decode(&m[..cut], SocketProto::Tcp).unwrap().v6only, None);
         let s = decode(&reply(10, 7, &v6.octets(), &[0; 16]), SocketProto::Udp).unwrap();
         assert_eq!(
             (s.proto, s.state.as_str()),

@@ -342,3 +342,62 @@ fn a_uid_0_exemption_does_not_exempt_root_of_a_child_user_namespace() {
     assert_eq!(p["verdict"], "captured", "{p}");
     assert!(!traced);
 }
+
+#[test]
+fn listening_where_no_capture_delivers_does_not_make_an_exempt_app_the_proxy() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    // gid 1337, also listening on [::]:15006 v6-only: Istio's IPv4 rules never deliver there.
+    let wrap = ["setpriv", "--reuid=10001", "--regid=1337", "--clear-groups"];
+    let mut h = Helper::start(&pod, &wrap, "listen6", &["15006"]);
+    let (code, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    let r = json(&out);
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(kernel["new-socket"], "the kernel lets it out");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        common::pod::finding(&r, "identity-exempt", h.pid()).is_some(),
+        "{r}"
+    );
+    assert!(
+        common::pod::finding(&r, "proxy-impostor", h.pid()).is_none(),
+        "{r}"
+    );
+}
+
+#[test]
+fn the_proxys_identity_outside_its_process_tree_is_no_proxy() {
+    if !is_root() {
+        return;
+    }
+    // Kuma: kuma-dp runs as uid 5678, which the rules exempt; an app run as 5678 that is
+    // neither the listener nor its child leaves the mesh.
+    let mut pod = Pod::new();
+    common::run(
+        &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
+        Some(include_str!("../testdata/meshes/kuma.rules")),
+    );
+    let proxy = pod.spawn(
+        5678,
+        5678,
+        &["socat", "TCP-LISTEN:15001,reuseaddr,fork", "EXEC:/bin/cat"],
+    );
+    pod.with_peer(&[&["socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo B"]]);
+    common::pod::settle();
+    let wrap = ["setpriv", "--reuid=5678", "--regid=5678", "--clear-groups"];
+    let mut h = Helper::start(&pod, &wrap, "plain", &[]);
+    let r = pod.report();
+    let app = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(kernel["new-socket"]);
+    assert_eq!(process(&r, proxy)["verdict"], "proxy");
+    assert_eq!(app["verdict"], "bypass", "{app}");
+    assert!(
+        common::pod::finding(&r, "identity-exempt", h.pid()).is_some(),
+        "{r}"
+    );
+}

@@ -280,6 +280,7 @@ pub fn socket_line(line: &str, proto: SocketProto) -> Option<SocketFacts> {
         state: state.to_string(),
         uid: f[7].parse().ok()?,
         inode: f[9].parse().ok()?,
+        v6only: None,
     })
 }
 

@@ -496,28 +496,31 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
     }
 }
 
-fn listening(s: &SocketFacts) -> bool {
-    (s.proto == SocketProto::Tcp && s.state == "listen")
-        || (s.proto == SocketProto::Udp && s.remote.is_unspecified())
-}
-
-/// `proxy-absent`: a proxy port nobody listens on; `proxy-impostor`: the listener is a
-/// process whose own traffic the rules capture (so it is not the exempt proxy).
+/// `proxy-absent`: a proxy port where nothing the capture delivers to listens;
+/// `proxy-impostor`: that listener is a process whose own traffic the rules capture (so it
+/// is not the exempt proxy). A listener the capture never reaches (a v6-only one where
+/// only IPv4 is captured) receives nothing redirected: it is neither.
 fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
+    let targets = crate::proxy::targets(&c.ns.rules);
     for &port in &mesh.proxy_ports {
+        let here: Vec<_> = targets
+            .iter()
+            .copied()
+            .filter(|(p, _)| *p == port)
+            .collect();
         let listeners: Vec<&SocketFacts> =
             c.ns.sockets
                 .iter()
-                .filter(|s| s.local_port == port && listening(s))
+                .filter(|s| crate::proxy::delivered(s, &here))
                 .collect();
         if listeners.is_empty() {
             out.push(Finding {
                 kind: "proxy-absent",
                 severity: "high",
                 pid: None,
-                message: format!("traffic is redirected to port {port}, but nothing listens there: the proxy is not running"),
+                message: format!("traffic is redirected to port {port}, but nothing listens there where the redirect delivers: the proxy is not running"),
                 rules: Vec::new(),
-                evidence: vec![format!("no listening socket on port {port}")],
+                evidence: vec![format!("no listening socket on port {port} of a family the capture reaches ({})", here.iter().map(|(_, v)| v.family().name()).collect::<Vec<_>>().join(", "))],
                 remedy: "check the proxy container (crash loop, killed, or an unused capture port)".into(),
             });
             continue;

@@ -54,6 +54,7 @@ fn socket(
         state: state.into(),
         uid: 0,
         inode,
+        v6only: None,
     }
 }
 

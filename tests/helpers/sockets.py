@@ -1,6 +1,6 @@
 """Builds, for real, a process whose sockets carry credentials other than its own.
 
-Run as root inside the pod's network namespace:  sockets.py SCENARIO DST_IP DST_PORT [PEER_NS]
+Run inside the pod's network namespace:  sockets.py SCENARIO DST_IP DST_PORT [PEER_NS | PORT]
 Prints `ready {json}` once the process is in place (its pid, the fds of its sockets, the
 tids of its threads), waits for `go` on stdin, then connects every socket to DST and prints
 `result {json}`: per socket or thread, the first line the far end answered (the pod's
@@ -128,6 +128,14 @@ def main():
         os.close(here)
         os.close(there)
         drop_all(10001, 10001)
+    elif scenario == "listen6":
+        # Also listens where the proxy's port is, IPv6 only: no IPv4 capture reaches it.
+        l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        l.bind(("::", int(sys.argv[4])))
+        l.listen()
+        listening = l  # noqa: F841 (held open)
     elif scenario != "plain":
         sys.exit("unknown scenario " + scenario)
 
