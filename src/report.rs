@@ -300,6 +300,53 @@ fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVer
     }
 }
 
+/// A live connection that did not pass the proxy makes its process a bypass, whatever the
+/// rules predict now: the headline, the metrics and the exit status count it.
+fn observed_verdicts(processes: &mut [ProcessReport], ns: &NetnsFacts, findings: &[Finding]) {
+    for f in findings.iter().filter(|f| f.kind == "observed-bypass") {
+        let Some(p) = processes.iter_mut().find(|p| Some(p.pid) == f.pid) else {
+            continue;
+        };
+        if p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy {
+            continue;
+        }
+        let held = ns
+            .processes
+            .iter()
+            .find(|x| x.pid == p.pid)
+            .and_then(|x| x.sockets.iter().find(|s| Some(s.inode) == f.socket));
+        p.verdict = ProcessVerdict::Bypass;
+        p.reasons = f.rules.clone();
+        p.decided_by = held.map(|s| DecidedBy {
+            source: Source::Connection {
+                fd: s.fd,
+                inode: s.inode,
+            },
+            uid: s.uid,
+            gid: s.gid,
+            why: format!(
+                "live connection {} (fd {}, socket:[{}]): {}",
+                f.evidence.first().map_or("", String::as_str),
+                s.fd,
+                s.inode,
+                f.message
+            ),
+        });
+    }
+    sort_processes(processes);
+}
+
+/// Bypassing processes first, the proxy's last, then by pid.
+fn sort_processes(processes: &mut [ProcessReport]) {
+    processes.sort_by_key(|p| {
+        (
+            !p.verdict.bypasses(),
+            p.verdict == ProcessVerdict::Proxy,
+            p.pid,
+        )
+    });
+}
+
 /// How bad a verdict is, worst first: a process's verdict is its worst way's.
 fn rank(v: ProcessVerdict) -> u8 {
     match v {
@@ -461,14 +508,7 @@ fn netns_report(
             }
         })
         .collect();
-    // Bypassing processes first, then by pid.
-    processes.sort_by_key(|p| {
-        (
-            !p.verdict.bypasses(),
-            p.verdict == ProcessVerdict::Proxy,
-            p.pid,
-        )
-    });
+    sort_processes(&mut processes);
 
     let paired: Vec<(&ProcessReport, &ProcessFacts, Identity)> = processes
         .iter()
@@ -486,6 +526,8 @@ fn netns_report(
         processes: &paired,
         kernel,
     });
+    drop(paired);
+    observed_verdicts(&mut processes, ns, &findings);
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();
     families.dedup();
     let mut protocols: Vec<String> = a.captured_on.iter().map(|c| c.protocol.clone()).collect();

@@ -32,6 +32,9 @@ pub enum Source {
         tid: Option<u32>,
         netns: u64,
     },
+    /// A live connection of the process that did not pass the proxy (`observed-bypass`):
+    /// not a prediction from the rules but the kernel's own tables.
+    Connection { fd: u32, inode: u64 },
     /// A socket in none of the namespace's socket tables that could not be asked what it
     /// is: judged by its credentials, but an escape through it is only possible.
     UnknownSocket {

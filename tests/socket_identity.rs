@@ -99,7 +99,11 @@ fn read_tagged(out: &mut impl BufRead, tag: &str) -> serde_json::Value {
 /// An Istio pod with its proxy (uid 1337 echoing on 15001/15006) and a peer answering `B`.
 fn pod() -> Pod {
     let mut pod = Pod::istio_with_proxy();
-    pod.with_peer(&[&["socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo B"]]);
+    pod.with_peer(&[&[
+        "socat",
+        "TCP-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:read l; echo B",
+    ]]);
     common::pod::settle();
     pod
 }
@@ -386,7 +390,11 @@ fn the_proxys_identity_outside_its_process_tree_is_no_proxy() {
         5678,
         &["socat", "TCP-LISTEN:15001,reuseaddr,fork", "EXEC:/bin/cat"],
     );
-    pod.with_peer(&[&["socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo B"]]);
+    pod.with_peer(&[&[
+        "socat",
+        "TCP-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:read l; echo B",
+    ]]);
     common::pod::settle();
     let wrap = ["setpriv", "--reuid=5678", "--regid=5678", "--clear-groups"];
     let mut h = Helper::start(&pod, &wrap, "plain", &[]);
@@ -399,5 +407,63 @@ fn the_proxys_identity_outside_its_process_tree_is_no_proxy() {
     assert!(
         common::pod::finding(&r, "identity-exempt", h.pid()).is_some(),
         "{r}"
+    );
+}
+
+/// The pod's observed-bypass findings for a pid.
+fn observed(r: &serde_json::Value, pid: u32) -> Option<&serde_json::Value> {
+    common::pod::finding(r, "observed-bypass", pid)
+}
+
+#[test]
+fn a_connection_through_a_socket_made_exempt_names_the_socket_as_the_cause() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let h = Helper::start(&pod, &[], "hold", &["gid-1337-then-drop"]);
+    assert_eq!(h.ready["held"]["held"], "B", "the kernel let it out");
+    let (code, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    let r = json(&out);
+    assert_eq!(code, 1, "{err}");
+    let f = observed(&r, h.pid()).unwrap_or_else(|| panic!("{r}"));
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("created with uid 0 gid 1337") && !message.contains("changed since"),
+        "{message}"
+    );
+    assert!(
+        f["rules"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("--gid-owner 1337"),
+        "{f}"
+    );
+}
+
+#[test]
+fn a_socket_sharing_the_apps_address_and_port_explains_no_escape() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = pod();
+    pod.spawn(
+        10001,
+        10001,
+        &["socat", "TCP-LISTEN:8080,reuseaddr,fork", "EXEC:/bin/cat"],
+    );
+    common::pod::settle();
+    let wrap = ["setpriv", "--reuid=10001", "--regid=1337", "--clear-groups"];
+    let h = Helper::start(&pod, &wrap, "reuse", &["40123"]);
+    assert_eq!(
+        (&h.ready["held"]["escaped"], &h.ready["held"]["local"]),
+        (&"B".into(), &"x".into())
+    );
+    let r = pod.report();
+    let f = observed(&r, h.pid()).unwrap_or_else(|| panic!("{r}"));
+    let evidence = f["evidence"][0].as_str().unwrap();
+    assert!(
+        evidence.contains("169.254.78.1:40123 -> 169.254.78.2:80"),
+        "{evidence}"
     );
 }

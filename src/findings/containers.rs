@@ -39,6 +39,7 @@ pub(super) fn proxy_not_exempt(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>)
                 mesh.proxy_uids.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 mesh.proxy_gids.iter().map(ToString::to_string).collect::<Vec<_>>()
             )],
+            socket: None,
             remedy: "run the proxy with the identity the capture rules exempt (or fix the rules' proxy uid/gid)".into(),
         });
     }
@@ -94,6 +95,7 @@ pub(super) fn identity_changed(c: &Context, out: &mut Vec<Finding>) {
             ),
             rules: p.reasons.clone(),
             evidence: vec![format!("configured by {} ({})", container.runtime, container.id)],
+            socket: None,
             remedy: "find what switched identity (setuid binary, exec --user, an entrypoint) and remove CAP_SETUID/CAP_SETGID".into(),
         });
     }

@@ -28,6 +28,10 @@ pub struct Finding {
     pub rules: Vec<RuleRef>,
     /// Sockets, addresses or capabilities that make the finding real.
     pub evidence: Vec<String>,
+    /// The inode of the socket that makes it real, when one does (an observed bypass's
+    /// first connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<u64>,
     pub remedy: String,
 }
 
@@ -130,6 +134,7 @@ fn unknown_rules(c: &Context, out: &mut Vec<Finding>) {
             .iter()
             .map(|u| format!("{}: {}", u.at.place(), u.unknown))
             .collect(),
+        socket: None,
         remedy: "check these rules by hand (or `meshleak trace` the flows that matter); meshleak cannot say whether the traffic they decide is captured".into(),
     });
 }
@@ -145,6 +150,7 @@ fn capture_missing(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             message: format!("{} chains are present, but no outbound traffic of an ordinary app is captured", mesh.kind),
             rules: Vec::new(),
             evidence: vec![format!("proxy ports {:?}, no captured destination", mesh.proxy_ports)],
+            socket: None,
             remedy: "check that OUTPUT jumps to the mesh's chain and that the chain redirects (init container or CNI ran?)".into(),
         });
     }
@@ -178,6 +184,7 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
                 "{cap} in CapEff {:016x}, kernel {}",
                 f.cap_eff, c.kernel
             )],
+            socket: None,
             remedy: format!(
                 "drop {} from the app container",
                 cap.trim_start_matches("CAP_")
@@ -248,6 +255,7 @@ fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
                 message: format!("{} shares a pid namespace with the proxy ({}) and may signal it: killing the proxy breaks or bypasses capture", p.comm, proxy.pid),
                 rules: Vec::new(),
                 evidence: vec![format!("pid namespace {}", f.pidns)],
+                socket: None,
                 remedy: "do not share the process namespace (shareProcessNamespace: false), or run the app as another uid without CAP_KILL".into(),
             });
         }
@@ -275,6 +283,7 @@ fn proxy_admin(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             message: format!("the proxy's admin port {port} listens in the pod: any app can stop the proxy (POST /quitquitquit)"),
             rules: Vec::new(),
             evidence: vec![socket_text(s)],
+            socket: None,
             remedy: "bind the admin interface to a unix socket or protect it; the mesh's defaults may allow this by design".into(),
         });
     }
@@ -377,6 +386,7 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 .map(|(ti, ci, ri)| crate::explain::rule_ref(rules, *ti, *ci, Some(*ri)))
                 .collect(),
             evidence: vec![format!("analysis work {work}, bound {WORK_BUDGET}")],
+            socket: None,
             remedy: "check these rules by hand, or with `meshleak trace` for the flows that matter".into(),
         });
     }
@@ -413,6 +423,7 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             ),
             rules: vec![crate::explain::rule_ref(rules, ti, ci, Some(ri))],
             evidence: Vec::new(),
+            socket: None,
             remedy: "find who added this rule (a process with NET_ADMIN, a node agent) and whether it is meant to".into(),
         });
     }
@@ -457,6 +468,7 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
             ),
             rules: p.reasons.clone(),
             evidence: vec![format!("uid {} gid {} groups {:?}", p.uid, p.gid, p.groups)],
+            socket: None,
             remedy: "run the app with a uid, gid and groups no exemption rule names (e.g. not runAsGroup 1337)".into(),
         });
     }
@@ -491,6 +503,7 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             ),
             rules: e.rule.iter().cloned().collect(),
             evidence: Vec::new(),
+            socket: None,
             remedy: "check that the exclusion (mesh annotation or config) is still wanted".into(),
         });
     }
@@ -521,6 +534,7 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 message: format!("traffic is redirected to port {port}, but nothing listens there where the redirect delivers: the proxy is not running"),
                 rules: Vec::new(),
                 evidence: vec![format!("no listening socket on port {port} of a family the capture reaches ({})", here.iter().map(|(_, v)| v.family().name()).collect::<Vec<_>>().join(", "))],
+                socket: None,
                 remedy: "check the proxy container (crash loop, killed, or an unused capture port)".into(),
             });
             continue;
@@ -535,6 +549,7 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                     message: format!("{} (uid {}, gid {}) listens on proxy port {port} but is not the exempt proxy: redirected traffic goes to it", p.comm, p.uid, p.gid),
                     rules: Vec::new(),
                     evidence: vec![socket_text(s)],
+                    socket: None,
                     remedy: "find out why this process holds the proxy's port".into(),
                 });
             }
@@ -610,6 +625,7 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 ),
                 rules: Vec::new(),
                 evidence,
+                socket: None,
                 remedy: "send this traffic over TCP through the mesh, or capture its protocol"
                     .into(),
             });
@@ -686,6 +702,7 @@ fn ipv6(c: &Context, out: &mut Vec<Finding>) {
             message: "the namespace speaks IPv6, but no rule captures IPv6 traffic".into(),
             rules: Vec::new(),
             evidence,
+            socket: None,
             remedy: "enable the mesh's IPv6 capture (ip6tables rules or an inet table), or disable IPv6 in the pod".into(),
         });
     }
@@ -709,6 +726,7 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 message: format!("{} has CAP_NET_ADMIN in this namespace: it can rewrite or delete the capture rules", p.comm),
                 rules: Vec::new(),
                 evidence: vec![format!("CapEff {:016x}", f.caps())],
+                socket: None,
                 remedy: "drop NET_ADMIN from the app container (capabilities: drop: [ALL])".into(),
             });
         }
@@ -738,6 +756,7 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh; such a process can also fchown its sockets so that they look like another identity's", p.comm),
                 rules: Vec::new(),
                 evidence: vec![format!("CapEff {:016x}", f.caps())],
+                socket: None,
                 remedy: "drop SETUID and SETGID from the app container, and run it as non-root".into(),
             });
         }

@@ -16,6 +16,10 @@ use crate::model::IpVersion;
 use crate::report::ProcessVerdict;
 use crate::snapshot::{NetnsFacts, SocketFacts, SocketProto, Tracked};
 
+/// TCP states in which a connection still carries data one way or both: established,
+/// half-closed by the peer (we may still send) or by us (we may still receive).
+const CARRIES_DATA: &[&str] = &["established", "close-wait", "fin-wait1", "fin-wait2"];
+
 /// 5-tuples listed per process; the rest are counted.
 const SHOWN: usize = 8;
 
@@ -26,6 +30,8 @@ struct Escape {
     sport: u16,
     dst: IpAddr,
     dport: u16,
+    /// The app's socket.
+    inode: u64,
     proof: &'static str,
 }
 
@@ -35,6 +41,10 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
     // UDP counts only where the mesh captures UDP (DNS capture): elsewhere every UDP packet
     // leaves by design, and `protocol-uncaptured` already names the sockets.
     let udp_captured = |v: IpVersion| captured(&c.analysis.captured_on, v, "udp");
+    let proxy_ports: Vec<u16> = crate::proxy::targets(&ns.rules)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     for (p, f, id) in c
         .processes
         .iter()
@@ -43,8 +53,8 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
         let mut escapes = Vec::new();
         for s in ns.sockets.iter().filter(|s| f.holds(s.inode)) {
             match s.proto {
-                SocketProto::Tcp if s.state == "established" => {
-                    escapes.extend(tcp_escape(ns, &local, s));
+                SocketProto::Tcp if CARRIES_DATA.contains(&s.state.as_str()) => {
+                    escapes.extend(tcp_escape(ns, &local, &proxy_ports, s));
                 }
                 SocketProto::Udp if udp_captured(IpVersion::of(&s.local.to_canonical())) => {
                     escapes.extend(udp_escapes(ns, &local, s));
@@ -56,13 +66,30 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
             continue;
         }
         let first = &escapes[0];
-        let t = trace(c, id, first);
+        // Judged by the credentials of the socket that carries it, which may not be the
+        // process's own now.
+        let way = f
+            .sockets
+            .iter()
+            .find(|h| h.inode == first.inode)
+            .and_then(|h| crate::ways::socket(f, ns, h));
+        let socket_id = way.as_ref().map_or(id, |w| &w.identity);
+        let t = trace(c, socket_id, first);
         let mut rules: Vec<_> = explain::deciding(&c.ns.rules, &t)
             .map(|s| s.at)
             .into_iter()
             .collect();
-        let (note, remedy) = if t.outcome.verdict != Verdict::Captured {
-            (String::new(), "close the escape the cited rule opens (identity, exclusion or protocol), then restart the connection".to_string())
+        let (note, remedy) = if t.outcome.verdict == Verdict::Unknown {
+            (
+                " (whether the rules let it out is unknown: a rule meshleak does not model decides)".to_string(),
+                "check the unmodelled rule by hand (see the `unknown` finding), then restart the connection".to_string(),
+            )
+        } else if t.outcome.verdict != Verdict::Captured {
+            let why = way
+                .filter(|w| w.identity != *id)
+                .map(|w| format!(" ({})", w.why))
+                .unwrap_or_default();
+            (why, "close the escape the cited rule opens (identity, exclusion or protocol), then restart the connection".to_string())
         } else if let Some(cap) = mark_capability(c, f).filter(|_| !mark_rules(c).is_empty()) {
             rules = mark_rules(c);
             (
@@ -96,6 +123,7 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
             ),
             rules,
             evidence,
+            socket: Some(first.inode),
             remedy,
         });
     }
@@ -113,23 +141,30 @@ fn is_local(local: &[IpAddr], a: IpAddr) -> bool {
     a.is_loopback() || a.is_unspecified() || local.contains(&a)
 }
 
-/// An established TCP socket whose peer is outside the namespace and which no local socket
-/// accepted (the redirect target would have) and conntrack did not translate to a local
-/// address.
-fn tcp_escape(ns: &NetnsFacts, local: &[IpAddr], s: &SocketFacts) -> Option<Escape> {
+/// A TCP connection whose peer is outside the namespace and which went there: conntrack
+/// shows its destination untranslated (or translated to a remote address), or, without a
+/// conntrack entry, no socket on a proxy port accepted it. A redirected connection is told
+/// by its full translated tuple: the socket the redirect delivered it to has the
+/// translated address as its own end and the app's address and port as its peer; a socket
+/// that merely shares the app's address and port (SO_REUSEADDR) explains nothing.
+fn tcp_escape(
+    ns: &NetnsFacts,
+    local: &[IpAddr],
+    proxy_ports: &[u16],
+    s: &SocketFacts,
+) -> Option<Escape> {
     let (src, dst) = (s.local.to_canonical(), s.remote.to_canonical());
     if is_local(local, dst) {
         return None;
     }
-    let accepted = ns.sockets.iter().any(|t| {
+    let accepted_by_proxy = ns.sockets.iter().any(|t| {
         t.proto == SocketProto::Tcp
             && t.inode != s.inode
-            && t.remote.to_canonical() == src
-            && t.remote_port == s.local_port
+            && t.state != "listen"
+            && proxy_ports.contains(&t.local_port)
+            && is_local(local, t.local.to_canonical())
+            && (t.remote.to_canonical(), t.remote_port) == (src, s.local_port)
     });
-    if accepted {
-        return None;
-    }
     let tracked = ns.conntrack.as_ref().and_then(|all| {
         all.iter().find(|e| {
             e.proto == SocketProto::Tcp
@@ -141,8 +176,9 @@ fn tcp_escape(ns: &NetnsFacts, local: &[IpAddr], s: &SocketFacts) -> Option<Esca
         Some(e) if e.translated_to().is_some() => {
             "conntrack: translated to a remote address, no local socket accepted it"
         }
-        Some(_) => "conntrack: destination not translated, no local socket accepted it",
-        None => "no local socket accepted it",
+        Some(_) => "conntrack: destination not translated to a local proxy",
+        None if accepted_by_proxy => return None,
+        None => "no conntrack entry, and no socket on a proxy port accepted it",
     };
     Some(Escape {
         proto: SocketProto::Tcp,
@@ -150,6 +186,7 @@ fn tcp_escape(ns: &NetnsFacts, local: &[IpAddr], s: &SocketFacts) -> Option<Esca
         sport: s.local_port,
         dst,
         dport: s.remote_port,
+        inode: s.inode,
         proof,
     })
 }
@@ -176,6 +213,7 @@ fn udp_escapes(ns: &NetnsFacts, local: &[IpAddr], s: &SocketFacts) -> Vec<Escape
             sport: e.sport,
             dst: e.dst,
             dport: e.dport,
+            inode: s.inode,
             proof: "conntrack: destination not translated to the proxy",
         })
         .collect()

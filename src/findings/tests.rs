@@ -427,6 +427,20 @@ fn live_connections_that_did_not_pass_the_proxy() {
     sockets.push(est(("169.254.1.2", 40003), ("10.0.0.9", 443), 400));
     // pid 15 talks to its own pod: no proxy needed.
     sockets.push(est(("169.254.1.2", 40004), ("169.254.1.2", 8080), 500));
+    // pid 17's connection is half closed by the peer: it may still send.
+    sockets.push(socket(
+        Tcp,
+        "169.254.1.2",
+        40005,
+        "10.0.0.9",
+        443,
+        "close-wait",
+        700,
+    ));
+    // pid 18's went straight out too; a socket that shares its address and port but is
+    // no proxy's (an app port, SO_REUSEADDR) explains nothing.
+    sockets.push(est(("169.254.1.2", 40006), ("10.0.0.9", 443), 800));
+    sockets.push(est(("169.254.1.2", 8080), ("169.254.1.2", 40006), 801));
     // pid 16 sends DNS through the proxy's DNS capture, and other UDP straight out.
     sockets.push(socket(
         Udp,
@@ -444,6 +458,8 @@ fn live_connections_that_did_not_pass_the_proxy() {
         process(14, 10001, 10001, 0, &[400]),
         process(15, 10001, 10001, 0, &[500]),
         process(16, 10001, 10001, 0, &[600]),
+        process(17, 10001, 10001, 0, &[700]),
+        process(18, 10001, 10001, 0, &[800, 801]),
     ];
     let mut s = snapshot(
         procs,
@@ -484,12 +500,21 @@ fn live_connections_that_did_not_pass_the_proxy() {
         .filter(|f| f.kind == "observed-bypass")
         .collect();
     let pids: Vec<u32> = observed.iter().filter_map(|f| f.pid).collect();
-    assert_eq!(pids, vec![13, 14, 16], "{observed:#?}");
+    assert_eq!(pids, vec![13, 14, 16, 17, 18], "{observed:#?}");
+    // Observed, they are bypasses whatever the rules predict now, and say which socket.
+    let p14 = r.netns[0].processes.iter().find(|p| p.pid == 14).unwrap();
+    assert_eq!(p14.verdict, crate::report::ProcessVerdict::Bypass);
+    let by14 = p14.decided_by.as_ref().unwrap();
+    assert_eq!(
+        by14.source,
+        crate::ways::Source::Connection { fd: 3, inode: 400 }
+    );
+    assert!(r.bypasses());
     let by = |pid| observed.iter().find(|f| f.pid == Some(pid)).unwrap();
     assert_eq!(
         by(13).evidence,
         vec![
-            "tcp 169.254.1.2:40002 -> 10.0.0.9:443 (conntrack: destination not translated, no local socket accepted it)"
+            "tcp 169.254.1.2:40002 -> 10.0.0.9:443 (conntrack: destination not translated to a local proxy)"
         ]
     );
     assert!(
@@ -504,7 +529,9 @@ fn live_connections_that_did_not_pass_the_proxy() {
     );
     assert_eq!(
         by(14).evidence,
-        vec!["tcp 169.254.1.2:40003 -> 10.0.0.9:443 (no local socket accepted it)"]
+        vec![
+            "tcp 169.254.1.2:40003 -> 10.0.0.9:443 (no conntrack entry, and no socket on a proxy port accepted it)"
+        ]
     );
     assert_eq!(by(16).evidence.len(), 1, "{:?}", by(16).evidence);
     assert!(by(16).evidence[0].starts_with("udp 169.254.1.2:5000 -> 192.0.2.7:5353"));
@@ -517,7 +544,7 @@ fn live_connections_that_did_not_pass_the_proxy() {
         .filter(|f| f.kind == "observed-bypass")
         .filter_map(|f| f.pid)
         .collect();
-    assert_eq!(pids, vec![13, 14]);
+    assert_eq!(pids, vec![13, 14, 17, 18]);
 }
 
 /// Unread processes: in a reported namespace or an unseen one they make the report

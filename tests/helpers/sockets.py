@@ -41,6 +41,8 @@ def tcp():
 
 
 def talk(s, dst):
+    """Connects, says a line, and returns the first line the far end answers (the peer
+    reads ours first: closing with data unread would reset the connection)."""
     try:
         s.settimeout(2)
         s.connect(dst)
@@ -55,6 +57,8 @@ def main():
     sockets = {}   # label -> socket object held now
     threads = {}   # label -> (tid, function run at go)
     results = {}
+    held = {}      # label -> answer of a connection made before `ready`, kept open
+    kept = []
     go = threading.Event()
 
     if scenario == "drop":
@@ -136,13 +140,36 @@ def main():
         l.bind(("::", int(sys.argv[4])))
         l.listen()
         listening = l  # noqa: F841 (held open)
+    elif scenario == "hold":
+        # A connection made now and kept open; optionally through a socket created with
+        # fsgid 1337 before dropping for good.
+        if sys.argv[4:] == ["gid-1337-then-drop"]:
+            libc.setfsgid(1337)
+            s = tcp()
+            libc.setfsgid(0)
+            drop_all(10001, 10001)
+        else:
+            s = tcp()
+        kept.append(s)
+        held["held"] = talk(s, dst)
+    elif scenario == "reuse":
+        # Two sockets on one address and port (SO_REUSEADDR): one goes to DST, the other
+        # to a listener in the pod, whose accepted socket has that address and port as peer.
+        port = int(sys.argv[4])
+        for label, to in (("escaped", dst), ("local", ("127.0.0.1", 8080))):
+            s = tcp()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("169.254.78.1", port))
+            kept.append(s)
+            held[label] = talk(s, to)
     elif scenario != "plain":
         sys.exit("unknown scenario " + scenario)
 
     fds = {k: s.fileno() for k, s in sockets.items()}
     fds.update(results.pop("fds", {}))
     print("ready " + json.dumps({"pid": os.getpid(), "fds": fds,
-                                 "tids": {k: v for k, v in threads.items()}}), flush=True)
+                                 "tids": {k: v for k, v in threads.items()},
+                                 "held": held}), flush=True)
     if sys.stdin.readline().strip() != "go":
         return
     go.set()
