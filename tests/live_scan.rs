@@ -453,7 +453,7 @@ fn findings_appear_where_their_situation_is_real() {
         10002,
         &[
             "socat",
-            "TCP6-LISTEN:15006,reuseaddr,fork,ipv6only=1",
+            "TCP-LISTEN:15006,reuseaddr,fork",
             "EXEC:/bin/cat",
         ],
     );
@@ -557,7 +557,7 @@ fn observed_bypass_names_live_connections_that_skipped_the_proxy() {
     let ex = finding(&r, "observed-bypass", exempt).unwrap_or_else(|| panic!("{out}"));
     let evidence = ex["evidence"][0].as_str().unwrap();
     assert!(
-        evidence.starts_with("tcp 169.254.78.1:") && evidence.ends_with("-> 169.254.78.2:80 (conntrack: destination not translated, no local socket accepted it)"),
+        evidence.starts_with("tcp 169.254.78.1:") && evidence.ends_with("-> 169.254.78.2:80 (conntrack: destination not translated to a local proxy)"),
         "{evidence}"
     );
     assert!(
