@@ -611,7 +611,11 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
     let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
     let kind = if has("istio-proxy-") {
         "istio-sidecar-nft"
-    } else if has("istio-ambient-") || has("ISTIO_PRERT") {
+    } else if has("istio-ambient-")
+        || has("ISTIO_PRERT")
+        || (has("ISTIO_") && uids.is_empty() && gids.is_empty() && mark_captured(rules))
+    {
+        // Ambient's in-pod rules exempt ztunnel by its packet mark, not by owner.
         "istio-ambient"
     } else if has("ISTIO_") {
         "istio-sidecar"
@@ -638,6 +642,19 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
     })
 }
 
+/// Whether some redirect is conditioned on a packet mark not being set: the proxy is
+/// told apart by the mark its sockets carry (SO_MARK), as Istio ambient's ztunnel is.
+fn mark_captured(rules: &Ruleset) -> bool {
+    rules.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| {
+        r.actions
+            .iter()
+            .any(|a| matches!(a, Action::Redirect { .. } | Action::Tproxy { .. }))
+            && r.matches.iter().any(|m| {
+                m.negated && matches!(&m.test, Test::Mark { reg: crate::model::MarkReg::Mark, .. })
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,7 +675,7 @@ mod tests {
     fn detects_each_mesh_with_its_proxy_ports_and_identities() {
         // (fixture, kind, proxy ports, proxy uids, proxy gids)
         type Case<'a> = (&'a str, &'a str, &'a [u16], &'a [&'a str], &'a [&'a str]);
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             (
                 include_str!("../testdata/istio-sidecar.rules"),
                 "istio-sidecar",
@@ -677,6 +694,13 @@ mod tests {
                 include_str!("../testdata/meshes/istio-ambient.rules"),
                 "istio-ambient",
                 &[15001, 15008, 15053],
+                &[],
+                &[],
+            ),
+            (
+                include_str!("../testdata/meshes/istio-ambient-output.rules"),
+                "istio-ambient",
+                &[15001, 15053],
                 &[],
                 &[],
             ),

@@ -63,6 +63,14 @@ fn meshes() -> Vec<Mesh> {
             escape: Escape::Mark(0x539),
         },
         Mesh {
+            kind: "istio-ambient",
+            rules: include_str!("../testdata/meshes/istio-ambient-output.rules"),
+            loaders: BOTH,
+            proxy: None,
+            ports: &[15001, 15053],
+            escape: Escape::Mark(0x539),
+        },
+        Mesh {
             kind: "linkerd",
             rules: include_str!("../testdata/meshes/linkerd.rules"),
             loaders: BOTH,
@@ -187,6 +195,14 @@ fn check(mesh: &Mesh, loader: Loader) {
         .filter(|f| f["severity"] != "low")
         .collect();
     assert!(serious.is_empty(), "{what}: a clean pod: {serious:?}");
+    if mesh.kind == "istio-ambient" {
+        // Its probe address (169.254.7.127) is its own exemption, not a configured one.
+        assert!(
+            !kinds(&r).iter().any(|k| k.starts_with("cidr-excluded")),
+            "{what}: {:?}",
+            kinds(&r)
+        );
+    }
     let p = netns["processes"]
         .as_array()
         .unwrap()
@@ -267,5 +283,5 @@ fn every_mesh_on_every_backend_clean_then_escaping_then_without_proxy() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17);
+    assert_eq!(checked, 19);
 }

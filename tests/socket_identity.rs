@@ -467,3 +467,38 @@ fn a_socket_sharing_the_apps_address_and_port_explains_no_escape() {
         "{evidence}"
     );
 }
+
+#[test]
+fn an_exemption_no_running_process_uses_is_reported_before_one_does() {
+    if !is_root() {
+        return;
+    }
+    // A uid 0 RETURN inserted ahead of Istio's jump, as a developer tool once did; no
+    // process of the pod runs as root.
+    let pod = pod();
+    pod.add_rules("*nat\n-I OUTPUT 1 -m owner --uid-owner 0 -j RETURN\nCOMMIT\n");
+    let wrap = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"];
+    let mut app = Helper::start(&pod, &wrap, "plain", &[]);
+    let r = pod.report();
+    let latent = r["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "foreign-rule")
+        .unwrap_or_else(|| panic!("no foreign-rule: {r}"));
+    let message = latent["message"].as_str().unwrap();
+    assert!(
+        message.contains("uid 0, which no running process has now"),
+        "{message}"
+    );
+    assert_eq!(latent["severity"], "medium");
+    assert_eq!(
+        latent["rules"][0]["rule"],
+        "-A OUTPUT -m owner --uid-owner 0 -j RETURN"
+    );
+    assert_eq!(process(&r, app.pid())["verdict"], "captured");
+    assert!(!app.go()["new-socket"], "the app is captured");
+    // What the finding warns of: a process exec'd as root leaves the mesh.
+    let mut root = Helper::start(&pod, &[], "plain", &[]);
+    assert!(root.go()["new-socket"], "root's connection bypasses");
+}

@@ -118,13 +118,18 @@ pub fn read_netns(
     held: Option<Vec<u64>>,
 ) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
-    let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, unlisted, gaps)) =
+    let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, unlisted, owner, gaps)) =
         in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let raw = nftables::dump_raw()?;
             let mut gaps = Vec::new();
             let (sockets, unlisted) = netinfo::sockets(held.as_deref(), &mut gaps);
+            // Asked of the namespace this thread is in: the path it was entered by may be
+            // gone already (its process exited).
+            let owner = userns::owner(std::path::Path::new("/proc/thread-self/ns/net"))
+                .map_err(|e| gaps.push(format!("the user namespace owning it (ioctl NS_GET_USERNS: {e}): ids are compared as meshleak's user namespace sees them")))
+                .ok();
             Ok((
                 legacy,
                 raw,
@@ -134,7 +139,7 @@ pub fn read_netns(
                     conntrack::entries(&sockets),
                     sockets,
                 ),
-                (netinfo::net_dev_inode(), unlisted, gaps),
+                (netinfo::net_dev_inode(), unlisted, owner, gaps),
             ))
         })??;
     let mut tables = legacy;
@@ -147,7 +152,7 @@ pub fn read_netns(
         conntrack,
         net_dev,
         unlisted,
-        owner: userns::owner(&ns.file()).ok(),
+        owner,
         gaps,
     })
 }

@@ -358,12 +358,33 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     if candidates.is_empty() {
         return;
     }
+    // Every identity a process goes out with (its threads' and its sockets' too), and the
+    // identities the candidates name that no process has now: a container can exec as
+    // root, or as any id a rule names, at any time, so an exemption nobody uses yet is
+    // still one.
+    let held: Vec<Vec<Identity>> = c
+        .processes
+        .iter()
+        .map(|(_, f, _)| {
+            crate::ways::ways(f, c.ns)
+                .into_iter()
+                .map(|w| w.identity)
+                .collect()
+        })
+        .collect();
+    let mut ids: Vec<Identity> = held.iter().flatten().cloned().collect();
+    let reference = &c.analysis.reference_identity;
+    for &(ti, ci, ri) in &candidates {
+        ids.extend(named_identities(
+            &rules.tables[ti].chains[ci].rules[ri],
+            reference,
+        ));
+    }
+    ids.sort_by_key(|i| (i.uid, i.gid, i.groups.clone()));
+    ids.dedup();
     // Bounded work on hostile rule sets: the first rules are the ones inserted ahead, and
     // together the re-analyses may cost at most WORK_BUDGET (a few Istio-sized analyses'
     // worth per candidate; a rule set whose own analysis is that dear gets fewer).
-    let mut ids: Vec<Identity> = c.processes.iter().map(|(_, _, id)| id.clone()).collect();
-    ids.sort_by_key(|i| (i.uid, i.gid, i.groups.clone()));
-    ids.dedup();
     let Some((baseline, work)) = summary(rules, &ids) else {
         return;
     };
@@ -390,43 +411,107 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             remedy: "check these rules by hand, or with `meshleak trace` for the flows that matter".into(),
         });
     }
-    let baseline = Some(baseline);
     for (ti, ci, ri) in candidates.into_iter().take(affordable) {
         let mut without = rules.clone();
         without.tables[ti].chains[ci].rules.remove(ri);
-        let changed = summary(&without, &ids).map(|(s, _)| s);
-        if changed.is_none() || changed == baseline {
+        let Some((changed, _)) = summary(&without, &ids) else {
+            continue;
+        };
+        if changed == baseline {
             continue;
         }
+        // The identities whose verdict the rule decides; `ids` and the verdicts align.
+        let differ: Vec<&Identity> = ids
+            .iter()
+            .zip(baseline.0.iter().zip(&changed.0))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(id, _)| id)
+            .collect();
         let affected: Vec<u32> = c
             .processes
             .iter()
-            .zip(
-                baseline
-                    .as_ref()
-                    .map(|b| b.0.as_slice())
-                    .unwrap_or_default()
-                    .iter()
-                    .zip(changed.as_ref().map(|x| x.0.as_slice()).unwrap_or_default()),
-            )
-            .filter(|(_, (a, b))| a != b)
+            .zip(&held)
+            .filter(|(_, ways)| ways.iter().any(|w| differ.contains(&w)))
             .map(|((p, _, _), _)| p.pid)
             .collect();
+        let latent: Vec<String> = differ
+            .iter()
+            .filter(|id| !held.iter().flatten().any(|w| w == **id))
+            .map(|id| identity_text(id, reference))
+            .collect();
+        let mut message = format!("a rule outside {}'s own chains changes verdicts", mesh.kind);
+        if !affected.is_empty() {
+            message.push_str(&format!(" (of processes {affected:?})"));
+        }
+        if !latent.is_empty() {
+            message.push_str(&format!(
+                "{} for {}, which no running process has now: any process that becomes it (an exec as that user, a new container) is decided by it",
+                if affected.is_empty() { "" } else { ", and" },
+                latent.join(", ")
+            ));
+        }
         out.push(Finding {
             kind: "foreign-rule",
             severity: if affected.is_empty() { "medium" } else { "high" },
             pid: None,
-            message: format!(
-                "a rule outside {}'s own chains changes verdicts{}",
-                mesh.kind,
-                if affected.is_empty() { String::new() } else { format!(" (of processes {affected:?})") }
-            ),
+            message,
             rules: vec![crate::explain::rule_ref(rules, ti, ci, Some(ri))],
             evidence: Vec::new(),
             socket: None,
             remedy: "find who added this rule (a process with NET_ADMIN, a node agent) and whether it is meant to".into(),
         });
     }
+}
+
+/// The identities a rule's owner matches name, each with the reference identity's other
+/// ids: what a process would be to be decided by that match alone.
+fn named_identities(r: &crate::model::Rule, reference: &Identity) -> Vec<Identity> {
+    use crate::model::Test;
+    let mut out = Vec::new();
+    for m in r.matches.iter().filter(|m| !m.negated) {
+        match &m.test {
+            Test::Uid { ranges } => out.extend(ranges.iter().map(|r| Identity {
+                uid: r.start,
+                ..reference.clone()
+            })),
+            Test::Gid {
+                ranges,
+                suppl_groups,
+            } => out.extend(ranges.iter().map(|r| {
+                if *suppl_groups {
+                    Identity {
+                        groups: vec![r.start],
+                        ..reference.clone()
+                    }
+                } else {
+                    Identity {
+                        gid: r.start,
+                        ..reference.clone()
+                    }
+                }
+            })),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `uid 0`, `gid 1337`, `group 1337`: what sets an identity apart from the reference one.
+fn identity_text(id: &Identity, reference: &Identity) -> String {
+    let mut parts = Vec::new();
+    if id.uid != reference.uid {
+        parts.push(format!("uid {}", id.uid));
+    }
+    if id.gid != reference.gid {
+        parts.push(format!("gid {}", id.gid));
+    }
+    if !id.groups.is_empty() {
+        parts.push(format!("groups {:?}", id.groups));
+    }
+    if parts.is_empty() {
+        parts.push(format!("uid {} gid {}", id.uid, id.gid));
+    }
+    parts.join(" ")
 }
 
 /// Per-identity verdicts and what an ordinary app gets captured on: what a rule may change.
@@ -490,7 +575,7 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
                 || t.contains("-o lo")
                 || t.contains("\"lo\"")
         });
-        if loopback_only && kind != "port-excluded" {
+        if loopback_only && kind != "port-excluded" || ambient_probe(c.mesh, e) {
             continue;
         }
         out.push(Finding {
@@ -507,6 +592,21 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             remedy: "check that the exclusion (mesh annotation or config) is still wanted".into(),
         });
     }
+}
+
+/// Istio ambient's own exemption of 169.254.7.127, the address istio-cni SNATs the
+/// kubelet's health probes to on the node: part of its layout, like loopback.
+fn ambient_probe(mesh: Option<&Mesh>, e: &crate::analyze::Exemption) -> bool {
+    const PROBE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 7, 127));
+    mesh.is_some_and(|m| m.kind == "istio-ambient")
+        && e.kind == "cidr"
+        && e.conditions.iter().any(|t| {
+            t.split_whitespace()
+                .last()
+                .map(|a| a.strip_suffix("/32").unwrap_or(a))
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                == Some(PROBE)
+        })
 }
 
 /// `proxy-absent`: a proxy port where nothing the capture delivers to listens;

@@ -168,6 +168,25 @@ fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
         "-A OUTPUT -m owner --uid-owner 0 -j RETURN"
     );
     assert_eq!(f.severity, "high");
+    assert!(f.message.contains("[11]"), "{}", f.message);
+    // With no root process running, the exemption is still one: an exec as root uses it.
+    let ordinary = vec![
+        process(10, 1337, 1337, 0, &[100, 101]),
+        process(12, 10001, 10001, 0, &[]),
+    ];
+    let s = with_rules(snapshot(ordinary, listeners.clone(), false, ""), &inserted);
+    let r = build(&s, 0);
+    let f = r.netns[0]
+        .findings
+        .iter()
+        .find(|f| f.kind == "foreign-rule")
+        .expect("a latent foreign-rule");
+    assert_eq!(f.severity, "medium");
+    assert!(
+        f.message.contains("uid 0, which no running process has now"),
+        "{}",
+        f.message
+    );
     // A foreign rule that changes nothing (a LOG, a filter ACCEPT) is not reported.
     let harmless = format!("{istio}*filter\n-A OUTPUT -p tcp -j ACCEPT\nCOMMIT\n");
     let s = with_rules(snapshot(procs(), listeners, false, ""), &harmless);
