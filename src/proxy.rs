@@ -96,6 +96,7 @@ mod tests {
             uid: 0,
             inode: 1,
             v6only,
+            mark: None,
         }
     }
 

@@ -106,6 +106,10 @@ pub struct ProcessReport {
     /// own (`/proc/PID/status`): owner matches judge each socket by its creator's
     /// credentials, and each thread's new sockets by that thread's.
     pub decided_by: Option<DecidedBy>,
+    /// The network namespace the process lives in, when not this one: it holds sockets
+    /// made in this one, and only those are judged here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lives_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<Vec<String>>,
 }
@@ -138,12 +142,15 @@ pub struct NetnsReport {
 }
 
 impl Report {
-    /// Whether some process's traffic leaves the mesh.
+    /// Whether some process's traffic leaves the mesh, or a live connection did that no
+    /// process read holds.
     pub fn bypasses(&self) -> bool {
-        self.netns
-            .iter()
-            .flat_map(|n| &n.processes)
-            .any(|p| p.verdict.bypasses())
+        self.netns.iter().any(|n| {
+            n.processes.iter().any(|p| p.verdict.bypasses())
+                || n.findings
+                    .iter()
+                    .any(|f| f.kind == "observed-bypass" && f.pid.is_none())
+        })
     }
 
     /// Whether some verdict is unknown: a process's, or an ordinary app's capture.
@@ -169,7 +176,7 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     }
     let memo = Memo::default();
     let reports = crate::parallel::map(&s.netns, |ns| {
-        netns_report(ns, &s.containers, &s.kernel, &memo)
+        netns_report(ns, &visitors(s, ns), &s.containers, &s.kernel, &memo)
     });
     let mut netns = Vec::with_capacity(reports.len());
     for (ns, r) in s.netns.iter().zip(reports) {
@@ -302,7 +309,11 @@ fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVer
 
 /// A live connection that did not pass the proxy makes its process a bypass, whatever the
 /// rules predict now: the headline, the metrics and the exit status count it.
-fn observed_verdicts(processes: &mut [ProcessReport], ns: &NetnsFacts, findings: &[Finding]) {
+fn observed_verdicts(
+    processes: &mut [ProcessReport],
+    members: &[&ProcessFacts],
+    findings: &[Finding],
+) {
     for f in findings.iter().filter(|f| f.kind == "observed-bypass") {
         let Some(p) = processes.iter_mut().find(|p| Some(p.pid) == f.pid) else {
             continue;
@@ -310,8 +321,7 @@ fn observed_verdicts(processes: &mut [ProcessReport], ns: &NetnsFacts, findings:
         if p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy {
             continue;
         }
-        let held = ns
-            .processes
+        let held = members
             .iter()
             .find(|x| x.pid == p.pid)
             .and_then(|x| x.sockets.iter().find(|s| Some(s.inode) == f.socket));
@@ -392,14 +402,40 @@ impl Memo {
     }
 }
 
+/// Processes of the snapshot's other namespaces that hold sockets made in `ns`, with the
+/// namespace each lives in: their traffic through those sockets meets `ns`'s rules.
+fn visitors<'a>(s: &'a Snapshot, ns: &NetnsFacts) -> Vec<(&'a ProcessFacts, u64)> {
+    s.netns
+        .iter()
+        .filter(|home| home.inode != ns.inode)
+        .flat_map(|home| home.processes.iter().map(move |p| (p, home.inode)))
+        .filter(|(p, _)| p.sockets.iter().any(|h| ways::made_in(h, ns)))
+        .collect()
+}
+
 fn netns_report(
     ns: &NetnsFacts,
+    visitors: &[(&ProcessFacts, u64)],
     containers: &[ContainerFacts],
     kernel: &str,
     memo: &Memo,
 ) -> Result<NetnsReport, analyze::TooLarge> {
     let identity = |p: &ProcessFacts| ways::leader(p, ns);
-    let all_ways: Vec<Vec<Way>> = ns.processes.iter().map(|p| ways::ways(p, ns)).collect();
+    // The namespace's processes, then visitors, judged by the ways they have into it.
+    let members: Vec<&ProcessFacts> = ns
+        .processes
+        .iter()
+        .chain(visitors.iter().map(|(p, _)| *p))
+        .collect();
+    let lives_in = |i: usize| i.checked_sub(ns.processes.len()).map(|v| visitors[v].1);
+    let all_ways: Vec<Vec<Way>> = members
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match lives_in(i) {
+            None => ways::ways(p, ns),
+            Some(_) => ways::visiting(p, ns),
+        })
+        .collect();
     let identities: Vec<Identity> = {
         let mut ids: Vec<Identity> = all_ways
             .iter()
@@ -441,23 +477,28 @@ fn netns_report(
             )
         })
     };
-    let attributed: Vec<Option<(ContainerRef, Option<PodFacts>)>> = ns
-        .processes
+    let attributed: Vec<Option<(ContainerRef, Option<PodFacts>)>> = members
         .iter()
         .map(|p| container_of(&p.cgroup, containers))
         .collect();
-    let proxies: Vec<usize> = (0..ns.processes.len())
-        .filter(|&i| holds_target(&ns.processes[i]) && exempt(&ns.processes[i]))
+    let proxies: Vec<usize> = (0..members.len())
+        .filter(|&i| holds_target(members[i]) && exempt(members[i]))
         .collect();
-    let parents: Vec<(u32, u32)> = ns.processes.iter().map(|p| (p.pid, p.ppid)).collect();
+    let parents: Vec<(u32, u32)> = members.iter().map(|p| (p.pid, p.ppid)).collect();
     let container_id = |i: usize| attributed[i].as_ref().map(|(c, _)| c.id.as_str());
     // A container named like a proxy counts as the proxy when its identity is exempt; when
     // it is not, `proxy-not-exempt` says so.
     let is_proxy = |i: usize, p: &ProcessFacts| {
         let named = attributed[i].as_ref().is_some_and(|(c, _)| c.proxy_name);
-        (named && exempt(p))
+        // A mark-based mesh's proxy lives outside the pod and holds the listeners the
+        // capture delivers to from there (ztunnel); its sockets carry the exempt mark.
+        let outside_proxy = lives_in(i).is_some()
+            && holds_target(p)
+            && mesh.as_ref().is_some_and(|m| m.kind == "istio-ambient");
+        outside_proxy
+            || (named && exempt(p))
             || proxies.iter().any(|&q| {
-                let listener = &ns.processes[q];
+                let listener = members[q];
                 let together = match (container_id(q), container_id(i)) {
                     (Some(a), Some(b)) => a == b,
                     _ => crate::proxy::descends(p.pid, listener.pid, &parents),
@@ -465,12 +506,15 @@ fn netns_report(
                 together && identity(listener) == identity(p)
             })
     };
-    let pod = attributed.iter().flatten().find_map(|(_, pod)| pod.clone());
+    let pod = attributed[..ns.processes.len()]
+        .iter()
+        .flatten()
+        .find_map(|(_, pod)| pod.clone());
 
-    let mut processes: Vec<ProcessReport> = ns
-        .processes
+    let mut processes: Vec<ProcessReport> = members
         .iter()
         .enumerate()
+        .filter(|(i, _)| !all_ways[*i].is_empty())
         .map(|(i, p)| {
             let id = identity(p);
             let judged: Vec<(ProcessVerdict, &Way)> = all_ways[i]
@@ -488,6 +532,13 @@ fn netns_report(
                 worst
             };
             let decided = verdict != ProcessVerdict::Proxy && way.source != Source::Process;
+            let why = match lives_in(i) {
+                Some(home) => format!(
+                    "{}; held by a process of network namespace {home}, made in this one",
+                    way.why
+                ),
+                None => way.why.clone(),
+            };
             let r: Option<&IdentityReport> = verdict_of(&way.identity);
             ProcessReport {
                 pid: p.pid,
@@ -502,8 +553,9 @@ fn netns_report(
                     source: way.source.clone(),
                     uid: way.identity.uid,
                     gid: way.identity.gid,
-                    why: way.why.clone(),
+                    why,
                 }),
+                lives_in: lives_in(i),
                 cmdline: p.cmdline.clone(),
             }
         })
@@ -513,10 +565,10 @@ fn netns_report(
     let paired: Vec<(&ProcessReport, &ProcessFacts, Identity)> = processes
         .iter()
         .filter_map(|r| {
-            ns.processes
+            members
                 .iter()
                 .find(|f| f.pid == r.pid)
-                .map(|f| (r, f, identity(f)))
+                .map(|f| (r, *f, identity(f)))
         })
         .collect();
     let findings = crate::findings::find(&crate::findings::Context {
@@ -527,7 +579,7 @@ fn netns_report(
         kernel,
     });
     drop(paired);
-    observed_verdicts(&mut processes, ns, &findings);
+    observed_verdicts(&mut processes, &members, &findings);
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();
     families.dedup();
     let mut protocols: Vec<String> = a.captured_on.iter().map(|c| c.protocol.clone()).collect();
@@ -645,14 +697,26 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
 /// Whether some redirect is conditioned on a packet mark not being set: the proxy is
 /// told apart by the mark its sockets carry (SO_MARK), as Istio ambient's ztunnel is.
 fn mark_captured(rules: &Ruleset) -> bool {
-    rules.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| {
-        r.actions
-            .iter()
-            .any(|a| matches!(a, Action::Redirect { .. } | Action::Tproxy { .. }))
-            && r.matches.iter().any(|m| {
-                m.negated && matches!(&m.test, Test::Mark { reg: crate::model::MarkReg::Mark, .. })
-            })
-    })
+    rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .any(|r| {
+            r.actions
+                .iter()
+                .any(|a| matches!(a, Action::Redirect { .. } | Action::Tproxy { .. }))
+                && r.matches.iter().any(|m| {
+                    m.negated
+                        && matches!(
+                            &m.test,
+                            Test::Mark {
+                                reg: crate::model::MarkReg::Mark,
+                                ..
+                            }
+                        )
+                })
+        })
 }
 
 #[cfg(test)]

@@ -150,6 +150,10 @@ pub struct SocketFacts {
     /// without it takes IPv4 connections too. `None`: not known (or IPv4).
     #[serde(default)]
     pub v6only: Option<bool>,
+    /// Its SO_MARK, the initial mark of every packet it sends (mark-based meshes exempt
+    /// the proxy by it). `None`: not known (sock_diag gives it only to CAP_NET_ADMIN).
+    #[serde(default)]
+    pub mark: Option<u32>,
 }
 
 /// A connection-tracking entry: the first packet's 5-tuple and where replies come from. A

@@ -112,16 +112,25 @@ pub fn decode(msg: &[u8], proto: SocketProto) -> Result<SocketFacts, DiagError> 
         state: state_name(proto, m[1]).to_string(),
         uid: word(64),
         inode: u64::from(word(68)),
+        // INET_DIAG_SKV6ONLY comes with every IPv6 socket's reply: whether an IPv6 socket
+        // on `::` also takes IPv4 connections.
         v6only: (m[0] as libc::c_int == libc::AF_INET6)
-            .then(|| v6only(msg))
-            .flatten(),
+            .then(|| attr(msg, INET_DIAG_SKV6ONLY))
+            .flatten()
+            .and_then(|a| a.first())
+            .map(|b| *b != 0),
+        // INET_DIAG_MARK comes only to a requester with CAP_NET_ADMIN over the namespace.
+        mark: attr(msg, INET_DIAG_MARK)
+            .and_then(|a| a.get(..4))
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
     })
 }
 
-/// `INET_DIAG_SKV6ONLY`, which the kernel adds to every IPv6 socket's reply: whether an
-/// IPv6 socket on `::` also takes IPv4 connections.
-fn v6only(msg: &[u8]) -> Option<bool> {
-    const INET_DIAG_SKV6ONLY: u16 = 11;
+const INET_DIAG_SKV6ONLY: u16 = 11;
+const INET_DIAG_MARK: u16 = 15;
+
+/// The payload of the reply's attribute `want`, if the reply has it whole.
+fn attr(msg: &[u8], want: u16) -> Option<&[u8]> {
     let len = u32::from_ne_bytes(msg.get(..4)?.try_into().ok()?) as usize;
     let mut at = NLMSG_HDRLEN + MSG_LEN;
     let end = len.min(msg.len());
@@ -131,8 +140,8 @@ fn v6only(msg: &[u8]) -> Option<bool> {
         if alen < 4 || at + alen > end {
             return None;
         }
-        if kind == INET_DIAG_SKV6ONLY && alen >= 5 {
-            return Some(msg[at + 4] != 0);
+        if kind == want {
+            return Some(&msg[at + 4..at + alen]);
         }
         at += (alen + 3) & !3;
     }
@@ -208,6 +217,13 @@ mod tests {
         let len = m.len() as u32;
         m[..4].copy_from_slice(&len.to_ne_bytes());
         assert_eq!(decode(&m, SocketProto::Tcp).unwrap().v6only, Some(true));
+        assert_eq!(decode(&m, SocketProto::Tcp).unwrap().mark, None);
+        let mut marked = m.clone();
+        marked.extend([8, 0, 15, 0]);
+        marked.extend(0x539u32.to_ne_bytes());
+        let len = marked.len() as u32;
+        marked[..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(decode(&marked, SocketProto::Tcp).unwrap().mark, Some(0x539));
         let cut = m.len() - 6;
         m[..4].copy_from_slice(&(cut as u32).to_ne_bytes());
         assert_eq!(decode(&m[..cut], SocketProto::Tcp).unwrap().v6only, None);

@@ -125,6 +125,26 @@ pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
     out
 }
 
+/// The ways into `ns`'s rules of a process living in another network namespace: the
+/// sockets it holds that were made in `ns` (a socket stays in the namespace it was created
+/// in, whoever holds it). Its own new sockets never meet `ns`'s rules.
+pub fn visiting(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
+    let mut out: Vec<Way> = Vec::new();
+    for s in p.sockets.iter().filter(|s| made_in(s, ns)) {
+        match socket(p, ns, s) {
+            Some(way) if !out.iter().any(|w| w.identity == way.identity) => out.push(way),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a held socket was made in `ns` although its holder lives elsewhere.
+pub fn made_in(s: &HeldSocket, ns: &NetnsFacts) -> bool {
+    s.probed
+        .is_some_and(|p| p.netns == ns.inode && p.sends_ip())
+}
+
 /// The way out through one held socket; `None` for one that sends no IP traffic first (a
 /// listener, a unix, netlink or packet socket).
 pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> {

@@ -451,11 +451,7 @@ fn findings_appear_where_their_situation_is_real() {
     let impostor = pod.spawn(
         10001,
         10002,
-        &[
-            "socat",
-            "TCP-LISTEN:15006,reuseaddr,fork",
-            "EXEC:/bin/cat",
-        ],
+        &["socat", "TCP-LISTEN:15006,reuseaddr,fork", "EXEC:/bin/cat"],
     );
     settle();
     let found = findings(&pod);
@@ -557,7 +553,10 @@ fn observed_bypass_names_live_connections_that_skipped_the_proxy() {
     let ex = finding(&r, "observed-bypass", exempt).unwrap_or_else(|| panic!("{out}"));
     let evidence = ex["evidence"][0].as_str().unwrap();
     assert!(
-        evidence.starts_with("tcp 169.254.78.1:") && evidence.ends_with("-> 169.254.78.2:80 (conntrack: destination not translated to a local proxy)"),
+        evidence.starts_with("tcp 169.254.78.1:")
+            && evidence.ends_with(
+                "-> 169.254.78.2:80 (conntrack: destination not translated to a local proxy)"
+            ),
         "{evidence}"
     );
     assert!(

@@ -28,8 +28,13 @@ struct Helper {
 impl Helper {
     /// Starts the helper in the pod as root, behind `wrap` (e.g. setpriv + unshare).
     fn start(pod: &Pod, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
+        Helper::start_in(&pod.ns, wrap, scenario, extra)
+    }
+
+    /// Starts the helper in the named network namespace.
+    fn start_in(ns: &str, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &pod.ns])
+            .args(["netns", "exec", ns])
             .args(wrap)
             .args(["/usr/bin/python3", HELPER, scenario, PEER, "80"])
             .args(extra)
@@ -477,7 +482,12 @@ fn an_exemption_no_running_process_uses_is_reported_before_one_does() {
     // process of the pod runs as root.
     let pod = pod();
     pod.add_rules("*nat\n-I OUTPUT 1 -m owner --uid-owner 0 -j RETURN\nCOMMIT\n");
-    let wrap = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"];
+    let wrap = [
+        "setpriv",
+        "--reuid=10001",
+        "--regid=10001",
+        "--clear-groups",
+    ];
     let mut app = Helper::start(&pod, &wrap, "plain", &[]);
     let r = pod.report();
     let latent = r["netns"][0]["findings"]
@@ -501,4 +511,71 @@ fn an_exemption_no_running_process_uses_is_reported_before_one_does() {
     // What the finding warns of: a process exec'd as root leaves the mesh.
     let mut root = Helper::start(&pod, &[], "plain", &[]);
     assert!(root.go()["new-socket"], "root's connection bypasses");
+}
+
+/// The report's entry for a namespace, by its inode.
+fn netns_of<'a>(r: &'a serde_json::Value, pod: &Pod) -> &'a serde_json::Value {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(pod.path()).unwrap().ino();
+    r["netns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["inode"] == inode)
+        .unwrap_or_else(|| panic!("namespace {inode} not in the report"))
+}
+
+#[test]
+fn a_socket_made_in_the_pod_and_held_from_another_namespace_is_judged_in_the_pod() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let elsewhere = format!("{}p", pod.ns);
+    let mut h = Helper::start_in(&elsewhere, &[], "visit", &[&pod.ns]);
+    let (_, out, err) = meshleak(&["scan", "-o", "json"]);
+    let r = json(&out);
+    let p = netns_of(&r, &pod)["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == h.pid())
+        .unwrap_or_else(|| panic!("the holder is not judged in the pod: {err}"))
+        .clone();
+    let kernel = h.go();
+    assert!(kernel["made-in-pod-gid-1337"], "the kernel lets it out");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    use std::os::unix::fs::MetadataExt;
+    let home = std::fs::metadata(format!("/run/netns/{elsewhere}"))
+        .unwrap()
+        .ino();
+    assert_eq!(p["lives_in"], home, "{p}");
+    assert_eq!(p["decided_by"]["kind"], "socket", "{p}");
+    assert_eq!(p["decided_by"]["gid"], 1337, "{p}");
+}
+
+#[test]
+fn a_pods_connection_held_by_no_process_of_it_is_an_observed_bypass() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let elsewhere = format!("{}p", pod.ns);
+    let h = Helper::start_in(&elsewhere, &[], "visit", &[&pod.ns, "connect"]);
+    assert_eq!(h.ready["held"]["held"], "B", "the kernel let it out");
+    let (code, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    let r = json(&out);
+    let seen = r["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "observed-bypass" && f["pid"].is_null())
+        .unwrap_or_else(|| panic!("no observed-bypass: {r}"))
+        .clone();
+    let evidence = seen["evidence"][0].as_str().unwrap();
+    assert!(
+        evidence.starts_with("tcp 169.254.78.1:") && evidence.contains("-> 169.254.78.2:80"),
+        "{evidence}"
+    );
+    assert_eq!(code, 1, "a bypass: {err}");
 }

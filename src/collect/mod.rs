@@ -63,7 +63,7 @@ pub struct NetnsRead {
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
 /// (iptables-nft and native), read in one visit to the namespace.
 pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
-    Ok(read_netns(ns, &NftCache::default(), None, Some(Vec::new()))?.rules)
+    Ok(read_netns(ns, &NftCache::default(), None, Vec::new(), false)?.rules)
 }
 
 /// Dumps larger than this are decoded without being cached.
@@ -109,13 +109,15 @@ impl NftCache {
 }
 
 /// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit
-/// that gives up after `deadline`. `held`: the socket inodes its processes hold, when known
-/// (see [`netinfo::sockets`]); `None` reads every socket.
+/// that gives up after `deadline`. `held`: the socket inodes its processes hold;
+/// `every_tcp`: list connected TCP sockets even if none of them holds one (see
+/// [`netinfo::sockets`]).
 pub fn read_netns(
     ns: &Netns,
     cache: &NftCache,
     deadline: Option<Duration>,
-    held: Option<Vec<u64>>,
+    held: Vec<u64>,
+    every_tcp: bool,
 ) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
     let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, unlisted, owner, gaps)) =
@@ -124,7 +126,7 @@ pub fn read_netns(
             legacy.extend(legacy::read_family(IpVersion::V6)?);
             let raw = nftables::dump_raw()?;
             let mut gaps = Vec::new();
-            let (sockets, unlisted) = netinfo::sockets(held.as_deref(), &mut gaps);
+            let (sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
             // Asked of the namespace this thread is in: the path it was entered by may be
             // gone already (its process exited).
             let owner = userns::owner(std::path::Path::new("/proc/thread-self/ns/net"))

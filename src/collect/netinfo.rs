@@ -114,21 +114,25 @@ fn v6(hex: &str) -> Option<Ipv6Addr> {
 /// The namespace's TCP, UDP and raw sockets; what could not be read goes to `gaps` (a
 /// socket table not read is not an empty one).
 ///
-/// `held`: the socket inodes the namespace's processes hold, when known. TCP sockets in
-/// states other than LISTEN live in the kernel's global established hash, which a dump
-/// walks whole for every namespace (most of a scan's time): it is walked only when some
-/// held socket is none of the listeners, UDP, raw, unix and netlink sockets found first.
-/// What it would add then is what no process of the namespace holds (closing, or held from
-/// elsewhere).
+/// `held`: the socket inodes the namespace's processes hold. TCP sockets in states other
+/// than LISTEN live in the kernel's global established hash, which a dump walks whole for
+/// every namespace (most of a scan's time): unless `every_tcp`, it is walked only when
+/// some held socket is none of the listeners, UDP, raw, unix and netlink sockets found
+/// first. What it adds beyond those is what no process of the namespace holds (closing,
+/// or held from elsewhere): a pod's report walks it always, to find those.
 ///
 /// Also returns the held sockets found in none of the namespace's tables, sorted: not yet
 /// bound or connected (the kernel hashes neither), or of another namespace.
-pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> (Vec<SocketFacts>, Vec<u64>) {
+pub fn sockets(
+    held: &[u64],
+    every_tcp: bool,
+    gaps: &mut Vec<String>,
+) -> (Vec<SocketFacts>, Vec<u64>) {
     let mut out = Vec::new();
-    let tcp_first = if held.is_some() {
-        sockdiag::LISTEN
-    } else {
+    let tcp_first = if every_tcp {
         sockdiag::ALL_STATES
+    } else {
+        sockdiag::LISTEN
     };
     read_sockets(SocketProto::Tcp, tcp_first, &mut out, gaps);
     read_sockets(SocketProto::Udp, sockdiag::ALL_STATES, &mut out, gaps);
@@ -141,7 +145,6 @@ pub fn sockets(held: Option<&[u64]>, gaps: &mut Vec<String>) -> (Vec<SocketFacts
     let mut found: Vec<u64> = out.iter().map(|s| s.inode).collect();
     found.sort_unstable();
     let mut unaccounted: Vec<u64> = held
-        .unwrap_or_default()
         .iter()
         .copied()
         .filter(|i| found.binary_search(i).is_err())
@@ -281,6 +284,7 @@ pub fn socket_line(line: &str, proto: SocketProto) -> Option<SocketFacts> {
         uid: f[7].parse().ok()?,
         inode: f[9].parse().ok()?,
         v6only: None,
+        mark: None,
     })
 }
 

@@ -283,7 +283,13 @@ fn read_one(
         if netns_inode(&way.file()).ok() != Some(inode) {
             continue;
         }
-        match read_netns(&way, cache, Some(opts.netns_deadline), Some(held.clone())) {
+        match read_netns(
+            &way,
+            cache,
+            Some(opts.netns_deadline),
+            held.clone(),
+            !opts.only.is_empty(),
+        ) {
             Ok(read) => return Ok(Some(read)),
             Err(CollectError::Netns(NetnsError::Open { cause, .. })) if procs::vanished(&cause) => {
                 continue;

@@ -127,6 +127,79 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
             remedy,
         });
     }
+    unheld(c, &local, &proxy_ports, out);
+}
+
+/// Connections of the namespace's sockets that no process read holds (one of another
+/// namespace or the host, which this report does not cover, or the kernel): their traffic
+/// meets this namespace's rules all the same, and the kernel's tables say whether it
+/// passed the proxy. Who holds them, and with which credentials, is not known here.
+fn unheld(c: &Context, local: &[IpAddr], proxy_ports: &[u16], out: &mut Vec<Finding>) {
+    let ns = c.ns;
+    let held = |inode: u64| c.processes.iter().any(|(_, f, _)| f.holds(inode));
+    let escapes: Vec<Escape> = ns
+        .sockets
+        .iter()
+        .filter(|s| {
+            s.inode != 0
+                && s.proto == SocketProto::Tcp
+                && CARRIES_DATA.contains(&s.state.as_str())
+                && !held(s.inode)
+        })
+        .filter(|s| !proxy_marked(c, s))
+        .filter_map(|s| tcp_escape(ns, local, proxy_ports, s))
+        .collect();
+    let Some(first) = escapes.first() else {
+        return;
+    };
+    let mut evidence: Vec<String> = escapes
+        .iter()
+        .take(SHOWN)
+        .map(|e| format!("{} socket:[{}]", escape_text(e), e.inode))
+        .collect();
+    if escapes.len() > SHOWN {
+        evidence.push(format!("and {} more", escapes.len() - SHOWN));
+    }
+    out.push(Finding {
+        kind: "observed-bypass",
+        severity: "high",
+        pid: None,
+        message: format!(
+            "{} live connection{} of this namespace that did not pass the proxy {} held by no process of it: a process of another namespace (the host's, or one this report does not cover) holds {}",
+            escapes.len(),
+            if escapes.len() == 1 { "" } else { "s" },
+            if escapes.len() == 1 { "is" } else { "are" },
+            if escapes.len() == 1 { "it" } else { "them" },
+        ),
+        rules: Vec::new(),
+        evidence,
+        socket: Some(first.inode),
+        remedy: "find the holder with `meshleak scan --include-host` (or `ss -tnpe` on the node) and why it holds this pod's sockets".into(),
+    });
+}
+
+/// A socket of a mark-based mesh's proxy (Istio ambient's ztunnel opens its sockets in the
+/// pod from its own namespace, marked 0x539): the mark it carries is what lets it out,
+/// where unmarked it would be captured.
+fn proxy_marked(c: &Context, s: &SocketFacts) -> bool {
+    let Some(mark) = s.mark.filter(|m| *m != 0) else {
+        return false;
+    };
+    if !c.mesh.is_some_and(|m| m.kind == "istio-ambient") {
+        return false;
+    }
+    let id = crate::ways::in_owner(c.ns, s.uid, c.analysis.reference_identity.gid, &[]);
+    let mut flow = socket_flow(
+        c.ns,
+        &id,
+        6,
+        (s.local, s.local_port),
+        (s.remote, s.remote_port),
+    );
+    let unmarked = eval::trace(&c.ns.rules, &flow).outcome.verdict;
+    flow.mark = mark;
+    let marked = eval::trace(&c.ns.rules, &flow).outcome.verdict;
+    unmarked == Verdict::Captured && marked != Verdict::Captured && marked != Verdict::Unknown
 }
 
 /// The namespace's own addresses: connections to them stay in the pod and need no proxy.

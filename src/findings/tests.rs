@@ -55,6 +55,7 @@ fn socket(
         uid: 0,
         inode,
         v6only: None,
+        mark: None,
     }
 }
 
@@ -183,7 +184,8 @@ fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
         .expect("a latent foreign-rule");
     assert_eq!(f.severity, "medium");
     assert!(
-        f.message.contains("uid 0, which no running process has now"),
+        f.message
+            .contains("uid 0, which no running process has now"),
         "{}",
         f.message
     );

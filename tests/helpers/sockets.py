@@ -132,6 +132,24 @@ def main():
         os.close(here)
         os.close(there)
         drop_all(10001, 10001)
+    elif scenario == "visit":
+        # Run in another namespace: a socket made in the pod's (argv[4]) with fsgid 1337,
+        # held from here; with `connect`, connected at once and kept open.
+        here = os.open("/proc/self/ns/net", os.O_RDONLY)
+        there = os.open("/run/netns/" + sys.argv[4], os.O_RDONLY)
+        raw("setns", there, CLONE_NEWNET)
+        libc.setfsgid(1337)
+        s = tcp()
+        libc.setfsgid(0)
+        raw("setns", here, CLONE_NEWNET)
+        os.close(here)
+        os.close(there)
+        drop_all(10001, 10001)
+        if sys.argv[5:] == ["connect"]:
+            kept.append(s)
+            held["held"] = talk(s, dst)
+        else:
+            sockets["made-in-pod-gid-1337"] = s
     elif scenario == "listen6":
         # Also listens where the proxy's port is, IPv6 only: no IPv4 capture reaches it.
         l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
