@@ -579,3 +579,48 @@ fn a_pods_connection_held_by_no_process_of_it_is_an_observed_bypass() {
     );
     assert_eq!(code, 1, "a bypass: {err}");
 }
+
+/// Waits until the pod has a TCP connection in `state` (as `ss` names it), up to 3 s.
+fn wait_for_state(pod: &Pod, state: &str) {
+    for _ in 0..30 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &pod.ns, "ss", "-Htn", "state", state])
+            .output()
+            .expect("ss");
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no connection in {state}");
+}
+
+#[test]
+fn a_half_closed_connection_opened_before_the_rules_is_a_bypass_that_counts() {
+    if !is_root() {
+        return;
+    }
+    // The connection is made while a rule ahead of the mesh lets everything out, then that
+    // rule goes: the rules now capture an ordinary app, its connection stays outside. The
+    // peer answers and closes, so ours is CLOSE_WAIT (it may still send).
+    let pod = pod();
+    pod.add_rules("*nat\n-I OUTPUT 1 -p tcp -j RETURN\nCOMMIT\n");
+    let wrap = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"];
+    let h = Helper::start(&pod, &wrap, "hold", &[]);
+    assert_eq!(h.ready["held"]["held"], "B", "the kernel let it out");
+    pod.add_rules("*nat\n-D OUTPUT 1\nCOMMIT\n");
+    wait_for_state(&pod, "close-wait");
+    let (code, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    let r = json(&out);
+    let f = observed(&r, h.pid()).unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        f["message"].as_str().unwrap().contains("changed since"),
+        "{f}"
+    );
+    let p = process(&r, h.pid());
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "connection", "{p}");
+    assert_eq!(code, 1, "an observed bypass fails the run: {err}");
+    let (_, table, _) = meshleak(&["pod", "--netns", &pod.path()]);
+    assert!(table.contains("1 bypassing"), "{table}");
+}

@@ -149,9 +149,14 @@ pub fn sockets(
         .copied()
         .filter(|i| found.binary_search(i).is_err())
         .collect();
-    if !unaccounted.is_empty() {
-        // A file not read leaves its sockets unaccounted: the walk then happens.
-        let local = other_socket_inodes();
+    // A file not read leaves its sockets unaccounted: the walk then happens. Unix first,
+    // the usual case (socketpairs); /proc/net/netlink walks every namespace's netlink
+    // sockets, so it is read only for sockets still unaccounted.
+    for (file, column) in [("unix", Some(6)), ("netlink", None), ("packet", None)] {
+        if unaccounted.is_empty() {
+            break;
+        }
+        let local = socket_inodes(file, column);
         unaccounted.retain(|i| local.binary_search(i).is_err());
     }
     if tcp_first == sockdiag::LISTEN && !unaccounted.is_empty() {
@@ -165,23 +170,23 @@ pub fn sockets(
     (out, unaccounted)
 }
 
-/// Inodes of the namespace's unix, netlink and packet sockets (`/proc/net/unix`,
-/// `netlink`, `packet`: small per-namespace lists, not the TCP hash): sockets a process
-/// holds that are no TCP. Sorted.
-fn other_socket_inodes() -> Vec<u64> {
-    let mut out = Vec::new();
-    // The inode is the 7th column of /proc/net/unix and the last of netlink and packet.
-    for (file, column) in [("unix", Some(6)), ("netlink", None), ("packet", None)] {
-        let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
-        out.extend(text.lines().skip(1).filter_map(|l| {
+/// Inodes of the namespace's unix, netlink or packet sockets (`/proc/net/unix`, `netlink`,
+/// `packet`; the inode is the 7th column of unix's and the last of the others): sockets a
+/// process holds that are no TCP. Sorted.
+fn socket_inodes(file: &str, column: Option<usize>) -> Vec<u64> {
+    let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
+    let mut out: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
             let mut fields = l.split_whitespace();
             match column {
                 Some(c) => fields.nth(c),
                 None => fields.last(),
             }
             .and_then(|f| f.parse::<u64>().ok())
-        }));
-    }
+        })
+        .collect();
     out.sort_unstable();
     out
 }

@@ -182,8 +182,9 @@ impl ProcDir {
             })
     }
 
-    fn id_maps(&self, cache: &IdMaps) -> Maps {
-        let Ok(userns) = self.ns_inode("ns/user") else {
+    /// The id maps of its user namespace `userns` (read once per namespace).
+    fn id_maps(&self, userns: Option<u64>, cache: &IdMaps) -> Maps {
+        let Some(userns) = userns else {
             return (self.id_map("uid_map"), self.id_map("gid_map"));
         };
         let mut known = cache.by_userns.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,7 +365,8 @@ pub fn read(
     } else {
         None
     };
-    let (uid_map, gid_map) = dir.id_maps(maps);
+    let userns = dir.ns_inode("ns/user").ok();
+    let (uid_map, gid_map) = dir.id_maps(userns, maps);
     let mut sockets = dir.sockets(None);
     let threads = if field("Threads").is_some_and(|n| n != "1") {
         dir.threads(pid, &creds, &mut sockets)
@@ -381,7 +383,7 @@ pub fn read(
         groups: creds.groups,
         cap_eff: creds.cap_eff,
         cap_bnd: hex_field(&status, "CapBnd"),
-        userns: dir.ns_inode("ns/user").unwrap_or(0),
+        userns: userns.unwrap_or(0),
         uid_map,
         gid_map,
         cgroup: String::from_utf8_lossy(&dir.read("cgroup").unwrap_or_default())
