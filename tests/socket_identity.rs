@@ -605,7 +605,12 @@ fn a_half_closed_connection_opened_before_the_rules_is_a_bypass_that_counts() {
     // peer answers and closes, so ours is CLOSE_WAIT (it may still send).
     let pod = pod();
     pod.add_rules("*nat\n-I OUTPUT 1 -p tcp -j RETURN\nCOMMIT\n");
-    let wrap = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"];
+    let wrap = [
+        "setpriv",
+        "--reuid=10001",
+        "--regid=10001",
+        "--clear-groups",
+    ];
     let h = Helper::start(&pod, &wrap, "hold", &[]);
     assert_eq!(h.ready["held"]["held"], "B", "the kernel let it out");
     pod.add_rules("*nat\n-D OUTPUT 1\nCOMMIT\n");

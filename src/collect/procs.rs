@@ -207,24 +207,31 @@ impl ProcDir {
             .collect()
     }
 
+    /// The directory `name` (`fd`, `task`) and its entries named by numbers.
+    fn numbered(&self, name: &str) -> Option<(Dir, Vec<(u32, std::ffi::CString)>)> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = Dir::openat(&self.0, name, flags, Mode::empty()).ok()?;
+        let names = dir
+            .iter()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_str().ok()?.parse().ok()?;
+                Some((n, e.file_name().to_owned()))
+            })
+            .collect();
+        Some((dir, names))
+    }
+
     /// The sockets under `fd/`, each with its inode's owner: `stat` through the link (one
     /// call per descriptor, as the readlink it replaces) gives the inode, its type and the
     /// credentials its creator had.
     fn sockets(&self, tid: Option<u32>) -> Vec<HeldSocket> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let Ok(mut fds) = Dir::openat(&self.0, "fd", flags, Mode::empty()) else {
+        let Some((fds, names)) = self.numbered("fd") else {
             return Vec::new();
         };
-        let names: Vec<_> = fds
-            .iter()
-            .flatten()
-            .filter(|e| e.file_name().to_bytes().first() != Some(&b'.'))
-            .map(|e| e.file_name().to_owned())
-            .collect();
         let mut out: Vec<HeldSocket> = names
-            .iter()
-            .filter_map(|name| {
-                let fd = name.to_str().ok()?.parse().ok()?;
+            .into_iter()
+            .filter_map(|(fd, name)| {
                 let st = fstatat(&fds, name.as_c_str(), AtFlags::empty()).ok()?;
                 (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(HeldSocket {
                     fd,
@@ -246,14 +253,12 @@ impl ProcDir {
     /// the sockets of those with a private fd table. Listed only for a multi-threaded
     /// process (`Threads:` above 1).
     fn threads(&self, pid: u32, leader: &Creds, sockets: &mut Vec<HeldSocket>) -> Vec<ThreadFacts> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let Ok(mut tasks) = Dir::openat(&self.0, "task", flags, Mode::empty()) else {
+        let Some((_, names)) = self.numbered("task") else {
             return Vec::new();
         };
-        let tids: Vec<u32> = tasks
-            .iter()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().ok()?.parse().ok())
+        let tids: Vec<u32> = names
+            .into_iter()
+            .map(|(tid, _)| tid)
             .filter(|tid| *tid != pid)
             .collect();
         let mut out = Vec::new();

@@ -185,7 +185,7 @@ fn proxy_marked(c: &Context, s: &SocketFacts) -> bool {
     let Some(mark) = s.mark.filter(|m| *m != 0) else {
         return false;
     };
-    if !c.mesh.is_some_and(|m| m.kind == "istio-ambient") {
+    if c.mesh.is_none_or(|m| m.kind != "istio-ambient") {
         return false;
     }
     let id = crate::ways::in_owner(c.ns, s.uid, c.analysis.reference_identity.gid, &[]);
