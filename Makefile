@@ -35,8 +35,9 @@ demo: setup build
 	@sh scripts/demo.sh $(BIN)
 
 # Unit, property and CLI tests, the kernel fact and differential tests (root, namespaces),
-# then conformance on the mesh corpus when it is there (CI has it beside the clone).
-test: setup
+# the DaemonSet's image run as shipped (tests/daemonset.rs), then conformance on the mesh
+# corpus when it is there (CI has it beside the clone).
+test: setup image
 	$(CARGO) build --release --locked --all-targets
 	MESHLEAK_REQUIRE_PODMAN=1 $(CARGO) test --release --locked
 	python3 scripts/validate-manifests.py
@@ -67,9 +68,13 @@ validate-manifests: setup
 	python3 scripts/validate-manifests.py
 
 # The container image, where podman or docker can build (needs a registry for the base).
+# The DaemonSet's image, built offline: a static binary (glibc, crt-static) on an empty base.
+IMAGE_TARGET := x86_64-unknown-linux-gnu
+IMAGE_BIN := target/$(IMAGE_TARGET)/image/meshleak
 image:
-	@builder=$$(command -v podman || command -v docker) || { echo "image: needs podman or docker"; exit 1; }; \
-	$$builder build -f Containerfile -t meshleak:$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1) .
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile image \
+		--target $(IMAGE_TARGET) --bin meshleak
+	@sh scripts/image.sh $(IMAGE_BIN)
 
 # Node-scale benchmark (root): meshleak vs the shell baseline vs the floor, and the agent's
 # steady state. BENCH_PODS=250 adds N=250. Writes bench/results.json.

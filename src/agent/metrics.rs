@@ -57,7 +57,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(pod_labels: bool) -> Metrics {
+    /// `node`: the node's name, a label of `meshleak_build_info`.
+    pub fn new(pod_labels: bool, node: &str) -> Metrics {
         let mut registry = Registry::with_prefix("meshleak");
         let scans = Counter::default();
         let errors = Family::<Stage, Counter>::default();
@@ -120,10 +121,10 @@ impl Metrics {
         registry.register(
             "build",
             "meshleak's version",
-            Info::new(vec![(
-                "version".to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            )]),
+            Info::new(vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("node".to_string(), node.to_string()),
+            ]),
         );
         Metrics {
             registry,

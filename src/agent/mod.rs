@@ -70,7 +70,7 @@ fn limit_malloc_arenas() {
 async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
     let fmt = opts.log_format;
     let state = Arc::new(State {
-        metrics: metrics::Metrics::new(opts.pod_labels),
+        metrics: metrics::Metrics::new(opts.pod_labels, &opts.scan.node()),
         opts,
         last: Mutex::new(None),
         incomplete: Mutex::new(Vec::new()),
@@ -89,6 +89,7 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
             "listen": state.opts.listen.to_string(),
             "report_listen": state.opts.report_listen.to_string(),
             "interval_s": state.opts.interval.as_secs_f64(),
+            "node": state.opts.scan.node(),
         }),
     );
     let scans = tokio::spawn(scan_loop(state.clone(), stop_rx));

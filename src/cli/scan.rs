@@ -38,6 +38,10 @@ pub struct CollectArgs {
     /// and skipped; the rest of the scan goes on).
     #[arg(long, default_value = "10s", value_parser = crate::cli::agent::parse_duration)]
     netns_deadline: Duration,
+    /// The node's name in reports, logs and metrics (a DaemonSet sets NODE_NAME from
+    /// `spec.nodeName`: in a container the hostname is the pod's). Default: the hostname.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
 }
 
 impl CollectArgs {
@@ -50,6 +54,7 @@ impl CollectArgs {
             only: Vec::new(),
             host_root: self.host_root.clone(),
             netns_deadline: self.netns_deadline,
+            node_name: self.node_name.clone(),
         }
     }
 }

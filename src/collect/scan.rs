@@ -29,6 +29,9 @@ pub struct ScanOptions {
     pub host_root: PathBuf,
     /// How long one namespace may take to read before it is reported and skipped.
     pub netns_deadline: Duration,
+    /// The node's name (the DaemonSet gives it from `spec.nodeName`); else the hostname,
+    /// which in a container is the pod's, not the node's.
+    pub node_name: Option<String>,
 }
 
 /// The default [`ScanOptions::netns_deadline`]: reading a namespace takes milliseconds; a
@@ -49,6 +52,7 @@ impl Default for ScanOptions {
             only: Vec::new(),
             host_root: "/".into(),
             netns_deadline: NETNS_DEADLINE,
+            node_name: None,
         }
     }
 }
@@ -115,7 +119,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
 
     let mut snapshot = Snapshot {
         snapshot_version: SNAPSHOT_VERSION,
-        node: hostname(),
+        node: opts.node(),
         kernel: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -336,6 +340,16 @@ fn check_proc_root(root: &std::path::Path) -> Result<(), CollectError> {
         )));
     }
     Ok(())
+}
+
+impl ScanOptions {
+    /// The node's name reports carry: `node_name` when given, else the hostname.
+    pub fn node(&self) -> String {
+        self.node_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(hostname)
+    }
 }
 
 fn hostname() -> String {

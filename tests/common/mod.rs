@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod pod;
+pub mod podman;
 pub mod rulegen;
 
 use std::io::Write;
@@ -59,14 +60,19 @@ pub enum Loader {
 }
 
 impl Loader {
-    fn command(self) -> &'static str {
+    /// The command that loads a rule set from stdin.
+    pub fn args(self) -> &'static [&'static str] {
         match self {
-            Loader::IptablesNft => "iptables-nft-restore",
-            Loader::IptablesLegacy => "iptables-legacy-restore",
-            Loader::Ip6tablesNft => "ip6tables-nft-restore",
-            Loader::Ip6tablesLegacy => "ip6tables-legacy-restore",
-            Loader::Nft => "nft",
+            Loader::Nft => &["nft", "-f", "-"],
+            Loader::IptablesNft => &["iptables-nft-restore"],
+            Loader::IptablesLegacy => &["iptables-legacy-restore"],
+            Loader::Ip6tablesNft => &["ip6tables-nft-restore"],
+            Loader::Ip6tablesLegacy => &["ip6tables-legacy-restore"],
         }
+    }
+
+    fn command(self) -> &'static str {
+        self.args()[0]
     }
 }
 

@@ -1,0 +1,219 @@
+//! The DaemonSet as shipped (root, podman with runc): the image `make image` built, run by
+//! `podman kube play` from the manifest's own pod template (scripts/daemonset-pod.py maps
+//! only what needs a kubelet or an API server), with its securityContext, capabilities and
+//! mounts, against real podman pods whose Istio rules are in iptables-nft, iptables-legacy
+//! and native nftables. Its `/report`, `/metrics` and a `kubectl exec`-style run of the
+//! binary inside its container must give the host binary's verdicts.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::podman::{PodmanPod, netns_of, podman_ready, processes};
+use common::{Loader, http, meshleak, run};
+
+const IMAGE: &str = concat!("localhost/meshleak:", env!("CARGO_PKG_VERSION"));
+const NODE: &str = "node-under-test";
+
+/// The agent's pod, removed on drop.
+struct Agent {
+    pod: String,
+}
+
+impl Agent {
+    fn play(pod: &str) -> Agent {
+        let manifest = run(
+            &[
+                "python3",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/daemonset-pod.py"),
+                IMAGE,
+                NODE,
+                pod,
+            ],
+            None,
+        );
+        run(
+            &["podman", "kube", "play", "--network", "none", "-"],
+            Some(&manifest),
+        );
+        Agent {
+            pod: pod.to_string(),
+        }
+    }
+
+    fn container(&self) -> String {
+        format!("{}-meshleak", self.pod)
+    }
+
+    /// One request to a listener of the agent, made from inside the pod's network
+    /// namespace (the pod has no network: nothing is published).
+    fn get(&self, port: u16, path: &str) -> (u16, String) {
+        let pid = run(
+            &[
+                "podman",
+                "inspect",
+                "--format",
+                "{{.State.Pid}}",
+                &self.container(),
+            ],
+            None,
+        );
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", pid.trim())).unwrap();
+        let path = path.to_string();
+        std::thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd changes only this short-lived thread.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            http::request(port, "GET", &path)
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// `kubectl exec`: the binary run inside the agent's container.
+    fn exec(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new("podman")
+            .args(["exec", &self.container(), "/meshleak"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["pod", "rm", "-f", "-t", "0", &self.pod])
+            .output();
+    }
+}
+
+/// Whether the image is here; under `make test` it must be (`make image` builds it).
+fn image_ready() -> bool {
+    if !podman_ready() {
+        return false;
+    }
+    let here = Command::new("podman")
+        .args(["image", "exists", IMAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !here {
+        assert!(
+            std::env::var_os("MESHLEAK_REQUIRE_PODMAN").is_none(),
+            "{IMAGE} is not built: run `make image`"
+        );
+        eprintln!("skipped: {IMAGE} is not built (make image)");
+    }
+    here
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
+    if !image_ready() {
+        return;
+    }
+    let id = std::process::id();
+    let namespace = format!("ds{id}");
+    let backends = [
+        (
+            Loader::IptablesNft,
+            include_str!("../testdata/istio-sidecar.rules"),
+        ),
+        (
+            Loader::IptablesLegacy,
+            include_str!("../testdata/istio-sidecar.rules"),
+        ),
+        (
+            Loader::Nft,
+            include_str!("../testdata/meshes/istio-sidecar-nft.nft"),
+        ),
+    ];
+    let pods: Vec<PodmanPod> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, (loader, rules))| {
+            let pod = PodmanPod::in_namespace(&format!("mlds{id}-{i}"), &namespace);
+            pod.container(
+                "istio-proxy",
+                "1337:1337",
+                &["sh", "-c", "httpd -p 15006; exec httpd -f -p 15001"],
+            );
+            pod.container("leaky", "10001:1337", &["sleep", "3600"]);
+            pod.container("clean", "10001:10001", &["sleep", "3600"]);
+            pod.load_rules(*loader, rules);
+            pod
+        })
+        .collect();
+    let agent = Agent::play(&format!("mlagent{id}"));
+
+    // Ready once a scan has read everything its verdicts need.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = agent.get(9808, "/readyz");
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {status} {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (status, report) = agent.get(9809, "/report?fresh=1");
+    assert_eq!(status, 200, "{report}");
+    let report = json(&report);
+    let (code, exec) = agent.exec(&[
+        "scan",
+        "--proc-root=/host/proc",
+        "--host-root=/host",
+        "--netns-dir=/host/run/netns",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "bypassing processes exist: {exec}");
+    let exec = json(&exec);
+    let (code, host, err) = meshleak(&["scan", "-o", "json"]);
+    assert_eq!(code, 1, "{err}");
+    let host = json(&host);
+
+    let s = |x: &str| x.to_string();
+    let expected = vec![
+        (s("clean"), 10001, 10001, s("captured")),
+        (s("istio-proxy"), 1337, 1337, s("proxy")),
+        (s("leaky"), 10001, 1337, s("bypass")),
+    ];
+    for ((loader, _), pod) in backends.iter().zip(&pods) {
+        let on_host = netns_of(&host, &pod.name);
+        assert_eq!(processes(on_host), expected, "{loader:?} on the host");
+        for (what, r) in [("/report", &report), ("exec", &exec)] {
+            let ns = netns_of(r, &pod.name);
+            assert_eq!(processes(ns), expected, "{loader:?} by {what}: {ns}");
+            assert_eq!(ns["mesh"], on_host["mesh"], "{loader:?} by {what}");
+            assert_eq!(ns["pod"]["namespace"], namespace.as_str());
+        }
+    }
+    for r in [&report, &exec] {
+        assert_eq!(
+            r["node"], NODE,
+            "the node's name, not the container's hostname"
+        );
+    }
+
+    let (status, metrics) = agent.get(9808, "/metrics");
+    assert_eq!(status, 200);
+    let line = format!("meshleak_bypassing_processes{{namespace=\"{namespace}\"}} 3");
+    assert!(metrics.contains(&line), "{line} in {metrics}");
+    assert!(
+        metrics.contains(&format!("node=\"{NODE}\"")) && metrics.contains("meshleak_build_info"),
+        "{metrics}"
+    );
+}
