@@ -94,7 +94,7 @@ fn agent_serves_metrics_and_report_and_logs_changes() {
         "meshleak_namespaces ",
         "meshleak_processes ",
         "meshleak_findings{kind=\"identity-exempt\",severity=\"high\"} ",
-        "meshleak_bypassing_processes{namespace=\"\"} ",
+        "meshleak_bypassing_processes{namespace=\"(none)\"} ",
         "meshleak_build_info{version=\"",
         "meshleak_scan_errors_total{stage=\"netns\"} ",
     ] {

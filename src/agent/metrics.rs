@@ -38,6 +38,11 @@ pub struct PodLabels {
     pub pod: String,
 }
 
+/// The `namespace` of processes in no known pod. Not empty: Prometheus drops an empty
+/// label, and with `honor_labels` the agent's own pod namespace would take its place. No
+/// Kubernetes namespace can be named so.
+pub const NO_POD: &str = "(none)";
+
 /// The stages `scan_errors` counts.
 const STAGES: [&str; 2] = ["scan", "netns"];
 /// The kinds `unreadable` counts.
@@ -106,7 +111,7 @@ impl Metrics {
         );
         registry.register(
             "bypassing_processes",
-            "Processes whose traffic bypasses the mesh, by Kubernetes namespace (empty: not in a known pod)",
+            "Processes whose traffic bypasses the mesh, by Kubernetes namespace ((none): not in a known pod)",
             bypassing.clone(),
         );
         let pod_bypassing = pod_labels.then(|| {
@@ -172,7 +177,7 @@ impl Metrics {
             let k8s_ns = ns
                 .pod
                 .as_ref()
-                .map_or(String::new(), |p| p.namespace.clone());
+                .map_or(NO_POD.to_string(), |p| p.namespace.clone());
             self.bypassing
                 .get_or_create(&Namespace {
                     namespace: k8s_ns.clone(),

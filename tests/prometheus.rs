@@ -1,0 +1,230 @@
+//! The shipped alerts with a real Prometheus (Debian's `prometheus`, with `promtool`):
+//! `promtool check rules` and unit tests for every alert; then a server that scrapes a
+//! running agent on loopback as the ServiceMonitor makes it (job `meshleak`, the agent pod's
+//! own `namespace` as a target label, `honor_labels`), evaluates the alerts and fires
+//! MeshBypass with the bypassing pod's namespace, not the agent's.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http::{free_port, request};
+use common::podman::{PodmanPod, podman_ready};
+use common::{Loader, run};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Prometheus is part of `make setup`; without it the test fails under `make test`.
+fn promtool_ready() -> bool {
+    let here = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !here {
+        assert!(
+            std::env::var_os("MESHLEAK_REQUIRE_PODMAN").is_none(),
+            "prometheus is not installed: run `make setup`"
+        );
+        eprintln!("skipped: prometheus is not installed (make setup installs it)");
+    }
+    here
+}
+
+fn rules(dir: &Path, no_for: bool) {
+    let out = dir.join("rules.yaml");
+    let mut args = vec![
+        "python3".to_string(),
+        format!("{ROOT}/scripts/prometheus-rules.py"),
+        out.display().to_string(),
+    ];
+    if no_for {
+        args.push("--no-for".into());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&refs, None);
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("meshleak-prom-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The names of the shipped alerts.
+fn alert_names() -> Vec<String> {
+    std::fs::read_to_string(format!("{ROOT}/daemonset/optional/prometheusrule.yaml"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: ").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_alert_passes_promtool_and_has_a_unit_test_and_a_runbook() {
+    if !promtool_ready() {
+        return;
+    }
+    let dir = tempdir("unit");
+    rules(&dir, false);
+    std::fs::copy(
+        format!("{ROOT}/tests/prometheus/alerts.test.yaml"),
+        dir.join("alerts.test.yaml"),
+    )
+    .unwrap();
+    let dir_s = dir.display().to_string();
+    run(
+        &["promtool", "check", "rules", &format!("{dir_s}/rules.yaml")],
+        None,
+    );
+    run(
+        &[
+            "sh",
+            "-c",
+            &format!("cd {dir_s} && promtool test rules alerts.test.yaml"),
+        ],
+        None,
+    );
+    let tests = std::fs::read_to_string(dir.join("alerts.test.yaml")).unwrap();
+    let docs = std::fs::read_to_string(format!("{ROOT}/docs/agent.md")).unwrap();
+    let names = alert_names();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in names {
+        assert!(
+            tests.contains(&format!("alertname: {name}\n")),
+            "{name}: no promtool unit test"
+        );
+        assert!(
+            docs.contains(&format!("\n#### {name}\n")),
+            "{name}: no runbook section in docs/agent.md"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn a_real_prometheus_fires_mesh_bypass_with_the_bypassing_pods_namespace() {
+    if !promtool_ready() || !podman_ready() {
+        return;
+    }
+    let id = std::process::id();
+    let namespace = format!("payments{id}");
+    let pod = PodmanPod::in_namespace(&format!("mlprom{id}"), &namespace);
+    pod.container(
+        "istio-proxy",
+        "1337:1337",
+        &["sh", "-c", "httpd -p 15006; exec httpd -f -p 15001"],
+    );
+    pod.container("leaky", "10001:1337", &["sleep", "3600"]);
+    pod.load_rules(
+        Loader::IptablesNft,
+        include_str!("../testdata/istio-sidecar.rules"),
+    );
+
+    let (metrics, reports) = (free_port(), free_port());
+    let _agent = Killed(
+        Command::new(env!("CARGO_BIN_EXE_meshleak"))
+            .args(["agent", "--interval", "2s"])
+            .args(["--listen", &format!("127.0.0.1:{metrics}")])
+            .args(["--report-listen", &format!("127.0.0.1:{reports}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let dir = tempdir("live");
+    rules(&dir, true);
+    // What the ServiceMonitor's endpoint becomes: job = the Service's name, target labels
+    // for the agent's own pod (namespace meshleak), and honor_labels.
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         rule_files: [{rules}]\n\
+         scrape_configs:\n  \
+           - job_name: meshleak\n    \
+             honor_labels: true\n    \
+             static_configs:\n      \
+               - targets: ['127.0.0.1:{metrics}']\n        \
+                 labels: {{namespace: meshleak, pod: meshleak-x7k2p, service: meshleak, endpoint: metrics}}\n",
+        rules = dir.join("rules.yaml").display()
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let web = free_port();
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let firing = loop {
+        let alerts = std::net::TcpStream::connect(("127.0.0.1", web))
+            .ok()
+            .map(|_| request(web, "GET", "/api/v1/alerts").1);
+        let found: Vec<serde_json::Value> = alerts
+            .map(|a| {
+                json(&a)["data"]["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let bypass: Vec<&serde_json::Value> = found
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "MeshBypass" && a["state"] == "firing")
+            .collect();
+        if bypass
+            .iter()
+            .any(|a| a["labels"]["namespace"] == namespace.as_str())
+        {
+            break bypass.into_iter().cloned().collect::<Vec<_>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MeshBypass never fired: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        firing
+            .iter()
+            .all(|a| a["labels"]["namespace"] != "meshleak"),
+        "the agent's own namespace is never the bypassing one: {firing:?}"
+    );
+    // Every counter is there from the first scan, at 0 where nothing happened.
+    let q = request(
+        web,
+        "GET",
+        "/api/v1/query?query=meshleak_scan_errors_total%7Bstage%3D%22scan%22%7D",
+    )
+    .1;
+    let result = &json(&q)["data"]["result"];
+    assert_eq!(result[0]["value"][1], "0", "{q}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
