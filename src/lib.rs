@@ -16,6 +16,7 @@ pub mod model;
 pub mod nft;
 pub mod parallel;
 pub mod parse;
+pub mod policyreport;
 pub mod proxy;
 pub mod range;
 pub mod render;

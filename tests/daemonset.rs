@@ -2,8 +2,9 @@
 //! `podman kube play` from the manifest's own pod template (scripts/daemonset-pod.py maps
 //! only what needs a kubelet or an API server), with its securityContext, capabilities and
 //! mounts, against real podman pods whose Istio rules are in iptables-nft, iptables-legacy
-//! and native nftables. Its `/report`, `/metrics` and a `kubectl exec`-style run of the
-//! binary inside its container must give the host binary's verdicts.
+//! and native nftables. Its `/report`, `/metrics`, a `kubectl exec`-style run of the binary
+//! inside its container and a `kubectl debug node`-style run of the image must give the host
+//! binary's verdicts; its PolicyReports must be valid against the published CRD's schema.
 
 mod common;
 
@@ -181,6 +182,31 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
     ]);
     assert_eq!(code, 1, "bypassing processes exist: {exec}");
     let exec = json(&exec);
+    // `kubectl debug node/NAME -it --profile=sysadmin --image=IMAGE -- meshleak scan
+    // --proc-root /host/proc --host-root /host`: a privileged container in the host's pid and
+    // network namespaces with the host's root at /host. podman stands in for it.
+    let debug = Command::new("podman")
+        .args([
+            "run",
+            "--rm",
+            "--privileged",
+            "--pid=host",
+            "--network=host",
+            "--ipc=host",
+            "-v",
+            "/:/host:ro",
+            IMAGE,
+            "scan",
+            "--proc-root=/host/proc",
+            "--host-root=/host",
+            "--netns-dir=/host/run/netns",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(debug.status.code(), Some(1), "{debug:?}");
+    let debug = json(&String::from_utf8_lossy(&debug.stdout));
     let (code, host, err) = meshleak(&["scan", "-o", "json"]);
     assert_eq!(code, 1, "{err}");
     let host = json(&host);
@@ -194,19 +220,74 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
     for ((loader, _), pod) in backends.iter().zip(&pods) {
         let on_host = netns_of(&host, &pod.name);
         assert_eq!(processes(on_host), expected, "{loader:?} on the host");
-        for (what, r) in [("/report", &report), ("exec", &exec)] {
+        for (what, r) in [
+            ("/report", &report),
+            ("exec", &exec),
+            ("debug node", &debug),
+        ] {
             let ns = netns_of(r, &pod.name);
             assert_eq!(processes(ns), expected, "{loader:?} by {what}: {ns}");
             assert_eq!(ns["mesh"], on_host["mesh"], "{loader:?} by {what}");
             assert_eq!(ns["pod"]["namespace"], namespace.as_str());
         }
     }
+    // `kubectl exec AGENT -- /meshleak pod --pod NS/NAME`, as docs/agent.md says.
+    let one = format!("{namespace}/{}", pods[0].name);
+    let (_, text) = agent.exec(&[
+        "pod",
+        "--pod",
+        &one,
+        "--proc-root=/host/proc",
+        "--host-root=/host",
+        "--netns-dir=/host/run/netns",
+        "-o",
+        "json",
+    ]);
+    let by_pod = json(&text);
+    assert_eq!(by_pod["netns"].as_array().map(Vec::len), Some(1), "{text}");
+    assert_eq!(processes(netns_of(&by_pod, &pods[0].name)), expected);
     for r in [&report, &exec] {
         assert_eq!(
             r["node"], NODE,
             "the node's name, not the container's hostname"
         );
     }
+
+    // Findings as PolicyReports, from the agent and from the binary, valid against the
+    // published CRD's schema: one report for the pods' namespace, a fail per leaky app.
+    let (status, policy) = agent.get(9809, "/report?format=policyreport");
+    assert_eq!(status, 200, "{policy}");
+    let (_, host_policy, _) = meshleak(&["scan", "--node-name", NODE, "-o", "policyreport"]);
+    for text in [&policy, &host_policy] {
+        run(
+            &[
+                "python3",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/scripts/validate-policyreport.py"
+                ),
+            ],
+            Some(text),
+        );
+        let list = json(text);
+        let ours: Vec<&serde_json::Value> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["metadata"]["namespace"] == namespace.as_str())
+            .collect();
+        assert_eq!(ours.len(), 1, "one report per namespace: {list}");
+        assert_eq!(ours[0]["metadata"]["name"], format!("meshleak-{NODE}"));
+        let leaky = ours[0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["rule"] == "identity-exempt" && r["result"] == "fail")
+            .count();
+        assert_eq!(leaky, 3, "{}", ours[0]);
+    }
+    let (status, _) = agent.get(9809, "/report?format=yaml");
+    assert_eq!(status, 400);
 
     let (status, metrics) = agent.get(9808, "/metrics");
     assert_eq!(status, 200);

@@ -114,6 +114,26 @@ impl Drop for Killed {
     }
 }
 
+/// An instant query's `data.result`, which must succeed.
+fn query(web: u16, expr: &str) -> serde_json::Value {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = request(web, "GET", &format!("/api/v1/query?query={encoded}"));
+    let answer = json(&body);
+    assert!(
+        status == 200 && answer["status"] == "success",
+        "`{expr}`: {body}"
+    );
+    answer["data"]["result"].clone()
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -218,13 +238,43 @@ fn a_real_prometheus_fires_mesh_bypass_with_the_bypassing_pods_namespace() {
         "the agent's own namespace is never the bypassing one: {firing:?}"
     );
     // Every counter is there from the first scan, at 0 where nothing happened.
-    let q = request(
-        web,
-        "GET",
-        "/api/v1/query?query=meshleak_scan_errors_total%7Bstage%3D%22scan%22%7D",
-    )
-    .1;
-    let result = &json(&q)["data"]["result"];
-    assert_eq!(result[0]["value"][1], "0", "{q}");
+    let result = query(web, "meshleak_scan_errors_total{stage=\"scan\"}");
+    assert_eq!(result[0]["value"][1], "0", "{result}");
+
+    // Every query of the shipped dashboard runs against what the agent exports, and gives
+    // an answer (the variable as its "All" value).
+    let dashboard: serde_json::Value = json(
+        &std::fs::read_to_string(format!(
+            "{ROOT}/daemonset/optional/dashboards/meshleak.json"
+        ))
+        .unwrap(),
+    );
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap().replace("$namespace", ".*");
+            // rate() and increase() answer once two scrapes are in their window.
+            let until = Instant::now() + Duration::from_secs(15);
+            while query(web, &expr).as_array().unwrap().is_empty() {
+                assert!(
+                    Instant::now() < until,
+                    "{}: `{expr}` gives nothing",
+                    panel["title"]
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} queries");
+    let namespaces = query(web, "group by (namespace) (meshleak_bypassing_processes)");
+    assert!(
+        namespaces
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["metric"]["namespace"] == namespace.as_str()),
+        "the namespace variable lists the pod's: {namespaces}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

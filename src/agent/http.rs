@@ -105,15 +105,32 @@ async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
 #[derive(Deserialize)]
 struct ReportQuery {
     fresh: Option<String>,
+    /// `json` (the default) or `policyreport`.
+    format: Option<String>,
 }
 
 async fn report(Shared(state): Shared<Arc<State>>, Query(q): Query<ReportQuery>) -> Response {
-    let json = |text: Arc<String>| {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            text.as_str().to_owned(),
-        )
-            .into_response()
+    let policy = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("policyreport") => true,
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown format `{}`: json or policyreport\n",
+                    crate::sanitize::sanitize(other)
+                ),
+            )
+                .into_response();
+        }
+    };
+    let json = |text: Arc<super::Rendered>| {
+        let body = if policy {
+            &text.policy_report
+        } else {
+            &text.json
+        };
+        ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
     };
     if q.fresh.as_deref() == Some("1") {
         let wait = {

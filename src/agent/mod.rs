@@ -30,12 +30,20 @@ pub struct AgentOptions {
     pub fresh_every: Duration,
 }
 
+/// A report in the forms `/report` serves.
+pub(crate) struct Rendered {
+    /// The report's JSON (docs/report-schema.md).
+    pub json: String,
+    /// Its findings as PolicyReport objects (`?format=policyreport`).
+    pub policy_report: String,
+}
+
 /// What the HTTP handlers and the scan loop share.
 pub(crate) struct State {
     opts: AgentOptions,
     metrics: metrics::Metrics,
-    /// The last successful scan's report, as JSON.
-    last: Mutex<Option<Arc<String>>>,
+    /// The last successful scan's report, rendered once per scan.
+    last: Mutex<Option<Arc<Rendered>>>,
     /// What the last scan could not read (its report's `incomplete`): while not empty the
     /// agent is not ready, since its answers may miss bypasses.
     incomplete: Mutex<Vec<String>>,
@@ -136,7 +144,7 @@ fn jittered(interval: Duration) -> Duration {
 
 /// Runs one scan on a dedicated thread (waiting for a running one to finish first),
 /// updates metrics and the stored report, and logs what changed.
-pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<String>, String> {
+pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String> {
     let _one = state.scanning.lock().await;
     let opts = state.opts.scan.clone();
     let started = Instant::now();
@@ -175,7 +183,11 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<String>, String> 
                 .collect();
             drop(seen);
             *state.incomplete.lock().unwrap() = report.incomplete.clone();
-            let text = Arc::new(crate::json::to_string_pretty(&report).unwrap_or_default());
+            let text = Arc::new(Rendered {
+                json: crate::json::to_string_pretty(&report).unwrap_or_default(),
+                policy_report: crate::json::to_string_pretty(&crate::policyreport::build(&report))
+                    .unwrap_or_default(),
+            });
             *state.last.lock().unwrap() = Some(text.clone());
             Ok(text)
         }

@@ -40,7 +40,7 @@ fn parse_identity(text: &str) -> Result<Identity, String> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(path) = &args.snapshot {
-        return super::scan::report_snapshot(path, args.format);
+        return super::scan::report_snapshot(path, args.format.into());
     }
     if args.rules.files.is_empty() {
         anyhow::bail!("give --rules FILE (rule dumps) or --snapshot FILE (from meshleak collect)");

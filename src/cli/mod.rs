@@ -56,6 +56,26 @@ pub enum Format {
     Json,
 }
 
+impl From<Format> for ReportFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => ReportFormat::Table,
+            Format::Json => ReportFormat::Json,
+        }
+    }
+}
+
+/// How a node report is printed (`scan`, `pod`, `analyze --snapshot`).
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum ReportFormat {
+    #[default]
+    Table,
+    Json,
+    /// PolicyReport objects (wgpolicyk8s.io/v1alpha2) in a List, for `kubectl apply -f -`.
+    #[value(name = "policyreport")]
+    PolicyReport,
+}
+
 /// Runs the command; returns the exit status (see [`status`]).
 pub fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();

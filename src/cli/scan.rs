@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::Format;
+use super::ReportFormat;
 use super::text::{cite_line, rule_line, wrap};
 use meshleak::attribution::{ContainerRef, PodFacts, container_of};
 use meshleak::collect::netns::Netns;
@@ -64,7 +64,7 @@ pub struct ScanArgs {
     #[command(flatten)]
     collect: CollectArgs,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    format: Format,
+    format: ReportFormat,
 }
 
 pub fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
@@ -90,7 +90,7 @@ pub struct PodArgs {
     #[command(flatten)]
     collect: CollectArgs,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    format: Format,
+    format: ReportFormat,
 }
 
 pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
@@ -211,7 +211,7 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
 }
 
 /// Reports a saved snapshot (`analyze --snapshot`).
-pub fn report_snapshot(path: &PathBuf, format: Format) -> anyhow::Result<u8> {
+pub fn report_snapshot(path: &PathBuf, format: ReportFormat) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read snapshot {}", path.display()))?;
     let snapshot: Snapshot = serde_json::from_str(&text).with_context(|| {
@@ -231,13 +231,17 @@ pub fn report_snapshot(path: &PathBuf, format: Format) -> anyhow::Result<u8> {
     finish(&snapshot, Instant::now(), format)
 }
 
-fn finish(snapshot: &Snapshot, started: Instant, format: Format) -> anyhow::Result<u8> {
+fn finish(snapshot: &Snapshot, started: Instant, format: ReportFormat) -> anyhow::Result<u8> {
     let report = report::build(snapshot, started.elapsed().as_millis() as u64);
     // What could not be read comes first, on stderr too, so a JSON reader's log shows it.
     print_problems(&report.incomplete, &[]);
     match format {
-        Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
-        Format::Table => print_table(&report),
+        ReportFormat::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
+        ReportFormat::PolicyReport => println!(
+            "{}",
+            meshleak::json::to_string_pretty(&meshleak::policyreport::build(&report))?
+        ),
+        ReportFormat::Table => print_table(&report),
     }
     print_problems(&[], &report.errors);
     // Some namespaces unreadable: reported above, the rest stands. None readable: an error.
