@@ -1,6 +1,6 @@
 //! The agent's two listeners: metrics and health (meant for Prometheus and kubelet), and
-//! the report (loopback by default: it names processes and their identities). GET only;
-//! bodies are refused.
+//! the report (loopback by default: it names processes and their identities). GET and HEAD
+//! only, bodies refused, connections and requests bounded (see [`super::listener`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,30 +44,15 @@ pub(super) async fn start(
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let app = router
-            .layer(axum::middleware::from_fn(time_limit))
             .layer(DefaultBodyLimit::max(0))
             .with_state(state.clone());
-        let mut stop = stop.clone();
-        handles.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-        }));
+        handles.push(tokio::spawn(super::listener::serve(
+            listener,
+            app,
+            stop.clone(),
+        )));
     }
     Ok(handles)
-}
-
-/// Every request is answered or cut within this time (an on-demand scan has its own,
-/// shorter limit).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
-
-async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n").into_response(),
-    }
 }
 
 async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
