@@ -79,7 +79,8 @@ fn hostile_process_names_are_escaped_everywhere() {
 
     let file = std::env::temp_dir().join(format!("meshleak-hostile-{}.json", std::process::id()));
     let (code, _, err) = meshleak(&["collect", "-o", file.to_str().unwrap()]);
-    assert!(code == 0 || code == 1, "{err}");
+    // The whole node: other tests' namespaces (a rule flood) may leave it incomplete (4).
+    assert!(matches!(code, 0 | 1 | 4), "{err}");
     let snapshot = std::fs::read_to_string(&file).unwrap();
     let _ = std::fs::remove_file(&file);
     let snapshot: serde_json::Value = serde_json::from_str(&snapshot).expect("valid JSON");
@@ -352,4 +353,69 @@ fn offline_dumps_with_loops_deep_nesting_and_unknown_extensions() {
     // A single flow through the same rules still gets its answer.
     let out = trace(&forks);
     assert!(out.starts_with("verdict   "), "{out}");
+}
+
+#[test]
+fn a_namespace_with_too_many_rules_is_named_not_read_whole() {
+    if !is_root() {
+        return;
+    }
+    // 120,000 native nf_tables rules (any pod with NET_ADMIN can load them in seconds):
+    // meshleak stops reading at its byte budget, names the namespace and gives no verdict
+    // for it, quickly and in bounded memory (it took 45 s and 498 MiB for 200,000).
+    let pod = Pod::new();
+    let mut big = String::from(
+        "add table inet flood\nadd chain inet flood out { type filter hook output priority 0; }\n",
+    );
+    for i in 0..120_000u32 {
+        big += &format!(
+            "add rule inet flood out ip daddr 10.{}.{}.{} tcp dport {} accept\n",
+            i >> 16 & 255,
+            i >> 8 & 255,
+            i & 255,
+            1 + i % 60_000
+        );
+    }
+    run(
+        &["ip", "netns", "exec", &pod.ns, "nft", "-f", "-"],
+        Some(&big),
+    );
+    let dir = std::env::temp_dir().join(format!("meshleak-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = scopeguard_dir(dir.clone());
+    let started = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
+    let child = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["pod", "--netns", &pod.path(), "-o", "json"])
+        .stdout(std::fs::File::create(dir.join("out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    // wait4: this child's own peak memory (the nft load above is a child too).
+    let (code, peak_kib) = unsafe {
+        // SAFETY: wait4 on our own child, into a status and an rusage we own.
+        let mut status = 0;
+        let mut u: libc::rusage = std::mem::zeroed();
+        assert_eq!(
+            libc::wait4(child.id() as i32, &mut status, 0, &mut u),
+            child.id() as i32
+        );
+        (libc::WEXITSTATUS(status), u.ru_maxrss)
+    };
+    let took = started.elapsed();
+    let out = std::process::Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
+        stdout: std::fs::read(dir.join("out")).unwrap(),
+        stderr: std::fs::read(dir.join("err")).unwrap(),
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("too large to judge") && err.contains("none of its verdicts"),
+        "{err}"
+    );
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report["netns"], serde_json::json!([]), "no verdict for it");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
 }

@@ -480,9 +480,14 @@ fn capture_kernel_blobs() {
     lab.load(Loader::IptablesNft, LEGACY_V4);
     lab.load(Loader::Ip6tablesNft, LEGACY_V6);
     lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
-    let raw = meshleak::collect::netns::in_netns(&ns, meshleak::collect::nftables::dump_raw)
-        .unwrap()
-        .unwrap();
+    let raw = meshleak::collect::netns::in_netns(&ns, || {
+        meshleak::collect::nftables::dump_raw(meshleak::collect::netlink::Limit::new(
+            meshleak::collect::MAX_NFT_BYTES,
+            None,
+        ))
+    })
+    .unwrap()
+    .unwrap();
     let hex: Vec<String> = raw
         .iter()
         .map(|m| m.iter().map(|b| format!("{b:02x}")).collect())

@@ -5,7 +5,7 @@ pub mod conntrack;
 pub mod containers;
 pub mod legacy;
 pub mod netinfo;
-mod netlink;
+pub mod netlink;
 pub mod netns;
 mod nfnetlink;
 pub mod nftables;
@@ -108,6 +108,11 @@ impl NftCache {
     }
 }
 
+/// The most nf_tables reply bytes read from one namespace: about 20,000 iptables-nft rules
+/// (each with its xt blobs) or 50,000 native ones. Decoding takes about ten times the
+/// bytes, which must stay well inside the agent's 128 MiB limit.
+pub const MAX_NFT_BYTES: usize = 12 << 20;
+
 /// Rules, interfaces, routes, sockets and tracked connections of a namespace, in one visit
 /// that gives up after `deadline`. `held`: the socket inodes its processes hold;
 /// `every_tcp`: list connected TCP sockets even if none of them holds one (see
@@ -120,11 +125,13 @@ pub fn read_netns(
     every_tcp: bool,
 ) -> Result<NetnsRead, CollectError> {
     let origin = ns.file().display().to_string();
+    // The reader stops at the deadline too: abandoned, it must not go on reading.
+    let until = deadline.map(|d| std::time::Instant::now() + d);
     let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, unlisted, owner, gaps)) =
         in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
             let mut legacy = legacy::read_family(IpVersion::V4)?;
             legacy.extend(legacy::read_family(IpVersion::V6)?);
-            let raw = nftables::dump_raw()?;
+            let raw = nftables::dump_raw(netlink::Limit::new(MAX_NFT_BYTES, until))?;
             let mut gaps = Vec::new();
             let (sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
             // Asked of the namespace this thread is in: the path it was entered by may be

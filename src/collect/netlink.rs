@@ -3,6 +3,7 @@
 //! decoder cannot read never hides the end of a dump or an error.
 
 use std::io;
+use std::time::Instant;
 
 use netlink_sys::{Socket, SocketAddr};
 
@@ -14,8 +15,45 @@ const NLMSG_DONE: u16 = 3;
 /// silent this long is stuck, and the read fails instead of hanging the namespace's reader.
 const RECEIVE_TIMEOUT_SECS: libc::time_t = 5;
 
-/// A netlink socket of one protocol, bound in the calling thread's namespace.
-pub struct Netlink(Socket);
+/// A netlink socket of one protocol, bound in the calling thread's namespace, with what its
+/// dumps may take.
+pub struct Netlink(Socket, Option<Limit>);
+
+/// A bound on what one socket's dumps read: a namespace that holds hundreds of thousands of
+/// rules (any pod with NET_ADMIN can load them in seconds) must not make the reader use
+/// unbounded memory, nor go on reading after its namespace's deadline.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    /// Reply bytes, over all of the socket's dumps.
+    pub bytes: usize,
+    /// When reading stops.
+    pub until: Option<Instant>,
+    used: usize,
+}
+
+impl Limit {
+    pub fn new(bytes: usize, until: Option<Instant>) -> Limit {
+        Limit {
+            bytes,
+            until,
+            used: 0,
+        }
+    }
+}
+
+/// A dump stopped at its [`Limit`].
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("the replies exceed {0} MiB, where meshleak stops reading")]
+    TooLarge(usize),
+    #[error("the namespace's read deadline passed")]
+    Deadline,
+}
+
+/// Whether an I/O error is a dump stopped at its limit.
+pub fn stopped(e: &io::Error) -> Option<&Stopped> {
+    e.get_ref().and_then(|e| e.downcast_ref::<Stopped>())
+}
 
 impl Netlink {
     pub fn open(protocol: isize) -> io::Result<Netlink> {
@@ -39,7 +77,12 @@ impl Netlink {
         }
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Netlink(socket))
+        Ok(Netlink(socket, None))
+    }
+
+    /// This socket, its dumps bounded by `limit`.
+    pub fn limited(self, limit: Limit) -> Netlink {
+        Netlink(self.0, Some(limit))
     }
 
     /// Sends one serialized dump request and returns each reply message (whole, with its
@@ -51,6 +94,15 @@ impl Netlink {
         let mut rx = vec![0u8; 1 << 16];
         loop {
             let n = self.0.recv(&mut &mut rx[..], 0)?;
+            if let Some(limit) = &mut self.1 {
+                limit.used += n;
+                if limit.used > limit.bytes {
+                    return Err(io::Error::other(Stopped::TooLarge(limit.bytes >> 20)));
+                }
+                if limit.until.is_some_and(|t| Instant::now() > t) {
+                    return Err(io::Error::other(Stopped::Deadline));
+                }
+            }
             let mut at = 0;
             while at + NLMSG_HDRLEN <= n {
                 let word =

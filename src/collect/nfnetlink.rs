@@ -20,6 +20,11 @@ impl Nfnetlink {
         Netlink::open(NETLINK_NETFILTER).map(Nfnetlink)
     }
 
+    /// A socket whose dumps stop at `limit`.
+    pub fn open_limited(limit: super::netlink::Limit) -> io::Result<Nfnetlink> {
+        Netlink::open(NETLINK_NETFILTER).map(|n| Nfnetlink(n.limited(limit)))
+    }
+
     /// Sends one GET dump request and returns each reply message (whole, with its netlink
     /// header); see [`Netlink::dump`].
     pub fn dump(

@@ -33,14 +33,21 @@ pub enum NftError {
         what: &'static str,
         cause: io::Error,
     },
+    #[error(
+        "stopped reading nf_tables {what}: {cause}; this namespace's rules are too large to judge (a pod that loads this many rules is suspicious in itself), so none of its verdicts is given"
+    )]
+    Stopped {
+        what: &'static str,
+        cause: super::netlink::Stopped,
+    },
     #[error("nf_tables sent a message meshleak cannot decode while dumping {what}: {detail}")]
     Decode { what: &'static str, detail: String },
 }
 
 /// The raw netlink messages of a full dump (kept apart so they can be captured and decoded
 /// elsewhere, e.g. in tests without root).
-pub fn dump_raw() -> Result<Vec<Vec<u8>>, NftError> {
-    let mut socket = Nfnetlink::open().map_err(NftError::Socket)?;
+pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> {
+    let mut socket = Nfnetlink::open_limited(limit).map_err(NftError::Socket)?;
     let all = NetfilterProtoFamily::Unspec;
     let mut raw = Vec::new();
     for (what, msg) in [
@@ -170,5 +177,8 @@ fn request(
 ) -> Result<Vec<Vec<u8>>, NftError> {
     socket
         .dump(family, msg)
-        .map_err(|cause| NftError::Dump { what, cause })
+        .map_err(|cause| match super::netlink::stopped(&cause) {
+            Some(stop) => NftError::Stopped { what, cause: *stop },
+            None => NftError::Dump { what, cause },
+        })
 }

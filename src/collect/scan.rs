@@ -313,6 +313,13 @@ fn read_one(
                     finished,
                 }));
             }
+            // `ip netns del` between listing and entering: the bind mount is gone and the
+            // file left behind is no namespace (setns says EINVAL). Vanished, not an error.
+            Err(CollectError::Netns(NetnsError::Enter { .. }))
+                if !is_nsfs(&way.file()) || netns_inode(&way.file()).ok() != Some(inode) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }
