@@ -132,6 +132,24 @@ fn slow_clients_cannot_starve_the_probes_and_are_cut() {
         "RSS {before} KiB before, {after} KiB after the burst"
     );
 
+    // A keep-alive connection left idle is closed by the same timeout.
+    let mut idle = TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 64];
+    let n = idle.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    idle.set_read_timeout(Some(HEADER_TIMEOUT + Duration::from_secs(3)))
+        .unwrap();
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(
+        t.elapsed() < HEADER_TIMEOUT + Duration::from_secs(2),
+        "an idle connection stayed open {:?}",
+        t.elapsed()
+    );
+
     // GET and HEAD only, no bodies.
     assert_eq!(request(metrics, "HEAD", "/healthz").0, 200);
     assert_eq!(request(metrics, "POST", "/healthz").0, 405);

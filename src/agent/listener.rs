@@ -2,7 +2,7 @@
 //! reachable from every pod of the cluster; `axum::serve` builds hyper without a timer, so
 //! a connection that sends half a header stays open forever, and nothing caps how many
 //! there are (each costs memory and a descriptor, and at the fd limit scans fail). Here:
-//! a header-read timeout, one request per connection (no idle keep-alive connections), at
+//! a header-read timeout, which also closes a keep-alive connection idle that long, at
 //! most [`MAX_CONNECTIONS`] open and [`MAX_PER_CLIENT`] from one address (more are closed
 //! at once, so one pod cannot starve kubelet's probes or Prometheus), at most
 //! [`MAX_IN_FLIGHT`] requests being answered (more get 503), and memory handed back after
@@ -31,7 +31,9 @@ pub const MAX_PER_CLIENT: usize = 32;
 /// Requests answered at once per listener; more get 503 (as node-exporter's
 /// `--web.max-requests`).
 pub const MAX_IN_FLIGHT: usize = 32;
-/// A client must send its whole request header within this time.
+/// A client must send its whole request header within this time; hyper starts it when it
+/// waits for a request, so a keep-alive connection idle this long is closed too
+/// (tests/agent_load.rs checks both).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every request is answered or cut within this time (an on-demand scan has its own,
 /// shorter limit).
@@ -83,7 +85,7 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(false)
+                .keep_alive(true)
                 .max_buf_size(16 * 1024)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
