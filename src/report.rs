@@ -402,6 +402,64 @@ impl Memo {
     }
 }
 
+/// A namespace whose rules were not read whole: its pod and processes, each `unknown`, and
+/// a `rules-too-large` finding; never a verdict from part of its rules.
+fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsReport {
+    let attributed: Vec<_> = ns
+        .processes
+        .iter()
+        .map(|p| container_of(&p.cgroup, containers))
+        .collect();
+    let mut processes: Vec<ProcessReport> = ns
+        .processes
+        .iter()
+        .zip(&attributed)
+        .map(|(p, a)| {
+            let id = ways::leader(p, ns);
+            ProcessReport {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                uid: id.uid,
+                gid: id.gid,
+                groups: id.groups,
+                container: a.as_ref().map(|(c, _)| c.clone()),
+                verdict: ProcessVerdict::Unknown,
+                reasons: Vec::new(),
+                decided_by: None,
+                lives_in: None,
+                cmdline: p.cmdline.clone(),
+            }
+        })
+        .collect();
+    sort_processes(&mut processes);
+    let mut incomplete = vec![format!("not read: {why}")];
+    incomplete.extend(ns.gaps.iter().map(|g| format!("not read: {g}")));
+    NetnsReport {
+        inode: ns.inode,
+        paths: ns.paths.clone(),
+        pod: attributed.iter().flatten().find_map(|(_, pod)| pod.clone()),
+        mesh: None,
+        capture: Capture {
+            families: Vec::new(),
+            protocols: Vec::new(),
+            undecided: Vec::new(),
+            exemptions: Vec::new(),
+        },
+        processes,
+        findings: vec![Finding {
+            kind: "rules-too-large",
+            severity: "high",
+            pid: None,
+            message: "this namespace holds more rules than meshleak reads from one namespace: none of its processes can be judged, and a pod that loads this many rules is suspicious in itself".into(),
+            rules: Vec::new(),
+            evidence: vec![why.to_string()],
+            socket: None,
+            remedy: "find who loaded them (a container with NET_ADMIN) with `nft list ruleset | wc -l` in the pod's namespace".into(),
+        }],
+        incomplete,
+    }
+}
+
 /// Processes of the snapshot's other namespaces that hold sockets made in `ns`, with the
 /// namespace each lives in: their traffic through those sockets meets `ns`'s rules.
 fn visitors<'a>(s: &'a Snapshot, ns: &NetnsFacts) -> Vec<(&'a ProcessFacts, u64)> {
@@ -420,6 +478,9 @@ fn netns_report(
     kernel: &str,
     memo: &Memo,
 ) -> Result<NetnsReport, analyze::TooLarge> {
+    if let Some(why) = &ns.rules_unread {
+        return Ok(unjudged(ns, containers, why));
+    }
     let identity = |p: &ProcessFacts| ways::leader(p, ns);
     // The namespace's processes, then visitors, judged by the ways they have into it.
     let members: Vec<&ProcessFacts> = ns

@@ -88,6 +88,10 @@ pub struct NetnsFacts {
     /// read is not an empty one.
     #[serde(default)]
     pub gaps: Vec<String>,
+    /// Why its rules were not read whole (more than meshleak reads from one namespace): no
+    /// verdict can be given for it, and `rules-too-large` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_unread: Option<String>,
 }
 
 /// The user namespace owning a network namespace, as `ioctl(NS_GET_USERNS)` names it.

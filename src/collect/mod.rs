@@ -31,6 +31,9 @@ pub enum CollectError {
     Legacy(#[from] legacy::LegacyError),
     #[error(transparent)]
     Nftables(#[from] nftables::NftError),
+    /// The rules are beyond what meshleak reads from one namespace.
+    #[error("{0}")]
+    RulesUnread(String),
     #[error(
         "skipped: the reader of an earlier scan is still stuck in this namespace (inode {inode})"
     )]
@@ -58,12 +61,18 @@ pub struct NetnsRead {
     pub owner: Option<Vec<u64>>,
     /// What could not be read (sockets, routes, interfaces), with why.
     pub gaps: Vec<String>,
+    /// Why the rules were not read whole (beyond [`MAX_NFT_BYTES`]).
+    pub rules_unread: Option<String>,
 }
 
 /// Every rule of a namespace: iptables-legacy tables of both families, then nf_tables
 /// (iptables-nft and native), read in one visit to the namespace.
 pub fn ruleset(ns: &Netns) -> Result<Ruleset, CollectError> {
-    Ok(read_netns(ns, &NftCache::default(), None, Vec::new(), false)?.rules)
+    let read = read_netns(ns, &NftCache::default(), None, Vec::new(), false)?;
+    match read.rules_unread {
+        Some(why) => Err(CollectError::RulesUnread(why)),
+        None => Ok(read.rules),
+    }
 }
 
 /// Dumps larger than this are decoded without being cached.
@@ -127,30 +136,40 @@ pub fn read_netns(
     let origin = ns.file().display().to_string();
     // The reader stops at the deadline too: abandoned, it must not go on reading.
     let until = deadline.map(|d| std::time::Instant::now() + d);
-    let (legacy, raw, (interfaces, routes, conntrack, sockets), (net_dev, unlisted, owner, gaps)) =
-        in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
-            let mut legacy = legacy::read_family(IpVersion::V4)?;
-            legacy.extend(legacy::read_family(IpVersion::V6)?);
-            let raw = nftables::dump_raw(netlink::Limit::new(MAX_NFT_BYTES, until))?;
-            let mut gaps = Vec::new();
-            let (sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
-            // Asked of the namespace this thread is in: the path it was entered by may be
-            // gone already (its process exited).
-            let owner = userns::owner(std::path::Path::new("/proc/thread-self/ns/net"))
+    let (
+        legacy,
+        (raw, rules_unread),
+        (interfaces, routes, conntrack, sockets),
+        (net_dev, unlisted, owner, gaps),
+    ) = in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
+        let mut legacy = legacy::read_family(IpVersion::V4)?;
+        legacy.extend(legacy::read_family(IpVersion::V6)?);
+        // Beyond the budget the namespace is still reported (its processes, a finding),
+        // with no verdicts.
+        let (raw, rules_unread) =
+            match nftables::dump_raw(netlink::Limit::new(MAX_NFT_BYTES, until)) {
+                Err(e @ nftables::NftError::Stopped { .. }) => (Vec::new(), Some(e.to_string())),
+                other => (other?, None),
+            };
+        let mut gaps = Vec::new();
+        let (sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
+        // Asked of the namespace this thread is in: the path it was entered by may be
+        // gone already (its process exited).
+        let owner = userns::owner(std::path::Path::new("/proc/thread-self/ns/net"))
                 .map_err(|e| gaps.push(format!("the user namespace owning it (ioctl NS_GET_USERNS: {e}): ids are compared as meshleak's user namespace sees them")))
                 .ok();
-            Ok((
-                legacy,
-                raw,
-                (
-                    netinfo::interfaces(&mut gaps),
-                    netinfo::routes(&mut gaps),
-                    conntrack::entries(&sockets),
-                    sockets,
-                ),
-                (netinfo::net_dev_inode(), unlisted, owner, gaps),
-            ))
-        })??;
+        Ok((
+            legacy,
+            (raw, rules_unread),
+            (
+                netinfo::interfaces(&mut gaps),
+                netinfo::routes(&mut gaps),
+                conntrack::entries(&sockets),
+                sockets,
+            ),
+            (netinfo::net_dev_inode(), unlisted, owner, gaps),
+        ))
+    })??;
     let mut tables = legacy;
     tables.extend(cache.tables(&raw, &origin)?);
     Ok(NetnsRead {
@@ -163,5 +182,6 @@ pub fn read_netns(
         unlisted,
         owner,
         gaps,
+        rules_unread,
     })
 }

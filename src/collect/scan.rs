@@ -161,6 +161,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                     gid_map: None,
                 }),
                 gaps: read.gaps,
+                rules_unread: read.rules_unread,
             }),
             Ok(None) => snapshot.vanished_netns += 1,
             Err(e) => {

@@ -80,6 +80,7 @@ fn snapshot(
         kernel: "6.1.0".into(),
         scanned_at: 0,
         netns: vec![NetnsFacts {
+            rules_unread: None,
             inode: 1,
             paths: vec![],
             host: false,
