@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pod::json;
 use common::podman::{PodmanPod, netns_of, podman_ready, processes};
 use common::{Loader, http, meshleak, run};
 
@@ -106,19 +107,15 @@ fn image_ready() -> bool {
         .args(["image", "exists", IMAGE])
         .status()
         .is_ok_and(|s| s.success());
-    if !here {
-        assert!(
-            std::env::var_os("MESHLEAK_REQUIRE_PODMAN").is_none(),
-            "{IMAGE} is not built: run `make image`"
-        );
-        eprintln!("skipped: {IMAGE} is not built (make image)");
-    }
-    here
+    common::required(here, IMAGE, "make image")
 }
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
+/// Where the host is inside the agent's container and the debug pod.
+const HOST: [&str; 3] = [
+    "--proc-root=/host/proc",
+    "--host-root=/host",
+    "--netns-dir=/host/run/netns",
+];
 
 #[test]
 fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
@@ -172,14 +169,7 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
     let (status, report) = agent.get(9809, "/report?fresh=1");
     assert_eq!(status, 200, "{report}");
     let report = json(&report);
-    let (code, exec) = agent.exec(&[
-        "scan",
-        "--proc-root=/host/proc",
-        "--host-root=/host",
-        "--netns-dir=/host/run/netns",
-        "-o",
-        "json",
-    ]);
+    let (code, exec) = agent.exec(&[&["scan"], &HOST[..], &["-o", "json"]].concat());
     assert_eq!(code, 1, "bypassing processes exist: {exec}");
     let exec = json(&exec);
     // `kubectl debug node/NAME -it --profile=sysadmin --image=IMAGE -- meshleak scan
@@ -197,12 +187,9 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
             "/:/host:ro",
             IMAGE,
             "scan",
-            "--proc-root=/host/proc",
-            "--host-root=/host",
-            "--netns-dir=/host/run/netns",
-            "-o",
-            "json",
         ])
+        .args(HOST)
+        .args(["-o", "json"])
         .output()
         .unwrap();
     assert_eq!(debug.status.code(), Some(1), "{debug:?}");
@@ -233,16 +220,8 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
     }
     // `kubectl exec AGENT -- /meshleak pod --pod NS/NAME`, as docs/agent.md says.
     let one = format!("{namespace}/{}", pods[0].name);
-    let (_, text) = agent.exec(&[
-        "pod",
-        "--pod",
-        &one,
-        "--proc-root=/host/proc",
-        "--host-root=/host",
-        "--netns-dir=/host/run/netns",
-        "-o",
-        "json",
-    ]);
+    let (_, text) =
+        agent.exec(&[&["pod", "--pod", one.as_str()], &HOST[..], &["-o", "json"]].concat());
     let by_pod = json(&text);
     assert_eq!(by_pod["netns"].as_array().map(Vec::len), Some(1), "{text}");
     assert_eq!(processes(netns_of(&by_pod, &pods[0].name)), expected);

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{free_port, request};
+use common::pod::json;
 use common::podman::{PodmanPod, podman_ready};
 use common::{Loader, run};
 
@@ -22,14 +23,7 @@ fn promtool_ready() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !here {
-        assert!(
-            std::env::var_os("MESHLEAK_REQUIRE_PODMAN").is_none(),
-            "prometheus is not installed: run `make setup`"
-        );
-        eprintln!("skipped: prometheus is not installed (make setup installs it)");
-    }
-    here
+    common::required(here, "prometheus (promtool)", "make setup")
 }
 
 fn rules(dir: &Path, no_for: bool) {
@@ -132,10 +126,6 @@ fn query(web: u16, expr: &str) -> serde_json::Value {
         "`{expr}`: {body}"
     );
     answer["data"]["result"].clone()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[test]

@@ -30,6 +30,20 @@ pub const PEER6: &str = "fd77::2";
 /// Ports the pod listens on: proxy ports rules may redirect to, and an app port.
 pub const POD_PORTS: &[u16] = &[15001, 15002, 15006, 8080];
 
+/// Whether a tool `make setup` or `make image` provides is here (`present`). Under `make
+/// test` (MESHLEAK_REQUIRE_PODMAN=1) its absence fails the test, naming `fix`; elsewhere the
+/// test is skipped, loudly.
+pub fn required(present: bool, what: &str, fix: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("MESHLEAK_REQUIRE_PODMAN").is_none(),
+            "{what} is not here: run `{fix}`"
+        );
+        eprintln!("skipped: {what} is not here ({fix} provides it)");
+    }
+    present
+}
+
 /// Whether this process can build namespaces; kernel tests skip (loudly) otherwise.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -123,12 +123,7 @@ pub fn podman_ready() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !here {
-        assert!(
-            std::env::var_os("MESHLEAK_REQUIRE_PODMAN").is_none(),
-            "podman is not installed: run `make setup`"
-        );
-        eprintln!("skipped: podman is not installed (make setup installs it)");
+    if !super::required(here, "podman", "make setup") {
         return false;
     }
     run(
