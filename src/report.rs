@@ -432,8 +432,9 @@ fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsR
         })
         .collect();
     sort_processes(&mut processes);
-    let mut incomplete = vec![format!("not read: {why}")];
-    incomplete.extend(ns.gaps.iter().map(|g| format!("not read: {g}")));
+    // Seen, not judged: its processes are `unknown` (exit status 3) and the finding says
+    // why; it is not `incomplete`, so one pod cannot keep the agent unready.
+    let incomplete = ns.gaps.iter().map(|g| format!("not read: {g}")).collect();
     NetnsReport {
         inode: ns.inode,
         paths: ns.paths.clone(),
