@@ -336,3 +336,26 @@ fn an_empty_rules_file_is_an_error() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_an_ipv4_mapped_destination_as_the_ipv4_it_is_on_the_wire() {
+    // A dual-stack socket connecting to ::ffff:10.0.0.5 sends IPv4: Istio's IPv4 rules
+    // capture it, whatever the IPv6 rules say.
+    let (code, out, err) = meshleak(&[
+        "trace",
+        "--rules",
+        ISTIO,
+        "--uid",
+        "10001",
+        "--gid",
+        "10001",
+        "--dst",
+        "[::ffff:10.0.0.5]:80",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "captured", "{v}");
+    assert_eq!(v["dst"], "10.0.0.5:80", "{v}");
+}

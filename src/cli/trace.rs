@@ -198,10 +198,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .dst
         .parse()
         .with_context(|| format!("--dst {}: expected IP:PORT or [IPV6]:PORT", args.dst))?;
+    // An IPv4-mapped address (`[::ffff:10.0.0.5]:80`) is IPv4 on the wire: a dual-stack
+    // socket connecting to it sends IPv4, which the IPv4 rules judge.
+    let dst = SocketAddr::new(dst.ip().to_canonical(), dst.port());
+    let src = args.src.map(|a| a.to_canonical());
     let proto = proto_number(&args.proto)
         .with_context(|| format!("--proto {}: unknown protocol", args.proto))?;
     let version = IpVersion::of(&dst.ip());
-    if let Some(src) = args.src
+    if let Some(src) = src
         && IpVersion::of(&src) != version
     {
         bail!(
@@ -230,7 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     why: String::new(),
                 }],
                 route: None,
-                local: args.src.into_iter().collect(),
+                local: src.into_iter().collect(),
                 incomplete: Vec::new(),
             }
         }
@@ -240,8 +244,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let flow_of = |identity: &Identity| Flow {
         version,
         proto,
-        src: args
-            .src
+        src: src
             .or(route_src)
             .or_else(|| loopback.then(|| version.loopback())),
         dst: dst.ip(),
