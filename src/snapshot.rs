@@ -195,6 +195,13 @@ pub struct ProcessFacts {
     pub fsuid: u32,
     pub fsgid: u32,
     pub groups: Vec<u32>,
+    /// Its real, effective, saved and fs uids and gids (as meshleak's user namespace sees
+    /// them): without any capability it may switch to each of them (`setresuid`,
+    /// `setfsuid`), so an exempt one is an exemption it can take at will.
+    #[serde(default)]
+    pub all_uids: Vec<u32>,
+    #[serde(default)]
+    pub all_gids: Vec<u32>,
     pub cap_eff: u64,
     pub cap_bnd: u64,
     /// The inode of its user namespace: its capabilities act only there and below.

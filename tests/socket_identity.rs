@@ -629,3 +629,35 @@ fn a_half_closed_connection_opened_before_the_rules_is_a_bypass_that_counts() {
     let (_, table, _) = meshleak(&["pod", "--netns", &pod.path()]);
     assert!(table.contains("1 bypassing"), "{table}");
 }
+
+#[test]
+fn an_exempt_real_gid_is_an_exemption_taken_without_capabilities() {
+    if !is_root() {
+        return;
+    }
+    // Real gid 1337, effective (and fs) gid 10001, no capability: captured now, and one
+    // setresgid(1337, 1337, 1337) away from leaving the mesh, which needs no privilege.
+    let pod = pod();
+    let wrap = [
+        "setpriv",
+        "--reuid=10001",
+        "--rgid=1337",
+        "--egid=10001",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ];
+    let mut h = Helper::start(&pod, &wrap, "become-gid-1337", &[]);
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    assert_eq!(p["verdict"], "captured", "{p}");
+    let f = common::pod::finding(&r, "can-become-exempt", h.pid())
+        .unwrap_or_else(|| panic!("no can-become-exempt: {r}"))
+        .clone();
+    assert!(f["message"].as_str().unwrap().contains("gid 1337"), "{f}");
+    let kernel = h.go();
+    assert!(
+        kernel["new-socket"],
+        "after setresgid it bypasses: {kernel:?}"
+    );
+}

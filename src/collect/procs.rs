@@ -309,6 +309,10 @@ fn shares_files(pid: u32, tid: u32) -> bool {
 struct Creds {
     fsuid: u32,
     fsgid: u32,
+    /// Real, effective, saved and fs uids (gids): each is one `setresuid`/`setfsuid`
+    /// (`setresgid`/`setfsgid`) may switch to without privilege.
+    uids: Vec<u32>,
+    gids: Vec<u32>,
     groups: Vec<u32>,
     cap_eff: u64,
 }
@@ -323,9 +327,12 @@ impl Creds {
                 .collect()
         };
         // Uid/Gid lines: real, effective, saved, filesystem.
+        let (uids, gids) = (ids("Uid"), ids("Gid"));
         Creds {
-            fsuid: ids("Uid").get(3).copied().unwrap_or(u32::MAX),
-            fsgid: ids("Gid").get(3).copied().unwrap_or(u32::MAX),
+            fsuid: uids.get(3).copied().unwrap_or(u32::MAX),
+            fsgid: gids.get(3).copied().unwrap_or(u32::MAX),
+            uids,
+            gids,
             groups: ids("Groups"),
             cap_eff: hex_field(status, "CapEff"),
         }
@@ -386,6 +393,8 @@ pub fn read(
         fsuid: creds.fsuid,
         fsgid: creds.fsgid,
         groups: creds.groups,
+        all_uids: creds.uids,
+        all_gids: creds.gids,
         cap_eff: creds.cap_eff,
         cap_bnd: hex_field(&status, "CapBnd"),
         userns: userns.unwrap_or(0),

@@ -848,7 +848,39 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             &f.gid_map,
             owner.and_then(|o| o.gid_map.as_deref()),
         );
-        if (uid || gid) && !p.verdict.bypasses() {
+        if p.verdict.bypasses() {
+            continue;
+        }
+        // An exempt id among its real, effective and saved ids is one it may switch to
+        // with no capability at all.
+        let held = |ids: &[u32], exempt: &[IdRange], of: fn(&Identity) -> u32| {
+            ids.iter()
+                .map(|&id| of(&crate::ways::in_owner(c.ns, id, id, &[])))
+                .find(|id| exempt.iter().any(|r| r.contains(*id)))
+        };
+        let held_uid = held(&f.all_uids, &mesh.proxy_uids, |i| i.uid);
+        let held_gid = held(&f.all_gids, &mesh.proxy_gids, |i| i.gid);
+        if !(uid || gid) && (held_uid.is_some() || held_gid.is_some()) {
+            let which = match (held_uid, held_gid) {
+                (Some(u), _) => format!("uid {u}"),
+                (None, Some(g)) => format!("gid {g}"),
+                _ => unreachable!("one is set"),
+            };
+            out.push(Finding {
+                kind: "can-become-exempt",
+                severity: "medium",
+                pid: Some(p.pid),
+                message: format!("{} has {which} among its real, effective and saved ids, which the capture rules exempt: switching to it (setresuid/setresgid, setfsuid/setfsgid) needs no capability, and its traffic then leaves the mesh", p.comm),
+                rules: Vec::new(),
+                evidence: vec![format!(
+                    "Uid (real, effective, saved, fs) {:?}, Gid {:?}",
+                    f.all_uids, f.all_gids
+                )],
+                socket: None,
+                remedy: format!("start the app with no exempt id at all (runAsUser/runAsGroup, and no setuid wrapper that keeps {which} as its real or saved id)"),
+            });
+        }
+        if uid || gid {
             out.push(Finding {
                 kind: "can-become-exempt",
                 severity: "medium",

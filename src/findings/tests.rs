@@ -11,6 +11,8 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
         fsuid: uid,
         fsgid: gid,
         groups: vec![],
+        all_uids: vec![uid; 4],
+        all_gids: vec![gid; 4],
         cap_eff: caps,
         cap_bnd: caps,
         userns: 0,

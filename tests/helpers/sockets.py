@@ -180,7 +180,7 @@ def main():
             s.bind(("169.254.78.1", port))
             kept.append(s)
             held[label] = talk(s, to)
-    elif scenario != "plain":
+    elif scenario not in ("plain", "become-gid-1337"):
         sys.exit("unknown scenario " + scenario)
 
     fds = {k: s.fileno() for k, s in sockets.items()}
@@ -191,6 +191,9 @@ def main():
     if sys.stdin.readline().strip() != "go":
         return
     go.set()
+    if scenario == "become-gid-1337":
+        # No capability needed: 1337 is already one of its real, effective or saved gids.
+        os.setresgid(1337, 1337, 1337)
     results["new-socket"] = talk(tcp(), dst)
     for label, s in sockets.items():
         results[label] = talk(s, dst)
