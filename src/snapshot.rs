@@ -203,6 +203,10 @@ pub struct ProcessFacts {
     #[serde(default)]
     pub all_gids: Vec<u32>,
     pub cap_eff: u64,
+    /// Its permitted capabilities (`CapPrm`, which holds the ambient ones too): `capset`
+    /// raises any of them to effective at will, so they count as held.
+    #[serde(default)]
+    pub cap_prm: u64,
     pub cap_bnd: u64,
     /// The inode of its user namespace: its capabilities act only there and below.
     #[serde(default)]
@@ -278,17 +282,24 @@ pub struct ThreadFacts {
     pub fsgid: u32,
     pub groups: Vec<u32>,
     pub cap_eff: u64,
+    #[serde(default)]
+    pub cap_prm: u64,
 }
 
 impl ProcessFacts {
-    /// A capability bit (`CAP_NET_ADMIN` is 12) in the effective set of any of its threads.
+    /// A capability bit (`CAP_NET_ADMIN` is 12) that any of its threads holds.
     pub fn has_cap(&self, bit: u32) -> bool {
         self.caps() & (1u64 << bit) != 0
     }
 
-    /// The effective capabilities of all its threads together.
+    /// The capabilities of all its threads together: effective, or permitted (which
+    /// `capset` makes effective without any privilege).
     pub fn caps(&self) -> u64 {
-        self.threads.iter().fold(self.cap_eff, |c, t| c | t.cap_eff)
+        self.threads
+            .iter()
+            .fold(self.cap_eff | self.cap_prm, |c, t| {
+                c | t.cap_eff | t.cap_prm
+            })
     }
 
     /// Whether it holds the socket with this inode.

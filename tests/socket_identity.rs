@@ -661,3 +661,29 @@ fn an_exempt_real_gid_is_an_exemption_taken_without_capabilities() {
         "after setresgid it bypasses: {kernel:?}"
     );
 }
+
+#[test]
+fn a_capability_kept_only_in_the_permitted_set_counts() {
+    if !is_root() {
+        return;
+    }
+    // CAP_NET_ADMIN permitted, not effective: capset makes it effective with no privilege,
+    // so the process can rewrite the capture rules all the same.
+    let pod = pod();
+    let mut h = Helper::start(&pod, &[], "prm-net-admin", &[]);
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    assert_eq!(
+        (p["uid"].as_u64(), p["verdict"].as_str()),
+        (Some(10001), Some("captured"))
+    );
+    assert!(
+        common::pod::finding(&r, "can-modify-rules", h.pid()).is_some(),
+        "{r}"
+    );
+    let kernel = h.go();
+    assert!(
+        kernel["raised-net-admin"],
+        "capset raised it and SO_MARK worked"
+    );
+}

@@ -283,6 +283,7 @@ impl ProcDir {
                     fsgid: creds.fsgid,
                     groups: creds.groups,
                     cap_eff: creds.cap_eff,
+                    cap_prm: creds.cap_prm,
                 });
             }
         }
@@ -315,6 +316,7 @@ struct Creds {
     gids: Vec<u32>,
     groups: Vec<u32>,
     cap_eff: u64,
+    cap_prm: u64,
 }
 
 impl Creds {
@@ -335,6 +337,7 @@ impl Creds {
             gids,
             groups: ids("Groups"),
             cap_eff: hex_field(status, "CapEff"),
+            cap_prm: hex_field(status, "CapPrm"),
         }
     }
 }
@@ -396,6 +399,7 @@ pub fn read(
         all_uids: creds.uids,
         all_gids: creds.gids,
         cap_eff: creds.cap_eff,
+        cap_prm: creds.cap_prm,
         cap_bnd: hex_field(&status, "CapBnd"),
         userns: userns.unwrap_or(0),
         uid_map,

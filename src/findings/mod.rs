@@ -181,8 +181,9 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
             ),
             rules: marks.clone(),
             evidence: vec![format!(
-                "{cap} in CapEff {:016x}, kernel {}",
-                f.cap_eff, c.kernel
+                "{cap} in CapEff|CapPrm {:016x}, kernel {}",
+                f.caps(),
+                c.kernel
             )],
             socket: None,
             remedy: format!(
@@ -825,7 +826,7 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 pid: Some(p.pid),
                 message: format!("{} has CAP_NET_ADMIN in this namespace: it can rewrite or delete the capture rules", p.comm),
                 rules: Vec::new(),
-                evidence: vec![format!("CapEff {:016x}", f.caps())],
+                evidence: vec![format!("CapEff|CapPrm {:016x}", f.caps())],
                 socket: None,
                 remedy: "drop NET_ADMIN from the app container (capabilities: drop: [ALL])".into(),
             });
@@ -887,7 +888,7 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 pid: Some(p.pid),
                 message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh; such a process can also fchown its sockets so that they look like another identity's", p.comm),
                 rules: Vec::new(),
-                evidence: vec![format!("CapEff {:016x}", f.caps())],
+                evidence: vec![format!("CapEff|CapPrm {:016x}", f.caps())],
                 socket: None,
                 remedy: "drop SETUID and SETGID from the app container, and run it as non-root".into(),
             });

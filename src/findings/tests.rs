@@ -14,6 +14,7 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
         all_uids: vec![uid; 4],
         all_gids: vec![gid; 4],
         cap_eff: caps,
+        cap_prm: caps,
         cap_bnd: caps,
         userns: 0,
         uid_map: vec![(0, 0, u32::MAX)],

@@ -36,6 +36,17 @@ def drop_all(uid, gid):
     os.setresuid(uid, uid, uid)
 
 
+CAP_NET_ADMIN = 12
+
+
+def capset(effective, permitted):
+    """Sets this thread's effective and permitted capabilities (first 32 bits only)."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)(effective, permitted, 0, 0, 0, 0)
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
 def tcp():
     return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
@@ -180,6 +191,13 @@ def main():
             s.bind(("169.254.78.1", port))
             kept.append(s)
             held[label] = talk(s, to)
+    elif scenario == "prm-net-admin":
+        # uid 10001 keeping CAP_NET_ADMIN in its permitted set only: not effective now.
+        libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS
+        os.setgroups([])
+        os.setresgid(10001, 10001, 10001)
+        os.setresuid(10001, 10001, 10001)
+        capset(0, 1 << CAP_NET_ADMIN)
     elif scenario not in ("plain", "become-gid-1337"):
         sys.exit("unknown scenario " + scenario)
 
@@ -194,6 +212,14 @@ def main():
     if scenario == "become-gid-1337":
         # No capability needed: 1337 is already one of its real, effective or saved gids.
         os.setresgid(1337, 1337, 1337)
+    if scenario == "prm-net-admin":
+        # Raised with capset alone, then used: SO_MARK needs CAP_NET_ADMIN.
+        capset(1 << CAP_NET_ADMIN, 1 << CAP_NET_ADMIN)
+        try:
+            tcp().setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 0x539)
+            results["raised-net-admin"] = "B"
+        except OSError:
+            results["raised-net-admin"] = "x"
     results["new-socket"] = talk(tcp(), dst)
     for label, s in sockets.items():
         results[label] = talk(s, dst)
