@@ -687,3 +687,41 @@ fn a_capability_kept_only_in_the_permitted_set_counts() {
         "capset raised it and SO_MARK worked"
     );
 }
+
+#[test]
+fn ipv6_only_capture_in_a_pod_that_speaks_ipv4_is_reported() {
+    if !is_root() {
+        return;
+    }
+    // Istio's rules loaded for IPv6 only; the pod talks IPv4 to its peer.
+    let mut pod = Pod::new();
+    pod.with_peer(&[&[
+        "socat",
+        "TCP-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:read l; echo B",
+    ]]);
+    let v6 = include_str!("../testdata/istio-sidecar.rules")
+        .replace("127.0.0.6/32", "::6/128")
+        .replace("127.0.0.1/32", "::1/128");
+    common::run(
+        &["ip", "netns", "exec", &pod.ns, "ip6tables-nft-restore"],
+        Some(&v6),
+    );
+    let wrap = [
+        "setpriv",
+        "--reuid=10001",
+        "--regid=10001",
+        "--clear-groups",
+    ];
+    let h = Helper::start(&pod, &wrap, "hold", &[]);
+    assert_eq!(h.ready["held"]["held"], "B", "IPv4 left uncaptured");
+    let r = pod.report();
+    let f = r["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "ipv4-uncaptured")
+        .unwrap_or_else(|| panic!("no ipv4-uncaptured: {r}"))
+        .clone();
+    assert_eq!(f["severity"], "high", "a live IPv4 connection: {f}");
+}

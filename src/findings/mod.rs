@@ -65,7 +65,8 @@ pub fn find(c: &Context) -> Vec<Finding> {
     exclusions(c, &mut out);
     proxy_listener(c, mesh, &mut out);
     uncaptured_sockets(c, &mut out);
-    ipv6(c, &mut out);
+    family_uncaptured(c, IpVersion::V6, &mut out);
+    family_uncaptured(c, IpVersion::V4, &mut out);
     capabilities(c, mesh, &mut out);
     foreign_rules(c, mesh, &mut out);
     observed::observed_bypass(c, &mut out);
@@ -765,48 +766,61 @@ fn socket_flow(
     }
 }
 
-/// `ipv6-uncaptured`: IPv6 is not captured while the namespace has global IPv6 addresses or
-/// IPv6 sockets of apps.
-fn ipv6(c: &Context, out: &mut Vec<Finding>) {
+/// `ipv6-uncaptured` / `ipv4-uncaptured`: one family is not captured while the namespace
+/// has addresses or sockets of it that reach beyond the pod (IPv6: global ones; IPv4: any
+/// but loopback). A dual-stack pod whose capture covers one family leaves by the other.
+fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
+    let family = version.family().name();
     if c.analysis
         .captured_on
         .iter()
         .chain(&c.analysis.undecided_on)
-        .any(|x| x.family == "ipv6")
+        .any(|x| x.family == family)
     {
         return;
     }
-    let global = |a: &IpAddr| matches!(a, IpAddr::V6(v) if !v.is_loopback() && (v.segments()[0] & 0xffc0) != 0xfe80 && !v.is_unspecified());
+    let reaches = |a: &IpAddr| match (version, a.to_canonical()) {
+        (IpVersion::V4, IpAddr::V4(v)) => !v.is_loopback() && !v.is_unspecified(),
+        (IpVersion::V6, IpAddr::V6(v)) => {
+            !v.is_loopback() && (v.segments()[0] & 0xffc0) != 0xfe80 && !v.is_unspecified()
+        }
+        _ => false,
+    };
     let mut evidence: Vec<String> =
         c.ns.interfaces
             .iter()
             .flat_map(|i| {
                 i.addrs
                     .iter()
-                    .filter(|a| global(a))
+                    .filter(|a| reaches(a))
                     .map(move |a| format!("{} has {a}", i.name))
             })
             .collect();
     let sockets: Vec<String> =
         c.ns.sockets
             .iter()
-            .filter(|s| global(&s.local) || global(&s.remote))
+            .filter(|s| reaches(&s.local) || reaches(&s.remote))
             .map(socket_text)
             .collect();
     let live = !sockets.is_empty();
     evidence.extend(sockets);
-    if !evidence.is_empty() {
-        out.push(Finding {
-            kind: "ipv6-uncaptured",
-            severity: if live { "high" } else { "medium" },
-            pid: None,
-            message: "the namespace speaks IPv6, but no rule captures IPv6 traffic".into(),
-            rules: Vec::new(),
-            evidence,
-            socket: None,
-            remedy: "enable the mesh's IPv6 capture (ip6tables rules or an inet table), or disable IPv6 in the pod".into(),
-        });
+    if evidence.is_empty() {
+        return;
     }
+    let (kind, name, tool) = match version {
+        IpVersion::V4 => ("ipv4-uncaptured", "IPv4", "iptables"),
+        IpVersion::V6 => ("ipv6-uncaptured", "IPv6", "ip6tables"),
+    };
+    out.push(Finding {
+        kind,
+        severity: if live { "high" } else { "medium" },
+        pid: None,
+        message: format!("the namespace speaks {name}, but no rule captures {name} traffic"),
+        rules: Vec::new(),
+        evidence,
+        socket: None,
+        remedy: format!("enable the mesh's {name} capture ({tool} rules or an inet table), or disable {name} in the pod"),
+    });
 }
 
 /// `can-modify-rules` (CAP_NET_ADMIN acting on the namespace) and `can-become-exempt`
