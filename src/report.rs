@@ -49,6 +49,14 @@ pub struct Mesh {
     pub proxy_gids: Vec<IdRange>,
 }
 
+impl Mesh {
+    /// Whether its proxy is told apart by a packet mark, not by owner, and lives outside
+    /// the pod (Istio ambient's ztunnel, whose sockets in the pod carry the mark).
+    pub fn proxy_by_mark(&self) -> bool {
+        self.kind == "istio-ambient"
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Capture {
     /// Families and protocols an ordinary app's traffic is captured on.
@@ -556,7 +564,7 @@ fn netns_report(
         // capture delivers to from there (ztunnel); its sockets carry the exempt mark.
         let outside_proxy = lives_in(i).is_some()
             && holds_target(p)
-            && mesh.as_ref().is_some_and(|m| m.kind == "istio-ambient");
+            && mesh.as_ref().is_some_and(Mesh::proxy_by_mark);
         outside_proxy
             || (named && exempt(p))
             || proxies.iter().any(|&q| {

@@ -8,10 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{free_port, request, scopeguard};
+use common::http::{Agent, request};
 use common::is_root;
 
 /// The agent's (meshleak::agent::listener) limits, as documented in docs/agent.md.
@@ -80,18 +79,10 @@ fn slow_clients_cannot_starve_the_probes_and_are_cut() {
     if !is_root() {
         return;
     }
-    let (metrics, reports) = (free_port(), free_port());
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
-        .args(["agent", "--interval", "60s"])
-        .args(["--listen", &format!("127.0.0.1:{metrics}")])
-        .args(["--report-listen", &format!("127.0.0.1:{reports}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = agent.id();
-    let _guard = scopeguard(pid);
+    let mut agent = Agent::start(&["--interval", "60s"]);
+    let (pid, metrics) = (agent.pid(), agent.metrics);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", metrics)).is_err() {
+    while !agent.listening() {
         assert!(Instant::now() < deadline, "the agent never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -166,11 +157,6 @@ fn slow_clients_cannot_starve_the_probes_and_are_cut() {
     // SAFETY: kill sends a signal to the agent this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        agent.try_wait().unwrap().is_none(),
-        "SIGHUP killed the agent"
-    );
+    assert!(agent.running(), "SIGHUP killed the agent");
     assert_eq!(request(metrics, "GET", "/healthz").0, 200);
-    let _ = agent.kill();
-    let _ = agent.wait();
 }

@@ -29,11 +29,7 @@ fn podman_pods_are_named_with_their_containers_proxy_and_verdicts() {
     }
     let name = format!("mle2e{}", std::process::id());
     let pod = PodmanPod::new(&name);
-    let proxy = pod.container(
-        "istio-proxy",
-        "1337:1337",
-        &["sh", "-c", "httpd -p 15006; exec httpd -f -p 15001"],
-    );
+    let proxy = pod.istio_proxy();
     let leaky = pod.container("leaky", "10001:1337", &["sleep", "3600"]);
     pod.container("clean", "10001:10001", &["sleep", "3600"]);
     pod.container("as-proxy-uid", "1337", &["sleep", "3600"]);

@@ -143,11 +143,7 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
         .enumerate()
         .map(|(i, (loader, rules))| {
             let pod = PodmanPod::in_namespace(&format!("mlds{id}-{i}"), &namespace);
-            pod.container(
-                "istio-proxy",
-                "1337:1337",
-                &["sh", "-c", "httpd -p 15006; exec httpd -f -p 15001"],
-            );
+            pod.istio_proxy();
             pod.container("leaky", "10001:1337", &["sleep", "3600"]);
             pod.container("clean", "10001:10001", &["sleep", "3600"]);
             pod.load_rules(*loader, rules);

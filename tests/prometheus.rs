@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{free_port, request};
+use common::http::{Agent, free_port, request};
 use common::pod::json;
 use common::podman::{PodmanPod, podman_ready};
 use common::{Loader, run};
@@ -136,27 +136,15 @@ fn a_real_prometheus_fires_mesh_bypass_with_the_bypassing_pods_namespace() {
     let id = std::process::id();
     let namespace = format!("payments{id}");
     let pod = PodmanPod::in_namespace(&format!("mlprom{id}"), &namespace);
-    pod.container(
-        "istio-proxy",
-        "1337:1337",
-        &["sh", "-c", "httpd -p 15006; exec httpd -f -p 15001"],
-    );
+    pod.istio_proxy();
     pod.container("leaky", "10001:1337", &["sleep", "3600"]);
     pod.load_rules(
         Loader::IptablesNft,
         include_str!("../testdata/istio-sidecar.rules"),
     );
 
-    let (metrics, reports) = (free_port(), free_port());
-    let _agent = Killed(
-        Command::new(env!("CARGO_BIN_EXE_meshleak"))
-            .args(["agent", "--interval", "2s"])
-            .args(["--listen", &format!("127.0.0.1:{metrics}")])
-            .args(["--report-listen", &format!("127.0.0.1:{reports}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let agent = Agent::start(&["--interval", "2s"]);
+    let metrics = agent.metrics;
 
     let dir = tempdir("live");
     rules(&dir, true);

@@ -13,7 +13,7 @@ use super::{Context, Finding, captured, mark_capability, mark_rules, socket_flow
 use crate::eval::{self, Identity, Verdict};
 use crate::explain::{self, addr_port};
 use crate::model::IpVersion;
-use crate::report::ProcessVerdict;
+use crate::report::{Mesh, ProcessVerdict};
 use crate::snapshot::{NetnsFacts, SocketFacts, SocketProto, Tracked};
 
 /// TCP states in which a connection still carries data one way or both: established,
@@ -185,7 +185,7 @@ fn proxy_marked(c: &Context, s: &SocketFacts) -> bool {
     let Some(mark) = s.mark.filter(|m| *m != 0) else {
         return false;
     };
-    if c.mesh.is_none_or(|m| m.kind != "istio-ambient") {
+    if !c.mesh.is_some_and(Mesh::proxy_by_mark) {
         return false;
     }
     let id = crate::ways::in_owner(c.ns, s.uid, c.analysis.reference_identity.gid, &[]);

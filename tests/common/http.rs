@@ -65,6 +65,15 @@ impl Agent {
         Agent { child, metrics }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().is_ok_and(|s| s.is_none())
+    }
+
     /// Whether it accepts connections yet.
     pub fn listening(&self) -> bool {
         TcpStream::connect(("127.0.0.1", self.metrics)).is_ok()

@@ -71,6 +71,16 @@ impl PodmanPod {
         run(&refs, None).trim().to_string()
     }
 
+    /// The Istio sidecar's stand-in: container `istio-proxy` as uid/gid 1337, listening
+    /// on the proxy's ports 15001 and 15006.
+    pub fn istio_proxy(&self) -> String {
+        self.container(
+            "istio-proxy",
+            "1337:1337",
+            &["sh", "-c", "httpd -p 15006; exec httpd -f -p 15001"],
+        )
+    }
+
     /// The pid of the pod's infra container: its network namespace is the pod's.
     pub fn infra_pid(&self) -> String {
         let infra = run(
