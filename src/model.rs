@@ -181,13 +181,14 @@ impl Table {
             })
     }
 
-    /// Whether the table redirects anything: its RETURNs are then what lets traffic escape.
+    /// Whether the table redirects anything to a local socket: its RETURNs are then what
+    /// lets traffic escape. Without the namespace's addresses, only a DNAT to loopback is
+    /// known to stay local.
     pub fn captures(&self) -> bool {
-        self.chains.iter().flat_map(|c| c.rules.iter()).any(|r| {
-            r.actions
-                .iter()
-                .any(|a| matches!(a, Action::Redirect { .. } | Action::Dnat { .. }))
-        })
+        self.chains
+            .iter()
+            .flat_map(|c| c.rules.iter())
+            .any(|r| r.actions.iter().any(|a| a.nat_captures(&[])))
     }
 }
 
@@ -457,6 +458,34 @@ pub enum Action {
     Unknown {
         name: String,
     },
+}
+
+impl Action {
+    /// Whether this destination NAT hands the connection to a socket of this host, as a
+    /// capture does: REDIRECT always, DNAT only to a loopback address or one of `local`
+    /// (the namespace's own). A DNAT elsewhere sends the connection on, uncaptured.
+    pub fn nat_captures(&self, local: &[IpAddr]) -> bool {
+        match self {
+            Action::Redirect { .. } => true,
+            Action::Dnat { addr, .. } => addr.is_none_or(|a| {
+                let a = a.to_canonical();
+                a.is_loopback() || local.contains(&a)
+            }),
+            _ => false,
+        }
+    }
+
+    /// The local port a capture delivers to, when its rule names one: a REDIRECT's or
+    /// local DNAT's port, a TPROXY's.
+    pub fn capture_port(&self, local: &[IpAddr]) -> Option<u16> {
+        match self {
+            Action::Tproxy { port } => *port,
+            Action::Redirect { ports } | Action::Dnat { ports, .. } if self.nat_captures(local) => {
+                ports.map(|p| p.start)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Well-known protocol numbers and their names as iptables and nft print them.

@@ -6,11 +6,13 @@
 
 use std::net::IpAddr;
 
-use crate::model::{Action, Family, IpVersion, Ruleset};
+use crate::model::{Family, IpVersion, Ruleset};
 use crate::snapshot::{SocketFacts, SocketProto};
 
 /// The local ports capture rules deliver to, with the family each reaches them in.
-pub fn targets(rules: &Ruleset) -> Vec<(u16, IpVersion)> {
+/// `local`: the namespace's addresses (a DNAT to one of them is a capture, one elsewhere
+/// is not).
+pub fn targets(rules: &Ruleset, local: &[IpAddr]) -> Vec<(u16, IpVersion)> {
     let mut out = Vec::new();
     for t in &rules.tables {
         let versions: &[IpVersion] = match t.family {
@@ -24,13 +26,7 @@ pub fn targets(rules: &Ruleset) -> Vec<(u16, IpVersion)> {
             .flat_map(|c| &c.rules)
             .flat_map(|r| &r.actions)
         {
-            let port = match a {
-                Action::Redirect { ports: Some(p) } | Action::Dnat { ports: Some(p), .. } => {
-                    Some(p.start)
-                }
-                Action::Tproxy { port } => *port,
-                _ => None,
-            };
+            let port = a.capture_port(local);
             for v in versions {
                 if let Some(p) = port.filter(|p| !out.contains(&(*p, *v))) {
                     out.push((p, *v));

@@ -2,6 +2,8 @@
 //! captures it, what is and is not captured, and a verdict for every process with the rules
 //! that decide it. Pure: the same report comes from a live scan or a saved snapshot.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use crate::analyze::{self, Exemption, IdentityReport, IdentityVerdict};
@@ -518,7 +520,8 @@ fn netns_report(
     };
     let a = memo.analyze(&ns.rules, &identities)?;
     let groups_matter = ways::matches_groups(&ns.rules);
-    let mesh = detect_mesh(&ns.rules);
+    let local = ns.local_addrs();
+    let mesh = detect_mesh(&ns.rules, &local);
     let verdict_of = |id: &Identity| {
         a.identities
             .iter()
@@ -530,7 +533,7 @@ fn netns_report(
     // The proxy: a process holding a listener the capture really delivers to whose own
     // traffic is exempt, and the processes of its container with the same identity (or,
     // without container metadata, of its process tree).
-    let targets = crate::proxy::targets(&ns.rules);
+    let targets = crate::proxy::targets(&ns.rules, &local);
     let holds_target = |p: &ProcessFacts| {
         ns.sockets
             .iter()
@@ -673,8 +676,9 @@ fn netns_report(
 }
 
 /// The mesh whose capture rules these are, from the names its tools give chains and tables;
-/// its proxy ports and proxy identities come from the live rules, never assumed.
-pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
+/// its proxy ports and proxy identities come from the live rules, never assumed. `local`:
+/// the namespace's addresses, which tell a DNAT that captures from one that sends elsewhere.
+pub fn detect_mesh(rules: &Ruleset, local: &[IpAddr]) -> Option<Mesh> {
     let mut ports: Vec<u16> = Vec::new();
     let mut uids: Vec<IdRange> = Vec::new();
     let mut gids: Vec<IdRange> = Vec::new();
@@ -682,14 +686,7 @@ pub fn detect_mesh(rules: &Ruleset) -> Option<Mesh> {
         let captures = t.captures();
         for r in t.chains.iter().flat_map(|c| &c.rules) {
             for a in &r.actions {
-                let port = match a {
-                    Action::Redirect { ports: Some(p) } | Action::Dnat { ports: Some(p), .. } => {
-                        Some(p.start)
-                    }
-                    Action::Tproxy { port } => *port,
-                    _ => None,
-                };
-                if let Some(p) = port.filter(|p| !ports.contains(p)) {
+                if let Some(p) = a.capture_port(local).filter(|p| !ports.contains(p)) {
                     ports.push(p);
                 }
             }
@@ -882,7 +879,8 @@ mod tests {
             ),
         ];
         for (text, kind, ports, uids, gids) in cases {
-            let m = detect_mesh(&rules(text)).unwrap_or_else(|| panic!("{kind}: no mesh detected"));
+            let m = detect_mesh(&rules(text), &[])
+                .unwrap_or_else(|| panic!("{kind}: no mesh detected"));
             assert_eq!((m.kind.as_str(), m.proxy_ports.as_slice()), (kind, ports));
             assert_eq!(
                 (ids(&m.proxy_uids), ids(&m.proxy_gids)),
@@ -894,10 +892,22 @@ mod tests {
             );
         }
         assert!(
-            detect_mesh(&rules(
-                "*filter\n-A OUTPUT -p tcp --dport 25 -j DROP\nCOMMIT\n"
-            ))
+            detect_mesh(
+                &rules("*filter\n-A OUTPUT -p tcp --dport 25 -j DROP\nCOMMIT\n"),
+                &[]
+            )
             .is_none()
         );
+    }
+
+    #[test]
+    fn only_a_dnat_to_this_host_is_a_capture_port() {
+        let text = "*nat\n-A OUTPUT -p tcp --dport 5432 -j DNAT --to-destination 169.254.9.9:6432\n\
+                    -A OUTPUT -p tcp --dport 80 -j DNAT --to-destination 10.1.0.5:15001\nCOMMIT\n";
+        let elsewhere = detect_mesh(&rules(text), &[]);
+        assert!(elsewhere.is_none(), "{elsewhere:?}");
+        let pod_ip = ["10.1.0.5".parse().unwrap()];
+        let m = detect_mesh(&rules(text), &pod_ip).expect("the DNAT to the pod's address");
+        assert_eq!(m.proxy_ports, [15001]);
     }
 }

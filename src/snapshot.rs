@@ -94,6 +94,17 @@ pub struct NetnsFacts {
     pub rules_unread: Option<String>,
 }
 
+impl NetnsFacts {
+    /// The namespace's own addresses (IPv4-mapped ones as the IPv4 they are): a packet to
+    /// one of them, or to loopback, stays on this host.
+    pub fn local_addrs(&self) -> Vec<IpAddr> {
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().map(|a| a.to_canonical()))
+            .collect()
+    }
+}
+
 /// The user namespace owning a network namespace, as `ioctl(NS_GET_USERNS)` names it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NetnsOwner {

@@ -7,99 +7,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 
+use common::helper::Helper;
 use common::pod::{Pod, json};
 use common::{is_root, meshleak};
-
-const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/sockets.py");
-const PEER: &str = "169.254.78.2";
-
-/// The helper process of one scenario, killed on drop.
-struct Helper {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    ready: serde_json::Value,
-}
-
-impl Helper {
-    /// Starts the helper in the pod as root, behind `wrap` (e.g. setpriv + unshare).
-    fn start(pod: &Pod, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
-        Helper::start_in(&pod.ns, wrap, scenario, extra)
-    }
-
-    /// Starts the helper in the named network namespace.
-    fn start_in(ns: &str, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(wrap)
-            .args(["/usr/bin/python3", HELPER, scenario, PEER, "80"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the helper");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let ready = read_tagged(&mut stdout, "ready");
-        Helper {
-            child,
-            stdin,
-            stdout,
-            ready,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.ready["pid"].as_u64().unwrap() as u32
-    }
-
-    fn fd(&self, label: &str) -> u32 {
-        self.ready["fds"][label].as_u64().unwrap() as u32
-    }
-
-    fn tid(&self, label: &str) -> u32 {
-        self.ready["tids"][label].as_u64().unwrap() as u32
-    }
-
-    /// Connects every socket; per label, whether the kernel let it bypass (the peer
-    /// answered) or captured it (the proxy echoed).
-    fn go(&mut self) -> BTreeMap<String, bool> {
-        writeln!(self.stdin, "go").unwrap();
-        let r = read_tagged(&mut self.stdout, "result");
-        r.as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                let bypass = match v.as_str().unwrap() {
-                    "B" => true,
-                    "x" => false,
-                    other => panic!("{k}: unexpected answer {other}"),
-                };
-                (k.clone(), bypass)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_tagged(out: &mut impl BufRead, tag: &str) -> serde_json::Value {
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let rest = line
-        .strip_prefix(tag)
-        .unwrap_or_else(|| panic!("helper said `{line}`, expected {tag}"));
-    json(rest.trim())
-}
 
 /// An Istio pod with its proxy (uid 1337 echoing on 15001/15006) and a peer answering `B`.
 fn pod() -> Pod {

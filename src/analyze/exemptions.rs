@@ -23,9 +23,13 @@ pub struct Exemption {
 /// what an unmodelled rule may capture is not reported as uncaptured.
 pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> Vec<Exemption> {
     let mut out = Vec::new();
+    let any_capture = rules.tables.iter().any(|t| t.captures());
     for (ti, table) in rules.tables.iter().enumerate() {
-        if !table.captures() {
-            continue;
+        // A RETURN lets traffic escape only the table that would capture it; a DNAT
+        // elsewhere takes it out of every capture (the first nat mapping wins).
+        let captures = table.captures();
+        if !any_capture {
+            break;
         }
         // Chains reachable from the table's nat OUTPUT base chains, in order.
         let mut reach: Vec<usize> = table
@@ -56,11 +60,16 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
         }
         for &ci in &reach {
             for (ri, rule) in table.chains[ci].rules.iter().enumerate() {
-                let exempts = rule
-                    .actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Return | Action::Accept));
-                if !exempts || rule.matches.is_empty() {
+                let exempts = captures
+                    && rule
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Return | Action::Accept));
+                let sent_on = rule.actions.iter().find_map(|a| match a {
+                    Action::Dnat { addr, ports } if !a.nat_captures(&[]) => Some((addr, ports)),
+                    _ => None,
+                });
+                if !(exempts || sent_on.is_some()) || rule.matches.is_empty() {
                     continue;
                 }
                 let mut conditions: Vec<String> = Vec::new();
@@ -68,6 +77,13 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                     if !conditions.contains(&m.text) {
                         conditions.push(m.text.clone());
                     }
+                }
+                if let Some((addr, ports)) = sent_on {
+                    conditions.push(format!(
+                        "sent on to {}{} (DNAT to a remote address: not the proxy)",
+                        addr.map_or("the same address".into(), |a| a.to_string()),
+                        ports.map_or(String::new(), |p| format!(" port {}", p.start))
+                    ));
                 }
                 out.push(Exemption {
                     kind: kind_of(rule.matches.iter().map(|m| &m.test)),

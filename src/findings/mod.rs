@@ -616,7 +616,7 @@ fn ambient_probe(mesh: Option<&Mesh>, e: &crate::analyze::Exemption) -> bool {
 /// is not the exempt proxy). A listener the capture never reaches (a v6-only one where
 /// only IPv4 is captured) receives nothing redirected: it is neither.
 fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
-    let targets = crate::proxy::targets(&c.ns.rules);
+    let targets = crate::proxy::targets(&c.ns.rules, &c.ns.local_addrs());
     for &port in &mesh.proxy_ports {
         let here: Vec<_> = targets
             .iter()

@@ -37,11 +37,11 @@ struct Escape {
 
 pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
     let ns = c.ns;
-    let local = local_addresses(ns);
+    let local = ns.local_addrs();
     // UDP counts only where the mesh captures UDP (DNS capture): elsewhere every UDP packet
     // leaves by design, and `protocol-uncaptured` already names the sockets.
     let udp_captured = |v: IpVersion| captured(&c.analysis.captured_on, v, "udp");
-    let proxy_ports: Vec<u16> = crate::proxy::targets(&ns.rules)
+    let proxy_ports: Vec<u16> = crate::proxy::targets(&ns.rules, &local)
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -203,13 +203,6 @@ fn proxy_marked(c: &Context, s: &SocketFacts) -> bool {
 }
 
 /// The namespace's own addresses: connections to them stay in the pod and need no proxy.
-fn local_addresses(ns: &NetnsFacts) -> Vec<IpAddr> {
-    ns.interfaces
-        .iter()
-        .flat_map(|i| i.addrs.iter().map(|a| a.to_canonical()))
-        .collect()
-}
-
 fn is_local(local: &[IpAddr], a: IpAddr) -> bool {
     a.is_loopback() || a.is_unspecified() || local.contains(&a)
 }

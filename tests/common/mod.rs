@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod helper;
 pub mod http;
 pub mod pod;
 pub mod podman;

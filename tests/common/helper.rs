@@ -1,0 +1,96 @@
+//! The scenario helper (tests/helpers/sockets.py): a process that builds sockets with
+//! chosen credentials, says what it holds, and on `go` connects them and reports what the
+//! kernel did with each.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use super::pod::{Pod, json};
+
+pub const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/sockets.py");
+pub const PEER: &str = "169.254.78.2";
+
+/// The helper process of one scenario, killed on drop.
+pub struct Helper {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pub ready: serde_json::Value,
+}
+
+impl Helper {
+    /// Starts the helper in the pod as root, behind `wrap` (e.g. setpriv + unshare).
+    pub fn start(pod: &Pod, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
+        Helper::start_in(&pod.ns, wrap, scenario, extra)
+    }
+
+    /// Starts the helper in the named network namespace.
+    pub fn start_in(ns: &str, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(wrap)
+            .args(["/usr/bin/python3", HELPER, scenario, PEER, "80"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the helper");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let ready = read_tagged(&mut stdout, "ready");
+        Helper {
+            child,
+            stdin,
+            stdout,
+            ready,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.ready["pid"].as_u64().unwrap() as u32
+    }
+
+    pub fn fd(&self, label: &str) -> u32 {
+        self.ready["fds"][label].as_u64().unwrap() as u32
+    }
+
+    pub fn tid(&self, label: &str) -> u32 {
+        self.ready["tids"][label].as_u64().unwrap() as u32
+    }
+
+    /// Connects every socket; per label, whether the kernel let it bypass (the peer
+    /// answered) or captured it (the proxy echoed).
+    pub fn go(&mut self) -> BTreeMap<String, bool> {
+        writeln!(self.stdin, "go").unwrap();
+        let r = read_tagged(&mut self.stdout, "result");
+        r.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let bypass = match v.as_str().unwrap() {
+                    "B" => true,
+                    "x" => false,
+                    other => panic!("{k}: unexpected answer {other}"),
+                };
+                (k.clone(), bypass)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_tagged(out: &mut impl BufRead, tag: &str) -> serde_json::Value {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let rest = line
+        .strip_prefix(tag)
+        .unwrap_or_else(|| panic!("helper said `{line}`, expected {tag}"));
+    json(rest.trim())
+}
