@@ -95,6 +95,14 @@ fn a_dnat_to_a_remote_address_is_an_exclusion_not_a_proxy() {
                 .contains("169.254.78.2 port 6432")),
         "{excluded:?}"
     );
+    assert!(
+        findings(&r, "foreign-rule").iter().any(|f| f["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["rule"].as_str().unwrap().contains("DNAT"))),
+        "not Istio's: {ns}"
+    );
     let seen = finding(&r, "observed-bypass", app).unwrap_or_else(|| panic!("{ns}"));
     assert!(
         seen["rules"][0]["rule"].as_str().unwrap().contains("DNAT"),
