@@ -116,3 +116,32 @@ fn a_dnat_to_a_remote_address_is_an_exclusion_not_a_proxy() {
         .unwrap();
     assert_eq!(p["verdict"], "bypass", "{p}");
 }
+
+#[test]
+fn a_source_port_exemption_is_one_any_app_can_take() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod_with_peer_on(80);
+    pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -p tcp --sport 15000:15100 -j RETURN\nCOMMIT\n");
+    let r = pod.report();
+    let f = findings(&r, "source-port-exempt");
+    assert_eq!(f.len(), 1, "{r}");
+    assert_eq!(f[0]["severity"], "medium");
+    assert!(
+        f[0]["message"].as_str().unwrap().contains("15000-15100")
+            && f[0]["rules"][0]["rule"]
+                .as_str()
+                .unwrap()
+                .contains("--sport 15000:15100"),
+        "{}",
+        f[0]
+    );
+    // An unprivileged app binds a port in the range, and its connection leaves.
+    assert_eq!(answer(&pod, "169.254.78.2:80,sourceport=15050"), "B");
+    assert_eq!(
+        answer(&pod, "169.254.78.2:80"),
+        "x",
+        "an ephemeral port is captured"
+    );
+}

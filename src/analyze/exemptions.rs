@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::Coverage;
 use crate::explain::{self, RuleRef};
-use crate::model::{Action, ChainType, Dir, Hook, IpVersion, Ruleset, Test, proto_name};
+use crate::model::{Action, ChainType, Dir, Hook, IpVersion, Match, Ruleset, Test, proto_name};
+use crate::range::PortRange;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Exemption {
@@ -17,6 +18,10 @@ pub struct Exemption {
     pub conditions: Vec<String>,
     pub family: Option<&'static str>,
     pub rule: Option<RuleRef>,
+    /// The source ports a `source` exemption lets out: an app chooses its own (bind before
+    /// connect), so they are an exemption anyone can take.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_ports: Vec<PortRange>,
 }
 
 /// `coverage`: per family and protocol, whether an ordinary app's traffic is captured;
@@ -90,6 +95,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                     conditions,
                     family: Some(table.family.name()),
                     rule: Some(explain::rule_ref(rules, ti, ci, Some(ri))),
+                    source_ports: source_ports(&rule.matches),
                 });
             }
         }
@@ -105,6 +111,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                 )],
                 family: Some(version.family().name()),
                 rule: None,
+                source_ports: Vec::new(),
             });
             continue;
         }
@@ -117,6 +124,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                 conditions: vec![format!("no rule captures {} traffic", proto_name(*proto))],
                 family: Some(version.family().name()),
                 rule: None,
+                source_ports: Vec::new(),
             });
         }
     }
@@ -148,4 +156,42 @@ fn kind_of<'a>(tests: impl Iterator<Item = &'a Test> + Clone) -> &'static str {
         .iter()
         .find(|(_, pred)| tests.clone().any(pred))
         .map_or("other", |(name, _)| name)
+}
+
+/// The source ports a rule matches (`--sport 15000:15100`; `! --sport 1:1023` is every
+/// other port); empty when it matches none in particular.
+fn source_ports(matches: &[Match]) -> Vec<PortRange> {
+    let Some((negated, ranges)) = matches.iter().find_map(|m| match &m.test {
+        Test::Port {
+            dir: Dir::Src,
+            ranges,
+            ..
+        } => Some((m.negated, ranges)),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    if !negated {
+        return ranges.clone();
+    }
+    let mut sorted = ranges.clone();
+    sorted.sort();
+    let mut out = Vec::new();
+    let mut next: u32 = 0;
+    for r in sorted {
+        if u32::from(r.start) > next {
+            out.push(PortRange {
+                start: next as u16,
+                end: r.start - 1,
+            });
+        }
+        next = next.max(u32::from(r.end) + 1);
+    }
+    if next <= 65535 {
+        out.push(PortRange {
+            start: next as u16,
+            end: 65535,
+        });
+    }
+    out
 }

@@ -219,3 +219,19 @@ fn too_many_cells_is_an_error_not_a_hang() {
     text += "-A OUTPUT -s 10.1.0.0/16 -p tcp -m tcp --sport 999 -j RETURN\nCOMMIT\n";
     assert!(analyze(&rules(&text), &[]).is_err());
 }
+
+#[test]
+fn source_port_exemptions_name_the_ports_they_let_out() {
+    let text = "*nat\n:OUTPUT ACCEPT [0:0]\n:MESH - [0:0]\n-A OUTPUT -p tcp -j MESH\n\
+                -A MESH -p tcp --sport 15000:15100 -j RETURN\n\
+                -A MESH -p tcp -m tcp ! --sport 1024:65535 -j RETURN\n\
+                -A MESH -p tcp -j REDIRECT --to-ports 15001\nCOMMIT\n";
+    let a = analyze(&rules(text), &[]).unwrap();
+    let ports: Vec<Vec<(u16, u16)>> = a
+        .exemptions
+        .iter()
+        .filter(|e| e.kind == "source")
+        .map(|e| e.source_ports.iter().map(|r| (r.start, r.end)).collect())
+        .collect();
+    assert_eq!(ports, [vec![(15000, 15100)], vec![(0, 1023)]]);
+}

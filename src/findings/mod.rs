@@ -36,6 +36,7 @@ pub struct Finding {
 }
 
 const CAP_KILL: u32 = 5;
+const CAP_NET_BIND_SERVICE: u32 = 10;
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 const CAP_NET_ADMIN: u32 = 12;
@@ -63,6 +64,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     shared_pid_namespace(c, &mut out);
     proxy_admin(c, mesh, &mut out);
     exclusions(c, &mut out);
+    source_port_exempt(c, &mut out);
     proxy_listener(c, mesh, &mut out);
     uncaptured_sockets(c, &mut out);
     family_uncaptured(c, IpVersion::V6, &mut out);
@@ -571,13 +573,7 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             "interface" => ("interface-excluded", "output interface"),
             _ => continue,
         };
-        let loopback_only = e.conditions.iter().any(|t| {
-            t.contains("127.0.0.")
-                || t.contains("::1")
-                || t.contains("-o lo")
-                || t.contains("\"lo\"")
-        });
-        if loopback_only && kind != "port-excluded" || ambient_probe(c.mesh, e) {
+        if loopback_only(e) && kind != "port-excluded" || ambient_probe(c.mesh, e) {
             continue;
         }
         out.push(Finding {
@@ -592,6 +588,67 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             evidence: Vec::new(),
             socket: None,
             remedy: "check that the exclusion (mesh annotation or config) is still wanted".into(),
+        });
+    }
+}
+
+/// Whether an exemption's conditions keep it to loopback traffic (in-pod, by design).
+fn loopback_only(e: &crate::analyze::Exemption) -> bool {
+    e.conditions.iter().any(|t| {
+        t.contains("127.0.0.") || t.contains("::1") || t.contains("-o lo") || t.contains("\"lo\"")
+    })
+}
+
+/// `source-port-exempt`: traffic from some source ports leaves uncaptured, and the source
+/// port is the app's to choose (bind before connect). Ports from 1024 up need nothing;
+/// lower ones need CAP_NET_BIND_SERVICE, in every container runtime's default set, or a
+/// namespace whose `ip_unprivileged_port_start` is at or below them (some runtimes set 0).
+fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
+    for e in c
+        .analysis
+        .exemptions
+        .iter()
+        .filter(|e| e.kind == "source" && !e.source_ports.is_empty() && !loopback_only(e))
+    {
+        let ports: Vec<String> = e
+            .source_ports
+            .iter()
+            .map(|r| {
+                if r.start == r.end {
+                    r.start.to_string()
+                } else {
+                    format!("{}-{}", r.start, r.end)
+                }
+            })
+            .collect();
+        let unprivileged = e.source_ports.iter().any(|r| r.end >= 1024);
+        let mut evidence = vec![format!("source ports {}", ports.join(","))];
+        if unprivileged {
+            evidence.push("ports from 1024 up: any process may bind them".into());
+        } else {
+            let holders: Vec<String> = c
+                .processes
+                .iter()
+                .filter(|(p, f, _)| {
+                    p.verdict != ProcessVerdict::Proxy && f.has_cap(CAP_NET_BIND_SERVICE)
+                })
+                .map(|(p, _, _)| format!("{} (pid {}) has CAP_NET_BIND_SERVICE", p.comm, p.pid))
+                .collect();
+            evidence.push("ports below 1024: binding them needs CAP_NET_BIND_SERVICE (default in containers) or a lower ip_unprivileged_port_start, which meshleak does not read".into());
+            evidence.extend(holders);
+        }
+        out.push(Finding {
+            kind: "source-port-exempt",
+            severity: "medium",
+            pid: None,
+            message: format!(
+                "traffic from source ports {} leaves uncaptured, and a process chooses its own source port: binding one before connecting takes it out of the mesh",
+                ports.join(",")
+            ),
+            rules: e.rule.iter().cloned().collect(),
+            evidence,
+            socket: None,
+            remedy: "exempt the proxy by its identity (owner match or mark), never by source port".into(),
         });
     }
 }
