@@ -219,6 +219,10 @@ pub struct ProcessFacts {
     #[serde(default)]
     pub cap_prm: u64,
     pub cap_bnd: u64,
+    /// `NoNewPrivs` of its status (Kubernetes' `allowPrivilegeEscalation: false` sets it):
+    /// unset, an exec of a setgid file gains that file's group. `None`: not read.
+    #[serde(default)]
+    pub no_new_privs: Option<bool>,
     /// The inode of its user namespace: its capabilities act only there and below.
     #[serde(default)]
     pub userns: u64,

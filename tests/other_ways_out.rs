@@ -145,3 +145,102 @@ fn a_source_port_exemption_is_one_any_app_can_take() {
         "an ephemeral port is captured"
     );
 }
+
+/// A scratch directory owned by uid:gid 10001 on a filesystem that honours setgid bits
+/// (the build's, else /var/tmp: /tmp is often mounted nosuid), removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let suid = |d: &str| {
+            nix::sys::statvfs::statvfs(d)
+                .is_ok_and(|v| !v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
+        };
+        let base = [env!("CARGO_TARGET_TMPDIR"), "/var/tmp"]
+            .into_iter()
+            .find(|d| suid(d))
+            .expect("a filesystem mounted without nosuid");
+        let dir = std::path::Path::new(base).join(format!("ml-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(10001), Some(10001)).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn an_exempt_supplementary_group_is_an_exemption_a_setgid_copy_takes() {
+    if !is_root() {
+        return;
+    }
+    // uid:gid 10001 with supplementary group 1337: its own sockets get gid 10001
+    // (captured), but it may make a setgid-1337 copy of any binary and exec it.
+    let mut pod = pod_with_peer_on(80);
+    let opts = |extra: &[&str]| {
+        let mut o: Vec<String> = ["--reuid=10001", "--regid=10001", "--groups=1337"]
+            .map(String::from)
+            .to_vec();
+        o.extend(extra.iter().map(|s| s.to_string()));
+        o
+    };
+    let may = pod.spawn_setpriv(&opts(&[]), &["sleep", "60"]);
+    let may_not = pod.spawn_setpriv(&opts(&["--no-new-privs"]), &["sleep", "60"]);
+    settle();
+    let r = pod.report();
+    let verdict = |pid: u32| {
+        r["netns"][0]["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .map(|p| p["verdict"].clone())
+    };
+    assert_eq!(verdict(may), Some("captured".into()), "{r}");
+    let f = finding(&r, "can-become-exempt", may).unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("supplementary group 1337"),
+        "{f}"
+    );
+    assert!(
+        finding(&r, "can-become-exempt", may_not).is_none(),
+        "NoNewPrivs closes the way: {r}"
+    );
+
+    // The way, taken for real with no capability.
+    let dir = Scratch::new("setgid");
+    let copy = dir.0.join("socat");
+    let copy = copy.to_str().unwrap();
+    let as_app = |extra: &[&str], cmd: &[&str]| {
+        let mut args: Vec<String> = ["ip", "netns", "exec", &pod.ns, "setpriv"]
+            .map(String::from)
+            .to_vec();
+        args.extend(opts(extra));
+        args.push("--inh-caps=-all".into());
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run(&args, Some("x\n"))
+    };
+    as_app(
+        &[],
+        &[
+            "sh",
+            "-c",
+            &format!("cp /usr/bin/socat {copy} && chgrp 1337 {copy} && chmod g+s {copy}"),
+        ],
+    );
+    let to_peer = [copy, "-T2", "-", "TCP:169.254.78.2:80"];
+    assert_eq!(as_app(&[], &to_peer).trim(), "B", "egid 1337 leaves");
+    assert_eq!(
+        as_app(&["--no-new-privs"], &to_peer).trim(),
+        "x",
+        "with NoNewPrivs the setgid bit is ignored: captured"
+    );
+}

@@ -401,6 +401,7 @@ pub fn read(
         cap_eff: creds.cap_eff,
         cap_prm: creds.cap_prm,
         cap_bnd: hex_field(&status, "CapBnd"),
+        no_new_privs: field("NoNewPrivs").map(|v| v != "0"),
         userns: userns.unwrap_or(0),
         uid_map,
         gid_map,

@@ -952,6 +952,25 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 remedy: format!("start the app with no exempt id at all (runAsUser/runAsGroup, and no setuid wrapper that keeps {which} as its real or saved id)"),
             });
         }
+        let setgid_exec = setgid_exec_group(c, f, &mesh.proxy_gids);
+        if let Some(g) =
+            setgid_exec.filter(|_| !(uid || gid) && held_uid.is_none() && held_gid.is_none())
+        {
+            let nnp = match f.no_new_privs {
+                Some(_) => "NoNewPrivs 0",
+                None => "NoNewPrivs not read",
+            };
+            out.push(Finding {
+                kind: "can-become-exempt",
+                severity: "medium",
+                pid: Some(p.pid),
+                message: format!("{} belongs to supplementary group {g}, which the capture rules exempt, and may gain privileges on exec ({nnp}): a copy of any binary given group {g} and made setgid (chgrp, chmod g+s, on a filesystem without nosuid) runs with gid {g}, and its traffic leaves the mesh", p.comm),
+                rules: Vec::new(),
+                evidence: vec![format!("Groups {:?}, {nnp}", f.groups)],
+                socket: None,
+                remedy: format!("drop group {g} from the app (supplementalGroups, fsGroup) or set allowPrivilegeEscalation: false (NoNewPrivs)"),
+            });
+        }
         if uid || gid {
             out.push(Finding {
                 kind: "can-become-exempt",
@@ -965,6 +984,20 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             });
         }
     }
+}
+
+/// An exempt gid among a process's supplementary groups (as the namespace's owner sees it)
+/// when it may gain privileges on exec: `chgrp` to a group one belongs to and `chmod g+s`
+/// need no capability, and exec of that file makes the group effective (and fs) gid.
+/// Supplementary membership alone is captured; this is the way up.
+fn setgid_exec_group(c: &Context, f: &ProcessFacts, exempt: &[IdRange]) -> Option<u32> {
+    if f.no_new_privs == Some(true) {
+        return None;
+    }
+    f.groups
+        .iter()
+        .map(|&g| crate::ways::in_owner(c.ns, g, g, &[]).gid)
+        .find(|g| exempt.iter().any(|r| r.contains(*g)))
 }
 
 #[cfg(test)]

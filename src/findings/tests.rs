@@ -16,6 +16,7 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
         cap_eff: caps,
         cap_prm: caps,
         cap_bnd: caps,
+        no_new_privs: Some(true),
         userns: 0,
         uid_map: vec![(0, 0, u32::MAX)],
         gid_map: vec![(0, 0, u32::MAX)],

@@ -92,9 +92,14 @@ impl Pod {
             opts.push(format!("--inh-caps={caps}"));
             opts.push(format!("--ambient-caps={caps}"));
         }
+        self.spawn_setpriv(&opts, cmd)
+    }
+
+    /// Starts `cmd` in the pod behind `setpriv` with these options; returns its pid.
+    pub fn spawn_setpriv(&mut self, opts: &[String], cmd: &[&str]) -> u32 {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns, "setpriv"])
-            .args(&opts)
+            .args(opts)
             .args(cmd)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
