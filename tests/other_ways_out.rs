@@ -244,3 +244,99 @@ fn an_exempt_supplementary_group_is_an_exemption_a_setgid_copy_takes() {
         "with NoNewPrivs the setgid bit is ignored: captured"
     );
 }
+
+/// The pod's veth toward the peer (`mv...a`) and the peer's link-local address, once
+/// duplicate address detection let the kernel assign it.
+fn link_local_of_peer(pod: &Pod) -> (String, String) {
+    let dev = format!("{}a", pod.ns.replace("mlscan", "mv"));
+    let peer_ns = format!("{}p", pod.ns);
+    for _ in 0..50 {
+        let out = common::run(
+            &[
+                "ip", "-n", &peer_ns, "-6", "-o", "addr", "show", "scope", "link",
+            ],
+            None,
+        );
+        if let Some(addr) = out
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .filter(|_| !out.contains("tentative"))
+        {
+            return (dev, addr.split('/').next().unwrap().to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the peer got no link-local IPv6 address");
+}
+
+#[test]
+fn link_local_ipv6_is_a_way_out_when_only_ipv4_is_captured() {
+    if !is_root() {
+        return;
+    }
+    // Istio's IPv4 rules only, no global IPv6 anywhere: fe80:: still reaches the peer.
+    let mut pod = Pod::istio_with_proxy();
+    pod.with_peer_ipv6(&[&[
+        "socat",
+        "TCP6-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:echo B; sleep 60",
+    ]]);
+    let (dev, peer) = link_local_of_peer(&pod);
+    settle();
+    let dst = format!("[{peer}%{dev}]:80");
+    assert_eq!(answer(&pod, &dst), "B", "link-local IPv6 left uncaptured");
+    let r = pod.report();
+    let f = findings(&r, "ipv6-uncaptured");
+    assert_eq!(f.len(), 1, "{r}");
+    assert!(
+        f[0]["message"].as_str().unwrap().contains("link-local")
+            && f[0]["evidence"][0].as_str().unwrap().contains("fe80:"),
+        "{}",
+        f[0]
+    );
+}
+
+#[test]
+fn an_unconnected_udp_socket_under_dns_capture_is_reported_before_it_sends() {
+    if !is_root() {
+        return;
+    }
+    // Istio's DNS capture: UDP to port 53 goes to the proxy's 15053, the rest leaves.
+    let mut pod = Pod::istio_with_proxy();
+    pod.with_peer(&[&["socat", "UDP-RECVFROM:9999,reuseaddr,fork", "SYSTEM:echo B"]]);
+    pod.add_rules(
+        "*nat\n-I OUTPUT 1 -p udp --dport 53 -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15053\nCOMMIT\n",
+    );
+    let app = pod.spawn(10001, 10001, &["socat", "-u", "UDP-RECV:5353", "/dev/null"]);
+    settle();
+    let r = pod.report();
+    let f = finding(&r, "protocol-uncaptured", app).unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        f["evidence"][0].as_str().unwrap().contains("unconnected"),
+        "{f}"
+    );
+    assert!(
+        finding(&r, "observed-bypass", app).is_none(),
+        "nothing sent yet: {r}"
+    );
+    // What such a socket sends elsewhere really leaves.
+    let sent = common::run(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &pod.ns,
+            "setpriv",
+            "--reuid=10001",
+            "--regid=10001",
+            "--clear-groups",
+            "socat",
+            "-T2",
+            "-",
+            "UDP-DATAGRAM:169.254.78.2:9999",
+        ],
+        Some("x\n"),
+    );
+    assert_eq!(sent.trim(), "B", "the datagram reached the peer");
+}

@@ -732,12 +732,6 @@ fn captured(on: &[CapturedOn], version: IpVersion, proto: &str) -> bool {
         .any(|c| c.family == version.family().name() && c.protocol == proto)
 }
 
-/// Whether an ordinary app's traffic of this family and protocol is, or may be, captured
-/// somewhere: what an unmodelled rule may capture is not called uncaptured.
-fn maybe_captured(a: &Analysis, version: IpVersion, proto: &str) -> bool {
-    captured(&a.captured_on, version, proto) || captured(&a.undecided_on, version, proto)
-}
-
 /// `protocol-uncaptured`: live non-TCP sockets of non-proxy processes that the rules never
 /// capture: raw sockets, and UDP sockets whose connected destination escapes (or, unconnected,
 /// when nothing captures UDP). TCP escapes are identity or destination findings.
@@ -755,8 +749,10 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
             let version = IpVersion::of(&s.local);
             let escapes = match s.proto {
                 SocketProto::Raw => true,
+                // Unconnected, it may send anywhere: it escapes when any UDP beyond the
+                // pod does (with DNS capture only port 53 is captured), datagram or not.
                 SocketProto::Udp if s.remote.is_unspecified() => {
-                    !maybe_captured(c.analysis, version, "udp")
+                    udp_escapes_somewhere(c.analysis, version)
                 }
                 _ => {
                     let flow = socket_flow(
@@ -770,7 +766,15 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 }
             };
             if escapes {
-                evidence.push(socket_text(s));
+                let unconnected = s.proto == SocketProto::Udp && s.remote.is_unspecified();
+                evidence.push(if unconnected {
+                    format!(
+                        "{} (unconnected: it may send to any destination)",
+                        socket_text(s)
+                    )
+                } else {
+                    socket_text(s)
+                });
             }
         }
         if !evidence.is_empty() {
@@ -790,6 +794,16 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
             });
         }
     }
+}
+
+/// Whether some UDP an ordinary app sends beyond loopback definitely leaves uncaptured.
+fn udp_escapes_somewhere(a: &Analysis, version: IpVersion) -> bool {
+    a.escapes.iter().any(|r| {
+        r.family == version.family().name()
+            && r.protocol == "udp"
+            && r.verdict == Verdict::Bypass
+            && r.oif.iter().any(|o| o != "lo")
+    })
 }
 
 /// The first packet a socket sends from `src` to `dst`, as the kernel would route it.
@@ -836,28 +850,39 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
     {
         return;
     }
+    // Link-local IPv6 (fe80::/10, on every interface with IPv6 on) reaches the node and
+    // the pods on the same bridge: a way out too, only a narrower one.
     let reaches = |a: &IpAddr| match (version, a.to_canonical()) {
         (IpVersion::V4, IpAddr::V4(v)) => !v.is_loopback() && !v.is_unspecified(),
-        (IpVersion::V6, IpAddr::V6(v)) => {
-            !v.is_loopback() && (v.segments()[0] & 0xffc0) != 0xfe80 && !v.is_unspecified()
-        }
+        (IpVersion::V6, IpAddr::V6(v)) => !v.is_loopback() && !v.is_unspecified(),
         _ => false,
     };
+    let link_local =
+        |a: &IpAddr| matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80);
+    let mut only_link_local = true;
     let mut evidence: Vec<String> =
         c.ns.interfaces
             .iter()
             .flat_map(|i| {
                 i.addrs
                     .iter()
-                    .filter(|a| reaches(a))
-                    .map(move |a| format!("{} has {a}", i.name))
+                    .filter(|a| i.name != "lo" && reaches(a))
+                    .map(move |a| (a, format!("{} has {a}", i.name)))
+            })
+            .map(|(a, text)| {
+                only_link_local &= link_local(a);
+                text
             })
             .collect();
     let sockets: Vec<String> =
         c.ns.sockets
             .iter()
             .filter(|s| reaches(&s.local) || reaches(&s.remote))
-            .map(socket_text)
+            .map(|s| {
+                let narrow = |a: &IpAddr| link_local(a) || a.is_unspecified();
+                only_link_local &= narrow(&s.local) && narrow(&s.remote);
+                socket_text(s)
+            })
             .collect();
     let live = !sockets.is_empty();
     evidence.extend(sockets);
@@ -872,7 +897,11 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
         kind,
         severity: if live { "high" } else { "medium" },
         pid: None,
-        message: format!("the namespace speaks {name}, but no rule captures {name} traffic"),
+        message: if only_link_local {
+            format!("the namespace reaches {name} link-local neighbours (fe80::/10 on its interfaces: the node, pods on the same bridge), but no rule captures {name} traffic")
+        } else {
+            format!("the namespace speaks {name}, but no rule captures {name} traffic")
+        },
         rules: Vec::new(),
         evidence,
         socket: None,

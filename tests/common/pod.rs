@@ -111,8 +111,18 @@ impl Pod {
     }
 
     /// Connects the pod to a peer namespace over veth (pod 169.254.78.1, peer .2) where
-    /// `servers` run; the peer is removed with the pod.
+    /// `servers` run, IPv4 only (IPv6 off on the veth, as in an IPv4-only cluster that
+    /// disables it); the peer is removed with the pod.
     pub fn with_peer(&mut self, servers: &[&[&str]]) -> String {
+        self.peer(servers, false)
+    }
+
+    /// Like `with_peer`, with IPv6 left on: both ends get their link-local addresses.
+    pub fn with_peer_ipv6(&mut self, servers: &[&[&str]]) -> String {
+        self.peer(servers, true)
+    }
+
+    fn peer(&mut self, servers: &[&[&str]], ipv6: bool) -> String {
         let peer = format!("{}p", self.ns);
         // Interface names have at most 15 bytes.
         let short = self.ns.replace("mlscan", "mv");
@@ -131,6 +141,10 @@ impl Pod {
             (&self.ns, &va, "169.254.78.1/24"),
             (&peer, &vb, "169.254.78.2/24"),
         ] {
+            if !ipv6 {
+                let off = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
+                run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &off], None);
+            }
             run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev], None);
             run(&["ip", "-n", ns, "link", "set", dev, "up"], None);
         }
