@@ -44,7 +44,7 @@ pub fn delivered(s: &SocketFacts, targets: &[(u16, IpVersion)]) -> bool {
     let listening = match s.proto {
         SocketProto::Tcp => s.state == "listen",
         SocketProto::Udp => s.remote.is_unspecified(),
-        SocketProto::Raw => false,
+        SocketProto::Raw | SocketProto::Ping => false,
     };
     listening
         && targets.iter().any(|&(port, v)| {

@@ -71,6 +71,10 @@ pub struct NetnsFacts {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
     pub sockets: Vec<SocketFacts>,
+    /// Its packet sockets (`AF_PACKET`): what they send skips the IP stack, netfilter
+    /// included, so no capture rule ever sees it.
+    #[serde(default)]
+    pub packet_sockets: Vec<PacketSocket>,
     /// TCP and UDP connection-tracking entries; `None` when not read (no conntrack in the
     /// kernel, the dump refused, or a snapshot from before they were collected).
     #[serde(default)]
@@ -137,6 +141,9 @@ pub enum SocketProto {
     Tcp,
     Udp,
     Raw,
+    /// An ICMP echo ("ping") socket (`SOCK_DGRAM`, `IPPROTO_ICMP`), which
+    /// `net.ipv4.ping_group_range` lets unprivileged processes open.
+    Ping,
 }
 
 impl SocketProto {
@@ -146,8 +153,22 @@ impl SocketProto {
             SocketProto::Tcp => "tcp",
             SocketProto::Udp => "udp",
             SocketProto::Raw => "raw",
+            SocketProto::Ping => "ping",
         }
     }
+}
+
+/// A packet socket, as `/proc/net/packet` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PacketSocket {
+    pub inode: u64,
+    /// `raw` (whole frames) or `dgram` (the link header built by the kernel).
+    pub kind: String,
+    /// The ethertype it was opened or bound for (0x0800 IPv4, 0x0003 every protocol).
+    pub ethertype: u16,
+    /// The interface index it is bound to; 0: every interface.
+    pub ifindex: u32,
+    pub uid: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

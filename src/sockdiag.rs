@@ -55,6 +55,7 @@ pub fn request(family: libc::c_int, proto: SocketProto, states: u32) -> Vec<u8> 
         SocketProto::Tcp => libc::IPPROTO_TCP,
         SocketProto::Udp => libc::IPPROTO_UDP,
         SocketProto::Raw => libc::IPPROTO_RAW,
+        SocketProto::Ping => libc::IPPROTO_ICMP,
     };
     let mut body = vec![family as u8, ipproto as u8, 0, 0];
     body.extend_from_slice(&states.to_ne_bytes());

@@ -340,3 +340,185 @@ fn an_unconnected_udp_socket_under_dns_capture_is_reported_before_it_sends() {
     );
     assert_eq!(sent.trim(), "B", "the datagram reached the peer");
 }
+
+const PACKET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/packet.py");
+
+/// The MAC address of a namespace's interface.
+fn mac(ns: &str, dev: &str) -> String {
+    let out = common::run(&["ip", "-n", ns, "-o", "link", "show", dev], None);
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("an ethernet address")
+        .to_string()
+}
+
+#[test]
+fn a_packet_socket_sends_below_netfilter_and_cap_net_raw_can_open_one() {
+    if !is_root() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let mut pod = Pod::istio_with_proxy();
+    let peer = pod.with_peer(&[]);
+    let short = pod.ns.replace("mlscan", "mv");
+    let (dev, peer_dev) = (format!("{short}a"), format!("{short}b"));
+    let spawn = |ns: &str, pre: &[&str], args: &[&str]| {
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(pre)
+            .args(["/usr/bin/python3", PACKET])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "{line}");
+        (c, out, line)
+    };
+    let (mut sniffer, mut seen, _) = spawn(&peer, &[], &["sniff", &peer_dev, "80"]);
+    // uid 10001 with CAP_NET_RAW, as containers get it by default.
+    let app_as = [
+        "setpriv",
+        "--reuid=10001",
+        "--regid=10001",
+        "--clear-groups",
+        "--inh-caps=+net_raw",
+        "--ambient-caps=+net_raw",
+    ];
+    let peer_mac = mac(&peer, &peer_dev);
+    let (mut sender, mut said, ready) = spawn(
+        &pod.ns,
+        &app_as,
+        &[
+            "send",
+            &dev,
+            &peer_mac,
+            "169.254.78.1",
+            "169.254.78.2",
+            "80",
+        ],
+    );
+    let pid: u32 = common::pod::json(ready.trim_start_matches("ready").trim())["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let idle = pod.spawn_with_caps(10001, 10001, "+net_raw", &["sleep", "60"]);
+    settle();
+    let r = pod.report();
+    let f = finding(&r, "packet-socket", pid).unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(f["severity"], "high");
+    assert!(
+        f["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("ethertype 0x0800"),
+        "{f}"
+    );
+    assert!(
+        finding(&r, "can-send-below-mesh", idle).is_some(),
+        "CAP_NET_RAW alone: {r}"
+    );
+    // The hand-made SYN to port 80, which Istio's rules would redirect, reaches the peer.
+    writeln!(sender.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "sent");
+    line.clear();
+    seen.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "B", "the SYN arrived at the peer untouched");
+    for c in [&mut sender, &mut sniffer] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Holds an unprivileged ICMP echo socket; on a line on stdin sends one echo request to
+/// argv[1] and prints `B` when the reply comes (`nothing` after 3 s).
+const PING: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+s.settimeout(3)
+print("ready", flush=True)
+sys.stdin.readline()
+s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"meshleak", (sys.argv[1], 0))
+try:
+    s.recv(64)
+    print("B", flush=True)
+except socket.timeout:
+    print("nothing", flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn an_unprivileged_ping_socket_is_listed_and_judged() {
+    if !is_root() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let pod = pod_with_peer_on(80);
+    // What a pod gets where the runtime opens ping to every group (containerd, CRI-O).
+    common::run(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &pod.ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ping_group_range=0 2147483647",
+        ],
+        None,
+    );
+    let mut c = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pod.ns,
+            "setpriv",
+            "--reuid=10001",
+            "--regid=10001",
+        ])
+        .args([
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            PING,
+            "169.254.78.2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let r = pod.report();
+    let f = finding(&r, "protocol-uncaptured", c.id()).unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        f["evidence"][0].as_str().unwrap().starts_with("ping "),
+        "{f}"
+    );
+    writeln!(c.stdin.as_mut().unwrap()).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "B", "the echo reached the peer and came back");
+    // Bound by its send, it is in the namespace's ping table (/proc/net/icmp) now.
+    let r = pod.report();
+    let f = finding(&r, "protocol-uncaptured", c.id()).unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        f["evidence"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("ping 0.0.0.0:"),
+        "{f}"
+    );
+    let _ = c.kill();
+    let _ = c.wait();
+    drop(pod);
+}

@@ -43,7 +43,7 @@ fn could_send_out(s: &SocketFacts) -> bool {
     match s.proto {
         SocketProto::Tcp => s.state != "listen" && !s.remote.to_canonical().is_loopback(),
         SocketProto::Udp => !local.is_loopback(),
-        SocketProto::Raw => false,
+        SocketProto::Raw | SocketProto::Ping => false,
     }
 }
 

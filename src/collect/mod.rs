@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::model::{IpVersion, Ruleset, Table};
-use crate::snapshot::{Interface, Route, SocketFacts, Tracked};
+use crate::snapshot::{Interface, PacketSocket, Route, SocketFacts, Tracked};
 use netns::{Netns, NetnsError, in_netns_within};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,7 @@ pub struct NetnsRead {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
     pub sockets: Vec<SocketFacts>,
+    pub packet_sockets: Vec<PacketSocket>,
     pub conntrack: Option<Vec<Tracked>>,
     /// The inode of its `/proc/net/dev` (see [`netinfo::net_dev_inode`]).
     pub net_dev: Option<u64>,
@@ -140,7 +141,7 @@ pub fn read_netns(
         legacy,
         (raw, rules_unread),
         (interfaces, routes, conntrack, sockets),
-        (net_dev, unlisted, owner, gaps),
+        (net_dev, unlisted, owner, gaps, packet_sockets),
     ) = in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
         let mut legacy = legacy::read_family(IpVersion::V4)?;
         legacy.extend(legacy::read_family(IpVersion::V6)?);
@@ -152,7 +153,7 @@ pub fn read_netns(
                 other => (other?, None),
             };
         let mut gaps = Vec::new();
-        let (sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
+        let (sockets, packet_sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
         // Asked of the namespace this thread is in: the path it was entered by may be
         // gone already (its process exited).
         let owner = userns::owner(std::path::Path::new("/proc/thread-self/ns/net"))
@@ -167,7 +168,13 @@ pub fn read_netns(
                 conntrack::entries(&sockets),
                 sockets,
             ),
-            (netinfo::net_dev_inode(), unlisted, owner, gaps),
+            (
+                netinfo::net_dev_inode(),
+                unlisted,
+                owner,
+                gaps,
+                packet_sockets,
+            ),
         ))
     })??;
     let mut tables = legacy;
@@ -177,6 +184,7 @@ pub fn read_netns(
         interfaces,
         routes,
         sockets,
+        packet_sockets,
         conntrack,
         net_dev,
         unlisted,

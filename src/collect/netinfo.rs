@@ -10,7 +10,7 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
 use super::netlink::Netlink;
 use super::netns::thread_net_file;
-use crate::snapshot::{Interface, Route, SocketFacts, SocketProto};
+use crate::snapshot::{Interface, PacketSocket, Route, SocketFacts, SocketProto};
 use crate::sockdiag;
 
 /// The namespace's interfaces and addresses; what could not be read goes to `gaps`.
@@ -127,7 +127,7 @@ pub fn sockets(
     held: &[u64],
     every_tcp: bool,
     gaps: &mut Vec<String>,
-) -> (Vec<SocketFacts>, Vec<u64>) {
+) -> (Vec<SocketFacts>, Vec<PacketSocket>, Vec<u64>) {
     let mut out = Vec::new();
     let tcp_first = if every_tcp {
         sockdiag::ALL_STATES
@@ -136,13 +136,37 @@ pub fn sockets(
     };
     read_sockets(SocketProto::Tcp, tcp_first, &mut out, gaps);
     read_sockets(SocketProto::Udp, sockdiag::ALL_STATES, &mut out, gaps);
-    for file in ["raw", "raw6"] {
-        match proc_sockets(file, SocketProto::Raw) {
+    // Ping sockets have no sock_diag; the files are per namespace and short.
+    for (file, proto) in [
+        ("raw", SocketProto::Raw),
+        ("raw6", SocketProto::Raw),
+        ("icmp", SocketProto::Ping),
+        ("icmp6", SocketProto::Ping),
+    ] {
+        match proc_sockets(file, proto) {
             Ok(found) => out.extend(found),
-            Err(e) => gaps.push(format!("raw sockets (/proc/thread-self/net/{file}: {e})")),
+            Err(e) => gaps.push(format!(
+                "{} sockets (/proc/thread-self/net/{file}: {e})",
+                proto.name()
+            )),
         }
     }
-    let mut found: Vec<u64> = out.iter().map(|s| s.inode).collect();
+    // Packet sockets from /proc/net/packet, the namespace's own list: packet_diag is an
+    // optional module (CONFIG_PACKET_DIAG) and says nothing more that matters here.
+    let packet = match super::procfile::read_string(&thread_net_file("packet")) {
+        Ok(text) => text.lines().skip(1).filter_map(packet_line).collect(),
+        Err(e) => {
+            gaps.push(format!(
+                "packet sockets (/proc/thread-self/net/packet: {e})"
+            ));
+            Vec::new()
+        }
+    };
+    let mut found: Vec<u64> = out
+        .iter()
+        .map(|s| s.inode)
+        .chain(packet.iter().map(|p: &PacketSocket| p.inode))
+        .collect();
     found.sort_unstable();
     let mut unaccounted: Vec<u64> = held
         .iter()
@@ -152,7 +176,7 @@ pub fn sockets(
     // A file not read leaves its sockets unaccounted: the walk then happens. Unix first,
     // the usual case (socketpairs); /proc/net/netlink walks every namespace's netlink
     // sockets, so it is read only for sockets still unaccounted.
-    for (file, column) in [("unix", Some(6)), ("netlink", None), ("packet", None)] {
+    for (file, column) in [("unix", Some(6)), ("netlink", None)] {
         if unaccounted.is_empty() {
             break;
         }
@@ -167,12 +191,33 @@ pub fn sockets(
         unaccounted.retain(|i| more.binary_search(i).is_err());
         out.extend(rest);
     }
-    (out, unaccounted)
+    (out, packet, unaccounted)
 }
 
-/// Inodes of the namespace's unix, netlink or packet sockets (`/proc/net/unix`, `netlink`,
-/// `packet`; the inode is the 7th column of unix's and the last of the others): sockets a
-/// process holds that are no TCP. Sorted.
+/// One line of /proc/net/packet: sk RefCnt Type Proto Iface R Rmem User Inode (Proto in
+/// hex, host order).
+pub fn packet_line(line: &str) -> Option<PacketSocket> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 9 {
+        return None;
+    }
+    Some(PacketSocket {
+        kind: match f[2] {
+            "2" => "dgram",
+            "3" => "raw",
+            _ => "other",
+        }
+        .to_string(),
+        ethertype: u16::from_str_radix(f[3], 16).ok()?,
+        ifindex: f[4].parse().ok()?,
+        uid: f[7].parse().ok()?,
+        inode: f[8].parse().ok()?,
+    })
+}
+
+/// Inodes of the namespace's unix or netlink sockets (`/proc/net/unix`, `netlink`; the
+/// inode is the 7th column of unix's and the last of netlink's): sockets a process holds
+/// that are no TCP. Sorted.
 fn socket_inodes(file: &str, column: Option<usize>) -> Vec<u64> {
     let text = super::procfile::read_string(&thread_net_file(file)).unwrap_or_default();
     let mut out: Vec<u64> = text
@@ -329,5 +374,16 @@ mod tests {
         assert_eq!(s.local, "::ffff:127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(s.state, "unconnected");
         assert!(socket_line("garbage", SocketProto::Raw).is_none());
+    }
+
+    #[test]
+    fn parses_proc_net_packet_lines() {
+        let p =
+            packet_line("ffff8a0c0c5e3000 3      3    0800   7     1 0      10001  91234").unwrap();
+        assert_eq!(
+            (p.kind.as_str(), p.ethertype, p.ifindex, p.uid, p.inode),
+            ("raw", 0x0800, 7, 10001, 91234)
+        );
+        assert!(packet_line("sk RefCnt Type Proto Iface R Rmem User Inode").is_none());
     }
 }

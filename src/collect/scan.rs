@@ -152,6 +152,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 interfaces: read.interfaces,
                 routes: read.routes,
                 sockets: read.sockets,
+                packet_sockets: read.packet_sockets,
                 conntrack: read.conntrack,
                 processes: probe_unlisted(ns.processes, &read.unlisted),
                 net_dev: read.net_dev,

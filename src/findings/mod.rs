@@ -67,6 +67,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     source_port_exempt(c, &mut out);
     proxy_listener(c, mesh, &mut out);
     uncaptured_sockets(c, &mut out);
+    below_netfilter(c, &mut out);
     family_uncaptured(c, IpVersion::V6, &mut out);
     family_uncaptured(c, IpVersion::V4, &mut out);
     capabilities(c, mesh, &mut out);
@@ -752,7 +753,15 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 // Unconnected, it may send anywhere: it escapes when any UDP beyond the
                 // pod does (with DNS capture only port 53 is captured), datagram or not.
                 SocketProto::Udp if s.remote.is_unspecified() => {
-                    udp_escapes_somewhere(c.analysis, version)
+                    escapes_somewhere(c.analysis, version, "udp")
+                }
+                // Echo requests to wherever it sends them: judged as ICMP.
+                SocketProto::Ping => {
+                    let icmp = match version {
+                        IpVersion::V4 => 1,
+                        IpVersion::V6 => 58,
+                    };
+                    escapes_somewhere(c.analysis, version, &crate::model::proto_name(icmp))
                 }
                 _ => {
                     let flow = socket_flow(
@@ -777,6 +786,7 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 });
             }
         }
+        evidence.extend(unbound_datagram_sockets(c, f));
         if !evidence.is_empty() {
             out.push(Finding {
                 kind: "protocol-uncaptured",
@@ -796,14 +806,109 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
     }
 }
 
-/// Whether some UDP an ordinary app sends beyond loopback definitely leaves uncaptured.
-fn udp_escapes_somewhere(a: &Analysis, version: IpVersion) -> bool {
+/// Datagram and raw sockets made in this namespace that are in none of its tables yet
+/// (not bound: a ping or UDP socket is hashed on its first send): what the socket itself
+/// says (`SO_PROTOCOL`) is judged, since it may send anywhere.
+fn unbound_datagram_sockets(c: &Context, f: &ProcessFacts) -> Vec<String> {
+    f.sockets
+        .iter()
+        .filter_map(|h| Some((h, h.probed.as_ref()?)))
+        .filter(|(_, q)| q.netns == c.ns.inode && q.sends_ip() && q.sock_type != 1)
+        .filter_map(|(h, q)| {
+            let version = if q.family == 10 {
+                IpVersion::V6
+            } else {
+                IpVersion::V4
+            };
+            let (what, escapes) = match (q.sock_type, q.protocol) {
+                (3, _) => ("raw".to_string(), true),
+                (_, 1 | 58) => {
+                    let icmp = crate::model::proto_name(q.protocol as u8);
+                    (
+                        "ping".to_string(),
+                        escapes_somewhere(c.analysis, version, &icmp),
+                    )
+                }
+                (_, 0 | 17) => (
+                    "udp".to_string(),
+                    escapes_somewhere(c.analysis, version, "udp"),
+                ),
+                (_, p) => {
+                    let name = crate::model::proto_name(p as u8);
+                    let e = escapes_somewhere(c.analysis, version, &name);
+                    (name, e)
+                }
+            };
+            escapes.then(|| {
+                format!(
+                    "{what} socket:[{}] (fd {}, not bound yet: it may send to any destination)",
+                    h.inode, h.fd
+                )
+            })
+        })
+        .collect()
+}
+
+/// Whether some traffic of this protocol an ordinary app sends beyond loopback definitely
+/// leaves uncaptured.
+fn escapes_somewhere(a: &Analysis, version: IpVersion, proto: &str) -> bool {
     a.escapes.iter().any(|r| {
         r.family == version.family().name()
-            && r.protocol == "udp"
+            && r.protocol == proto
             && r.verdict == Verdict::Bypass
             && r.oif.iter().any(|o| o != "lo")
     })
+}
+
+/// `packet-socket`: a non-proxy process holds an AF_PACKET socket, whose frames skip the
+/// IP stack and netfilter (no rule, so no capture, sees them); `can-send-below-mesh`: one
+/// that holds none yet has CAP_NET_RAW over the namespace (effective or permitted), which
+/// every common container runtime grants by default, and may open one at will.
+fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
+    for (p, f, _) in c
+        .processes
+        .iter()
+        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+    {
+        let held: Vec<String> =
+            c.ns.packet_sockets
+                .iter()
+                .filter(|s| f.holds(s.inode))
+                .map(|s| {
+                    let on = match s.ifindex {
+                        0 => "every interface".to_string(),
+                        i => format!("interface index {i}"),
+                    };
+                    format!(
+                        "packet socket socket:[{}] ({}, ethertype 0x{:04x}, on {on})",
+                        s.inode, s.kind, s.ethertype
+                    )
+                })
+                .collect();
+        if !held.is_empty() {
+            out.push(Finding {
+                kind: "packet-socket",
+                severity: "high",
+                pid: Some(p.pid),
+                message: format!("{} holds a packet socket: the frames it sends skip netfilter, so no capture rule and no proxy ever sees them", p.comm),
+                rules: Vec::new(),
+                evidence: held,
+                socket: None,
+                remedy: "drop NET_RAW from the app container (capabilities: drop: [ALL])".into(),
+            });
+        } else if acts(c, f, CAP_NET_RAW) {
+            out.push(Finding {
+                kind: "can-send-below-mesh",
+                severity: "medium",
+                pid: Some(p.pid),
+                message: format!("{} has CAP_NET_RAW in this namespace: it can open a packet socket and send hand-made packets that skip netfilter and the mesh", p.comm),
+                rules: Vec::new(),
+                evidence: vec![format!("CapEff|CapPrm {:016x}", f.caps())],
+                socket: None,
+                remedy: "drop NET_RAW from the app container (capabilities: drop: [ALL]); Pod Security \"restricted\" requires it".into(),
+            });
+        }
+    }
 }
 
 /// The first packet a socket sends from `src` to `dst`, as the kernel would route it.

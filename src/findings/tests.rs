@@ -85,6 +85,7 @@ fn snapshot(
         scanned_at: 0,
         netns: vec![NetnsFacts {
             rules_unread: None,
+            packet_sockets: vec![],
             inode: 1,
             paths: vec![],
             host: false,
