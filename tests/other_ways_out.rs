@@ -522,3 +522,81 @@ fn an_unprivileged_ping_socket_is_listed_and_judged() {
     let _ = c.wait();
     drop(pod);
 }
+
+/// A UDP-Lite socket bound in the pod; on a line on stdin it sends one datagram to
+/// argv[1]:9999 and prints `B` when the peer's answer comes (`nothing` after 3 s).
+const UDPLITE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
+s.bind(("0.0.0.0", 0))
+s.settimeout(3)
+print("ready", flush=True)
+sys.stdin.readline()
+s.sendto(b"x", (sys.argv[1], 9999))
+try:
+    s.recv(16)
+    print("B", flush=True)
+except socket.timeout:
+    print("nothing", flush=True)
+sys.stdin.read()
+"#;
+
+/// The peer's side: answers one UDP-Lite datagram on port 9999.
+const UDPLITE_PEER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
+s.bind(("0.0.0.0", 9999))
+data, addr = s.recvfrom(16)
+s.sendto(b"B", addr)
+"#;
+
+#[test]
+fn a_udp_lite_socket_is_judged_by_what_it_is() {
+    if !is_root() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let mut pod = Pod::istio_with_proxy();
+    pod.with_peer(&[&["/usr/bin/python3", "-c", UDPLITE_PEER]]);
+    settle();
+    let mut c = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pod.ns,
+            "setpriv",
+            "--reuid=10001",
+            "--regid=10001",
+        ])
+        .args([
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            UDPLITE,
+            "169.254.78.2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let r = pod.report();
+    let f = finding(&r, "protocol-uncaptured", c.id()).unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        f["evidence"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("udplite socket:["),
+        "{f}"
+    );
+    writeln!(c.stdin.as_mut().unwrap()).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "B", "the datagram reached the peer");
+    let _ = c.kill();
+    let _ = c.wait();
+}

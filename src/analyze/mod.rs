@@ -76,6 +76,10 @@ pub struct Analysis {
     /// re-analyse variants (foreign-rule) budget with it.
     #[serde(skip)]
     pub work: usize,
+    /// The protocols analysed, per family: those the rules name, TCP, UDP, SCTP and ICMP.
+    /// Another protocol's traffic is in no region.
+    #[serde(skip)]
+    pub protocols: Vec<(IpVersion, u8)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -183,7 +187,12 @@ pub fn analyze(rules: &Ruleset, identities: &[Identity]) -> Result<Analysis, Too
         .map(|c| c.rules.len() + 1)
         .sum();
     let cells: usize = families.iter().map(|f| f.cells.len()).sum();
+    let protocols = families
+        .iter()
+        .flat_map(|f| f.space.protos.iter().map(|p| (f.space.version, *p)))
+        .collect();
     Ok(Analysis {
+        protocols,
         work: cells * classes.len() * rule_count,
         captured_on,
         undecided_on,

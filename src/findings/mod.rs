@@ -752,17 +752,9 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
                 SocketProto::Raw => true,
                 // Unconnected, it may send anywhere: it escapes when any UDP beyond the
                 // pod does (with DNS capture only port 53 is captured), datagram or not.
-                SocketProto::Udp if s.remote.is_unspecified() => {
-                    escapes_somewhere(c.analysis, version, "udp")
-                }
+                SocketProto::Udp if s.remote.is_unspecified() => escapes_somewhere(c, version, 17),
                 // Echo requests to wherever it sends them: judged as ICMP.
-                SocketProto::Ping => {
-                    let icmp = match version {
-                        IpVersion::V4 => 1,
-                        IpVersion::V6 => 58,
-                    };
-                    escapes_somewhere(c.analysis, version, &crate::model::proto_name(icmp))
-                }
+                SocketProto::Ping => escapes_somewhere(c, version, icmp(version)),
                 _ => {
                     let flow = socket_flow(
                         c.ns,
@@ -806,42 +798,40 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
     }
 }
 
-/// Datagram and raw sockets made in this namespace that are in none of its tables yet
-/// (not bound: a ping or UDP socket is hashed on its first send): what the socket itself
-/// says (`SO_PROTOCOL`) is judged, since it may send anywhere.
+/// Sockets made in this namespace that are in none of the tables meshleak reads: a ping or
+/// UDP socket not bound yet (hashed on its first send), UDP-Lite, SCTP, raw: what the
+/// socket itself says (`SO_PROTOCOL`) is judged, since it may send anywhere.
 fn unbound_datagram_sockets(c: &Context, f: &ProcessFacts) -> Vec<String> {
     f.sockets
         .iter()
         .filter_map(|h| Some((h, h.probed.as_ref()?)))
-        .filter(|(_, q)| q.netns == c.ns.inode && q.sends_ip() && q.sock_type != 1)
+        // A TCP socket (MPTCP's too) not yet connected is judged as the process's way out.
+        .filter(|(_, q)| {
+            q.netns == c.ns.inode
+                && q.sends_ip()
+                && !(q.sock_type == 1 && matches!(q.protocol, 0 | 6 | 262))
+        })
         .filter_map(|(h, q)| {
             let version = if q.family == 10 {
                 IpVersion::V6
             } else {
                 IpVersion::V4
             };
-            let (what, escapes) = match (q.sock_type, q.protocol) {
-                (3, _) => ("raw".to_string(), true),
-                (_, 1 | 58) => {
-                    let icmp = crate::model::proto_name(q.protocol as u8);
-                    (
-                        "ping".to_string(),
-                        escapes_somewhere(c.analysis, version, &icmp),
-                    )
-                }
-                (_, 0 | 17) => (
-                    "udp".to_string(),
-                    escapes_somewhere(c.analysis, version, "udp"),
-                ),
-                (_, p) => {
-                    let name = crate::model::proto_name(p as u8);
-                    let e = escapes_somewhere(c.analysis, version, &name);
-                    (name, e)
-                }
+            let proto = match (q.sock_type, q.protocol) {
+                (3, _) => None,
+                (_, 1 | 58) => Some(icmp(version)),
+                (2, 0) => Some(17),
+                (_, p) => Some(p as u8),
             };
+            let what = match proto {
+                None => "raw".to_string(),
+                Some(1 | 58) => "ping".to_string(),
+                Some(p) => crate::model::proto_name(p),
+            };
+            let escapes = proto.is_none_or(|p| escapes_somewhere(c, version, p));
             escapes.then(|| {
                 format!(
-                    "{what} socket:[{}] (fd {}, not bound yet: it may send to any destination)",
+                    "{what} socket:[{}] (fd {}, in no socket table meshleak reads or not bound yet: it may send to any destination)",
                     h.inode, h.fd
                 )
             })
@@ -850,14 +840,43 @@ fn unbound_datagram_sockets(c: &Context, f: &ProcessFacts) -> Vec<String> {
 }
 
 /// Whether some traffic of this protocol an ordinary app sends beyond loopback definitely
-/// leaves uncaptured.
-fn escapes_somewhere(a: &Analysis, version: IpVersion, proto: &str) -> bool {
-    a.escapes.iter().any(|r| {
+/// leaves uncaptured. A protocol the analysis does not cover (no rule names it: UDP-Lite,
+/// DCCP, ...) is traced once to an outside address (TEST-NET-1, never sent anywhere):
+/// escaping there, some of it escapes.
+fn escapes_somewhere(c: &Context, version: IpVersion, proto: u8) -> bool {
+    if !c.analysis.protocols.contains(&(version, proto)) {
+        let dst = match version {
+            IpVersion::V4 => IpAddr::from([192, 0, 2, 1]),
+            IpVersion::V6 => "2001:db8::1".parse().expect("an address"),
+        };
+        let unspecified = match version {
+            IpVersion::V4 => IpAddr::from([0, 0, 0, 0]),
+            IpVersion::V6 => IpAddr::from([0u16; 8]),
+        };
+        let flow = socket_flow(
+            c.ns,
+            &c.analysis.reference_identity,
+            proto,
+            (unspecified, 40000),
+            (dst, 9),
+        );
+        return eval::trace(&c.ns.rules, &flow).outcome.verdict == Verdict::Bypass;
+    }
+    let name = crate::model::proto_name(proto);
+    c.analysis.escapes.iter().any(|r| {
         r.family == version.family().name()
-            && r.protocol == proto
+            && r.protocol == name
             && r.verdict == Verdict::Bypass
             && r.oif.iter().any(|o| o != "lo")
     })
+}
+
+/// ICMP's protocol number in this family.
+fn icmp(version: IpVersion) -> u8 {
+    match version {
+        IpVersion::V4 => 1,
+        IpVersion::V6 => 58,
+    }
 }
 
 /// `packet-socket`: a non-proxy process holds an AF_PACKET socket, whose frames skip the
