@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
 use common::is_root;
 use common::pod::{Pod, finding, settle};
 
@@ -20,30 +23,30 @@ fn pod_with_peer_on(port: u16) -> Pod {
     pod
 }
 
-/// What the far end first answers to `socat` run in the pod as uid:gid 10001 (the proxy
-/// echoes our `x`, the peer says `B`).
-fn answer(pod: &Pod, dst: &str) -> String {
+/// uid:gid 10001, no supplementary groups: an ordinary app.
+const APP: &[&str] = &[
+    "setpriv",
+    "--reuid=10001",
+    "--regid=10001",
+    "--clear-groups",
+];
+
+/// What `cmd`, run in the pod as the ordinary app with `x` on its stdin, prints.
+fn as_app(pod: &Pod, cmd: &[&str]) -> String {
     common::run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "setpriv",
-            "--reuid=10001",
-            "--regid=10001",
-            "--clear-groups",
-            "socat",
-            "-T2",
-            "-",
-            &format!("TCP:{dst}"),
-        ],
+        &[&["ip", "netns", "exec", &pod.ns], APP, cmd].concat(),
         Some("x\n"),
     )
-    .lines()
-    .next()
-    .unwrap_or("")
-    .to_string()
+}
+
+/// What the far end first answers to `socat` run in the pod as the ordinary app (the
+/// proxy echoes our `x`, the peer says `B`).
+fn answer(pod: &Pod, dst: &str) -> String {
+    as_app(pod, &["socat", "-T2", "-", &format!("TCP:{dst}")])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn findings<'a>(r: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
@@ -53,6 +56,57 @@ fn findings<'a>(r: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Val
         .iter()
         .filter(|f| f["kind"] == kind)
         .collect()
+}
+
+/// A Python program run in a namespace behind `wrap` (`setpriv ...`) that prints a line
+/// starting `ready` once in place, then answers lines on stdin; killed on drop.
+struct Script {
+    child: Child,
+    out: BufReader<ChildStdout>,
+}
+
+impl Script {
+    /// `program`: `["-c", CODE, args...]` or `[PATH, args...]`.
+    fn start(ns: &str, wrap: &[&str], program: &[&str]) -> Script {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(wrap)
+            .arg("/usr/bin/python3")
+            .args(program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut s = Script { child, out };
+        let ready = s.next_line();
+        assert!(ready.starts_with("ready"), "{ready}");
+        s
+    }
+
+    /// Its pid (`ip netns exec` and `setpriv` exec, so it is python's).
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    /// Sends a line, returns the answer.
+    fn say(&mut self, line: &str) -> String {
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+        self.next_line()
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -321,22 +375,9 @@ fn an_unconnected_udp_socket_under_dns_capture_is_reported_before_it_sends() {
         "nothing sent yet: {r}"
     );
     // What such a socket sends elsewhere really leaves.
-    let sent = common::run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "setpriv",
-            "--reuid=10001",
-            "--regid=10001",
-            "--clear-groups",
-            "socat",
-            "-T2",
-            "-",
-            "UDP-DATAGRAM:169.254.78.2:9999",
-        ],
-        Some("x\n"),
+    let sent = as_app(
+        &pod,
+        &["socat", "-T2", "-", "UDP-DATAGRAM:169.254.78.2:9999"],
     );
     assert_eq!(sent.trim(), "B", "the datagram reached the peer");
 }
@@ -358,43 +399,19 @@ fn a_packet_socket_sends_below_netfilter_and_cap_net_raw_can_open_one() {
     if !is_root() {
         return;
     }
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let mut pod = Pod::istio_with_proxy();
     let peer = pod.with_peer(&[]);
     let short = pod.ns.replace("mlscan", "mv");
     let (dev, peer_dev) = (format!("{short}a"), format!("{short}b"));
-    let spawn = |ns: &str, pre: &[&str], args: &[&str]| {
-        let mut c = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(pre)
-            .args(["/usr/bin/python3", PACKET])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(c.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "{line}");
-        (c, out, line)
-    };
-    let (mut sniffer, mut seen, _) = spawn(&peer, &[], &["sniff", &peer_dev, "80"]);
+    let mut sniffer = Script::start(&peer, &[], &[PACKET, "sniff", &peer_dev, "80"]);
     // uid 10001 with CAP_NET_RAW, as containers get it by default.
-    let app_as = [
-        "setpriv",
-        "--reuid=10001",
-        "--regid=10001",
-        "--clear-groups",
-        "--inh-caps=+net_raw",
-        "--ambient-caps=+net_raw",
-    ];
+    let app_as = [APP, &["--inh-caps=+net_raw", "--ambient-caps=+net_raw"]].concat();
     let peer_mac = mac(&peer, &peer_dev);
-    let (mut sender, mut said, ready) = spawn(
+    let mut sender = Script::start(
         &pod.ns,
         &app_as,
         &[
+            PACKET,
             "send",
             &dev,
             &peer_mac,
@@ -403,13 +420,10 @@ fn a_packet_socket_sends_below_netfilter_and_cap_net_raw_can_open_one() {
             "80",
         ],
     );
-    let pid: u32 = common::pod::json(ready.trim_start_matches("ready").trim())["pid"]
-        .as_u64()
-        .unwrap() as u32;
     let idle = pod.spawn_with_caps(10001, 10001, "+net_raw", &["sleep", "60"]);
     settle();
     let r = pod.report();
-    let f = finding(&r, "packet-socket", pid).unwrap_or_else(|| panic!("{r}"));
+    let f = finding(&r, "packet-socket", sender.pid()).unwrap_or_else(|| panic!("{r}"));
     assert_eq!(f["severity"], "high");
     assert!(
         f["evidence"][0]
@@ -423,17 +437,12 @@ fn a_packet_socket_sends_below_netfilter_and_cap_net_raw_can_open_one() {
         "CAP_NET_RAW alone: {r}"
     );
     // The hand-made SYN to port 80, which Istio's rules would redirect, reaches the peer.
-    writeln!(sender.stdin.as_mut().unwrap(), "go").unwrap();
-    let mut line = String::new();
-    said.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "sent");
-    line.clear();
-    seen.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "B", "the SYN arrived at the peer untouched");
-    for c in [&mut sender, &mut sniffer] {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    assert_eq!(sender.say("go"), "sent");
+    assert_eq!(
+        sniffer.next_line(),
+        "B",
+        "the SYN arrived at the peer untouched"
+    );
 }
 
 /// Holds an unprivileged ICMP echo socket; on a line on stdin sends one echo request to
@@ -458,8 +467,6 @@ fn an_unprivileged_ping_socket_is_listed_and_judged() {
     if !is_root() {
         return;
     }
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let pod = pod_with_peer_on(80);
     // What a pod gets where the runtime opens ping to every group (containerd, CRI-O).
     common::run(
@@ -474,43 +481,17 @@ fn an_unprivileged_ping_socket_is_listed_and_judged() {
         ],
         None,
     );
-    let mut c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pod.ns,
-            "setpriv",
-            "--reuid=10001",
-            "--regid=10001",
-        ])
-        .args([
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            PING,
-            "169.254.78.2",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut c = Script::start(&pod.ns, APP, &["-c", PING, "169.254.78.2"]);
     let r = pod.report();
-    let f = finding(&r, "protocol-uncaptured", c.id()).unwrap_or_else(|| panic!("{r}"));
+    let f = finding(&r, "protocol-uncaptured", c.pid()).unwrap_or_else(|| panic!("{r}"));
     assert!(
         f["evidence"][0].as_str().unwrap().starts_with("ping "),
         "{f}"
     );
-    writeln!(c.stdin.as_mut().unwrap()).unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "B", "the echo reached the peer and came back");
+    assert_eq!(c.say(""), "B", "the echo reached the peer and came back");
     // Bound by its send, it is in the namespace's ping table (/proc/net/icmp) now.
     let r = pod.report();
-    let f = finding(&r, "protocol-uncaptured", c.id()).unwrap_or_else(|| panic!("{r}"));
+    let f = finding(&r, "protocol-uncaptured", c.pid()).unwrap_or_else(|| panic!("{r}"));
     assert!(
         f["evidence"][0]
             .as_str()
@@ -518,9 +499,6 @@ fn an_unprivileged_ping_socket_is_listed_and_judged() {
             .starts_with("ping 0.0.0.0:"),
         "{f}"
     );
-    let _ = c.kill();
-    let _ = c.wait();
-    drop(pod);
 }
 
 /// A UDP-Lite socket bound in the pod; on a line on stdin it sends one datagram to
@@ -555,37 +533,12 @@ fn a_udp_lite_socket_is_judged_by_what_it_is() {
     if !is_root() {
         return;
     }
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let mut pod = Pod::istio_with_proxy();
     pod.with_peer(&[&["/usr/bin/python3", "-c", UDPLITE_PEER]]);
     settle();
-    let mut c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pod.ns,
-            "setpriv",
-            "--reuid=10001",
-            "--regid=10001",
-        ])
-        .args([
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            UDPLITE,
-            "169.254.78.2",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut c = Script::start(&pod.ns, APP, &["-c", UDPLITE, "169.254.78.2"]);
     let r = pod.report();
-    let f = finding(&r, "protocol-uncaptured", c.id()).unwrap_or_else(|| panic!("{r}"));
+    let f = finding(&r, "protocol-uncaptured", c.pid()).unwrap_or_else(|| panic!("{r}"));
     assert!(
         f["evidence"][0]
             .as_str()
@@ -593,10 +546,5 @@ fn a_udp_lite_socket_is_judged_by_what_it_is() {
             .starts_with("udplite socket:["),
         "{f}"
     );
-    writeln!(c.stdin.as_mut().unwrap()).unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "B", "the datagram reached the peer");
-    let _ = c.kill();
-    let _ = c.wait();
+    assert_eq!(c.say(""), "B", "the datagram reached the peer");
 }

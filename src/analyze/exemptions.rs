@@ -28,14 +28,17 @@ pub struct Exemption {
 /// what an unmodelled rule may capture is not reported as uncaptured.
 pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> Vec<Exemption> {
     let mut out = Vec::new();
-    let any_capture = rules.tables.iter().any(|t| t.captures());
-    for (ti, table) in rules.tables.iter().enumerate() {
-        // A RETURN lets traffic escape only the table that would capture it; a DNAT
-        // elsewhere takes it out of every capture (the first nat mapping wins).
-        let captures = table.captures();
-        if !any_capture {
-            break;
-        }
+    // A RETURN lets traffic escape only the table that would capture it; a DNAT elsewhere
+    // takes it out of every capture (the first nat mapping wins). With no capture at all,
+    // no rule is an exemption from one.
+    let captures: Vec<bool> = rules.tables.iter().map(|t| t.captures()).collect();
+    let scanned = if captures.contains(&true) {
+        rules.tables.len()
+    } else {
+        0
+    };
+    for (ti, table) in rules.tables.iter().enumerate().take(scanned) {
+        let captures = captures[ti];
         // Chains reachable from the table's nat OUTPUT base chains, in order.
         let mut reach: Vec<usize> = table
             .chains

@@ -983,31 +983,27 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
     };
     let link_local =
         |a: &IpAddr| matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80);
-    let mut only_link_local = true;
-    let mut evidence: Vec<String> =
+    let addrs: Vec<(&str, &IpAddr)> =
         c.ns.interfaces
             .iter()
-            .flat_map(|i| {
-                i.addrs
-                    .iter()
-                    .filter(|a| i.name != "lo" && reaches(a))
-                    .map(move |a| (a, format!("{} has {a}", i.name)))
-            })
-            .map(|(a, text)| {
-                only_link_local &= link_local(a);
-                text
-            })
+            .flat_map(|i| i.addrs.iter().map(move |a| (i.name.as_str(), a)))
+            .filter(|(_, a)| reaches(a))
             .collect();
-    let sockets: Vec<String> =
+    let live_sockets: Vec<&SocketFacts> =
         c.ns.sockets
             .iter()
             .filter(|s| reaches(&s.local) || reaches(&s.remote))
-            .map(|s| {
-                let narrow = |a: &IpAddr| link_local(a) || a.is_unspecified();
-                only_link_local &= narrow(&s.local) && narrow(&s.remote);
-                socket_text(s)
-            })
             .collect();
+    let narrow = |a: &IpAddr| link_local(a) || a.is_unspecified();
+    let only_link_local = addrs.iter().all(|(_, a)| link_local(a))
+        && live_sockets
+            .iter()
+            .all(|s| narrow(&s.local) && narrow(&s.remote));
+    let mut evidence: Vec<String> = addrs
+        .iter()
+        .map(|(name, a)| format!("{name} has {a}"))
+        .collect();
+    let sockets: Vec<String> = live_sockets.into_iter().map(socket_text).collect();
     let live = !sockets.is_empty();
     evidence.extend(sockets);
     if evidence.is_empty() {

@@ -2,14 +2,12 @@
 sees it arrive.
 
   packet.py send IFACE DST_MAC SRC_IP DST_IP DPORT
-      opens the packet socket, prints `ready {"pid": ...}`, waits for `go` on stdin, sends
+      opens the packet socket, prints `ready`, waits for `go` on stdin, sends
       one SYN to DST_IP:DPORT, prints `sent`, then waits for stdin to close.
   packet.py sniff IFACE DPORT
       prints `ready`, then `B` when a SYN to DPORT arrives on IFACE (the raw receive sees
       frames before any rule of the receiving namespace), or `nothing` after 10 s.
 """
-import json
-import os
 import socket
 import struct
 import sys
@@ -45,7 +43,7 @@ def main():
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
         s.bind((iface, ETH_P_IP))
         src_mac = s.getsockname()[4]
-        print("ready " + json.dumps({"pid": os.getpid()}), flush=True)
+        print("ready", flush=True)
         if sys.stdin.readline().strip() == "go":
             s.send(syn(src_mac, dst_mac, src, dst, dport))
             print("sent", flush=True)
