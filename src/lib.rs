@@ -22,6 +22,7 @@ pub mod range;
 pub mod render;
 pub mod report;
 pub mod route;
+pub mod rtnl;
 pub mod sanitize;
 pub mod secrets;
 pub mod snapshot;

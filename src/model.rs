@@ -282,11 +282,12 @@ impl CtState {
     }
 }
 
-/// Route types as `-m addrtype` and `fib ... type` name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Route types as `-m addrtype` and `fib ... type` name them, and as routes carry them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum AddrType {
     Unspec,
+    #[default]
     Unicast,
     Local,
     Broadcast,
@@ -301,6 +302,25 @@ pub enum AddrType {
 }
 
 impl AddrType {
+    /// The RTN_* number, as `fib ... type` compares it and a route's `rtm_type` carries it.
+    pub fn from_rtn(n: u32) -> Option<Self> {
+        Some(match n {
+            0 => AddrType::Unspec,
+            1 => AddrType::Unicast,
+            2 => AddrType::Local,
+            3 => AddrType::Broadcast,
+            4 => AddrType::Anycast,
+            5 => AddrType::Multicast,
+            6 => AddrType::Blackhole,
+            7 => AddrType::Unreachable,
+            8 => AddrType::Prohibit,
+            9 => AddrType::Throw,
+            10 => AddrType::Nat,
+            11 => AddrType::Xresolve,
+            _ => return None,
+        })
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_uppercase().as_str() {
             "UNSPEC" => AddrType::Unspec,

@@ -318,17 +318,26 @@ fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVer
 }
 
 /// A live connection that did not pass the proxy makes its process a bypass, whatever the
-/// rules predict now: the headline, the metrics and the exit status count it.
-fn observed_verdicts(
+/// rules predict now; a policy-routing rule that routes some of its traffic past the
+/// capture makes it partial: the headline, the metrics and the exit status count both.
+fn evidence_verdicts(
     processes: &mut [ProcessReport],
     members: &[&ProcessFacts],
     findings: &[Finding],
 ) {
-    for f in findings.iter().filter(|f| f.kind == "observed-bypass") {
+    for f in findings
+        .iter()
+        .filter(|f| matches!(f.kind, "observed-bypass" | "policy-routed"))
+    {
         let Some(p) = processes.iter_mut().find(|p| Some(p.pid) == f.pid) else {
             continue;
         };
         if p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy {
+            continue;
+        }
+        if f.kind == "policy-routed" {
+            p.verdict = ProcessVerdict::Partial;
+            p.reasons = f.rules.clone();
             continue;
         }
         let held = members
@@ -652,7 +661,7 @@ fn netns_report(
         kernel,
     });
     drop(paired);
-    observed_verdicts(&mut processes, &members, &findings);
+    evidence_verdicts(&mut processes, &members, &findings);
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();
     families.dedup();
     let mut protocols: Vec<String> = a.captured_on.iter().map(|c| c.protocol.clone()).collect();

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Ruleset;
+use crate::model::{AddrType, IpVersion, Ruleset};
 
 /// Bump when a field changes meaning or is removed.
 pub const SNAPSHOT_VERSION: u32 = 2;
@@ -70,6 +70,10 @@ pub struct NetnsFacts {
     pub rules: Ruleset,
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
+    /// Its policy-routing rules in the order the kernel tries them; `None`: not read (a
+    /// snapshot from before they were collected): only the main table is known.
+    #[serde(default)]
+    pub routing_rules: Option<Vec<RoutingRule>>,
     pub sockets: Vec<SocketFacts>,
     /// Its packet sockets (`AF_PACKET`): what they send skips the IP stack, netfilter
     /// included, so no capture rule ever sees it.
@@ -99,6 +103,15 @@ pub struct NetnsFacts {
 }
 
 impl NetnsFacts {
+    /// Its routes, routing rules and addresses, for route lookups.
+    pub fn routing(&self) -> crate::route::Routing<'_> {
+        crate::route::Routing {
+            routes: &self.routes,
+            rules: self.routing_rules.as_deref(),
+            interfaces: &self.interfaces,
+        }
+    }
+
     /// The namespace's own addresses (IPv4-mapped ones as the IPv4 they are): a packet to
     /// one of them, or to loopback, stays on this host.
     pub fn local_addrs(&self) -> Vec<IpAddr> {
@@ -126,13 +139,171 @@ pub struct Interface {
     pub addrs: Vec<IpAddr>,
 }
 
-/// A route of the main table: destination network, output interface, preferred source.
+/// The main routing table's id: where a snapshot from before tables were read has its routes.
+pub const MAIN_TABLE: u32 = 254;
+
+/// A route of any table: destination network, output interface, gateway.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Route {
     pub dst: String,
     pub prefix: u8,
+    /// Empty when the kernel names no interface (a blackhole, or a nexthop object).
     pub oif: String,
     pub gateway: Option<IpAddr>,
+    #[serde(default = "main_table")]
+    pub table: u32,
+    /// Its type: unicast, local (delivered through lo), blackhole, unreachable, prohibit,
+    /// throw (ends this table's lookup as if no route matched: the next rule is tried).
+    #[serde(default)]
+    pub kind: AddrType,
+    /// Among routes of one prefix the lowest metric wins.
+    #[serde(default)]
+    pub metric: u32,
+    /// The source address the route prefers (`src`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefsrc: Option<IpAddr>,
+    /// IPv6 source-specific routing (`from NET`): only traffic from this network takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<(IpAddr, u8)>,
+    /// A multipath route's other nexthops' interfaces: the kernel picks one per flow by hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_oifs: Vec<String>,
+    /// Its nexthop is a nexthop object (`nhid`), whose interface meshleak does not read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nexthop_object: bool,
+}
+
+fn main_table() -> u32 {
+    MAIN_TABLE
+}
+
+/// A policy-routing rule (`ip rule`): which table a flow's route is looked up in, chosen
+/// by source, destination, mark, socket uid, protocol and ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingRule {
+    pub family: IpVersion,
+    pub priority: u32,
+    /// `not`: the rule applies where its selectors do not match.
+    pub invert: bool,
+    pub src: Option<(IpAddr, u8)>,
+    pub dst: Option<(IpAddr, u8)>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// It names an interface that does not exist: it matches nothing.
+    pub detached: bool,
+    /// Mark and mask: it matches where `(mark ^ fwmark) & mask == 0`.
+    pub fwmark: Option<(u32, u32)>,
+    /// The socket's uid range (`uidrange`), in the ids of the namespace's owner.
+    pub uids: Option<(u32, u32)>,
+    pub ip_proto: Option<u8>,
+    pub sport: Option<(u16, u16)>,
+    pub dport: Option<(u16, u16)>,
+    pub action: RuleAction,
+    /// `suppress_prefixlength N`: a route this table gives with a prefix of N or less is
+    /// refused, and the next rule is tried.
+    pub suppress_prefixlen: Option<u32>,
+    /// Selectors meshleak does not model (tos, tunnel id, l3mdev, interface-group
+    /// suppression): a lookup this rule may decide is uncertain.
+    pub unmodelled: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// `lookup TABLE`.
+    Table(u32),
+    /// `goto PRIORITY`: on to the rule of that priority.
+    Goto(u32),
+    Nop,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Other(u8),
+}
+
+impl RuleAction {
+    pub fn from_code(code: u8, table: u32) -> RuleAction {
+        match code {
+            1 => RuleAction::Table(table),
+            2 => RuleAction::Goto(0),
+            3 => RuleAction::Nop,
+            6 => RuleAction::Blackhole,
+            7 => RuleAction::Unreachable,
+            8 => RuleAction::Prohibit,
+            other => RuleAction::Other(other),
+        }
+    }
+}
+
+/// As `ip rule` prints it: `100:\tfrom all uidrange 2000-2001 lookup 100`.
+impl std::fmt::Display for RoutingRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let net = |(a, len): (IpAddr, u8)| {
+            let full = if a.is_ipv4() { 32 } else { 128 };
+            if len == full {
+                a.to_string()
+            } else {
+                format!("{a}/{len}")
+            }
+        };
+        write!(f, "{}:\t", self.priority)?;
+        if self.invert {
+            write!(f, "not ")?;
+        }
+        match self.src {
+            Some(s) if s.1 > 0 => write!(f, "from {}", net(s))?,
+            _ => write!(f, "from all")?,
+        }
+        if let Some(d) = self.dst.filter(|d| d.1 > 0) {
+            write!(f, " to {}", net(d))?;
+        }
+        for t in &self.unmodelled {
+            write!(f, " {t}")?;
+        }
+        if let Some((mark, mask)) = self.fwmark {
+            write!(f, " fwmark 0x{mark:x}")?;
+            if mask != u32::MAX {
+                write!(f, "/0x{mask:x}")?;
+            }
+        }
+        if let Some(i) = &self.iif {
+            write!(f, " iif {i}")?;
+        }
+        if let Some(o) = &self.oif {
+            write!(f, " oif {o}")?;
+        }
+        if let Some((a, b)) = self.uids {
+            write!(f, " uidrange {a}-{b}")?;
+        }
+        if let Some(p) = self.ip_proto {
+            write!(f, " ipproto {}", crate::model::proto_name(p))?;
+        }
+        for (name, range) in [("sport", self.sport), ("dport", self.dport)] {
+            match range {
+                Some((a, b)) if a == b => write!(f, " {name} {a}")?,
+                Some((a, b)) => write!(f, " {name} {a}-{b}")?,
+                None => {}
+            }
+        }
+        match self.action {
+            RuleAction::Table(t) => match t {
+                255 => write!(f, " lookup local")?,
+                254 => write!(f, " lookup main")?,
+                253 => write!(f, " lookup default")?,
+                t => write!(f, " lookup {t}")?,
+            },
+            RuleAction::Goto(p) => write!(f, " goto {p}")?,
+            RuleAction::Nop => write!(f, " nop")?,
+            RuleAction::Blackhole => write!(f, " blackhole")?,
+            RuleAction::Unreachable => write!(f, " unreachable")?,
+            RuleAction::Prohibit => write!(f, " prohibit")?,
+            RuleAction::Other(c) => write!(f, " action {c}")?,
+        }
+        if let Some(n) = self.suppress_prefixlen {
+            write!(f, " suppress_prefixlength {n}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::pod::{Pod, finding, json, settle};
+use common::pod::{Pod, finding, json, settle, verdict};
 use common::{Kernel, Lab, Loader, is_root, meshleak, probe, run};
 use meshleak::snapshot::SocketProto;
 
@@ -117,17 +117,12 @@ fn pod_report_names_the_bypassing_process_and_its_rule() {
         .iter()
         .find(|n| n["paths"][0] == pod.path())
         .expect("pod in snapshot");
-    let verdict = |pid: u32| {
-        ours["processes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["pid"] == pid)
-            .unwrap()["verdict"]
-            .clone()
-    };
     assert_eq!(
-        (verdict(proxy), verdict(leaky), verdict(fine)),
+        (
+            verdict(ours, proxy),
+            verdict(ours, leaky),
+            verdict(ours, fine)
+        ),
         ("proxy".into(), "bypass".into(), "captured".into())
     );
     std::fs::remove_file(file).ok();

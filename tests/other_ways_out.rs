@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::is_root;
-use common::pod::{Pod, finding, settle};
+use common::pod::{Pod, finding, settle, verdict};
 
 /// An Istio pod with its proxy and a peer answering `B` on `port`, for as long as the
 /// connection is kept open.
@@ -246,15 +246,7 @@ fn an_exempt_supplementary_group_is_an_exemption_a_setgid_copy_takes() {
     let may_not = pod.spawn_setpriv(&opts(&["--no-new-privs"]), &["sleep", "60"]);
     settle();
     let r = pod.report();
-    let verdict = |pid: u32| {
-        r["netns"][0]["processes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["pid"] == pid)
-            .map(|p| p["verdict"].clone())
-    };
-    assert_eq!(verdict(may), Some("captured".into()), "{r}");
+    assert_eq!(verdict(&r["netns"][0], may), "captured", "{r}");
     let f = finding(&r, "can-become-exempt", may).unwrap_or_else(|| panic!("{r}"));
     assert!(
         f["message"]
@@ -547,4 +539,124 @@ fn a_udp_lite_socket_is_judged_by_what_it_is() {
         "{f}"
     );
     assert_eq!(c.say(""), "B", "the datagram reached the peer");
+}
+
+#[test]
+fn a_policy_routing_rule_sends_one_uid_past_the_capture() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod_with_peer_on(80);
+    // A second link to the peer, which the capture exempts (Istio's excludeInterfaces),
+    // and an `ip rule` that routes uid 2000 over it.
+    let peer = format!("{}p", pod.ns);
+    let short = pod.ns.replace("mlscan", "mv");
+    let (vc, vd) = (format!("{short}c"), format!("{short}d"));
+    common::run(
+        &[
+            "ip", "link", "add", &vc, "netns", &pod.ns, "type", "veth", "peer", "name", &vd,
+            "netns", &peer,
+        ],
+        None,
+    );
+    for (ns, dev, addr) in [
+        (&pod.ns, &vc, "169.254.79.1/24"),
+        (&peer, &vd, "169.254.79.2/24"),
+    ] {
+        let off = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
+        common::run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &off], None);
+        common::run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev], None);
+        common::run(&["ip", "-n", ns, "link", "set", dev, "up"], None);
+    }
+    pod.add_rules(&format!(
+        "*nat\n-I ISTIO_OUTPUT 1 -o {vc} -j RETURN\nCOMMIT\n"
+    ));
+    let ip = |args: &[&str]| common::run(&[&["ip", "-n", &pod.ns][..], args].concat(), None);
+    ip(&["rule", "add", "uidrange", "2000-2000", "lookup", "100"]);
+    ip(&[
+        "route",
+        "add",
+        "169.254.78.0/24",
+        "dev",
+        &vc,
+        "table",
+        "100",
+    ]);
+    let as_uid = |uid: &str| {
+        common::run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &pod.ns,
+                "setpriv",
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "socat",
+                "-T2",
+                "-",
+                "TCP:169.254.78.2:80",
+            ],
+            Some("x\n"),
+        )
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+    };
+    assert_eq!(as_uid("2000"), "B", "uid 2000 is routed past the proxy");
+    assert_eq!(as_uid("2001"), "x", "uid 2001 is captured");
+    let mut pod = pod;
+    let routed = pod.spawn(2000, 2000, &["sleep", "60"]);
+    let other = pod.spawn(2001, 2001, &["sleep", "60"]);
+    let open = pod.spawn(2000, 2000, &["socat", "-u", "TCP:169.254.78.2:80", "-"]);
+    settle();
+    let r = pod.report();
+    let ns = &r["netns"][0];
+    let f = finding(&r, "policy-routed", routed).unwrap_or_else(|| panic!("{ns}"));
+    assert_eq!(f["severity"], "high");
+    let text = f.to_string();
+    assert!(
+        text.contains("uidrange 2000-2000 lookup 100")
+            && text.contains(&format!("-o {vc} -j RETURN"))
+            && text.contains("uid 2000 to 169.254.78.2:"),
+        "{f}"
+    );
+    assert!(finding(&r, "policy-routed", other).is_none(), "{ns}");
+    assert_eq!(verdict(ns, routed), "partial");
+    assert_eq!(verdict(ns, other), "captured");
+    // The live connection is judged by the route it took.
+    let seen = finding(&r, "observed-bypass", open).unwrap_or_else(|| panic!("{ns}"));
+    assert!(
+        seen["rules"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("-o {vc}")),
+        "{seen}"
+    );
+    // trace --pid follows the same route.
+    let (_, out, err) = common::meshleak(&[
+        "trace",
+        "--pid",
+        &routed.to_string(),
+        "--dst",
+        "169.254.78.2:80",
+        "-o",
+        "json",
+    ]);
+    let t = common::pod::json(&out);
+    assert_eq!(t["verdict"], "bypass", "{out}{err}");
+    assert_eq!(t["oif"], vc.as_str());
+    assert_eq!(t["route"]["table"], 100);
+    let (_, out, _) = common::meshleak(&[
+        "trace",
+        "--pid",
+        &other.to_string(),
+        "--dst",
+        "169.254.78.2:80",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(common::pod::json(&out)["verdict"], "captured", "{out}");
 }

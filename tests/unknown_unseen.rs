@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use common::pod::{Pod, json, settle};
+use common::pod::{Pod, json, settle, verdict};
 use common::{Kernel, Lab, Loader, flow_of, is_root, meshleak, probe, run};
 use meshleak::collect::netns::Netns;
 use meshleak::eval::{Verdict, trace};
@@ -22,16 +22,6 @@ const APP: (u32, u32) = (10001, 10001);
 const LEAKY: (u32, u32) = (10001, 1337);
 
 /// A process's verdict in a namespace's report (empty when it is not listed).
-fn verdict(ns: &serde_json::Value, pid: u32) -> String {
-    ns["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pid"] == pid)
-        .map(|p| p["verdict"].as_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 /// Inserts `-m MATCH... -j RETURN` at the top of ISTIO_OUTPUT (iptables-nft) in `ns`.
 fn return_first(ns: &str, matches: &str) {
     let mut args = vec![

@@ -69,14 +69,16 @@ pub struct Args {
 struct Live {
     rules: meshleak::model::Ruleset,
     ways: Vec<Way>,
-    route: Option<(String, std::net::IpAddr)>,
+    /// The namespace read, whose routes and routing rules give each way's interface and
+    /// source (policy routing may send one uid's traffic elsewhere).
+    ns: Option<meshleak::snapshot::NetnsFacts>,
     local: Vec<std::net::IpAddr>,
     incomplete: Vec<String>,
 }
 
 /// Reads the process's namespace as `meshleak pod` does (its processes' sockets and
 /// credentials, the owning user namespace's maps), then the ways out of the process.
-fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
+fn live(args: &Args, pid: u32) -> anyhow::Result<Live> {
     use meshleak::collect::procs;
     use meshleak::collect::scan::{ScanOptions, scan};
     let proc_dir = args.proc_root.join(pid.to_string());
@@ -121,7 +123,6 @@ fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
             vec![way]
         }
     };
-    let route = meshleak::route::lookup(&ns.routes, &ns.interfaces, dst);
     let local = ns
         .interfaces
         .iter()
@@ -131,7 +132,7 @@ fn live(args: &Args, pid: u32, dst: std::net::IpAddr) -> anyhow::Result<Live> {
     Ok(Live {
         rules: ns.rules.clone(),
         ways,
-        route,
+        ns: Some(ns.clone()),
         local,
         incomplete,
     })
@@ -154,6 +155,10 @@ struct Report {
     src: Option<IpAddr>,
     dst: String,
     oif: String,
+    /// With `--pid`: the routing table and the policy-routing rule (as `ip rule` prints
+    /// it) that gave the interface and source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<RouteReport>,
     identity: Identity,
     /// Destination after NAT, when NAT changed it.
     nat_destination: Option<String>,
@@ -171,6 +176,12 @@ struct Report {
     /// With `--pid`: what the trace needs and could not be read (routes, addresses), so
     /// the interface or source may be guessed. Empty: everything was read.
     incomplete: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RouteReport {
+    table: u32,
+    rule: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -215,7 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let loopback = dst.ip().is_loopback();
     let live = match args.pid {
-        Some(pid) => live(&args, pid, dst.ip())?,
+        Some(pid) => live(&args, pid)?,
         None => {
             if args.rules.files.is_empty() {
                 bail!("give --rules FILE (rule dumps) or --pid PID (a live process)");
@@ -233,33 +244,49 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     groups_unknown: false,
                     why: String::new(),
                 }],
-                route: None,
+                ns: None,
                 local: src.into_iter().collect(),
                 incomplete: Vec::new(),
             }
         }
     };
     let rules = &live.rules;
-    let (route_oif, route_src) = live.route.clone().unzip();
-    let flow_of = |identity: &Identity| Flow {
-        version,
-        proto,
-        src: src
-            .or(route_src)
-            .or_else(|| loopback.then(|| version.loopback())),
-        dst: dst.ip(),
-        sport: args
-            .sport
-            .map_or(SourcePort::DEFAULT_EPHEMERAL, SourcePort::Bound),
-        dport: dst.port(),
-        oif: args
-            .oif
-            .clone()
-            .or(route_oif.clone())
-            .unwrap_or_else(|| if loopback { "lo" } else { "eth0" }.to_string()),
-        identity: identity.clone(),
-        mark: args.mark,
-        local: live.local.clone(),
+    // The route the kernel gives this identity's socket: policy routing may choose by uid.
+    let route_of = |identity: &Identity| {
+        live.ns.as_ref().and_then(|ns| {
+            ns.routing().lookup(&meshleak::route::Query {
+                dst: dst.ip(),
+                src,
+                uid: identity.uid,
+                mark: args.mark,
+                proto,
+                sport: args.sport,
+                dport: dst.port(),
+            })
+        })
+    };
+    let flow_of = |identity: &Identity| {
+        let route = route_of(identity);
+        Flow {
+            version,
+            proto,
+            src: src
+                .or(route.as_ref().map(|r| r.src))
+                .or_else(|| loopback.then(|| version.loopback())),
+            dst: dst.ip(),
+            sport: args
+                .sport
+                .map_or(SourcePort::DEFAULT_EPHEMERAL, SourcePort::Bound),
+            dport: dst.port(),
+            oif: args
+                .oif
+                .clone()
+                .or(route.map(|r| r.oif))
+                .unwrap_or_else(|| if loopback { "lo" } else { "eth0" }.to_string()),
+            identity: identity.clone(),
+            mark: args.mark,
+            local: live.local.clone(),
+        }
     };
     let groups_matter = meshleak::ways::matches_groups(rules);
     let traced: Vec<(Verdict, eval::Trace, &Way)> = live
@@ -284,6 +311,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let foreign = matches!(way.source, Source::ForeignSocket { .. });
     let flow = flow_of(&way.identity);
+    let route = route_of(&way.identity);
+    let mut incomplete = live.incomplete.clone();
+    if args.oif.is_none() {
+        incomplete.extend(route.iter().flat_map(|r| r.uncertain.iter().cloned()));
+    }
     let shown = |w: &Way, v: Verdict| WayReport {
         source: w.source.clone(),
         uid: w.identity.uid,
@@ -299,6 +331,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         src: flow.src,
         dst: explain::addr_port(&flow.dst, flow.dport),
         oif: flow.oif.clone(),
+        route: route.filter(|_| args.oif.is_none()).map(|r| RouteReport {
+            table: r.table,
+            rule: r.rule,
+        }),
         identity: flow.identity.clone(),
         nat_destination: t.nat_dst.map(|(a, p)| explain::addr_port(&a, p)),
         path: if foreign {
@@ -319,7 +355,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         } else {
             Vec::new()
         },
-        incomplete: live.incomplete.clone(),
+        incomplete,
     };
     super::scan::print_problems(&report.incomplete, &[]);
     match args.format {
@@ -360,6 +396,14 @@ fn print_table(r: &Report) {
             format!(" groups {:?}", r.identity.groups)
         }
     );
+    if let Some(route) = &r.route {
+        let rule = route
+            .rule
+            .as_deref()
+            .map(|t| format!(" (ip rule {})", t.replace('\t', " ")))
+            .unwrap_or_default();
+        println!("route     table {}{}", route.table, sanitize(&rule));
+    }
     if let Some(d) = &r.decided_by {
         println!("by        {}", sanitize(&d.why));
     }

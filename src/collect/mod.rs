@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::model::{IpVersion, Ruleset, Table};
-use crate::snapshot::{Interface, PacketSocket, Route, SocketFacts, Tracked};
+use crate::snapshot::{Interface, PacketSocket, Route, RoutingRule, SocketFacts, Tracked};
 use netns::{Netns, NetnsError, in_netns_within};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,7 @@ pub struct NetnsRead {
     pub rules: Ruleset,
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
+    pub routing_rules: Option<Vec<RoutingRule>>,
     pub sockets: Vec<SocketFacts>,
     pub packet_sockets: Vec<PacketSocket>,
     pub conntrack: Option<Vec<Tracked>>,
@@ -140,7 +141,7 @@ pub fn read_netns(
     let (
         legacy,
         (raw, rules_unread),
-        (interfaces, routes, conntrack, sockets),
+        (interfaces, (routes, routing_rules), conntrack, sockets),
         (net_dev, unlisted, owner, gaps, packet_sockets),
     ) = in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
         let mut legacy = legacy::read_family(IpVersion::V4)?;
@@ -164,7 +165,7 @@ pub fn read_netns(
             (raw, rules_unread),
             (
                 netinfo::interfaces(&mut gaps),
-                netinfo::routes(&mut gaps),
+                netinfo::routing(&mut gaps),
                 conntrack::entries(&sockets),
                 sockets,
             ),
@@ -183,6 +184,7 @@ pub fn read_netns(
         rules: Ruleset { tables },
         interfaces,
         routes,
+        routing_rules,
         sockets,
         packet_sockets,
         conntrack,

@@ -1,16 +1,17 @@
 //! A namespace's interfaces, routes and sockets, read by a thread inside it: addresses via
-//! getifaddrs (netlink, bound to the thread's namespace), TCP and UDP sockets over sock_diag,
-//! routes and raw sockets from
+//! getifaddrs (netlink, bound to the thread's namespace), routes and routing rules over
+//! rtnetlink, TCP and UDP sockets over sock_diag, raw and packet sockets from
 //! `/proc/thread-self/net` (never `/proc/self/net`, which shows the process's namespace).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 
 use super::netlink::Netlink;
 use super::netns::thread_net_file;
-use crate::snapshot::{Interface, PacketSocket, Route, SocketFacts, SocketProto};
+use crate::rtnl;
+use crate::snapshot::{Interface, PacketSocket, Route, RoutingRule, SocketFacts, SocketProto};
 use crate::sockdiag;
 
 /// The namespace's interfaces and addresses; what could not be read goes to `gaps`.
@@ -48,64 +49,56 @@ pub fn interfaces(gaps: &mut Vec<String>) -> Vec<Interface> {
     out
 }
 
-/// Main-table routes of both families.
-/// The namespace's IPv4 routes; what could not be read goes to `gaps`.
-pub fn routes(gaps: &mut Vec<String>) -> Vec<Route> {
-    let mut out = Vec::new();
-    // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ... (hex, little-endian).
-    let text = match super::procfile::read_string(&thread_net_file("route")) {
-        Ok(text) => text,
-        Err(e) => {
-            gaps.push(format!("routes (/proc/thread-self/net/route: {e})"));
-            String::new()
+/// Every route of both families and all tables, and the policy-routing rules that choose
+/// among the tables, over rtnetlink; what could not be read goes to `gaps` (the rules then
+/// `None`: only the main table is assumed).
+pub fn routing(gaps: &mut Vec<String>) -> (Vec<Route>, Option<Vec<RoutingRule>>) {
+    let read = || -> io::Result<(Vec<Route>, Vec<RoutingRule>)> {
+        let mut rtnl = Netlink::open(NETLINK_ROUTE)?;
+        let bad = |e: rtnl::RtnlError| io::Error::new(io::ErrorKind::InvalidData, e);
+        let mut names: Vec<(u32, String)> = Vec::new();
+        let mut name = |index: u32| match names.iter().find(|(i, _)| *i == index) {
+            Some((_, n)) => n.clone(),
+            None => {
+                let n = interface_name(index);
+                names.push((index, n.clone()));
+                n
+            }
+        };
+        let mut routes = Vec::new();
+        for m in rtnl.dump(&rtnl::route_request())? {
+            if let Some(r) = rtnl::decode_route(&m, &mut name).map_err(bad)? {
+                routes.push(r);
+            }
         }
+        let mut rules = Vec::new();
+        for m in rtnl.dump(&rtnl::rule_request())? {
+            rules.extend(rtnl::decode_rule(&m).map_err(bad)?);
+        }
+        Ok((routes, rules))
     };
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
+    match read() {
+        Ok((routes, rules)) => (routes, Some(rules)),
+        Err(e) => {
+            gaps.push(format!("routes and routing rules (rtnetlink dump: {e})"));
+            (Vec::new(), None)
         }
-        let word = |s: &str| {
-            u32::from_str_radix(s, 16)
-                .ok()
-                .map(|v| Ipv4Addr::from(v.swap_bytes()))
-        };
-        let (Some(dst), Some(gw), Some(mask)) = (word(f[1]), word(f[2]), word(f[7])) else {
-            continue;
-        };
-        out.push(Route {
-            dst: dst.to_string(),
-            prefix: u32::from(mask).count_ones() as u8,
-            oif: f[0].to_string(),
-            gateway: (!gw.is_unspecified()).then_some(IpAddr::V4(gw)),
-        });
     }
-    // /proc/net/ipv6_route: dst dst_len src src_len gateway metric refcnt use flags iface.
-    for line in super::procfile::read_string(&thread_net_file("ipv6_route"))
-        .unwrap_or_default()
-        .lines()
-    {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
-            continue;
-        }
-        let (Some(dst), Some(len), Some(gw)) =
-            (v6(f[0]), u8::from_str_radix(f[1], 16).ok(), v6(f[4]))
-        else {
-            continue;
-        };
-        out.push(Route {
-            dst: dst.to_string(),
-            prefix: len,
-            oif: f[9].to_string(),
-            gateway: (!gw.is_unspecified()).then_some(IpAddr::V6(gw)),
-        });
-    }
-    out
 }
 
-fn v6(hex: &str) -> Option<Ipv6Addr> {
-    u128::from_str_radix(hex, 16).ok().map(Ipv6Addr::from)
+/// The name of interface `index` in the calling thread's namespace (`if_indextoname` asks
+/// over a socket, which is the thread's namespace's); `ifN` if it is gone.
+fn interface_name(index: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return format!("if{index}");
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// TCP, UDP and raw sockets of both families. TCP and UDP come from sock_diag (see

@@ -151,6 +151,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 rules: read.rules,
                 interfaces: read.interfaces,
                 routes: read.routes,
+                routing_rules: read.routing_rules,
                 sockets: read.sockets,
                 packet_sockets: read.packet_sockets,
                 conntrack: read.conntrack,

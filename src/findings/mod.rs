@@ -8,6 +8,7 @@ use serde::Serialize;
 
 mod containers;
 mod observed;
+mod routing;
 
 use crate::analyze::{Analysis, CapturedOn};
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
@@ -65,6 +66,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     proxy_admin(c, mesh, &mut out);
     exclusions(c, &mut out);
     source_port_exempt(c, &mut out);
+    routing::policy_routed(c, &mut out);
     proxy_listener(c, mesh, &mut out);
     uncaptured_sockets(c, &mut out);
     below_netfilter(c, &mut out);
@@ -939,9 +941,18 @@ fn socket_flow(
     (dst, dport): (IpAddr, u16),
 ) -> Flow {
     let (src, dst) = (src.to_canonical(), dst.to_canonical());
-    let oif = crate::route::lookup(&ns.routes, &ns.interfaces, dst).map_or_else(
+    let query = crate::route::Query {
+        dst,
+        src: (!src.is_unspecified()).then_some(src),
+        uid: id.uid,
+        mark: 0,
+        proto,
+        sport: Some(sport),
+        dport,
+    };
+    let oif = ns.routing().lookup(&query).map_or_else(
         || if dst.is_loopback() { "lo" } else { "eth0" }.to_string(),
-        |r| r.0,
+        |r| r.oif,
     );
     Flow {
         version: IpVersion::of(&dst),

@@ -95,6 +95,7 @@ fn snapshot(
                 addrs,
             }],
             routes: vec![],
+            routing_rules: None,
             sockets,
             conntrack: None,
             processes,

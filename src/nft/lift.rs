@@ -914,7 +914,7 @@ impl<'a> Lifter<'a> {
             Field::FibType(dir) => {
                 let types: Vec<AddrType> = ranges
                     .iter()
-                    .filter_map(|(a, _)| addr_type(*a as u32))
+                    .filter_map(|(a, _)| AddrType::from_rtn(*a as u32))
                     .collect();
                 self.push(
                     neg,
@@ -970,25 +970,6 @@ fn ct_states(mask: u32) -> Vec<CtState> {
     .filter(|(b, _)| mask & b != 0)
     .map(|(_, s)| s)
     .collect()
-}
-
-/// RTN_* route types as `fib ... type` compares them.
-fn addr_type(n: u32) -> Option<AddrType> {
-    Some(match n {
-        0 => AddrType::Unspec,
-        1 => AddrType::Unicast,
-        2 => AddrType::Local,
-        3 => AddrType::Broadcast,
-        4 => AddrType::Anycast,
-        5 => AddrType::Multicast,
-        6 => AddrType::Blackhole,
-        7 => AddrType::Unreachable,
-        8 => AddrType::Prohibit,
-        9 => AddrType::Throw,
-        10 => AddrType::Nat,
-        11 => AddrType::Xresolve,
-        _ => return None,
-    })
 }
 
 fn ip_from(v: &[u8]) -> Option<IpAddr> {

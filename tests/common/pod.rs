@@ -243,3 +243,14 @@ pub fn netns_of<'a>(report: &'a serde_json::Value, pod: &Pod) -> &'a serde_json:
         })
         .unwrap_or_else(|| panic!("pod {} not in the report", pod.ns))
 }
+
+/// The verdict of process `pid` in a report's namespace `ns`; empty when it is not there.
+pub fn verdict(ns: &serde_json::Value, pid: u32) -> String {
+    ns["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .map(|p| p["verdict"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
