@@ -2,7 +2,8 @@
 //! testdata/ and, when present, ../shared/corpus (copied into the git-ignored
 //! fuzz/corpus only), and the kernel's own binary answers captured in testdata/native/
 //! (nf_tables netlink replies, x_tables table blobs and every match and target payload in
-//! them). Usage: fuzz_seeds [OUT_DIR] (default fuzz/corpus).
+//! them), and the hand-made rtnetlink replies kept under fuzz/regressions/rtnl. Usage:
+//! fuzz_seeds [OUT_DIR] (default fuzz/corpus).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,11 @@ fn main() -> std::io::Result<()> {
         for (j, ext) in extensions(&blob, version).iter().enumerate() {
             write("xt_ext", format!("ext-{i}-{j}"), &xt_ext_input(ext))?;
         }
+    }
+    // rtnl: the kept hand-made replies (a goto back, an attribute past its message).
+    for entry in fs::read_dir("fuzz/regressions/rtnl")?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        write("rtnl", name, &fs::read(entry.path())?)?;
     }
     eprintln!("fuzz_seeds: wrote {n} seeds under {}", out.display());
     Ok(())

@@ -13,7 +13,7 @@ export RUSTC_BOOTSTRAP=1
 cargo fuzz build
 mkdir -p logs
 status=0
-for t in ${FUZZ_TARGETS:-nf_tables xt_table xt_ext xtables nft_json evaluate}; do
+for t in ${FUZZ_TARGETS:-nf_tables xt_table xt_ext xtables nft_json evaluate rtnl}; do
 	echo "fuzz: $t for ${FUZZ_SECONDS:-600} s"
 	# evaluate may use the whole analysis budget (50,000,000 rule visits: 0.7 s in a release
 	# build, ~15 s under ASan); a unit over the timeout is a hang.

@@ -14,14 +14,44 @@ use crate::xt::{matches, targets};
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("xtables", xtables),
     ("nft_json", nft_json),
     ("evaluate", evaluate),
     ("nf_tables", nf_tables),
     ("xt_table", xt_table_target),
     ("xt_ext", xt_ext_target),
+    ("rtnl", rtnl),
 ];
+
+/// rtnetlink route and rule replies (netlink messages back to back, as a dump gives
+/// them), each decoded as both; then route lookups over what decoded, which must end (a
+/// `goto` back, a rule loop) and never panic.
+pub fn rtnl(data: &[u8]) {
+    use crate::route::{Query, Routing};
+    let (mut routes, mut rules) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while let Some(head) = data.get(at..at + 4) {
+        let len = (u32::from_ne_bytes([head[0], head[1], head[2], head[3]]) as usize).max(4);
+        let msg = &data[at..(at + len).min(data.len())];
+        if let Ok(Some(r)) = crate::rtnl::decode_route(msg, &mut |i| format!("if{i}")) {
+            routes.push(r);
+        }
+        if let Ok(Some(r)) = crate::rtnl::decode_rule(msg) {
+            rules.push(r);
+        }
+        at += (len + 3) & !3;
+    }
+    let interfaces = Vec::new();
+    let routing = Routing {
+        routes: &routes,
+        rules: Some(&rules),
+        interfaces: &interfaces,
+    };
+    for dst in ["192.0.2.1", "2001:db8::1", "127.0.0.1"] {
+        let _ = routing.lookup(&Query::to(dst.parse().expect("an address")));
+    }
+}
 
 /// iptables-save / restore input: tables or a ParseError.
 pub fn xtables(data: &[u8]) {

@@ -123,9 +123,12 @@ impl Routing<'_> {
             }
             let table = match rule.action {
                 RuleAction::Table(t) => t,
-                // Forward only: the kernel refuses a goto to an earlier priority.
+                // Forward only, as the kernel allows: a snapshot may say otherwise, and a
+                // jump back would loop.
                 RuleAction::Goto(p) => {
-                    if let Some(j) = rules.iter().position(|r| r.priority == p) {
+                    if let Some(j) = rules.iter().position(|r| r.priority == p)
+                        && j >= i
+                    {
                         i = j;
                     }
                     continue;
