@@ -8,8 +8,20 @@ from collections import defaultdict
 raw, out = sys.argv[1], sys.argv[2]
 runs = defaultdict(list)
 agent = None
+follow = None
 for line in open(raw):
     f = line.split()
+    if f[0] == "follow":
+        pods, conns, load_s, ticks, window_s, observed, unattributed, lost, hz = map(int, f[1:])
+        follow = {
+            "pods": pods,
+            "connections_per_second": conns / load_s,
+            "follower_cpu_percent_of_a_core": 100 * ticks / hz / window_s,
+            "observed_bypasses_per_second": observed / window_s,
+            "unattributed_per_second": unattributed / window_s,
+            "events_lost": lost,
+        }
+        continue
     if f[0] == "agent":
         pods, idle, total, scans, hwm, hz = map(int, f[1:])
         agent = {
@@ -23,7 +35,7 @@ for line in open(raw):
     runs[(int(f[0]), f[1])].append((float(f[2]), int(f[3])))
 
 sizes = sorted({n for n, _ in runs})
-result = {"sizes": {}, "agent": agent}
+result = {"sizes": {}, "agent": agent, "follow": follow}
 print(f"{'N':>4} {'meshleak s':>11} {'baseline s':>11} {'floor s':>9} {'base/ml':>8} {'ml/floor':>9} {'ml ms/ns':>9} {'ml RSS MiB':>11}")
 for n in sizes:
     med = {k: statistics.median(t for t, _ in runs[(n, k)]) for k in ("meshleak", "baseline", "floor")}
@@ -54,4 +66,9 @@ if len({n for n, _ in points}) >= 2:
 if agent:
     print(f"agent at N={agent['pods']}: idle CPU {agent['idle_cpu_seconds_over_10s']:.2f} s over 10 s, "
           f"{agent['cpu_seconds_per_scan']:.3f} CPU s per scan, peak RSS {agent['peak_rss_mib']} MiB")
+if follow:
+    print(f"follower at N={follow['pods']}: {follow['connections_per_second']:.0f} new connections/s, "
+          f"{follow['follower_cpu_percent_of_a_core']:.2f}% of a core (target <= 5%), "
+          f"{follow['observed_bypasses_per_second']:.0f} bypasses/s counted, "
+          f"{follow['unattributed_per_second']:.1f}/s unattributed, {follow['events_lost']} overruns")
 json.dump(result, open(out, "w"), indent=2)

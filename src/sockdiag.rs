@@ -17,7 +17,8 @@ const NLMSG_HDRLEN: usize = 16;
 const TCPDIAG_GETSOCK: u16 = 18;
 /// `SOCK_DIAG_BY_FAMILY`: the current request, one address family at a time.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_REQUEST_DUMP: u16 = NLM_F_REQUEST | 0x300;
 /// Every TCP state (`TCPF_ALL`), as /proc/net/tcp lists them.
 pub const ALL_STATES: u32 = 0xfff;
 /// `TCPF_LISTEN` alone: the kernel then walks only its listening hash, not the global
@@ -63,11 +64,46 @@ pub fn request(family: libc::c_int, proto: SocketProto, states: u32) -> Vec<u8> 
     message(SOCK_DIAG_BY_FAMILY, &body)
 }
 
+/// The request for the one socket that sent a tracked connection's first packet (its
+/// local end is the connection's source): `inet_diag_req_v2` with the exact 5-tuple, no
+/// dump. The kernel answers with that socket's record, or ENOENT once it is closed.
+pub fn lookup_request(t: &crate::snapshot::Tracked) -> Vec<u8> {
+    let ipproto = match t.proto {
+        SocketProto::Udp => libc::IPPROTO_UDP,
+        _ => libc::IPPROTO_TCP,
+    };
+    let (src, dst) = (t.src.to_canonical(), t.dst.to_canonical());
+    let family = if src.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let mut body = vec![family as u8, ipproto as u8, 0, 0];
+    body.extend_from_slice(&ALL_STATES.to_ne_bytes());
+    body.extend_from_slice(&t.sport.to_be_bytes());
+    body.extend_from_slice(&t.dport.to_be_bytes());
+    for a in [src, dst] {
+        let mut word = [0u8; 16];
+        match a {
+            IpAddr::V4(v) => word[..4].copy_from_slice(&v.octets()),
+            IpAddr::V6(v) => word.copy_from_slice(&v.octets()),
+        }
+        body.extend_from_slice(&word);
+    }
+    body.extend_from_slice(&0u32.to_ne_bytes()); // interface: any
+    body.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    with_flags(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, &body)
+}
+
 fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+    with_flags(kind, NLM_F_REQUEST_DUMP, body)
+}
+
+fn with_flags(kind: u16, flags: u16, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(NLMSG_HDRLEN + body.len());
     out.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
     out.extend_from_slice(body);

@@ -247,3 +247,136 @@ fn agent_runs_with_exactly_the_manifest_capabilities() {
         assert!(err.contains(named), "without {missing}: {err}");
     }
 }
+
+/// The value of the first series in `text` that starts with `series`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn agent_sees_bypassing_connections_that_open_and_close_between_scans() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::istio_with_proxy();
+    let peer = pod.with_peer(&[&[
+        "socat",
+        "TCP-LISTEN:80,reuseaddr,fork",
+        "SYSTEM:echo B; sleep 30",
+    ]]);
+    // An app with the proxy's own uid, which connects once told to: whose its socket is,
+    // only its descriptors tell.
+    let trigger = std::env::temp_dir().join(format!("ml-follow-{}", std::process::id()));
+    let _ = std::fs::remove_file(&trigger);
+    let program = format!(
+        "import os, socket, time\nwhile not os.path.exists({:?}): time.sleep(0.05)\ns = socket.create_connection(('169.254.78.2', 80))\ntime.sleep(30)\n",
+        trigger.display().to_string()
+    );
+    let twin = pod.spawn(1337, 1337, &["/usr/bin/python3", "-c", &program]);
+    settle();
+    let inode = std::fs::metadata(pod.path()).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    let inode = inode.unwrap();
+    let (metrics, reports) = (free_port(), free_port());
+    // Scans far apart: the connections below open and close between two of them.
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["agent", "--interval", "10m", "--log-format", "json"])
+        .args(["--fresh-interval", "1s"])
+        .args(["--listen", &format!("127.0.0.1:{metrics}")])
+        .args(["--report-listen", &format!("127.0.0.1:{reports}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = scopeguard(agent.id());
+    let (tx, lines) = mpsc::channel();
+    let stderr = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    wait_log(&lines, "started", |l| l["msg"] == "started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(
+        &request(metrics, "GET", "/metrics").1,
+        "meshleak_followed_namespaces ",
+    )
+    .is_none_or(|n| n < 1.0)
+    {
+        assert!(Instant::now() < deadline, "never followed a namespace");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // gid 1337 is exempt: straight to the peer, three times; the ordinary app is
+    // captured (the proxy echoes), and the proxy's own connection leaves by design.
+    for _ in 0..3 {
+        assert_eq!(pod.answer(10001, 1337, "169.254.78.2:80"), "B");
+    }
+    assert_eq!(pod.answer(10001, 10001, "169.254.78.2:80"), "x");
+    assert_eq!(pod.answer(1337, 1337, "169.254.78.2:80"), "B");
+    let ours = |l: &serde_json::Value| l["msg"] == "observed bypass" && l["netns"] == inode;
+    let mut seen = Vec::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(l) if ours(&l) => seen.push(l),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    std::fs::write(&trigger, "").unwrap();
+    let shared = wait_log(&lines, "the app sharing the proxy's uid", |l| {
+        ours(l) && l["uid"] == 1337
+    });
+    assert_eq!(shared["pid"], twin, "{shared}");
+    std::fs::remove_file(&trigger).ok();
+    for l in &seen {
+        assert_eq!(l["uid"], 10001, "{l}");
+        assert_eq!(l["dst"], "169.254.78.2:80", "{l}");
+        assert_eq!(l["proto"], "tcp", "{l}");
+    }
+    let text = request(metrics, "GET", "/metrics").1;
+    let count = metric(
+        &text,
+        "meshleak_observed_bypass_connections_total{namespace=\"(none)\"} ",
+    );
+    assert!(count.is_some_and(|n| n >= 3.0), "{text}");
+
+    // The pod goes away: once a scan no longer finds it, its sockets are closed and the
+    // kernel frees the namespace (its veth end in the peer goes with it).
+    let short = pod.ns.replace("mlscan", "mv");
+    for pid in run(&["ip", "netns", "pids", &pod.ns], None).split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    run(&["ip", "netns", "del", &pod.ns], None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = request(reports, "GET", "/report?fresh=1");
+        let up = Command::new("ip")
+            .args(["-n", &peer, "link", "show", &format!("{short}b")])
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace is still alive: its sockets were kept"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    run(&["kill", "-TERM", &agent.id().to_string()], None);
+    assert_eq!(agent.wait().unwrap().code(), Some(0));
+    std::mem::forget(guard);
+}

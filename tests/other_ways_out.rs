@@ -39,14 +39,10 @@ fn as_app(pod: &Pod, cmd: &[&str]) -> String {
     )
 }
 
-/// What the far end first answers to `socat` run in the pod as the ordinary app (the
-/// proxy echoes our `x`, the peer says `B`).
+/// What the far end first answers to the ordinary app (the proxy echoes our `x`, the
+/// peer says `B`).
 fn answer(pod: &Pod, dst: &str) -> String {
-    as_app(pod, &["socat", "-T2", "-", &format!("TCP:{dst}")])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
+    pod.answer(10001, 10001, dst)
 }
 
 fn findings<'a>(r: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
@@ -582,31 +578,16 @@ fn a_policy_routing_rule_sends_one_uid_past_the_capture() {
         "table",
         "100",
     ]);
-    let as_uid = |uid: &str| {
-        common::run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &pod.ns,
-                "setpriv",
-                &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
-                "socat",
-                "-T2",
-                "-",
-                "TCP:169.254.78.2:80",
-            ],
-            Some("x\n"),
-        )
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
-    };
-    assert_eq!(as_uid("2000"), "B", "uid 2000 is routed past the proxy");
-    assert_eq!(as_uid("2001"), "x", "uid 2001 is captured");
+    assert_eq!(
+        pod.answer(2000, 2000, "169.254.78.2:80"),
+        "B",
+        "uid 2000 is routed past the proxy"
+    );
+    assert_eq!(
+        pod.answer(2001, 2001, "169.254.78.2:80"),
+        "x",
+        "uid 2001 is captured"
+    );
     let mut pod = pod;
     let routed = pod.spawn(2000, 2000, &["sleep", "60"]);
     let other = pod.spawn(2001, 2001, &["sleep", "60"]);

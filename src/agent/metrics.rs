@@ -59,6 +59,15 @@ pub struct Metrics {
     unreadable: Family<Kind, Gauge>,
     bypassing: Family<Namespace, Gauge>,
     pod_bypassing: Option<Family<PodLabels, Gauge>>,
+    /// Connections between scans (the conntrack event follower): untranslated outbound
+    /// ones of sockets not the proxy's.
+    pub observed: Family<Namespace, Counter>,
+    /// Untranslated outbound connections whose socket was closed before it could be looked
+    /// up, or of the proxy's uid and held by no process the scan saw: whose is unknown.
+    pub unattributed: Family<Namespace, Counter>,
+    /// Times the kernel dropped a namespace's events (its socket's buffer overran).
+    pub events_lost: Family<Namespace, Counter>,
+    pub followed: Gauge,
 }
 
 impl Metrics {
@@ -73,6 +82,10 @@ impl Metrics {
         let findings = Family::<KindSeverity, Gauge>::default();
         let bypassing = Family::<Namespace, Gauge>::default();
         let unreadable = Family::<Kind, Gauge>::default();
+        let observed = Family::<Namespace, Counter>::default();
+        let unattributed = Family::<Namespace, Counter>::default();
+        let events_lost = Family::<Namespace, Counter>::default();
+        let followed = Gauge::default();
         // Every series exists from the start, at 0: an alert on them needs no absent().
         for stage in STAGES {
             let _ = errors.get_or_create(&Stage {
@@ -114,6 +127,26 @@ impl Metrics {
             "Processes whose traffic bypasses the mesh, by Kubernetes namespace ((none): not in a known pod)",
             bypassing.clone(),
         );
+        registry.register(
+            "observed_bypass_connections",
+            "Connections seen between scans (conntrack events) that left a meshed pod untranslated from a socket not the proxy's, by Kubernetes namespace",
+            observed.clone(),
+        );
+        registry.register(
+            "unattributed_connections",
+            "Connections seen between scans that left a meshed pod untranslated from a socket closed before it could be looked up (or of the proxy's uid, held by no process the scan saw): bypasses or the proxy's, unknown",
+            unattributed.clone(),
+        );
+        registry.register(
+            "conntrack_events_lost",
+            "Times the kernel dropped a followed namespace's conntrack events (buffer overrun): connections may have gone unseen",
+            events_lost.clone(),
+        );
+        registry.register(
+            "followed_namespaces",
+            "Meshed network namespaces whose connections are followed between scans",
+            followed.clone(),
+        );
         let pod_bypassing = pod_labels.then(|| {
             let f = Family::<PodLabels, Gauge>::default();
             registry.register(
@@ -142,6 +175,10 @@ impl Metrics {
             unreadable,
             bypassing,
             pod_bypassing,
+            observed,
+            unattributed,
+            events_lost,
+            followed,
         }
     }
 

@@ -4,6 +4,7 @@
 //! default: it shows process details); logs one line per new and resolved finding.
 
 mod changes;
+mod follow;
 mod http;
 mod listener;
 pub mod log;
@@ -42,7 +43,9 @@ pub(crate) struct Rendered {
 /// What the HTTP handlers and the scan loop share.
 pub(crate) struct State {
     opts: AgentOptions,
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
+    /// Hands each scan's meshed namespaces to the connection follower.
+    follower: Mutex<follow::Handle>,
     /// The last successful scan's report, rendered once per scan.
     last: Mutex<Option<Arc<Rendered>>>,
     /// What the last scan could not read (its report's `incomplete`): while not empty the
@@ -106,8 +109,11 @@ fn limit_malloc_arenas() {
 
 async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
     let fmt = opts.log_format;
+    let metrics = Arc::new(metrics::Metrics::new(opts.pod_labels, &opts.scan.node()));
+    let follower = follow::start(metrics.clone(), fmt, opts.scan.proc_root.clone())?;
     let state = Arc::new(State {
-        metrics: metrics::Metrics::new(opts.pod_labels, &opts.scan.node()),
+        metrics,
+        follower: Mutex::new(follower),
         opts,
         last: Mutex::new(None),
         incomplete: Mutex::new(Vec::new()),
@@ -198,7 +204,11 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
         .name("meshleak-scan".into())
         .spawn(move || {
             let result = scan::scan(&opts)
-                .map(|s| report::build(&s, started.elapsed().as_millis() as u64))
+                .map(|s| {
+                    let r = report::build(&s, started.elapsed().as_millis() as u64);
+                    let watches = crate::observe::watches(&s, &r);
+                    (r, watches)
+                })
                 .map_err(|e| e.to_string());
             let _ = tx.send(result);
         })
@@ -208,7 +218,8 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
     let elapsed = started.elapsed().as_secs_f64();
     state.metrics.duration.observe(elapsed);
     match result {
-        Ok(report) => {
+        Ok((report, watches)) => {
+            state.follower.lock().unwrap().follow(watches);
             state.metrics.scans.inc();
             state.metrics.observe(&report);
             log_changes(state, &report);

@@ -61,7 +61,9 @@ pub fn from_raw(raw: &[Vec<u8>]) -> Vec<Tracked> {
         .collect()
 }
 
-fn decode(bytes: &[u8]) -> Option<Tracked> {
+/// One ctnetlink message (a dump reply or a NEW event: the same layout) as the TCP or UDP
+/// connection it describes.
+pub(super) fn decode(bytes: &[u8]) -> Option<Tracked> {
     let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).ok()?;
     let NetlinkPayload::InnerMessage(NetfilterMessage {
         inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),

@@ -3,6 +3,7 @@
 
 pub mod conntrack;
 pub mod containers;
+pub mod follow;
 pub mod legacy;
 pub mod netinfo;
 pub mod netlink;

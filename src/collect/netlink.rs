@@ -85,6 +85,33 @@ impl Netlink {
         Netlink(self.0, Some(limit))
     }
 
+    /// Sends one request the kernel answers with a single message (no dump) and returns
+    /// that message; `None` when the answer is ENOENT (no such object).
+    pub fn ask(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.0.send(request, 0)?;
+        let mut rx = vec![0u8; 1 << 13];
+        let n = self.0.recv(&mut &mut rx[..], 0)?;
+        let word = |i: usize| {
+            rx.get(i..i + 4)
+                .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let len = word(0) as usize;
+        if n < NLMSG_HDRLEN || len < NLMSG_HDRLEN || len > n {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a netlink reply claims {len} bytes where {n} came"),
+            ));
+        }
+        if u16::from_ne_bytes([rx[4], rx[5]]) == NLMSG_ERROR {
+            return match -(word(NLMSG_HDRLEN) as i32) {
+                libc::ENOENT => Ok(None),
+                code => Err(io::Error::from_raw_os_error(code)),
+            };
+        }
+        rx.truncate(len);
+        Ok(Some(rx))
+    }
+
     /// Sends one serialized dump request and returns each reply message (whole, with its
     /// netlink header) until NLMSG_DONE. A request the kernel answers with ENOENT (nothing
     /// of that kind) gives no messages.

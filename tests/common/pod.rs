@@ -161,6 +161,33 @@ impl Pod {
         peer
     }
 
+    /// What the far end first answers when a process of `uid:gid` (no supplementary
+    /// groups) in the pod sends `x` to `dst` (socat's address, `IP:PORT[,options]`): the
+    /// test proxies echo it, peers say their own word.
+    pub fn answer(&self, uid: u32, gid: u32, dst: &str) -> String {
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.ns,
+                "setpriv",
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "socat",
+                "-T2",
+                "-",
+                &format!("TCP:{dst}"),
+            ],
+            Some("x\n"),
+        )
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+    }
+
     /// `meshleak pod -o json` of this pod, which must have read everything, without errors.
     pub fn report(&self) -> serde_json::Value {
         let (_, out, err) = super::meshleak(&["pod", "--netns", &self.path(), "-o", "json"]);
