@@ -88,6 +88,10 @@ pub struct NetnsFacts {
     /// this namespace.
     #[serde(default)]
     pub net_dev: Option<u64>,
+    /// `net.ipv4.ip_unprivileged_port_start`: ports from it up need no privilege to bind
+    /// (a source-port exemption there is anyone's). `None`: not read (1024 assumed).
+    #[serde(default)]
+    pub unprivileged_port_start: Option<u16>,
     /// The user namespace that owns it: owner matches interpret the ids in its rules there,
     /// and only capabilities held there (or in an ancestor) act on it. `None`: not read.
     #[serde(default)]

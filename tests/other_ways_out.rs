@@ -196,6 +196,56 @@ fn a_source_port_exemption_is_one_any_app_can_take() {
     );
 }
 
+#[test]
+fn a_low_source_port_exemption_is_anyones_where_unprivileged_ports_start_at_0() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod_with_peer_on(80);
+    pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -p tcp --sport 500:600 -j RETURN\nCOMMIT\n");
+    let evidence =
+        |r: &serde_json::Value| findings(r, "source-port-exempt")[0]["evidence"].to_string();
+    let r = pod.report();
+    assert!(
+        evidence(&r).contains("ports below 1024: binding them needs CAP_NET_BIND_SERVICE")
+            && evidence(&r).contains("ip_unprivileged_port_start is 1024"),
+        "{r}"
+    );
+    let refused = Command::new("ip")
+        .args(["netns", "exec", &pod.ns])
+        .args(APP)
+        .args(["socat", "-T2", "-", "TCP:169.254.78.2:80,sourceport=550"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !refused.success(),
+        "port 550 needs a privilege the app lacks"
+    );
+    common::run(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &pod.ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_unprivileged_port_start=0",
+        ],
+        None,
+    );
+    let r = pod.report();
+    assert!(
+        evidence(&r).contains(
+            "ports from 0 up: any process may bind them (ip_unprivileged_port_start is 0"
+        ),
+        "{r}"
+    );
+    assert_eq!(answer(&pod, "169.254.78.2:80,sourceport=550"), "B");
+}
+
 /// A scratch directory owned by uid:gid 10001 on a filesystem that honours setgid bits
 /// (the build's, else /var/tmp: /tmp is often mounted nosuid), removed on drop.
 struct Scratch(std::path::PathBuf);

@@ -58,6 +58,7 @@ pub struct NetnsRead {
     pub conntrack: Option<Vec<Tracked>>,
     /// The inode of its `/proc/net/dev` (see [`netinfo::net_dev_inode`]).
     pub net_dev: Option<u64>,
+    pub unprivileged_port_start: Option<u16>,
     /// Held sockets in none of its socket tables (see [`netinfo::sockets`]).
     pub unlisted: Vec<u64>,
     /// Inodes of the user namespace owning it and of that one's ancestors.
@@ -143,7 +144,7 @@ pub fn read_netns(
         legacy,
         (raw, rules_unread),
         (interfaces, (routes, routing_rules), conntrack, sockets),
-        (net_dev, unlisted, owner, gaps, packet_sockets),
+        (net_dev, unlisted, owner, gaps, packet_sockets, unprivileged_port_start),
     ) = in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
         let mut legacy = legacy::read_family(IpVersion::V4)?;
         legacy.extend(legacy::read_family(IpVersion::V6)?);
@@ -176,6 +177,7 @@ pub fn read_netns(
                 owner,
                 gaps,
                 packet_sockets,
+                netinfo::unprivileged_port_start(),
             ),
         ))
     })??;
@@ -190,6 +192,7 @@ pub fn read_netns(
         packet_sockets,
         conntrack,
         net_dev,
+        unprivileged_port_start,
         unlisted,
         owner,
         gaps,

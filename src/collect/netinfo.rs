@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
 use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 
@@ -274,6 +275,17 @@ fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> 
         .skip(1)
         .filter_map(|l| socket_line(l, proto))
         .collect())
+}
+
+/// The lowest port a process may bind without CAP_NET_BIND_SERVICE in the calling
+/// thread's namespace (`net.ipv4.ip_unprivileged_port_start`, per namespace; a net sysctl
+/// file shows the namespace of the thread that opens it). Some runtimes set it to 0.
+pub fn unprivileged_port_start() -> Option<u16> {
+    super::procfile::read_string(Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The inode of the calling thread's namespace's `/proc/net/dev` entry: one per network

@@ -157,6 +157,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 conntrack: read.conntrack,
                 processes: probe_unlisted(ns.processes, &read.unlisted),
                 net_dev: read.net_dev,
+                unprivileged_port_start: read.unprivileged_port_start,
                 owner: read.owner.map(|userns| NetnsOwner {
                     userns,
                     uid_map: None,

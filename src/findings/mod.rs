@@ -603,9 +603,9 @@ fn loopback_only(e: &crate::analyze::Exemption) -> bool {
 }
 
 /// `source-port-exempt`: traffic from some source ports leaves uncaptured, and the source
-/// port is the app's to choose (bind before connect). Ports from 1024 up need nothing;
-/// lower ones need CAP_NET_BIND_SERVICE, in every container runtime's default set, or a
-/// namespace whose `ip_unprivileged_port_start` is at or below them (some runtimes set 0).
+/// port is the app's to choose (bind before connect). Ports from the namespace's
+/// `ip_unprivileged_port_start` up (1024 by default; some runtimes set 0) need nothing;
+/// lower ones need CAP_NET_BIND_SERVICE, in every container runtime's default set.
 fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
     for e in c
         .analysis
@@ -624,10 +624,17 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
                 }
             })
             .collect();
-        let unprivileged = e.source_ports.iter().any(|r| r.end >= 1024);
+        let start = c.ns.unprivileged_port_start.unwrap_or(1024);
+        let sysctl = match c.ns.unprivileged_port_start {
+            Some(n) => format!("ip_unprivileged_port_start is {n} in this namespace"),
+            None => "ip_unprivileged_port_start not read: 1024 assumed".into(),
+        };
+        let unprivileged = e.source_ports.iter().any(|r| r.end >= start);
         let mut evidence = vec![format!("source ports {}", ports.join(","))];
         if unprivileged {
-            evidence.push("ports from 1024 up: any process may bind them".into());
+            evidence.push(format!(
+                "ports from {start} up: any process may bind them ({sysctl})"
+            ));
         } else {
             let holders: Vec<String> = c
                 .processes
@@ -637,7 +644,7 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
                 })
                 .map(|(p, _, _)| format!("{} (pid {}) has CAP_NET_BIND_SERVICE", p.comm, p.pid))
                 .collect();
-            evidence.push("ports below 1024: binding them needs CAP_NET_BIND_SERVICE (default in containers) or a lower ip_unprivileged_port_start, which meshleak does not read".into());
+            evidence.push(format!("ports below {start}: binding them needs CAP_NET_BIND_SERVICE (default in containers; {sysctl})"));
             evidence.extend(holders);
         }
         out.push(Finding {

@@ -96,6 +96,7 @@ fn snapshot(
             }],
             routes: vec![],
             routing_rules: None,
+            unprivileged_port_start: None,
             sockets,
             conntrack: None,
             processes,
