@@ -17,6 +17,15 @@ const RTM_GETRULE: u16 = 34;
 const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
 /// `struct rtmsg` and `struct fib_rule_hdr`: both 12 bytes.
 const HDR_LEN: usize = 12;
+/// `struct ifinfomsg`.
+const LINK_HDR_LEN: usize = 16;
+/// `struct ifaddrmsg`.
+const ADDR_HDR_LEN: usize = 8;
+const RTM_GETLINK: u16 = 18;
+const RTM_GETADDR: u16 = 22;
+const IFLA_IFNAME: u16 = 3;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
 /// A clone made for one flow (IPv6's cache entries), not a configured route.
 const RTM_F_CLONED: u32 = 0x200;
 
@@ -85,11 +94,25 @@ pub fn rule_request() -> Vec<u8> {
     request(RTM_GETRULE)
 }
 
+/// The dump request for every interface (`ip link`): their indexes and names.
+pub fn link_request() -> Vec<u8> {
+    request_sized(RTM_GETLINK, LINK_HDR_LEN)
+}
+
+/// The dump request for every address of both families (`ip addr`).
+pub fn addr_request() -> Vec<u8> {
+    request_sized(RTM_GETADDR, ADDR_HDR_LEN)
+}
+
 fn request(kind: u16) -> Vec<u8> {
+    request_sized(kind, HDR_LEN)
+}
+
+fn request_sized(kind: u16, header: usize) -> Vec<u8> {
     // An AF_UNSPEC header: the kernel dumps every family that has any.
-    let body = [0u8; HDR_LEN];
-    let mut out = Vec::with_capacity(NLMSG_HDRLEN + HDR_LEN);
-    out.extend_from_slice(&((NLMSG_HDRLEN + HDR_LEN) as u32).to_ne_bytes());
+    let body = vec![0u8; header];
+    let mut out = Vec::with_capacity(NLMSG_HDRLEN + header);
+    out.extend_from_slice(&((NLMSG_HDRLEN + header) as u32).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
     out.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
     out.extend_from_slice(&1u32.to_ne_bytes()); // sequence
@@ -127,7 +150,7 @@ pub fn decode_route(
         other_oifs: Vec::new(),
         nexthop_object: false,
     };
-    for (kind, value) in attributes(attrs, WHAT)? {
+    for (kind, value) in attributes(attrs, WHAT, HDR_LEN)? {
         match kind {
             RTA_DST => route.dst = addr(version, value, WHAT, kind)?.to_string(),
             RTA_SRC => route.from = Some((addr(version, value, WHAT, kind)?, hdr[2])),
@@ -208,7 +231,7 @@ pub fn decode_rule(msg: &[u8]) -> Result<Option<RoutingRule>, RtnlError> {
         rule.unmodelled.push(format!("tos 0x{tos:02x}"));
     }
     let mut mask = None;
-    for (kind, value) in attributes(attrs, WHAT)? {
+    for (kind, value) in attributes(attrs, WHAT, HDR_LEN)? {
         match kind {
             FRA_DST => rule.dst = Some((addr(family, value, WHAT, kind)?, dst_len)),
             FRA_SRC => rule.src = Some((addr(family, value, WHAT, kind)?, src_len)),
@@ -263,8 +286,50 @@ pub fn decode_rule(msg: &[u8]) -> Result<Option<RoutingRule>, RtnlError> {
     Ok(Some(rule))
 }
 
+/// One link reply: the interface's index and name.
+pub fn decode_link(msg: &[u8]) -> Result<(u32, String), RtnlError> {
+    const WHAT: &str = "link";
+    let (hdr, attrs) = split_sized(msg, WHAT, LINK_HDR_LEN)?;
+    let index = u32::from_ne_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    let name = attributes(attrs, WHAT, LINK_HDR_LEN)?
+        .into_iter()
+        .find(|(kind, _)| *kind == IFLA_IFNAME)
+        .map(|(_, v)| text(v))
+        .unwrap_or_else(|| format!("if{index}"));
+    Ok((index, name))
+}
+
+/// One address reply: the interface index and the address (an IPv4 one's local address,
+/// as getifaddrs gives it: on a point-to-point link `IFA_ADDRESS` is the peer's). `None`:
+/// another family.
+pub fn decode_addr(msg: &[u8]) -> Result<Option<(u32, IpAddr)>, RtnlError> {
+    const WHAT: &str = "address";
+    let (hdr, attrs) = split_sized(msg, WHAT, ADDR_HDR_LEN)?;
+    let Some(version) = version(hdr[0]) else {
+        return Ok(None);
+    };
+    let index = u32::from_ne_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    let (mut address, mut local) = (None, None);
+    for (kind, value) in attributes(attrs, WHAT, ADDR_HDR_LEN)? {
+        match kind {
+            IFA_ADDRESS => address = Some(addr(version, value, WHAT, kind)?),
+            IFA_LOCAL => local = Some(addr(version, value, WHAT, kind)?),
+            _ => {}
+        }
+    }
+    Ok(local.or(address).map(|a| (index, a)))
+}
+
 /// The fixed header and the attributes after it.
 fn split<'a>(msg: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), RtnlError> {
+    split_sized(msg, what, HDR_LEN)
+}
+
+fn split_sized<'a>(
+    msg: &'a [u8],
+    what: &'static str,
+    header: usize,
+) -> Result<(&'a [u8], &'a [u8]), RtnlError> {
     let short = RtnlError::Short {
         what,
         len: msg.len(),
@@ -274,17 +339,18 @@ fn split<'a>(msg: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), 
         .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .ok_or(short.clone())?;
     let msg = msg.get(..len.min(msg.len())).ok_or(short.clone())?;
-    let hdr = msg.get(NLMSG_HDRLEN..NLMSG_HDRLEN + HDR_LEN).ok_or(short)?;
-    Ok((hdr, &msg[NLMSG_HDRLEN + HDR_LEN..]))
+    let hdr = msg.get(NLMSG_HDRLEN..NLMSG_HDRLEN + header).ok_or(short)?;
+    Ok((hdr, &msg[NLMSG_HDRLEN + header..]))
 }
 
 /// `struct rtattr { u16 len; u16 type; }` then the value, each padded to 4 bytes.
 fn attributes<'a>(
     mut bytes: &'a [u8],
     what: &'static str,
+    header: usize,
 ) -> Result<Vec<(u16, &'a [u8])>, RtnlError> {
     let mut out = Vec::new();
-    let mut at = NLMSG_HDRLEN + HDR_LEN;
+    let mut at = NLMSG_HDRLEN + header;
     while bytes.len() >= 4 {
         let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
         let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
@@ -453,6 +519,36 @@ mod tests {
         assert_eq!(route.oif, "if3");
         assert_eq!(route.other_oifs, vec!["if4".to_string()]);
         assert_eq!(route.kind, AddrType::Unicast);
+    }
+
+    #[test]
+    fn links_and_addresses() {
+        let mut msg = vec![0u8; NLMSG_HDRLEN];
+        let mut link = [0u8; 16];
+        link[4..8].copy_from_slice(&7u32.to_ne_bytes());
+        msg.extend_from_slice(&link);
+        msg.extend_from_slice(&9u16.to_ne_bytes());
+        msg.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
+        msg.extend_from_slice(b"eth0\0\0\0\0");
+        let len = msg.len() as u32;
+        msg[..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(decode_link(&msg).unwrap(), (7, "eth0".to_string()));
+        // An IPv4 address on a point-to-point link: the local one, not the peer's.
+        let mut msg = vec![0u8; NLMSG_HDRLEN];
+        msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0]);
+        msg.extend_from_slice(&7u32.to_ne_bytes());
+        for (kind, a) in [(IFA_ADDRESS, [10, 0, 0, 2]), (IFA_LOCAL, [10, 0, 0, 1])] {
+            msg.extend_from_slice(&8u16.to_ne_bytes());
+            msg.extend_from_slice(&kind.to_ne_bytes());
+            msg.extend_from_slice(&a);
+        }
+        let len = msg.len() as u32;
+        msg[..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(
+            decode_addr(&msg).unwrap(),
+            Some((7, "10.0.0.1".parse().unwrap()))
+        );
+        assert!(decode_addr(&msg[..20]).is_err());
     }
 
     #[test]

@@ -105,6 +105,45 @@ struct Window {
     suppressed: u64,
 }
 
+impl Window {
+    fn new() -> Window {
+        Window {
+            started: Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether one more line may be logged now; when a window has ended, first says how
+    /// many of its lines were not logged, and starts a new one.
+    fn admit(&mut self, format: LogFormat, w: &Watch) -> bool {
+        self.roll(format, w);
+        if self.logged < LOG_LINES {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Ends the window once it is over, logging what it did not.
+    fn roll(&mut self, format: LogFormat, w: &Watch) {
+        if self.started.elapsed() < LOG_WINDOW {
+            return;
+        }
+        if self.suppressed > 0 {
+            line(
+                format,
+                "warn",
+                "observed bypasses not logged",
+                json!({ "netns": w.inode, "pod": w.pod, "count": self.suppressed, "window_s": LOG_WINDOW.as_secs() }),
+            );
+        }
+        *self = Window::new();
+    }
+}
+
 fn run(rx: &Receiver<Vec<Watch>>, metrics: &Metrics, format: LogFormat, proc_root: &Path) {
     let mut followed: HashMap<u64, Followed> = HashMap::new();
     // Namespaces that could not be opened, logged once each.
@@ -124,6 +163,7 @@ fn run(rx: &Receiver<Vec<Watch>>, metrics: &Metrics, format: LogFormat, proc_roo
     };
     let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut reads = Budget::new();
+    let mut rolled = Instant::now();
     loop {
         let mut plan = None;
         loop {
@@ -147,6 +187,14 @@ fn run(rx: &Receiver<Vec<Watch>>, metrics: &Metrics, format: LogFormat, proc_roo
         for inode in epoll.wait(&mut ready, TICK_MS) {
             if let Some(f) = followed.get_mut(&inode) {
                 handle(f, &mut buf, &mut reads, metrics, format, proc_root);
+            }
+        }
+        // A window's count of lines not logged is told once it ends, even if the namespace
+        // has been quiet since.
+        if rolled.elapsed() >= Duration::from_secs(1) {
+            rolled = Instant::now();
+            for f in followed.values_mut() {
+                f.window.roll(format, &f.watch);
             }
         }
     }
@@ -232,11 +280,7 @@ fn reconcile(
                     Followed {
                         watch: w,
                         sockets,
-                        window: Window {
-                            started: Instant::now(),
-                            logged: 0,
-                            suppressed: 0,
-                        },
+                        window: Window::new(),
                         fds: FdTables::default(),
                     },
                 );
@@ -289,30 +333,12 @@ fn handle(
             }
             Owner::App { uid, app } => {
                 metrics.observed.get_or_create(&label).inc();
-                if f.window.started.elapsed() >= LOG_WINDOW {
-                    if f.window.suppressed > 0 {
-                        line(
-                            format,
-                            "warn",
-                            "observed bypasses not logged",
-                            json!({ "netns": f.watch.inode, "pod": f.watch.pod, "count": f.window.suppressed, "window_s": LOG_WINDOW.as_secs() }),
-                        );
-                    }
-                    f.window = Window {
-                        started: Instant::now(),
-                        logged: 0,
-                        suppressed: 0,
-                    };
-                }
-                if f.window.logged < LOG_LINES {
-                    f.window.logged += 1;
+                if f.window.admit(format, &f.watch) {
                     let app = app.or_else(|| {
                         let s = socket.as_ref()?;
                         f.watch.holder(s, &mut read_fds)
                     });
                     log_bypass(format, &f.watch, t, uid, app.as_ref());
-                } else {
-                    f.window.suppressed += 1;
                 }
             }
         }

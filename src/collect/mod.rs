@@ -143,7 +143,7 @@ pub fn read_netns(
     let (
         legacy,
         (raw, rules_unread),
-        (interfaces, (routes, routing_rules), conntrack, sockets),
+        ((interfaces, routes, routing_rules), conntrack, sockets),
         (net_dev, unlisted, owner, gaps, packet_sockets, unprivileged_port_start),
     ) = in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
         let mut legacy = legacy::read_family(IpVersion::V4)?;
@@ -166,8 +166,7 @@ pub fn read_netns(
             legacy,
             (raw, rules_unread),
             (
-                netinfo::interfaces(&mut gaps),
-                netinfo::routing(&mut gaps),
+                netinfo::rtnetlink(&mut gaps),
                 conntrack::entries(&sockets),
                 sockets,
             ),

@@ -15,91 +15,73 @@ use crate::rtnl;
 use crate::snapshot::{Interface, PacketSocket, Route, RoutingRule, SocketFacts, SocketProto};
 use crate::sockdiag;
 
-/// The namespace's interfaces and addresses; what could not be read goes to `gaps`.
-pub fn interfaces(gaps: &mut Vec<String>) -> Vec<Interface> {
-    let mut out: Vec<Interface> = Vec::new();
-    let addrs = match nix::ifaddrs::getifaddrs() {
-        Ok(addrs) => addrs,
+/// The namespace's interfaces with their addresses, every route of both families and all
+/// tables, and the policy-routing rules that choose among the tables, in four dumps over
+/// one rtnetlink socket. What could not be read goes to `gaps` (rules then `None`: only the
+/// main table is assumed).
+pub fn rtnetlink(gaps: &mut Vec<String>) -> (Vec<Interface>, Vec<Route>, Option<Vec<RoutingRule>>) {
+    let mut rtnl = match Netlink::open(NETLINK_ROUTE) {
+        Ok(r) => r,
         Err(e) => {
-            gaps.push(format!("interfaces and addresses (getifaddrs: {e})"));
-            return out;
+            gaps.push(format!(
+                "interfaces, addresses, routes and routing rules (rtnetlink: {e})"
+            ));
+            return (Vec::new(), Vec::new(), None);
         }
     };
-    for a in addrs {
-        let ip: Option<IpAddr> = a.address.as_ref().and_then(|s| {
-            s.as_sockaddr_in()
-                .map(|v| IpAddr::V4(v.ip()))
-                .or_else(|| s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())))
-        });
-        let entry = match out.iter_mut().position(|i| i.name == a.interface_name) {
-            Some(i) => &mut out[i],
-            None => {
-                out.push(Interface {
-                    name: a.interface_name.clone(),
-                    addrs: Vec::new(),
-                });
-                out.last_mut().expect("just pushed")
-            }
-        };
-        if let Some(ip) = ip
-            && !entry.addrs.contains(&ip)
-        {
-            entry.addrs.push(ip);
+    let bad = |e: rtnl::RtnlError| io::Error::new(io::ErrorKind::InvalidData, e);
+    let mut links: Vec<(u32, String)> = Vec::new();
+    let interfaces = (|| -> io::Result<Vec<Interface>> {
+        for m in rtnl.dump(&rtnl::link_request())? {
+            links.push(rtnl::decode_link(&m).map_err(bad)?);
         }
-    }
-    out
-}
-
-/// Every route of both families and all tables, and the policy-routing rules that choose
-/// among the tables, over rtnetlink; what could not be read goes to `gaps` (the rules then
-/// `None`: only the main table is assumed).
-pub fn routing(gaps: &mut Vec<String>) -> (Vec<Route>, Option<Vec<RoutingRule>>) {
-    let read = || -> io::Result<(Vec<Route>, Vec<RoutingRule>)> {
-        let mut rtnl = Netlink::open(NETLINK_ROUTE)?;
-        let bad = |e: rtnl::RtnlError| io::Error::new(io::ErrorKind::InvalidData, e);
-        let mut names: Vec<(u32, String)> = Vec::new();
-        let mut name = |index: u32| match names.iter().find(|(i, _)| *i == index) {
-            Some((_, n)) => n.clone(),
-            None => {
-                let n = interface_name(index);
-                names.push((index, n.clone()));
-                n
+        let mut out: Vec<Interface> = links
+            .iter()
+            .map(|(_, name)| Interface {
+                name: name.clone(),
+                addrs: Vec::new(),
+            })
+            .collect();
+        for m in rtnl.dump(&rtnl::addr_request())? {
+            let Some((index, ip)) = rtnl::decode_addr(&m).map_err(bad)? else {
+                continue;
+            };
+            if let Some(i) = links.iter().position(|(x, _)| *x == index)
+                && !out[i].addrs.contains(&ip)
+            {
+                out[i].addrs.push(ip);
             }
-        };
+        }
+        Ok(out)
+    })()
+    .unwrap_or_else(|e| {
+        gaps.push(format!("interfaces and addresses (rtnetlink dump: {e})"));
+        Vec::new()
+    });
+    let mut name = |index: u32| {
+        links
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map_or_else(|| format!("if{index}"), |(_, n)| n.clone())
+    };
+    let routing = (|| -> io::Result<(Vec<Route>, Vec<RoutingRule>)> {
         let mut routes = Vec::new();
         for m in rtnl.dump(&rtnl::route_request())? {
-            if let Some(r) = rtnl::decode_route(&m, &mut name).map_err(bad)? {
-                routes.push(r);
-            }
+            routes.extend(rtnl::decode_route(&m, &mut name).map_err(bad)?);
         }
         let mut rules = Vec::new();
         for m in rtnl.dump(&rtnl::rule_request())? {
             rules.extend(rtnl::decode_rule(&m).map_err(bad)?);
         }
         Ok((routes, rules))
-    };
-    match read() {
-        Ok((routes, rules)) => (routes, Some(rules)),
+    })();
+    match routing {
+        Ok((routes, rules)) => (interfaces, routes, Some(rules)),
         Err(e) => {
             gaps.push(format!("routes and routing rules (rtnetlink dump: {e})"));
-            (Vec::new(), None)
+            (interfaces, Vec::new(), None)
         }
     }
-}
-
-/// The name of interface `index` in the calling thread's namespace (`if_indextoname` asks
-/// over a socket, which is the thread's namespace's); `ifN` if it is gone.
-fn interface_name(index: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("if{index}");
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// TCP, UDP and raw sockets of both families. TCP and UDP come from sock_diag (see
@@ -298,7 +280,37 @@ pub fn net_dev_inode() -> Option<u64> {
 /// The calling thread's namespace's TCP or UDP sockets over sock_diag: TCP of both families
 /// in one dump where the kernel takes the old request form, otherwise one dump per family.
 pub fn diag_sockets(proto: SocketProto, states: u32) -> io::Result<Vec<SocketFacts>> {
-    let mut diag = Netlink::open(NETLINK_SOCK_DIAG)?;
+    with_diag(|diag| dump_sockets(diag, proto, states))
+}
+
+thread_local! {
+    /// The sock_diag socket of this thread's namespace: a namespace's reader thread makes
+    /// several dumps (TCP listeners, UDP, then maybe connected TCP), all over one socket.
+    static DIAG: std::cell::RefCell<Option<Netlink>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the thread's sock_diag socket, opened on first use. A dump that failed may
+/// have left replies unread, so the socket is dropped after an error.
+fn with_diag<T>(f: impl FnOnce(&mut Netlink) -> io::Result<T>) -> io::Result<T> {
+    DIAG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let diag = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(Netlink::open(NETLINK_SOCK_DIAG)?),
+        };
+        let result = f(diag);
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    })
+}
+
+fn dump_sockets(
+    diag: &mut Netlink,
+    proto: SocketProto,
+    states: u32,
+) -> io::Result<Vec<SocketFacts>> {
     let both = match proto {
         SocketProto::Tcp => diag.dump(&sockdiag::tcp_request_both(states)).ok(),
         _ => None,
