@@ -396,6 +396,7 @@ pub struct ProcessFacts {
     #[serde(default)]
     pub ppid: u32,
     pub comm: String,
+    /// The path of its executable; read only for snapshots (`collect`), `None` otherwise.
     pub exe: Option<String>,
     /// The thread group leader's credentials, as the kernel applies them to new sockets
     /// (as meshleak's user namespace sees them).

@@ -51,6 +51,7 @@ impl CollectArgs {
             netns_dirs: self.netns_dirs.clone(),
             include_host: self.include_host,
             include_cmdline: self.include_cmdline,
+            include_exe: false,
             only: Vec::new(),
             host_root: self.host_root.clone(),
             netns_deadline: self.netns_deadline,
@@ -192,7 +193,10 @@ pub struct SaveArgs {
 }
 
 pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
-    let snapshot = scan::scan(&args.collect.options())?;
+    let snapshot = scan::scan(&ScanOptions {
+        include_exe: true,
+        ..args.collect.options()
+    })?;
     let json = meshleak::json::to_string(&snapshot)?;
     std::fs::write(&args.output, json)
         .with_context(|| format!("cannot write {}", args.output.display()))?;

@@ -44,7 +44,7 @@ pub struct Unreadable {
 /// looks at one pod, reads no more of them).
 pub fn list(
     proc_root: &Path,
-    include_cmdline: bool,
+    detail: Detail,
     wanted: impl Fn(u64) -> bool + Sync,
 ) -> io::Result<Listing> {
     let mut out = Listing {
@@ -57,9 +57,7 @@ pub fn list(
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
         .collect();
     let maps = IdMaps::default();
-    let reads = crate::parallel::map(&pids, |pid| {
-        read(proc_root, *pid, include_cmdline, &maps, &wanted)
-    });
+    let reads = crate::parallel::map(&pids, |pid| read(proc_root, *pid, detail, &maps, &wanted));
     let cause = if can_read_others() {
         UnreadCause::Forbidden
     } else {
@@ -348,12 +346,22 @@ fn hex_field(status: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// What to read of each process beyond what verdicts need.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Detail {
+    /// Its command line, masked (`--include-cmdline`).
+    pub cmdline: bool,
+    /// The path of its executable (`exe`), for snapshots (`collect`), which forensics
+    /// reads: no verdict needs it, and a readlink per process is about 8% of a scan.
+    pub exe: bool,
+}
+
 /// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own)
 /// and for processes in a network namespace `wanted` refuses.
 pub fn read(
     proc_root: &Path,
     pid: u32,
-    include_cmdline: bool,
+    detail: Detail,
     maps: &IdMaps,
     wanted: impl Fn(u64) -> bool,
 ) -> io::Result<Option<Found>> {
@@ -368,7 +376,7 @@ pub fn read(
         return Ok(None);
     }
     let creds = Creds::of(&status);
-    let cmdline = if include_cmdline {
+    let cmdline = if detail.cmdline {
         let raw = dir.read("cmdline")?;
         let args: Vec<String> = raw
             .split(|b| *b == 0)
@@ -392,7 +400,7 @@ pub fn read(
         pid,
         ppid: field("PPid").and_then(|v| v.parse().ok()).unwrap_or(0),
         comm: field("Name").unwrap_or("").to_string(),
-        exe: dir.link("exe").ok(),
+        exe: detail.exe.then(|| dir.link("exe").ok()).flatten(),
         fsuid: creds.fsuid,
         fsgid: creds.fsgid,
         groups: creds.groups,

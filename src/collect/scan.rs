@@ -22,6 +22,8 @@ pub struct ScanOptions {
     pub netns_dirs: Vec<PathBuf>,
     pub include_host: bool,
     pub include_cmdline: bool,
+    /// Read each process's executable path (snapshots keep it for forensics).
+    pub include_exe: bool,
     /// Only these namespace inodes (e.g. one pod's); all when empty.
     pub only: Vec<u64>,
     /// Where the host's root is (`/host` in a container): runtime state and kubelet logs
@@ -49,6 +51,7 @@ impl Default for ScanOptions {
             netns_dirs: vec!["/run/netns".into(), "/var/run/netns".into()],
             include_host: false,
             include_cmdline: false,
+            include_exe: false,
             only: Vec::new(),
             host_root: "/".into(),
             netns_deadline: NETNS_DEADLINE,
@@ -75,13 +78,17 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         (opts.include_host || Some(inode) != host)
             && (opts.only.is_empty() || opts.only.contains(&inode))
     };
-    let listing = procs::list(&opts.proc_root, opts.include_cmdline, |inode| {
-        scanned(host, inode)
-    })
-    .map_err(|source| CollectError::Proc {
-        path: opts.proc_root.display().to_string(),
-        cause: source,
-    })?;
+    let detail = procs::Detail {
+        cmdline: opts.include_cmdline,
+        exe: opts.include_exe,
+    };
+    let listing =
+        procs::list(&opts.proc_root, detail, |inode| scanned(host, inode)).map_err(|source| {
+            CollectError::Proc {
+                path: opts.proc_root.display().to_string(),
+                cause: source,
+            }
+        })?;
 
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
