@@ -84,18 +84,19 @@ pub fn rtnetlink(gaps: &mut Vec<String>) -> (Vec<Interface>, Vec<Route>, Option<
     }
 }
 
-/// TCP, UDP and raw sockets of both families. TCP and UDP come from sock_diag (see
+/// The namespace's sockets of both families: TCP and UDP from sock_diag (see
 /// [`crate::sockdiag`] for why), or from /proc/net where the kernel has no inet_diag; raw
-/// sockets from /proc/net (their hash is small; raw_diag is an optional module).
-/// The namespace's TCP, UDP and raw sockets; what could not be read goes to `gaps` (a
+/// and ping sockets from /proc/net (their hashes are small; raw_diag is an optional
+/// module), packet sockets from /proc/net/packet. What could not be read goes to `gaps` (a
 /// socket table not read is not an empty one).
 ///
-/// `held`: the socket inodes the namespace's processes hold. TCP sockets in states other
-/// than LISTEN live in the kernel's global established hash, which a dump walks whole for
-/// every namespace (most of a scan's time): unless `every_tcp`, it is walked only when
-/// some held socket is none of the listeners, UDP, raw, unix and netlink sockets found
-/// first. What it adds beyond those is what no process of the namespace holds (closing,
-/// or held from elsewhere): a pod's report walks it always, to find those.
+/// `held`: the socket inodes the namespace's processes hold. Unless `every_tcp`, only TCP
+/// listeners and UDP are always read; the other tables are read in turn only while some
+/// held socket is in none read so far (unix, then raw, ping and packet, then netlink, then
+/// TCP in other states: those live in the kernel's global established hash, which a dump
+/// walks whole for every namespace, most of a scan's time). What they would add beyond
+/// that is what no process of the namespace holds (closing, or held from elsewhere): a
+/// pod's report reads them all, to find those.
 ///
 /// Also returns the held sockets found in none of the namespace's tables, sorted: not yet
 /// bound or connected (the kernel hashes neither), or of another namespace.
@@ -112,62 +113,65 @@ pub fn sockets(
     };
     read_sockets(SocketProto::Tcp, tcp_first, &mut out, gaps);
     read_sockets(SocketProto::Udp, sockdiag::ALL_STATES, &mut out, gaps);
-    // Ping sockets have no sock_diag; the files are per namespace and short.
-    for (file, proto) in [
-        ("raw", SocketProto::Raw),
-        ("raw6", SocketProto::Raw),
-        ("icmp", SocketProto::Ping),
-        ("icmp6", SocketProto::Ping),
-    ] {
-        match proc_sockets(file, proto) {
-            Ok(found) => out.extend(found),
+    let mut unaccounted: Vec<u64> = held.to_vec();
+    unaccounted.sort_unstable();
+    account(&mut unaccounted, out.iter().map(|s| s.inode).collect());
+    // The other tables are read only while some held socket is in none read so far (all
+    // of them with `every_tcp`): unix first, the usual case (socketpairs); raw, ping and
+    // packet sockets, then /proc/net/netlink, which walks every namespace's netlink
+    // sockets. A file not read leaves its sockets unaccounted: the next one is read.
+    let mut packet = Vec::new();
+    if every_tcp || !unaccounted.is_empty() {
+        account(&mut unaccounted, socket_inodes("unix", Some(6)));
+    }
+    if every_tcp || !unaccounted.is_empty() {
+        let before = out.len();
+        // Ping sockets have no sock_diag; the files are per namespace and short.
+        for (file, proto) in [
+            ("raw", SocketProto::Raw),
+            ("raw6", SocketProto::Raw),
+            ("icmp", SocketProto::Ping),
+            ("icmp6", SocketProto::Ping),
+        ] {
+            match proc_sockets(file, proto) {
+                Ok(found) => out.extend(found),
+                Err(e) => gaps.push(format!(
+                    "{} sockets (/proc/thread-self/net/{file}: {e})",
+                    proto.name()
+                )),
+            }
+        }
+        // Packet sockets from /proc/net/packet, the namespace's own list: packet_diag is
+        // an optional module (CONFIG_PACKET_DIAG) and says nothing more that matters here.
+        match super::procfile::read_string(&thread_net_file("packet")) {
+            Ok(text) => packet = text.lines().skip(1).filter_map(packet_line).collect(),
             Err(e) => gaps.push(format!(
-                "{} sockets (/proc/thread-self/net/{file}: {e})",
-                proto.name()
+                "packet sockets (/proc/thread-self/net/packet: {e})"
             )),
         }
+        let found = out[before..]
+            .iter()
+            .map(|s| s.inode)
+            .chain(packet.iter().map(|p: &PacketSocket| p.inode))
+            .collect();
+        account(&mut unaccounted, found);
     }
-    // Packet sockets from /proc/net/packet, the namespace's own list: packet_diag is an
-    // optional module (CONFIG_PACKET_DIAG) and says nothing more that matters here.
-    let packet = match super::procfile::read_string(&thread_net_file("packet")) {
-        Ok(text) => text.lines().skip(1).filter_map(packet_line).collect(),
-        Err(e) => {
-            gaps.push(format!(
-                "packet sockets (/proc/thread-self/net/packet: {e})"
-            ));
-            Vec::new()
-        }
-    };
-    let mut found: Vec<u64> = out
-        .iter()
-        .map(|s| s.inode)
-        .chain(packet.iter().map(|p: &PacketSocket| p.inode))
-        .collect();
-    found.sort_unstable();
-    let mut unaccounted: Vec<u64> = held
-        .iter()
-        .copied()
-        .filter(|i| found.binary_search(i).is_err())
-        .collect();
-    // A file not read leaves its sockets unaccounted: the walk then happens. Unix first,
-    // the usual case (socketpairs); /proc/net/netlink walks every namespace's netlink
-    // sockets, so it is read only for sockets still unaccounted.
-    for (file, column) in [("unix", Some(6)), ("netlink", None)] {
-        if unaccounted.is_empty() {
-            break;
-        }
-        let local = socket_inodes(file, column);
-        unaccounted.retain(|i| local.binary_search(i).is_err());
+    if !unaccounted.is_empty() {
+        account(&mut unaccounted, socket_inodes("netlink", None));
     }
     if tcp_first == sockdiag::LISTEN && !unaccounted.is_empty() {
         let mut rest = Vec::new();
         read_sockets(SocketProto::Tcp, sockdiag::NOT_LISTEN, &mut rest, gaps);
-        let mut more: Vec<u64> = rest.iter().map(|s| s.inode).collect();
-        more.sort_unstable();
-        unaccounted.retain(|i| more.binary_search(i).is_err());
+        account(&mut unaccounted, rest.iter().map(|s| s.inode).collect());
         out.extend(rest);
     }
     (out, packet, unaccounted)
+}
+
+/// Removes from `unaccounted` (sorted) the sockets a table just read lists.
+fn account(unaccounted: &mut Vec<u64>, mut found: Vec<u64>) {
+    found.sort_unstable();
+    unaccounted.retain(|i| found.binary_search(i).is_err());
 }
 
 /// One line of /proc/net/packet: sk RefCnt Type Proto Iface R Rmem User Inode (Proto in
