@@ -359,3 +359,38 @@ fn trace_an_ipv4_mapped_destination_as_the_ipv4_it_is_on_the_wire() {
     assert_eq!(v["verdict"], "captured", "{v}");
     assert_eq!(v["dst"], "10.0.0.5:80", "{v}");
 }
+
+/// `meshleak analyze ... | head -1`: the reader goes away before the output is written;
+/// meshleak ends silently (by SIGPIPE, as cat does), not with a panic and exit 101.
+#[test]
+fn a_closed_pipe_ends_the_output_silently() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        &["analyze", "--rules", "testdata/istio-sidecar.rules"][..],
+        &[
+            "analyze",
+            "--rules",
+            "testdata/istio-sidecar.rules",
+            "-o",
+            "json",
+        ][..],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}

@@ -79,6 +79,9 @@ pub enum ReportFormat {
 /// Runs the command; returns the exit status (see [`status`]).
 pub fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent(_)) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Trace(args) => trace::run(args),
         Command::Analyze(args) => analyze::run(args),
@@ -87,5 +90,16 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Pod(args) => scan::run_pod(args),
         Command::Collect(args) => scan::run_collect(args),
         Command::Agent(args) => agent::run(args),
+    }
+}
+
+/// A command whose reader goes away (`meshleak scan | head -1`) ends as `cat` or `grep`
+/// do, by SIGPIPE, silently: Rust ignores the signal, so every print after it would panic
+/// ("failed printing to stdout: Broken pipe", exit 101). Not for the agent, which must
+/// outlive any client: its writes to a closed socket or stderr stay errors.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores a signal's default disposition; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
