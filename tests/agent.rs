@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::http::{free_port, request, scopeguard};
+use common::http::{Agent, free_port, request, scopeguard};
 use common::pod::{Pod, netns_of, settle};
 use common::{is_root, run};
 
@@ -379,4 +379,19 @@ fn agent_sees_bypassing_connections_that_open_and_close_between_scans() {
     run(&["kill", "-TERM", &agent.id().to_string()], None);
     assert_eq!(agent.wait().unwrap().code(), Some(0));
     std::mem::forget(guard);
+}
+
+/// `--listen :PORT`, as Prometheus exporters take it: every IPv4 address.
+#[test]
+fn agent_listens_on_every_address_given_only_a_port() {
+    if !is_root() {
+        return;
+    }
+    let agent = Agent::start_with(&["--interval", "1h"], |port| format!(":{port}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !agent.listening() {
+        assert!(Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(agent.get("/healthz"), (200, "ok\n".into()));
 }

@@ -53,11 +53,16 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(args: &[&str]) -> Agent {
+        Agent::start_with(args, |port| format!("127.0.0.1:{port}"))
+    }
+
+    /// Like `start`, its metrics listener given as `listen(port)` says (`:PORT`, ...).
+    pub fn start_with(args: &[&str], listen: impl Fn(u16) -> String) -> Agent {
         let metrics = free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
             .arg("agent")
             .args(args)
-            .args(["--listen", &format!("127.0.0.1:{metrics}")])
+            .args(["--listen", &listen(metrics)])
             .args(["--report-listen", &format!("127.0.0.1:{}", free_port())])
             .stderr(std::process::Stdio::null())
             .spawn()
