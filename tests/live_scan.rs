@@ -96,12 +96,22 @@ fn pod_report_names_the_bypassing_process_and_its_rule() {
     let file = std::env::temp_dir().join(format!("{}.json", pod.ns));
     let (code, _, err) = meshleak(&[
         "collect",
-        "-o",
+        "-f",
         file.to_str().unwrap(),
         "--netns-dir",
         "/run/netns",
     ]);
     assert_eq!(code, 0, "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "a snapshot names every process: its owner's only"
+    );
+    let (code, out, err) = meshleak(&["collect", "-f", "-", "--netns-dir", "/run/netns"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["snapshot_version"], 2, "the snapshot on stdout");
+    assert!(err.contains("to standard output"), "{err}");
     let (code, out, _) = meshleak(&[
         "analyze",
         "--snapshot",

@@ -185,11 +185,34 @@ fn by_container(
 
 #[derive(clap::Args, Debug)]
 pub struct SaveArgs {
-    /// Where to write the snapshot (JSON).
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    /// Where to write the snapshot (JSON; `-`: standard output). A file is made readable
+    /// by its owner only (0600): snapshots name every process and identity of the node.
+    /// `-o`/`--output` is an old name for it.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        alias = "output",
+        short_alias = 'o'
+    )]
     output: PathBuf,
     #[command(flatten)]
     collect: CollectArgs,
+}
+
+/// Writes `bytes` to `path`, readable and writable by its owner only, also when the file
+/// was there before with wider permissions.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
 }
 
 pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
@@ -198,14 +221,23 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
         ..args.collect.options()
     })?;
     let json = meshleak::json::to_string(&snapshot)?;
-    std::fs::write(&args.output, json)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout {
+        println!("{json}");
+    } else {
+        write_private(&args.output, json.as_bytes())
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+    }
     let report = report::build(&snapshot, 0);
     print_problems(&report.incomplete, &report.errors);
     eprintln!(
         "meshleak: saved {} network namespaces to {}",
         snapshot.netns.len(),
-        args.output.display()
+        if to_stdout {
+            "standard output".to_string()
+        } else {
+            args.output.display().to_string()
+        }
     );
     Ok(super::status::of(
         false,
