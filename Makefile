@@ -7,7 +7,7 @@ APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrac
 	podman runc conmon catatonit busybox-static prometheus
 CORPUS ?= ../shared/corpus
 
-.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench
+.PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench man
 
 all: build
 
@@ -59,6 +59,10 @@ fuzz-build:
 # Every fuzz target for FUZZ_SECONDS (default 600) each; see scripts/fuzz.sh.
 fuzz:
 	bash scripts/fuzz.sh
+
+# The man page, from the command line's own definition (clap_mangen): target/meshleak.1.
+man: build
+	$(BIN) man > target/meshleak.1
 
 clean:
 	$(CARGO) clean

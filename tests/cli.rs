@@ -394,3 +394,38 @@ fn a_closed_pipe_ends_the_output_silently() {
         );
     }
 }
+
+/// Completion scripts that the shells take, and a man page.
+#[test]
+fn completions_and_man_page() {
+    let bin = env!("CARGO_BIN_EXE_meshleak");
+    let (code, out, err) = meshleak(&["completion", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_meshleak") && out.contains("scan"), "{out}");
+    // bash loads it and registers the function.
+    let loaded = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("source <('{bin}' completion bash) && complete -p meshleak"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("-F _meshleak"),
+        "{loaded:?}"
+    );
+    for shell in ["zsh", "fish"] {
+        let (code, out, _) = meshleak(&["completion", shell]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("meshleak") && out.contains("trace"),
+            "{shell}: {out}"
+        );
+    }
+    let (code, man, _) = meshleak(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        man.contains(".TH meshleak 1") && man.contains("scan"),
+        "{man}"
+    );
+}

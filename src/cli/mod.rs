@@ -26,7 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Evaluate one connection's first packet against saved rules, rule by rule.
+    /// Every network namespace of this node: which processes bypass their sidecar, and why.
+    #[command(after_help = status::HELP)]
+    Scan(scan::ScanArgs),
+    /// One pod (network namespace): its processes' verdicts and the rules deciding them.
+    #[command(after_help = status::HELP)]
+    Pod(scan::PodArgs),
+    /// One connection's first packet, rule by rule: against saved rules, or as a live
+    /// process sends it (--pid: its namespace's rules, routes and credentials).
     #[command(after_help = status::HELP)]
     Trace(trace::Args),
     /// Derive every exemption from saved rules and judge socket identities.
@@ -35,18 +42,17 @@ enum Command {
     /// Print a network namespace's rules as read straight from the kernel.
     #[command(after_help = status::HELP)]
     Rules(rules::Args),
-    /// Every network namespace of this node: which processes bypass their sidecar, and why.
-    #[command(after_help = status::HELP)]
-    Scan(scan::ScanArgs),
-    /// One pod (network namespace): its processes' verdicts and the rules deciding them.
-    #[command(after_help = status::HELP)]
-    Pod(scan::PodArgs),
     /// Save the node's facts (rules, processes, sockets) to judge later with `analyze --snapshot`.
     #[command(after_help = status::HELP)]
     Collect(scan::SaveArgs),
     /// Scan periodically and serve Prometheus metrics, health and the last report.
     #[command(after_help = status::HELP)]
     Agent(agent::Args),
+    /// Print a shell completion script: `meshleak completion bash > /etc/bash_completion.d/meshleak`.
+    Completion { shell: clap_complete::Shell },
+    /// Print the man page (roff): `meshleak man > meshleak.1` (`make man`).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -90,6 +96,16 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Pod(args) => scan::run_pod(args),
         Command::Collect(args) => scan::run_collect(args),
         Command::Agent(args) => agent::run(args),
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "meshleak", &mut std::io::stdout());
+            Ok(status::CLEAN)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())?;
+            Ok(status::CLEAN)
+        }
     }
 }
 
