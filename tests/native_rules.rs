@@ -303,7 +303,7 @@ fn reads_the_namespace_of_a_process() {
     // `ip netns exec` execs sleep in the same process once the namespace is set.
     let mut out = String::new();
     for _ in 0..50 {
-        let (code, o, _) = meshleak(&["rules", "--pid", &pid, "--format", "json"]);
+        let (code, o, _) = meshleak(&["rules", "--pid", &pid, "-o", "json"]);
         if code == 0 && o.contains("ISTIO_OUTPUT") {
             out = o;
             break;

@@ -19,13 +19,17 @@ pub struct Args {
     /// Where the host's /proc is (e.g. /host/proc in a container).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
-    #[arg(long, value_enum, default_value_t = RulesFormat::IptablesSave)]
+    /// `table`: each backend and family as `iptables-save` prints it, native nftables
+    /// tables in nft syntax; `json`: the rule model. (`--format iptables-save` is the old
+    /// spelling.)
+    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = RulesFormat::Table)]
     format: RulesFormat,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum RulesFormat {
-    IptablesSave,
+    #[value(alias = "iptables-save")]
+    Table,
     Json,
 }
 
@@ -41,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let rules = collect::ruleset(&ns)?;
     match args.format {
         RulesFormat::Json => println!("{}", meshleak::json::to_string_pretty(&rules)?),
-        RulesFormat::IptablesSave => print!("{}", xtables_save(&rules)),
+        RulesFormat::Table => print!("{}", xtables_save(&rules)),
     }
     Ok(0)
 }
