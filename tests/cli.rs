@@ -429,3 +429,31 @@ fn completions_and_man_page() {
         "{man}"
     );
 }
+
+/// A namespace argument that is not one says so (not a setns error, not an empty report).
+#[test]
+fn a_wrong_namespace_argument_says_what_it_is() {
+    for (args, says) in [
+        (
+            &["pod", "--netns", "/etc/passwd"][..],
+            "/etc/passwd is not a namespace file",
+        ),
+        (
+            &["rules", "--netns", "/etc/passwd"][..],
+            "/etc/passwd is not a namespace file",
+        ),
+        (
+            &["pod", "--netns", "/proc/self/ns/pid"][..],
+            "is a namespace, but not a network namespace",
+        ),
+        (
+            &["pod", "--pid", "4194305"][..],
+            "/proc/4194305/ns/net does not exist: the process exited",
+        ),
+    ] {
+        let (code, out, err) = meshleak(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+}

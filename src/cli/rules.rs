@@ -42,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         (None, Some(path)) => Netns::Path(path.clone()),
         (None, None) => unreachable!("clap requires --pid or --netns"),
     };
+    meshleak::collect::netns::named(&ns.file()).map_err(anyhow::Error::msg)?;
     let rules = collect::ruleset(&ns)?;
     match args.format {
         RulesFormat::Json => println!("{}", meshleak::json::to_string_pretty(&rules)?),

@@ -9,7 +9,6 @@ use super::ReportFormat;
 use super::text::{cite_line, rule_line, wrap};
 use meshleak::attribution::{ContainerRef, PodFacts, container_of};
 use meshleak::collect::netns::Netns;
-use meshleak::collect::procs::netns_inode;
 use meshleak::collect::scan::{self, ScanOptions};
 use meshleak::report::{self, ProcessVerdict, Report};
 use meshleak::sanitize::sanitize;
@@ -125,12 +124,7 @@ pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
         }
         _ => bail!("say which pod: --pid, --netns, --pod or --container"),
     };
-    let inode = netns_inode(&file).with_context(|| {
-        format!(
-            "cannot read {}; check that the process or namespace exists",
-            file.display()
-        )
-    })?;
+    let inode = meshleak::collect::netns::named(&file).map_err(anyhow::Error::msg)?;
     let mut opts = args.collect.options();
     opts.only = vec![inode];
     opts.include_host = true;

@@ -3,6 +3,7 @@
 //! there stay bound to that namespace, and the rest of the process is untouched.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,46 @@ pub enum NetnsError {
         /// Set when the abandoned reader finally returns.
         finished: Arc<AtomicBool>,
     },
+}
+
+/// `_IO(0xb7, 3)` (linux/nsfs.h): the kind of namespace a file is (a CLONE_NEW* flag).
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The inode of the network namespace a user named by its file (`--netns`, or a pid's
+/// `ns/net`), or what is wrong with it in words that say what to do: gone, not readable
+/// (a missing capability, or something that forbids it), not a namespace, a namespace of
+/// another kind.
+pub fn named(path: &Path) -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{shown} does not exist: the process exited, or the namespace was deleted")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            if super::procs::can_read_others() {
+                format!("cannot open {shown}: permission denied although meshleak holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: a security module or the process's own protection (not dumpable, another user namespace) forbids it")
+            } else {
+                format!("cannot open {shown}: permission denied: another user's process's namespace needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (run as root, or with the DaemonSet's capabilities)")
+            }
+        }
+        _ => format!("cannot open {shown}: {e}"),
+    })?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns a CLONE_NEW* flag or -1.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind < 0 {
+        return Err(format!(
+            "{shown} is not a namespace file (give a bind mount such as /run/netns/NAME, or /proc/PID/ns/net)"
+        ));
+    }
+    if kind != libc::CLONE_NEWNET {
+        return Err(format!(
+            "{shown} is a namespace, but not a network namespace"
+        ));
+    }
+    file.metadata()
+        .map(|m| m.ino())
+        .map_err(|e| format!("cannot read {shown}: {e}"))
 }
 
 /// Runs `f` on a new thread that has joined the namespace, and returns its result.

@@ -102,7 +102,7 @@ fn unreadable(proc_root: &Path, pid: u32, cause: UnreadCause) -> Option<Unreadab
 /// Whether this process holds what reading other users' processes takes: CAP_SYS_PTRACE
 /// (namespace links, fds) and CAP_DAC_READ_SEARCH. Without them a closed process is a
 /// capability problem; with them, something else forbids it.
-fn can_read_others() -> bool {
+pub fn can_read_others() -> bool {
     const CAP_DAC_READ_SEARCH: u32 = 2;
     const CAP_SYS_PTRACE: u32 = 19;
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
