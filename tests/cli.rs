@@ -1,6 +1,8 @@
 //! The command line as other tools use it: exit codes, JSON field names, error messages
 //! that name the input, and output that cannot carry terminal escapes.
 
+mod common;
+
 use std::process::Command;
 
 const ISTIO: &str = "testdata/istio-sidecar.rules";
@@ -456,4 +458,50 @@ fn a_wrong_namespace_argument_says_what_it_is() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: {out}");
     }
+}
+
+/// Unprivileged, a scan says once what it needs, not once per namespace.
+#[test]
+fn an_unprivileged_scan_says_once_what_it_needs() {
+    if !common::is_root() {
+        return;
+    }
+    let names: Vec<String> = (0..4)
+        .map(|i| format!("mlnopriv{}x{i}", std::process::id()))
+        .collect();
+    for n in &names {
+        assert!(
+            std::process::Command::new("ip")
+                .args(["netns", "add", n])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    // A copy anyone may run: the build directory may not be.
+    let bin = std::env::temp_dir().join(format!("meshleak-nopriv-{}", std::process::id()));
+    std::fs::copy(env!("CARGO_BIN_EXE_meshleak"), &bin).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["scan", "--netns-dir", "/run/netns"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bin);
+    for n in &names {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", n])
+            .status();
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("CAP_SYS_ADMIN"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("network namespaces could not be entered"),
+        "{err}"
+    );
+    assert!(!err.contains("errors above"), "{err}");
 }

@@ -277,8 +277,9 @@ fn finish(snapshot: &Snapshot, started: Instant, format: ReportFormat) -> anyhow
     // Some namespaces unreadable: reported above, the rest stands. None readable: an error.
     if report.netns.is_empty() && report.unread_netns > 0 {
         bail!(
-            "no network namespace could be read ({} errors above)",
-            report.errors.len()
+            "none of the {} network namespace{} found could be read (why is above)",
+            report.unread_netns,
+            if report.unread_netns == 1 { "" } else { "s" }
         );
     }
     Ok(super::status::of(

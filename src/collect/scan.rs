@@ -149,6 +149,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     // socket and connection tables, which several threads do side by side.
     let cache = NftCache::default();
     let reads = crate::parallel::map(&wanted, |(inode, ns)| read_one(opts, *inode, ns, &cache));
+    // Namespaces setns refused for want of CAP_SYS_ADMIN.
+    let mut refused: Vec<String> = Vec::new();
     for ((inode, ns), read) in wanted.into_iter().zip(reads) {
         match read {
             Ok(Some(read)) => snapshot.netns.push(NetnsFacts {
@@ -174,6 +176,13 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 rules_unread: read.rules_unread,
             }),
             Ok(None) => snapshot.vanished_netns += 1,
+            Err(CollectError::Netns(NetnsError::Enter {
+                path,
+                cause: nix::errno::Errno::EPERM,
+            })) => {
+                snapshot.unread_netns += 1;
+                refused.push(path.display().to_string());
+            }
             Err(e) => {
                 snapshot.unread_netns += 1;
                 snapshot
@@ -181,6 +190,20 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                     .push(format!("network namespace {inode}: {e}"));
             }
         }
+    }
+    // Said once, not once per namespace: on a node, hundreds share the one cause.
+    if !refused.is_empty() {
+        const SHOWN: usize = 3;
+        let more = refused.len().saturating_sub(SHOWN);
+        let mut names = refused[..refused.len().min(SHOWN)].join(", ");
+        if more > 0 {
+            names += &format!(" and {more} more");
+        }
+        snapshot.errors.push(format!(
+            "{} network namespace{} could not be entered: setns needs CAP_SYS_ADMIN (run meshleak as root, or with the DaemonSet's capabilities): {names}",
+            refused.len(),
+            if refused.len() == 1 { "" } else { "s" },
+        ));
     }
     owner_maps(&mut snapshot.netns);
     // Where each unreadable process is: in a namespace read above, in one this scan does
