@@ -323,11 +323,10 @@ pub fn print_table(r: &Report) {
         .filter(|p| p.verdict.bypasses())
         .count();
     println!(
-        "node {}: {} network namespaces, {} processes, {} bypassing the mesh ({} ms)",
+        "node {}: {}, {}, {bypassing} bypassing the mesh ({} ms)",
         sanitize(&r.node),
-        r.netns.len(),
-        processes,
-        bypassing,
+        super::text::count(r.netns.len(), "network namespace", "network namespaces"),
+        super::text::count(processes, "process", "processes"),
         r.duration_ms
     );
     for ns in &r.netns {

@@ -44,3 +44,8 @@ mod tests {
         assert!(super::wrap("", 5).is_empty());
     }
 }
+
+/// `1 process`, `2 processes`, `0 network namespaces`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
