@@ -32,8 +32,21 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// `1 process`, `2 processes`, `0 network namespaces`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_agree_with_their_number() {
+        use super::count;
+        assert_eq!(count(1, "process", "processes"), "1 process");
+        assert_eq!(count(0, "process", "processes"), "0 processes");
+        assert_eq!(count(2, "namespace", "namespaces"), "2 namespaces");
+    }
+
     #[test]
     fn wraps_at_word_boundaries() {
         assert_eq!(super::wrap("aa bb cc dd", 5), ["aa bb", "cc dd"]);
@@ -43,9 +56,4 @@ mod tests {
         );
         assert!(super::wrap("", 5).is_empty());
     }
-}
-
-/// `1 process`, `2 processes`, `0 network namespaces`.
-pub fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
