@@ -505,3 +505,26 @@ fn an_unprivileged_scan_says_once_what_it_needs() {
     );
     assert!(!err.contains("errors above"), "{err}");
 }
+
+/// `analyze` names the mesh it detects, as `pod` does: table and JSON.
+#[test]
+fn analyze_shows_the_mesh_it_detects() {
+    let (_, table, err) = meshleak(&["analyze", "--rules", ISTIO]);
+    assert!(
+        table.lines().next().is_some_and(|l| l.starts_with("mesh")
+            && l.contains("istio-sidecar, proxy ports 15001,15006, exempt uid 1337, gid 1337")),
+        "{table}{err}"
+    );
+    let (_, out, _) = meshleak(&["analyze", "--rules", ISTIO, "-o", "json"]);
+    let v = json(&out);
+    assert_eq!(v["mesh"]["kind"], "istio-sidecar");
+    assert_eq!(v["mesh"]["proxy_ports"], serde_json::json!([15001, 15006]));
+    assert!(v["exemptions"].is_array(), "the analysis' fields stay: {v}");
+    let none = rules_file(
+        "nomesh",
+        "plain.rules",
+        "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+    );
+    let (_, out, _) = meshleak(&["analyze", "--rules", none.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(json(&out)["mesh"], serde_json::Value::Null);
+}

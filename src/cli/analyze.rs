@@ -7,6 +7,7 @@ use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
 use meshleak::analyze::{self, Analysis, IdentityVerdict, Region};
 use meshleak::eval::Identity;
+use meshleak::report::Mesh;
 use meshleak::sanitize::sanitize;
 
 #[derive(clap::Args, Debug)]
@@ -48,9 +49,21 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let rules = args.rules.load()?;
     let analysis =
         analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
+    // Offline the namespace's own addresses are unknown: a DNAT to one of them is not
+    // taken for a proxy (only REDIRECT, TPROXY and DNAT to loopback are).
+    let mesh = meshleak::report::detect_mesh(&rules, &[]);
     match args.format {
-        Format::Json => println!("{}", meshleak::json::to_string_pretty(&analysis)?),
-        Format::Table => print_table(&analysis),
+        Format::Json => println!(
+            "{}",
+            meshleak::json::to_string_pretty(&Output {
+                mesh: mesh.as_ref(),
+                analysis: &analysis,
+            })?
+        ),
+        Format::Table => {
+            println!("{}", mesh_line(mesh.as_ref()));
+            print_table(&analysis);
+        }
     }
     let bypass = analysis.identities.iter().any(|i| {
         matches!(
@@ -64,6 +77,45 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .any(|i| i.verdict == IdentityVerdict::Unknown)
         || !analysis.undecided_on.is_empty();
     Ok(super::status::of(bypass, false, unknown))
+}
+
+/// `analyze -o json`: the analysis, and the mesh the rules show (as `pod` reports it).
+#[derive(serde::Serialize)]
+struct Output<'a> {
+    mesh: Option<&'a Mesh>,
+    #[serde(flatten)]
+    analysis: &'a Analysis,
+}
+
+/// `mesh istio-sidecar, proxy ports 15001,15006, exempt uid 1337, gid 1337`.
+fn mesh_line(mesh: Option<&Mesh>) -> String {
+    let Some(m) = mesh else {
+        return "mesh      none: nothing in these rules redirects to a proxy".into();
+    };
+    let list = |v: &[meshleak::range::IdRange]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ports: Vec<String> = m.proxy_ports.iter().map(u16::to_string).collect();
+    let mut exempt = Vec::new();
+    if !m.proxy_uids.is_empty() {
+        exempt.push(format!("uid {}", list(&m.proxy_uids)));
+    }
+    if !m.proxy_gids.is_empty() {
+        exempt.push(format!("gid {}", list(&m.proxy_gids)));
+    }
+    let exempt = if exempt.is_empty() {
+        String::new()
+    } else {
+        format!(", exempt {}", exempt.join(", "))
+    };
+    sanitize(&format!(
+        "mesh      {}, proxy ports {}{exempt}",
+        m.kind,
+        ports.join(",")
+    ))
 }
 
 fn print_table(a: &Analysis) {
