@@ -2,7 +2,8 @@
 //! asked for (`--include-cmdline`), and even then passwords, tokens and keys are replaced by
 //! `***` before they reach a snapshot, a report or a log: `--password=x`, `--token x`,
 //! `DB_PASSWORD=x` (environment style, as `env` and shells pass them), `user:x@` in URLs,
-//! `Bearer x`, and JSON Web Tokens wherever they appear.
+//! `Bearer x`, JSON Web Tokens wherever they appear, `-pPASSWORD` for MySQL's clients, `-u
+//! user:password` (curl), and the same inside shell scripts (`sh -c "..."`).
 
 const MASK: &str = "***";
 
@@ -23,21 +24,50 @@ const SECRET_WORDS: [&str; 11] = [
 
 /// The arguments with secret values masked.
 pub fn mask(args: &[String]) -> Vec<String> {
+    let program = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(args.len());
-    let mut value_next = false;
+    let mut next = Next::Plain;
     for arg in args {
-        if value_next && !arg.starts_with('-') {
-            out.push(MASK.to_string());
-            value_next = false;
-            continue;
-        }
-        value_next = false;
-        out.push(mask_one(arg, &mut value_next));
+        out.push(match std::mem::replace(&mut next, Next::Plain) {
+            Next::Secret if !arg.starts_with('-') => MASK.to_string(),
+            // `curl -u user:password`, `--user user:password`: the user stays.
+            Next::Credentials if !arg.starts_with('-') => match arg.split_once(':') {
+                Some((user, _)) => format!("{user}:{MASK}"),
+                None => arg.clone(),
+            },
+            _ => mask_one(&program, arg, &mut next),
+        });
     }
     out
 }
 
-fn mask_one(arg: &str, value_next: &mut bool) -> String {
+/// What the argument after this one is.
+enum Next {
+    Plain,
+    Secret,
+    /// `user:password`.
+    Credentials,
+}
+
+/// Programs whose `-pPASSWORD` is a password glued to its flag (MySQL's clients).
+const GLUED_PASSWORD: [&str; 4] = ["mysql", "mysqldump", "mysqladmin", "mariadb"];
+
+fn mask_one(program: &str, arg: &str, next: &mut Next) -> String {
+    // A shell script (`sh -c "... --password=x DB_PASSWORD=y"`, Kubernetes' usual
+    // `command: [sh, -c, ...]`): each of its words is masked as an argument.
+    if arg.contains(char::is_whitespace) && !arg.to_ascii_lowercase().contains("bearer ") {
+        return mask_words(arg);
+    }
+    if GLUED_PASSWORD.contains(&program) && arg.len() > 2 && arg.starts_with("-p") {
+        return format!("-p{MASK}");
+    }
+    if matches!(arg, "-u" | "--user" | "--proxy-user") {
+        *next = Next::Credentials;
+        return arg.to_string();
+    }
     // `--name=value` or `NAME=value`.
     if let Some((name, value)) = arg.split_once('=') {
         let bare = name.trim_start_matches('-');
@@ -51,10 +81,54 @@ fn mask_one(arg: &str, value_next: &mut bool) -> String {
     }
     // `--password value`: the next argument is the secret.
     if arg.starts_with('-') && !arg.contains('=') && secret_name(arg.trim_start_matches('-')) {
-        *value_next = true;
+        *next = Next::Secret;
         return arg.to_string();
     }
     mask_inline(arg)
+}
+
+/// The words of a shell script masked as a command line's arguments would be, the
+/// whitespace between them kept; a quoted word (`--token "t k"`) is one word, its quotes
+/// kept around the mask (`--token "***"`).
+fn mask_words(script: &str) -> String {
+    let mut words: Vec<(String, String)> = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    for c in script.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            None if c == '"' || c == '\'' => quote = Some(c),
+            _ => {}
+        }
+        if c.is_whitespace() && quote.is_none() {
+            match words.last_mut() {
+                Some((w, gap)) if word.is_empty() && !w.is_empty() => gap.push(c),
+                _ => {
+                    words.push((std::mem::take(&mut word), c.to_string()));
+                }
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    words.push((word, String::new()));
+    let bare: Vec<String> = words
+        .iter()
+        .map(|(w, _)| w.trim_matches(['"', '\'']).to_string())
+        .collect();
+    let masked = mask(&bare);
+    words
+        .iter()
+        .zip(bare.iter().zip(masked))
+        .map(|((w, gap), (b, m))| {
+            let shown = if *b == m {
+                w.clone()
+            } else {
+                w.replace(b.as_str(), &m)
+            };
+            format!("{shown}{gap}")
+        })
+        .collect()
 }
 
 fn secret_name(name: &str) -> bool {
@@ -162,6 +236,32 @@ mod tests {
             ["x", "--header=***"]
         );
         assert_eq!(m(&["sleep", "100"]), ["sleep", "100"]);
+        // Inside a shell script, as Kubernetes runs `command: [sh, -c, ...]`.
+        assert_eq!(
+            m(&[
+                "sh",
+                "-c",
+                "exec app --password=x  DB_PASSWORD=y --token \"t k\" -v"
+            ]),
+            [
+                "sh",
+                "-c",
+                "exec app --password=***  DB_PASSWORD=*** --token \"***\" -v"
+            ]
+        );
+        assert_eq!(
+            m(&["mysql", "-uroot", "-pS3cret"]),
+            ["mysql", "-uroot", "-p***"]
+        );
+        assert_eq!(
+            m(&["app", "-p8080"]),
+            ["app", "-p8080"],
+            "a port, not a password"
+        );
+        assert_eq!(
+            m(&["curl", "-u", "admin:pw", "--user", "bob:pw2", "x"]),
+            ["curl", "-u", "admin:***", "--user", "bob:***", "x"]
+        );
         // A flag before another flag holds no value.
         assert_eq!(
             m(&["x", "--api-key", "--debug"]),
