@@ -30,17 +30,13 @@ pub const TARGETS: [(&str, Target); 7] = [
 pub fn rtnl(data: &[u8]) {
     use crate::route::{Query, Routing};
     let (mut routes, mut rules) = (Vec::new(), Vec::new());
-    let mut at = 0;
-    while let Some(head) = data.get(at..at + 4) {
-        let len = (u32::from_ne_bytes([head[0], head[1], head[2], head[3]]) as usize).max(4);
-        let msg = &data[at..(at + len).min(data.len())];
+    for msg in crate::nlmsg::split(data) {
         if let Ok(Some(r)) = crate::rtnl::decode_route(msg, &mut |i| format!("if{i}")) {
             routes.push(r);
         }
         if let Ok(Some(r)) = crate::rtnl::decode_rule(msg) {
             rules.push(r);
         }
-        at += (len + 3) & !3;
     }
     let interfaces = Vec::new();
     let routing = Routing {
@@ -139,24 +135,15 @@ pub fn xt_ext_target(data: &[u8]) {
 }
 
 const TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
-const NLMSG_HDRLEN: usize = 16;
 /// Longest extension name x_tables stores (`XT_EXTENSION_MAXNAMELEN` - 1).
 const MAX_NAME: usize = 28;
 
-/// Netlink messages back to back, each sized by its header's length; a length that does not
-/// fit ends the list, as it ends a real dump.
+/// Netlink messages back to back (see [`crate::nlmsg::split`]), each copied.
 pub fn netlink_messages(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + NLMSG_HDRLEN <= data.len() {
-        let len = u32::from_ne_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() - at {
-            break;
-        }
-        out.push(data[at..at + len].to_vec());
-        at += (len + 3) & !3;
-    }
-    out
+    crate::nlmsg::split(data)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// `[v6 flag][table][valid_hooks][hook_entry x5][underflow x5]` (u32s native-endian), then

@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod json;
 pub mod model;
 pub mod nft;
+pub mod nlmsg;
 pub mod observe;
 pub mod parallel;
 pub mod parse;

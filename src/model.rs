@@ -64,6 +64,11 @@ impl Family {
     }
 }
 
+/// Whether `a` is a link-local IPv6 address (fe80::/10, on every interface with IPv6 on).
+pub fn is_link_local(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80)
+}
+
 /// The IP version of a packet (a packet is never `inet`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum IpVersion {
@@ -85,6 +90,23 @@ impl IpVersion {
         match self {
             IpVersion::V4 => Family::Ipv4,
             IpVersion::V6 => Family::Ipv6,
+        }
+    }
+
+    /// `0.0.0.0` or `::`.
+    pub fn unspecified(self) -> IpAddr {
+        match self {
+            IpVersion::V4 => IpAddr::from([0u8; 4]),
+            IpVersion::V6 => IpAddr::from([0u16; 8]),
+        }
+    }
+
+    /// An address outside every pod and node (TEST-NET-1, the IPv6 documentation prefix):
+    /// what a probe traces to, never sends to.
+    pub fn outside(self) -> IpAddr {
+        match self {
+            IpVersion::V4 => IpAddr::from([192, 0, 2, 1]),
+            IpVersion::V6 => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
         }
     }
 

@@ -166,7 +166,7 @@ impl Routing<'_> {
     /// The longest-prefix route for `q` in `table` (`None`: any table, the main-only
     /// case), the lowest metric among equals.
     fn table_route(&self, table: Option<u32>, q: &Query) -> Option<&Route> {
-        let src = q.src.unwrap_or(unspecified(&q.dst));
+        let src = q.src.unwrap_or(IpVersion::of(&q.dst).unspecified());
         self.routes
             .iter()
             .filter(|r| table.is_none_or(|t| r.table == t))
@@ -212,15 +212,13 @@ impl Routing<'_> {
             ));
         }
         let same_family = |a: &&IpAddr| a.is_ipv4() == q.dst.is_ipv4();
-        let link_local =
-            |a: &&IpAddr| matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
         let of_oif = self
             .interfaces
             .iter()
             .filter(|i| i.name == route.oif)
             .flat_map(|i| i.addrs.iter())
             .filter(same_family)
-            .min_by_key(link_local);
+            .min_by_key(|a| crate::model::is_link_local(a));
         // Without an address of its own on that interface, IPv4 takes one of another.
         let any = || {
             self.interfaces
@@ -255,7 +253,7 @@ fn matches(rule: &RoutingRule, q: &Query) -> Fit {
     if rule.detached {
         return Fit::No;
     }
-    let src = q.src.unwrap_or(unspecified(&q.dst));
+    let src = q.src.unwrap_or(IpVersion::of(&q.dst).unspecified());
     let within_opt = |net: Option<(IpAddr, u8)>, a: &IpAddr| {
         net.is_none_or(|(net, len)| len == 0 || within(a, &net, len))
     };
@@ -313,13 +311,6 @@ fn within(a: &IpAddr, net: &IpAddr, len: u8) -> bool {
     }
     let shift = bits - len;
     (a >> shift) == (net >> shift)
-}
-
-fn unspecified(of: &IpAddr) -> IpAddr {
-    match of {
-        IpAddr::V4(_) => IpAddr::from([0u8; 4]),
-        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
-    }
 }
 
 #[cfg(test)]

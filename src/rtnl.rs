@@ -138,7 +138,7 @@ pub fn decode_route(
         return Ok(None);
     }
     let mut route = Route {
-        dst: unspecified(version).to_string(),
+        dst: version.unspecified().to_string(),
         prefix: hdr[1],
         oif: String::new(),
         gateway: None,
@@ -375,13 +375,6 @@ fn version(family: u8) -> Option<IpVersion> {
         libc::AF_INET => Some(IpVersion::V4),
         libc::AF_INET6 => Some(IpVersion::V6),
         _ => None,
-    }
-}
-
-fn unspecified(version: IpVersion) -> IpAddr {
-    match version {
-        IpVersion::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpVersion::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::is_root;
-use common::pod::{Pod, finding, settle, verdict};
+use common::pod::{Pod, finding, settle, sysctl, verdict};
 
 /// An Istio pod with its proxy and a peer answering `B` on `port`, for as long as the
 /// connection is kept open.
@@ -224,18 +224,7 @@ fn a_low_source_port_exemption_is_anyones_where_unprivileged_ports_start_at_0() 
         !refused.success(),
         "port 550 needs a privilege the app lacks"
     );
-    common::run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_unprivileged_port_start=0",
-        ],
-        None,
-    );
+    sysctl(&pod.ns, "net.ipv4.ip_unprivileged_port_start=0");
     let r = pod.report();
     assert!(
         evidence(&r).contains(
@@ -507,18 +496,7 @@ fn an_unprivileged_ping_socket_is_listed_and_judged() {
     }
     let pod = pod_with_peer_on(80);
     // What a pod gets where the runtime opens ping to every group (containerd, CRI-O).
-    common::run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ping_group_range=0 2147483647",
-        ],
-        None,
-    );
+    sysctl(&pod.ns, "net.ipv4.ping_group_range=0 2147483647");
     let mut c = Script::start(&pod.ns, APP, &["-c", PING, "169.254.78.2"]);
     let r = pod.report();
     let f = finding(&r, "protocol-uncaptured", c.pid()).unwrap_or_else(|| panic!("{r}"));
@@ -595,25 +573,7 @@ fn a_policy_routing_rule_sends_one_uid_past_the_capture() {
     let pod = pod_with_peer_on(80);
     // A second link to the peer, which the capture exempts (Istio's excludeInterfaces),
     // and an `ip rule` that routes uid 2000 over it.
-    let peer = format!("{}p", pod.ns);
-    let short = pod.ns.replace("mlscan", "mv");
-    let (vc, vd) = (format!("{short}c"), format!("{short}d"));
-    common::run(
-        &[
-            "ip", "link", "add", &vc, "netns", &pod.ns, "type", "veth", "peer", "name", &vd,
-            "netns", &peer,
-        ],
-        None,
-    );
-    for (ns, dev, addr) in [
-        (&pod.ns, &vc, "169.254.79.1/24"),
-        (&peer, &vd, "169.254.79.2/24"),
-    ] {
-        let off = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
-        common::run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &off], None);
-        common::run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev], None);
-        common::run(&["ip", "-n", ns, "link", "set", dev, "up"], None);
-    }
+    let (vc, _) = pod.link(('c', 'd'), ("169.254.79.1/24", "169.254.79.2/24"), false);
     pod.add_rules(&format!(
         "*nat\n-I ISTIO_OUTPUT 1 -o {vc} -j RETURN\nCOMMIT\n"
     ));

@@ -65,18 +65,11 @@ impl Sockets {
         loop {
             match self.events.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
                 Ok(0) => break,
-                Ok(n) => {
-                    let mut at = 0;
-                    while at + super::netlink::NLMSG_HDRLEN <= n {
-                        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
-                            as usize;
-                        if len < super::netlink::NLMSG_HDRLEN || at + len > n {
-                            break;
-                        }
-                        out.extend(super::conntrack::decode(&buf[at..at + len]));
-                        at += (len + 3) & !3;
-                    }
-                }
+                Ok(n) => out.extend(
+                    crate::nlmsg::split(&buf[..n])
+                        .into_iter()
+                        .filter_map(super::conntrack::decode),
+                ),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => lost = true,
                 Err(_) => break,
             }

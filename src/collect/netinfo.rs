@@ -1,6 +1,6 @@
-//! A namespace's interfaces, routes and sockets, read by a thread inside it: addresses via
-//! getifaddrs (netlink, bound to the thread's namespace), routes and routing rules over
-//! rtnetlink, TCP and UDP sockets over sock_diag, raw and packet sockets from
+//! A namespace's interfaces, routes and sockets, read by a thread inside it (netlink sockets
+//! are bound to the thread's namespace): interfaces, addresses, routes and routing rules
+//! over rtnetlink, TCP and UDP sockets over sock_diag, raw, ping and packet sockets from
 //! `/proc/thread-self/net` (never `/proc/self/net`, which shows the process's namespace).
 
 use std::io;

@@ -854,20 +854,12 @@ fn unbound_datagram_sockets(c: &Context, f: &ProcessFacts) -> Vec<String> {
 /// escaping there, some of it escapes.
 fn escapes_somewhere(c: &Context, version: IpVersion, proto: u8) -> bool {
     if !c.analysis.protocols.contains(&(version, proto)) {
-        let dst = match version {
-            IpVersion::V4 => IpAddr::from([192, 0, 2, 1]),
-            IpVersion::V6 => "2001:db8::1".parse().expect("an address"),
-        };
-        let unspecified = match version {
-            IpVersion::V4 => IpAddr::from([0, 0, 0, 0]),
-            IpVersion::V6 => IpAddr::from([0u16; 8]),
-        };
         let flow = socket_flow(
             c.ns,
             &c.analysis.reference_identity,
             proto,
-            (unspecified, 40000),
-            (dst, 9),
+            (version.unspecified(), 40000),
+            (version.outside(), 9),
         );
         return eval::trace(&c.ns.rules, &flow).outcome.verdict == Verdict::Bypass;
     }
@@ -999,8 +991,7 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
         (IpVersion::V6, IpAddr::V6(v)) => !v.is_loopback() && !v.is_unspecified(),
         _ => false,
     };
-    let link_local =
-        |a: &IpAddr| matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80);
+    let link_local = crate::model::is_link_local;
     let addrs: Vec<(&str, &IpAddr)> =
         c.ns.interfaces
             .iter()

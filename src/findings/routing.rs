@@ -90,7 +90,7 @@ pub(super) fn policy_routed(c: &Context, out: &mut Vec<Finding>) {
                 "{}'s traffic (uid {}) is routed by ip rule `{}` out by {}, which the capture rules let out uncaptured; the main table's route would have been captured",
                 p.comm,
                 first.uid,
-                first.ip_rule.replace('\t', " "),
+                first.ip_rule,
                 first.oif
             ),
             rules: cited,
@@ -153,7 +153,8 @@ fn escape(
         {
             continue;
         }
-        let ip_rule = own.rule.clone().unwrap_or_default();
+        // On one line: `ip rule` puts a tab after the priority.
+        let ip_rule = own.rule.clone().unwrap_or_default().replace('\t', " ");
         let uncertain = if own.uncertain.is_empty() {
             String::new()
         } else {
@@ -165,7 +166,7 @@ fn escape(
                 "uid {} to {}: ip rule `{}` gives table {}, out by {} from {} (the main table: {} from {}){uncertain}",
                 id.uid,
                 explain::addr_port(&dst, dport),
-                ip_rule.replace('\t', " "),
+                ip_rule,
                 own.table,
                 own.oif,
                 own.src,
@@ -202,10 +203,7 @@ fn selective(r: &RoutingRule) -> bool {
 /// Where to probe: an outside address (TEST-NET, never sent anywhere), then one address of
 /// each network some table routes (not the namespace's own, not loopback).
 fn destinations(c: &Context, version: IpVersion, local: &[IpAddr]) -> Vec<IpAddr> {
-    let mut out: Vec<IpAddr> = vec![match version {
-        IpVersion::V4 => IpAddr::from([192, 0, 2, 1]),
-        IpVersion::V6 => "2001:db8::1".parse().expect("an address"),
-    }];
+    let mut out: Vec<IpAddr> = vec![version.outside()];
     for r in &c.ns.routes {
         if out.len() >= MAX_DESTINATIONS {
             break;

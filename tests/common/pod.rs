@@ -124,30 +124,10 @@ impl Pod {
 
     fn peer(&mut self, servers: &[&[&str]], ipv6: bool) -> String {
         let peer = format!("{}p", self.ns);
-        // Interface names have at most 15 bytes.
-        let short = self.ns.replace("mlscan", "mv");
-        let (va, vb) = (format!("{short}a"), format!("{short}b"));
         run(&["ip", "netns", "add", &peer], None);
         self.peers.push(peer.clone());
         run(&["ip", "-n", &peer, "link", "set", "lo", "up"], None);
-        run(
-            &[
-                "ip", "link", "add", &va, "netns", &self.ns, "type", "veth", "peer", "name", &vb,
-                "netns", &peer,
-            ],
-            None,
-        );
-        for (ns, dev, addr) in [
-            (&self.ns, &va, "169.254.78.1/24"),
-            (&peer, &vb, "169.254.78.2/24"),
-        ] {
-            if !ipv6 {
-                let off = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
-                run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &off], None);
-            }
-            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev], None);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"], None);
-        }
+        self.link(('a', 'b'), ("169.254.78.1/24", "169.254.78.2/24"), ipv6);
         for cmd in servers {
             let child = Command::new("ip")
                 .args(["netns", "exec", &peer])
@@ -186,6 +166,30 @@ impl Pod {
         .next()
         .unwrap_or("")
         .to_string()
+    }
+
+    /// A veth pair to the peer (made by `with_peer`): its pod end and its peer end, named
+    /// after the pod and `ends`, with these addresses, up; IPv6 off unless `ipv6`.
+    pub fn link(&self, ends: (char, char), addrs: (&str, &str), ipv6: bool) -> (String, String) {
+        let peer = format!("{}p", self.ns);
+        // Interface names have at most 15 bytes.
+        let short = self.ns.replace("mlscan", "mv");
+        let (va, vb) = (format!("{short}{}", ends.0), format!("{short}{}", ends.1));
+        run(
+            &[
+                "ip", "link", "add", &va, "netns", &self.ns, "type", "veth", "peer", "name", &vb,
+                "netns", &peer,
+            ],
+            None,
+        );
+        for (ns, dev, addr) in [(&self.ns, &va, addrs.0), (&peer, &vb, addrs.1)] {
+            if !ipv6 {
+                sysctl(ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+            }
+            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev], None);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"], None);
+        }
+        (va, vb)
     }
 
     /// `meshleak pod -o json` of this pod, which must have read everything, without errors.
@@ -232,6 +236,11 @@ impl Drop for Pod {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// Sets one sysctl (`net.ipv4.ping_group_range=0 1`) in network namespace `ns`.
+pub fn sysctl(ns: &str, setting: &str) {
+    run(&["ip", "netns", "exec", ns, "sysctl", "-qw", setting], None);
 }
 
 /// Waits until `pid` is in the pod's namespace (after setns) and the listener is up.
