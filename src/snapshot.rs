@@ -197,7 +197,8 @@ pub struct RoutingRule {
     pub detached: bool,
     /// Mark and mask: it matches where `(mark ^ fwmark) & mask == 0`.
     pub fwmark: Option<(u32, u32)>,
-    /// The socket's uid range (`uidrange`), in the ids of the namespace's owner.
+    /// The socket's uid range (`uidrange`), as the kernel dumps it: in the initial user
+    /// namespace's ids.
     pub uids: Option<(u32, u32)>,
     pub ip_proto: Option<u8>,
     pub sport: Option<(u16, u16)>,
