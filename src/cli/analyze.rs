@@ -20,6 +20,11 @@ pub struct Args {
     /// A socket identity to judge: UID:GID or UID:GID:G1,G2 (supplementary groups).
     #[arg(long = "identity", value_name = "UID:GID[:G1,G2]", value_parser = parse_identity)]
     identities: Vec<Identity>,
+    /// With --snapshot: which pods, what to show and what fails, as `scan` has them.
+    #[command(flatten, next_help_heading = "Snapshot selection")]
+    pods: super::select::Pods,
+    #[command(flatten, next_help_heading = "Snapshot selection")]
+    show: super::select::Show,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: Format,
 }
@@ -41,7 +46,12 @@ fn parse_identity(text: &str) -> Result<Identity, String> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(path) = &args.snapshot {
-        return super::scan::report_snapshot(path, args.format.into());
+        return super::scan::report_snapshot(path, args.format.into(), &args.pods, &args.show);
+    }
+    if args.pods.given() || args.show.given() {
+        anyhow::bail!(
+            "-n, --pod, -A, --bypassing, --severity and --fail-on narrow a node report: use them with --snapshot (or scan)"
+        );
     }
     if args.rules.files.is_empty() {
         anyhow::bail!("give --rules FILE (rule dumps) or --snapshot FILE (from meshleak collect)");
@@ -52,18 +62,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     // Offline the namespace's own addresses are unknown: a DNAT to one of them is not
     // taken for a proxy (only REDIRECT, TPROXY and DNAT to loopback are).
     let mesh = meshleak::report::detect_mesh(&rules, &[]);
-    match args.format {
-        Format::Json => println!(
-            "{}",
-            meshleak::json::to_string_pretty(&Output {
-                mesh: mesh.as_ref(),
-                analysis: &analysis,
-            })?
-        ),
-        Format::Table => {
-            println!("{}", mesh_line(mesh.as_ref()));
-            print_table(&analysis);
-        }
+    let output = Output {
+        mesh: mesh.as_ref(),
+        analysis: &analysis,
+    };
+    if !args.format.print_data(&output)? {
+        println!("{}", mesh_line(mesh.as_ref()));
+        print_table(&analysis);
     }
     let bypass = analysis.identities.iter().any(|i| {
         matches!(

@@ -4,9 +4,12 @@
 mod agent;
 mod analyze;
 mod input;
+mod report_table;
 mod rules;
 mod scan;
+mod select;
 pub mod status;
+mod term;
 mod text;
 mod trace;
 
@@ -22,6 +25,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour the tables: `auto` on a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: term::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -55,18 +61,37 @@ enum Command {
     Man,
 }
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+/// `-o`, as kubectl has it: a table for people (`wide`: every column, nothing cut), JSON
+/// or YAML for tools (the same fields).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     #[default]
+    #[value(alias = "iptables-save")]
     Table,
+    Wide,
     Json,
+    Yaml,
+}
+
+impl Format {
+    /// Prints `value` as JSON or YAML; `false` for the table forms, which the caller prints.
+    pub fn print_data<T: serde::Serialize>(self, value: &T) -> anyhow::Result<bool> {
+        match self {
+            Format::Json => println!("{}", meshleak::json::to_string_pretty(value)?),
+            Format::Yaml => print!("{}", meshleak::yaml::to_string(value)?),
+            Format::Table | Format::Wide => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 impl From<Format> for ReportFormat {
     fn from(f: Format) -> Self {
         match f {
             Format::Table => ReportFormat::Table,
+            Format::Wide => ReportFormat::Wide,
             Format::Json => ReportFormat::Json,
+            Format::Yaml => ReportFormat::Yaml,
         }
     }
 }
@@ -76,7 +101,9 @@ impl From<Format> for ReportFormat {
 pub enum ReportFormat {
     #[default]
     Table,
+    Wide,
     Json,
+    Yaml,
     /// PolicyReport objects (wgpolicyk8s.io/v1alpha2) in a List, for `kubectl apply -f -`.
     #[value(name = "policyreport")]
     PolicyReport,
@@ -85,6 +112,7 @@ pub enum ReportFormat {
 /// Runs the command; returns the exit status (see [`status`]).
 pub fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();
+    term::configure(cli.color);
     if !matches!(cli.command, Command::Agent(_)) {
         quiet_on_closed_pipe();
     }

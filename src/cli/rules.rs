@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use clap::ValueEnum;
-
 use meshleak::collect::{self, netns::Netns};
 use meshleak::model::{Backend, Ruleset};
 use meshleak::xt::save;
@@ -19,18 +17,17 @@ pub struct Args {
     /// Where the host's /proc is (e.g. /host/proc in a container).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
-    /// `table`: each backend and family as `iptables-save` prints it, native nftables
-    /// tables in nft syntax; `json`: the rule model. (`--format iptables-save` is the old
-    /// spelling.)
-    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = RulesFormat::Table)]
-    format: RulesFormat,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum RulesFormat {
-    #[value(alias = "iptables-save")]
-    Table,
-    Json,
+    /// `table` (or `wide`, the same): each backend and family as `iptables-save` prints
+    /// it, native nftables tables in nft syntax; `json`/`yaml`: the rule model.
+    /// (`--format iptables-save` is the old spelling.)
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_enum,
+        default_value_t
+    )]
+    format: super::Format,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -44,9 +41,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     meshleak::collect::netns::named(&ns.file()).map_err(anyhow::Error::msg)?;
     let rules = collect::ruleset(&ns)?;
-    match args.format {
-        RulesFormat::Json => println!("{}", meshleak::json::to_string_pretty(&rules)?),
-        RulesFormat::Table => print!("{}", xtables_save(&rules)),
+    if !args.format.print_data(&rules)? {
+        print!("{}", xtables_save(&rules));
     }
     Ok(0)
 }

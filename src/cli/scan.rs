@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::ReportFormat;
-use super::text::{cite_line, rule_line, wrap};
+use super::select::{Pods, Show};
 use meshleak::attribution::{ContainerRef, PodFacts, container_of};
 use meshleak::collect::netns::Netns;
 use meshleak::collect::scan::{self, ScanOptions};
-use meshleak::report::{self, ProcessVerdict, Report};
+use meshleak::report;
 use meshleak::sanitize::sanitize;
+use meshleak::selection::{FailOn, Selection};
 use meshleak::snapshot::Snapshot;
 
 /// What to read from the node.
@@ -63,6 +64,10 @@ impl CollectArgs {
 pub struct ScanArgs {
     #[command(flatten)]
     collect: CollectArgs,
+    #[command(flatten)]
+    pods: Pods,
+    #[command(flatten)]
+    show: Show,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: ReportFormat,
 }
@@ -70,7 +75,13 @@ pub struct ScanArgs {
 pub fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let snapshot = scan::scan(&args.collect.options())?;
-    finish(&snapshot, started, args.format)
+    finish(
+        &snapshot,
+        started,
+        args.format,
+        &args.show.selection(Some(&args.pods)),
+        args.show.fail_on(),
+    )
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,6 +100,8 @@ pub struct PodArgs {
     container: Option<String>,
     #[command(flatten)]
     collect: CollectArgs,
+    #[command(flatten)]
+    show: Show,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: ReportFormat,
 }
@@ -136,7 +149,13 @@ pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
             snapshot = scan::scan(&opts)?;
         }
     }
-    finish(&snapshot, started, args.format)
+    finish(
+        &snapshot,
+        started,
+        args.format,
+        &args.show.selection(None),
+        args.show.fail_on(),
+    )
 }
 
 /// Scans the node and keeps the namespaces where some process's container (and its pod)
@@ -174,7 +193,13 @@ fn by_container(
             }
         );
     }
-    finish(&snapshot, started, args.format)
+    finish(
+        &snapshot,
+        started,
+        args.format,
+        &args.show.selection(None),
+        args.show.fail_on(),
+    )
 }
 
 #[derive(clap::Args, Debug)]
@@ -240,8 +265,13 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
     ))
 }
 
-/// Reports a saved snapshot (`analyze --snapshot`).
-pub fn report_snapshot(path: &PathBuf, format: ReportFormat) -> anyhow::Result<u8> {
+/// Reports a saved snapshot (`analyze --snapshot`), narrowed as `scan` narrows.
+pub fn report_snapshot(
+    path: &PathBuf,
+    format: ReportFormat,
+    pods: &Pods,
+    show: &Show,
+) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read snapshot {}", path.display()))?;
     let snapshot: Snapshot = serde_json::from_str(&text).with_context(|| {
@@ -258,11 +288,34 @@ pub fn report_snapshot(path: &PathBuf, format: ReportFormat) -> anyhow::Result<u
             meshleak::snapshot::SNAPSHOT_VERSION
         );
     }
-    finish(&snapshot, Instant::now(), format)
+    finish(
+        &snapshot,
+        Instant::now(),
+        format,
+        &show.selection(Some(pods)),
+        show.fail_on(),
+    )
 }
 
-fn finish(snapshot: &Snapshot, started: Instant, format: ReportFormat) -> anyhow::Result<u8> {
-    let report = report::build(snapshot, started.elapsed().as_millis() as u64);
+fn finish(
+    snapshot: &Snapshot,
+    started: Instant,
+    format: ReportFormat,
+    selection: &Selection,
+    fail_on: FailOn,
+) -> anyhow::Result<u8> {
+    let mut report = report::build(snapshot, started.elapsed().as_millis() as u64);
+    if let Err(none) = selection.apply(&mut report) {
+        bail!(
+            "no pod on this node matches {} (pods seen: {})",
+            describe(selection),
+            if none.pods.is_empty() {
+                "none".to_string()
+            } else {
+                sanitize(&none.pods.join(", "))
+            }
+        );
+    }
     // What could not be read comes first, on stderr too, so a JSON reader's log shows it.
     print_problems(&report.incomplete, &[]);
     match format {
@@ -271,7 +324,9 @@ fn finish(snapshot: &Snapshot, started: Instant, format: ReportFormat) -> anyhow
             "{}",
             meshleak::json::to_string_pretty(&meshleak::policyreport::build(&report))?
         ),
-        ReportFormat::Table => print_table(&report),
+        ReportFormat::Table => super::report_table::print(&report, false),
+        ReportFormat::Wide => super::report_table::print(&report, true),
+        ReportFormat::Yaml => print!("{}", meshleak::yaml::to_string(&report)?),
     }
     print_problems(&[], &report.errors);
     // Some namespaces unreadable: reported above, the rest stands. None readable: an error.
@@ -282,11 +337,26 @@ fn finish(snapshot: &Snapshot, started: Instant, format: ReportFormat) -> anyhow
             if report.unread_netns == 1 { "" } else { "s" }
         );
     }
+    if fail_on == FailOn::Never {
+        return Ok(super::status::CLEAN);
+    }
     Ok(super::status::of(
-        report.bypasses(),
+        fail_on.fails(&report),
         !report.incomplete.is_empty(),
         report.unknown(),
     ))
+}
+
+/// `-n shop --pod web`, as the user gave it.
+fn describe(s: &Selection) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = &s.namespace {
+        parts.push(format!("-n {n}"));
+    }
+    if let Some(p) = &s.pod_prefix {
+        parts.push(format!("--pod {p}"));
+    }
+    sanitize(&parts.join(" "))
 }
 
 /// What could not be read, then errors, on stderr (sanitized).
@@ -296,132 +366,5 @@ pub(super) fn print_problems(incomplete: &[String], errors: &[String]) {
     }
     for e in errors {
         eprintln!("meshleak: {}", sanitize(e));
-    }
-}
-
-/// Grouped by pod (namespace), bypassing processes first and marked with `!`, the deciding
-/// rule in full under them; one summary line per node. Fits 100 columns.
-pub fn print_table(r: &Report) {
-    if !r.incomplete.is_empty() {
-        println!(
-            "INCOMPLETE: this report may miss bypasses, {} thing{} could not be read:",
-            r.incomplete.len(),
-            if r.incomplete.len() == 1 { "" } else { "s" }
-        );
-        for line in &r.incomplete {
-            for (i, part) in wrap(&sanitize(line), 96).into_iter().enumerate() {
-                println!("{}{part}", if i == 0 { "  - " } else { "    " });
-            }
-        }
-        println!();
-    }
-    let processes: usize = r.netns.iter().map(|n| n.processes.len()).sum();
-    let bypassing = r
-        .netns
-        .iter()
-        .flat_map(|n| &n.processes)
-        .filter(|p| p.verdict.bypasses())
-        .count();
-    println!(
-        "node {}: {}, {}, {bypassing} bypassing the mesh ({} ms)",
-        sanitize(&r.node),
-        super::text::count(r.netns.len(), "network namespace", "network namespaces"),
-        super::text::count(processes, "process", "processes"),
-        r.duration_ms
-    );
-    for ns in &r.netns {
-        let name = match (&ns.pod, ns.paths.first()) {
-            (Some(p), _) => format!("pod {}/{}", p.namespace, p.name),
-            (None, Some(path)) => path.clone(),
-            (None, None) => format!("netns {}", ns.inode),
-        };
-        let mesh = ns.mesh.as_ref().map_or("no mesh capture".to_string(), |m| {
-            let ports: Vec<String> = m.proxy_ports.iter().map(u16::to_string).collect();
-            format!("{}, proxy ports {}", m.kind, ports.join(","))
-        });
-        println!();
-        println!("{} ({mesh})", sanitize(&name));
-        if ns.mesh.is_some() {
-            let mut captured = if ns.capture.families.is_empty() {
-                "nothing".to_string()
-            } else {
-                format!(
-                    "{} {}",
-                    ns.capture.families.join("+"),
-                    ns.capture.protocols.join(",")
-                )
-            };
-            if !ns.capture.undecided.is_empty() {
-                captured += &format!(
-                    " (unknown: {}, decided by rules meshleak does not model)",
-                    ns.capture.undecided.join(", ")
-                );
-            }
-            println!("  captured for an ordinary app: {captured}");
-            // Destination and protocol exemptions apply to everyone; identity ones show
-            // up as process verdicts below.
-            for e in ns
-                .capture
-                .exemptions
-                .iter()
-                .filter(|e| !matches!(e.kind, "uid" | "gid"))
-            {
-                match &e.rule {
-                    Some(rule) => println!("  exempt {:<9} {}", e.kind, rule_line(rule)),
-                    None => println!(
-                        "  exempt {:<9} {}",
-                        e.kind,
-                        sanitize(&e.conditions.join("; "))
-                    ),
-                }
-            }
-        }
-        // Identity findings show as marked processes below; the others are listed here.
-        for f in ns.findings.iter().filter(|f| f.kind != "identity-exempt") {
-            let mark = if f.severity == "high" { "!" } else { " " };
-            let text = format!("{}: {}", f.kind, sanitize(&f.message));
-            for (i, line) in wrap(&text, 89).into_iter().enumerate() {
-                let head = if i == 0 {
-                    format!("  {mark} {:<6} ", f.severity)
-                } else {
-                    " ".repeat(11)
-                };
-                println!("{head}{line}");
-            }
-            for e in &f.evidence {
-                println!("{}{}", " ".repeat(13), sanitize(e));
-            }
-        }
-        println!(
-            "  {:<1} {:>7}  {:<16} {:<16} {:<13} VERDICT",
-            "", "PID", "COMM", "CONTAINER", "UID:GID"
-        );
-        for p in &ns.processes {
-            let mark = if p.verdict.bypasses() { "!" } else { " " };
-            let comm: String = sanitize(&p.comm).chars().take(16).collect();
-            let container: String = p
-                .container
-                .as_ref()
-                .map_or("-".to_string(), |c| {
-                    sanitize(c.name.as_deref().unwrap_or(&c.id[..12.min(c.id.len())]))
-                })
-                .chars()
-                .take(16)
-                .collect();
-            println!(
-                "  {mark} {:>7}  {:<16} {:<16} {:<13} {}",
-                p.pid,
-                comm,
-                container,
-                format!("{}:{}", p.uid, p.gid),
-                p.verdict.name()
-            );
-            if p.verdict.bypasses() || p.verdict == ProcessVerdict::Unknown {
-                for rule in &p.reasons {
-                    println!("    {:>7}  {}", "", cite_line(rule));
-                    println!("    {:>7}  {}", "", rule_line(rule));
-                }
-            }
-        }
     }
 }

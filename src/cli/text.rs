@@ -13,11 +13,13 @@ pub fn rule_line(r: &RuleRef) -> String {
     sanitize(&r.rule)
 }
 
-/// Words of `text` in lines of at most `width` columns (a longer word keeps its own line).
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
+/// Words of `text` in lines of at most `first` columns for the first line and `rest` for
+/// the others (a longer word keeps its own line).
+pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
+        let width = if lines.is_empty() { first } else { rest };
         if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
             lines.push(std::mem::take(&mut line));
         }
@@ -49,11 +51,12 @@ mod tests {
 
     #[test]
     fn wraps_at_word_boundaries() {
-        assert_eq!(super::wrap("aa bb cc dd", 5), ["aa bb", "cc dd"]);
+        assert_eq!(super::wrap("aa bb cc dd", 5, 5), ["aa bb", "cc dd"]);
+        assert_eq!(super::wrap("aa bb cc dd", 2, 8), ["aa", "bb cc dd"]);
         assert_eq!(
-            super::wrap("averyverylongword x", 5),
+            super::wrap("averyverylongword x", 5, 5),
             ["averyverylongword", "x"]
         );
-        assert!(super::wrap("", 5).is_empty());
+        assert!(super::wrap("", 5, 5).is_empty());
     }
 }

@@ -358,9 +358,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         incomplete,
     };
     super::scan::print_problems(&report.incomplete, &[]);
-    match args.format {
-        Format::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
-        Format::Table => print_table(&report),
+    if !args.format.print_data(&report)? {
+        print_table(&report);
     }
     Ok(super::status::of(
         report.verdict == Verdict::Bypass,

@@ -75,13 +75,17 @@ pub fn find(c: &Context) -> Vec<Finding> {
     capabilities(c, mesh, &mut out);
     foreign_rules(c, mesh, &mut out);
     observed::observed_bypass(c, &mut out);
-    let rank = |s: &str| match s {
+    out.sort_by_key(|f| severity_rank(f.severity));
+    out
+}
+
+/// `high` 0, `medium` 1, `low` 2: lower is worse.
+pub fn severity_rank(severity: &str) -> u8 {
+    match severity {
         "high" => 0,
         "medium" => 1,
         _ => 2,
-    };
-    out.sort_by_key(|f| rank(f.severity));
-    out
+    }
 }
 
 /// Rules cited in one `unknown` finding; the rest are counted in its message.
@@ -559,11 +563,65 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
                 if all { "leaves" } else { "partly leaves" }
             ),
             rules: p.reasons.clone(),
-            evidence: vec![format!("uid {} gid {} groups {:?}", p.uid, p.gid, p.groups)],
+            evidence: vec![format!(
+                "uid {} gid {} groups {}",
+                p.uid,
+                p.gid,
+                if p.groups.is_empty() {
+                    "none".to_string()
+                } else {
+                    p.groups
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            )],
             socket: None,
-            remedy: "run the app with a uid, gid and groups no exemption rule names (e.g. not runAsGroup 1337)".into(),
+            remedy: identity_remedy(p, c.mesh),
         });
     }
+}
+
+/// The pod spec field at fault, in Kubernetes terms: the id of the traffic that matches
+/// the proxy's exemption (runAsUser, runAsGroup, a supplementary group), or the thread or
+/// socket that was made with it.
+fn identity_remedy(p: &ProcessReport, mesh: Option<&Mesh>) -> String {
+    let (uid, gid) = p
+        .decided_by
+        .as_ref()
+        .map_or((p.uid, p.gid), |d| (d.uid, d.gid));
+    let exempt = |list: &[IdRange], id: u32| list.iter().any(|r| r.contains(id));
+    let (uids, gids) = mesh.map_or((&[][..], &[][..]), |m| {
+        (m.proxy_uids.as_slice(), m.proxy_gids.as_slice())
+    });
+    let mut fixes = Vec::new();
+    if exempt(uids, uid) {
+        fixes.push(format!(
+            "uid {uid} is the proxy's: set the container's securityContext.runAsUser to another uid"
+        ));
+    }
+    if exempt(gids, gid) {
+        fixes.push(format!(
+            "gid {gid} is the proxy's: set the container's securityContext.runAsGroup to another gid"
+        ));
+    }
+    if let Some(g) = p.groups.iter().find(|g| exempt(gids, **g)) {
+        fixes.push(format!(
+            "group {g} is the proxy's: remove it from the pod's supplementalGroups and fsGroup"
+        ));
+    }
+    if let Some(d) = &p.decided_by {
+        fixes.push(format!(
+            "its traffic carries {uid}:{gid} because {}: find what switched identity and drop CAP_SETUID/CAP_SETGID",
+            d.why
+        ));
+    }
+    if fixes.is_empty() {
+        return "run the app with a uid, gid and groups no exemption rule names (see the rule)"
+            .into();
+    }
+    fixes.join("; ")
 }
 
 /// Destination exclusions: ports, networks and interfaces that escape for everyone.
@@ -590,9 +648,39 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             rules: e.rule.iter().cloned().collect(),
             evidence: Vec::new(),
             socket: None,
-            remedy: "check that the exclusion (mesh annotation or config) is still wanted".into(),
+            remedy: match c.mesh.and_then(|m| exclusion_annotation(&m.kind, e.kind)) {
+                Some(annotation) => format!(
+                    "the pod's {annotation} annotation (or the mesh's defaults) sets this; remove the entry if this traffic must go through the proxy"
+                ),
+                None => "check that the exclusion (the mesh's annotation or config) is still wanted"
+                    .into(),
+            },
         });
     }
+}
+
+/// The pod annotation by which a mesh's users exclude outbound ports, networks or
+/// interfaces from capture (each mesh's injector turns it into the rule).
+fn exclusion_annotation(mesh: &str, kind: &str) -> Option<&'static str> {
+    Some(match (mesh, kind) {
+        ("istio-sidecar" | "istio-sidecar-nft", "port") => {
+            "traffic.sidecar.istio.io/excludeOutboundPorts"
+        }
+        ("istio-sidecar" | "istio-sidecar-nft", "cidr") => {
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+        }
+        ("istio-sidecar" | "istio-sidecar-nft", "interface") => {
+            "traffic.sidecar.istio.io/excludeInterfaces"
+        }
+        ("linkerd", "port") => "config.linkerd.io/skip-outbound-ports",
+        ("kuma", "port") => "traffic.kuma.io/exclude-outbound-ports",
+        ("kuma", "cidr") => "traffic.kuma.io/exclude-outbound-ips",
+        ("consul", "port") => "consul.hashicorp.com/transparent-proxy-exclude-outbound-ports",
+        ("consul", "cidr") => "consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs",
+        ("osm", "port") => "openservicemesh.io/outbound-port-exclusion-list",
+        ("osm", "cidr") => "openservicemesh.io/outbound-ip-range-exclusion-list",
+        _ => return None,
+    })
 }
 
 /// Whether an exemption's conditions keep it to loopback traffic (in-pod, by design).
