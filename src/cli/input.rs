@@ -58,7 +58,11 @@ impl RulesArgs {
                     e.utf8_error().valid_up_to()
                 )
             })?;
-            let tables = parse::parse_dump(&name, &text, hints)?;
+            let mut warnings = Vec::new();
+            let tables = parse::parse_dump_lenient(&name, &text, hints, &mut warnings)?;
+            for w in warnings {
+                eprintln!("meshleak: warning: {w}");
+            }
             let blank = text
                 .lines()
                 .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));

@@ -27,6 +27,22 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
             format!("not valid JSON ({e}); expected `nft -j list ruleset` output"),
         )
     })?;
+    from_doc(file, &doc, None)
+}
+
+/// The tables of an `nft -j` document. `lines`: where each of its items was read, when it
+/// was built from nft's text listing, so errors name the line.
+pub(super) fn from_doc(
+    file: &str,
+    doc: &Value,
+    lines: Option<&[usize]>,
+) -> Result<Vec<Table>, ParseError> {
+    let err = |line: usize, token: Option<String>, message: String| ParseError {
+        file: file.to_string(),
+        line,
+        token,
+        message,
+    };
     let items = doc
         .get("nftables")
         .and_then(Value::as_array)
@@ -44,8 +60,10 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
         (str_of(&o["family"]), str_of(&o[table_key]))
     };
     for (i, item) in items.iter().enumerate() {
-        let at =
-            |what: &str, msg: &str| err(0, Some(format!("nftables[{i}] {what}")), msg.to_string());
+        let at = |what: &str, msg: &str| match lines.and_then(|l| l.get(i)) {
+            Some(line) => err(*line, None, msg.to_string()),
+            None => err(0, Some(format!("nftables[{i}] {what}")), msg.to_string()),
+        };
         if let Some(t) = item.get("table") {
             let Some(family) = family_of(&str_of(&t["family"])) else {
                 continue; // arp, bridge, netdev: never see a locally generated IP packet's OUTPUT
@@ -95,16 +113,73 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Table>, ParseError> {
                 .as_array()
                 .ok_or_else(|| at("rule", "rule has no \"expr\" array"))?;
             let mut rule = rule_from(exprs, family, &table_sets);
+            if let Some(text) = r.get("listing").and_then(Value::as_str) {
+                rule.text = text.to_string();
+            }
             rule.position = chain.rules.len() + 1;
             chain.rules.push(rule);
         }
     }
+    refused(&tables, items, &err, lines)?;
     for table in &mut tables {
         if table.looks_like_iptables_nft() {
             table.backend = Backend::IptablesNft;
         }
     }
     Ok(tables)
+}
+
+/// What nft would refuse to load: a jump or goto to a chain its table does not have
+/// ("No such file or directory"), and jumps that loop ("Too many levels of symbolic links").
+fn refused(
+    tables: &[Table],
+    items: &[Value],
+    err: &dyn Fn(usize, Option<String>, String) -> ParseError,
+    lines: Option<&[usize]>,
+) -> Result<(), ParseError> {
+    let at = |i: usize| lines.and_then(|l| l.get(i).copied()).unwrap_or(0);
+    for (i, item) in items.iter().enumerate() {
+        let Some(r) = item.get("rule") else { continue };
+        let Some(table) = family_of(&str_of(&r["family"])).and_then(|f| {
+            tables
+                .iter()
+                .find(|t| t.family == f && t.name == str_of(&r["table"]))
+        }) else {
+            continue;
+        };
+        for stmt in r["expr"].as_array().into_iter().flatten() {
+            let target = ["jump", "goto"]
+                .iter()
+                .find_map(|k| stmt.get(*k))
+                .map(|b| str_of(&b["target"]));
+            if let Some(target) = target
+                && !table.chains.iter().any(|c| c.name == target)
+            {
+                return Err(err(
+                    at(i),
+                    lines.is_none().then(|| format!("nftables[{i}] rule")),
+                    format!(
+                        "chain `{target}` does not exist in table {}; nft refuses this rule set",
+                        table.name
+                    ),
+                ));
+            }
+        }
+    }
+    for table in tables {
+        if let Some(cycle) = super::jump_loop(table, false) {
+            return Err(err(
+                0,
+                None,
+                format!(
+                    "jumps loop ({}) in table {}; the kernel refuses this rule set (ELOOP)",
+                    cycle.join(" -> "),
+                    table.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn find_table<'t>(tables: &'t mut [Table], family: &str, name: &str) -> Option<&'t mut Table> {
@@ -234,6 +309,10 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
         },
         "queue" => Action::Unknown {
             name: "queue".into(),
+        },
+        // What the text listing's reader does not know, with the rest of its rule.
+        "listing" => Action::Unknown {
+            name: format!("`{}` (not modelled)", str_of(&body["text"])),
         },
         // The verdict depends on which element the key finds: not modelled, so the rule's
         // outcome is unknown wherever it is reached (never dropped).

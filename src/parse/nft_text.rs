@@ -103,6 +103,13 @@ pub(super) fn statement(stmt: &Value) -> String {
     let Some((key, body)) = stmt.as_object().and_then(|o| o.iter().next()) else {
         return compact(stmt);
     };
+    // What the text listing's reader kept as it was pasted.
+    if let Some(text) = body
+        .get("listing")
+        .or_else(|| body.get("text").filter(|_| key == "listing"))
+    {
+        return s(text);
+    }
     match key.as_str() {
         "match" => {
             let left = &body["left"];

@@ -67,7 +67,14 @@ struct OpenTable {
     versions: Vec<IpVersion>,
 }
 
-pub(super) fn parse(file: &str, text: &str, hints: Hints) -> Result<Vec<Table>, ParseError> {
+/// Reads restore input. A dump whose last table lacks only its COMMIT (a paste cut short)
+/// is read with a warning in `warnings`; any other missing COMMIT is an error.
+pub(super) fn parse(
+    file: &str,
+    text: &str,
+    hints: Hints,
+    warnings: &mut Vec<ParseError>,
+) -> Result<Vec<Table>, ParseError> {
     let mut tables = Vec::new();
     let mut header_backend: Option<Backend> = None;
     let mut header_family: Option<Family> = None;
@@ -138,37 +145,47 @@ pub(super) fn parse(file: &str, text: &str, hints: Hints) -> Result<Vec<Table>, 
         };
         if line == "COMMIT" {
             let table = open.take().expect("checked above");
-            // No header and no addresses: the hint, else IPv4 — unless this dump already
-            // had that table for IPv4: no tool prints a table twice per family, so a repeat
-            // is the IPv6 blob (mesh test logs put ip6tables-restore input after IPv4's).
-            let family = header_family
-                .or_else(|| family_from_versions(&table.versions))
-                .or(hints.family)
-                .unwrap_or_else(|| {
-                    let repeat = tables
-                        .iter()
-                        .any(|t: &Table| t.name == table.name && t.family == Family::Ipv4);
-                    if repeat { Family::Ipv6 } else { Family::Ipv4 }
-                });
-            tables.push(finish(
-                file,
-                table,
-                family,
-                header_backend.or(hints.backend),
-            ));
+            let family = family_of(&table, header_family, hints, &tables);
+            let backend = header_backend.or(hints.backend);
+            tables.push(finish(file, table, family, backend, ctx.line)?);
             continue;
         }
         read_line(&ctx, table, line)?;
     }
     if let Some(t) = open {
-        return Err(ParseError {
+        let end = text.lines().count();
+        warnings.push(ParseError {
             file: file.to_string(),
             line: t.line,
             token: Some(format!("*{}", t.name)),
-            message: "table is not closed by COMMIT".into(),
+            message: "table is not closed by COMMIT (the input may be cut short); read as if it ended there".into(),
         });
+        let family = family_of(&t, header_family, hints, &tables);
+        tables.push(finish(
+            file,
+            t,
+            family,
+            header_backend.or(hints.backend),
+            end,
+        )?);
     }
     Ok(tables)
+}
+
+/// The family of a table being closed: the header's, else its addresses', else the
+/// hint, else IPv4 — unless this dump already had that table for IPv4: no tool prints a
+/// table twice per family, so a repeat is the IPv6 blob (mesh test logs put
+/// ip6tables-restore input after IPv4's).
+fn family_of(table: &OpenTable, header: Option<Family>, hints: Hints, before: &[Table]) -> Family {
+    header
+        .or_else(|| family_from_versions(&table.versions))
+        .or(hints.family)
+        .unwrap_or_else(|| {
+            let repeat = before
+                .iter()
+                .any(|t| t.name == table.name && t.family == Family::Ipv4);
+            if repeat { Family::Ipv6 } else { Family::Ipv4 }
+        })
 }
 
 fn read_header(comment: &str, backend: &mut Option<Backend>, family: &mut Option<Family>) {
@@ -612,31 +629,67 @@ pub(super) fn quote_word(word: &str) -> String {
     format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn finish(file: &str, table: OpenTable, family: Family, backend: Option<Backend>) -> Table {
+/// Closes a table at its COMMIT (line `commit`): positions, jumps resolved, and what
+/// iptables-restore would refuse refused.
+fn finish(
+    file: &str,
+    table: OpenTable,
+    family: Family,
+    backend: Option<Backend>,
+    commit: usize,
+) -> Result<Table, ParseError> {
     let names: Vec<String> = table.chains.iter().map(|c| c.name.clone()).collect();
     let mut chains = table.chains;
     for chain in &mut chains {
         for (i, rule) in chain.rules.iter_mut().enumerate() {
             rule.position = i + 1;
-            // `-j NAME` is a jump only if NAME is a chain of this table; otherwise it is a
-            // target meshleak does not know, and verdicts after it are unknown.
+            // `-j NAME` is a jump only if NAME is a chain of this table; a target extension
+            // meshleak does not model makes the verdicts after it unknown; anything else
+            // iptables-restore refuses ("Chain 'NAME' does not exist").
             for action in &mut rule.actions {
+                let goto = matches!(action, Action::Goto { .. });
                 if let Action::Jump { chain: name } | Action::Goto { chain: name } = action
                     && !names.contains(name)
                 {
+                    if goto || !super::is_target_extension(name) {
+                        return Err(ParseError {
+                            file: file.to_string(),
+                            line: commit,
+                            token: Some(rule.text.clone()),
+                            message: format!(
+                                "chain `{name}` does not exist in table {}; iptables-restore refuses this (declare it with `:{name} - [0:0]`)",
+                                table.name
+                            ),
+                        });
+                    }
                     *action = Action::Unknown { name: name.clone() };
                 }
             }
         }
     }
-    Table {
-        backend: backend.unwrap_or(Backend::IptablesNft),
+    let backend = backend.unwrap_or(Backend::IptablesNft);
+    let table = Table {
+        backend,
         family,
         name: table.name,
         chains,
         origin: file.to_string(),
         format: DumpFormat::IptablesSave,
+    };
+    // nf_tables refuses any jump loop; x_tables only one its hooks reach.
+    if let Some(cycle) = super::jump_loop(&table, backend == Backend::IptablesLegacy) {
+        return Err(ParseError {
+            file: file.to_string(),
+            line: commit,
+            token: None,
+            message: format!(
+                "jumps loop ({}) in table {}; the kernel refuses this rule set (ELOOP)",
+                cycle.join(" -> "),
+                table.name
+            ),
+        });
     }
+    Ok(table)
 }
 
 /// getopt_long's rule, which iptables follows: a long option may be abbreviated to any
