@@ -395,3 +395,52 @@ fn agent_listens_on_every_address_given_only_a_port() {
     }
     assert_eq!(agent.get("/healthz"), (200, "ok\n".into()));
 }
+
+/// The default log lines are logfmt with a timestamp and the node's name: a pod's finding
+/// appears as one greppable line, its values quoted where they hold spaces.
+#[test]
+fn default_log_lines_are_logfmt_with_time_and_node() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::istio_with_proxy();
+    pod.spawn(10001, 1337, &["sleep", "60"]);
+    settle();
+    let (metrics, reports) = (free_port(), free_port());
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["agent", "--interval", "10m"])
+        .args(["--listen", &format!("127.0.0.1:{metrics}")])
+        .args(["--report-listen", &format!("127.0.0.1:{reports}")])
+        .env("NODE_NAME", "node a")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = scopeguard(agent.id());
+    let stderr = agent.stderr.take().unwrap();
+    let mut lines = Vec::new();
+    for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let done = l.contains("msg=\"finding new\"") && l.contains(&pod.ns);
+        lines.push(l);
+        if done {
+            break;
+        }
+    }
+    run(&["kill", "-TERM", &agent.id().to_string()], None);
+    agent.wait().unwrap();
+    std::mem::forget(guard);
+    for l in &lines {
+        let (ts, rest) = l.split_once(' ').unwrap();
+        let ts = ts.strip_prefix("ts=").unwrap_or_else(|| panic!("{l}"));
+        assert!(
+            ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{l}"
+        );
+        assert!(rest.starts_with("level="), "{l}");
+        assert!(rest.contains(" node=\"node a\" msg="), "{l}");
+    }
+    let finding = lines.last().unwrap();
+    assert!(
+        finding.contains("kind=identity-exempt") && finding.contains("message=\"sleep (uid 10001"),
+        "{lines:#?}"
+    );
+}

@@ -109,6 +109,7 @@ fn limit_malloc_arenas() {
 
 async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
     let fmt = opts.log_format;
+    log::set_node(&opts.scan.node());
     let metrics = Arc::new(metrics::Metrics::new(opts.pod_labels, &opts.scan.node()));
     let follower = follow::start(metrics.clone(), fmt, opts.scan.proc_root.clone())?;
     let state = Arc::new(State {

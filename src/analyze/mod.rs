@@ -30,8 +30,8 @@ pub const MAX_CELLS: usize = 2_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityVerdict {
-    /// Nothing is captured even for an ordinary app, and no unmodelled rule could capture
-    /// anything: there is no working capture.
+    /// Nothing is captured even for an ordinary app, and nothing of this identity's own
+    /// traffic is (or may be) captured either: there is no working capture for it.
     Unmeshed,
     /// Everything that is or may be captured for an ordinary app definitely escapes for
     /// this identity.
@@ -56,6 +56,9 @@ pub struct IdentityReport {
     pub escapes: Vec<Region>,
     /// Captured-for-everyone traffic whose fate for this identity is unknown.
     pub unknown: Vec<Region>,
+    /// This identity's traffic that is captured, whatever an ordinary app's fate (rules
+    /// that capture only some identities capture those).
+    pub captured: Vec<Region>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -218,13 +221,26 @@ fn identity_report(
     // definitely escape for this identity.
     let (mut captured_cells, mut maybe_cells, mut escaping_cells, mut leaving_cells) =
         (0usize, 0usize, 0usize, 0usize);
+    // Where this identity's own traffic is captured (or may be), whatever the reference's
+    // fate: rules that capture only some identities (opt-in) capture those.
+    let (mut own_captured, mut own_maybe) = (0usize, 0usize);
+    let mut captured = Vec::new();
     let mut rules: Vec<RuleRef> = Vec::new();
     // What leaves the fate of this identity's traffic unknown, cited when nothing escapes.
     let mut unknown_rules: Vec<RuleRef> = Vec::new();
     for f in families {
         let mut esc = Vec::new();
         let mut unk = Vec::new();
+        let mut cap = Vec::new();
         for (c, r) in &f.cells {
+            match r[idx] {
+                (Verdict::Captured, rule) => {
+                    own_captured += 1;
+                    cap.push((*c, Verdict::Captured, rule));
+                }
+                (Verdict::Unknown, _) => own_maybe += 1,
+                _ => {}
+            }
             let reference = r[0].0;
             match reference {
                 Verdict::Captured => captured_cells += 1,
@@ -253,12 +269,21 @@ fn identity_report(
                 (_, Verdict::Captured | Verdict::Dropped) => {}
             }
         }
+        captured.extend(regions::merge(&f.space, &cap, cites));
         escapes.extend(regions::merge(&f.space, &esc, cites));
         unknown.extend(regions::merge(&f.space, &unk, cites));
     }
     let relevant = captured_cells + maybe_cells;
     let verdict = if relevant == 0 {
-        IdentityVerdict::Unmeshed
+        // Nothing is captured for an ordinary app: this identity's verdict is what the
+        // rules capture of its own traffic (see `captured`).
+        if own_captured > 0 {
+            IdentityVerdict::Captured
+        } else if own_maybe > 0 {
+            IdentityVerdict::Unknown
+        } else {
+            IdentityVerdict::Unmeshed
+        }
     } else if leaving_cells == relevant {
         IdentityVerdict::Bypass
     } else if escaping_cells > 0 {
@@ -281,6 +306,7 @@ fn identity_report(
         rules,
         escapes,
         unknown,
+        captured,
     }
 }
 

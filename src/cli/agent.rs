@@ -11,7 +11,9 @@ use meshleak::agent::{self, AgentOptions};
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum LogFormatArg {
+    /// logfmt: `ts=... level=info node=... msg="scan done" ...`.
     #[default]
+    #[value(alias = "logfmt")]
     Human,
     Json,
 }

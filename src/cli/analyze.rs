@@ -25,6 +25,7 @@ pub struct Args {
     pods: super::select::Pods,
     #[command(flatten, next_help_heading = "Snapshot selection")]
     show: super::select::Show,
+    /// table for people (wide: the same, nothing cut), json or yaml for tools.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: Format,
 }
@@ -125,6 +126,11 @@ fn mesh_line(mesh: Option<&Mesh>) -> String {
 
 fn print_table(a: &Analysis) {
     let r = &a.reference_identity;
+    let nothing_captured = a.captured_on.is_empty();
+    println!(
+        "reference uid {} gid {}: an ordinary app (no owner rule names it); verdicts compare each identity with it",
+        r.uid, r.gid
+    );
     if !a.identities.is_empty() {
         println!("{:<24} {:<9} DECIDING RULE", "IDENTITY", "VERDICT");
         for i in &a.identities {
@@ -134,28 +140,28 @@ fn print_table(a: &Analysis) {
                 let groups: Vec<String> = i.groups.iter().map(u32::to_string).collect();
                 format!("uid {} gid {} +{}", i.uid, i.gid, groups.join(","))
             };
-            let mark = match i.verdict {
-                IdentityVerdict::Bypass | IdentityVerdict::Partial | IdentityVerdict::Unmeshed => {
-                    "!"
-                }
-                _ => " ",
-            };
             let verdict = serde_json::to_value(i.verdict).expect("enum serializes");
             let verdict = verdict.as_str().unwrap_or_default();
             match i.rules.first() {
                 Some(first) => {
-                    println!("{mark}{who:<23} {verdict:<9} {}", cite_line(first));
+                    println!("{who:<24} {verdict:<9} {}", cite_line(first));
                     println!("{:<34} {}", "", rule_line(first));
                     for more in &i.rules[1..] {
                         println!("{:<34} {}", "", cite_line(more));
                         println!("{:<34} {}", "", rule_line(more));
                     }
                 }
-                None => println!("{mark}{who:<23} {verdict}"),
+                None => println!("{who:<24} {verdict}"),
             }
             if i.verdict == IdentityVerdict::Partial {
                 for region in &i.escapes {
                     println!("{:<34} escapes: {}", "", region_line(region));
+                }
+            }
+            // Rules that capture only some identities: say what they capture of this one.
+            if nothing_captured {
+                for (line, _) in fold_protocols(&i.captured) {
+                    println!("{:<34} {line}", "");
                 }
             }
         }
@@ -183,7 +189,9 @@ fn print_table(a: &Analysis) {
                 cite_line(rule),
                 rule_line(rule)
             ),
-            None => println!("  {line}\n      by no rule"),
+            None => println!(
+                "  {line}\n      by default: no rule on its way decides it, so nothing captures it"
+            ),
         }
     }
 }
@@ -216,23 +224,121 @@ fn fold_protocols(regions: &[Region]) -> Vec<(String, Option<&meshleak::explain:
 }
 
 fn region_line(r: &Region) -> String {
-    let list = |v: &[String]| v.join(",");
     let mut s = format!(
         "{} {} {} oif {} dst {}",
         r.verdict.name(),
         r.family,
         r.protocol,
-        sanitize(&list(&r.oif)),
-        list(&r.dst)
+        sanitize(&interfaces(&r.oif)),
+        addresses(&r.dst, r.family == "ipv6")
     );
     if !r.dport.is_empty() {
-        s += &format!(" dport {}", list(&r.dport));
+        s += &format!(" dport {}", ports(&r.dport));
     }
     if r.src != ["any"] {
-        s += &format!(" src {}", list(&r.src));
+        s += &format!(" src {}", addresses(&r.src, r.family == "ipv6"));
     }
     if !r.sport.is_empty() && r.sport != ["any"] {
-        s += &format!(" sport {}", list(&r.sport));
+        s += &format!(" sport {}", ports(&r.sport));
     }
     s
+}
+
+/// `lo,eth0 or any other`: `*` in a region is every interface the rules do not name.
+fn interfaces(oif: &[String]) -> String {
+    let named: Vec<&str> = oif
+        .iter()
+        .map(String::as_str)
+        .filter(|i| *i != "*")
+        .collect();
+    match (named.is_empty(), oif.iter().any(|i| i == "*")) {
+        (true, true) => "any other than those the rules name".into(),
+        (false, true) => format!("{} or any other", named.join(",")),
+        _ => named.join(","),
+    }
+}
+
+/// Address ranges, or `any except ...` when the ranges left out are fewer.
+fn addresses(list: &[String], v6: bool) -> String {
+    let parsed: Option<Vec<(u128, u128)>> = list
+        .iter()
+        .map(|t| {
+            let r = meshleak::range::AddrRange::parse(t)?;
+            Some((key(r.start), key(r.end)))
+        })
+        .collect();
+    let max = if v6 { u128::MAX } else { u32::MAX as u128 };
+    let show = |(a, b): (u128, u128)| {
+        let ip = |k: u128| -> std::net::IpAddr {
+            if v6 {
+                std::net::Ipv6Addr::from(k).into()
+            } else {
+                std::net::Ipv4Addr::from(k as u32).into()
+            }
+        };
+        meshleak::range::AddrRange {
+            start: ip(a),
+            end: ip(b),
+        }
+        .to_string()
+    };
+    except(list, parsed, max, show)
+}
+
+fn key(ip: std::net::IpAddr) -> u128 {
+    match ip {
+        std::net::IpAddr::V4(a) => u32::from(a) as u128,
+        std::net::IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// Port ranges, or `any except ...` when the ports left out are fewer.
+fn ports(list: &[String]) -> String {
+    let parsed: Option<Vec<(u128, u128)>> = list
+        .iter()
+        .map(|t| {
+            let r = meshleak::range::PortRange::parse(t)?;
+            Some((r.start as u128, r.end as u128))
+        })
+        .collect();
+    let show = |(a, b): (u128, u128)| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    };
+    except(list, parsed, u16::MAX as u128, show)
+}
+
+/// `list` as is, or as `any except GAPS` when its complement in `0..=max` is shorter.
+fn except(
+    list: &[String],
+    parsed: Option<Vec<(u128, u128)>>,
+    max: u128,
+    show: impl Fn((u128, u128)) -> String,
+) -> String {
+    let plain = list.join(",");
+    let Some(mut ranges) = parsed else {
+        return plain;
+    };
+    ranges.sort_unstable();
+    let mut gaps = Vec::new();
+    // The first value no range covered so far; None once the ranges reach `max`.
+    let mut next = Some(0u128);
+    for (a, b) in ranges {
+        let Some(n) = next else { break };
+        if a > n {
+            gaps.push((n, a - 1));
+        }
+        next = if b >= max { None } else { Some(n.max(b + 1)) };
+    }
+    if let Some(n) = next {
+        gaps.push((n, max));
+    }
+    if gaps.is_empty() || gaps.len() >= list.len() {
+        return plain;
+    }
+    let gaps: Vec<String> = gaps.into_iter().map(show).collect();
+    format!("any except {}", gaps.join(","))
 }

@@ -10,8 +10,9 @@ use meshleak::parse::{self, Hints};
 
 #[derive(Args, Debug)]
 pub struct RulesArgs {
-    /// Rule dump: iptables-save/ip6tables-save output (either backend), restore input, or
-    /// `nft -j list ruleset` JSON. Repeat to combine dumps into one ruleset.
+    /// Rule dump: iptables-save/ip6tables-save output (either backend), restore input,
+    /// `nft list ruleset` text or `nft -j list ruleset` JSON. Repeat to combine dumps into
+    /// one ruleset.
     #[arg(long = "rules", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Backend of xtables dumps whose header does not say (default iptables-nft).

@@ -68,6 +68,8 @@ pub struct ScanArgs {
     pods: Pods,
     #[command(flatten)]
     show: Show,
+    /// table for people (wide: whole names, groups and container ids), json or yaml for
+    /// tools (the same fields), policyreport for `kubectl apply -f -`.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: ReportFormat,
 }
@@ -102,6 +104,8 @@ pub struct PodArgs {
     collect: CollectArgs,
     #[command(flatten)]
     show: Show,
+    /// table for people (wide: whole names, groups and container ids), json or yaml for
+    /// tools (the same fields), policyreport for `kubectl apply -f -`.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: ReportFormat,
 }

@@ -58,6 +58,7 @@ pub struct Args {
     /// The socket's SO_MARK.
     #[arg(long, default_value_t = 0, value_parser = parse_mark)]
     mark: u32,
+    /// table for people (wide: the same, nothing cut), json or yaml for tools.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: Format,
 }
@@ -433,7 +434,14 @@ fn print_table(r: &Report) {
     for u in &r.unknown {
         println!("unknown   {}: {}", cite_line(&u.at), sanitize(&u.unknown));
     }
-    println!("path");
+    if r.path.is_empty() {
+        println!(
+            "path      none: no {} rule sees this packet, so nothing captures it",
+            r.family.family().name()
+        );
+    } else {
+        println!("path");
+    }
     for (i, s) in r.path.iter().enumerate() {
         println!(
             "  {:>2}. {:<48} {}",

@@ -318,7 +318,11 @@ fn jump_loops_in_offline_dumps_end_unknown_not_hang() {
     // No parser lets a loop through (the kernel refuses them); a hand-made snapshot may.
     let text = "*nat\n-N A\n-N B\n-A OUTPUT -j A\n-A A -j B\n-A B -j RETURN\nCOMMIT\n";
     let mut r = rules(&[(text, NFT)]);
-    let b = r.tables[0].chains.iter_mut().find(|c| c.name == "B").unwrap();
+    let b = r.tables[0]
+        .chains
+        .iter_mut()
+        .find(|c| c.name == "B")
+        .unwrap();
     b.rules[0].actions = vec![Action::Jump { chain: "A".into() }];
     let t = trace(&r, &flow("10.0.0.5:80", 1, 1, &[]));
     assert_eq!(t.outcome.verdict, Verdict::Unknown);
