@@ -528,3 +528,150 @@ fn analyze_shows_the_mesh_it_detects() {
     let (_, out, _) = meshleak(&["analyze", "--rules", none.to_str().unwrap(), "-o", "json"]);
     assert_eq!(json(&out)["mesh"], serde_json::Value::Null);
 }
+
+#[test]
+fn every_command_help_has_examples_and_exit_statuses() {
+    for cmd in [
+        "scan", "pod", "trace", "analyze", "rules", "collect", "agent",
+    ] {
+        let (code, out, _) = meshleak(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("Examples:\n  meshleak ")
+                && out.contains("Exit status: 0 nothing bypasses"),
+            "{cmd}: {out}"
+        );
+    }
+    let (_, out, _) = meshleak(&["scan", "--help"]);
+    for flag in [
+        "--namespace",
+        "--pod",
+        "--bypassing",
+        "--severity",
+        "--fail-on",
+        "--color",
+    ] {
+        assert!(out.contains(flag), "{flag}: {out}");
+    }
+}
+
+#[test]
+fn analyze_says_what_each_identity_has_captured_whatever_the_reference() {
+    // Hand-edited rules that capture only uid 1000 gid 1000: the kernel captures that
+    // identity's TCP, so it is not `unmeshed`; another identity is.
+    let rules = rules_file(
+        "optin",
+        "optin.rules",
+        "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp -m owner --uid-owner 1000 -m owner --gid-owner 1000 -j REDIRECT --to-ports 15001\nCOMMIT\n",
+    );
+    let path = rules.to_str().unwrap();
+    let args = [
+        "analyze",
+        "--rules",
+        path,
+        "--identity",
+        "1000:1000",
+        "--identity",
+        "2000:2000",
+    ];
+    let (_, out, _) = meshleak(&[&args[..], &["-o", "json"]].concat());
+    let r = json(&out);
+    assert_eq!(r["identities"][0]["verdict"], "captured", "{out}");
+    assert_eq!(
+        r["identities"][0]["captured"][0]["protocol"], "tcp",
+        "{out}"
+    );
+    assert_eq!(r["identities"][1]["verdict"], "unmeshed", "{out}");
+    let (_, out, _) = meshleak(&args);
+    assert!(out.contains("reference uid 10001 gid 10001"), "{out}");
+    assert!(out.contains("uid 1000 gid 1000        captured"), "{out}");
+    assert!(
+        out.contains("captured ipv4 tcp oif any dst any dport any"),
+        "{out}"
+    );
+    assert!(!out.contains("!uid"), "{out}");
+}
+
+#[test]
+fn analyze_wording_needs_no_netfilter_knowledge() {
+    let (_, out, _) = meshleak(&["analyze", "--rules", "testdata/nft-features.nft"]);
+    assert!(
+        out.contains("dst any except "),
+        "complements as exceptions: {out}"
+    );
+    assert!(
+        out.contains("or any other") || out.contains("any other than"),
+        "{out}"
+    );
+    assert!(!out.contains(",*"), "{out}");
+    assert!(!out.contains("by no rule"), "{out}");
+    // A trace with no rule of its family says why its path is empty.
+    let (code, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        ISTIO,
+        "--uid",
+        "1",
+        "--gid",
+        "1",
+        "--dst",
+        "[fd00::1]:80",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("path      none: no ipv6 rule sees this packet, so nothing captures it"),
+        "{out}"
+    );
+}
+
+#[test]
+fn input_as_users_paste_it() {
+    // `nft list ruleset` text, and a paste cut before its last COMMIT (read, with a warning).
+    let (code, out, err) = meshleak(&[
+        "analyze",
+        "--rules",
+        "testdata/meshes/istio-sidecar-nft.nft",
+        "--identity",
+        "10001:1337",
+    ]);
+    assert_eq!(code, 1, "the runAsGroup 1337 app bypasses: {err}");
+    assert!(
+        out.starts_with("mesh      istio-sidecar-nft, proxy ports 15001"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "uid 10001 gid 1337       bypass    nftables inet istio-proxy-nat/istio-output #2"
+        ),
+        "{out}"
+    );
+    let cut = rules_file(
+        "cut",
+        "cut.rules",
+        "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m owner --gid-owner 1337 -j RETURN\n-A OUTPUT -p tcp -j REDIRECT --to-ports 15001\n",
+    );
+    let (code, out, err) = meshleak(&[
+        "analyze",
+        "--rules",
+        cut.to_str().unwrap(),
+        "--identity",
+        "10001:1337",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("warning: ") && err.contains("cut.rules:1: table is not closed by COMMIT"),
+        "{err}"
+    );
+    // What the kernel refuses is an error naming the line.
+    let bad = rules_file(
+        "refused",
+        "refused.rules",
+        "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j ISTIO_OUTPUT\nCOMMIT\n",
+    );
+    let (code, _, err) = meshleak(&["analyze", "--rules", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("refused.rules:4: chain `ISTIO_OUTPUT` does not exist"),
+        "{err}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod agent;
 mod analyze;
+mod help;
 mod input;
 mod report_table;
 mod rules;
@@ -33,26 +34,26 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every network namespace of this node: which processes bypass their sidecar, and why.
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::SCAN)]
     Scan(scan::ScanArgs),
     /// One pod (network namespace): its processes' verdicts and the rules deciding them.
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::POD)]
     Pod(scan::PodArgs),
     /// One connection's first packet, rule by rule: against saved rules, or as a live
     /// process sends it (--pid: its namespace's rules, routes and credentials).
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::TRACE)]
     Trace(trace::Args),
     /// Derive every exemption from saved rules and judge socket identities.
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::ANALYZE)]
     Analyze(analyze::Args),
     /// Print a network namespace's rules as read straight from the kernel.
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::RULES)]
     Rules(rules::Args),
     /// Save the node's facts (rules, processes, sockets) to judge later with `analyze --snapshot`.
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::COLLECT)]
     Collect(scan::SaveArgs),
     /// Scan periodically and serve Prometheus metrics, health and the last report.
-    #[command(after_help = status::HELP)]
+    #[command(after_help = help::AGENT)]
     Agent(agent::Args),
     /// Print a shell completion script: `meshleak completion bash > /etc/bash_completion.d/meshleak`.
     Completion { shell: clap_complete::Shell },

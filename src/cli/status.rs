@@ -14,10 +14,18 @@ pub const UNKNOWN: u8 = 3;
 /// (processes, namespaces, rules, sockets): what was read is reported.
 pub const INCOMPLETE: u8 = 4;
 
-/// The help text's summary of the statuses.
-pub const HELP: &str = "Exit status: 0 nothing bypasses (everything needed was read), 1 something bypasses, \
+/// The help text's summary of the statuses, for `concat!` into each command's help.
+macro_rules! help {
+    () => {
+        "Exit status: 0 nothing bypasses (everything needed was read), 1 something bypasses, \
 2 error, 3 nothing definitely bypasses but some verdict is unknown (rules meshleak does not model), \
-4 nothing definitely bypasses but something could not be read (the report says what)";
+4 nothing definitely bypasses but something could not be read (the report says what)"
+    };
+}
+pub(crate) use help;
+
+/// The statuses alone (the top-level help).
+pub const HELP: &str = help!();
 
 /// The status of an answer: a bypass outranks what could not be read, which outranks what
 /// is unknown.
