@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 BIN := target/release/meshleak
-APT_PACKAGES := iptables nftables iproute2 util-linux bash socat procps conntrack python3 python3-pip \
+APT_PACKAGES := iptables nftables iproute2 util-linux bsdutils bash socat procps conntrack python3 python3-pip \
 	podman runc conmon catatonit busybox-static prometheus
 CORPUS ?= ../shared/corpus
 
@@ -16,7 +16,7 @@ all: build
 setup:
 	@missing=""; \
 	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
-		podman runc catatonit busybox python3 prometheus promtool; do \
+		podman runc catatonit busybox python3 prometheus promtool script; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	if [ -n "$$missing" ]; then \

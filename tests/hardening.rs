@@ -329,7 +329,17 @@ fn offline_dumps_with_loops_deep_nesting_and_unknown_extensions() {
     };
     // A loop the kernel would refuse to load is refused, naming where (the evaluator's
     // own loop guard, for hand-made snapshots, is tested in eval's unit tests).
-    let (code, _, err) = meshleak(&["trace", "--rules", &cycle, "--dst", "169.254.0.9:80"]);
+    let (code, _, err) = meshleak(&[
+        "trace",
+        "--rules",
+        &cycle,
+        "--dst",
+        "169.254.0.9:80",
+        "--uid",
+        "1",
+        "--gid",
+        "1",
+    ]);
     assert!(
         code == 2 && err.contains("cycle.rules:9: jumps loop (A -> B -> A)"),
         "{code}: {err}"

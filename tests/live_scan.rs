@@ -87,10 +87,18 @@ fn pod_report_names_the_bypassing_process_and_its_rule() {
         .unwrap();
     assert!(line.trim_start().starts_with('!'), "{table}");
     assert!(table.contains("-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN"));
+    // Wrapped at word boundaries to COLUMNS where no terminal says its width.
+    let narrow = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["pod", "--netns", &pod.path()])
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    let narrow = String::from_utf8(narrow.stdout).unwrap();
     assert!(
-        table.lines().all(|l| l.len() <= 100 || l.contains("-A ")),
-        "fits 100 columns:\n{table}"
+        narrow.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns:\n{narrow}"
     );
+    assert!(narrow.lines().count() > table.lines().count());
 
     // Saved and judged elsewhere: the same verdicts.
     let file = std::env::temp_dir().join(format!("{}.json", pod.ns));

@@ -539,7 +539,7 @@ fn a_half_closed_connection_opened_before_the_rules_is_a_bypass_that_counts() {
     assert_eq!(p["decided_by"]["kind"], "connection", "{p}");
     assert_eq!(code, 1, "an observed bypass fails the run: {err}");
     let (_, table, _) = meshleak(&["pod", "--netns", &pod.path()]);
-    assert!(table.contains("1 bypassing"), "{table}");
+    assert!(table.contains("1 process bypasses the mesh"), "{table}");
 }
 
 #[test]

@@ -97,10 +97,7 @@ fn summary(t: &Term, r: &Report, out: &mut Vec<String>) {
     let head = if bypassing > 0 {
         format!(
             "node {node}: {} the mesh (of {scope}, {} ms)",
-            t.paint(
-                &count(bypassing, "process bypasses", "processes bypass"),
-                Paint::Red
-            ),
+            bypass_count(t, bypassing),
             r.duration_ms
         )
     } else if r.bypasses() {
@@ -162,6 +159,14 @@ fn summary(t: &Term, r: &Report, out: &mut Vec<String>) {
     }
 }
 
+/// `2 processes bypass`, in red on a terminal.
+fn bypass_count(t: &Term, n: usize) -> String {
+    t.paint(
+        &count(n, "process bypasses", "processes bypass"),
+        Paint::Red,
+    )
+}
+
 fn netns(t: &Term, ns: &NetnsReport, wide: bool, out: &mut Vec<String>) {
     let mesh = ns.mesh.as_ref().map_or("no mesh capture".to_string(), |m| {
         let ports: Vec<String> = m.proxy_ports.iter().map(u16::to_string).collect();
@@ -169,13 +174,7 @@ fn netns(t: &Term, ns: &NetnsReport, wide: bool, out: &mut Vec<String>) {
     });
     let n = ns.processes.iter().filter(|p| p.verdict.bypasses()).count();
     let state = if n > 0 {
-        format!(
-            ": {}",
-            t.paint(
-                &count(n, "process bypasses", "processes bypass"),
-                Paint::Red
-            )
-        )
+        format!(": {}", bypass_count(t, n))
     } else {
         String::new()
     };

@@ -81,8 +81,8 @@ pub fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
         &snapshot,
         started,
         args.format,
-        &args.show.selection(Some(&args.pods)),
-        args.show.fail_on(),
+        &args.show,
+        Some(&args.pods),
     )
 }
 
@@ -153,13 +153,7 @@ pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
             snapshot = scan::scan(&opts)?;
         }
     }
-    finish(
-        &snapshot,
-        started,
-        args.format,
-        &args.show.selection(None),
-        args.show.fail_on(),
-    )
+    finish(&snapshot, started, args.format, &args.show, None)
 }
 
 /// Scans the node and keeps the namespaces where some process's container (and its pod)
@@ -197,13 +191,7 @@ fn by_container(
             }
         );
     }
-    finish(
-        &snapshot,
-        started,
-        args.format,
-        &args.show.selection(None),
-        args.show.fail_on(),
-    )
+    finish(&snapshot, started, args.format, &args.show, None)
 }
 
 #[derive(clap::Args, Debug)]
@@ -292,22 +280,17 @@ pub fn report_snapshot(
             meshleak::snapshot::SNAPSHOT_VERSION
         );
     }
-    finish(
-        &snapshot,
-        Instant::now(),
-        format,
-        &show.selection(Some(pods)),
-        show.fail_on(),
-    )
+    finish(&snapshot, Instant::now(), format, show, Some(pods))
 }
 
 fn finish(
     snapshot: &Snapshot,
     started: Instant,
     format: ReportFormat,
-    selection: &Selection,
-    fail_on: FailOn,
+    show: &Show,
+    pods: Option<&Pods>,
 ) -> anyhow::Result<u8> {
+    let (selection, fail_on) = (&show.selection(pods), show.fail_on());
     let mut report = report::build(snapshot, started.elapsed().as_millis() as u64);
     if let Err(none) = selection.apply(&mut report) {
         bail!(

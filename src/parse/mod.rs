@@ -129,9 +129,9 @@ fn is_target_extension(name: &str) -> bool {
     TARGET_EXTENSIONS.contains(&name)
 }
 
-/// A loop of jumps and gotos (`A -> B -> A`), which the kernel refuses to load; with
-/// `from_hooks`, only one that a base chain reaches (x_tables checks no other).
-pub(super) fn jump_loop(table: &Table, from_hooks: bool) -> Option<Vec<String>> {
+/// A loop of jumps and gotos (`A -> B -> A`) that a base chain reaches, which the kernel
+/// refuses to load (ELOOP); x_tables and nf_tables alike let a loop no hook reaches load.
+pub(super) fn jump_loop(table: &Table) -> Option<Vec<String>> {
     let index = |name: &str| table.chains.iter().position(|c| c.name == name);
     let edges: Vec<Vec<usize>> = table
         .chains
@@ -176,7 +176,7 @@ pub(super) fn jump_loop(table: &Table, from_hooks: bool) -> Option<Vec<String>> 
         None
     }
     let starts: Vec<usize> = (0..edges.len())
-        .filter(|&i| !from_hooks || table.chains[i].base.is_some())
+        .filter(|&i| table.chains[i].base.is_some())
         .collect();
     for s in starts {
         if state[s] == 0

@@ -167,7 +167,7 @@ fn refused(
         }
     }
     for table in tables {
-        if let Some(cycle) = super::jump_loop(table, false) {
+        if let Some(cycle) = super::jump_loop(table) {
             return Err(err(
                 0,
                 None,

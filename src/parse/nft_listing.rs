@@ -311,10 +311,16 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn chain(&mut self, family: &str, table: &str) -> Result<(), ParseError> {
+    /// `NAME {` opening a chain or set: its line and name.
+    fn block_head(&mut self, what: &str) -> Result<(usize, String), ParseError> {
         let line = self.line();
-        let name = self.word("a chain name")?;
-        self.expect(Tok::Open, "`{` after the chain's name")?;
+        let name = self.word(&format!("a {what} name"))?;
+        self.expect(Tok::Open, &format!("`{{` after the {what}'s name"))?;
+        Ok((line, name))
+    }
+
+    fn chain(&mut self, family: &str, table: &str) -> Result<(), ParseError> {
+        let (line, name) = self.block_head("chain")?;
         let mut chain = json!({"family": family, "table": table, "name": name});
         let mut rules = Vec::new();
         loop {
@@ -382,9 +388,7 @@ impl<'a> Parser<'a> {
     }
 
     fn set(&mut self, family: &str, table: &str) -> Result<(), ParseError> {
-        let line = self.line();
-        let name = self.word("a set name")?;
-        self.expect(Tok::Open, "`{` after the set's name")?;
+        let (line, name) = self.block_head("set")?;
         let mut set = json!({"family": family, "table": table, "name": name});
         loop {
             self.skip_newlines();

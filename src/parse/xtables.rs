@@ -676,8 +676,7 @@ fn finish(
         origin: file.to_string(),
         format: DumpFormat::IptablesSave,
     };
-    // nf_tables refuses any jump loop; x_tables only one its hooks reach.
-    if let Some(cycle) = super::jump_loop(&table, backend == Backend::IptablesLegacy) {
+    if let Some(cycle) = super::jump_loop(&table) {
         return Err(ParseError {
             file: file.to_string(),
             line: commit,
