@@ -531,20 +531,79 @@ impl Action {
 }
 
 /// Well-known protocol numbers and their names as iptables and nft print them.
+/// IANA protocol keywords as netbase's /etc/protocols has them (number, name, alias),
+/// which iptables reads with getprotobyname/getprotobynumber: `-p ipcomp` parses, and
+/// `iptables-save` prints `-p ipcomp` for 108. Embedded: an offline dump is read on
+/// machines whose /etc/protocols may differ.
+const PROTOCOLS: &[(u8, &str, &str)] = &[
+    (1, "icmp", "icmp"),
+    (2, "igmp", "igmp"),
+    (3, "ggp", "ggp"),
+    (4, "ipencap", "ip-encap"),
+    (5, "st", "st"),
+    (6, "tcp", "tcp"),
+    (8, "egp", "egp"),
+    (9, "igp", "igp"),
+    (12, "pup", "pup"),
+    (17, "udp", "udp"),
+    (20, "hmp", "hmp"),
+    (22, "xns-idp", "xns-idp"),
+    (27, "rdp", "rdp"),
+    (29, "iso-tp4", "iso-tp4"),
+    (33, "dccp", "dccp"),
+    (36, "xtp", "xtp"),
+    (37, "ddp", "ddp"),
+    (38, "idpr-cmtp", "idpr-cmtp"),
+    (41, "ipv6", "ipv6"),
+    (43, "ipv6-route", "ipv6-route"),
+    (44, "ipv6-frag", "ipv6-frag"),
+    (45, "idrp", "idrp"),
+    (46, "rsvp", "rsvp"),
+    (47, "gre", "gre"),
+    (50, "esp", "ipsec-esp"),
+    (51, "ah", "ipsec-ah"),
+    (57, "skip", "skip"),
+    (58, "ipv6-icmp", "ipv6-icmp"),
+    (59, "ipv6-nonxt", "ipv6-nonxt"),
+    (60, "ipv6-opts", "ipv6-opts"),
+    (73, "rspf", "rspf"),
+    (81, "vmtp", "vmtp"),
+    (88, "eigrp", "eigrp"),
+    (89, "ospf", "ospfigp"),
+    (93, "ax.25", "ax.25"),
+    (94, "ipip", "ipip"),
+    (97, "etherip", "etherip"),
+    (98, "encap", "encap"),
+    (103, "pim", "pim"),
+    (108, "ipcomp", "ipcomp"),
+    (112, "vrrp", "vrrp"),
+    (115, "l2tp", "l2tp"),
+    (124, "isis", "isis"),
+    (132, "sctp", "sctp"),
+    (133, "fc", "fc"),
+    (135, "mobility-header", "mobility-header"),
+    (136, "udplite", "udplite"),
+    (137, "mpls-in-ip", "mpls-in-ip"),
+    (138, "manet", "manet"),
+    (139, "hip", "hip"),
+    (140, "shim6", "shim6"),
+    (141, "wesp", "wesp"),
+    (142, "rohc", "rohc"),
+    (143, "ethernet", "ethernet"),
+];
+
 pub fn proto_number(name: &str) -> Option<u8> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" => 1,
-        "icmpv6" | "ipv6-icmp" | "icmp6" => 58,
-        "sctp" => 132,
-        "udplite" => 136,
-        "dccp" => 33,
-        "gre" => 47,
-        "esp" => 50,
-        "ah" => 51,
-        "igmp" => 2,
-        other => return other.parse().ok(),
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "icmpv6" | "icmp6" => 58,
+        "mh" | "ipv6-mh" => 135,
+        other => match PROTOCOLS
+            .iter()
+            .find(|(_, n, a)| *n == other || *a == other)
+        {
+            Some((number, ..)) => *number,
+            None => return other.parse().ok(),
+        },
     })
 }
 
@@ -557,7 +616,9 @@ pub fn proto_name(number: u8) -> String {
         132 => "sctp".into(),
         136 => "udplite".into(),
         33 => "dccp".into(),
-        47 => "gre".into(),
-        n => n.to_string(),
+        n => PROTOCOLS
+            .iter()
+            .find(|(number, ..)| *number == n)
+            .map_or_else(|| n.to_string(), |(_, name, _)| name.to_string()),
     }
 }

@@ -78,9 +78,28 @@ impl AddrRange {
 impl fmt::Display for AddrRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.as_net() {
-            Some(net) => write!(f, "{net}"),
-            None => write!(f, "{}-{}", self.start, self.end),
+            Some(net) => write!(f, "{}/{}", ip_text(&net.addr()), net.prefix_len()),
+            None => write!(f, "{}-{}", ip_text(&self.start), ip_text(&self.end)),
         }
+    }
+}
+
+/// An address as the netfilter tools print it (glibc's `inet_ntop`): like Rust's form,
+/// except that an IPv4-compatible IPv6 address (the first 96 bits zero, the next 16 not)
+/// ends in dotted decimal, `::127.0.0.53` where Rust writes `::7f00:35`.
+pub fn ip_text(addr: &IpAddr) -> String {
+    match addr {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            if s[..6].iter().all(|w| *w == 0) && s[6] != 0 {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                format!("::{a}.{b}.{c}.{d}")
+            } else {
+                v6.to_string()
+            }
+        }
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -209,6 +228,20 @@ impl fmt::Display for IdRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_compatible_addresses_print_as_inet_ntop_prints_them() {
+        let text = |a: &str| ip_text(&a.parse().unwrap());
+        assert_eq!(text("::7f00:35"), "::127.0.0.53");
+        assert_eq!(text("::1"), "::1");
+        assert_eq!(text("::2"), "::2");
+        assert_eq!(text("::ffff:10.0.0.1"), "::ffff:10.0.0.1");
+        assert_eq!(text("fd00::1"), "fd00::1");
+        assert_eq!(
+            AddrRange::parse("::127.0.0.53/128").unwrap().to_string(),
+            "::127.0.0.53/128"
+        );
+    }
 
     #[test]
     fn parses_cidr_mask_and_ranges() {

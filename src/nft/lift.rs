@@ -34,6 +34,7 @@ enum Src {
     Ct(u32),
     Fib {
         flags: u32,
+        result: u32,
     },
     Value(Vec<u8>),
     /// The result of a data map lookup: which value depends on the packet.
@@ -61,7 +62,9 @@ enum Field {
     Iface(Dir),
     Mark(MarkReg),
     CtState,
-    FibType(Dir),
+    /// `fib saddr|daddr [. oif] type`: the address type, looked up on the output
+    /// interface only with `oif` (iptables' `--limit-iface-out`).
+    FibType(Dir, bool),
     /// TCP flags byte (`--tcp-flags`).
     TcpFlags,
     /// IPv4 fragment offset (`-f`).
@@ -77,7 +80,7 @@ impl Field {
             Field::Proto(_) | Field::NfProto | Field::TcpFlags => 1,
             Field::Port(_) | Field::Fragment => 2,
             Field::Iface(_) => 16,
-            Field::Uid | Field::Gid | Field::Mark(_) | Field::CtState | Field::FibType(_) => 4,
+            Field::Uid | Field::Gid | Field::Mark(_) | Field::CtState | Field::FibType(..) => 4,
         }
     }
 }
@@ -176,7 +179,17 @@ impl<'a> Lifter<'a> {
             Expr::Ct {
                 key, dreg: Some(d), ..
             } => self.load(*d, Src::Ct(*key)),
-            Expr::Fib { flags, dreg, .. } => self.load(*dreg, Src::Fib { flags: *flags }),
+            Expr::Fib {
+                flags,
+                result,
+                dreg,
+            } => self.load(
+                *dreg,
+                Src::Fib {
+                    flags: *flags,
+                    result: *result,
+                },
+            ),
             Expr::Value { dreg, data } => self.load(*dreg, Src::Value(data.clone())),
             Expr::Bitwise {
                 sreg,
@@ -203,7 +216,9 @@ impl<'a> Lifter<'a> {
                 from,
                 to,
             } => {
-                if let Some((field, l)) = self.field_of(*sreg) {
+                if let Some((field, l)) = self.field_of(*sreg)
+                    && l.mask.is_none()
+                {
                     let (a, b) = (self.number(field, &l, from), self.number(field, &l, to));
                     self.push_ranges(field, *neq, vec![(a, b)]);
                 } else {
@@ -478,11 +493,32 @@ impl<'a> Lifter<'a> {
             Src::Meta(MetaKey::Mark) => Field::Mark(MarkReg::Mark),
             Src::Ct(0) => Field::CtState,
             Src::Ct(3) => Field::Mark(MarkReg::CtMark),
-            // NFT_FIB_RESULT_ADDRTYPE with NFTA_FIB_F_SADDR (1) or DADDR (2).
-            Src::Fib { flags } if flags & 2 != 0 => Field::FibType(Dir::Dst),
-            Src::Fib { flags } if flags & 1 != 0 => Field::FibType(Dir::Src),
+            // NFT_FIB_RESULT_ADDRTYPE (3) of NFTA_FIB_F_SADDR (1) or DADDR (2), optionally
+            // on the output interface (OIF, 16). The interface results (`fib ... oif`,
+            // `oifname`), existence tests (PRESENT, 32), and lookups by mark (4) or input
+            // interface (8) are not modelled.
+            Src::Fib { flags, result: 3 } if flags & !(1 | 2 | 16) == 0 => {
+                let oif = flags & 16 != 0;
+                match flags & 3 {
+                    2 => Field::FibType(Dir::Dst, oif),
+                    1 => Field::FibType(Dir::Src, oif),
+                    _ => return None,
+                }
+            }
             _ => return None,
         };
+        // A transport header's bytes 0-3 are ports only for protocols that have them
+        // (`ah reserved`, `icmp checksum` sit there too).
+        if let (Field::Port(_), Some(p)) = (f, self.l4proto)
+            && !matches!(p, 6 | 17 | 33 | 132 | 136)
+        {
+            return None;
+        }
+        // An xor part (`meta mark or 0x03`) changes what is compared: only a mark's is
+        // modelled (in `cmp`).
+        if l.xor.is_some() && !matches!(f, Field::Mark(_)) {
+            return None;
+        }
         Some((f, l))
     }
 
@@ -583,7 +619,11 @@ impl<'a> Lifter<'a> {
                                 addr_from_key(version, self.number(field, &l, &mask)),
                             );
                             let letter = if dir == Dir::Src { 's' } else { 'd' };
-                            let text = format!("-{letter} {a}/{m}");
+                            let text = format!(
+                                "-{letter} {}/{}",
+                                crate::range::ip_text(&a),
+                                crate::range::ip_text(&m)
+                            );
                             self.generic(if dir == Dir::Src { 0 } else { 1 }, neg, &text);
                             self.push(
                                 neg,
@@ -600,7 +640,17 @@ impl<'a> Lifter<'a> {
                             .as_deref()
                             .map(|m| self.number(field, &l, m) as u32)
                             .unwrap_or(u32::MAX);
-                        let v = self.number(field, &l, data) as u32;
+                        // ((mark & mask) ^ xor) == v is (mark & mask) == v ^ xor; a value
+                        // with bits outside the mask is one no mark meets: unknown, never
+                        // read as a test that matches.
+                        let xor = l
+                            .xor
+                            .as_deref()
+                            .map_or(0, |x| self.number(field, &l, x) as u32);
+                        let v = self.number(field, &l, data) as u32 ^ xor;
+                        if v & !mask != 0 {
+                            return self.unknown("mark comparison no mark can meet");
+                        }
                         let text = format!(
                             "-m {} --mark {}",
                             if reg == MarkReg::Mark {
@@ -654,6 +704,7 @@ impl<'a> Lifter<'a> {
                     }
                 }
             }
+            _ if l.mask.is_some() => self.unknown("masked ordering comparison"),
             _ => {
                 let v = self.number(field, &l, data);
                 let (mut lo, mut hi) = match &self.bounds {
@@ -754,10 +805,7 @@ impl<'a> Lifter<'a> {
 
     fn addr_test(&mut self, dir: Dir, version: IpVersion, neg: bool, ranges: Vec<AddrRange>) {
         let letter = if dir == Dir::Src { 's' } else { 'd' };
-        let shown: Vec<String> = ranges
-            .iter()
-            .map(|r| r.as_net().map_or_else(|| r.to_string(), |n| n.to_string()))
-            .collect();
+        let shown: Vec<String> = ranges.iter().map(AddrRange::to_string).collect();
         let text = format!("-{letter} {}", shown.join(","));
         self.generic(if dir == Dir::Src { 0 } else { 1 }, neg, &text);
         self.push(
@@ -911,7 +959,7 @@ impl<'a> Lifter<'a> {
                     .collect();
                 self.push(neg, Test::CtState { states }, "ct state".into());
             }
-            Field::FibType(dir) => {
+            Field::FibType(dir, oif) => {
                 let types: Vec<AddrType> = ranges
                     .iter()
                     .filter_map(|(a, _)| AddrType::from_rtn(*a as u32))
@@ -921,7 +969,7 @@ impl<'a> Lifter<'a> {
                     Test::AddrType {
                         dir,
                         types,
-                        limit_iface_out: false,
+                        limit_iface_out: oif,
                     },
                     "fib type".into(),
                 );

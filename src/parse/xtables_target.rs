@@ -43,8 +43,15 @@ pub(super) fn parse(
         "DNAT" => {
             let to = get("--to-destination")
                 .ok_or_else(|| ctx.err(Some(name), "DNAT needs --to-destination"))?;
-            let (addr, ports) = nat_to(ctx, to)?;
-            Action::Dnat { addr, ports }
+            let (addr, ports, offset) = nat_to(ctx, to)?;
+            if offset {
+                // `A:P-Q/BASE` shifts the port from BASE: not modelled.
+                Action::Unknown {
+                    name: "DNAT with a port offset".into(),
+                }
+            } else {
+                Action::Dnat { addr, ports }
+            }
         }
         "SNAT" => Action::Snat,
         "MASQUERADE" => Action::Masquerade,
@@ -129,7 +136,9 @@ fn port_range(ctx: &Ctx, text: &str) -> Result<PortRange, ParseError> {
 }
 
 /// `ADDR`, `ADDR:PORT[-PORT]`, `[V6]:PORT`, `:PORT`.
-fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>), ParseError> {
+/// `ADDR[:PORTS[/BASE]]` or `[ADDR]:PORTS[/BASE]`: the address, the ports, and whether a
+/// base port (an offset mapping) follows them.
+fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>, bool), ParseError> {
     let bad = || ctx.err(Some(text), "not ADDR[:PORT] or [ADDR]:PORT");
     let (addr, port) = if let Some(rest) = text.strip_prefix('[') {
         let (a, p) = rest.split_once(']').ok_or_else(bad)?;
@@ -148,8 +157,15 @@ fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>), 
         "" => None,
         a => Some(a.parse().map_err(|_| bad())?),
     };
+    let (port, base) = match port.map(|p| p.split_once('/')) {
+        Some(Some((p, b))) => (Some(p), Some(b)),
+        _ => (port, None),
+    };
+    if let Some(b) = base {
+        b.parse::<u16>().map_err(|_| bad())?;
+    }
     let ports = port.map(|p| port_range(ctx, p)).transpose()?;
-    Ok((addr, ports))
+    Ok((addr, ports, base.is_some()))
 }
 
 fn mark_op(ctx: &Ctx, reg: MarkReg, opts: &[(&str, &str)]) -> Result<MarkSet, ParseError> {

@@ -392,10 +392,11 @@ fn addr(out: &mut IpPart, letter: char, a: IpAddr, mask: IpAddr, neg: bool) {
     let prefix = ones == 0
         || (mbits >> (width - ones)) << (width - ones) == mbits
             && (mbits >> (width - ones)).count_ones() == ones;
+    let text = crate::range::ip_text;
     let shown = if prefix {
-        format!("{a}/{ones}")
+        format!("{}/{ones}", text(&a))
     } else {
-        format!("{a}/{mask}")
+        format!("{}/{}", text(&a), text(&mask))
     };
     out.0 += &format!("{} -{letter} {shown}", if neg { " !" } else { "" });
     let range = AddrRange::parse(&format!("{a}/{ones}")).filter(|_| prefix);

@@ -20,6 +20,7 @@ const PROTO_SPECIFIED: u32 = 2;
 const PROTO_RANDOM: u32 = 4;
 const PERSISTENT: u32 = 8;
 const PROTO_RANDOM_FULLY: u32 = 16;
+const PROTO_OFFSET: u32 = 32;
 
 pub fn decode(name: &str, revision: u8, data: Bytes, version: IpVersion) -> Decoded {
     if continuing::TARGETS.contains(&name) {
@@ -63,8 +64,15 @@ fn decode_known(
         ("REDIRECT" | "DNAT" | "SNAT" | "MASQUERADE", 0, IpVersion::V4) => {
             nat(name, ipv4_compat_range(d)?)
         }
-        ("REDIRECT" | "MASQUERADE", 0, IpVersion::V6) | ("DNAT" | "SNAT", 1 | 2, _) => {
+        ("REDIRECT" | "MASQUERADE", 0, IpVersion::V6) | ("DNAT" | "SNAT", 1, _) => {
             nat(name, nat_range(d, version)?)
+        }
+        ("DNAT" | "SNAT", 2, _) => {
+            let mut r = nat_range(d, version)?;
+            if r.flags & PROTO_OFFSET != 0 {
+                r.base = Some(d.u16_be(40, "nat base port")?);
+            }
+            nat(name, r)
         }
         ("MARK", 2, _) => {
             let (mark, mask) = (d.u32(0, "mark")?, d.u32(4, "mask")?);
@@ -151,6 +159,8 @@ struct Range {
     flags: u32,
     addrs: Option<(IpAddr, IpAddr)>,
     ports: (u16, u16),
+    /// `nf_nat_range2`'s base port, with NF_NAT_RANGE_PROTO_OFFSET (`A:P-Q/BASE`).
+    base: Option<u16>,
 }
 
 /// `struct nf_nat_ipv4_multi_range_compat`: rangesize, then flags, min_ip, max_ip, min, max.
@@ -163,6 +173,7 @@ fn ipv4_compat_range(d: Bytes) -> Result<Range, Truncated> {
             d.ipv4(12, "nat max_ip")?.into(),
         )),
         ports: (d.u16_be(16, "nat min port")?, d.u16_be(18, "nat max port")?),
+        base: None,
     })
 }
 
@@ -180,6 +191,7 @@ fn nat_range(d: Bytes, version: IpVersion) -> Result<Range, Truncated> {
         flags,
         addrs: Some((addr(4)?, addr(20)?)),
         ports: (d.u16_be(36, "nat min port")?, d.u16_be(38, "nat max port")?),
+        base: None,
     })
 }
 
@@ -188,9 +200,10 @@ fn nat(name: &str, r: Range) -> Decoded {
         start: r.ports.0,
         end: r.ports.1,
     });
+    let base = r.base.map(|b| format!("/{b}")).unwrap_or_default();
     let ports_text = |sep: &str| match port_range {
-        Some(p) if p.start != p.end => format!("{sep}{}-{}", p.start, p.end),
-        Some(p) => format!("{sep}{}", p.start),
+        Some(p) if p.start != p.end => format!("{sep}{}-{}{base}", p.start, p.end),
+        Some(p) => format!("{sep}{}{base}", p.start),
         None => String::new(),
     };
     let mut flags_text = String::new();
@@ -232,7 +245,12 @@ fn nat(name: &str, r: Range) -> Decoded {
             } else {
                 "--to-source"
             };
-            let action = if name == "DNAT" {
+            let action = if name == "DNAT" && r.base.is_some() {
+                // The port the connection gets is shifted from the base: not modelled.
+                Action::Unknown {
+                    name: "DNAT with a port offset".into(),
+                }
+            } else if name == "DNAT" {
                 Action::Dnat {
                     addr: min,
                     ports: port_range,
