@@ -4,25 +4,14 @@
 
 use std::io;
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainMessage, NfTablesMessage, RuleMessage, SetAttribute, SetElementList, SetElementMessage,
-    SetMessage, TableMessage,
+    ChainMessage, NfTablesMessage, RuleMessage, SetElementList, SetElementMessage, SetMessage,
+    TableMessage,
 };
-use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 
 use super::nfnetlink::Nfnetlink;
-
-/// Everything one namespace's nf_tables holds, as the kernel sent it, with each object's
-/// family (NFPROTO_*).
-#[derive(Debug, Default)]
-pub struct Dump {
-    pub tables: Vec<(u8, TableMessage)>,
-    pub chains: Vec<(u8, ChainMessage)>,
-    pub rules: Vec<(u8, RuleMessage)>,
-    pub sets: Vec<(u8, SetMessage)>,
-    pub elements: Vec<(u8, SetElementMessage)>,
-}
+use crate::nft::msg::{self, Object};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -74,25 +63,10 @@ pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> 
     )?;
     // Elements are dumped per set: the request names the table and the set. Only the sets
     // are decoded here (decoding is most of a dump's cost; the rules are decoded once, later).
-    let decoded = from_raw(&sets)?.sets;
+    let decoded = from_raw(&sets)?;
     raw.extend(sets);
     for (family, s) in decoded {
-        let attr = |f: fn(&SetAttribute) -> Option<String>| s.attributes.iter().find_map(f);
-        let table = attr(|a| {
-            if let SetAttribute::Table(t) = a {
-                Some(t.clone())
-            } else {
-                None
-            }
-        });
-        let name = attr(|a| {
-            if let SetAttribute::Name(n) = a {
-                Some(n.clone())
-            } else {
-                None
-            }
-        });
-        let (Some(table), Some(name)) = (table, name) else {
+        let Object::Set { table, name, .. } = s else {
             continue;
         };
         let req = NfTablesMessage::GetSetElement(SetElementMessage {
@@ -116,54 +90,28 @@ pub fn decode(raw: &[Vec<u8>], origin: &str) -> Result<Vec<crate::model::Table>,
     // nlmsg_type: NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_NEWRULE (6).
     let is_rule = |m: &&Vec<u8>| m.get(4..6) == Some(&[6, 10][..]);
     let (rules, others): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = raw.iter().partition(is_rule);
-    let dump = from_raw(others)?;
-    let objects = crate::nft::Objects {
-        tables: &dump.tables,
-        chains: &dump.chains,
-        rules: &[],
-        sets: &dump.sets,
-        elements: &dump.elements,
-    };
+    let objects = from_raw(others)?;
     let mut builder = crate::nft::Builder::new(&objects, origin);
     for m in rules {
-        for (family, rule) in from_raw([m])?.rules {
+        for (family, rule) in from_raw([m])? {
             builder.add_rule(family, &rule);
         }
     }
     Ok(builder.finish())
 }
 
-/// Decodes raw nf_tables messages (each a whole netlink message) into a dump.
-pub fn from_raw<M: AsRef<[u8]>>(raw: impl IntoIterator<Item = M>) -> Result<Dump, NftError> {
-    let mut out = Dump::default();
+/// Decodes raw nf_tables messages (each a whole netlink message) with meshleak's own
+/// bounds-checked decoder ([`crate::nft::msg`]): each object with its NFPROTO_* family.
+pub fn from_raw<M: AsRef<[u8]>>(
+    raw: impl IntoIterator<Item = M>,
+) -> Result<Vec<(u8, Object)>, NftError> {
+    let mut out = Vec::new();
     for bytes in raw {
-        let bytes = bytes.as_ref();
-        crate::nft::guard::check(bytes).map_err(|what| NftError::Decode {
+        if let Some(o) = msg::decode(bytes.as_ref()).map_err(|e| NftError::Decode {
             what: "a stored message",
-            detail: format!("{what} has an attribute length that does not fit"),
-        })?;
-        let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).map_err(|e| {
-            NftError::Decode {
-                what: "a stored message",
-                detail: e.to_string(),
-            }
-        })?;
-        let NetlinkPayload::InnerMessage(NetfilterMessage {
-            header,
-            inner: NetfilterMessageInner::NfTables(m),
-            ..
-        }) = msg.payload
-        else {
-            continue;
-        };
-        let family = u8::from(header.family);
-        match m {
-            NfTablesMessage::NewTable(t) => out.tables.push((family, t)),
-            NfTablesMessage::NewChain(c) => out.chains.push((family, c)),
-            NfTablesMessage::NewRule(r) => out.rules.push((family, r)),
-            NfTablesMessage::NewSet(s) => out.sets.push((family, s)),
-            NfTablesMessage::NewSetElement(e) => out.elements.push((family, e)),
-            _ => {}
+            detail: e.to_string(),
+        })? {
+            out.push(o);
         }
     }
     Ok(out)

@@ -1,12 +1,8 @@
-//! meshleak's own view of nf_tables expressions. netlink-packet-netfilter (pinned) types six
-//! expression kinds and leaves the rest as raw attributes; both are turned into one small
-//! IR here, with the attribute numbers of `linux/netfilter/nf_tables.h`.
+//! meshleak's own view of nf_tables expressions, decoded from the raw attributes of a
+//! rule's NFTA_RULE_EXPRESSIONS with the attribute numbers of
+//! `linux/netfilter/nf_tables.h`, every length checked (see [`super::msg`]).
 
-use netlink_packet_core::{DefaultNla, Nla};
-use netlink_packet_netfilter::nftables::{
-    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
-    Lookup, Meta, MetaKey, Operator, Payload, Register, Verdict, VerdictAttribute,
-};
+use super::msg::{At, Attr, DecodeError, data_value, find};
 
 /// A register as a byte offset into the 64-byte data area: NFT_REG_1..4 are 16 bytes
 /// each, NFT_REG32_00..15 address it in 4-byte steps.
@@ -125,338 +121,275 @@ pub enum Expr {
     Other(String),
 }
 
+/// NFT_META_* keys meshleak reads; the rest by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaKey {
+    Mark,
+    Iifname,
+    Oifname,
+    SocketUserId,
+    SocketGroupId,
+    Nfproto,
+    L4Proto,
+    Other(u32),
+}
+
+impl MetaKey {
+    fn from_number(n: u32) -> MetaKey {
+        match n {
+            3 => MetaKey::Mark,
+            6 => MetaKey::Iifname,
+            7 => MetaKey::Oifname,
+            10 => MetaKey::SocketUserId,
+            11 => MetaKey::SocketGroupId,
+            15 => MetaKey::Nfproto,
+            16 => MetaKey::L4Proto,
+            n => MetaKey::Other(n),
+        }
+    }
+}
+
 /// The verdict register as [`reg`] names it.
 pub const VERDICT_REG: Reg = u32::MAX;
 
-fn reg(r: &Register) -> Reg {
-    let n = u32::from(*r);
+/// NFT_REG_VERDICT 0, NFT_REG_1..4 (16 bytes each), NFT_REG32_00..15 (4 bytes each).
+fn reg(n: u32) -> Reg {
     match n {
         1..=4 => (n - 1) * 16,
         8..=23 => (n - 8) * 4,
-        _ => u32::MAX,
+        _ => VERDICT_REG,
     }
 }
 
-fn value(d: &DataAttribute) -> Vec<u8> {
-    match d {
-        DataAttribute::Value(v) => v.clone(),
-        _ => Vec::new(),
+/// The attributes of one expression's NFTA_EXPR_DATA, with the helpers its decoders use.
+struct Data<'a, 'p> {
+    attrs: Vec<Attr<'a>>,
+    at: At<'p>,
+}
+
+impl Data<'_, '_> {
+    fn get(&self, kind: u16) -> Option<&Attr<'_>> {
+        find(&self.attrs, kind)
+    }
+
+    fn be32(&self, kind: u16) -> Result<Option<u32>, DecodeError> {
+        self.get(kind).map(|a| a.be32(self.at)).transpose()
+    }
+
+    fn reg(&self, kind: u16) -> Result<Option<Reg>, DecodeError> {
+        Ok(self.be32(kind)?.map(reg))
+    }
+
+    fn string(&self, kind: u16) -> Option<String> {
+        self.get(kind).map(Attr::string)
+    }
+
+    fn bytes(&self, kind: u16) -> Vec<u8> {
+        self.get(kind).map(|a| a.value.to_vec()).unwrap_or_default()
+    }
+
+    /// A nested NFTA_DATA_VALUE.
+    fn value(&self, kind: u16) -> Result<Option<Vec<u8>>, DecodeError> {
+        self.get(kind).map(|a| data_value(a, self.at)).transpose()
     }
 }
 
-fn raw(nla: &DefaultNla) -> Vec<u8> {
-    let mut buf = vec![0; nla.value_len()];
-    nla.emit_value(&mut buf);
-    buf
-}
-
-/// Attribute `kind` of a raw expression, as bytes.
-fn attr(attrs: &[DefaultNla], kind: u16) -> Option<Vec<u8>> {
-    attrs.iter().find(|a| a.kind() == kind).map(raw)
-}
-
-fn be32(attrs: &[DefaultNla], kind: u16) -> Option<u32> {
-    attr(attrs, kind).and_then(|v| {
-        v.get(..4)
-            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-    })
-}
-
-/// A register attribute of a raw expression (`NFTA_*_SREG` and friends, big-endian u32).
-fn reg_attr(attrs: &[DefaultNla], kind: u16) -> Option<Reg> {
-    be32(attrs, kind).map(|n| reg(&Register::from(n)))
-}
-
-fn op(o: &Operator) -> Option<CmpOp> {
-    Some(match o {
-        Operator::Equal => CmpOp::Eq,
-        Operator::NotEqual => CmpOp::Neq,
-        Operator::LessThan => CmpOp::Lt,
-        Operator::LessThanEqual => CmpOp::Lte,
-        Operator::GreaterThan => CmpOp::Gt,
-        Operator::GreatherThanEqual => CmpOp::Gte,
+fn op(n: u32) -> Option<CmpOp> {
+    Some(match n {
+        0 => CmpOp::Eq,
+        1 => CmpOp::Neq,
+        2 => CmpOp::Lt,
+        3 => CmpOp::Lte,
+        4 => CmpOp::Gt,
+        5 => CmpOp::Gte,
         _ => return None,
     })
 }
 
-fn verdict(attrs: &[VerdictAttribute]) -> Jump {
-    let chain = attrs.iter().find_map(|a| match a {
-        VerdictAttribute::Chain(c) => Some(c.clone()),
-        _ => None,
-    });
-    let code = attrs.iter().find_map(|a| match a {
-        VerdictAttribute::Code(c) => Some(*c),
-        _ => None,
-    });
-    match code {
-        Some(Verdict::Continue) => Jump::Continue,
-        Some(Verdict::Return) => Jump::Return,
-        Some(Verdict::Jump) => Jump::Jump(chain.unwrap_or_default()),
-        Some(Verdict::Goto) => Jump::Goto(chain.unwrap_or_default()),
-        // NF_DROP is 0 and NF_ACCEPT 1; NFT_BREAK and others are negative.
-        Some(Verdict::Other(0)) => Jump::Drop,
-        Some(Verdict::Other(1)) => Jump::Accept,
-        Some(Verdict::Other(n)) => Jump::Other(n as i32 as i64),
-        Some(Verdict::Break) => Jump::Other(-2),
-        None => Jump::Other(i64::MIN),
-        Some(_) => Jump::Other(i64::MIN),
-    }
-}
-
-/// One rule's expressions.
-pub fn exprs(list: &[ListAttribute<ExpressionAttribute>]) -> Vec<Expr> {
-    list.iter()
-        .filter_map(|item| match item {
-            ListAttribute::Element(attrs) => Some(attrs),
-            _ => None,
-        })
-        .map(|attrs| {
-            let name = attrs.iter().find_map(|a| match a {
-                ExpressionAttribute::Name(n) => Some(n.as_str()),
-                _ => None,
-            });
-            let data = attrs.iter().find_map(|a| match a {
-                ExpressionAttribute::Data(d) => Some(d),
-                _ => None,
-            });
-            match (name, data) {
-                (Some(name), Some(d)) => expr(name, d),
-                (Some("counter"), None) => Expr::Counter,
-                (Some("notrack"), None) => Expr::Notrack,
-                (Some("masq"), None) => Expr::Masq,
-                (Some("reject"), None) => Expr::Reject,
-                (Some("log"), None) => Expr::Log,
-                (Some(name), None) => Expr::Other(name.to_string()),
-                (None, _) => Expr::Other("unnamed expression".into()),
-            }
-        })
-        .collect()
-}
-
-fn expr(name: &str, d: &Expressions) -> Expr {
-    match d {
-        Expressions::Payload(a) => {
-            let (mut dreg, mut base, mut offset, mut len) = (None, 0, 0, 0);
-            for x in a {
-                match x {
-                    Payload::DestinationRegister(r) => dreg = Some(reg(r)),
-                    Payload::Base(b) => base = *b,
-                    Payload::Offset(o) => offset = *o,
-                    Payload::Len(l) => len = *l,
-                    _ => {}
-                }
-            }
-            match dreg {
-                Some(dreg) => Expr::Payload {
-                    dreg,
-                    base,
-                    offset,
-                    len,
-                },
-                None => Expr::Other("payload write".into()),
-            }
-        }
-        Expressions::Meta(a) => {
-            let (mut key, mut dreg, mut sreg) = (None, None, None);
-            for x in a {
-                match x {
-                    Meta::Key(k) => key = Some(*k),
-                    Meta::DestinationRegister(r) => dreg = Some(reg(r)),
-                    Meta::SourceRegister(r) => sreg = Some(reg(r)),
-                    _ => {}
-                }
-            }
-            match key {
-                Some(key) => Expr::Meta { key, dreg, sreg },
-                None => Expr::Other("meta".into()),
-            }
-        }
-        Expressions::Cmp(a) => {
-            let (mut sreg, mut o, mut data) = (None, None, Vec::new());
-            for x in a {
-                match x {
-                    Cmp::SourceRegister(r) => sreg = Some(reg(r)),
-                    Cmp::Op(p) => o = op(p),
-                    Cmp::Data(d) => data = value(d),
-                    _ => {}
-                }
-            }
-            match (sreg, o) {
-                (Some(sreg), Some(op)) => Expr::Cmp { sreg, op, data },
-                _ => Expr::Other("cmp".into()),
-            }
-        }
-        Expressions::Bitwise(a) => {
-            let (mut sreg, mut dreg, mut mask, mut xor, mut plain) =
-                (None, None, Vec::new(), Vec::new(), true);
-            for x in a {
-                match x {
-                    Bitwise::SourceRegister(r) => sreg = Some(reg(r)),
-                    Bitwise::DestinationRegister(r) => dreg = Some(reg(r)),
-                    Bitwise::Mask(d) => mask = value(d),
-                    Bitwise::Xor(d) => xor = value(d),
-                    // Shifts and register-to-register operations are not masks.
-                    Bitwise::Op(n) => plain = *n == 0,
-                    Bitwise::SourceRegister2(_) => plain = false,
-                    _ => {}
-                }
-            }
-            match (sreg, dreg, plain) {
-                (Some(sreg), Some(dreg), true) => Expr::Bitwise {
-                    sreg,
-                    dreg,
-                    mask,
-                    xor,
-                },
-                _ => Expr::Other("bitwise shift".into()),
-            }
-        }
-        Expressions::Lookup(a) => {
-            let (mut sreg, mut set, mut flags, mut map) = (None, None, 0, None);
-            for x in a {
-                match x {
-                    Lookup::SourceRegister(r) => sreg = Some(reg(r)),
-                    Lookup::Set(s) => set = Some(s.clone()),
-                    Lookup::Flags(f) => flags = *f,
-                    Lookup::DestinationRegister(r) => map = Some(reg(r)),
-                    _ => {}
-                }
-            }
-            match (sreg, set, map) {
-                (_, _, Some(dreg)) => Expr::MapLookup { dreg },
-                (Some(sreg), Some(set), None) => Expr::Lookup {
-                    sreg,
-                    set,
-                    invert: flags & 1 != 0,
-                },
-                _ => Expr::Other("lookup".into()),
-            }
-        }
-        Expressions::Immediate(a) => {
-            let mut dreg = None;
-            let mut data = None;
-            for x in a {
-                match x {
-                    Immediate::DestinationRegister(r) => dreg = Some(*r),
-                    Immediate::Data(d) => data = Some(d),
-                    _ => {}
-                }
-            }
-            match (dreg, data) {
-                (Some(Register::Verdict), Some(DataAttribute::Verdict(v))) => {
-                    Expr::Verdict(verdict(v))
-                }
-                (Some(r), Some(d)) => Expr::Value {
-                    dreg: reg(&r),
-                    data: value(d),
-                },
-                _ => Expr::Other("immediate".into()),
-            }
-        }
-        Expressions::Other {
-            expression_type,
-            attributes: a,
-        } => other(expression_type, a),
-        _ => Expr::Other(name.to_string()),
-    }
-}
-
-/// Expressions the crate leaves raw. Attribute numbers from nf_tables.h (NFTA_*_*).
-fn other(name: &str, a: &[DefaultNla]) -> Expr {
-    let s = |kind| {
-        attr(a, kind).map(|v| {
-            String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
-        })
+/// NFTA_DATA_VERDICT: NFTA_VERDICT_CODE 1 (NF_DROP 0, NF_ACCEPT 1, NFT_CONTINUE -1,
+/// NFT_BREAK -2, NFT_JUMP -3, NFT_GOTO -4, NFT_RETURN -5), NFTA_VERDICT_CHAIN 2.
+fn verdict(data: &Attr, at: At) -> Result<Jump, DecodeError> {
+    let inner = data.nested(at)?;
+    let Some(v) = find(&inner, 2) else {
+        return Ok(Jump::Other(i64::MIN));
     };
-    match name {
+    let attrs = v.nested(at)?;
+    let chain = find(&attrs, 2).map(Attr::string).unwrap_or_default();
+    let Some(code) = find(&attrs, 1).map(|c| c.be32(at)).transpose()? else {
+        return Ok(Jump::Other(i64::MIN));
+    };
+    Ok(match code as i32 {
+        0 => Jump::Drop,
+        1 => Jump::Accept,
+        -1 => Jump::Continue,
+        -3 => Jump::Jump(chain),
+        -4 => Jump::Goto(chain),
+        -5 => Jump::Return,
+        n => Jump::Other(n as i64),
+    })
+}
+
+/// One rule's NFTA_RULE_EXPRESSIONS: NFTA_LIST_ELEM entries of NFTA_EXPR_NAME 1 and
+/// NFTA_EXPR_DATA 2.
+pub fn exprs(list: &Attr, message: &'static str) -> Result<Vec<Expr>, DecodeError> {
+    let at = At {
+        message,
+        path: "NFTA_RULE_EXPRESSIONS",
+    };
+    let mut out = Vec::new();
+    for item in list.nested(at)?.iter().filter(|a| a.kind == 1) {
+        let at = At {
+            message,
+            path: "NFTA_RULE_EXPRESSIONS/NFTA_LIST_ELEM",
+        };
+        let attrs = item.nested(at)?;
+        let Some(name) = find(&attrs, 1).map(Attr::string) else {
+            out.push(Expr::Other("unnamed expression".into()));
+            continue;
+        };
+        let data = match find(&attrs, 2) {
+            Some(d) => d.nested(At {
+                message,
+                path: "NFTA_RULE_EXPRESSIONS/NFTA_LIST_ELEM/NFTA_EXPR_DATA",
+            })?,
+            None => Vec::new(),
+        };
+        let d = Data {
+            attrs: data,
+            at: At {
+                message,
+                path: "NFTA_RULE_EXPRESSIONS/NFTA_LIST_ELEM/NFTA_EXPR_DATA",
+            },
+        };
+        out.push(expr(&name, &d)?);
+    }
+    Ok(out)
+}
+
+fn expr(name: &str, d: &Data) -> Result<Expr, DecodeError> {
+    let other = || Expr::Other(name.to_string());
+    Ok(match name {
         "counter" => Expr::Counter,
         "log" => Expr::Log,
         "notrack" => Expr::Notrack,
         "reject" => Expr::Reject,
         "masq" => Expr::Masq,
-        // NFTA_BYTEORDER_SREG 1, DREG 2
-        "byteorder" => match (reg_attr(a, 1), reg_attr(a, 2)) {
-            (Some(sreg), Some(dreg)) => Expr::ByteOrder { sreg, dreg },
-            _ => Expr::Other(name.into()),
+        // NFTA_PAYLOAD_DREG 1, BASE 2, OFFSET 3, LEN 4 (a write has SREG 5 instead)
+        "payload" => match d.reg(1)? {
+            Some(dreg) => Expr::Payload {
+                dreg,
+                base: d.be32(2)?.unwrap_or(0),
+                offset: d.be32(3)?.unwrap_or(0),
+                len: d.be32(4)?.unwrap_or(0),
+            },
+            None => Expr::Other("payload write".into()),
         },
-        // NFTA_RANGE_SREG 1, OP 2, FROM_DATA 3, TO_DATA 4 (data nested: NFTA_DATA_VALUE 1)
-        "range" => match (reg_attr(a, 1), be32(a, 2), attr(a, 3), attr(a, 4)) {
+        // NFTA_META_DREG 1, KEY 2, SREG 3
+        "meta" => match d.be32(2)? {
+            Some(key) => Expr::Meta {
+                key: MetaKey::from_number(key),
+                dreg: d.reg(1)?,
+                sreg: d.reg(3)?,
+            },
+            None => other(),
+        },
+        // NFTA_CMP_SREG 1, OP 2, DATA 3
+        "cmp" => match (d.reg(1)?, d.be32(2)?.and_then(op)) {
+            (Some(sreg), Some(op)) => Expr::Cmp {
+                sreg,
+                op,
+                data: d.value(3)?.unwrap_or_default(),
+            },
+            _ => other(),
+        },
+        // NFTA_BITWISE_SREG 1, DREG 2, LEN 3, MASK 4, XOR 5, OP 6, DATA 7: only the boolean
+        // form (OP 0, no DATA) is a mask and xor; shifts are not.
+        "bitwise" => match (d.reg(1)?, d.reg(2)?, d.be32(6)?.unwrap_or(0), d.get(7)) {
+            (Some(sreg), Some(dreg), 0, None) => Expr::Bitwise {
+                sreg,
+                dreg,
+                mask: d.value(4)?.unwrap_or_default(),
+                xor: d.value(5)?.unwrap_or_default(),
+            },
+            _ => Expr::Other("bitwise shift".into()),
+        },
+        // NFTA_LOOKUP_SET 1, SREG 2, DREG 3, FLAGS 5 (NFT_LOOKUP_F_INV 1)
+        "lookup" => match (d.reg(2)?, d.string(1), d.reg(3)?) {
+            (_, _, Some(dreg)) => Expr::MapLookup { dreg },
+            (Some(sreg), Some(set), None) => Expr::Lookup {
+                sreg,
+                set,
+                invert: d.be32(5)?.unwrap_or(0) & 1 != 0,
+            },
+            _ => other(),
+        },
+        // NFTA_IMMEDIATE_DREG 1, DATA 2
+        "immediate" => match (d.be32(1)?, d.get(2)) {
+            (Some(0), Some(data)) => Expr::Verdict(verdict(data, d.at)?),
+            (Some(r), Some(_)) => Expr::Value {
+                dreg: reg(r),
+                data: d.value(2)?.unwrap_or_default(),
+            },
+            _ => other(),
+        },
+        // NFTA_BYTEORDER_SREG 1, DREG 2
+        "byteorder" => match (d.reg(1)?, d.reg(2)?) {
+            (Some(sreg), Some(dreg)) => Expr::ByteOrder { sreg, dreg },
+            _ => other(),
+        },
+        // NFTA_RANGE_SREG 1, OP 2, FROM_DATA 3, TO_DATA 4
+        "range" => match (d.reg(1)?, d.be32(2)?, d.value(3)?, d.value(4)?) {
             (Some(sreg), Some(op), Some(from), Some(to)) => Expr::Range {
                 sreg,
                 neq: op == 1,
-                from: nested_value(&from),
-                to: nested_value(&to),
+                from,
+                to,
             },
-            _ => Expr::Other(name.into()),
+            _ => other(),
         },
         // NFTA_CT_DREG 1, KEY 2, DIRECTION 3, SREG 4
-        "ct" => match be32(a, 2) {
+        "ct" => match d.be32(2)? {
             Some(key) => Expr::Ct {
                 key,
-                dreg: reg_attr(a, 1),
-                sreg: reg_attr(a, 4),
+                dreg: d.reg(1)?,
+                sreg: d.reg(4)?,
             },
-            None => Expr::Other(name.into()),
+            None => other(),
         },
         // NFTA_NAT_TYPE 1, FAMILY 2, REG_ADDR_MIN 3, REG_ADDR_MAX 4, REG_PROTO_MIN 5, MAX 6
         "nat" => Expr::Nat {
-            dnat: be32(a, 1) == Some(1),
-            addr: reg_attr(a, 3),
-            proto_min: reg_attr(a, 5),
-            proto_max: reg_attr(a, 6),
+            dnat: d.be32(1)? == Some(1),
+            addr: d.reg(3)?,
+            proto_min: d.reg(5)?,
+            proto_max: d.reg(6)?,
         },
         // NFTA_REDIR_REG_PROTO_MIN 1, MAX 2
         "redir" => Expr::Redir {
-            proto_min: reg_attr(a, 1),
-            proto_max: reg_attr(a, 2),
+            proto_min: d.reg(1)?,
+            proto_max: d.reg(2)?,
         },
         // NFTA_TPROXY_FAMILY 1, REG_ADDR 2, REG_PORT 3
-        "tproxy" => Expr::Tproxy {
-            port: reg_attr(a, 3),
-        },
+        "tproxy" => Expr::Tproxy { port: d.reg(3)? },
         // NFTA_FIB_DREG 1, RESULT 2, FLAGS 3
-        "fib" => match (reg_attr(a, 1), be32(a, 2), be32(a, 3)) {
+        "fib" => match (d.reg(1)?, d.be32(2)?, d.be32(3)?) {
             (Some(dreg), Some(result), Some(flags)) => Expr::Fib {
                 result,
                 flags,
                 dreg,
             },
-            _ => Expr::Other(name.into()),
+            _ => other(),
         },
         // NFTA_MATCH_NAME 1, REV 2, INFO 3 (the same for targets)
-        "match" | "target" => {
-            let (n, rev, info) = (
-                s(1).unwrap_or_default(),
-                be32(a, 2).unwrap_or(0),
-                attr(a, 3).unwrap_or_default(),
-            );
-            if name == "match" {
-                Expr::Match {
-                    name: n,
-                    revision: rev,
-                    info,
-                }
-            } else {
-                Expr::Target {
-                    name: n,
-                    revision: rev,
-                    info,
-                }
-            }
-        }
-        other => Expr::Other(other.to_string()),
-    }
-}
-
-/// The value inside a nested `NFTA_DATA_VALUE` attribute.
-fn nested_value(bytes: &[u8]) -> Vec<u8> {
-    // struct nlattr { u16 len; u16 type; } then the value, padded.
-    if bytes.len() < 4 {
-        return Vec::new();
-    }
-    let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
-    bytes
-        .get(4..len.min(bytes.len()))
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default()
+        "match" => Expr::Match {
+            name: d.string(1).unwrap_or_default(),
+            revision: d.be32(2)?.unwrap_or(0),
+            info: d.bytes(3),
+        },
+        "target" => Expr::Target {
+            name: d.string(1).unwrap_or_default(),
+            revision: d.be32(2)?.unwrap_or(0),
+            info: d.bytes(3),
+        },
+        _ => other(),
+    })
 }

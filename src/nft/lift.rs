@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use netlink_packet_netfilter::nftables::MetaKey;
+use super::ir::MetaKey;
 
 use super::ir::{CmpOp, Expr, Jump, Reg, VERDICT_REG};
 use crate::model::{

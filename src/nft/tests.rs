@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use netlink_packet_netfilter::nftables::MetaKey;
-
-use super::ir::{CmpOp, Expr, Jump};
+use super::ir::{CmpOp, Expr, Jump, MetaKey};
 use super::lift::{Lifter, SetElems};
 use super::{intervals, udata_comment};
 use crate::model::{Action, Dir, Family, IfacePattern, IpVersion, MarkReg, Test};
@@ -87,6 +85,14 @@ fn interval_sets_and_lookups() {
         (vec![10, 0, 0, 0], None, false),
         (vec![0, 0, 0, 0], None, true),
     ];
+    let raw = raw
+        .into_iter()
+        .map(|(key, key_end, interval_end)| super::msg::Element {
+            key,
+            key_end,
+            interval_end,
+        })
+        .collect();
     let ranges = intervals(raw);
     assert_eq!(
         ranges,
@@ -324,7 +330,7 @@ fn what_cannot_be_lifted_is_kept_as_unknown() {
         Family::Ipv4,
         &[
             Expr::Other("quota".into()),
-            meta(MetaKey::Cpu),
+            meta(MetaKey::Other(18)), // NFT_META_CPU
             cmp(CmpOp::Eq, &[1, 0, 0, 0]),
         ],
     );
@@ -362,14 +368,7 @@ fn captured_messages() -> Vec<Vec<u8>> {
 #[test]
 fn captured_netlink_dump_decodes_as_the_tools_print() {
     let raw = captured_messages();
-    let dump = crate::collect::nftables::from_raw(&raw).expect("decodes");
-    let objects = super::Objects {
-        tables: &dump.tables,
-        chains: &dump.chains,
-        rules: &dump.rules,
-        sets: &dump.sets,
-        elements: &dump.elements,
-    };
+    let objects = crate::collect::nftables::from_raw(&raw).expect("decodes");
     let mut tables = super::tables(&objects, "captured");
     let mut text = String::new();
     for family in [Family::Ipv4, Family::Ipv6] {
@@ -503,4 +502,38 @@ fn xor_parts_non_port_protocols_and_fib_results_are_exact_or_unknown() {
         ),
         "{local:?}"
     );
+}
+
+#[test]
+fn a_lying_length_is_an_error_that_says_where() {
+    let raw = captured_messages();
+    let rule = raw
+        .iter()
+        .find(|m| m.get(4..6) == Some(&[6, 10][..]))
+        .expect("a rule message");
+    // The first attribute after the headers (16 + 4 bytes) claims more than the message.
+    let mut bad = rule.clone();
+    bad[20..22].copy_from_slice(&0xfff0u16.to_ne_bytes());
+    let e = super::msg::decode(&bad).unwrap_err();
+    assert_eq!((e.message, e.offset), ("rule", 20), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "rule message, attribute at the top level at byte 20: its length does not fit"
+    );
+    // Deeper: inside an expression's data, the path names it.
+    let at = (24..rule.len() - 4)
+        .rev()
+        .filter(|i| i % 4 == 0)
+        .find(|&i| {
+            let mut b = rule.clone();
+            b[i..i + 2].copy_from_slice(&0xfff0u16.to_ne_bytes());
+            super::msg::decode(&b)
+                .err()
+                .is_some_and(|e| e.path.ends_with("NFTA_EXPR_DATA"))
+        })
+        .expect("an expression attribute");
+    let mut b = rule.clone();
+    b[at..at + 2].copy_from_slice(&0xfff0u16.to_ne_bytes());
+    let e = super::msg::decode(&b).unwrap_err();
+    assert_eq!(e.offset, at, "{e}");
 }

@@ -639,6 +639,22 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A bitwise operator next (`&`, `|`, `^`, or nft's words for them), taken, as
+    /// `nft -j` names it.
+    fn bit_op(&mut self) -> Option<&'static str> {
+        let Some(Tok::Word(w)) = self.peek() else {
+            return None;
+        };
+        let op = match w.as_str() {
+            "&" | "and" => "&",
+            "|" | "or" => "|",
+            "^" | "xor" => "^",
+            _ => return None,
+        };
+        self.at += 1;
+        Some(op)
+    }
+
     /// What follows a left-hand side: a bitmask, then a comparison, a `set` (mangle), or
     /// a verdict map.
     fn after_left(&mut self, mut left: Value) -> Result<Value, ParseError> {
@@ -647,14 +663,7 @@ impl<'a> Parser<'a> {
             let value = self.expression()?;
             return Ok(json!({"mangle": {"key": left, "value": value}}));
         }
-        while let Some(Tok::Word(op)) = self.peek() {
-            let op = match op.as_str() {
-                "&" | "and" => "&",
-                "|" | "or" => "|",
-                "^" | "xor" => "^",
-                _ => break,
-            };
-            self.at += 1;
+        while let Some(op) = self.bit_op() {
             let v = self.value()?;
             left = json!({ op: [left, v] });
         }
@@ -708,14 +717,7 @@ impl<'a> Parser<'a> {
             }
             _ => scalar(&self.word("a value")?),
         };
-        while let Some(Tok::Word(op)) = self.peek() {
-            let op = match op.as_str() {
-                "&" | "and" => "&",
-                "|" | "or" => "|",
-                "^" | "xor" => "^",
-                _ => break,
-            };
-            self.at += 1;
+        while let Some(op) = self.bit_op() {
             let r = scalar(&self.word("a value")?);
             v = json!({ op: [v, r] });
         }
