@@ -112,7 +112,7 @@ pub fn evaluate(data: &[u8]) {
 
 /// nf_tables netlink replies back to back: tables or an NftError.
 pub fn nf_tables(data: &[u8]) {
-    let _ = crate::collect::nftables::decode(&netlink_messages(data), "fuzz");
+    let _ = crate::collect::nftables::decode(netlink_messages(data), "fuzz");
 }
 
 /// An x_tables table through the entry walker and every match and target decoder.

@@ -89,14 +89,15 @@ const CACHED_DUMP_MAX: usize = 1 << 20;
 pub struct NftCache(Mutex<HashMap<Vec<u8>, Vec<Table>>>);
 
 impl NftCache {
-    fn tables(&self, raw: &[Vec<u8>], origin: &str) -> Result<Vec<Table>, CollectError> {
-        // A dump this large is no shared mesh rule set; keeping it would only cost memory.
+    fn tables(&self, raw: Vec<Vec<u8>>, origin: &str) -> Result<Vec<Table>, CollectError> {
+        // A dump this large is no shared mesh rule set; keeping it would only cost memory
+        // (each message is freed as soon as it is decoded).
         if raw.iter().map(Vec::len).sum::<usize>() > CACHED_DUMP_MAX {
             return Ok(nftables::decode(raw, origin)?);
         }
         // The key is every message without its sequence number and port id.
         let mut key = Vec::with_capacity(raw.iter().map(Vec::len).sum());
-        for m in raw {
+        for m in &raw {
             key.extend_from_slice(&m[..8.min(m.len())]);
             key.extend_from_slice(m.get(16..).unwrap_or_default());
         }
@@ -181,7 +182,7 @@ pub fn read_netns(
         ))
     })??;
     let mut tables = legacy;
-    tables.extend(cache.tables(&raw, &origin)?);
+    tables.extend(cache.tables(raw, &origin)?);
     Ok(NetnsRead {
         rules: Ruleset { tables },
         interfaces,

@@ -84,14 +84,15 @@ pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> 
 
 /// The tables of raw nf_tables messages (each a whole netlink message), rules lifted into
 /// the model; each table's origin is `origin`. Rules, most of a dump, are decoded and lifted
-/// one at a time, so the decoder's structures for all of them never live at once (20,000
-/// rules would take ~100 MiB).
-pub fn decode(raw: &[Vec<u8>], origin: &str) -> Result<Vec<crate::model::Table>, NftError> {
+/// one at a time and each message is freed once decoded, so the raw dump and the tables
+/// built from it are not all held at once.
+pub fn decode(raw: Vec<Vec<u8>>, origin: &str) -> Result<Vec<crate::model::Table>, NftError> {
     // nlmsg_type: NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_NEWRULE (6).
-    let is_rule = |m: &&Vec<u8>| m.get(4..6) == Some(&[6, 10][..]);
-    let (rules, others): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = raw.iter().partition(is_rule);
+    let is_rule = |m: &Vec<u8>| m.get(4..6) == Some(&[6, 10][..]);
+    let (rules, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = raw.into_iter().partition(is_rule);
     let objects = from_raw(others)?;
     let mut builder = crate::nft::Builder::new(&objects, origin);
+    drop(objects);
     for m in rules {
         for (family, rule) in from_raw([m])? {
             builder.add_rule(family, &rule);

@@ -243,7 +243,7 @@ pub fn exprs(list: &Attr, message: &'static str) -> Result<Vec<Expr>, DecodeErro
             path: "NFTA_RULE_EXPRESSIONS/NFTA_LIST_ELEM",
         };
         let attrs = item.nested(at)?;
-        let Some(name) = find(&attrs, 1).map(Attr::string) else {
+        let Some(name) = find(&attrs, 1).map(|n| n.str().unwrap_or("(not UTF-8)")) else {
             out.push(Expr::Other("unnamed expression".into()));
             continue;
         };
@@ -261,7 +261,7 @@ pub fn exprs(list: &Attr, message: &'static str) -> Result<Vec<Expr>, DecodeErro
                 path: "NFTA_RULE_EXPRESSIONS/NFTA_LIST_ELEM/NFTA_EXPR_DATA",
             },
         };
-        out.push(expr(&name, &d)?);
+        out.push(expr(name, &d)?);
     }
     Ok(out)
 }

@@ -83,8 +83,16 @@ impl<'a> Attr<'a> {
 
     /// A NUL-terminated string (its NUL and padding dropped).
     pub fn string(&self) -> String {
-        let text = self.value.split(|b| *b == 0).next().unwrap_or_default();
-        String::from_utf8_lossy(text).into_owned()
+        String::from_utf8_lossy(self.bytes_until_nul()).into_owned()
+    }
+
+    /// The same, borrowed; `None` when not UTF-8 (names of expressions are ASCII).
+    pub fn str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes_until_nul()).ok()
+    }
+
+    fn bytes_until_nul(&self) -> &'a [u8] {
+        self.value.split(|b| *b == 0).next().unwrap_or_default()
     }
 }
 
