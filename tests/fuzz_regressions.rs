@@ -58,6 +58,6 @@ fn lying_lengths_are_errors() {
     }
     let data = std::fs::read(root.join("nf_tables/attribute-past-message")).unwrap();
     let messages = meshleak::fuzzing::netlink_messages(&data);
-    let err = meshleak::collect::nftables::decode(&messages, "test").expect_err("refused");
+    let err = meshleak::collect::nftables::decode(messages, "test").expect_err("refused");
     assert!(err.to_string().contains("cannot decode"), "{err}");
 }
