@@ -139,4 +139,5 @@ kill -TERM "$AGENT"
 wait "$AGENT" || true
 AGENT=
 
+BIN=$BIN BENCH_ROUNDS=$ROUNDS bash bench/rules.sh "$RAW"
 python3 bench/summarize.py "$RAW" bench/results.json

@@ -7,10 +7,14 @@ from collections import defaultdict
 
 raw, out = sys.argv[1], sys.argv[2]
 runs = defaultdict(list)
+rules = defaultdict(list)
 agent = None
 follow = None
 for line in open(raw):
     f = line.split()
+    if f[0] == "rules":
+        rules[f[1]].append((float(f[2]), int(f[3])))
+        continue
     if f[0] == "follow":
         pods, conns, load_s, ticks, window_s, observed, unattributed, lost, hz = map(int, f[1:])
         follow = {
@@ -36,6 +40,16 @@ for line in open(raw):
 
 sizes = sorted({n for n, _ in runs})
 result = {"sizes": {}, "agent": agent, "follow": follow}
+if rules:
+    med = {k: statistics.median(t for t, _ in v) for k, v in rules.items()}
+    peak = {k: round(max(m for _, m in v) / 1024, 1) for k, v in rules.items()}
+    result["rules"] = {
+        "median_seconds": med,
+        "peak_rss_mib": peak,
+        "nft_over_legacy": med["nft"] / med["legacy"],
+    }
+    print(f"rules: nf_tables {med['nft']:.3f} s ({peak['nft']} MiB), x_tables {med['legacy']:.3f} s "
+          f"({peak['legacy']} MiB): {med['nft'] / med['legacy']:.1f}x (target <= 3x, <= 30 MiB)")
 print(f"{'N':>4} {'meshleak s':>11} {'baseline s':>11} {'floor s':>9} {'base/ml':>8} {'ml/floor':>9} {'ml ms/ns':>9} {'ml RSS MiB':>11}")
 for n in sizes:
     med = {k: statistics.median(t for t, _ in runs[(n, k)]) for k in ("meshleak", "baseline", "floor")}
