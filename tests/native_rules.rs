@@ -480,14 +480,18 @@ fn capture_kernel_blobs() {
     lab.load(Loader::IptablesNft, LEGACY_V4);
     lab.load(Loader::Ip6tablesNft, LEGACY_V6);
     lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
-    let raw = meshleak::collect::netns::in_netns(&ns, || {
-        meshleak::collect::nftables::dump_raw(meshleak::collect::netlink::Limit::new(
-            meshleak::collect::MAX_NFT_BYTES,
-            None,
-        ))
+    let dump = meshleak::collect::netns::in_netns(&ns, || {
+        meshleak::collect::nftables::dump(
+            meshleak::collect::netlink::Limit::new(meshleak::collect::MAX_NFT_BYTES, None),
+            usize::MAX,
+            "capture",
+        )
     })
     .unwrap()
     .unwrap();
+    let meshleak::collect::nftables::Dump::Raw(raw) = dump else {
+        panic!("kept raw")
+    };
     let hex: Vec<String> = raw
         .iter()
         .map(|m| m.iter().map(|b| format!("{b:02x}")).collect())

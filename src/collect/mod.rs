@@ -141,6 +141,7 @@ pub fn read_netns(
     let origin = ns.file().display().to_string();
     // The reader stops at the deadline too: abandoned, it must not go on reading.
     let until = deadline.map(|d| std::time::Instant::now() + d);
+    let origin_in = origin.clone();
     let (
         legacy,
         (raw, rules_unread),
@@ -151,11 +152,13 @@ pub fn read_netns(
         legacy.extend(legacy::read_family(IpVersion::V6)?);
         // Beyond the budget the namespace is still reported (its processes, a finding),
         // with no verdicts.
-        let (raw, rules_unread) =
-            match nftables::dump_raw(netlink::Limit::new(MAX_NFT_BYTES, until)) {
-                Err(e @ nftables::NftError::Stopped { .. }) => (Vec::new(), Some(e.to_string())),
-                other => (other?, None),
-            };
+        let limit = netlink::Limit::new(MAX_NFT_BYTES, until);
+        let (raw, rules_unread) = match nftables::dump(limit, CACHED_DUMP_MAX, &origin_in) {
+            Err(e @ nftables::NftError::Stopped { .. }) => {
+                (nftables::Dump::Raw(Vec::new()), Some(e.to_string()))
+            }
+            other => (other?, None),
+        };
         let mut gaps = Vec::new();
         let (sockets, packet_sockets, unlisted) = netinfo::sockets(&held, every_tcp, &mut gaps);
         // Asked of the namespace this thread is in: the path it was entered by may be
@@ -182,7 +185,10 @@ pub fn read_netns(
         ))
     })??;
     let mut tables = legacy;
-    tables.extend(cache.tables(raw, &origin)?);
+    tables.extend(match raw {
+        nftables::Dump::Raw(raw) => cache.tables(raw, &origin)?,
+        nftables::Dump::Tables(t) => t,
+    });
     Ok(NetnsRead {
         rules: Ruleset { tables },
         interfaces,

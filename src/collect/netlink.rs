@@ -116,8 +116,22 @@ impl Netlink {
     /// netlink header) until NLMSG_DONE. A request the kernel answers with ENOENT (nothing
     /// of that kind) gives no messages.
     pub fn dump(&mut self, request: &[u8]) -> io::Result<Vec<Vec<u8>>> {
-        self.0.send(request, 0)?;
         let mut out = Vec::new();
+        self.dump_each(request, |m| {
+            out.push(m.to_vec());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Like [`Netlink::dump`], handing each reply message to `each` as it arrives (so a
+    /// large dump need not be held whole); an error from `each` ends the dump with it.
+    pub fn dump_each(
+        &mut self,
+        request: &[u8],
+        mut each: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.0.send(request, 0)?;
         let mut rx = vec![0u8; 1 << 16];
         loop {
             let n = self.0.recv(&mut &mut rx[..], 0)?;
@@ -143,7 +157,7 @@ impl Netlink {
                     ));
                 }
                 match kind {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let code = if len >= NLMSG_HDRLEN + 4 {
                             -(word(NLMSG_HDRLEN) as i32)
@@ -151,11 +165,11 @@ impl Netlink {
                             libc::EPROTO
                         };
                         return match code {
-                            0 | libc::ENOENT => Ok(out),
+                            0 | libc::ENOENT => Ok(()),
                             _ => Err(io::Error::from_raw_os_error(code)),
                         };
                     }
-                    _ => out.push(rx[at..at + len].to_vec()),
+                    _ => each(&rx[at..at + len])?,
                 }
                 at += (len + 3) & !3;
             }

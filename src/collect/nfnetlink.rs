@@ -32,6 +32,21 @@ impl Nfnetlink {
         family: NetfilterProtoFamily,
         msg: impl Into<NetfilterMessageInner>,
     ) -> io::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        self.dump_each(family, msg, |m| {
+            out.push(m.to_vec());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Like [`Nfnetlink::dump`], each reply message handed to `each` as it arrives.
+    pub fn dump_each(
+        &mut self,
+        family: NetfilterProtoFamily,
+        msg: impl Into<NetfilterMessageInner>,
+        each: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut packet = NetlinkMessage::new(
@@ -44,6 +59,6 @@ impl Nfnetlink {
         packet.finalize();
         let mut buf = vec![0; packet.buffer_len()];
         packet.serialize(&mut buf);
-        self.0.dump(&buf)
+        self.0.dump_each(&buf, each)
     }
 }

@@ -33,9 +33,22 @@ pub enum NftError {
     Decode { what: &'static str, detail: String },
 }
 
-/// The raw netlink messages of a full dump (kept apart so they can be captured and decoded
-/// elsewhere, e.g. in tests without root).
-pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> {
+/// A namespace's nf_tables as read: the raw replies of a small dump (kept so a scan decodes
+/// each distinct rule set once, and so tests can capture them), or the tables of a large
+/// one, decoded while its rules arrive so its raw replies are never held whole.
+pub enum Dump {
+    Raw(Vec<Vec<u8>>),
+    Tables(Vec<crate::model::Table>),
+}
+
+/// Dumps every object kind (tables, chains, sets, their elements, then rules); once the
+/// rule replies pass `raw_up_to` bytes, the rest is decoded as it arrives (`origin` names
+/// the tables).
+pub fn dump(
+    limit: super::netlink::Limit,
+    raw_up_to: usize,
+    origin: &str,
+) -> Result<Dump, NftError> {
     let mut socket = Nfnetlink::open_limited(limit).map_err(NftError::Socket)?;
     let all = NetfilterProtoFamily::Unspec;
     let mut raw = Vec::new();
@@ -48,10 +61,6 @@ pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> 
             "chains",
             NfTablesMessage::GetChain(ChainMessage { attributes: vec![] }),
         ),
-        (
-            "rules",
-            NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
-        ),
     ] {
         raw.extend(request(&mut socket, what, all, msg)?);
     }
@@ -62,7 +71,7 @@ pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> 
         NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
     )?;
     // Elements are dumped per set: the request names the table and the set. Only the sets
-    // are decoded here (decoding is most of a dump's cost; the rules are decoded once, later).
+    // are decoded here.
     let decoded = from_raw(&sets)?;
     raw.extend(sets);
     for (family, s) in decoded {
@@ -79,7 +88,78 @@ pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> 
             req,
         )?);
     }
-    Ok(raw)
+    // Rules last: by then everything they refer to is here.
+    let mut sink = Rules {
+        raw,
+        bytes: 0,
+        raw_up_to,
+        origin,
+        builder: None,
+        failed: None,
+    };
+    let dumped = socket.dump_each(
+        all,
+        NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
+        |m| {
+            sink.take(m).map_err(|e| {
+                sink.failed = Some(e);
+                io::Error::other("decoding failed")
+            })
+        },
+    );
+    if let Some(e) = sink.failed {
+        return Err(e);
+    }
+    dumped.map_err(|cause| dump_error("rules", cause))?;
+    Ok(match sink.builder {
+        Some(b) => Dump::Tables(b.finish()),
+        None => Dump::Raw(sink.raw),
+    })
+}
+
+/// Where rule replies go as they arrive: kept raw with the rest of the dump up to
+/// `raw_up_to` bytes, then decoded into tables one message at a time.
+struct Rules<'a> {
+    raw: Vec<Vec<u8>>,
+    bytes: usize,
+    raw_up_to: usize,
+    origin: &'a str,
+    builder: Option<crate::nft::Builder>,
+    /// Why decoding stopped the dump.
+    failed: Option<NftError>,
+}
+
+impl Rules<'_> {
+    fn take(&mut self, m: &[u8]) -> Result<(), NftError> {
+        if let Some(b) = self.builder.as_mut() {
+            return add_rules(b, m);
+        }
+        self.bytes += m.len();
+        self.raw.push(m.to_vec());
+        if self.bytes > self.raw_up_to {
+            let (rules, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = std::mem::take(&mut self.raw)
+                .into_iter()
+                .partition(|m| is_rule(m));
+            let mut b = crate::nft::Builder::new(&from_raw(others)?, self.origin);
+            for r in rules {
+                add_rules(&mut b, &r)?;
+            }
+            self.builder = Some(b);
+        }
+        Ok(())
+    }
+}
+
+/// nlmsg_type NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_NEWRULE (6).
+fn is_rule(m: &[u8]) -> bool {
+    m.get(4..6) == Some(&[6, 10][..])
+}
+
+fn add_rules(builder: &mut crate::nft::Builder, m: &[u8]) -> Result<(), NftError> {
+    for (family, rule) in from_raw([m])? {
+        builder.add_rule(family, &rule);
+    }
+    Ok(())
 }
 
 /// The tables of raw nf_tables messages (each a whole netlink message), rules lifted into
@@ -87,16 +167,10 @@ pub fn dump_raw(limit: super::netlink::Limit) -> Result<Vec<Vec<u8>>, NftError> 
 /// one at a time and each message is freed once decoded, so the raw dump and the tables
 /// built from it are not all held at once.
 pub fn decode(raw: Vec<Vec<u8>>, origin: &str) -> Result<Vec<crate::model::Table>, NftError> {
-    // nlmsg_type: NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_NEWRULE (6).
-    let is_rule = |m: &Vec<u8>| m.get(4..6) == Some(&[6, 10][..]);
-    let (rules, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = raw.into_iter().partition(is_rule);
-    let objects = from_raw(others)?;
-    let mut builder = crate::nft::Builder::new(&objects, origin);
-    drop(objects);
+    let (rules, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = raw.into_iter().partition(|m| is_rule(m));
+    let mut builder = crate::nft::Builder::new(&from_raw(others)?, origin);
     for m in rules {
-        for (family, rule) in from_raw([m])? {
-            builder.add_rule(family, &rule);
-        }
+        add_rules(&mut builder, &m)?;
     }
     Ok(builder.finish())
 }
@@ -126,8 +200,12 @@ fn request(
 ) -> Result<Vec<Vec<u8>>, NftError> {
     socket
         .dump(family, msg)
-        .map_err(|cause| match super::netlink::stopped(&cause) {
-            Some(stop) => NftError::Stopped { what, cause: *stop },
-            None => NftError::Dump { what, cause },
-        })
+        .map_err(|cause| dump_error(what, cause))
+}
+
+fn dump_error(what: &'static str, cause: io::Error) -> NftError {
+    match super::netlink::stopped(&cause) {
+        Some(stop) => NftError::Stopped { what, cause: *stop },
+        None => NftError::Dump { what, cause },
+    }
 }
