@@ -3,6 +3,7 @@
 //! sent; nothing is created or changed.
 
 use std::io;
+use std::sync::mpsc;
 
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
@@ -88,66 +89,60 @@ pub fn dump(
             req,
         )?);
     }
-    // Rules last: by then everything they refer to is here.
-    let mut sink = Rules {
-        raw,
-        bytes: 0,
-        raw_up_to,
-        origin,
-        builder: None,
-        failed: None,
-    };
-    let dumped = socket.dump_each(
-        all,
-        NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
-        |m| {
-            sink.take(m).map_err(|e| {
-                sink.failed = Some(e);
-                io::Error::other("decoding failed")
-            })
-        },
-    );
-    if let Some(e) = sink.failed {
-        return Err(e);
-    }
-    dumped.map_err(|cause| dump_error("rules", cause))?;
-    Ok(match sink.builder {
-        Some(b) => Dump::Tables(b.finish()),
-        None => Dump::Raw(sink.raw),
+    // Rules last: by then everything they refer to is here. Past `raw_up_to` bytes a
+    // decoder thread takes the messages as they arrive, so decoding overlaps the kernel's
+    // dump instead of following it, and no more than a channel's worth is held raw.
+    std::thread::scope(|scope| {
+        let mut bytes = 0;
+        let mut decoder = None;
+        let dumped = socket.dump_each(
+            all,
+            NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
+            |m| {
+                if let Some((tx, _)) = &decoder {
+                    let tx: &mpsc::SyncSender<Vec<u8>> = tx;
+                    // Closed: the decoder stopped on an error, which its join reports.
+                    return tx
+                        .send(m.to_vec())
+                        .map_err(|_| io::Error::other("the decoder stopped"));
+                }
+                bytes += m.len();
+                raw.push(m.to_vec());
+                if bytes > raw_up_to {
+                    let (tx, rx) = mpsc::sync_channel(64);
+                    let held = std::mem::take(&mut raw);
+                    decoder = Some((tx, scope.spawn(move || decode_stream(held, rx, origin))));
+                }
+                Ok(())
+            },
+        );
+        let Some((tx, handle)) = decoder else {
+            dumped.map_err(|cause| dump_error("rules", cause))?;
+            return Ok(Dump::Raw(raw));
+        };
+        drop(tx);
+        let tables = handle.join().map_err(|_| NftError::Decode {
+            what: "rules",
+            detail: "the decoder thread panicked".into(),
+        })??;
+        dumped.map_err(|cause| dump_error("rules", cause))?;
+        Ok(Dump::Tables(tables))
     })
 }
 
-/// Where rule replies go as they arrive: kept raw with the rest of the dump up to
-/// `raw_up_to` bytes, then decoded into tables one message at a time.
-struct Rules<'a> {
-    raw: Vec<Vec<u8>>,
-    bytes: usize,
-    raw_up_to: usize,
-    origin: &'a str,
-    builder: Option<crate::nft::Builder>,
-    /// Why decoding stopped the dump.
-    failed: Option<NftError>,
-}
-
-impl Rules<'_> {
-    fn take(&mut self, m: &[u8]) -> Result<(), NftError> {
-        if let Some(b) = self.builder.as_mut() {
-            return add_rules(b, m);
-        }
-        self.bytes += m.len();
-        self.raw.push(m.to_vec());
-        if self.bytes > self.raw_up_to {
-            let (rules, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = std::mem::take(&mut self.raw)
-                .into_iter()
-                .partition(|m| is_rule(m));
-            let mut b = crate::nft::Builder::new(&from_raw(others)?, self.origin);
-            for r in rules {
-                add_rules(&mut b, &r)?;
-            }
-            self.builder = Some(b);
-        }
-        Ok(())
+/// The tables of a dump whose first messages are `held` and whose other rules arrive on
+/// `rest`, each decoded as it comes.
+fn decode_stream(
+    held: Vec<Vec<u8>>,
+    rest: mpsc::Receiver<Vec<u8>>,
+    origin: &str,
+) -> Result<Vec<crate::model::Table>, NftError> {
+    let (rules, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = held.into_iter().partition(|m| is_rule(m));
+    let mut builder = crate::nft::Builder::new(&from_raw(others)?, origin);
+    for m in rules.into_iter().chain(rest) {
+        add_rules(&mut builder, &m)?;
     }
+    Ok(builder.finish())
 }
 
 /// nlmsg_type NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_NEWRULE (6).
