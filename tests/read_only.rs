@@ -118,14 +118,21 @@ fn no_command_changes_rules_tables_or_namespaces() {
         assert!(Instant::now() < deadline, "agent never ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(2500));
-    let scans = agent.get("/metrics").1;
-    assert!(
-        scans
-            .lines()
-            .any(|l| l.starts_with("meshleak_scans_total ") && !l.ends_with(" 1")),
-        "the agent scanned more than once: {scans}"
-    );
+    // Wait for a second scan (however long the first took on a loaded machine).
+    let scanned_twice = |m: &str| {
+        m.lines()
+            .any(|l| l.starts_with("meshleak_scans_total ") && !l.ends_with(" 1"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut scans = agent.get("/metrics").1;
+    while !scanned_twice(&scans) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent scanned more than once: {scans}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        scans = agent.get("/metrics").1;
+    }
     drop(agent);
 
     let after = (state(&full.ns), state(&empty.ns), namespaces());
