@@ -7,6 +7,7 @@ use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
 use meshleak::analyze::{self, Analysis, IdentityVerdict, Region};
 use meshleak::eval::Identity;
+use meshleak::range::addr_key;
 use meshleak::report::Mesh;
 use meshleak::sanitize::sanitize;
 
@@ -264,7 +265,7 @@ fn addresses(list: &[String], v6: bool) -> String {
         .iter()
         .map(|t| {
             let r = meshleak::range::AddrRange::parse(t)?;
-            Some((key(r.start), key(r.end)))
+            Some((addr_key(&r.start), addr_key(&r.end)))
         })
         .collect();
     let max = if v6 { u128::MAX } else { u32::MAX as u128 };
@@ -283,13 +284,6 @@ fn addresses(list: &[String], v6: bool) -> String {
         .to_string()
     };
     except(list, parsed, max, show)
-}
-
-fn key(ip: std::net::IpAddr) -> u128 {
-    match ip {
-        std::net::IpAddr::V4(a) => u32::from(a) as u128,
-        std::net::IpAddr::V6(a) => u128::from(a),
-    }
 }
 
 /// Port ranges, or `any except ...` when the ports left out are fewer.

@@ -32,12 +32,7 @@ impl Nfnetlink {
         family: NetfilterProtoFamily,
         msg: impl Into<NetfilterMessageInner>,
     ) -> io::Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        self.dump_each(family, msg, |m| {
-            out.push(m.to_vec());
-            Ok(())
-        })?;
-        Ok(out)
+        self.0.dump(&request(family, msg))
     }
 
     /// Like [`Nfnetlink::dump`], each reply message handed to `each` as it arrives.
@@ -47,18 +42,23 @@ impl Nfnetlink {
         msg: impl Into<NetfilterMessageInner>,
         each: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let mut packet = NetlinkMessage::new(
-            header,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(family, 0, 0),
-                msg,
-            )),
-        );
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.0.dump_each(&buf, each)
+        self.0.dump_each(&request(family, msg), each)
     }
+}
+
+/// A GET dump request, serialized.
+fn request(family: NetfilterProtoFamily, msg: impl Into<NetfilterMessageInner>) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(family, 0, 0),
+            msg,
+        )),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    buf
 }
