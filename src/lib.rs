@@ -7,6 +7,7 @@ pub mod agent;
 pub mod analyze;
 pub mod attribution;
 pub mod collect;
+pub mod ctnetlink;
 pub mod eval;
 pub mod explain;
 pub mod findings;

@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::model::{AddrType, IpVersion};
 use crate::snapshot::{Route, RoutingRule, RuleAction};
 
-const NLMSG_HDRLEN: usize = 16;
+use crate::nlmsg::NLMSG_HDRLEN;
+
 const RTM_GETROUTE: u16 = 26;
 const RTM_GETRULE: u16 = 34;
-const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
 /// `struct rtmsg` and `struct fib_rule_hdr`: both 12 bytes.
 const HDR_LEN: usize = 12;
 /// `struct ifinfomsg`.
@@ -110,15 +110,7 @@ fn request(kind: u16) -> Vec<u8> {
 
 fn request_sized(kind: u16, header: usize) -> Vec<u8> {
     // An AF_UNSPEC header: the kernel dumps every family that has any.
-    let body = vec![0u8; header];
-    let mut out = Vec::with_capacity(NLMSG_HDRLEN + header);
-    out.extend_from_slice(&((NLMSG_HDRLEN + header) as u32).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(&NLM_F_REQUEST_DUMP.to_ne_bytes());
-    out.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-    out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    out.extend_from_slice(&body);
-    out
+    crate::nlmsg::request(kind, crate::nlmsg::NLM_F_REQUEST_DUMP, &vec![0u8; header])
 }
 
 /// One route reply (whole, with its netlink header); `name` turns an interface index into

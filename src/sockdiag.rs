@@ -10,15 +10,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::nlmsg::{self, NLM_F_REQUEST, NLM_F_REQUEST_DUMP, NLMSG_HDRLEN};
 use crate::snapshot::{SocketFacts, SocketProto};
 
-const NLMSG_HDRLEN: usize = 16;
 /// `TCPDIAG_GETSOCK`: the original inet_diag request; answers both address families.
 const TCPDIAG_GETSOCK: u16 = 18;
 /// `SOCK_DIAG_BY_FAMILY`: the current request, one address family at a time.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_REQUEST_DUMP: u16 = NLM_F_REQUEST | 0x300;
 /// Every TCP state (`TCPF_ALL`), as /proc/net/tcp lists them.
 pub const ALL_STATES: u32 = 0xfff;
 /// `TCPF_LISTEN` alone: the kernel then walks only its listening hash, not the global
@@ -92,22 +90,11 @@ pub fn lookup_request(t: &crate::snapshot::Tracked) -> Vec<u8> {
     }
     body.extend_from_slice(&0u32.to_ne_bytes()); // interface: any
     body.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
-    with_flags(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, &body)
+    nlmsg::request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, &body)
 }
 
 fn message(kind: u16, body: &[u8]) -> Vec<u8> {
-    with_flags(kind, NLM_F_REQUEST_DUMP, body)
-}
-
-fn with_flags(kind: u16, flags: u16, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(NLMSG_HDRLEN + body.len());
-    out.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-    out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    out.extend_from_slice(body);
-    out
+    nlmsg::request(kind, NLM_F_REQUEST_DUMP, body)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -4,16 +4,10 @@
 //! meshleak proves that a live connection did or did not pass the proxy.
 
 use std::io;
-use std::net::IpAddr;
 use std::path::Path;
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_netfilter::conntrack::{
-    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
-};
-use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
-
-use super::nfnetlink::Nfnetlink;
+use super::nfnetlink::{self, Nfnetlink};
+use crate::ctnetlink;
 use crate::snapshot::{SocketFacts, SocketProto, Tracked};
 
 /// Entries kept per namespace: a pod's table is small; a host's can be huge and is cut here.
@@ -48,10 +42,12 @@ fn could_send_out(s: &SocketFacts) -> bool {
 }
 
 pub fn dump_raw() -> io::Result<Vec<Vec<u8>>> {
-    Nfnetlink::open()?.dump(
-        NetfilterProtoFamily::Unspec,
-        ConntrackMessage::Get(Vec::new()),
-    )
+    Nfnetlink::open()?.dump(&nfnetlink::dump_request(
+        ctnetlink::SUBSYS_CTNETLINK,
+        ctnetlink::MSG_CT_GET,
+        libc::AF_UNSPEC as u8,
+        &[],
+    ))
 }
 
 pub fn from_raw(raw: &[Vec<u8>]) -> Vec<Tracked> {
@@ -62,132 +58,8 @@ pub fn from_raw(raw: &[Vec<u8>]) -> Vec<Tracked> {
 }
 
 /// One ctnetlink message (a dump reply or a NEW event: the same layout) as the TCP or UDP
-/// connection it describes.
+/// connection it describes; `None` for other protocols and for what does not decode (it
+/// cannot be attributed anyway).
 pub(super) fn decode(bytes: &[u8]) -> Option<Tracked> {
-    let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).ok()?;
-    let NetlinkPayload::InnerMessage(NetfilterMessage {
-        inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
-        ..
-    }) = msg.payload
-    else {
-        return None;
-    };
-    let tuple = |want_orig: bool| {
-        attrs.iter().find_map(|a| match a {
-            ConntrackAttribute::CtaTupleOrig(t) if want_orig => Some(t),
-            ConntrackAttribute::CtaTupleReply(t) if !want_orig => Some(t),
-            _ => None,
-        })
-    };
-    let (proto, src, sport, dst, dport) = endpoints(tuple(true)?)?;
-    let (_, reply_src, reply_sport, _, _) = endpoints(tuple(false)?)?;
-    Some(Tracked {
-        proto,
-        src,
-        sport,
-        dst,
-        dport,
-        reply_src,
-        reply_sport,
-    })
-}
-
-/// Protocol, source and destination of one direction; only TCP and UDP.
-fn endpoints(tuple: &[Tuple]) -> Option<(SocketProto, IpAddr, u16, IpAddr, u16)> {
-    let (mut src, mut dst, mut proto, mut sport, mut dport) = (None, None, None, None, None);
-    for t in tuple {
-        match t {
-            Tuple::Ip(ips) => {
-                for ip in ips {
-                    match ip {
-                        IPTuple::SourceAddress(a) => src = Some(*a),
-                        IPTuple::DestinationAddress(a) => dst = Some(*a),
-                        _ => {}
-                    }
-                }
-            }
-            Tuple::Proto(ps) => {
-                for p in ps {
-                    match p {
-                        ProtoTuple::Protocol(Protocol::Tcp) => proto = Some(SocketProto::Tcp),
-                        ProtoTuple::Protocol(Protocol::Udp) => proto = Some(SocketProto::Udp),
-                        ProtoTuple::SourcePort(n) => sport = Some(*n),
-                        ProtoTuple::DestinationPort(n) => dport = Some(*n),
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Some((proto?, src?, sport?, dst?, dport?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use netlink_packet_core::NetlinkHeader;
-    use netlink_packet_netfilter::NetfilterHeader;
-
-    fn message(orig: (&str, u16, &str, u16), reply_from: (&str, u16), proto: Protocol) -> Vec<u8> {
-        let tuple = |src: &str, sport, dst: &str, dport| {
-            vec![
-                Tuple::Ip(vec![
-                    IPTuple::SourceAddress(src.parse().unwrap()),
-                    IPTuple::DestinationAddress(dst.parse().unwrap()),
-                ]),
-                Tuple::Proto(vec![
-                    ProtoTuple::Protocol(proto),
-                    ProtoTuple::SourcePort(sport),
-                    ProtoTuple::DestinationPort(dport),
-                ]),
-            ]
-        };
-        let msg = ConntrackMessage::New(vec![
-            ConntrackAttribute::CtaTupleOrig(tuple(orig.0, orig.1, orig.2, orig.3)),
-            ConntrackAttribute::CtaTupleReply(tuple(reply_from.0, reply_from.1, orig.0, orig.1)),
-        ]);
-        let mut packet = NetlinkMessage::new(
-            NetlinkHeader::default(),
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
-                msg,
-            )),
-        );
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        buf
-    }
-
-    #[test]
-    fn decodes_entries_and_skips_what_it_cannot_read() {
-        let redirected = message(
-            ("169.254.1.2", 40000, "10.0.0.9", 443),
-            ("127.0.0.1", 15001),
-            Protocol::Tcp,
-        );
-        let direct = message(
-            ("169.254.1.2", 5000, "192.0.2.7", 53),
-            ("192.0.2.7", 53),
-            Protocol::Udp,
-        );
-        let icmp = message(
-            ("169.254.1.2", 0, "192.0.2.7", 0),
-            ("192.0.2.7", 0),
-            Protocol::Icmp,
-        );
-        let mut truncated = redirected.clone();
-        truncated.truncate(30);
-        let got = from_raw(&[redirected, truncated, icmp, vec![0xff; 3], direct]);
-        assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(
-            got[0].translated_to(),
-            Some(("127.0.0.1".parse().unwrap(), 15001))
-        );
-        assert_eq!(
-            (got[1].proto, got[1].translated_to()),
-            (SocketProto::Udp, None)
-        );
-    }
+    ctnetlink::decode(bytes).ok().flatten()
 }

@@ -1,16 +1,12 @@
-//! nfnetlink dump requests for the nf_tables and conntrack readers.
+//! nfnetlink dump requests for the nf_tables and conntrack readers, serialized by meshleak
+//! itself (`struct nfgenmsg` and attributes): only GET requests, nothing that changes.
 
 use std::io;
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_netfilter::{
-    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
-};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::netlink::Netlink;
+use crate::nlmsg::{self, NLM_F_REQUEST_DUMP};
 
 /// A netfilter netlink socket bound in the calling thread's namespace.
 pub struct Nfnetlink(Netlink);
@@ -25,40 +21,59 @@ impl Nfnetlink {
         Netlink::open(NETLINK_NETFILTER).map(|n| Nfnetlink(n.limited(limit)))
     }
 
-    /// Sends one GET dump request and returns each reply message (whole, with its netlink
-    /// header); see [`Netlink::dump`].
-    pub fn dump(
-        &mut self,
-        family: NetfilterProtoFamily,
-        msg: impl Into<NetfilterMessageInner>,
-    ) -> io::Result<Vec<Vec<u8>>> {
-        self.0.dump(&request(family, msg))
+    /// Sends one GET dump request (from [`dump_request`]) and returns each reply message
+    /// (whole, with its netlink header); see [`Netlink::dump`].
+    pub fn dump(&mut self, request: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+        self.0.dump(request)
     }
 
     /// Like [`Nfnetlink::dump`], each reply message handed to `each` as it arrives.
     pub fn dump_each(
         &mut self,
-        family: NetfilterProtoFamily,
-        msg: impl Into<NetfilterMessageInner>,
+        request: &[u8],
         each: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
-        self.0.dump_each(&request(family, msg), each)
+        self.0.dump_each(request, each)
     }
 }
 
-/// A GET dump request, serialized.
-fn request(family: NetfilterProtoFamily, msg: impl Into<NetfilterMessageInner>) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut packet = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(NetfilterMessage::new(
-            NetfilterHeader::new(family, 0, 0),
-            msg,
-        )),
-    );
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    buf
+/// A GET dump request of subsystem `subsys` (NFNL_SUBSYS_*), message `msg`, for NFPROTO_*
+/// `family` (0: every family), with `attrs` (type, value) after the `nfgenmsg` header.
+pub fn dump_request(subsys: u8, msg: u8, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    // struct nfgenmsg: family, version NFNETLINK_V0, res_id (big-endian) 0.
+    let mut body = vec![family, 0, 0, 0];
+    for (kind, value) in attrs {
+        nlmsg::push_attr(&mut body, *kind, value);
+    }
+    nlmsg::request(
+        (u16::from(subsys) << 8) | u16::from(msg),
+        NLM_F_REQUEST_DUMP,
+        &body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_element_request_has_the_kernel_layout() {
+        let table = nlmsg::c_string("nat");
+        let set = nlmsg::c_string("s");
+        let req = dump_request(10, 13, 2, &[(1, &table), (2, &set)]);
+        let mut want = Vec::new();
+        want.extend_from_slice(&36u32.to_ne_bytes());
+        want.extend_from_slice(&0x0a0du16.to_ne_bytes());
+        want.extend_from_slice(&0x0301u16.to_ne_bytes());
+        want.extend_from_slice(&1u32.to_ne_bytes());
+        want.extend_from_slice(&0u32.to_ne_bytes());
+        want.extend_from_slice(&[2, 0, 0, 0]);
+        want.extend_from_slice(&8u16.to_ne_bytes());
+        want.extend_from_slice(&1u16.to_ne_bytes());
+        want.extend_from_slice(b"nat\0");
+        want.extend_from_slice(&6u16.to_ne_bytes());
+        want.extend_from_slice(&2u16.to_ne_bytes());
+        want.extend_from_slice(b"s\0\0\0");
+        assert_eq!(req, want);
+    }
 }

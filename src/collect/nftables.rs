@@ -5,14 +5,9 @@
 use std::io;
 use std::sync::mpsc;
 
-use netlink_packet_netfilter::NetfilterProtoFamily;
-use netlink_packet_netfilter::nftables::{
-    ChainMessage, NfTablesMessage, RuleMessage, SetElementList, SetElementMessage, SetMessage,
-    TableMessage,
-};
-
-use super::nfnetlink::Nfnetlink;
+use super::nfnetlink::{Nfnetlink, dump_request};
 use crate::nft::msg::{self, Object};
+use crate::nlmsg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -51,26 +46,11 @@ pub fn dump(
     origin: &str,
 ) -> Result<Dump, NftError> {
     let mut socket = Nfnetlink::open_limited(limit).map_err(NftError::Socket)?;
-    let all = NetfilterProtoFamily::Unspec;
     let mut raw = Vec::new();
-    for (what, msg) in [
-        (
-            "tables",
-            NfTablesMessage::GetTable(TableMessage { attributes: vec![] }),
-        ),
-        (
-            "chains",
-            NfTablesMessage::GetChain(ChainMessage { attributes: vec![] }),
-        ),
-    ] {
-        raw.extend(request(&mut socket, what, all, msg)?);
+    for (what, msg) in [("tables", NFT_MSG_GETTABLE), ("chains", NFT_MSG_GETCHAIN)] {
+        raw.extend(request(&mut socket, what, &everything(msg))?);
     }
-    let sets = request(
-        &mut socket,
-        "sets",
-        all,
-        NfTablesMessage::GetSet(SetMessage { attributes: vec![] }),
-    )?;
+    let sets = request(&mut socket, "sets", &everything(NFT_MSG_GETSET))?;
     // Elements are dumped per set: the request names the table and the set. Only the sets
     // are decoded here.
     let decoded = from_raw(&sets)?;
@@ -79,15 +59,15 @@ pub fn dump(
         let Object::Set { table, name, .. } = s else {
             continue;
         };
-        let req = NfTablesMessage::GetSetElement(SetElementMessage {
-            attributes: vec![SetElementList::Table(table), SetElementList::Set(name)],
-        });
-        raw.extend(request(
-            &mut socket,
-            "set elements",
-            NetfilterProtoFamily::from(family),
-            req,
-        )?);
+        // NFTA_SET_ELEM_LIST_TABLE 1, NFTA_SET_ELEM_LIST_SET 2
+        let (table, name) = (nlmsg::c_string(&table), nlmsg::c_string(&name));
+        let req = dump_request(
+            SUBSYS_NFTABLES,
+            NFT_MSG_GETSETELEM,
+            family,
+            &[(1, &table), (2, &name)],
+        );
+        raw.extend(request(&mut socket, "set elements", &req)?);
     }
     // Rules last: by then everything they refer to is here. Past `raw_up_to` bytes a
     // decoder thread takes the messages as they arrive, so decoding overlaps the kernel's
@@ -95,27 +75,23 @@ pub fn dump(
     std::thread::scope(|scope| {
         let mut bytes = 0;
         let mut decoder = None;
-        let dumped = socket.dump_each(
-            all,
-            NfTablesMessage::GetRule(RuleMessage { attributes: vec![] }),
-            |m| {
-                if let Some((tx, _)) = &decoder {
-                    let tx: &mpsc::SyncSender<Vec<u8>> = tx;
-                    // Closed: the decoder stopped on an error, which its join reports.
-                    return tx
-                        .send(m.to_vec())
-                        .map_err(|_| io::Error::other("the decoder stopped"));
-                }
-                bytes += m.len();
-                raw.push(m.to_vec());
-                if bytes > raw_up_to {
-                    let (tx, rx) = mpsc::sync_channel(64);
-                    let held = std::mem::take(&mut raw);
-                    decoder = Some((tx, scope.spawn(move || decode_stream(held, rx, origin))));
-                }
-                Ok(())
-            },
-        );
+        let dumped = socket.dump_each(&everything(NFT_MSG_GETRULE), |m| {
+            if let Some((tx, _)) = &decoder {
+                let tx: &mpsc::SyncSender<Vec<u8>> = tx;
+                // Closed: the decoder stopped on an error, which its join reports.
+                return tx
+                    .send(m.to_vec())
+                    .map_err(|_| io::Error::other("the decoder stopped"));
+            }
+            bytes += m.len();
+            raw.push(m.to_vec());
+            if bytes > raw_up_to {
+                let (tx, rx) = mpsc::sync_channel(64);
+                let held = std::mem::take(&mut raw);
+                decoder = Some((tx, scope.spawn(move || decode_stream(held, rx, origin))));
+            }
+            Ok(())
+        });
         let Some((tx, handle)) = decoder else {
             dumped.map_err(|cause| dump_error("rules", cause))?;
             return Ok(Dump::Raw(raw));
@@ -187,15 +163,25 @@ pub fn from_raw<M: AsRef<[u8]>>(
     Ok(out)
 }
 
+/// NFNL_SUBSYS_NFTABLES and the GET messages of `linux/netfilter/nf_tables.h`.
+const SUBSYS_NFTABLES: u8 = 10;
+const NFT_MSG_GETTABLE: u8 = 1;
+const NFT_MSG_GETCHAIN: u8 = 4;
+const NFT_MSG_GETRULE: u8 = 7;
+const NFT_MSG_GETSET: u8 = 10;
+const NFT_MSG_GETSETELEM: u8 = 13;
+
+/// The dump request for every object of one kind, of every family (NFPROTO_UNSPEC).
+fn everything(msg: u8) -> Vec<u8> {
+    dump_request(SUBSYS_NFTABLES, msg, 0, &[])
+}
+
 fn request(
     socket: &mut Nfnetlink,
     what: &'static str,
-    family: NetfilterProtoFamily,
-    msg: NfTablesMessage,
+    req: &[u8],
 ) -> Result<Vec<Vec<u8>>, NftError> {
-    socket
-        .dump(family, msg)
-        .map_err(|cause| dump_error(what, cause))
+    socket.dump(req).map_err(|cause| dump_error(what, cause))
 }
 
 fn dump_error(what: &'static str, cause: io::Error) -> NftError {

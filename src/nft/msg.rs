@@ -4,6 +4,7 @@
 //! message, the attribute path and the byte offset; nothing is read past a buffer.
 
 use super::ir::{self, Expr};
+use crate::nlmsg::NLMSG_HDRLEN;
 
 /// A reply that does not decode: where, and what.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,39 +142,80 @@ pub enum Object {
     },
 }
 
-/// A set element: its key, an explicit key end (concatenated intervals), and whether it
-/// ends an interval (NFT_SET_ELEM_INTERVAL_END).
+/// A set element: its key, an explicit key end (concatenated intervals), whether it ends
+/// an interval (NFT_SET_ELEM_INTERVAL_END), and in a verdict map its verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
     pub key: Vec<u8>,
     pub key_end: Option<Vec<u8>>,
     pub interval_end: bool,
+    pub verdict: Option<ir::Jump>,
 }
 
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 /// NFNL_SUBSYS_NFTABLES.
 const SUBSYS_NFTABLES: u8 = 10;
 
+/// An nfnetlink message opened: `(subsys << 8) | kind` split, the `nfgenmsg` family, and
+/// its top-level attributes (each length checked).
+pub struct Nfgen<'a> {
+    pub subsys: u8,
+    pub kind: u8,
+    pub family: u8,
+    pub len: usize,
+    msg: &'a [u8],
+}
+
+impl<'a> Nfgen<'a> {
+    /// Checks a whole netlink message's header: its length fits the buffer.
+    pub fn open(msg: &'a [u8]) -> Result<Self, DecodeError> {
+        let header = At {
+            message: "netlink",
+            path: "header",
+        };
+        if msg.len() < NLMSG_HDRLEN {
+            return Err(header.err(0, "shorter than a netlink header"));
+        }
+        let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > msg.len() {
+            return Err(header.err(0, "its length does not fit"));
+        }
+        let family = msg.get(NLMSG_HDRLEN).copied().unwrap_or(0);
+        Ok(Nfgen {
+            kind: msg[4],
+            subsys: msg[5],
+            family,
+            len,
+            msg,
+        })
+    }
+
+    /// The attributes after the `nfgenmsg` header, decoding for `message`.
+    pub fn attrs(&self, message: &'static str) -> Result<Vec<Attr<'a>>, DecodeError> {
+        if self.len < NLMSG_HDRLEN + NFGENMSG_LEN {
+            return Err(At {
+                message: "netlink",
+                path: "header",
+            }
+            .err(NLMSG_HDRLEN, "shorter than its nfgenmsg header"));
+        }
+        let start = NLMSG_HDRLEN + NFGENMSG_LEN;
+        let at = At {
+            message,
+            path: "at the top level",
+        };
+        attrs(&self.msg[start..self.len], start, at)
+    }
+}
+
 /// Decodes one whole netlink message: its NFPROTO_* family and object; `None` for what
 /// is not an nf_tables object (NLMSG_DONE, another subsystem, a message kind not read).
 pub fn decode(msg: &[u8]) -> Result<Option<(u8, Object)>, DecodeError> {
-    let header = At {
-        message: "netlink",
-        path: "header",
-    };
-    if msg.len() < NLMSG_HDRLEN {
-        return Err(header.err(0, "shorter than a netlink header"));
-    }
-    let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
-    if len < NLMSG_HDRLEN || len > msg.len() {
-        return Err(header.err(0, "its length does not fit"));
-    }
-    let (kind, subsys) = (msg[4], msg[5]);
-    if subsys != SUBSYS_NFTABLES {
+    let m = Nfgen::open(msg)?;
+    if m.subsys != SUBSYS_NFTABLES {
         return Ok(None);
     }
-    let message = match kind {
+    let message = match m.kind {
         0 => "table",
         3 => "chain",
         6 => "rule",
@@ -181,16 +223,8 @@ pub fn decode(msg: &[u8]) -> Result<Option<(u8, Object)>, DecodeError> {
         12 => "set element",
         _ => return Ok(None),
     };
-    if len < NLMSG_HDRLEN + NFGENMSG_LEN {
-        return Err(header.err(NLMSG_HDRLEN, "shorter than its nfgenmsg header"));
-    }
-    let family = msg[NLMSG_HDRLEN];
-    let start = NLMSG_HDRLEN + NFGENMSG_LEN;
-    let at = At {
-        message,
-        path: "at the top level",
-    };
-    let top = attrs(&msg[start..len], start, at)?;
+    let (kind, family) = (m.kind, m.family);
+    let top = m.attrs(message)?;
     let s = |kind: u16| find(&top, kind).map(Attr::string).unwrap_or_default();
     let object = match kind {
         // NFTA_TABLE_NAME 1
@@ -271,8 +305,9 @@ pub fn decode(msg: &[u8]) -> Result<Option<(u8, Object)>, DecodeError> {
     Ok(Some((family, object)))
 }
 
-/// NFTA_SET_ELEM_LIST_ELEMENTS: NFTA_LIST_ELEM entries, each with KEY 1, FLAGS 3 and
-/// KEY_END 10, keys nested as NFTA_DATA_VALUE 1.
+/// NFTA_SET_ELEM_LIST_ELEMENTS: NFTA_LIST_ELEM entries, each with KEY 1, DATA 2, FLAGS 3
+/// and KEY_END 10, keys nested as NFTA_DATA_VALUE 1, a verdict map's data as
+/// NFTA_DATA_VERDICT 2.
 fn elements(list: &Attr, message: &'static str) -> Result<Vec<Element>, DecodeError> {
     let at = At {
         message,
@@ -291,11 +326,16 @@ fn elements(list: &Attr, message: &'static str) -> Result<Vec<Element>, DecodeEr
             .map(|f| f.be32(at))
             .transpose()?
             .unwrap_or(0);
+        let verdict = match find(&attrs, 2) {
+            Some(d) if find(&d.nested(at)?, 2).is_some() => Some(ir::verdict(d, at)?),
+            _ => None,
+        };
         if let Some(key) = key {
             out.push(Element {
                 key,
                 key_end,
                 interval_end: flags & 1 != 0,
+                verdict,
             });
         }
     }
