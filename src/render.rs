@@ -332,6 +332,26 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
     Some(parts.join(" "))
 }
 
+/// A verdict map as nft prints it, `KEY vmap { VALUE : VERDICT, ... }`, from each
+/// element's test and verdict; `None` when an element cannot be printed or the elements do
+/// not test one key.
+pub fn nft_vmap<'a>(arms: impl Iterator<Item = (&'a [Match], &'a Action)>) -> Option<String> {
+    let (mut key, mut items) = (None, Vec::new());
+    for (matches, action) in arms {
+        let test = nft_rule(matches, &[])?;
+        let verdict = nft_rule(&[], std::slice::from_ref(action))?;
+        let (k, v) = match test.strip_suffix(" }").and_then(|t| t.split_once(" { ")) {
+            Some(kv) => kv,
+            None => test.rsplit_once(' ')?,
+        };
+        if key.get_or_insert_with(|| k.to_string()) != k {
+            return None;
+        }
+        items.push(format!("{v} : {verdict}"));
+    }
+    Some(format!("{} vmap {{ {} }}", key?, items.join(", ")))
+}
+
 fn set(items: impl Iterator<Item = String>) -> String {
     let items: Vec<String> = items.collect();
     if items.len() == 1 {

@@ -7,8 +7,9 @@ mod common;
 
 use common::rulegen::{Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text};
 use common::{Lab, Loader, is_root, run};
-use meshleak::model::{IpVersion, Table};
+use meshleak::model::{Action, Dir, IpVersion, Table, Test};
 use meshleak::parse::{self, Hints};
+use meshleak::range::PortRange;
 use serde_json::Value;
 
 fn listings(lab: &Lab) -> (String, String) {
@@ -165,12 +166,28 @@ fn what_the_listing_reader_does_not_know_is_unknown() {
             .find(|r| r.text.contains(needle))
             .unwrap_or_else(|| panic!("no rule with {needle}"))
     };
-    // Pasted text kept; a concatenation, a verdict map and a limit are unknown.
+    // Pasted text kept; a concatenation and a limit are unknown; a verdict map is one rule
+    // per element at one position.
     assert_eq!(
         rule("@dests").text,
         "ip daddr @dests return comment \"excluded ranges\""
     );
-    for needle in ["ip saddr . ip daddr", "vmap", "limit rate"] {
+    let vmap: Vec<_> = chain
+        .rules
+        .iter()
+        .filter(|r| r.text.contains("vmap"))
+        .collect();
+    assert_eq!(vmap.len(), 2, "{vmap:?}");
+    assert_eq!(vmap[0].position, vmap[1].position);
+    for (r, port, action) in [(vmap[0], 22, Action::Accept), (vmap[1], 23, Action::Drop)] {
+        assert!(
+            r.matches.iter().any(|m| matches!(&m.test,
+                Test::Port { dir: Dir::Dst, ranges, .. } if ranges == &[PortRange::single(port)])),
+            "{r:?}"
+        );
+        assert_eq!(r.actions.last(), Some(&action));
+    }
+    for needle in ["ip saddr . ip daddr", "limit rate"] {
         let json = serde_json::to_string(rule(needle)).unwrap();
         assert!(json.contains(r#""kind":"unknown""#), "{needle}: {json}");
     }

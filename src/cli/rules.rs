@@ -103,7 +103,13 @@ fn nft_listing(t: &meshleak::model::Table) -> String {
                 b.priority
             );
         }
-        for r in &c.rules {
+        // A verdict map's rule is one model rule per element, all at its position.
+        let mut last = None;
+        for r in c
+            .rules
+            .iter()
+            .filter(|r| last.replace(r.position) != Some(r.position))
+        {
             out += &format!("\t\t{}\n", r.text);
         }
         out += "\t}\n";

@@ -69,9 +69,12 @@ pub enum Expr {
         set: String,
         invert: bool,
     },
-    /// A map lookup (`vmap`, `dnat to ... map`): its result, a verdict or data, is in
-    /// `dreg` (`VERDICT_REG` for a verdict map).
+    /// A map lookup (`vmap`, `dnat to ... map`) of the key in `sreg`: its result, a
+    /// verdict or data, is in `dreg` (`VERDICT_REG` for a verdict map); a key not in the
+    /// map ends the rule unmatched (NFT_BREAK).
     MapLookup {
+        sreg: Option<Reg>,
+        set: Option<String>,
         dreg: Reg,
     },
     Verdict(Jump),
@@ -208,7 +211,9 @@ fn op(n: u32) -> Option<CmpOp> {
 
 /// NFTA_DATA_VERDICT: NFTA_VERDICT_CODE 1 (NF_DROP 0, NF_ACCEPT 1, NFT_CONTINUE -1,
 /// NFT_BREAK -2, NFT_JUMP -3, NFT_GOTO -4, NFT_RETURN -5), NFTA_VERDICT_CHAIN 2.
-fn verdict(data: &Attr, at: At) -> Result<Jump, DecodeError> {
+/// An `nft_data` attribute holding a verdict (NFTA_DATA_VERDICT 2: code 1, chain 2), as an
+/// immediate or a verdict map element carries it.
+pub(super) fn verdict(data: &Attr, at: At) -> Result<Jump, DecodeError> {
     let inner = data.nested(at)?;
     let Some(v) = find(&inner, 2) else {
         return Ok(Jump::Other(i64::MIN));
@@ -315,7 +320,7 @@ fn expr(name: &str, d: &Data) -> Result<Expr, DecodeError> {
         },
         // NFTA_LOOKUP_SET 1, SREG 2, DREG 3, FLAGS 5 (NFT_LOOKUP_F_INV 1)
         "lookup" => match (d.reg(2)?, d.string(1), d.reg(3)?) {
-            (_, _, Some(dreg)) => Expr::MapLookup { dreg },
+            (sreg, set, Some(dreg)) => Expr::MapLookup { sreg, set, dreg },
             (Some(sreg), Some(set), None) => Expr::Lookup {
                 sreg,
                 set,

@@ -19,7 +19,15 @@ use crate::xt::{bytes::Bytes, matches as xt_matches, targets as xt_targets};
 /// start and end-plus-one boundaries).
 #[derive(Clone, Debug, Default)]
 pub struct SetElems {
-    pub ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    pub ranges: Vec<SetRange>,
+}
+
+/// One element: keys `start..=end` and, in a verdict map, the element's verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetRange {
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+    pub verdict: Option<Jump>,
 }
 
 /// What a register holds.
@@ -86,13 +94,25 @@ impl Field {
 }
 
 /// The lifted rule: tests, actions, and text fragments for `iptables-save` form.
+#[derive(Clone)]
 pub struct Lifted {
     pub matches: Vec<Match>,
     pub actions: Vec<Action>,
+    /// A verdict map's elements (`tcp dport vmap { 22 : accept, 23 : drop }`): the rule
+    /// is then one rule per element, the element's test after `matches` and its verdict
+    /// after `actions`; a key in no element ends the rule unmatched.
+    pub arms: Vec<Arm>,
     /// `-s`, `-d`, `-i`, `-o`, `-p` parts (fixed order), module parts in order, target.
     pub generic: Vec<(u8, String)>,
     pub modules: Vec<String>,
     pub target: String,
+}
+
+/// One verdict map element: the test of its keys and its verdict.
+#[derive(Clone, Debug)]
+pub struct Arm {
+    pub matches: Vec<Match>,
+    pub action: Action,
 }
 
 pub struct Lifter<'a> {
@@ -121,6 +141,7 @@ impl<'a> Lifter<'a> {
             out: Lifted {
                 matches: Vec::new(),
                 actions: Vec::new(),
+                arms: Vec::new(),
                 generic: Vec::new(),
                 modules: Vec::new(),
                 target: String::new(),
@@ -226,15 +247,12 @@ impl<'a> Lifter<'a> {
                 }
             }
             Expr::Lookup { sreg, set, invert } => self.lookup(*sreg, set, *invert),
-            // The verdict depends on which element the packet's key finds: not modelled,
-            // so the rule's outcome is unknown wherever it is reached (never dropped).
-            Expr::MapLookup { dreg: VERDICT_REG } => self.action(
-                Action::Unknown {
-                    name: "verdict map (vmap)".into(),
-                },
-                "-j verdict-map".into(),
-            ),
-            Expr::MapLookup { dreg } => self.load(*dreg, Src::Mapped),
+            Expr::MapLookup {
+                sreg,
+                set,
+                dreg: VERDICT_REG,
+            } => self.verdict_map(*sreg, set.as_deref()),
+            Expr::MapLookup { dreg, .. } => self.load(*dreg, Src::Mapped),
             Expr::Verdict(j) => self.verdict(j),
             Expr::Meta {
                 key: MetaKey::Mark,
@@ -373,6 +391,73 @@ impl<'a> Lifter<'a> {
             start,
             end: port(max).unwrap_or(start),
         })
+    }
+
+    /// `KEY vmap { ELEMENT : VERDICT, ... }`: one arm per element, each the element's test
+    /// and verdict. A map meshleak cannot read, a key it cannot test, or a verdict it does
+    /// not follow (`continue`, a verdict code it does not know) leaves the rule's outcome
+    /// unknown wherever it is reached, never dropped.
+    fn verdict_map(&mut self, sreg: Option<Reg>, set: Option<&str>) {
+        let arms = self.arms(sreg, set);
+        match arms {
+            Some(arms) if !arms.is_empty() => {
+                self.out.target = "-j verdict-map".into();
+                self.out.arms = arms;
+            }
+            // An empty map matches nothing; the model has no never-matching test.
+            Some(_) => self.unknown("verdict map with no element"),
+            None => self.action(
+                Action::Unknown {
+                    name: "verdict map (vmap) meshleak cannot read".into(),
+                },
+                "-j verdict-map".into(),
+            ),
+        }
+    }
+
+    fn arms(&mut self, sreg: Option<Reg>, set: Option<&str>) -> Option<Vec<Arm>> {
+        let (field, l) = self.field_of(sreg?)?;
+        let (elems, _) = self.sets.get(set?)?;
+        if l.mask.is_some() && !matches!(field, Field::Addr(..)) {
+            return None;
+        }
+        let mut arms = Vec::new();
+        for r in &elems.ranges {
+            if r.start.len().max(r.end.len()) > field.width() {
+                return None; // a concatenated key
+            }
+            let action = match r.verdict.as_ref()? {
+                Jump::Accept => Action::Accept,
+                Jump::Drop => Action::Drop,
+                Jump::Return => Action::Return,
+                Jump::Jump(c) => Action::Jump { chain: c.clone() },
+                Jump::Goto(c) => Action::Goto { chain: c.clone() },
+                Jump::Continue | Jump::Other(_) => return None,
+            };
+            // The element's test, made as a comparison would make it, on a copy of the
+            // state: an arm changes nothing for the others.
+            let saved = (
+                self.out.clone(),
+                self.version,
+                self.l4proto,
+                self.ports.clone(),
+            );
+            let (a, b) = (
+                self.number(field, &l, &r.start),
+                self.number(field, &l, &r.end),
+            );
+            self.push_ranges(field, false, vec![(a, b)]);
+            let matches = self.out.matches.split_off(saved.0.matches.len());
+            (self.out, self.version, self.l4proto, self.ports) = saved;
+            if matches
+                .iter()
+                .any(|m| matches!(m.test, Test::Unknown { .. }))
+            {
+                return None;
+            }
+            arms.push(Arm { matches, action });
+        }
+        Some(arms)
     }
 
     fn verdict(&mut self, j: &Jump) {
@@ -749,7 +834,7 @@ impl<'a> Lifter<'a> {
         if elems
             .ranges
             .iter()
-            .any(|(a, b)| a.len().max(b.len()) > field.width())
+            .any(|r| r.start.len().max(r.end.len()) > field.width())
         {
             return self.unknown("lookup with a concatenated key");
         }
@@ -757,7 +842,12 @@ impl<'a> Lifter<'a> {
         let ranges = elems
             .ranges
             .iter()
-            .map(|(a, b)| (self.number(field, &l, a), self.number(field, &l, b)))
+            .map(|r| {
+                (
+                    self.number(field, &l, &r.start),
+                    self.number(field, &l, &r.end),
+                )
+            })
             .collect();
         self.push_ranges(field, invert, ranges);
     }

@@ -10,9 +10,11 @@ pub mod msg;
 use std::collections::HashMap;
 
 use crate::model::{
-    Backend, BaseChain, Chain, ChainType, DumpFormat, Family, Hook, Policy, Rule, Table,
+    Action, Backend, BaseChain, Chain, ChainType, DumpFormat, Family, Hook, Match, Policy, Rule,
+    Table,
 };
-use lift::{Lifter, SetElems};
+use ir::Jump;
+use lift::{Lifter, SetElems, SetRange};
 use msg::{Element, HookSpec, Object};
 
 fn family(nfproto: u8) -> Option<Family> {
@@ -105,11 +107,13 @@ impl Builder {
             .and_then(|m| m.get(table.as_str()))
             .unwrap_or(&empty);
         let comment = userdata.as_deref().and_then(udata_comment);
-        let rule = rule(exprs, comment, fam, t.backend, chain, table_sets);
+        let rules = rule(exprs, comment, fam, t.backend, chain, table_sets);
         if let Some(c) = t.chains.iter_mut().find(|c| c.name == *chain) {
-            let mut rule = rule;
-            rule.position = c.rules.len() + 1;
-            c.rules.push(rule);
+            let position = c.rules.last().map_or(0, |r| r.position) + 1;
+            for mut rule in rules {
+                rule.position = position;
+                c.rules.push(rule);
+            }
         }
     }
 
@@ -194,7 +198,11 @@ fn sets(objects: &[(u8, Object)]) -> SetMap {
         } else {
             elems
                 .into_iter()
-                .map(|e| (e.key.clone(), e.key_end.unwrap_or(e.key)))
+                .map(|e| SetRange {
+                    end: e.key_end.unwrap_or_else(|| e.key.clone()),
+                    start: e.key,
+                    verdict: e.verdict,
+                })
                 .collect()
         };
         out.entry(fam)
@@ -208,32 +216,48 @@ fn sets(objects: &[(u8, Object)]) -> SetMap {
 
 /// Interval set elements: starts, and ends flagged as such (exclusive), in key order; or
 /// explicit key-end values (inclusive).
-fn intervals(mut elems: Vec<Element>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn intervals(mut elems: Vec<Element>) -> Vec<SetRange> {
     elems.sort_by(|a, b| a.key.cmp(&b.key));
     let mut out = Vec::new();
-    let mut open: Option<Vec<u8>> = None;
+    let mut open: Option<(Vec<u8>, Option<Jump>)> = None;
     for Element {
         key,
         key_end,
         interval_end,
+        verdict,
     } in elems
     {
         if let Some(end) = key_end {
-            out.push((key, end));
+            out.push(SetRange {
+                start: key,
+                end,
+                verdict,
+            });
         } else if interval_end {
-            if let Some(start) = open.take() {
-                out.push((start, minus_one(&key)));
+            if let Some((start, verdict)) = open.take() {
+                out.push(SetRange {
+                    start,
+                    end: minus_one(&key),
+                    verdict,
+                });
             }
         } else {
-            if let Some(start) = open.take() {
-                out.push((start.clone(), start));
+            if let Some((start, verdict)) = open.take() {
+                out.push(SetRange {
+                    end: start.clone(),
+                    start,
+                    verdict,
+                });
             }
-            open = Some(key);
+            open = Some((key, verdict));
         }
     }
-    if let Some(start) = open {
-        let max = vec![0xff; start.len()];
-        out.push((start, max));
+    if let Some((start, verdict)) = open {
+        out.push(SetRange {
+            end: vec![0xff; start.len()],
+            start,
+            verdict,
+        });
     }
     out
 }
@@ -250,6 +274,8 @@ fn minus_one(bytes: &[u8]) -> Vec<u8> {
     v
 }
 
+/// One rule as the model's rules: one, or one per element of its verdict map, all at the
+/// rule's position and with its text.
 fn rule(
     exprs: &[ir::Expr],
     comment: Option<String>,
@@ -257,12 +283,19 @@ fn rule(
     backend: Backend,
     chain: &str,
     sets: &HashMap<String, (SetElems, bool)>,
-) -> Rule {
+) -> Vec<Rule> {
     let lifted = Lifter::new(fam, sets).lift(exprs);
     let text = match backend {
         Backend::Nftables => {
             // What the renderer cannot print is shown as the expressions themselves.
             let body = crate::render::nft_rule(&lifted.matches, &lifted.actions)
+                .and_then(|body| match lifted.arms.as_slice() {
+                    [] => Some(body),
+                    arms => {
+                        crate::render::nft_vmap(arms.iter().map(|a| (&a.matches[..], &a.action)))
+                            .map(|vmap| [body, vmap].join(" ").trim_start().to_string())
+                    }
+                })
                 .unwrap_or_else(|| format!("(expressions: {exprs:?})"));
             match comment {
                 Some(c) => format!("{body} comment \"{c}\""),
@@ -287,16 +320,30 @@ fn rule(
             parts.join(" ")
         }
     };
-    // Kept for the whole scan: no spare capacity (20,000 rules held 14 MB of it).
-    let (mut matches, mut actions) = (lifted.matches, lifted.actions);
-    matches.shrink_to_fit();
-    actions.shrink_to_fit();
-    Rule {
-        position: 0,
-        text,
-        matches,
-        actions,
+    let one = |mut matches: Vec<Match>, mut actions: Vec<Action>| {
+        // Kept for the whole scan: no spare capacity (20,000 rules held 14 MB of it).
+        matches.shrink_to_fit();
+        actions.shrink_to_fit();
+        Rule {
+            position: 0,
+            text: text.clone(),
+            matches,
+            actions,
+        }
+    };
+    if lifted.arms.is_empty() {
+        return vec![one(lifted.matches, lifted.actions)];
     }
+    lifted
+        .arms
+        .iter()
+        .map(|arm| {
+            let matches = lifted.matches.iter().chain(&arm.matches).cloned().collect();
+            let mut actions = lifted.actions.clone();
+            actions.push(arm.action.clone());
+            one(matches, actions)
+        })
+        .collect()
 }
 
 /// The comment in a rule's user data (libnftnl TLVs: type, length, value; comment is 0).

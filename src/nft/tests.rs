@@ -91,14 +91,16 @@ fn interval_sets_and_lookups() {
             key,
             key_end,
             interval_end,
+            verdict: None,
         })
         .collect();
     let ranges = intervals(raw);
+    let bounds: Vec<(&[u8], &[u8])> = ranges.iter().map(|r| (&r.start[..], &r.end[..])).collect();
     assert_eq!(
-        ranges,
+        bounds,
         [
-            (vec![10, 0, 0, 0], vec![10, 255, 255, 255]),
-            (vec![192, 168, 1, 1], vec![192, 168, 1, 1])
+            (&[10, 0, 0, 0][..], &[10, 255, 255, 255][..]),
+            (&[192, 168, 1, 1][..], &[192, 168, 1, 1][..])
         ]
     );
     let sets = HashMap::from([("s1".to_string(), (SetElems { ranges }, true))]);

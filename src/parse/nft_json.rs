@@ -86,7 +86,8 @@ pub(super) fn from_doc(
                 base: base_chain(c).map_err(|m| at("chain", &m))?,
                 rules: Vec::new(),
             });
-        } else if let Some(s) = item.get("set") {
+        } else if let Some(s) = item.get("set").or_else(|| item.get("map")) {
+            // A map's elements are [key, value] pairs; a verdict map's values verdicts.
             let (fam, tname) = key(s, "table");
             sets.insert(
                 (fam, tname, str_of(&s["name"])),
@@ -112,12 +113,14 @@ pub(super) fn from_doc(
             let exprs = r["expr"]
                 .as_array()
                 .ok_or_else(|| at("rule", "rule has no \"expr\" array"))?;
-            let mut rule = rule_from(exprs, family, &table_sets);
-            if let Some(text) = r.get("listing").and_then(Value::as_str) {
-                rule.text = text.to_string();
+            let position = chain.rules.last().map_or(0, |r| r.position) + 1;
+            for mut rule in rule_from(exprs, family, &table_sets) {
+                if let Some(text) = r.get("listing").and_then(Value::as_str) {
+                    rule.text = text.to_string();
+                }
+                rule.position = position;
+                chain.rules.push(rule);
             }
-            rule.position = chain.rules.len() + 1;
-            chain.rules.push(rule);
         }
     }
     refused(&tables, items, &err, lines)?;
@@ -228,7 +231,10 @@ fn base_chain(c: &Value) -> Result<Option<BaseChain>, String> {
     }))
 }
 
-fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> Rule {
+/// One rule as the model's rules: one, or one per element of its verdict map (all at the
+/// rule's position, with its text): the element's test after the rule's matches, its
+/// verdict after the statements before it. A key in no element ends the rule unmatched.
+fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> Vec<Rule> {
     let text = exprs
         .iter()
         .map(nft_text::statement)
@@ -242,6 +248,19 @@ fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> 
             matches.extend(match_from(m, family, sets, &stmt_text));
             continue;
         }
+        if let Some(v) = stmt.get("vmap")
+            && let Some(arms) = vmap_arms(v, family, sets, &stmt_text)
+        {
+            return arms
+                .into_iter()
+                .map(|(arm, verdict)| Rule {
+                    position: 0,
+                    text: text.clone(),
+                    matches: matches.iter().cloned().chain(arm).collect(),
+                    actions: actions.iter().cloned().chain([verdict]).collect(),
+                })
+                .collect();
+        }
         match action_from(stmt) {
             Some(Some(action)) => actions.push(action),
             Some(None) => {}
@@ -254,12 +273,49 @@ fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> 
             }),
         }
     }
-    Rule {
+    vec![Rule {
         position: 0,
         text,
         matches,
         actions,
+    }]
+}
+
+/// A verdict map's elements (`{"key": K, "data": {"set": [[V, VERDICT], ...]}}` or
+/// `"data": "@name"`), each as the test `K == V` and its verdict; `None` (the rule's outcome
+/// stays unknown) when a map cannot be read, an element's test is not modelled, or a
+/// verdict is one meshleak does not follow (`continue`).
+fn vmap_arms(
+    v: &Value,
+    family: Family,
+    sets: &HashMap<String, Value>,
+    text: &str,
+) -> Option<Vec<(Vec<Match>, Action)>> {
+    let elems = match &v["data"] {
+        Value::String(name) => sets.get(name.strip_prefix('@')?)?,
+        data => data.get("set")?,
+    };
+    let mut arms = Vec::new();
+    for e in elems.as_array()? {
+        let [value, verdict] = e.as_array()?.as_slice() else {
+            return None;
+        };
+        let test = serde_json::json!({"op": "==", "left": v["key"], "right": value});
+        let m = match_from(&test, family, sets, text);
+        if m.iter().any(|m| matches!(m.test, Test::Unknown { .. })) {
+            return None;
+        }
+        let action = match action_from(verdict)?? {
+            a @ (Action::Accept
+            | Action::Drop
+            | Action::Return
+            | Action::Jump { .. }
+            | Action::Goto { .. }) => a,
+            _ => return None,
+        };
+        arms.push((m, action));
     }
+    (!arms.is_empty()).then_some(arms)
 }
 
 /// `Some(Some(action))`, `Some(None)` for statements without effect (counter),
@@ -314,10 +370,10 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
         "listing" => Action::Unknown {
             name: format!("`{}` (not modelled)", str_of(&body["text"])),
         },
-        // The verdict depends on which element the key finds: not modelled, so the rule's
-        // outcome is unknown wherever it is reached (never dropped).
+        // A verdict map meshleak cannot follow (see `vmap_arms`): the rule's outcome is
+        // unknown wherever it is reached (never dropped).
         "vmap" => Action::Unknown {
-            name: "verdict map (vmap)".into(),
+            name: "verdict map (vmap) meshleak cannot follow".into(),
         },
         _ => return None,
     };

@@ -270,10 +270,13 @@ impl<'a> Parser<'a> {
             match self.next() {
                 Some(Tok::Close) => return Ok(()),
                 Some(Tok::Word(w)) if w == "chain" => self.chain(&family, &name)?,
-                Some(Tok::Word(w)) if w == "set" => self.set(&family, &name)?,
+                Some(Tok::Word(w)) if w == "set" || w == "map" => {
+                    let kind = if w == "set" { "set" } else { "map" };
+                    self.set(kind, &family, &name)?
+                }
                 Some(Tok::Word(w)) if w == "flags" || w == "comment" => self.rest_of_line(),
-                // Maps, flowtables and stateful objects: their contents decide nothing
-                // this reader models (a rule using one is unknown where it is reached).
+                // Flowtables and stateful objects: their contents decide nothing this
+                // reader models (a rule using one is unknown where it is reached).
                 Some(Tok::Word(_)) => {
                     self.word("a name")?;
                     self.skip_block()?;
@@ -387,8 +390,10 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn set(&mut self, family: &str, table: &str) -> Result<(), ParseError> {
-        let (line, name) = self.block_head("set")?;
+    /// A `set` or `map` block (`kind`): as `nft -j` writes it, a map's elements as
+    /// `[key, value]` pairs.
+    fn set(&mut self, kind: &str, family: &str, table: &str) -> Result<(), ParseError> {
+        let (line, name) = self.block_head(kind)?;
         let mut set = json!({"family": family, "table": table, "name": name});
         loop {
             self.skip_newlines();
@@ -405,11 +410,11 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Some(Tok::Word(_)) => self.rest_of_line(),
-                None => return Err(self.err(format!("set {name} is not closed by `}}`"))),
+                None => return Err(self.err(format!("{kind} {name} is not closed by `}}`"))),
                 _ => {}
             }
         }
-        self.push(json!({ "set": set }), line);
+        self.push(json!({ kind: set }), line);
         Ok(())
     }
 
@@ -668,11 +673,9 @@ impl<'a> Parser<'a> {
             left = json!({ op: [left, v] });
         }
         if matches!(self.peek(), Some(Tok::Word(w)) if w == "vmap") {
-            let start = self.at;
             self.at += 1;
-            self.value()?;
-            let text = self.text_since(start);
-            return Ok(json!({"vmap": {"key": left, "data": text}}));
+            let data = self.value()?;
+            return Ok(json!({"vmap": {"key": left, "data": data}}));
         }
         let mut op = "==";
         if let Some(Tok::Word(w)) = self.peek() {
@@ -741,11 +744,11 @@ impl<'a> Parser<'a> {
                     }
                     None => return Err(self.err("set is not closed by `}`")),
                     _ => {
-                        let item = self.single()?;
-                        // `key : verdict` pairs (maps) are kept as text: not modelled.
+                        let mut item = self.single()?;
+                        // A map's `key : value` pair, as nft -j writes it: [key, value].
                         if matches!(self.peek(), Some(Tok::Word(w)) if w == ":") {
                             self.at += 1;
-                            self.word("a map value")?;
+                            item = json!([item, self.map_value()?]);
                         }
                         items.push(item);
                         // Element options (`timeout 1h`, `counter ...`) run to the comma.
@@ -770,6 +773,16 @@ impl<'a> Parser<'a> {
             list.push(self.single()?);
         }
         Ok(Value::Array(list))
+    }
+
+    /// A map element's value: a verdict (`accept`, `jump NAME`) as a statement, or data.
+    fn map_value(&mut self) -> Result<Value, ParseError> {
+        let w = self.word("a map value")?;
+        Ok(match w.as_str() {
+            "accept" | "drop" | "return" | "continue" => json!({ w: null }),
+            "jump" | "goto" => json!({ w: {"target": self.word("a chain name")?} }),
+            _ => scalar(&w),
+        })
     }
 
     /// One value, or a concatenation of values (`192.0.2.1 . 80`), or flags joined by `|`
