@@ -1,5 +1,6 @@
 //! `meshleak rules`: the rules of a namespace read straight from the kernel.
 
+use std::fmt::Write;
 use std::path::PathBuf;
 
 use meshleak::collect::{self, netns::Netns};
@@ -42,15 +43,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     meshleak::collect::netns::named(&ns.file()).map_err(anyhow::Error::msg)?;
     let rules = collect::ruleset(&ns)?;
     if !args.format.print_data(&rules)? {
-        print!("{}", xtables_save(&rules));
+        // Written as it is made: 20,000 rules' text is never held whole.
+        let mut out = super::text::IoText::new(std::io::stdout().lock());
+        let written = xtables_save(&rules, &mut out);
+        out.finish(written)?;
     }
     Ok(0)
 }
 
 /// Each xtables backend and family in `iptables-save` form, each block led by one
 /// `# meshleak:` line naming them; native nftables tables follow in nft syntax.
-fn xtables_save(rules: &Ruleset) -> String {
-    let mut out = String::new();
+fn xtables_save(rules: &Ruleset, out: &mut impl Write) -> std::fmt::Result {
     for backend in [Backend::IptablesLegacy, Backend::IptablesNft] {
         for family in [meshleak::model::Family::Ipv4, meshleak::model::Family::Ipv6] {
             let mut tables: Vec<_> = rules
@@ -64,13 +67,14 @@ fn xtables_save(rules: &Ruleset) -> String {
             if tables.is_empty() {
                 continue;
             }
-            out += &format!(
-                "# meshleak: backend={} family={}\n",
+            writeln!(
+                out,
+                "# meshleak: backend={} family={}",
                 backend.name(),
                 family.name()
-            );
+            )?;
             for t in tables {
-                out += &save::render(t);
+                save::write(t, out)?;
             }
         }
     }
@@ -79,29 +83,30 @@ fn xtables_save(rules: &Ruleset) -> String {
         .iter()
         .filter(|t| t.backend == Backend::Nftables)
     {
-        out += &nft_listing(t);
+        nft_listing(t, out)?;
     }
-    out
+    Ok(())
 }
 
 /// A native table close to `nft -s list ruleset`.
-fn nft_listing(t: &meshleak::model::Table) -> String {
+fn nft_listing(t: &meshleak::model::Table, out: &mut impl Write) -> std::fmt::Result {
     let family = match t.family {
         meshleak::model::Family::Ipv4 => "ip",
         meshleak::model::Family::Ipv6 => "ip6",
         meshleak::model::Family::Inet => "inet",
     };
-    let mut out = format!("table {family} {} {{\n", t.name);
+    writeln!(out, "table {family} {} {{", t.name)?;
     for c in &t.chains {
-        out += &format!("\tchain {} {{\n", c.name);
+        writeln!(out, "\tchain {} {{", c.name)?;
         if let Some(b) = &c.base {
             let ty = format!("{:?}", b.chain_type).to_lowercase();
             let hook = format!("{:?}", b.hook).to_lowercase();
             let policy = format!("{:?}", b.policy).to_lowercase();
-            out += &format!(
-                "\t\ttype {ty} hook {hook} priority {}; policy {policy};\n",
+            writeln!(
+                out,
+                "\t\ttype {ty} hook {hook} priority {}; policy {policy};",
                 b.priority
-            );
+            )?;
         }
         // A verdict map's rule is one model rule per element, all at its position.
         let mut last = None;
@@ -110,9 +115,9 @@ fn nft_listing(t: &meshleak::model::Table) -> String {
             .iter()
             .filter(|r| last.replace(r.position) != Some(r.position))
         {
-            out += &format!("\t\t{}\n", r.text);
+            writeln!(out, "\t\t{}", r.text)?;
         }
-        out += "\t}\n";
+        writeln!(out, "\t}}")?;
     }
-    out + "}\n"
+    writeln!(out, "}}")
 }

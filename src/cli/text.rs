@@ -60,3 +60,38 @@ mod tests {
         assert!(super::wrap("", 5, 5).is_empty());
     }
 }
+
+/// Text written through `fmt::Write` onto a buffered byte stream (standard output), so a
+/// long listing is printed as it is made instead of held whole. The first I/O error is
+/// kept and reported by [`IoText::finish`].
+pub struct IoText<W: std::io::Write> {
+    out: std::io::BufWriter<W>,
+    error: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> IoText<W> {
+    pub fn new(out: W) -> Self {
+        IoText {
+            out: std::io::BufWriter::new(out),
+            error: None,
+        }
+    }
+
+    /// Flushes; the I/O error that stopped the writing, if any, else `written`'s.
+    pub fn finish(mut self, written: std::fmt::Result) -> std::io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        written.map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut self.out)
+    }
+}
+
+impl<W: std::io::Write> std::fmt::Write for IoText<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        std::io::Write::write_all(&mut self.out, s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            std::fmt::Error
+        })
+    }
+}

@@ -320,19 +320,19 @@ fn rule(
             parts.join(" ")
         }
     };
-    let one = |mut matches: Vec<Match>, mut actions: Vec<Action>| {
+    let one = |mut matches: Vec<Match>, mut actions: Vec<Action>, text: String| {
         // Kept for the whole scan: no spare capacity (20,000 rules held 14 MB of it).
         matches.shrink_to_fit();
         actions.shrink_to_fit();
         Rule {
             position: 0,
-            text: text.clone(),
+            text,
             matches,
             actions,
         }
     };
     if lifted.arms.is_empty() {
-        return vec![one(lifted.matches, lifted.actions)];
+        return vec![one(lifted.matches, lifted.actions, text)];
     }
     lifted
         .arms
@@ -341,7 +341,7 @@ fn rule(
             let matches = lifted.matches.iter().chain(&arm.matches).cloned().collect();
             let mut actions = lifted.actions.clone();
             actions.push(arm.action.clone());
-            one(matches, actions)
+            one(matches, actions, text.clone())
         })
         .collect()
 }

@@ -23,6 +23,13 @@ pub fn proto_text(proto: u8) -> String {
 /// One table in `iptables-save` form. Counters are printed as `[0:0]`. Every built-in chain
 /// of the table is declared, as both tools do (iptables-nft creates them only when used).
 pub fn render(table: &Table) -> String {
+    let mut out = String::new();
+    write(table, &mut out).expect("a String takes every write");
+    out
+}
+
+/// [`render`] written to `out` as it goes: a large table is never held twice.
+pub fn write(table: &Table, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     let missing: Vec<Chain> = crate::parse::builtin_chains(&table.name)
         .unwrap_or(&[])
         .iter()
@@ -45,22 +52,21 @@ pub fn render(table: &Table) -> String {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.name.as_bytes().cmp(b.name.as_bytes()),
     });
-    let mut out = format!("*{}\n", table.name);
+    writeln!(out, "*{}", table.name)?;
     for c in &order {
         let policy = match c.base.as_ref().map(|b| b.policy) {
             Some(Policy::Accept) => "ACCEPT",
             Some(Policy::Drop) => "DROP",
             None => "-",
         };
-        out += &format!(":{} {policy} [0:0]\n", c.name);
+        writeln!(out, ":{} {policy} [0:0]", c.name)?;
     }
     for c in &order {
         for r in &c.rules {
-            out += &r.text;
-            out.push('\n');
+            writeln!(out, "{}", r.text)?;
         }
     }
-    out + "COMMIT\n"
+    writeln!(out, "COMMIT")
 }
 
 fn hook_rank(h: Hook) -> u8 {
