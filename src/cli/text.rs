@@ -39,28 +39,6 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_agree_with_their_number() {
-        use super::count;
-        assert_eq!(count(1, "process", "processes"), "1 process");
-        assert_eq!(count(0, "process", "processes"), "0 processes");
-        assert_eq!(count(2, "namespace", "namespaces"), "2 namespaces");
-    }
-
-    #[test]
-    fn wraps_at_word_boundaries() {
-        assert_eq!(super::wrap("aa bb cc dd", 5, 5), ["aa bb", "cc dd"]);
-        assert_eq!(super::wrap("aa bb cc dd", 2, 8), ["aa", "bb cc dd"]);
-        assert_eq!(
-            super::wrap("averyverylongword x", 5, 5),
-            ["averyverylongword", "x"]
-        );
-        assert!(super::wrap("", 5, 5).is_empty());
-    }
-}
-
 /// Text written through `fmt::Write` onto a buffered byte stream (standard output), so a
 /// long listing is printed as it is made instead of held whole. The first I/O error is
 /// kept and reported by [`IoText::finish`].
@@ -93,5 +71,27 @@ impl<W: std::io::Write> std::fmt::Write for IoText<W> {
             self.error = Some(e);
             std::fmt::Error
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_agree_with_their_number() {
+        use super::count;
+        assert_eq!(count(1, "process", "processes"), "1 process");
+        assert_eq!(count(0, "process", "processes"), "0 processes");
+        assert_eq!(count(2, "namespace", "namespaces"), "2 namespaces");
+    }
+
+    #[test]
+    fn wraps_at_word_boundaries() {
+        assert_eq!(super::wrap("aa bb cc dd", 5, 5), ["aa bb", "cc dd"]);
+        assert_eq!(super::wrap("aa bb cc dd", 2, 8), ["aa", "bb cc dd"]);
+        assert_eq!(
+            super::wrap("averyverylongword x", 5, 5),
+            ["averyverylongword", "x"]
+        );
+        assert!(super::wrap("", 5, 5).is_empty());
     }
 }
