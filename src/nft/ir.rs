@@ -118,6 +118,14 @@ pub enum Expr {
         info: Vec<u8>,
     },
     Counter,
+    /// `limit rate RATE/UNIT burst BURST`: packets (or bytes) per `unit` seconds.
+    Limit {
+        rate: u64,
+        unit: u64,
+        burst: u32,
+        bytes: bool,
+        invert: bool,
+    },
     Log,
     Notrack,
     Reject,
@@ -177,6 +185,17 @@ impl Data<'_, '_> {
 
     fn be32(&self, kind: u16) -> Result<Option<u32>, DecodeError> {
         self.get(kind).map(|a| a.be32(self.at)).transpose()
+    }
+
+    fn be64(&self, kind: u16) -> Result<Option<u64>, DecodeError> {
+        self.get(kind)
+            .map(|a| match a.value {
+                [b0, b1, b2, b3, b4, b5, b6, b7, ..] => {
+                    Ok(u64::from_be_bytes([*b0, *b1, *b2, *b3, *b4, *b5, *b6, *b7]))
+                }
+                _ => Err(self.at.err(a.offset, "shorter than 8 bytes")),
+            })
+            .transpose()
     }
 
     fn reg(&self, kind: u16) -> Result<Option<Reg>, DecodeError> {
@@ -275,6 +294,18 @@ fn expr(name: &str, d: &Data) -> Result<Expr, DecodeError> {
     let other = || Expr::Other(name.to_string());
     Ok(match name {
         "counter" => Expr::Counter,
+        // NFTA_LIMIT_RATE 1, UNIT 2 (be64), BURST 3, TYPE 4 (NFT_LIMIT_PKT_BYTES 1),
+        // FLAGS 5 (NFT_LIMIT_F_INV 1)
+        "limit" => match (d.be64(1)?, d.be64(2)?) {
+            (Some(rate), Some(unit)) => Expr::Limit {
+                rate,
+                unit,
+                burst: d.be32(3)?.unwrap_or(0),
+                bytes: d.be32(4)?.unwrap_or(0) == 1,
+                invert: d.be32(5)?.unwrap_or(0) & 1 != 0,
+            },
+            _ => other(),
+        },
         "log" => Expr::Log,
         "notrack" => Expr::Notrack,
         "reject" => Expr::Reject,

@@ -13,7 +13,7 @@ use crate::model::{
     proto_name,
 };
 use crate::range::{AddrRange, IdRange, PortRange, addr_from_key};
-use crate::xt::{bytes::Bytes, matches as xt_matches, targets as xt_targets};
+use crate::xt::{bytes::Bytes, extensions as xt_ext, matches as xt_matches, targets as xt_targets};
 
 /// A set's elements as inclusive ranges of big-endian keys (interval sets are stored as
 /// start and end-plus-one boundaries).
@@ -338,6 +338,13 @@ impl<'a> Lifter<'a> {
                 self.out.actions.push(d.action);
             }
             Expr::Counter => {}
+            Expr::Limit {
+                rate,
+                unit,
+                burst,
+                bytes,
+                invert,
+            } => self.limit(*rate, *unit, *burst, *bytes, *invert),
             Expr::Log => self
                 .out
                 .actions
@@ -347,6 +354,29 @@ impl<'a> Lifter<'a> {
             Expr::Meta { .. } | Expr::Ct { .. } => self.unknown("meta/ct statement"),
             Expr::Other(name) => self.unknown(name),
         }
+    }
+
+    /// A rate limit: not modelled (whether a packet is within it is unknown), printed as
+    /// iptables-nft prints its `-m limit` (avg = XT_LIMIT_SCALE * unit / rate).
+    fn limit(&mut self, rate: u64, unit: u64, burst: u32, bytes: bool, invert: bool) {
+        let avg = (u64::from(xt_ext::LIMIT_SCALE) * unit)
+            .checked_div(rate)
+            .and_then(|a| u32::try_from(a).ok());
+        let text = match (avg, bytes, invert) {
+            (Some(avg), false, false) => format!("-m limit{}", xt_ext::limit_text(avg, burst)),
+            _ => format!(
+                "limit rate {rate} per {unit} s burst {burst}{}",
+                if bytes { " bytes" } else { "" }
+            ),
+        };
+        self.out.modules.push(text.clone());
+        self.push(
+            false,
+            Test::Unknown {
+                name: "limit".into(),
+            },
+            text,
+        );
     }
 
     fn unknown(&mut self, what: &str) {
@@ -622,6 +652,9 @@ impl<'a> Lifter<'a> {
     }
 
     fn cmp(&mut self, sreg: Reg, op: CmpOp, data: &[u8]) {
+        if self.both_ports(sreg, op, data) {
+            return;
+        }
         let Some((field, mut l)) = self.field_of(sreg) else {
             return self.unknown("comparison on a value meshleak does not model");
         };
@@ -808,6 +841,41 @@ impl<'a> Lifter<'a> {
                 self.bounds = Some((sreg, field, lo, hi));
             }
         }
+    }
+
+    /// iptables-nft's `--sport A --dport B` (both single ports) as one 4-byte comparison of
+    /// the transport header's first bytes: both port tests. Whether it was one.
+    fn both_ports(&mut self, sreg: Reg, op: CmpOp, data: &[u8]) -> bool {
+        let Some(Loaded {
+            src:
+                Src::Payload {
+                    base: 2,
+                    offset: 0,
+                    len: 4,
+                },
+            mask: None,
+            xor: None,
+            swapped: false,
+        }) = self.regs.get(&sreg)
+        else {
+            return false;
+        };
+        let (CmpOp::Eq, [a, b, c, d], Some(6 | 17 | 33 | 132 | 136)) = (op, data, self.l4proto)
+        else {
+            return false;
+        };
+        let (sport, dport) = (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]));
+        self.push_ranges(
+            Field::Port(Dir::Src),
+            false,
+            vec![(sport.into(), sport.into())],
+        );
+        self.push_ranges(
+            Field::Port(Dir::Dst),
+            false,
+            vec![(dport.into(), dport.into())],
+        );
+        true
     }
 
     fn flush_bounds(&mut self) {

@@ -93,8 +93,54 @@ fn decode_known(
         }
         ("addrtype", 1) => addrtype(d)?,
         ("iprange", 1) => iprange(d, version)?,
-        _ => return Ok(None),
+        ("sctp", 0) => sctp(d)?,
+        _ => match super::extensions::save(name, revision, d, version)? {
+            // Printed as the tool prints it; where it stands the outcome is unknown.
+            Some(save) => Decoded {
+                alias: None,
+                save,
+                tests: vec![(
+                    false,
+                    Test::Unknown {
+                        name: name.to_string(),
+                    },
+                )],
+            },
+            None => return Ok(None),
+        },
     }))
+}
+
+/// `struct xt_sctp_info`: dpts[2], spts[2], chunkmap[64], chunk_match_type, flag_info[4],
+/// flag_count, flags (SRC 1, DEST 2, CHUNK_TYPES 4), invflags. Ports are tests as TCP's;
+/// chunk types are not modelled (unknown) and a rule with them is shown with its bytes.
+fn sctp(d: Bytes) -> Result<Decoded, Truncated> {
+    let (flags, invflags) = (d.u32(284, "sctp flags")?, d.u32(288, "sctp invflags")?);
+    if flags & 4 != 0 {
+        return Ok(unknown("sctp", 0, d, "chunk types not modelled"));
+    }
+    let (mut save, mut tests) = (String::new(), Vec::new());
+    for (bit, at, dir, opt) in [(1, 4, Dir::Src, "--sport"), (2, 0, Dir::Dst, "--dport")] {
+        if flags & bit == 0 {
+            continue;
+        }
+        let (lo, hi) = (d.u16(at, "sctp port")?, d.u16(at + 2, "sctp port")?);
+        let neg = invflags & bit != 0;
+        save += &format!("{} {opt} {}", inv(neg), ports(lo, hi));
+        tests.push((
+            neg,
+            Test::Port {
+                dir,
+                protos: vec![132],
+                ranges: vec![PortRange { start: lo, end: hi }],
+            },
+        ));
+    }
+    Ok(Decoded {
+        alias: None,
+        save,
+        tests,
+    })
 }
 
 fn ports(lo: u16, hi: u16) -> String {

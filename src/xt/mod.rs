@@ -4,6 +4,7 @@
 
 pub mod bytes;
 pub mod continuing;
+pub mod extensions;
 pub mod matches;
 pub mod save;
 pub mod table;

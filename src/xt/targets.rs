@@ -150,6 +150,35 @@ fn decode_known(
                 action: Action::Reject,
             }
         }
+        // userspace decides: unknown, named as the text reader names it.
+        ("NFQUEUE", 3, _) => {
+            let (num, total, flags) = (
+                d.u16(0, "NFQUEUE queuenum")?,
+                d.u16(2, "NFQUEUE queues_total")?,
+                d.u16(4, "NFQUEUE flags")?,
+            );
+            let mut save = if total > 1 {
+                format!(
+                    " --queue-balance {num}:{}",
+                    u32::from(num) + u32::from(total) - 1
+                )
+            } else {
+                format!(" --queue-num {num}")
+            };
+            if flags & 1 != 0 {
+                save += " --queue-bypass";
+            }
+            if flags & 2 != 0 {
+                save += " --queue-cpu-fanout";
+            }
+            Decoded {
+                alias: None,
+                save,
+                action: Action::Unknown {
+                    name: "NFQUEUE".into(),
+                },
+            }
+        }
         _ => return Ok(None),
     }))
 }
