@@ -9,7 +9,8 @@
 mod common;
 
 use common::rulegen::{
-    Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text, probes, restore_text,
+    PROBE_DSTS, PROBE_IDS, Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text, probes,
+    restore_text,
 };
 use common::{Lab, Loader, disagreements, is_root};
 use meshleak::model::IpVersion;
@@ -188,28 +189,17 @@ fn verdict_maps_match_the_kernel() {
         }",
     ];
     let lab = Lab::new();
-    let ids: &[(u32, u32, &[u32])] = &[
-        (10001, 10001, &[]),
-        (10001, 1337, &[]),
-        (1337, 1337, &[]),
-        (107, 107, &[]),
-    ];
-    let dsts = [
-        "169.254.77.2:80",
-        "169.254.77.2:8080",
-        "169.254.77.2:15008",
-        "169.254.77.2:53",
-        "127.0.0.1:8080",
-        "[fd77::2]:80",
-        "[fd77::2]:8080",
-    ];
     let mut checked = 0;
     for (i, set) in SETS.iter().enumerate() {
         lab.reset();
         lab.load(Loader::Nft, set);
-        let ps: Vec<_> = ids
+        let ps: Vec<_> = PROBE_IDS
             .iter()
-            .flat_map(|(u, g, s)| dsts.iter().map(|d| common::probe(*u, *g, s, false, d)))
+            .flat_map(|(u, g, s)| {
+                PROBE_DSTS
+                    .iter()
+                    .map(|d| common::probe(*u, *g, s, false, d))
+            })
             .collect();
         let (json, native) = (
             lab.ruleset(),

@@ -338,25 +338,30 @@ pub fn nft_text(table: &str, kind: &str, priority: i32, spec: &TableSpec) -> Str
     text + "}\n"
 }
 
+/// The identities probes connect as: (uid, gid, supplementary groups).
+pub const PROBE_IDS: &[(u32, u32, &[u32])] = &[
+    (10001, 10001, &[]),
+    (10001, 1337, &[]),
+    (1337, 1337, &[]),
+    (10001, 10001, &[1337]),
+    (107, 107, &[]),
+];
+
+/// Where probes connect to: the peer, the pod itself, loopback, both families.
+pub const PROBE_DSTS: [&str; 9] = [
+    "169.254.77.2:80",
+    "169.254.77.2:8080",
+    "169.254.77.2:15008",
+    "169.254.77.2:53",
+    "127.0.0.1:8080",
+    "169.254.77.1:8080",
+    "[fd77::2]:80",
+    "[fd77::2]:53",
+    "[::1]:8080",
+];
+
 pub fn probes(r: &mut Rng) -> Vec<Probe> {
-    let ids: &[(u32, u32, &[u32])] = &[
-        (10001, 10001, &[]),
-        (10001, 1337, &[]),
-        (1337, 1337, &[]),
-        (10001, 10001, &[1337]),
-        (107, 107, &[]),
-    ];
-    let dsts = [
-        "169.254.77.2:80",
-        "169.254.77.2:8080",
-        "169.254.77.2:15008",
-        "169.254.77.2:53",
-        "127.0.0.1:8080",
-        "169.254.77.1:8080",
-        "[fd77::2]:80",
-        "[fd77::2]:53",
-        "[::1]:8080",
-    ];
+    let (ids, dsts) = (PROBE_IDS, PROBE_DSTS);
     (0..8)
         .map(|_| {
             let (uid, gid, groups) = r.pick(ids);
