@@ -606,3 +606,154 @@ fn extensions_equal_the_tools_output() {
     // Nothing printed as raw bytes: every extension of the fixtures is decoded.
     assert!(!ours(&lab).contains("not modelled"), "{}", ours(&lab));
 }
+
+/// Rules modelled on nftables' own tests (tests/py: payload, meta, ct, fib, bitwise,
+/// concatenations, verdict maps, ranges, prefixes, statements), in ip and inet tables:
+/// read natively, each rule decides every flow of a grid (families, protocols,
+/// destinations, ports, identities, marks, interfaces) as nft's own JSON of it does, or is
+/// unknown for that flow: never a different confident outcome.
+#[test]
+fn nftables_suite_cases_mean_what_nft_json_means() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.load(Loader::Nft, include_str!("../testdata/nft-suite-cases.nft"));
+    let (native, json) = (native(&lab), lab.ruleset());
+    let grid = flow_grid();
+    let (mut rules, mut exact, mut wrong) = (0, 0, Vec::new());
+    for t in native.tables.iter().filter(|t| t.name.starts_with("py")) {
+        let twin = json
+            .tables
+            .iter()
+            .find(|j| j.name == t.name && j.family == t.family)
+            .expect("nft -j lists the table");
+        for (c, jc) in t.chains.iter().zip(&twin.chains) {
+            assert_eq!(c.name, jc.name);
+            let last = c.rules.last().map_or(0, |r| r.position);
+            for p in 1..=last {
+                let (n, j): (Vec<_>, Vec<_>) = (
+                    c.rules.iter().filter(|r| r.position == p).collect(),
+                    jc.rules.iter().filter(|r| r.position == p).collect(),
+                );
+                rules += 1;
+                let mut same = true;
+                for (flow, pkt) in &grid {
+                    if !t.family.sees(flow.version) {
+                        continue;
+                    }
+                    let (a, b) = (decides(&n, flow, pkt), decides(&j, flow, pkt));
+                    if a != b && a.as_deref() != Some("unknown") && b.as_deref() != Some("unknown")
+                    {
+                        wrong.push(format!(
+                            "{} {} #{p} `{}`: {flow:?} native {a:?}, nft -j {b:?}",
+                            t.name,
+                            c.name,
+                            j.first().map_or("", |r| r.text.as_str())
+                        ));
+                        break;
+                    }
+                    same &= a == b;
+                }
+                exact += usize::from(same);
+            }
+        }
+    }
+    eprintln!(
+        "{rules} rules: {exact} decide every flow as nft -j's do, the others are unknown for some"
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(rules > 190 && exact * 10 > rules * 7, "{exact} of {rules}");
+}
+
+/// What the rules of one position do with a flow: the first whose matches all hold gives
+/// its statements (marks set compared by their effect), none gives `None`.
+fn decides(
+    rules: &[&meshleak::model::Rule],
+    flow: &meshleak::eval::Flow,
+    pkt: &meshleak::eval::Packet,
+) -> Option<String> {
+    use meshleak::eval::matcher::{Tri, eval};
+    use meshleak::model::Action;
+    for r in rules {
+        match r
+            .matches
+            .iter()
+            .map(|m| eval(m, flow, pkt))
+            .fold(Tri::True, |a, b| match (a, b) {
+                (Tri::False, _) | (_, Tri::False) => Tri::False,
+                (Tri::Unknown, _) | (_, Tri::Unknown) => Tri::Unknown,
+                _ => Tri::True,
+            }) {
+            Tri::False => continue,
+            Tri::Unknown => return Some("unknown".into()),
+            Tri::True => {}
+        }
+        if r.actions
+            .iter()
+            .any(|a| matches!(a, Action::Unknown { .. }))
+        {
+            return Some("unknown".into());
+        }
+        let acts: Vec<String> = r
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::SetMark(s) => {
+                    let on = |v| s.apply(v, v, v);
+                    format!("mark {:x?}", [0, 0x10, 0x539, u32::MAX].map(on))
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        return Some(acts.join(" "));
+    }
+    None
+}
+
+/// Flows (with their packet before any rule) over the values the suite's rules test.
+fn flow_grid() -> Vec<(meshleak::eval::Flow, meshleak::eval::Packet)> {
+    use meshleak::eval::{Flow, Identity, Packet, SourcePort};
+    let mut out = Vec::new();
+    let dsts = [
+        "10.0.0.1",
+        "10.0.0.5",
+        "192.0.2.1",
+        "127.0.0.1",
+        "fd00::1",
+        "::1",
+    ];
+    for dst in dsts {
+        let dst: std::net::IpAddr = dst.parse().unwrap();
+        let version = IpVersion::of(&dst);
+        for proto in [6u8, 17, 132, 1, 58] {
+            for dport in [22u16, 23, 53, 80, 443, 1000, 8500, 9001] {
+                for (uid, gid) in [(0, 0), (1337, 1337), (1500, 1338), (10001, 10001)] {
+                    for mark in [0u32, 1, 0x539, 2] {
+                        for oif in ["eth0", "lo"] {
+                            let flow = Flow {
+                                version,
+                                proto,
+                                src: Some(version.loopback()),
+                                dst,
+                                sport: SourcePort::Bound(1000),
+                                dport,
+                                oif: oif.into(),
+                                identity: Identity {
+                                    uid,
+                                    gid,
+                                    groups: vec![],
+                                },
+                                mark,
+                                local: vec![],
+                            };
+                            let pkt = Packet::of(&flow);
+                            out.push((flow, pkt));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -7,7 +7,7 @@
 //! does not stop a REDIRECT in another; later chains see the destination after NAT; owner
 //! matches compare the socket's fsuid/fsgid.
 
-mod matcher;
+pub mod matcher;
 mod run;
 
 use std::net::IpAddr;
@@ -78,6 +78,24 @@ pub struct Packet {
     pub looped: bool,
     /// The port a TPROXY rule handed the packet to.
     pub tproxy: Option<u16>,
+}
+
+impl Packet {
+    /// The flow's first packet before any rule has touched it.
+    pub fn of(flow: &Flow) -> Packet {
+        Packet {
+            dst: flow.dst,
+            dport: flow.dport,
+            oif: flow.oif.clone(),
+            mark: flow.mark,
+            ctmark: 0,
+            untracked: false,
+            dst_mapped: false,
+            src_mapped: false,
+            looped: false,
+            tproxy: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

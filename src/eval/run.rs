@@ -166,18 +166,7 @@ impl Run {
                 steps: Vec::with_capacity(16),
                 nat_dst: None,
             },
-            pkt: Packet {
-                dst: flow.dst,
-                dport: flow.dport,
-                oif: flow.oif.clone(),
-                mark: flow.mark,
-                ctmark: 0,
-                untracked: false,
-                dst_mapped: false,
-                src_mapped: false,
-                looped: false,
-                tproxy: None,
-            },
+            pkt: Packet::of(flow),
             budget: MAX_STEPS,
         };
         w.walk();

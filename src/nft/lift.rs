@@ -356,26 +356,36 @@ impl<'a> Lifter<'a> {
         }
     }
 
-    /// A rate limit: not modelled (whether a packet is within it is unknown), printed as
-    /// iptables-nft prints its `-m limit` (avg = XT_LIMIT_SCALE * unit / rate).
+    /// A rate limit: not modelled (whether a packet is within it is unknown), cited as nft
+    /// prints it and printed as iptables-nft prints its `-m limit` (avg = XT_LIMIT_SCALE *
+    /// unit / rate).
     fn limit(&mut self, rate: u64, unit: u64, burst: u32, bytes: bool, invert: bool) {
         let avg = (u64::from(xt_ext::LIMIT_SCALE) * unit)
             .checked_div(rate)
             .and_then(|a| u32::try_from(a).ok());
-        let text = match (avg, bytes, invert) {
-            (Some(avg), false, false) => format!("-m limit{}", xt_ext::limit_text(avg, burst)),
-            _ => format!(
-                "limit rate {rate} per {unit} s burst {burst}{}",
-                if bytes { " bytes" } else { "" }
-            ),
+        let per = match unit {
+            1 => "second".to_string(),
+            60 => "minute".into(),
+            3600 => "hour".into(),
+            86400 => "day".into(),
+            604800 => "week".into(),
+            n => format!("{n} seconds"),
         };
-        self.out.modules.push(text.clone());
+        let nft = format!(
+            "limit rate {}{rate}/{per} burst {burst} {}",
+            if invert { "over " } else { "" },
+            if bytes { "bytes" } else { "packets" }
+        );
+        self.out.modules.push(match (avg, bytes, invert) {
+            (Some(avg), false, false) => format!("-m limit{}", xt_ext::limit_text(avg, burst)),
+            _ => nft.clone(),
+        });
         self.push(
             false,
             Test::Unknown {
                 name: "limit".into(),
             },
-            text,
+            nft,
         );
     }
 

@@ -261,6 +261,20 @@ fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> 
                 })
                 .collect();
         }
+        // `reject with icmp ...` in an inet table holds an implied `meta nfproto ipv4`
+        // (icmpv6: ipv6) that nft loads but leaves out of its JSON.
+        let implied = match stmt.get("reject").map(|r| str_of(&r["type"])).as_deref() {
+            Some("icmp") => Some(IpVersion::V4),
+            Some("icmpv6") => Some(IpVersion::V6),
+            _ => None,
+        };
+        if let (Some(version), Family::Inet) = (implied, family) {
+            matches.push(Match {
+                negated: false,
+                test: Test::NfProto { version },
+                text: String::new(),
+            });
+        }
         match action_from(stmt) {
             Some(Some(action)) => actions.push(action),
             Some(None) => {}
