@@ -321,6 +321,7 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
                 }
             }
             Action::Notrack => "notrack".into(),
+            Action::Continue { name } if name == "TRACE" => "meta nftrace set 1".into(),
             Action::Continue { .. } => "log".into(),
             Action::Snat => "snat".into(),
             Action::Masquerade => "masquerade".into(),

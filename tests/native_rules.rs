@@ -667,7 +667,8 @@ fn nftables_suite_cases_mean_what_nft_json_means() {
 }
 
 /// What the rules of one position do with a flow: the first whose matches all hold gives
-/// its statements (marks set compared by their effect), none gives `None`.
+/// its statements (marks set compared by their effect, statements that go on alike), none
+/// gives `None`.
 fn decides(
     rules: &[&meshleak::model::Rule],
     flow: &meshleak::eval::Flow,
@@ -703,6 +704,8 @@ fn decides(
                     let on = |v| s.apply(v, v, v);
                     format!("mark {:x?}", [0, 0x10, 0x539, u32::MAX].map(on))
                 }
+                // Named by what printed them; they all go on.
+                Action::Continue { .. } => "continue".into(),
                 other => format!("{other:?}"),
             })
             .collect();

@@ -126,7 +126,13 @@ pub enum Expr {
         bytes: bool,
         invert: bool,
     },
-    Log,
+    /// `log`; with a group, iptables-nft's `-j NFLOG`.
+    Log {
+        group: Option<u16>,
+        prefix: String,
+        snaplen: Option<u32>,
+        threshold: u16,
+    },
     Notrack,
     Reject,
     Other(String),
@@ -142,6 +148,7 @@ pub enum MetaKey {
     SocketGroupId,
     Nfproto,
     L4Proto,
+    Nftrace,
     Other(u32),
 }
 
@@ -155,6 +162,7 @@ impl MetaKey {
             11 => MetaKey::SocketGroupId,
             15 => MetaKey::Nfproto,
             16 => MetaKey::L4Proto,
+            12 => MetaKey::Nftrace,
             n => MetaKey::Other(n),
         }
     }
@@ -185,6 +193,15 @@ impl Data<'_, '_> {
 
     fn be32(&self, kind: u16) -> Result<Option<u32>, DecodeError> {
         self.get(kind).map(|a| a.be32(self.at)).transpose()
+    }
+
+    fn be16(&self, kind: u16) -> Result<Option<u16>, DecodeError> {
+        self.get(kind)
+            .map(|a| match a.value {
+                [b0, b1, ..] => Ok(u16::from_be_bytes([*b0, *b1])),
+                _ => Err(self.at.err(a.offset, "shorter than 2 bytes")),
+            })
+            .transpose()
     }
 
     fn be64(&self, kind: u16) -> Result<Option<u64>, DecodeError> {
@@ -306,7 +323,13 @@ fn expr(name: &str, d: &Data) -> Result<Expr, DecodeError> {
             },
             _ => other(),
         },
-        "log" => Expr::Log,
+        // NFTA_LOG_GROUP 1 (be16), PREFIX 2, SNAPLEN 3, QTHRESHOLD 4 (be16)
+        "log" => Expr::Log {
+            group: d.be16(1)?,
+            prefix: d.string(2).unwrap_or_default(),
+            snaplen: d.be32(3)?,
+            threshold: d.be16(4)?.unwrap_or(0),
+        },
         "notrack" => Expr::Notrack,
         "reject" => Expr::Reject,
         "masq" => Expr::Masq,

@@ -13,7 +13,10 @@ use crate::model::{
     proto_name,
 };
 use crate::range::{AddrRange, IdRange, PortRange, addr_from_key};
-use crate::xt::{bytes::Bytes, extensions as xt_ext, matches as xt_matches, targets as xt_targets};
+use crate::xt::{
+    bytes::Bytes, continuing as xt_continuing, extensions as xt_ext, matches as xt_matches,
+    targets as xt_targets,
+};
 
 /// A set's elements as inclusive ranges of big-endian keys (interval sets are stored as
 /// start and end-plus-one boundaries).
@@ -345,10 +348,37 @@ impl<'a> Lifter<'a> {
                 bytes,
                 invert,
             } => self.limit(*rate, *unit, *burst, *bytes, *invert),
-            Expr::Log => self
+            // With a group, iptables-nft's `-j NFLOG` (as its xt target prints); logging
+            // decides nothing.
+            Expr::Log {
+                group: Some(group),
+                prefix,
+                snaplen,
+                threshold,
+            } => self.action(
+                Action::Continue {
+                    name: "NFLOG".into(),
+                },
+                format!(
+                    "NFLOG{}",
+                    xt_continuing::nflog_text(prefix, *group, *snaplen, 0, *threshold)
+                ),
+            ),
+            Expr::Log { .. } => self
                 .out
                 .actions
                 .push(Action::Continue { name: "log".into() }),
+            // `meta nftrace set`: iptables-nft's `-j TRACE`; tracing decides nothing.
+            Expr::Meta {
+                key: MetaKey::Nftrace,
+                sreg: Some(s),
+                ..
+            } if self.value(*s).is_some_and(|v| v.first() == Some(&1)) => self.action(
+                Action::Continue {
+                    name: "TRACE".into(),
+                },
+                "TRACE".into(),
+            ),
             Expr::Notrack => self.out.actions.push(Action::Notrack),
             Expr::Reject => self.action(Action::Reject, "REJECT".into()),
             Expr::Meta { .. } | Expr::Ct { .. } => self.unknown("meta/ct statement"),

@@ -125,22 +125,30 @@ fn nflog(d: Bytes) -> Result<String, Truncated> {
         d.u16(8, "NFLOG flags")?,
     );
     let prefix = d.name(12, 64, "NFLOG prefix")?;
+    let size = (flags & COPY_LEN != 0).then_some(len);
+    Ok(nflog_text(&prefix, group, size, len, threshold))
+}
+
+/// `-j NFLOG`'s save text: prefix, group, a copy size (`size`, the COPY_LEN flag) or the
+/// old range `len`, and a threshold other than 0. iptables-nft's native `log group` prints
+/// the same.
+pub fn nflog_text(prefix: &str, group: u16, size: Option<u32>, len: u32, threshold: u16) -> String {
     let mut s = String::new();
     if !prefix.is_empty() {
-        s += &format!(" --nflog-prefix{}", save_string(&prefix));
+        s += &format!(" --nflog-prefix{}", save_string(prefix));
     }
     if group != 0 {
         s += &format!(" --nflog-group {group}");
     }
-    if flags & COPY_LEN != 0 {
-        s += &format!(" --nflog-size {len}");
-    } else if len != 0 {
-        s += &format!(" --nflog-range {len}");
+    match size {
+        Some(size) => s += &format!(" --nflog-size {size}"),
+        None if len != 0 => s += &format!(" --nflog-range {len}"),
+        None => {}
     }
     if threshold != 0 {
         s += &format!(" --nflog-threshold {threshold}");
     }
-    Ok(s)
+    s
 }
 
 /// `struct xt_log_info`: level, logflags, prefix[30].

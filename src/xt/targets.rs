@@ -380,8 +380,30 @@ fn ct(d: Bytes) -> Result<Decoded, Truncated> {
     if !helper.is_empty() {
         save += &format!(" --helper {helper}");
     }
-    if ct_events != 0 || exp_events != 0 {
-        save += &format!(" (events 0x{ct_events:x}/0x{exp_events:x})");
+    // IPCT_* and IPEXP_* event bits, in libxt_CT's table order.
+    const CT_EVENTS: [&str; 10] = [
+        "new",
+        "related",
+        "destroy",
+        "reply",
+        "assured",
+        "protoinfo",
+        "helper",
+        "mark",
+        "natseqinfo",
+        "secmark",
+    ];
+    for (opt, mask, names) in [
+        ("--ctevents", ct_events, &CT_EVENTS[..]),
+        ("--expevents", exp_events, &CT_EVENTS[..1]),
+    ] {
+        if mask != 0 {
+            let set: Vec<&str> = (0..names.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| names[i])
+                .collect();
+            save += &format!(" {opt} {}", set.join(","));
+        }
     }
     let dir = match (flags & ZONE_ORIG != 0, flags & ZONE_REPLY != 0) {
         (true, false) => "-orig",
