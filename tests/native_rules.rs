@@ -582,10 +582,11 @@ fn native_nftables_give_the_verdicts_of_nft_json() {
 
 /// Match and target extensions meshleak prints but does not model (limit, statistic,
 /// pkttype, length, icmp/icmp6, tos, dscp, ttl/hl, connlimit, cgroup, helper, ecn, esp, ah,
-/// cpu, quota, tcpmss, connbytes, recent, realm, NFQUEUE; sctp ports, modelled), in cases
-/// modelled on iptables' own extension tests: loaded with both backends, every rule prints
-/// as the tools print it (iptables-nft's native limit and combined port comparison too),
-/// and means what the tools' dumps mean.
+/// cpu, quota, tcpmss, connbytes, recent, realm, socket, mac, rpfilter, physdev, devgroup,
+/// hashlimit, string, time, policy, conntrack's criteria, CT events, NFQUEUE; sctp ports,
+/// modelled), in cases modelled on iptables' own extension tests: loaded with both
+/// backends, every rule prints as the tools print it (iptables-nft's native limit, log
+/// group, nftrace and combined port comparison too), and means what the tools' dumps mean.
 #[test]
 fn extensions_equal_the_tools_output() {
     if !is_root() {

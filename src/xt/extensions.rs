@@ -85,8 +85,362 @@ pub fn save(
                 inv(d.u8(8, "realm invert")? != 0)
             )
         }
+        ("socket", 0) => String::new(),
+        ("socket", 1..=3) => {
+            let flags = d.u8(0, "socket flags")?;
+            [
+                (1, " --transparent"),
+                (2, " --nowildcard"),
+                (4, " --restore-skmark"),
+            ]
+            .into_iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|(_, opt)| opt)
+            .collect()
+        }
+        ("mac", 0) => {
+            let mac: Vec<String> = d
+                .slice(0, 6, "mac address")?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!(
+                "{} --mac-source {}",
+                inv(d.i32(8, "mac invert")? != 0),
+                mac.join(":")
+            )
+        }
+        ("rpfilter", 0) => {
+            let flags = d.u8(0, "rpfilter flags")?;
+            [
+                (1, " --loose"),
+                (2, " --validmark"),
+                (4, " --accept-local"),
+                (8, " --invert"),
+            ]
+            .into_iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|(_, opt)| opt)
+            .collect()
+        }
+        ("physdev", 0) => physdev(d)?,
+        ("devgroup", 0) => devgroup(d)?,
+        ("string", 1) => string(d)?,
+        ("time", 0) => time(d)?,
+        ("policy", 0) => match policy(d, version)? {
+            Some(text) => text,
+            None => return Ok(None),
+        },
+        ("hashlimit", 3) => match hashlimit(d, version)? {
+            Some(text) => text,
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     }))
+}
+
+/// `struct xt_hashlimit_mtinfo3`: name[255], then (8-aligned) `hashlimit_cfg3`: avg,
+/// burst (u64), mode (DIP 1, DPT 2, SIP 4, SPT 8, INVERT 0x10, BYTES 0x20, RATE_MATCH
+/// 0x40), size, max, gc_interval, expire, interval, srcmask, dstmask. Byte rates are not
+/// printed (`None`).
+fn hashlimit(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
+    const SCALE: u64 = 1_000_000;
+    let c = 256;
+    let (avg, burst, mode) = (
+        u64_at(d, c, "hashlimit avg")?,
+        u64_at(d, c + 8, "hashlimit burst")?,
+        d.u32(c + 16, "hashlimit mode")?,
+    );
+    if mode & 0x20 != 0 {
+        return Ok(None);
+    }
+    let (size, max, gc, expire, interval) = (
+        d.u32(c + 20, "hashlimit size")?,
+        d.u32(c + 24, "hashlimit max")?,
+        d.u32(c + 28, "hashlimit gc_interval")?,
+        d.u32(c + 32, "hashlimit expire")?,
+        d.u32(c + 36, "hashlimit interval")?,
+    );
+    let (srcmask, dstmask) = (
+        d.u8(c + 40, "hashlimit srcmask")?,
+        d.u8(c + 41, "hashlimit dstmask")?,
+    );
+    let mut out = if mode & 0x10 != 0 {
+        " --hashlimit-above".to_string()
+    } else {
+        " --hashlimit-upto".to_string()
+    };
+    // libxt_hashlimit's print_rate takes the period as a u32.
+    let period = u64::from(avg as u32);
+    let rates = [
+        ("day", SCALE * 86_400),
+        ("hour", SCALE * 3600),
+        ("min", SCALE * 60),
+        ("sec", SCALE),
+    ];
+    let quantum = if period == 0 {
+        out += " inf";
+        0
+    } else {
+        let mut i = 1;
+        while i < rates.len() && !(period > rates[i].1 || rates[i].1 / period < rates[i].1 % period)
+        {
+            i += 1;
+        }
+        let (unit, mult) = rates[i - 1];
+        out += &format!(" {}/{unit}", mult / period);
+        mult / SCALE * 1000
+    };
+    out += &format!(" --hashlimit-burst {burst}");
+    let hashed: Vec<&str> = [(4, "srcip"), (8, "srcport"), (1, "dstip"), (2, "dstport")]
+        .into_iter()
+        .filter(|(bit, _)| mode & bit != 0)
+        .map(|(_, name)| name)
+        .collect();
+    if !hashed.is_empty() {
+        out += &format!(" --hashlimit-mode {}", hashed.join(","));
+    }
+    out += &format!(" --hashlimit-name {}", d.name(0, 255, "hashlimit name")?);
+    if size != 0 {
+        out += &format!(" --hashlimit-htable-size {size}");
+    }
+    if max != 0 {
+        out += &format!(" --hashlimit-htable-max {max}");
+    }
+    if gc != 1000 {
+        out += &format!(" --hashlimit-htable-gcinterval {gc}");
+    }
+    if u64::from(expire) != quantum {
+        out += &format!(" --hashlimit-htable-expire {expire}");
+    }
+    let full = if version == IpVersion::V4 { 32 } else { 128 };
+    if srcmask != full {
+        out += &format!(" --hashlimit-srcmask {srcmask}");
+    }
+    if dstmask != full {
+        out += &format!(" --hashlimit-dstmask {dstmask}");
+    }
+    if mode & 0x40 != 0 {
+        out += " --hashlimit-rate-match";
+        if interval != 1 {
+            out += &format!(" --hashlimit-rate-interval {interval}");
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `struct xt_policy_info`: four `xt_policy_elem` (tunnel source and destination with
+/// masks, spi, reqid, proto, mode, match and invert bit fields: saddr 1, daddr 2, proto 4,
+/// mode 8, spi 16, reqid 32), flags (IN 1, OUT 2, NONE 4, STRICT 8), len. An SPI is not
+/// printed (`None`): its byte order in libxt_policy's output is not pinned down here.
+fn policy(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
+    const ELEM: usize = 76;
+    let (flags, len) = (
+        d.u16(4 * ELEM, "policy flags")?,
+        d.u16(4 * ELEM + 2, "policy len")?,
+    );
+    let mut out = format!(
+        " --dir {} --pol {}",
+        if flags & 1 != 0 { "in" } else { "out" },
+        if flags & 4 != 0 { "none" } else { "ipsec" }
+    );
+    if flags & 8 != 0 {
+        out += " --strict";
+    }
+    for i in 0..usize::from(len).min(4) {
+        let e = d.sub(i * ELEM, ELEM, "policy element")?;
+        let (matched, inverted) = (e.u8(74, "policy match")?, e.u8(75, "policy invert")?);
+        let neg = |bit: u8| inv(inverted & bit != 0);
+        if matched & 16 != 0 {
+            return Ok(None);
+        }
+        if matched & 32 != 0 {
+            out += &format!("{} --reqid {}", neg(32), e.u32(68, "policy reqid")?);
+        }
+        if matched & 4 != 0 {
+            let proto = match e.u8(72, "policy proto")? {
+                50 => "esp".to_string(),
+                51 => "ah".to_string(),
+                108 => "ipcomp".to_string(),
+                n => n.to_string(),
+            };
+            out += &format!("{} --proto {proto}", neg(4));
+        }
+        if matched & 8 != 0 {
+            let mode = if e.u8(73, "policy mode")? == 1 {
+                "tunnel"
+            } else {
+                "transport"
+            };
+            out += &format!("{} --mode {mode}", neg(8));
+        }
+        for (bit, at, opt) in [(2u8, 32, "--tunnel-dst"), (1, 0, "--tunnel-src")] {
+            if matched & bit != 0 {
+                let addr = super::matches::addr_with_mask(e, at, at + 16, version)?;
+                out += &format!("{} {opt} {addr}", neg(bit));
+            }
+        }
+        if i + 1 < usize::from(len) {
+            out += " --next";
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `struct xt_physdev_info`: physindev, in_mask, physoutdev, out_mask (16 bytes each),
+/// invert, bitmask (IN 1, OUT 2, BRIDGED 4, ISIN 8, ISOUT 16).
+fn physdev(d: Bytes) -> Result<String, Truncated> {
+    let (invert, bits) = (d.u8(64, "physdev invert")?, d.u8(65, "physdev bitmask")?);
+    let mut out = String::new();
+    for (bit, text) in [
+        (8, " --physdev-is-in".to_string()),
+        (1, format!(" --physdev-in {}", d.name(0, 16, "physdev in")?)),
+        (16, " --physdev-is-out".to_string()),
+        (
+            2,
+            format!(" --physdev-out {}", d.name(32, 16, "physdev out")?),
+        ),
+        (4, " --physdev-is-bridged".to_string()),
+    ] {
+        if bits & bit != 0 {
+            out += inv(invert & bit != 0);
+            out += &text;
+        }
+    }
+    Ok(out)
+}
+
+/// `struct xt_devgroup_info`: flags (SRC 1, INVERT_SRC 2, DST 4, INVERT_DST 8), then each
+/// side's group and mask.
+fn devgroup(d: Bytes) -> Result<String, Truncated> {
+    let flags = d.u32(0, "devgroup flags")?;
+    let mut out = String::new();
+    for (bit, at, opt) in [(1, 4, "--src-group"), (4, 12, "--dst-group")] {
+        if flags & bit == 0 {
+            continue;
+        }
+        let (group, mask) = (
+            d.u32(at, "devgroup group")?,
+            d.u32(at + 4, "devgroup mask")?,
+        );
+        let mask = if mask == u32::MAX {
+            String::new()
+        } else {
+            format!("/0x{mask:x}")
+        };
+        out += &format!("{} {opt} 0x{group:x}{mask}", inv(flags & (bit << 1) != 0));
+    }
+    Ok(out)
+}
+
+/// `struct xt_string_info` (revision 1): from, to, algo[16], pattern[128], patlen, flags
+/// (INVERT 1, IGNORECASE 2). A pattern with a byte that is not printable ASCII is shown as
+/// `--hex-string`.
+fn string(d: Bytes) -> Result<String, Truncated> {
+    let (from, to) = (d.u16(0, "string from")?, d.u16(2, "string to")?);
+    let algo = d.name(4, 16, "string algo")?;
+    let len = usize::from(d.u8(148, "string patlen")?);
+    let pattern = d.slice(20, len.min(128), "string pattern")?;
+    let flags = d.u8(149, "string flags")?;
+    let mut out = inv(flags & 1 != 0).to_string();
+    if pattern.iter().all(|b| (0x20..0x7f).contains(b)) {
+        out += " --string \"";
+        for b in pattern {
+            if matches!(b, b'"' | b'\\') {
+                out.push('\\');
+            }
+            out.push(char::from(*b));
+        }
+        out.push('"');
+    } else {
+        out += " --hex-string \"|";
+        out += &Bytes::new(pattern).hex();
+        out += "|\"";
+    }
+    out += &format!(" --algo {algo}");
+    if from != 0 {
+        out += &format!(" --from {from}");
+    }
+    if to != u16::MAX {
+        out += &format!(" --to {to}");
+    }
+    if flags & 2 != 0 {
+        out += " --icase";
+    }
+    Ok(out)
+}
+
+/// `struct xt_time_info`: date start and stop (seconds since the epoch), daytime start and
+/// stop (seconds of the day), monthdays and weekdays bit sets, flags (LOCAL_TZ 1,
+/// CONTIGUOUS 2). Defaults are not printed; the date stop always is unless it is 0.
+fn time(d: Bytes) -> Result<String, Truncated> {
+    let (date_start, date_stop) = (d.u32(0, "time date start")?, d.u32(4, "time date stop")?);
+    let (day_start, day_stop) = (
+        d.u32(8, "time daytime start")?,
+        d.u32(12, "time daytime stop")?,
+    );
+    let (monthdays, weekdays, flags) = (
+        d.u32(16, "time monthdays")?,
+        d.u8(20, "time weekdays")?,
+        d.u8(21, "time flags")?,
+    );
+    let hms = |t: u32| format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
+    let mut out = String::new();
+    if day_start != 0 || day_stop != 86_399 {
+        out += &format!(
+            " --timestart {} --timestop {}",
+            hms(day_start),
+            hms(day_stop)
+        );
+    }
+    if monthdays != 0xffff_fffe {
+        let days: Vec<String> = (1..=31)
+            .filter(|i| monthdays & (1 << i) != 0)
+            .map(|i: u32| i.to_string())
+            .collect();
+        out += &format!(" --monthdays {}", days.join(","));
+    }
+    if weekdays != 0xfe {
+        let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        let days: Vec<&str> = (1..=7)
+            .filter(|i| weekdays & (1 << i) != 0)
+            .map(|i| names[i - 1])
+            .collect();
+        out += &format!(" --weekdays {}", days.join(","));
+    }
+    for (opt, date) in [("--datestart", date_start), ("--datestop", date_stop)] {
+        if date != 0 {
+            out += &format!(" {opt} {}", utc(date));
+        }
+    }
+    if flags & 1 != 0 {
+        out += " --kerneltz";
+    }
+    if flags & 2 != 0 {
+        out += " --contiguous";
+    }
+    Ok(out)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SS` in UTC (gmtime), by the civil-from-days
+/// algorithm.
+fn utc(secs: u32) -> String {
+    let (days, rest) = (i64::from(secs / 86_400), secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 fn inv(flag: bool) -> &'static str {
@@ -377,6 +731,8 @@ mod tests {
             statistic(Bytes::new(&blob)).unwrap(),
             " --mode random --probability 0.10000000009"
         );
+        assert_eq!(utc(0x7fff_ffff), "2038-01-19T03:14:07");
+        assert_eq!(utc(1_709_210_096), "2024-02-29T12:34:56");
         // A blob cut short is an error naming the field, never a guess.
         let e = save("connbytes", 0, Bytes::new(&[0; 10]), IpVersion::V4).unwrap_err();
         assert_eq!(e.what, "connbytes to");

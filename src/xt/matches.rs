@@ -74,7 +74,7 @@ fn decode_known(
             save: format!(" --comment{}", save_string(&d.name(0, 256, "comment")?)),
             tests: vec![],
         },
-        ("conntrack", 1..=3) => conntrack(d)?,
+        ("conntrack", 1..=3) => conntrack(d, revision, version)?,
         ("state", 0) => {
             let mask = d.u32(0, "state mask")?;
             Decoded {
@@ -419,16 +419,29 @@ fn states(set: &[CtState]) -> String {
         .join(",")
 }
 
-/// `struct xt_conntrack_mtinfo1..3`: only `--ctstate` is modelled; other criteria are
-/// unknown tests, shown by name.
-fn conntrack(d: Bytes) -> Result<Decoded, Truncated> {
+/// `struct xt_conntrack_mtinfo1..3`: tuple addresses and masks, expiry, protocol, ports,
+/// match and invert flags, state and status masks (u8 in revision 1, u16 after; revision 3
+/// adds port ranges). Printed in libxt_conntrack's order; only `--ctstate` is modelled,
+/// each other criterion is an unknown test named by its option, as the text reader names
+/// it.
+fn conntrack(d: Bytes, revision: u8, version: IpVersion) -> Result<Decoded, Truncated> {
     const STATE: u16 = 1 << 0;
     const STATE_ALIAS: u16 = 1 << 13;
     let (match_flags, invert_flags) = (
         d.u16(146, "conntrack match flags")?,
         d.u16(148, "conntrack invert flags")?,
     );
-    let state_mask = d.u16(150, "conntrack state mask")? as u32;
+    let (state_mask, status_mask) = if revision == 1 {
+        (
+            u32::from(d.u8(150, "conntrack state mask")?),
+            u32::from(d.u8(151, "conntrack status mask")?),
+        )
+    } else {
+        (
+            u32::from(d.u16(150, "conntrack state mask")?),
+            u32::from(d.u16(152, "conntrack status mask")?),
+        )
+    };
     if match_flags == STATE | STATE_ALIAS {
         // `-m state --state ...` as iptables 1.8 loads it: conntrack, shown as state.
         let set = state_bits(state_mask, CTSTATE_BITS, STATE_ORDER);
@@ -452,12 +465,98 @@ fn conntrack(d: Bytes) -> Result<Decoded, Truncated> {
         );
         tests.push((invert_flags & STATE != 0, Test::CtState { states: set }));
     }
-    if match_flags & !STATE != 0 {
-        save += &format!(" (other conntrack criteria 0x{:x})", match_flags & !STATE);
+    let mut criterion = |bit: u16, text: String, tests: &mut Vec<(bool, Test)>| {
+        if match_flags & bit == 0 {
+            return;
+        }
+        let neg = invert_flags & bit != 0;
+        save += &format!("{}{text}", inv(neg));
+        let opt = text.split_whitespace().next().unwrap_or_default();
+        tests.push((
+            neg,
+            Test::Unknown {
+                name: format!("conntrack {opt}"),
+            },
+        ));
+    };
+    criterion(
+        1 << 1,
+        format!(" --ctproto {}", d.u16(136, "conntrack l4proto")?),
+        &mut tests,
+    );
+    for (i, opt) in ["--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"]
+        .into_iter()
+        .enumerate()
+    {
+        let text = format!(
+            " {opt} {}",
+            addr_with_mask(d, i * 32, i * 32 + 16, version)?
+        );
+        criterion(1 << (2 + i), text, &mut tests);
+    }
+    for (i, opt) in [
+        "--ctorigsrcport",
+        "--ctorigdstport",
+        "--ctreplsrcport",
+        "--ctrepldstport",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Revision 3 keeps ranges in host order, revisions 1-2 a port in network order.
+        let (lo, hi) = if revision == 3 {
+            (
+                d.u16(138 + i * 2, "conntrack port")?,
+                d.u16(154 + i * 2, "conntrack port high")?,
+            )
+        } else {
+            (d.u16_be(138 + i * 2, "conntrack port")?, 0)
+        };
+        let ports = if hi == 0 || hi == lo {
+            lo.to_string()
+        } else {
+            format!("{lo}:{hi}")
+        };
+        criterion(1 << (8 + i), format!(" {opt} {ports}"), &mut tests);
+    }
+    let status: Vec<&str> = [
+        (1, "EXPECTED"),
+        (2, "SEEN_REPLY"),
+        (4, "ASSURED"),
+        (8, "CONFIRMED"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| status_mask & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
+    let status = if status.is_empty() {
+        "NONE".to_string()
+    } else {
+        status.join(",")
+    };
+    criterion(1 << 6, format!(" --ctstatus {status}"), &mut tests);
+    let (min, max) = (
+        d.u32(128, "conntrack expires min")?,
+        d.u32(132, "conntrack expires max")?,
+    );
+    let expires = if min == max {
+        min.to_string()
+    } else {
+        format!("{min}:{max}")
+    };
+    criterion(1 << 7, format!(" --ctexpire {expires}"), &mut tests);
+    if match_flags & (1 << 12) != 0 {
+        // The direction is printed by name; its invert bit means REPLY, not a negation.
+        let dir = if invert_flags & (1 << 12) != 0 {
+            "REPLY"
+        } else {
+            "ORIGINAL"
+        };
+        save += &format!(" --ctdir {dir}");
         tests.push((
             false,
             Test::Unknown {
-                name: "conntrack criteria besides --ctstate".into(),
+                name: "conntrack --ctdir".into(),
             },
         ));
     }
@@ -465,6 +564,52 @@ fn conntrack(d: Bytes) -> Result<Decoded, Truncated> {
         alias: None,
         save,
         tests,
+    })
+}
+
+/// An address at `at` and its mask at `mask` as libxtables prints them numerically:
+/// `10.0.0.0/8`, `10.0.0.1` (full mask), `10.0.0.0/255.0.255.0`.
+pub fn addr_with_mask(
+    d: Bytes,
+    at: usize,
+    mask: usize,
+    version: IpVersion,
+) -> Result<String, Truncated> {
+    Ok(match version {
+        IpVersion::V4 => {
+            let m = u32::from(d.ipv4(mask, "mask")?);
+            let shown = mask_text(m.into(), m.count_ones(), 32, || {
+                d.ipv4(mask, "mask").map(|a| a.to_string())
+            })?;
+            format!("{}{shown}", d.ipv4(at, "address")?)
+        }
+        IpVersion::V6 => {
+            let m = u128::from(d.ipv6(mask, "mask")?);
+            let shown = mask_text(m, m.count_ones(), 128, || {
+                d.ipv6(mask, "mask").map(|a| a.to_string())
+            })?;
+            format!("{}{shown}", d.ipv6(at, "address")?)
+        }
+    })
+}
+
+/// libxtables' mask suffix: nothing for a full mask, `/N` for a prefix, else the mask in
+/// address form (`/255.0.255.0`).
+fn mask_text(
+    mask: u128,
+    ones: u32,
+    width: u32,
+    as_addr: impl FnOnce() -> Result<String, Truncated>,
+) -> Result<String, Truncated> {
+    if ones == width {
+        return Ok(String::new());
+    }
+    // `ones` leading ones and nothing after them: a prefix length.
+    let prefix = ones == 0 || mask >> (width - ones) == (1u128 << ones) - 1;
+    Ok(if prefix {
+        format!("/{ones}")
+    } else {
+        format!("/{}", as_addr()?)
     })
 }
 
