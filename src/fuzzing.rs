@@ -110,9 +110,14 @@ pub fn evaluate(data: &[u8]) {
     let _ = crate::analyze::analyze(&rules, &[proxy]);
 }
 
-/// nf_tables netlink replies back to back: tables or an NftError.
+/// nf_tables netlink replies back to back: tables or an NftError; each message also as a
+/// ctnetlink entry (the same attribute reader, another layout).
 pub fn nf_tables(data: &[u8]) {
-    let _ = crate::collect::nftables::decode(netlink_messages(data), "fuzz");
+    let messages = netlink_messages(data);
+    for m in &messages {
+        let _ = crate::ctnetlink::decode(m);
+    }
+    let _ = crate::collect::nftables::decode(messages, "fuzz");
 }
 
 /// An x_tables table through the entry walker and every match and target decoder.

@@ -456,6 +456,8 @@ fn capture_kernel_blobs() {
     lab.load(Loader::IptablesLegacy, ISTIO);
     lab.load(Loader::IptablesLegacy, LEGACY_V4);
     lab.load(Loader::Ip6tablesLegacy, LEGACY_V6);
+    lab.load(Loader::IptablesLegacy, EXTENSIONS_V4);
+    lab.load(Loader::Ip6tablesLegacy, EXTENSIONS_V6);
     let ns = meshleak::collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
     let mut out = String::new();
     for version in [IpVersion::V4, IpVersion::V6] {
@@ -481,7 +483,10 @@ fn capture_kernel_blobs() {
     lab.load(Loader::IptablesNft, ISTIO);
     lab.load(Loader::IptablesNft, LEGACY_V4);
     lab.load(Loader::Ip6tablesNft, LEGACY_V6);
+    lab.load(Loader::IptablesNft, EXTENSIONS_V4);
+    lab.load(Loader::Ip6tablesNft, EXTENSIONS_V6);
     lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
+    lab.load(Loader::Nft, include_str!("../testdata/nft-suite-cases.nft"));
     let dump = meshleak::collect::netns::in_netns(&ns, || {
         meshleak::collect::nftables::dump(
             meshleak::collect::netlink::Limit::new(meshleak::collect::MAX_NFT_BYTES, None),
