@@ -127,6 +127,7 @@ pub fn save(
         ("devgroup", 0) => devgroup(d)?,
         ("string", 1) => string(d)?,
         ("time", 0) => time(d)?,
+        ("u32", 0) => u32_match(d)?,
         ("policy", 0) => match policy(d, version)? {
             Some(text) => text,
             None => return Ok(None),
@@ -285,6 +286,56 @@ fn policy(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
         }
     }
     Ok(Some(out))
+}
+
+/// `struct xt_u32`: tests[11] (each locations[11] of number and next operator, values[11]
+/// of min and max, nnums, nvalues), ntests, invert; printed as libxt_u32's `u32_dump`.
+fn u32_match(d: Bytes) -> Result<String, Truncated> {
+    const TEST: usize = 180;
+    let (count, invert) = (
+        usize::from(d.u8(11 * TEST, "u32 ntests")?).min(11),
+        d.u8(11 * TEST + 1, "u32 invert")?,
+    );
+    let mut tests = Vec::new();
+    for t in 0..count {
+        let test = d.sub(t * TEST, TEST, "u32 test")?;
+        let (nums, values) = (
+            usize::from(test.u8(176, "u32 nnums")?).min(11),
+            usize::from(test.u8(177, "u32 nvalues")?).min(11),
+        );
+        let mut text = String::new();
+        for i in 0..nums {
+            if i > 0 {
+                text += match test.u8(i * 8 + 4, "u32 nextop")? {
+                    0 => "&",
+                    1 => "<<",
+                    2 => ">>",
+                    3 => "@",
+                    _ => "?",
+                };
+            }
+            text += &format!("0x{:x}", test.u32(i * 8, "u32 number")?);
+        }
+        let ranges: Vec<String> = (0..values)
+            .map(|i| {
+                let (min, max) = (
+                    test.u32(88 + i * 8, "u32 min")?,
+                    test.u32(88 + i * 8 + 4, "u32 max")?,
+                );
+                Ok(if min == max {
+                    format!("0x{min:x}")
+                } else {
+                    format!("0x{min:x}:0x{max:x}")
+                })
+            })
+            .collect::<Result<_, Truncated>>()?;
+        tests.push(format!("{text}={}", ranges.join(",")));
+    }
+    Ok(format!(
+        "{} --u32 \"{}\"",
+        inv(invert != 0),
+        tests.join("&&")
+    ))
 }
 
 /// `struct xt_physdev_info`: physindev, in_mask, physoutdev, out_mask (16 bytes each),

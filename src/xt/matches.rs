@@ -113,12 +113,9 @@ fn decode_known(
 
 /// `struct xt_sctp_info`: dpts[2], spts[2], chunkmap[64], chunk_match_type, flag_info[4],
 /// flag_count, flags (SRC 1, DEST 2, CHUNK_TYPES 4), invflags. Ports are tests as TCP's;
-/// chunk types are not modelled (unknown) and a rule with them is shown with its bytes.
+/// chunk types are printed as libxt_sctp does and are an unknown test.
 fn sctp(d: Bytes) -> Result<Decoded, Truncated> {
     let (flags, invflags) = (d.u32(284, "sctp flags")?, d.u32(288, "sctp invflags")?);
-    if flags & 4 != 0 {
-        return Ok(unknown("sctp", 0, d, "chunk types not modelled"));
-    }
     let (mut save, mut tests) = (String::new(), Vec::new());
     for (bit, at, dir, opt) in [(1, 4, Dir::Src, "--sport"), (2, 0, Dir::Dst, "--dport")] {
         if flags & bit == 0 {
@@ -136,11 +133,104 @@ fn sctp(d: Bytes) -> Result<Decoded, Truncated> {
             },
         ));
     }
+    if flags & 4 != 0 {
+        let neg = invflags & 4 != 0;
+        save += &format!("{} --chunk-types{}", inv(neg), sctp_chunks(d)?);
+        tests.push((
+            neg,
+            Test::Unknown {
+                name: "sctp --chunk-types".into(),
+            },
+        ));
+    }
     Ok(Decoded {
         alias: None,
         save,
         tests,
     })
+}
+
+/// libxt_sctp's chunk list: the match type, then NONE, ALL, or each chunk set in the map
+/// by name with its flags (`DATA:Be`: upper case set, lower case clear, per mask bit).
+fn sctp_chunks(d: Bytes) -> Result<String, Truncated> {
+    const NAMES: &[(u8, &str, &str)] = &[
+        (0, "DATA", "----IUBE"),
+        (1, "INIT", "--------"),
+        (2, "INIT_ACK", "--------"),
+        (3, "SACK", "--------"),
+        (4, "HEARTBEAT", "--------"),
+        (5, "HEARTBEAT_ACK", "--------"),
+        (6, "ABORT", "-------T"),
+        (7, "SHUTDOWN", "--------"),
+        (8, "SHUTDOWN_ACK", "--------"),
+        (9, "ERROR", "--------"),
+        (10, "COOKIE_ECHO", "--------"),
+        (11, "COOKIE_ACK", "--------"),
+        (12, "ECN_ECNE", "--------"),
+        (13, "ECN_CWR", "--------"),
+        (14, "SHUTDOWN_COMPLETE", "-------T"),
+        (64, "I_DATA", "----IUBE"),
+        (130, "RE_CONFIG", "--------"),
+        (132, "PAD", "--------"),
+        (193, "ASCONF", "--------"),
+        (128, "ASCONF_ACK", "--------"),
+        (192, "FORWARD_TSN", "--------"),
+        (194, "I_FORWARD_TSN", "--------"),
+    ];
+    let mut out = match d.u32(264, "sctp chunk match type")? {
+        1 => " any".to_string(),
+        2 => " all".to_string(),
+        4 => " only".to_string(),
+        n => format!(" (match type {n})"),
+    };
+    let mut map = [0u32; 8 * 8];
+    for (i, word) in map.iter_mut().enumerate() {
+        *word = d.u32(8 + i * 4, "sctp chunkmap")?;
+    }
+    if map.iter().all(|w| *w == 0) {
+        return Ok(out + " NONE");
+    }
+    if map.iter().all(|w| *w == u32::MAX) {
+        return Ok(out + " ALL");
+    }
+    let flag_count = (d.i32(280, "sctp flag count")?).clamp(0, 4) as usize;
+    let mut flag_info = Vec::new();
+    for j in 0..flag_count {
+        let at = 268 + j * 3;
+        flag_info.push((
+            d.u8(at, "sctp flag chunk")?,
+            d.u8(at + 1, "sctp flag")?,
+            d.u8(at + 2, "sctp flag mask")?,
+        ));
+    }
+    let mut chunks = Vec::new();
+    for i in 0..=255u8 {
+        if map[usize::from(i) / 32] & (1 << (i % 32)) == 0 {
+            continue;
+        }
+        let (name, valid) = NAMES
+            .iter()
+            .find(|(n, ..)| *n == i)
+            .map_or(("UNKNOWN", "--------"), |(_, name, valid)| (*name, *valid));
+        let mut chunk = name.to_string();
+        for (_, flags, mask) in flag_info.iter().filter(|(c, ..)| *c == i) {
+            chunk.push(':');
+            for bit in (0..8).rev() {
+                if mask & (1 << bit) != 0 {
+                    let c = char::from(valid.as_bytes()[7 - bit]);
+                    chunk.push(if flags & (1 << bit) != 0 {
+                        c
+                    } else {
+                        c.to_ascii_lowercase()
+                    });
+                }
+            }
+        }
+        chunks.push(chunk);
+    }
+    out.push(' ');
+    out += &chunks.join(",");
+    Ok(out)
 }
 
 fn ports(lo: u16, hi: u16) -> String {
