@@ -229,7 +229,7 @@ fn run_all(rules: &Ruleset, plan: &run::Plan, flow: &Flow) -> Trace {
     let mut pending: Vec<Vec<bool>> = vec![Vec::new()];
     let mut first: Option<run::Run> = None;
     let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut unknowns: Vec<UnknownAt> = Vec::new();
+    let mut unknowns: Vec<run::Unknown> = Vec::new();
     let mut runs = 0;
     let mut visited = 0;
     while let Some(choices) = pending.pop() {
@@ -274,7 +274,7 @@ fn run_all(rules: &Ruleset, plan: &run::Plan, flow: &Flow) -> Trace {
         path: first.steps,
         possible: if decided { Vec::new() } else { outcomes },
         unknowns: if outcome.verdict == Verdict::Unknown {
-            unknowns
+            unknowns.iter().map(|u| u.cite(rules)).collect()
         } else {
             Vec::new()
         },

@@ -49,10 +49,59 @@ pub(super) struct Run {
     /// Rules visited.
     pub visited: usize,
     pub decisions: Vec<bool>,
-    pub unknowns: Vec<UnknownAt>,
+    pub unknowns: Vec<Unknown>,
     pub outcome: Outcome,
     pub steps: Vec<StepRef>,
     pub nat_dst: Option<(IpAddr, u16)>,
+}
+
+/// Something not modelled a run met, named by where it is: its text is made only for the
+/// traces that report it ([`Unknown::cite`]), not in every run of every flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Unknown {
+    pub table: usize,
+    pub chain: usize,
+    pub rule: Option<usize>,
+    pub what: What,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum What {
+    /// The rule's match at this index.
+    Match(usize),
+    /// The rule's unknown target (`Action::Unknown`) at this index.
+    Target(usize),
+    Text(String),
+}
+
+impl Unknown {
+    /// As traces report it: the match or target named with its text.
+    pub fn cite(&self, rules: &Ruleset) -> UnknownAt {
+        let rule = self
+            .rule
+            .map(|r| &rules.tables[self.table].chains[self.chain].rules[r]);
+        let what = match (&self.what, rule) {
+            (What::Match(k), Some(rule)) => {
+                let m = &rule.matches[*k];
+                match &m.test {
+                    crate::model::Test::Unknown { name } => format!("match {name}: {}", m.text),
+                    _ => format!("{} (the packet's value is not known)", m.text),
+                }
+            }
+            (What::Target(k), Some(rule)) => match &rule.actions[*k] {
+                Action::Unknown { name } => format!("target {name}"),
+                other => format!("target {other:?}"),
+            },
+            (What::Text(t), _) => t.clone(),
+            (_, None) => String::new(),
+        };
+        UnknownAt {
+            table: self.table,
+            chain: self.chain,
+            rule: self.rule,
+            what,
+        }
+    }
 }
 
 /// How a base chain's traversal ended.
@@ -302,7 +351,7 @@ impl Walker<'_> {
         let (mut chain, mut next) = (ci, 0usize);
         loop {
             if self.budget == 0 {
-                return self.unknown_end(ti, chain, next, "rule loop (step limit reached)");
+                return self.unknown_end(ti, chain, next, What::Text("rule loop (step limit reached)".into()));
             }
             self.budget -= 1;
             let rules = &table.chains[chain].rules;
@@ -391,7 +440,7 @@ impl Walker<'_> {
                             ti,
                             chain,
                             at,
-                            "jump to a chain that does not exist",
+                            What::Text("jump to a chain that does not exist".into()),
                         );
                     };
                     if !goto {
@@ -404,7 +453,10 @@ impl Walker<'_> {
                                 ti,
                                 chain,
                                 at,
-                                "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)",
+                                What::Text(
+                                    "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)"
+                                        .into(),
+                                ),
                             );
                         }
                         self.stack.push((chain, next));
@@ -462,11 +514,12 @@ impl Walker<'_> {
                 | Action::Masquerade => {
                     let what = format!("{verdict:?} outside a nat chain of the OUTPUT path");
                     step(Effect::UnknownTarget(what.clone()), self);
-                    return self.unknown_end(ti, chain, at, &what);
+                    return self.unknown_end(ti, chain, at, What::Text(what));
                 }
                 Action::Unknown { name } => {
                     step(Effect::UnknownTarget(name.clone()), self);
-                    return self.unknown_end(ti, chain, at, &format!("target {name}"));
+                    let k = rule.actions.iter().position(|a| a == verdict).unwrap_or(0);
+                    return self.unknown_end(ti, chain, at, What::Target(k));
                 }
                 Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => {
                     unreachable!("not verdicts")
@@ -505,11 +558,11 @@ impl Walker<'_> {
                 names.join(", ")
             );
             let pick = (1..busy.len()).find(|_| {
-                self.decide(UnknownAt {
+                self.decide(Unknown {
                     table: t,
                     chain: c,
                     rule: None,
-                    what: what.clone(),
+                    what: What::Text(what.clone()),
                 })
             });
             out.push(busy.remove(pick.unwrap_or(0)));
@@ -519,7 +572,7 @@ impl Walker<'_> {
     }
 
     /// Consumes the next choice for something unknown (false when none was given).
-    fn decide(&mut self, u: UnknownAt) -> bool {
+    fn decide(&mut self, u: Unknown) -> bool {
         let choice = self
             .choices
             .get(self.run.decisions.len())
@@ -561,12 +614,12 @@ impl Walker<'_> {
         }
     }
 
-    fn unknown_end(&mut self, table: usize, chain: usize, rule: usize, what: &str) -> End {
-        self.run.unknowns.push(UnknownAt {
+    fn unknown_end(&mut self, table: usize, chain: usize, rule: usize, what: What) -> End {
+        self.run.unknowns.push(Unknown {
             table,
             chain,
             rule: Some(rule),
-            what: what.to_string(),
+            what,
         });
         End::Unknown
     }
@@ -574,23 +627,19 @@ impl Walker<'_> {
     /// All matches of a rule; definite ones first, so unknown ones only fork when they matter.
     fn matches(&mut self, ti: usize, ci: usize, ri: usize, rule: &Rule) -> bool {
         let mut unknown = Vec::new();
-        for m in &rule.matches {
+        for (k, m) in rule.matches.iter().enumerate() {
             match matcher::eval(m, self.flow, &self.pkt) {
                 Tri::False => return false,
                 Tri::True => {}
-                Tri::Unknown => unknown.push(m),
+                Tri::Unknown => unknown.push(k),
             }
         }
-        for m in unknown {
-            let what = match &m.test {
-                crate::model::Test::Unknown { name } => format!("match {name}: {}", m.text),
-                _ => format!("{} (the packet's value is not known)", m.text),
-            };
-            let choice = self.decide(UnknownAt {
+        for k in unknown {
+            let choice = self.decide(Unknown {
                 table: ti,
                 chain: ci,
                 rule: Some(ri),
-                what,
+                what: What::Match(k),
             });
             if !choice {
                 return false;
