@@ -351,7 +351,12 @@ impl Walker<'_> {
         let (mut chain, mut next) = (ci, 0usize);
         loop {
             if self.budget == 0 {
-                return self.unknown_end(ti, chain, next, What::Text("rule loop (step limit reached)".into()));
+                return self.unknown_end(
+                    ti,
+                    chain,
+                    next,
+                    What::Text("rule loop (step limit reached)".into()),
+                );
             }
             self.budget -= 1;
             let rules = &table.chains[chain].rules;

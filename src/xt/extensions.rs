@@ -128,6 +128,27 @@ pub fn save(
         ("string", 1) => string(d)?,
         ("time", 0) => time(d)?,
         ("u32", 0) => u32_match(d)?,
+        ("dccp", 0) => match dccp(d)? {
+            Some(text) => text,
+            None => return Ok(None),
+        },
+        ("cluster", 0) if d.u32(12, "cluster flags")? & 1 == 0 => format!(
+            " --cluster-local-nodemask 0x{:08x} --cluster-total-nodes {} --cluster-hash-seed 0x{:08x}",
+            d.u32(4, "cluster node mask")?,
+            d.u32(0, "cluster total nodes")?,
+            d.u32(8, "cluster hash seed")?
+        ),
+        // Labels by number: a name needs the node's /etc/xtables/connlabel.conf.
+        ("connlabel", 0) => {
+            let (bit, options) = (d.u16(0, "connlabel bit")?, d.u16(2, "connlabel options")?);
+            let set = if options & 2 != 0 { " --set" } else { "" };
+            let neg = if options & 1 != 0 { "! " } else { "" };
+            format!(" {neg}--label \"{bit}\"{set}")
+        }
+        ("bpf", 1) => match bpf(d)? {
+            Some(text) => text,
+            None => return Ok(None),
+        },
         ("policy", 0) => match policy(d, version)? {
             Some(text) => text,
             None => return Ok(None),
@@ -336,6 +357,54 @@ fn u32_match(d: Bytes) -> Result<String, Truncated> {
         inv(invert != 0),
         tests.join("&&")
     ))
+}
+
+/// `struct xt_dccp_info`: dpts[2], spts[2], flags (SRC 1, DEST 2, TYPE 4, OPTION 8),
+/// invflags, typemask, option. Packet types are not printed (`None`).
+fn dccp(d: Bytes) -> Result<Option<String>, Truncated> {
+    let (flags, invflags) = (d.u16(8, "dccp flags")?, d.u16(10, "dccp invflags")?);
+    if flags & 4 != 0 {
+        return Ok(None);
+    }
+    let mut out = String::new();
+    for (bit, at, opt) in [(1, 4, "--sport"), (2, 0, "--dport")] {
+        if flags & bit != 0 {
+            let ports = range(d.u16(at, "dccp port")?, d.u16(at + 2, "dccp port")?);
+            out += &format!("{} {opt} {ports}", inv(invflags & bit != 0));
+        }
+    }
+    if flags & 8 != 0 {
+        out += &format!(
+            "{} --dccp-option {}",
+            inv(invflags & 8 != 0),
+            d.u8(14, "dccp option")?
+        );
+    }
+    Ok(Some(out))
+}
+
+/// `struct xt_bpf_info_v1`: mode (bytecode 0, pinned object 1), instruction count, fd, then
+/// the program (`struct sock_filter`: code, jt, jf, k) or the object's path.
+fn bpf(d: Bytes) -> Result<Option<String>, Truncated> {
+    let (mode, count) = (d.u16(0, "bpf mode")?, d.u16(2, "bpf length")?);
+    Ok(match mode {
+        0 => {
+            let mut out = format!(" --bytecode \"{count}");
+            for i in 0..usize::from(count).min(64) {
+                let at = 8 + i * 8;
+                out += &format!(
+                    ",{} {} {} {}",
+                    d.u16(at, "bpf code")?,
+                    d.u8(at + 2, "bpf jt")?,
+                    d.u8(at + 3, "bpf jf")?,
+                    d.u32(at + 4, "bpf k")?
+                );
+            }
+            Some(out + "\"")
+        }
+        1 => Some(format!(" --object-pinned {}", d.name(8, 512, "bpf path")?)),
+        _ => None,
+    })
 }
 
 /// `struct xt_physdev_info`: physindev, in_mask, physoutdev, out_mask (16 bytes each),

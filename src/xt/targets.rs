@@ -44,6 +44,16 @@ pub fn decode(name: &str, revision: u8, data: Bytes, version: IpVersion) -> Deco
     }
 }
 
+/// A target printed as the tool prints it whose effect is not modelled: unknown, named as
+/// the text reader names it.
+fn named_unknown(name: &str, save: String) -> Decoded {
+    Decoded {
+        alias: None,
+        save,
+        action: Action::Unknown { name: name.into() },
+    }
+}
+
 fn unknown(name: &str, revision: u8, data: Bytes, why: &str) -> Decoded {
     Decoded {
         alias: None,
@@ -150,6 +160,52 @@ fn decode_known(
                 action: Action::Reject,
             }
         }
+        // A copy of the packet leaves by another route: unknown.
+        ("TEE", 1, _) => {
+            let gw = match version {
+                IpVersion::V4 => d.ipv4(0, "TEE gateway")?.to_string(),
+                IpVersion::V6 => d.ipv6(0, "TEE gateway")?.to_string(),
+            };
+            let oif = d.name(16, 16, "TEE oif")?;
+            let oif = if oif.is_empty() {
+                String::new()
+            } else {
+                format!(" --oif {oif}")
+            };
+            named_unknown("TEE", format!(" --gateway {gw}{oif}"))
+        }
+        // Maps the destination network to another: not modelled.
+        ("NETMAP", 0, IpVersion::V4) => {
+            let (min, max) = (d.ipv4(8, "NETMAP min")?, d.ipv4(12, "NETMAP max")?);
+            let mask = !(u32::from(min) ^ u32::from(max));
+            let bits = if mask.leading_ones() == mask.count_ones() {
+                mask.count_ones().to_string()
+            } else {
+                std::net::Ipv4Addr::from(mask).to_string()
+            };
+            named_unknown("NETMAP", format!(" --to {min}/{bits}"))
+        }
+        // Answers or drops the handshake itself.
+        ("SYNPROXY", 0, _) => {
+            let (options, wscale, mss) = (
+                d.u8(0, "SYNPROXY options")?,
+                d.u8(1, "SYNPROXY wscale")?,
+                d.u16(2, "SYNPROXY mss")?,
+            );
+            let mut save = String::new();
+            for (bit, text) in [
+                (4, " --sack-perm".to_string()),
+                (8, " --timestamp".to_string()),
+                (2, format!(" --wscale {wscale}")),
+                (1, format!(" --mss {mss}")),
+                (16, " --ecn".to_string()),
+            ] {
+                if options & bit != 0 {
+                    save += &text;
+                }
+            }
+            named_unknown("SYNPROXY", save)
+        }
         // userspace decides: unknown, named as the text reader names it.
         ("NFQUEUE", 3, _) => {
             let (num, total, flags) = (
@@ -171,13 +227,7 @@ fn decode_known(
             if flags & 2 != 0 {
                 save += " --queue-cpu-fanout";
             }
-            Decoded {
-                alias: None,
-                save,
-                action: Action::Unknown {
-                    name: "NFQUEUE".into(),
-                },
-            }
+            named_unknown("NFQUEUE", save)
         }
         _ => return Ok(None),
     }))
