@@ -766,3 +766,67 @@ fn flow_grid() -> Vec<(meshleak::eval::Flow, meshleak::eval::Packet)> {
     }
     out
 }
+
+/// A rule set rewritten while it is read (another process committing changes between and
+/// during the dumps) is never reported as a mix of two rule sets: each read is one whole
+/// rule set, or an error that says the rules kept changing. The two versions differ in
+/// their chain's name and every rule's verdict, so a read that took chains from one and
+/// rules from the other shows.
+#[test]
+fn rules_changing_while_read_are_never_mixed() {
+    if !is_root() {
+        return;
+    }
+    const RULES: usize = 300;
+    let lab = Lab::new();
+    let version = |chain: &str, verdict: &str| {
+        let mut t = format!(
+            "flush ruleset\ntable inet flip {{\n chain {chain} {{ type filter hook output priority 0;\n"
+        );
+        for i in 0..RULES {
+            t += &format!("  meta skuid {i} tcp dport {} {verdict}\n", 1000 + i);
+        }
+        t + " }\n}\n"
+    };
+    let (a, b) = (version("a", "accept"), version("b", "drop"));
+    lab.load(Loader::Nft, &a);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pod = lab.pod.clone();
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = if n % 2 == 0 { &b } else { &a };
+                run(&["ip", "netns", "exec", &pod, "nft", "-f", "-"], Some(text));
+                n += 1;
+            }
+            n
+        })
+    };
+    let (mut whole, mut refused) = (0, 0);
+    for _ in 0..60 {
+        let (code, out, err) = meshleak(&["rules", "--netns", &format!("/run/netns/{}", lab.pod)]);
+        if code == 0 {
+            let (acc, drop) = (
+                out.matches(" accept\n").count(),
+                out.matches(" drop\n").count(),
+            );
+            let (in_a, in_b) = (out.contains("chain a {"), out.contains("chain b {"));
+            assert!(
+                (acc, drop, in_a, in_b) == (RULES, 0, true, false)
+                    || (acc, drop, in_a, in_b) == (0, RULES, false, true),
+                "a mixed read: {acc} accept, {drop} drop rules, chain a {in_a}, chain b {in_b}"
+            );
+            whole += 1;
+        } else {
+            assert!(err.contains("changed while it was read"), "{err}");
+            refused += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    eprintln!("{whole} whole reads, {refused} refused while {flips} rewrites committed");
+    assert!(flips > 20, "the rule set was rewritten only {flips} times");
+    assert!(whole > 0, "no read succeeded");
+}

@@ -6,7 +6,7 @@ use std::io;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::netlink::Netlink;
-use crate::nlmsg::{self, NLM_F_REQUEST_DUMP};
+use crate::nlmsg::{self, NLM_F_REQUEST, NLM_F_REQUEST_DUMP};
 
 /// A netfilter netlink socket bound in the calling thread's namespace.
 pub struct Nfnetlink(Netlink);
@@ -27,6 +27,12 @@ impl Nfnetlink {
         self.0.dump(request)
     }
 
+    /// Sends one request answered by a single message (from [`get_request`]); see
+    /// [`Netlink::ask`].
+    pub fn ask(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.0.ask(request)
+    }
+
     /// Like [`Nfnetlink::dump`], each reply message handed to `each` as it arrives.
     pub fn dump_each(
         &mut self,
@@ -40,16 +46,21 @@ impl Nfnetlink {
 /// A GET dump request of subsystem `subsys` (NFNL_SUBSYS_*), message `msg`, for NFPROTO_*
 /// `family` (0: every family), with `attrs` (type, value) after the `nfgenmsg` header.
 pub fn dump_request(subsys: u8, msg: u8, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    request(subsys, msg, family, attrs, NLM_F_REQUEST_DUMP)
+}
+
+/// A GET request for one object (no dump), such as the rule set's generation.
+pub fn get_request(subsys: u8, msg: u8) -> Vec<u8> {
+    request(subsys, msg, 0, &[], NLM_F_REQUEST)
+}
+
+fn request(subsys: u8, msg: u8, family: u8, attrs: &[(u16, &[u8])], flags: u16) -> Vec<u8> {
     // struct nfgenmsg: family, version NFNETLINK_V0, res_id (big-endian) 0.
     let mut body = vec![family, 0, 0, 0];
     for (kind, value) in attrs {
         nlmsg::push_attr(&mut body, *kind, value);
     }
-    nlmsg::request(
-        (u16::from(subsys) << 8) | u16::from(msg),
-        NLM_F_REQUEST_DUMP,
-        &body,
-    )
+    nlmsg::request((u16::from(subsys) << 8) | u16::from(msg), flags, &body)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::mpsc;
 
-use super::nfnetlink::{Nfnetlink, dump_request};
+use super::nfnetlink::{Nfnetlink, dump_request, get_request};
 use crate::nft::msg::{self, Object};
 use crate::nlmsg;
 
@@ -25,6 +25,10 @@ pub enum NftError {
         what: &'static str,
         cause: super::netlink::Stopped,
     },
+    #[error(
+        "the nf_tables rule set changed while it was read, {attempts} times in a row; a process is rewriting rules: read again, or find it (`meshleak scan` lists processes with CAP_NET_ADMIN)"
+    )]
+    Changing { attempts: usize },
     #[error("nf_tables sent a message meshleak cannot decode while dumping {what}: {detail}")]
     Decode { what: &'static str, detail: String },
 }
@@ -37,20 +41,50 @@ pub enum Dump {
     Tables(Vec<crate::model::Table>),
 }
 
+/// How many times a dump is taken again when the rule set changed while it was read.
+const ATTEMPTS: usize = 3;
+
 /// Dumps every object kind (tables, chains, sets, their elements, then rules); once the
 /// rule replies pass `raw_up_to` bytes, the rest is decoded as it arrives (`origin` names
-/// the tables).
+/// the tables). The rule set's generation is read before and after: a dump that saw a
+/// change (a commit between two of its requests) is taken again, and after
+/// [`ATTEMPTS`] an error, never a mix of two rule sets.
 pub fn dump(
     limit: super::netlink::Limit,
     raw_up_to: usize,
     origin: &str,
 ) -> Result<Dump, NftError> {
     let mut socket = Nfnetlink::open_limited(limit).map_err(NftError::Socket)?;
+    for _ in 0..ATTEMPTS {
+        let before = generation(&mut socket)?;
+        let dumped = dump_once(&mut socket, raw_up_to, origin)?;
+        if generation(&mut socket)? == before {
+            return Ok(dumped);
+        }
+    }
+    Err(NftError::Changing { attempts: ATTEMPTS })
+}
+
+/// The rule set's generation id (NFT_MSG_GETGEN).
+fn generation(socket: &mut Nfnetlink) -> Result<Option<u32>, NftError> {
+    let reply = socket
+        .ask(&get_request(SUBSYS_NFTABLES, NFT_MSG_GETGEN))
+        .map_err(|cause| dump_error("the generation", cause))?;
+    match reply {
+        Some(m) => msg::generation(&m).map_err(|e| NftError::Decode {
+            what: "the generation",
+            detail: e.to_string(),
+        }),
+        None => Ok(None),
+    }
+}
+
+fn dump_once(socket: &mut Nfnetlink, raw_up_to: usize, origin: &str) -> Result<Dump, NftError> {
     let mut raw = Vec::new();
     for (what, msg) in [("tables", NFT_MSG_GETTABLE), ("chains", NFT_MSG_GETCHAIN)] {
-        raw.extend(request(&mut socket, what, &everything(msg))?);
+        raw.extend(request(socket, what, &everything(msg))?);
     }
-    let sets = request(&mut socket, "sets", &everything(NFT_MSG_GETSET))?;
+    let sets = request(socket, "sets", &everything(NFT_MSG_GETSET))?;
     // Elements are dumped per set: the request names the table and the set. Only the sets
     // are decoded here.
     let decoded = from_raw(&sets)?;
@@ -67,7 +101,7 @@ pub fn dump(
             family,
             &[(1, &table), (2, &name)],
         );
-        raw.extend(request(&mut socket, "set elements", &req)?);
+        raw.extend(request(socket, "set elements", &req)?);
     }
     // Rules last: by then everything they refer to is here. Past `raw_up_to` bytes a
     // decoder thread takes the messages as they arrive, so decoding overlaps the kernel's
@@ -170,6 +204,7 @@ const NFT_MSG_GETCHAIN: u8 = 4;
 const NFT_MSG_GETRULE: u8 = 7;
 const NFT_MSG_GETSET: u8 = 10;
 const NFT_MSG_GETSETELEM: u8 = 13;
+const NFT_MSG_GETGEN: u8 = 16;
 
 /// The dump request for every object of one kind, of every family (NFPROTO_UNSPEC).
 fn everything(msg: u8) -> Vec<u8> {

@@ -208,6 +208,28 @@ impl<'a> Nfgen<'a> {
     }
 }
 
+/// NFT_MSG_NEWGEN: the answer to NFT_MSG_GETGEN.
+const MSG_NEWGEN: u8 = 15;
+
+/// The rule set's generation id in an NFT_MSG_NEWGEN reply (NFTA_GEN_ID 1): it changes
+/// with every committed change, so equal ids before and after a dump prove the dump saw
+/// one rule set. `None`: another message.
+pub fn generation(msg: &[u8]) -> Result<Option<u32>, DecodeError> {
+    let m = Nfgen::open(msg)?;
+    if m.subsys != SUBSYS_NFTABLES || m.kind != MSG_NEWGEN {
+        return Ok(None);
+    }
+    let top = m.attrs("generation")?;
+    find(&top, 1)
+        .map(|a| {
+            a.be32(At {
+                message: "generation",
+                path: "NFTA_GEN_ID",
+            })
+        })
+        .transpose()
+}
+
 /// Decodes one whole netlink message: its NFPROTO_* family and object; `None` for what
 /// is not an nf_tables object (NLMSG_DONE, another subsystem, a message kind not read).
 pub fn decode(msg: &[u8]) -> Result<Option<(u8, Object)>, DecodeError> {

@@ -539,3 +539,14 @@ fn a_lying_length_is_an_error_that_says_where() {
     let e = super::msg::decode(&b).unwrap_err();
     assert_eq!(e.offset, at, "{e}");
 }
+
+#[test]
+fn the_generation_is_read_from_its_reply_only() {
+    let mut body = vec![0, 0, 0, 7];
+    crate::nlmsg::push_attr(&mut body, 1, &42u32.to_be_bytes());
+    let reply = crate::nlmsg::request((10 << 8) | 15, 0, &body);
+    assert_eq!(super::msg::generation(&reply).unwrap(), Some(42));
+    let table = crate::nlmsg::request(10 << 8, 0, &body);
+    assert_eq!(super::msg::generation(&table).unwrap(), None);
+    assert!(super::msg::generation(&reply[..reply.len() - 2]).is_err());
+}
