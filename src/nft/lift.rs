@@ -390,8 +390,10 @@ impl<'a> Lifter<'a> {
     /// prints it and printed as iptables-nft prints its `-m limit` (avg = XT_LIMIT_SCALE *
     /// unit / rate).
     fn limit(&mut self, rate: u64, unit: u64, burst: u32, bytes: bool, invert: bool) {
-        let avg = (u64::from(xt_ext::LIMIT_SCALE) * unit)
-            .checked_div(rate)
+        // Kernel values are untrusted: a product past u64 has no iptables form.
+        let avg = u64::from(xt_ext::LIMIT_SCALE)
+            .checked_mul(unit)
+            .and_then(|v| v.checked_div(rate))
             .and_then(|a| u32::try_from(a).ok());
         let per = match unit {
             1 => "second".to_string(),
