@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod analyze;
 pub mod attribution;
+pub mod civil;
 pub mod collect;
 pub mod ctnetlink;
 pub mod eval;

@@ -86,18 +86,14 @@ pub fn save(
             )
         }
         ("socket", 0) => String::new(),
-        ("socket", 1..=3) => {
-            let flags = d.u8(0, "socket flags")?;
-            [
+        ("socket", 1..=3) => set_options(
+            d.u8(0, "socket flags")?.into(),
+            &[
                 (1, " --transparent"),
                 (2, " --nowildcard"),
                 (4, " --restore-skmark"),
-            ]
-            .into_iter()
-            .filter(|(bit, _)| flags & bit != 0)
-            .map(|(_, opt)| opt)
-            .collect()
-        }
+            ],
+        ),
         ("mac", 0) => {
             let mac: Vec<String> = d
                 .slice(0, 6, "mac address")?
@@ -110,19 +106,15 @@ pub fn save(
                 mac.join(":")
             )
         }
-        ("rpfilter", 0) => {
-            let flags = d.u8(0, "rpfilter flags")?;
-            [
+        ("rpfilter", 0) => set_options(
+            d.u8(0, "rpfilter flags")?.into(),
+            &[
                 (1, " --loose"),
                 (2, " --validmark"),
                 (4, " --accept-local"),
                 (8, " --invert"),
-            ]
-            .into_iter()
-            .filter(|(bit, _)| flags & bit != 0)
-            .map(|(_, opt)| opt)
-            .collect()
-        }
+            ],
+        ),
         ("physdev", 0) => physdev(d)?,
         ("devgroup", 0) => devgroup(d)?,
         ("string", 1) => string(d)?,
@@ -530,7 +522,7 @@ fn time(d: Bytes) -> Result<String, Truncated> {
     }
     for (opt, date) in [("--datestart", date_start), ("--datestop", date_stop)] {
         if date != 0 {
-            out += &format!(" {opt} {}", utc(date));
+            out += &format!(" {opt} {}", crate::civil::utc(date.into()));
         }
     }
     if flags & 1 != 0 {
@@ -542,25 +534,14 @@ fn time(d: Bytes) -> Result<String, Truncated> {
     Ok(out)
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SS` in UTC (gmtime), by the civil-from-days
-/// algorithm.
-fn utc(secs: u32) -> String {
-    let (days, rest) = (i64::from(secs / 86_400), secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+/// The options whose bit is set in `flags`, in the table's order (the order the tools print
+/// them in).
+pub fn set_options<S: AsRef<str>>(flags: u32, options: &[(u32, S)]) -> String {
+    options
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, opt)| opt.as_ref())
+        .collect()
 }
 
 fn inv(flag: bool) -> &'static str {
@@ -798,16 +779,15 @@ fn recent(d: Bytes, revision: u8, version: IpVersion) -> Result<String, Truncate
         d.u8(8, "recent check_set")?,
     );
     let mut out = inv(d.u8(9, "recent invert")? != 0).to_string();
-    for (bit, opt) in [
-        (2, " --set"),
-        (1, " --rcheck"),
-        (4, " --update"),
-        (8, " --remove"),
-    ] {
-        if check & bit != 0 {
-            out += opt;
-        }
-    }
+    out += &set_options(
+        check.into(),
+        &[
+            (2, " --set"),
+            (1, " --rcheck"),
+            (4, " --update"),
+            (8, " --remove"),
+        ],
+    );
     if seconds != 0 {
         out += &format!(" --seconds {seconds}");
     }
@@ -851,8 +831,6 @@ mod tests {
             statistic(Bytes::new(&blob)).unwrap(),
             " --mode random --probability 0.10000000009"
         );
-        assert_eq!(utc(0x7fff_ffff), "2038-01-19T03:14:07");
-        assert_eq!(utc(1_709_210_096), "2024-02-29T12:34:56");
         // A blob cut short is an error naming the field, never a guess.
         let e = save("connbytes", 0, Bytes::new(&[0; 10]), IpVersion::V4).unwrap_err();
         assert_eq!(e.what, "connbytes to");

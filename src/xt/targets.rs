@@ -192,18 +192,16 @@ fn decode_known(
                 d.u8(1, "SYNPROXY wscale")?,
                 d.u16(2, "SYNPROXY mss")?,
             );
-            let mut save = String::new();
-            for (bit, text) in [
-                (4, " --sack-perm".to_string()),
-                (8, " --timestamp".to_string()),
-                (2, format!(" --wscale {wscale}")),
-                (1, format!(" --mss {mss}")),
-                (16, " --ecn".to_string()),
-            ] {
-                if options & bit != 0 {
-                    save += &text;
-                }
-            }
+            let save = super::extensions::set_options(
+                options.into(),
+                &[
+                    (4, " --sack-perm".to_string()),
+                    (8, " --timestamp".to_string()),
+                    (2, format!(" --wscale {wscale}")),
+                    (1, format!(" --mss {mss}")),
+                    (16, " --ecn".to_string()),
+                ],
+            );
             named_unknown("SYNPROXY", save)
         }
         // userspace decides: unknown, named as the text reader names it.
