@@ -377,15 +377,17 @@ fn a_closed_pipe_ends_the_output_silently() {
             "json",
         ][..],
     ] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        // The reader is gone before the child starts: no race with a fast child that
+        // writes everything into the pipe's buffer first.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(std::process::Stdio::piped())
+            .stdout(writer)
             .stderr(std::process::Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.is_empty(), "{args:?}: {err}");
         assert_eq!(
