@@ -373,7 +373,8 @@ fn unknown_verdicts_leave_the_kernels_outcome_possible() {
 }
 
 /// nftables verdict maps and concatenated set keys: never a wider or narrower match than
-/// the kernel's (here: unknown, with the kernel's outcome possible), never dropped.
+/// the kernel's (a concatenation: unknown, with the kernel's outcome possible; a verdict
+/// map: followed), never dropped.
 #[test]
 fn verdict_maps_and_concatenations_are_not_misread() {
     if !is_root() {
@@ -421,14 +422,14 @@ fn verdict_maps_and_concatenations_are_not_misread() {
         lab.connect(2002, 1, &[], false, "169.254.77.2:80".parse().unwrap()),
         Kernel::Bypass
     );
-    // The map is not dropped: uid 2002 is not called captured.
-    assert_ne!(
+    // The map is followed (not dropped, not unknown): uid 2002 leaves as it really does.
+    assert_eq!(
         predicted(&rules, (2002, 1), "169.254.77.2:80").0,
-        Some(Kernel::Captured(15001))
+        Some(Kernel::Bypass)
     );
     agrees(&lab, &rules, (2002, 1), "169.254.77.2:80", "vmap");
     agrees(&lab, &rules, (1, 1), "169.254.77.2:80", "vmap");
-    // Offline, from `nft -j`, the same: unknown, exit status 3, the map cited.
+    // Offline, from `nft -j`, the same: bypass, exit status 1, the map's rule cited.
     let dump = run(
         &[
             "ip", "netns", "exec", &lab.pod, "nft", "-j", "list", "ruleset",
@@ -448,9 +449,12 @@ fn verdict_maps_and_concatenations_are_not_misread() {
     ]);
     let _ = std::fs::remove_file(&file);
     let a = json(&out);
-    assert_eq!(a["identities"][0]["verdict"], "unknown", "{out}");
-    assert!(out.contains("vmap"), "{out}");
-    assert_eq!(code, 3);
+    assert_eq!(a["identities"][0]["verdict"], "bypass", "{out}");
+    assert_eq!(
+        a["identities"][0]["rules"][0]["rule"], "meta skuid vmap { 2002 : return }",
+        "{out}"
+    );
+    assert_eq!(code, 1);
 }
 
 /// `setpriv` arguments that take away what reading other users' processes needs.
