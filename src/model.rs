@@ -530,6 +530,13 @@ impl Action {
     }
 }
 
+/// Whether a protocol's header starts with ports (TCP, UDP, DCCP, SCTP, UDP-Lite): where
+/// `th sport/dport` apply and transport bytes 0-3 are ports (`ah reserved`, `icmp
+/// checksum` sit there in others).
+pub fn has_ports(proto: u8) -> bool {
+    matches!(proto, 6 | 17 | 33 | 132 | 136)
+}
+
 /// Well-known protocol numbers and their names as iptables and nft print them.
 /// IANA protocol keywords as netbase's /etc/protocols has them (number, name, alias),
 /// which iptables reads with getprotobyname/getprotobynumber: `-p ipcomp` parses, and

@@ -59,9 +59,7 @@ pub struct Space {
 }
 
 /// Protocols with ports: only these split along the port axes.
-pub fn has_ports(proto: u8) -> bool {
-    matches!(proto, 6 | 17 | 33 | 132 | 136)
-}
+pub use crate::model::has_ports;
 
 impl Space {
     pub fn build(rules: &Ruleset, version: IpVersion) -> Space {

@@ -20,9 +20,6 @@ impl From<bool> for Tri {
     }
 }
 
-/// Protocols whose header has ports (`th dport` applies to these).
-const PORT_PROTOCOLS: &[u8] = &[6, 17, 33, 132, 136];
-
 pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
     // `None`: the test does not apply to this packet (wrong family or protocol, no such
     // device): false, whatever the negation says, as the kernel's match/`NFT_BREAK` does.
@@ -56,7 +53,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
             ranges,
         } => {
             let applies = if protos.is_empty() {
-                PORT_PROTOCOLS.contains(&flow.proto)
+                crate::model::has_ports(flow.proto)
             } else {
                 protos.contains(&flow.proto)
             };

@@ -384,7 +384,7 @@ impl Walker<'_> {
                 })
             };
             let mut verdict = None;
-            for action in &rule.actions {
+            for (k, action) in rule.actions.iter().enumerate() {
                 match action {
                     Action::SetMark(set) => {
                         let (m, ct) = (self.pkt.mark, self.pkt.ctmark);
@@ -400,12 +400,12 @@ impl Walker<'_> {
                     Action::Dnat { addr: Some(a), .. } if IpVersion::of(a) != self.flow.version => {
                     }
                     other => {
-                        verdict = Some(other);
+                        verdict = Some((k, other));
                         break;
                     }
                 }
             }
-            let Some(verdict) = verdict else {
+            let Some((verdict_at, verdict)) = verdict else {
                 let effect = if rule.actions.iter().any(|a| matches!(a, Action::Notrack)) {
                     Effect::Notrack
                 } else if rule.actions.iter().any(|a| matches!(a, Action::SetMark(_))) {
@@ -523,8 +523,7 @@ impl Walker<'_> {
                 }
                 Action::Unknown { name } => {
                     step(Effect::UnknownTarget(name.clone()), self);
-                    let k = rule.actions.iter().position(|a| a == verdict).unwrap_or(0);
-                    return self.unknown_end(ti, chain, at, What::Target(k));
+                    return self.unknown_end(ti, chain, at, What::Target(verdict_at));
                 }
                 Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => {
                     unreachable!("not verdicts")

@@ -667,7 +667,7 @@ impl<'a> Lifter<'a> {
         // A transport header's bytes 0-3 are ports only for protocols that have them
         // (`ah reserved`, `icmp checksum` sit there too).
         if let (Field::Port(_), Some(p)) = (f, self.l4proto)
-            && !matches!(p, 6 | 17 | 33 | 132 | 136)
+            && !crate::model::has_ports(p)
         {
             return None;
         }
@@ -902,10 +902,12 @@ impl<'a> Lifter<'a> {
         else {
             return false;
         };
-        let (CmpOp::Eq, [a, b, c, d], Some(6 | 17 | 33 | 132 | 136)) = (op, data, self.l4proto)
-        else {
+        let (CmpOp::Eq, [a, b, c, d], Some(proto)) = (op, data, self.l4proto) else {
             return false;
         };
+        if !crate::model::has_ports(proto) {
+            return false;
+        }
         let (sport, dport) = (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]));
         self.push_ranges(
             Field::Port(Dir::Src),
