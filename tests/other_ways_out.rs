@@ -327,28 +327,36 @@ fn an_exempt_supplementary_group_is_an_exemption_a_setgid_copy_takes() {
 }
 
 /// The pod's veth toward the peer (`mv...a`) and the peer's link-local address, once
-/// duplicate address detection let the kernel assign it.
+/// duplicate address detection let the kernel assign both ends' (the pod's own is the
+/// connection's source: while tentative, connect() fails with EADDRNOTAVAIL).
 fn link_local_of_peer(pod: &Pod) -> (String, String) {
     let dev = format!("{}a", pod.ns.replace("mlscan", "mv"));
     let peer_ns = format!("{}p", pod.ns);
     for _ in 0..50 {
-        let out = common::run(
-            &[
-                "ip", "-n", &peer_ns, "-6", "-o", "addr", "show", "scope", "link",
-            ],
-            None,
-        );
-        if let Some(addr) = out
-            .split_whitespace()
-            .skip_while(|w| *w != "inet6")
-            .nth(1)
-            .filter(|_| !out.contains("tentative"))
-        {
-            return (dev, addr.split('/').next().unwrap().to_string());
+        if let (Some(peer), Some(_)) = (
+            usable_link_local(&peer_ns, None),
+            usable_link_local(&pod.ns, Some(&dev)),
+        ) {
+            return (dev, peer);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("the peer got no link-local IPv6 address");
+    panic!("the pod and its peer got no usable link-local IPv6 addresses");
+}
+
+/// A namespace's link-local IPv6 address (on `dev`, if given) once it is not tentative.
+fn usable_link_local(ns: &str, dev: Option<&str>) -> Option<String> {
+    let mut args = vec!["ip", "-n", ns, "-6", "-o", "addr", "show"];
+    if let Some(dev) = dev {
+        args.extend(["dev", dev]);
+    }
+    args.extend(["scope", "link"]);
+    let out = common::run(&args, None);
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .filter(|_| !out.contains("tentative"))
+        .map(|a| a.split('/').next().unwrap_or(a).to_string())
 }
 
 #[test]
