@@ -38,8 +38,8 @@ demo: setup build
 # the DaemonSet's image run as shipped (tests/daemonset.rs), then conformance on the mesh
 # corpus when it is there (CI has it beside the clone).
 test: setup image
-	$(CARGO) build --release --locked --all-targets
-	MESHLEAK_REQUIRE_PODMAN=1 $(CARGO) test --release --locked
+	$(CARGO) build --release --locked --workspace --all-targets
+	MESHLEAK_REQUIRE_PODMAN=1 $(CARGO) test --release --locked --workspace
 	python3 scripts/validate-manifests.py
 	@if [ -d "$(CORPUS)" ]; then $(MAKE) --no-print-directory conformance CORPUS="$(CORPUS)"; \
 	else echo "conformance: skipped, no corpus at $(CORPUS) (set CORPUS=DIR)"; fi
@@ -49,9 +49,11 @@ test: setup image
 conformance: setup
 	MESHLEAK_CORPUS=$(abspath $(CORPUS)) $(CARGO) test --release --locked --test conformance -- --ignored
 
+# Formatting (rustfmt.toml) and clippy with the workspace's lints (Cargo.toml), warnings
+# denied, on every crate and target; .ci/run runs it beside `make test`.
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 fuzz-build:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) build --locked

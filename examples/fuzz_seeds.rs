@@ -8,9 +8,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use meshleak::fuzzing::{XtExt, xt_ext_input, xt_table_input};
-use meshleak::model::IpVersion;
-use meshleak::xt::table::TableInfo;
+use meshleak_core::fuzzing::{XtExt, xt_ext_input, xt_table_input};
+use meshleak_core::model::IpVersion;
+use meshleak_core::xt::table::TableInfo;
 
 fn main() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or("fuzz/corpus".into()));

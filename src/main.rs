@@ -1,6 +1,7 @@
 //! The `meshleak` command. Exit status: 0 nothing bypasses, 1 something bypasses, 2 error,
 //! 3 some verdict unknown, 4 something could not be read (`meshleak --help`).
 
+mod agent;
 mod cli;
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "meshleak: {}",
-                meshleak::sanitize::sanitize(&format!("{e:#}"))
+                meshleak_core::sanitize::sanitize(&format!("{e:#}"))
             );
             ExitCode::from(cli::status::ERROR)
         }

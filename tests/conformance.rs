@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::{Lab, Loader, Probe, disagreements, is_root, predict, probe};
-use meshleak::model::{Action, Family, Ruleset, Test};
-use meshleak::parse::{self, Hints};
+use meshleak_core::model::{Action, Family, Ruleset, Test};
+use meshleak_core::parse::{self, Hints};
 
 /// One loadable case: the tool and text for each step.
 struct Scenario {
@@ -306,7 +306,7 @@ fn corpus_rule_sets_match_the_kernel() {
                         &sc.name,
                         t,
                         Hints {
-                            backend: Some(meshleak::model::Backend::IptablesNft),
+                            backend: Some(meshleak_core::model::Backend::IptablesNft),
                             family: Some(family),
                         },
                     )
@@ -331,15 +331,15 @@ fn corpus_rule_sets_match_the_kernel() {
             // all: some files are the other backend's empty tables).
             let captures = live.tables.iter().any(|t| t.captures());
             if let (Some(want), true) = (expected_mesh(&sc.name), captures) {
-                let got = meshleak::report::detect_mesh(&live, &[]).map(|m| m.kind);
+                let got = meshleak_core::report::detect_mesh(&live, &[]).map(|m| m.kind);
                 if got.as_deref() != Some(want) {
                     offline_wrong.push(format!("mesh detected as {got:?}, expected {want}"));
                 }
             }
             // Read natively (no tools), the rules must give the verdicts of the tools' dumps.
             let netns =
-                meshleak::collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
-            match meshleak::collect::ruleset(&netns) {
+                meshleak_collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
+            match meshleak_collect::ruleset(&netns) {
                 Ok(native) => {
                     for p in &probes {
                         let (a, b) = (predict(&native, p), predict(&live, p));

@@ -13,7 +13,7 @@ use common::rulegen::{
     restore_text,
 };
 use common::{Lab, Loader, disagreements, is_root};
-use meshleak::model::IpVersion;
+use meshleak_core::model::IpVersion;
 
 /// Loads one generated scenario; returns a description of what was loaded.
 fn load_case(lab: &Lab, r: &mut Rng, mode: usize) -> String {
@@ -203,7 +203,7 @@ fn verdict_maps_match_the_kernel() {
             .collect();
         let (json, native) = (
             lab.ruleset(),
-            meshleak::collect::ruleset(&meshleak::collect::netns::Netns::Path(
+            meshleak_collect::ruleset(&meshleak_collect::netns::Netns::Path(
                 format!("/run/netns/{}", lab.pod).into(),
             ))
             .expect("reads the pod's rules"),

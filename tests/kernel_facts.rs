@@ -117,8 +117,8 @@ fn all_nat_tables_run_and_the_first_mapping_wins() {
         Kernel::Captured(15002),
         "newest first"
     );
-    let t = meshleak::eval::trace(&lab.ruleset(), &common::flow_of(&p));
-    assert_eq!(t.outcome.verdict, meshleak::eval::Verdict::Unknown);
+    let t = meshleak_core::eval::trace(&lab.ruleset(), &common::flow_of(&p));
+    assert_eq!(t.outcome.verdict, meshleak_core::eval::Verdict::Unknown);
     let ports: Vec<_> = t.possible.iter().map(|o| o.redirect_port).collect();
     assert_eq!(ports, [Some(15002), Some(15006)]);
 }
@@ -244,21 +244,21 @@ fn iptables_nft_values_are_lost_in_nft_json_but_save_output_restores_them() {
         .find(|(tool, _)| tool.starts_with("nft"))
         .unwrap()
         .1;
-    let only_json = meshleak::parse::combine(vec![
-        meshleak::parse::parse_dump("nft.json", &json, Default::default()).unwrap(),
+    let only_json = meshleak_core::parse::combine(vec![
+        meshleak_core::parse::parse_dump("nft.json", &json, Default::default()).unwrap(),
     ])
     .unwrap();
-    let t = meshleak::eval::trace(
+    let t = meshleak_core::eval::trace(
         &only_json,
-        &meshleak::eval::Flow {
-            version: meshleak::model::IpVersion::V4,
+        &meshleak_core::eval::Flow {
+            version: meshleak_core::model::IpVersion::V4,
             proto: 6,
             src: None,
             dst: "169.254.77.2".parse().unwrap(),
-            sport: meshleak::eval::SourcePort::DEFAULT_EPHEMERAL,
+            sport: meshleak_core::eval::SourcePort::DEFAULT_EPHEMERAL,
             dport: 80,
             oif: "eth0".into(),
-            identity: meshleak::eval::Identity {
+            identity: meshleak_core::eval::Identity {
                 uid: 10001,
                 gid: 1337,
                 groups: vec![],
@@ -269,7 +269,7 @@ fn iptables_nft_values_are_lost_in_nft_json_but_save_output_restores_them() {
     );
     assert_eq!(
         t.outcome.verdict,
-        meshleak::eval::Verdict::Unknown,
+        meshleak_core::eval::Verdict::Unknown,
         "xt owner values are not in nft -j"
     );
     // With iptables-nft-save output beside it, the verdict is exact again.

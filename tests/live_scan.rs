@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::pod::{Pod, finding, json, settle, verdict};
 use common::{Kernel, Lab, Loader, is_root, meshleak, probe, run};
-use meshleak::snapshot::SocketProto;
+use meshleak_core::snapshot::SocketProto;
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 
@@ -643,7 +643,7 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
         &["socat", "SYSTEM:sleep 1000", "TCP:127.0.0.1:15001"],
     );
     settle();
-    let key = |s: &meshleak::snapshot::SocketFacts| {
+    let key = |s: &meshleak_core::snapshot::SocketFacts| {
         format!(
             "{} {}:{} {}:{} {} {} {}",
             s.proto.name(),
@@ -656,13 +656,13 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
             s.inode
         )
     };
-    let ns = meshleak::collect::netns::Netns::Path(pod.path().into());
+    let ns = meshleak_collect::netns::Netns::Path(pod.path().into());
     for (proto, files) in [
         (SocketProto::Tcp, ["tcp", "tcp6"]),
         (SocketProto::Udp, ["udp", "udp6"]),
     ] {
-        let mut diag: Vec<String> = meshleak::collect::netns::in_netns(&ns, move || {
-            meshleak::collect::netinfo::diag_sockets(proto, meshleak::sockdiag::ALL_STATES)
+        let mut diag: Vec<String> = meshleak_collect::netns::in_netns(&ns, move || {
+            meshleak_collect::netinfo::diag_sockets(proto, meshleak_core::sockdiag::ALL_STATES)
         })
         .expect("enter the pod")
         .expect("sock_diag")
@@ -676,7 +676,7 @@ fn sock_diag_lists_what_proc_net_tcp_lists() {
                 let text = run(&["ip", "netns", "exec", &pod.ns, "cat", &path], None);
                 text.lines()
                     .skip(1)
-                    .filter_map(|l| meshleak::collect::netinfo::socket_line(l, proto))
+                    .filter_map(|l| meshleak_core::procnet::socket_line(l, proto))
                     .map(|s| key(&s))
                     .collect::<Vec<_>>()
             })

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use common::rulegen::{Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text, restore_text};
 use common::{Lab, Loader, is_root, meshleak, run};
-use meshleak::model::{IpVersion, Ruleset, Table};
-use meshleak::parse::{self, Hints};
+use meshleak_core::model::{IpVersion, Ruleset, Table};
+use meshleak_core::parse::{self, Hints};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const LEGACY_V4: &str = include_str!("../testdata/native/legacy-v4.rules");
@@ -65,7 +65,7 @@ fn our_blocks(text: &str, backend: &str) -> String {
 /// Verdicts of a grid of flows (identities, destinations, protocols, both families) on a
 /// ruleset: what native reading must agree on with the tools' dumps.
 fn verdicts(rules: &Ruleset) -> Vec<String> {
-    use meshleak::eval::{Flow, Identity, SourcePort, trace};
+    use meshleak_core::eval::{Flow, Identity, SourcePort, trace};
     let mut out = Vec::new();
     let ids = [
         (10001, 10001, vec![]),
@@ -119,7 +119,7 @@ fn verdicts(rules: &Ruleset) -> Vec<String> {
 }
 
 fn native(lab: &Lab) -> Ruleset {
-    meshleak::collect::ruleset(&meshleak::collect::netns::Netns::Path(
+    meshleak_collect::ruleset(&meshleak_collect::netns::Netns::Path(
         format!("/run/netns/{}", lab.pod).into(),
     ))
     .expect("reads")
@@ -186,7 +186,7 @@ fn assert_same_as_tools(lab: &Lab, loaded: &str) {
     let legacy: Vec<Table> = native(lab)
         .tables
         .into_iter()
-        .filter(|t| t.backend == meshleak::model::Backend::IptablesLegacy)
+        .filter(|t| t.backend == meshleak_core::model::Backend::IptablesLegacy)
         .collect();
     let exec = |tool: &str| run(&["ip", "netns", "exec", &lab.pod, tool], None);
     let dumped: Ruleset = parse::combine(vec![
@@ -250,7 +250,7 @@ fn continuing_targets_equal_the_tools_output() {
         assert!(
             r.actions
                 .iter()
-                .all(|a| matches!(a, meshleak::model::Action::Continue { .. })),
+                .all(|a| matches!(a, meshleak_core::model::Action::Continue { .. })),
             "{}: {:?}",
             r.text,
             r.actions
@@ -458,11 +458,11 @@ fn capture_kernel_blobs() {
     lab.load(Loader::Ip6tablesLegacy, LEGACY_V6);
     lab.load(Loader::IptablesLegacy, EXTENSIONS_V4);
     lab.load(Loader::Ip6tablesLegacy, EXTENSIONS_V6);
-    let ns = meshleak::collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
+    let ns = meshleak_collect::netns::Netns::Path(format!("/run/netns/{}", lab.pod).into());
     let mut out = String::new();
     for version in [IpVersion::V4, IpVersion::V6] {
-        let raw = meshleak::collect::netns::in_netns(&ns, move || {
-            meshleak::collect::legacy::read_raw_family(version)
+        let raw = meshleak_collect::netns::in_netns(&ns, move || {
+            meshleak_collect::legacy::read_raw_family(version)
         })
         .unwrap()
         .unwrap();
@@ -487,16 +487,16 @@ fn capture_kernel_blobs() {
     lab.load(Loader::Ip6tablesNft, EXTENSIONS_V6);
     lab.load(Loader::Nft, include_str!("../testdata/nft-features.nft"));
     lab.load(Loader::Nft, include_str!("../testdata/nft-suite-cases.nft"));
-    let dump = meshleak::collect::netns::in_netns(&ns, || {
-        meshleak::collect::nftables::dump(
-            meshleak::collect::netlink::Limit::new(meshleak::collect::MAX_NFT_BYTES, None),
+    let dump = meshleak_collect::netns::in_netns(&ns, || {
+        meshleak_collect::nftables::dump(
+            meshleak_collect::netlink::Limit::new(meshleak_collect::MAX_NFT_BYTES, None),
             usize::MAX,
             "capture",
         )
     })
     .unwrap()
     .unwrap();
-    let meshleak::collect::nftables::Dump::Raw(raw) = dump else {
+    let meshleak_collect::nftables::Dump::Raw(raw) = dump else {
         panic!("kept raw")
     };
     let hex: Vec<String> = raw
@@ -676,12 +676,12 @@ fn nftables_suite_cases_mean_what_nft_json_means() {
 /// its statements (marks set compared by their effect, statements that go on alike), none
 /// gives `None`.
 fn decides(
-    rules: &[&meshleak::model::Rule],
-    flow: &meshleak::eval::Flow,
-    pkt: &meshleak::eval::Packet,
+    rules: &[&meshleak_core::model::Rule],
+    flow: &meshleak_core::eval::Flow,
+    pkt: &meshleak_core::eval::Packet,
 ) -> Option<String> {
-    use meshleak::eval::matcher::{Tri, eval};
-    use meshleak::model::Action;
+    use meshleak_core::eval::matcher::{Tri, eval};
+    use meshleak_core::model::Action;
     for r in rules {
         match r
             .matches
@@ -721,8 +721,8 @@ fn decides(
 }
 
 /// Flows (with their packet before any rule) over the values the suite's rules test.
-fn flow_grid() -> Vec<(meshleak::eval::Flow, meshleak::eval::Packet)> {
-    use meshleak::eval::{Flow, Identity, Packet, SourcePort};
+fn flow_grid() -> Vec<(meshleak_core::eval::Flow, meshleak_core::eval::Packet)> {
+    use meshleak_core::eval::{Flow, Identity, Packet, SourcePort};
     let mut out = Vec::new();
     let dsts = [
         "10.0.0.1",

@@ -7,9 +7,9 @@ mod common;
 
 use common::rulegen::{Rng, Syntax, gen_filter, gen_mangle, gen_nat, nft_text};
 use common::{Lab, Loader, is_root, run};
-use meshleak::model::{Action, Dir, IpVersion, Table, Test};
-use meshleak::parse::{self, Hints};
-use meshleak::range::PortRange;
+use meshleak_core::model::{Action, Dir, IpVersion, Table, Test};
+use meshleak_core::parse::{self, Hints};
+use meshleak_core::range::PortRange;
 use serde_json::Value;
 
 fn listings(lab: &Lab) -> (String, String) {

@@ -2,14 +2,14 @@
 
 use proptest::prelude::*;
 
-use meshleak::analyze::{IdentityVerdict, analyze};
-use meshleak::eval::{Flow, Identity, SourcePort, Verdict, trace};
-use meshleak::model::{
+use meshleak_core::analyze::{IdentityVerdict, analyze};
+use meshleak_core::eval::{Flow, Identity, SourcePort, Verdict, trace};
+use meshleak_core::model::{
     Action, AddrType, CtState, Dir, IfacePattern, IpVersion, MarkReg, MarkSet, Match, Ruleset, Test,
 };
-use meshleak::parse::{Hints, combine, parse_dump};
-use meshleak::range::{AddrRange, IdRange, PortRange};
-use meshleak::render::xtables_rule;
+use meshleak_core::parse::{Hints, combine, parse_dump};
+use meshleak_core::range::{AddrRange, IdRange, PortRange};
+use meshleak_core::render::xtables_rule;
 
 fn m(negated: bool, test: Test) -> Match {
     Match {

@@ -12,9 +12,9 @@ use std::process::Command;
 
 use common::pod::{Pod, json, settle, verdict};
 use common::{Kernel, Lab, Loader, flow_of, is_root, meshleak, probe, run};
-use meshleak::collect::netns::Netns;
-use meshleak::eval::{Verdict, trace};
-use meshleak::model::Ruleset;
+use meshleak_collect::netns::Netns;
+use meshleak_core::eval::{Verdict, trace};
+use meshleak_core::model::Ruleset;
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const PROXY: (u32, u32) = (1337, 1337);
@@ -43,7 +43,7 @@ fn return_first(ns: &str, matches: &str) {
 
 /// The pod's rules as `meshleak scan` reads them: natively, from the kernel.
 fn native(lab: &Lab) -> Ruleset {
-    meshleak::collect::ruleset(&Netns::Path(format!("/run/netns/{}", lab.pod).into()))
+    meshleak_collect::ruleset(&Netns::Path(format!("/run/netns/{}", lab.pod).into()))
         .expect("reads the pod's rules")
 }
 
@@ -56,7 +56,7 @@ fn predicted(
     dst: &str,
 ) -> (Option<Kernel>, Option<Vec<Kernel>>) {
     let t = trace(rules, &flow_of(&probe(uid, gid, &[], false, dst)));
-    let of = |o: &meshleak::eval::Outcome| match o.verdict {
+    let of = |o: &meshleak_core::eval::Outcome| match o.verdict {
         Verdict::Captured => Some(Kernel::Captured(o.redirect_port.expect("a port"))),
         Verdict::Bypass => Some(Kernel::Bypass),
         Verdict::Dropped => Some(Kernel::Dropped),

@@ -1,4 +1,4 @@
-//! See `meshleak::fuzzing::evaluate`.
+//! See `meshleak_core::fuzzing::evaluate`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak::fuzzing::evaluate(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak_core::fuzzing::evaluate(data));

@@ -1,4 +1,4 @@
-//! See `meshleak::fuzzing::nf_tables`.
+//! See `meshleak_core::fuzzing::nf_tables`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak::fuzzing::nf_tables(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak_core::fuzzing::nf_tables(data));

@@ -1,4 +1,4 @@
-//! See `meshleak::fuzzing::rtnl`.
+//! See `meshleak_core::fuzzing::rtnl`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak::fuzzing::rtnl(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak_core::fuzzing::rtnl(data));

@@ -1,4 +1,4 @@
-//! See `meshleak::fuzzing::xt_table_target`.
+//! See `meshleak_core::fuzzing::xt_table_target`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak::fuzzing::xt_table_target(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak_core::fuzzing::xt_table_target(data));

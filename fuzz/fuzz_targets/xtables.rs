@@ -1,4 +1,4 @@
-//! See `meshleak::fuzzing::xtables`.
+//! See `meshleak_core::fuzzing::xtables`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak::fuzzing::xtables(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshleak_core::fuzzing::xtables(data));

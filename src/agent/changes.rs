@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::Report;
+use meshleak_core::report::Report;
 
 /// Findings by (pod, kind, pid).
-pub type Index = BTreeMap<(String, String, Option<u32>), Change>;
+pub(super) type Index = BTreeMap<(String, String, Option<u32>), Change>;
 
 /// A finding as the change log shows it; `key` identifies it across scans.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Change {
+pub(super) struct Change {
     pub event: &'static str,
     pub kind: String,
     pub severity: String,
@@ -24,7 +24,7 @@ pub struct Change {
 
 /// Findings keyed by where they are, what they are and whom they concern; the message
 /// stays out of the key so a changed detail (a count) is not a new finding.
-pub fn index(r: &Report) -> Index {
+pub(super) fn index(r: &Report) -> Index {
     let mut out = BTreeMap::new();
     for ns in &r.netns {
         let pod = match (&ns.pod, ns.paths.first()) {
@@ -50,7 +50,7 @@ pub fn index(r: &Report) -> Index {
 }
 
 /// New findings (in `now`, not in `before`) then resolved ones (the other way round).
-pub fn diff(before: &Index, now: &Index) -> Vec<Change> {
+pub(super) fn diff(before: &Index, now: &Index) -> Vec<Change> {
     let new = now
         .iter()
         .filter(|(k, _)| !before.contains_key(*k))

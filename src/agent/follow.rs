@@ -18,10 +18,10 @@ use serde_json::json;
 
 use super::log::{LogFormat, line};
 use super::metrics::{Metrics, NO_POD, Namespace};
-use crate::collect::follow::{FdTables, Sockets};
-use crate::explain::addr_port;
-use crate::observe::{Owner, Watch};
-use crate::snapshot::Tracked;
+use meshleak_collect::follow::{FdTables, Sockets};
+use meshleak_core::explain::addr_port;
+use meshleak_core::observe::{Owner, Watch};
+use meshleak_core::snapshot::Tracked;
 
 /// Log lines per namespace per window; the rest are counted in one line when it ends.
 const LOG_LINES: u32 = 10;
@@ -32,17 +32,17 @@ const TICK_MS: libc::c_int = 250;
 const BUFFER: usize = 1 << 16;
 
 /// The follower's end the scan loop holds: each scan hands it the namespaces to follow.
-pub struct Handle(Sender<Vec<Watch>>);
+pub(super) struct Handle(Sender<Vec<Watch>>);
 
 impl Handle {
     /// Replaces what is followed (new namespaces opened, gone ones closed).
-    pub fn follow(&self, watches: Vec<Watch>) {
+    pub(super) fn follow(&self, watches: Vec<Watch>) {
         let _ = self.0.send(watches);
     }
 }
 
 /// Starts the follower thread. It stops when the handle is dropped.
-pub fn start(
+pub(super) fn start(
     metrics: Arc<Metrics>,
     format: LogFormat,
     proc_root: PathBuf,
@@ -350,7 +350,7 @@ fn log_bypass(
     w: &Watch,
     t: &Tracked,
     uid: u32,
-    app: Option<&crate::observe::App>,
+    app: Option<&meshleak_core::observe::App>,
 ) {
     line(
         format,

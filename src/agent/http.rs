@@ -82,7 +82,7 @@ async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
     }
     let mut body = String::from("the last scan could not read what its verdicts need:\n");
     for i in incomplete {
-        body += &format!("- {}\n", crate::sanitize::sanitize(&i));
+        body += &format!("- {}\n", meshleak_core::sanitize::sanitize(&i));
     }
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
@@ -103,7 +103,7 @@ async fn report(Shared(state): Shared<Arc<State>>, Query(q): Query<ReportQuery>)
                 StatusCode::BAD_REQUEST,
                 format!(
                     "unknown format `{}`: json or policyreport\n",
-                    crate::sanitize::sanitize(other)
+                    meshleak_core::sanitize::sanitize(other)
                 ),
             )
                 .into_response();

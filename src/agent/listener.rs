@@ -25,26 +25,26 @@ use tokio::sync::{Semaphore, watch};
 
 /// Open connections per listener (each holds a descriptor and ~20 KiB); Prometheus and
 /// kubelet need a handful.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(super) const MAX_CONNECTIONS: usize = 1024;
 /// Open connections from one address.
-pub const MAX_PER_CLIENT: usize = 32;
+pub(super) const MAX_PER_CLIENT: usize = 32;
 /// Requests answered at once per listener; more get 503 (as node-exporter's
 /// `--web.max-requests`).
-pub const MAX_IN_FLIGHT: usize = 32;
+pub(super) const MAX_IN_FLIGHT: usize = 32;
 /// A client must send its whole request header within this time; hyper starts it when it
 /// waits for a request, so a keep-alive connection idle this long is closed too
 /// (tests/agent_load.rs checks both).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every request is answered or cut within this time (an on-demand scan has its own,
 /// shorter limit).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
 /// At shutdown, requests being answered get this long.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A burst of at least this many connections is handed back to the system when it is over.
 const BURST: usize = 64;
 
 /// Serves `app` on `listener` until `stop` changes.
-pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+pub(super) async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
     let requests = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let app = app.layer(axum::middleware::from_fn(move |req, next| {
         guard(requests.clone(), req, next)

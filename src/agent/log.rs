@@ -10,10 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
-use crate::sanitize::sanitize;
+use meshleak_core::sanitize::sanitize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// logfmt.
     Human,
     Json,
@@ -22,11 +22,11 @@ pub enum LogFormat {
 static NODE: OnceLock<String> = OnceLock::new();
 
 /// The node's name on every line from now on (set once, when the agent starts).
-pub fn set_node(name: &str) {
+pub(crate) fn set_node(name: &str) {
     let _ = NODE.set(name.to_string());
 }
 
-pub fn line(format: LogFormat, level: &str, msg: &str, fields: Value) {
+pub(crate) fn line(format: LogFormat, level: &str, msg: &str, fields: Value) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -43,7 +43,7 @@ pub fn line(format: LogFormat, level: &str, msg: &str, fields: Value) {
             if let Value::Object(f) = fields {
                 obj.extend(f.into_iter().filter(|(k, _)| k != "node"));
             }
-            crate::json::to_string(&Value::Object(obj)).unwrap_or_default()
+            meshleak_core::json::to_string(&Value::Object(obj)).unwrap_or_default()
         }
         LogFormat::Human => {
             let mut s = format!("ts={} level={level}", rfc3339(now.as_millis()));
@@ -84,7 +84,7 @@ fn logfmt_value(v: &str) -> String {
 /// `2026-12-03T13:20:01.123Z` for a time in milliseconds since the epoch (UTC).
 fn rfc3339(millis: u128) -> String {
     let secs = (millis / 1000) as i64;
-    format!("{}.{:03}Z", crate::civil::utc(secs), millis % 1000)
+    format!("{}.{:03}Z", meshleak_core::civil::utc(secs), millis % 1000)
 }
 
 #[cfg(test)]

@@ -9,31 +9,31 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::report::Report;
+use meshleak_core::report::Report;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Stage {
+pub(super) struct Stage {
     pub stage: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindSeverity {
+pub(super) struct KindSeverity {
     pub kind: String,
     pub severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Kind {
+pub(super) struct Kind {
     pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Namespace {
+pub(super) struct Namespace {
     pub namespace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PodLabels {
+pub(super) struct PodLabels {
     pub namespace: String,
     pub pod: String,
 }
@@ -41,14 +41,14 @@ pub struct PodLabels {
 /// The `namespace` of processes in no known pod. Not empty: Prometheus drops an empty
 /// label, and with `honor_labels` the agent's own pod namespace would take its place. No
 /// Kubernetes namespace can be named so.
-pub const NO_POD: &str = "(none)";
+pub(super) const NO_POD: &str = "(none)";
 
 /// The stages `scan_errors` counts.
 const STAGES: [&str; 2] = ["scan", "netns"];
 /// The kinds `unreadable` counts.
 const UNREADABLE_KINDS: [&str; 3] = ["netns", "process", "gap"];
 
-pub struct Metrics {
+pub(super) struct Metrics {
     pub registry: Registry,
     pub scans: Counter,
     pub errors: Family<Stage, Counter>,
@@ -72,7 +72,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// `node`: the node's name, a label of `meshleak_build_info`.
-    pub fn new(pod_labels: bool, node: &str) -> Metrics {
+    pub(super) fn new(pod_labels: bool, node: &str) -> Metrics {
         let mut registry = Registry::with_prefix("meshleak");
         let scans = Counter::default();
         let errors = Family::<Stage, Counter>::default();
@@ -183,7 +183,7 @@ impl Metrics {
     }
 
     /// Sets the gauges from a scan's report (series that went to zero are removed).
-    pub fn observe(&self, r: &Report) {
+    pub(super) fn observe(&self, r: &Report) {
         self.namespaces.set(r.netns.len() as i64);
         for (kind, n) in [
             ("netns", r.unread_netns),
@@ -235,7 +235,7 @@ impl Metrics {
             .inc_by(r.errors.len() as u64);
     }
 
-    pub fn encode(&self) -> String {
+    pub(super) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -7,7 +7,7 @@ mod changes;
 mod follow;
 mod http;
 mod listener;
-pub mod log;
+pub(crate) mod log;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
-use crate::collect::scan::{self, ScanOptions};
-use crate::report::{self, Report};
 use log::{LogFormat, line};
+use meshleak_collect::scan::{self, ScanOptions};
+use meshleak_core::report::{self, Report};
 
-pub struct AgentOptions {
+pub(crate) struct AgentOptions {
     pub interval: Duration,
     pub listen: SocketAddr,
     pub report_listen: SocketAddr,
@@ -59,7 +59,7 @@ pub(crate) struct State {
     previous: Mutex<Option<changes::Index>>,
 }
 
-pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
+pub(crate) fn run(opts: AgentOptions) -> anyhow::Result<()> {
     limit_malloc_arenas();
     raise_fd_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -207,7 +207,7 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
             let result = scan::scan(&opts)
                 .map(|s| {
                     let r = report::build(&s, started.elapsed().as_millis() as u64);
-                    let watches = crate::observe::watches(&s, &r);
+                    let watches = meshleak_core::observe::watches(&s, &r);
                     (r, watches)
                 })
                 .map_err(|e| e.to_string());
@@ -241,9 +241,11 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
             drop(seen);
             *state.incomplete.lock().unwrap() = report.incomplete.clone();
             let text = Arc::new(Rendered {
-                json: crate::json::to_string_pretty(&report).unwrap_or_default(),
-                policy_report: crate::json::to_string_pretty(&crate::policyreport::build(&report))
-                    .unwrap_or_default(),
+                json: meshleak_core::json::to_string_pretty(&report).unwrap_or_default(),
+                policy_report: meshleak_core::json::to_string_pretty(
+                    &meshleak_core::policyreport::build(&report),
+                )
+                .unwrap_or_default(),
             });
             *state.last.lock().unwrap() = Some(text.clone());
             drop(report);

@@ -6,11 +6,11 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use super::scan::CollectArgs;
-use meshleak::agent::log::LogFormat;
-use meshleak::agent::{self, AgentOptions};
+use crate::agent::log::LogFormat;
+use crate::agent::{self, AgentOptions};
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum LogFormatArg {
+pub(super) enum LogFormatArg {
     /// logfmt: `ts=... level=info node=... msg="scan done" ...`.
     #[default]
     #[value(alias = "logfmt")]
@@ -19,7 +19,7 @@ pub enum LogFormatArg {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Time between scans (e.g. 60s, 5m); each is jittered by up to 10%.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     interval: Duration,
@@ -55,7 +55,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// `90`, `90s`, `5m`, `1h`, `500ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -76,7 +76,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     agent::run(AgentOptions {
         interval: args.interval,
         listen: args.listen,

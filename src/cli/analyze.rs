@@ -5,14 +5,14 @@ use anyhow::Context;
 use super::Format;
 use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
-use meshleak::analyze::{self, Analysis, IdentityVerdict, Region};
-use meshleak::eval::Identity;
-use meshleak::range::addr_key;
-use meshleak::report::Mesh;
-use meshleak::sanitize::sanitize;
+use meshleak_core::analyze::{self, Analysis, IdentityVerdict, Region};
+use meshleak_core::eval::Identity;
+use meshleak_core::range::addr_key;
+use meshleak_core::report::Mesh;
+use meshleak_core::sanitize::sanitize;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     #[command(flatten)]
     rules: RulesArgs,
     /// Report a snapshot saved by `meshleak collect` instead of rule files.
@@ -46,7 +46,7 @@ fn parse_identity(text: &str) -> Result<Identity, String> {
     Ok(Identity { uid, gid, groups })
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(path) = &args.snapshot {
         return super::scan::report_snapshot(path, args.format.into(), &args.pods, &args.show);
     }
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
     // Offline the namespace's own addresses are unknown: a DNAT to one of them is not
     // taken for a proxy (only REDIRECT, TPROXY and DNAT to loopback are).
-    let mesh = meshleak::report::detect_mesh(&rules, &[]);
+    let mesh = meshleak_core::report::detect_mesh(&rules, &[]);
     let output = Output {
         mesh: mesh.as_ref(),
         analysis: &analysis,
@@ -99,7 +99,7 @@ fn mesh_line(mesh: Option<&Mesh>) -> String {
     let Some(m) = mesh else {
         return "mesh      none: nothing in these rules redirects to a proxy".into();
     };
-    let list = |v: &[meshleak::range::IdRange]| {
+    let list = |v: &[meshleak_core::range::IdRange]| {
         v.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -198,7 +198,7 @@ fn print_table(a: &Analysis) {
 }
 
 /// Regions that differ only in protocol, shown as one line listing the protocols.
-fn fold_protocols(regions: &[Region]) -> Vec<(String, Option<&meshleak::explain::RuleRef>)> {
+fn fold_protocols(regions: &[Region]) -> Vec<(String, Option<&meshleak_core::explain::RuleRef>)> {
     let mut out: Vec<(String, Vec<String>, &Region)> = Vec::new();
     for r in regions {
         let key = region_line(&Region {
@@ -264,7 +264,7 @@ fn addresses(list: &[String], v6: bool) -> String {
     let parsed: Option<Vec<(u128, u128)>> = list
         .iter()
         .map(|t| {
-            let r = meshleak::range::AddrRange::parse(t)?;
+            let r = meshleak_core::range::AddrRange::parse(t)?;
             Some((addr_key(&r.start), addr_key(&r.end)))
         })
         .collect();
@@ -277,7 +277,7 @@ fn addresses(list: &[String], v6: bool) -> String {
                 std::net::Ipv4Addr::from(k as u32).into()
             }
         };
-        meshleak::range::AddrRange {
+        meshleak_core::range::AddrRange {
             start: ip(a),
             end: ip(b),
         }
@@ -291,7 +291,7 @@ fn ports(list: &[String]) -> String {
     let parsed: Option<Vec<(u128, u128)>> = list
         .iter()
         .map(|t| {
-            let r = meshleak::range::PortRange::parse(t)?;
+            let r = meshleak_core::range::PortRange::parse(t)?;
             Some((r.start as u128, r.end as u128))
         })
         .collect();

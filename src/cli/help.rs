@@ -2,7 +2,7 @@
 
 use super::status::help;
 
-pub const SCAN: &str = concat!(
+pub(super) const SCAN: &str = concat!(
     "Examples:\n",
     "  meshleak scan                              every pod of this node, worst first\n",
     "  meshleak scan -n shop --bypassing          only what escapes, in namespace shop\n",
@@ -12,7 +12,7 @@ pub const SCAN: &str = concat!(
     help!()
 );
 
-pub const POD: &str = concat!(
+pub(super) const POD: &str = concat!(
     "Examples:\n",
     "  meshleak pod --pod shop/web-0\n",
     "  meshleak pod --pid 4242 -o wide\n",
@@ -21,7 +21,7 @@ pub const POD: &str = concat!(
     help!()
 );
 
-pub const TRACE: &str = concat!(
+pub(super) const TRACE: &str = concat!(
     "Examples:\n",
     "  meshleak trace --pid 4242 --dst 10.96.0.10:443\n",
     "  meshleak trace --rules save.txt --uid 10001 --gid 1337 --dst 10.0.0.5:80\n",
@@ -30,7 +30,7 @@ pub const TRACE: &str = concat!(
     help!()
 );
 
-pub const ANALYZE: &str = concat!(
+pub(super) const ANALYZE: &str = concat!(
     "Examples:\n",
     "  meshleak analyze --rules iptables-save.txt --identity 10001:1337\n",
     "  meshleak analyze --rules nft-list-ruleset.txt --identity 1000:1000 -o yaml\n",
@@ -39,7 +39,7 @@ pub const ANALYZE: &str = concat!(
     help!()
 );
 
-pub const RULES: &str = concat!(
+pub(super) const RULES: &str = concat!(
     "Examples:\n",
     "  meshleak rules --pid 4242\n",
     "  meshleak rules --netns /run/netns/cni-1234 -o json\n",
@@ -47,7 +47,7 @@ pub const RULES: &str = concat!(
     help!()
 );
 
-pub const COLLECT: &str = concat!(
+pub(super) const COLLECT: &str = concat!(
     "Examples:\n",
     "  meshleak collect -f node.json              then elsewhere: meshleak analyze --snapshot node.json\n",
     "  meshleak collect -f - | gzip > node.json.gz\n",
@@ -55,7 +55,7 @@ pub const COLLECT: &str = concat!(
     help!()
 );
 
-pub const AGENT: &str = concat!(
+pub(super) const AGENT: &str = concat!(
     "Examples:\n",
     "  meshleak agent --listen :9808 --interval 60s\n",
     "  meshleak agent --log-format json --proc-root /host/proc --host-root /host\n",

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use meshleak::model::{Backend, Family, Ruleset};
-use meshleak::parse::{self, Hints};
+use meshleak_core::model::{Backend, Family, Ruleset};
+use meshleak_core::parse::{self, Hints};
 
 #[derive(Args, Debug)]
-pub struct RulesArgs {
+pub(super) struct RulesArgs {
     /// Rule dump: iptables-save/ip6tables-save output (either backend), restore input,
     /// `nft list ruleset` text or `nft -j list ruleset` JSON. Repeat to combine dumps into
     /// one ruleset.
@@ -24,19 +24,19 @@ pub struct RulesArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum BackendArg {
+pub(super) enum BackendArg {
     IptablesLegacy,
     IptablesNft,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum FamilyArg {
+pub(super) enum FamilyArg {
     Ipv4,
     Ipv6,
 }
 
 impl RulesArgs {
-    pub fn load(&self) -> anyhow::Result<Ruleset> {
+    pub(super) fn load(&self) -> anyhow::Result<Ruleset> {
         let hints = Hints {
             backend: self.backend.map(|b| match b {
                 BackendArg::IptablesLegacy => Backend::IptablesLegacy,

@@ -9,7 +9,7 @@ mod report_table;
 mod rules;
 mod scan;
 mod select;
-pub mod status;
+pub(crate) mod status;
 mod term;
 mod text;
 mod trace;
@@ -65,7 +65,7 @@ enum Command {
 /// `-o`, as kubectl has it: a table for people (`wide`: every column, nothing cut), JSON
 /// or YAML for tools (the same fields).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     #[default]
     #[value(alias = "iptables-save")]
     Table,
@@ -76,10 +76,10 @@ pub enum Format {
 
 impl Format {
     /// Prints `value` as JSON or YAML; `false` for the table forms, which the caller prints.
-    pub fn print_data<T: serde::Serialize>(self, value: &T) -> anyhow::Result<bool> {
+    pub(crate) fn print_data<T: serde::Serialize>(self, value: &T) -> anyhow::Result<bool> {
         match self {
-            Format::Json => println!("{}", meshleak::json::to_string_pretty(value)?),
-            Format::Yaml => print!("{}", meshleak::yaml::to_string(value)?),
+            Format::Json => println!("{}", meshleak_core::json::to_string_pretty(value)?),
+            Format::Yaml => print!("{}", meshleak_core::yaml::to_string(value)?),
             Format::Table | Format::Wide => return Ok(false),
         }
         Ok(true)
@@ -99,7 +99,7 @@ impl From<Format> for ReportFormat {
 
 /// How a node report is printed (`scan`, `pod`, `analyze --snapshot`).
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     #[default]
     Table,
     Wide,
@@ -111,7 +111,7 @@ pub enum ReportFormat {
 }
 
 /// Runs the command; returns the exit status (see [`status`]).
-pub fn run() -> anyhow::Result<u8> {
+pub(crate) fn run() -> anyhow::Result<u8> {
     let cli = Cli::parse();
     term::configure(cli.color);
     if !matches!(cli.command, Command::Agent(_)) {

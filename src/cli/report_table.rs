@@ -5,14 +5,14 @@
 
 use super::term::{self, Paint, Term};
 use super::text::{cite_line, count, rule_line};
-use meshleak::findings::severity_rank;
-use meshleak::report::{Finding, NetnsReport, ProcessReport, ProcessVerdict, Report};
-use meshleak::sanitize::sanitize;
+use meshleak_core::findings::severity_rank;
+use meshleak_core::report::{Finding, NetnsReport, ProcessReport, ProcessVerdict, Report};
+use meshleak_core::sanitize::sanitize;
 
 /// Pods named in the summary's `in` line; the rest are counted.
 const SUMMARY_PODS: usize = 8;
 
-pub fn print(r: &Report, wide: bool) {
+pub(super) fn print(r: &Report, wide: bool) {
     let t = term::get();
     let mut out = Vec::new();
     incomplete(&t, r, &mut out);
@@ -29,7 +29,7 @@ pub fn print(r: &Report, wide: bool) {
 }
 
 /// The name people know a namespace by: its pod, else its bind mount, else its inode.
-pub fn name(ns: &NetnsReport) -> String {
+pub(super) fn name(ns: &NetnsReport) -> String {
     let name = match (&ns.pod, ns.paths.first()) {
         (Some(p), _) => format!("pod {}/{}", p.namespace, p.name),
         (None, Some(path)) => path.clone(),

@@ -3,12 +3,12 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use meshleak::collect::{self, netns::Netns};
-use meshleak::model::{Backend, Ruleset};
-use meshleak::xt::save;
+use meshleak_collect::netns::Netns;
+use meshleak_core::model::{Backend, Ruleset};
+use meshleak_core::xt::save;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Read the network namespace of this process.
     #[arg(long, conflicts_with = "netns", required_unless_present = "netns")]
     pid: Option<u32>,
@@ -31,7 +31,7 @@ pub struct Args {
     format: super::Format,
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     let ns = match (args.pid, &args.netns) {
         (Some(pid), _) => Netns::Pid {
             pid,
@@ -40,8 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         (None, Some(path)) => Netns::Path(path.clone()),
         (None, None) => unreachable!("clap requires --pid or --netns"),
     };
-    meshleak::collect::netns::named(&ns.file()).map_err(anyhow::Error::msg)?;
-    let rules = collect::ruleset(&ns)?;
+    meshleak_collect::netns::named(&ns.file()).map_err(anyhow::Error::msg)?;
+    let rules = meshleak_collect::ruleset(&ns)?;
     if !args.format.print_data(&rules)? {
         // Written as it is made: 20,000 rules' text is never held whole.
         let mut out = super::text::IoText::new(std::io::stdout().lock());
@@ -55,7 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// `# meshleak:` line naming them; native nftables tables follow in nft syntax.
 fn xtables_save(rules: &Ruleset, out: &mut impl Write) -> std::fmt::Result {
     for backend in [Backend::IptablesLegacy, Backend::IptablesNft] {
-        for family in [meshleak::model::Family::Ipv4, meshleak::model::Family::Ipv6] {
+        for family in [
+            meshleak_core::model::Family::Ipv4,
+            meshleak_core::model::Family::Ipv6,
+        ] {
             let mut tables: Vec<_> = rules
                 .tables
                 .iter()
@@ -89,11 +92,11 @@ fn xtables_save(rules: &Ruleset, out: &mut impl Write) -> std::fmt::Result {
 }
 
 /// A native table close to `nft -s list ruleset`.
-fn nft_listing(t: &meshleak::model::Table, out: &mut impl Write) -> std::fmt::Result {
+fn nft_listing(t: &meshleak_core::model::Table, out: &mut impl Write) -> std::fmt::Result {
     let family = match t.family {
-        meshleak::model::Family::Ipv4 => "ip",
-        meshleak::model::Family::Ipv6 => "ip6",
-        meshleak::model::Family::Inet => "inet",
+        meshleak_core::model::Family::Ipv4 => "ip",
+        meshleak_core::model::Family::Ipv6 => "ip6",
+        meshleak_core::model::Family::Inet => "inet",
     };
     writeln!(out, "table {family} {} {{", t.name)?;
     for c in &t.chains {

@@ -7,17 +7,17 @@ use anyhow::{Context, bail};
 
 use super::ReportFormat;
 use super::select::{Pods, Show};
-use meshleak::attribution::{ContainerRef, PodFacts, container_of};
-use meshleak::collect::netns::Netns;
-use meshleak::collect::scan::{self, ScanOptions};
-use meshleak::report;
-use meshleak::sanitize::sanitize;
-use meshleak::selection::{FailOn, Selection};
-use meshleak::snapshot::Snapshot;
+use meshleak_collect::netns::Netns;
+use meshleak_collect::scan::{self, ScanOptions};
+use meshleak_core::attribution::{ContainerRef, PodFacts, container_of};
+use meshleak_core::report;
+use meshleak_core::sanitize::sanitize;
+use meshleak_core::selection::{FailOn, Selection};
+use meshleak_core::snapshot::Snapshot;
 
 /// What to read from the node.
 #[derive(clap::Args, Debug)]
-pub struct CollectArgs {
+pub(super) struct CollectArgs {
     /// Where the host's /proc is (e.g. /host/proc in a container).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
@@ -45,7 +45,7 @@ pub struct CollectArgs {
 }
 
 impl CollectArgs {
-    pub fn options(&self) -> ScanOptions {
+    pub(super) fn options(&self) -> ScanOptions {
         ScanOptions {
             proc_root: self.proc_root.clone(),
             netns_dirs: self.netns_dirs.clone(),
@@ -61,7 +61,7 @@ impl CollectArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ScanArgs {
+pub(super) struct ScanArgs {
     #[command(flatten)]
     collect: CollectArgs,
     #[command(flatten)]
@@ -74,7 +74,7 @@ pub struct ScanArgs {
     format: ReportFormat,
 }
 
-pub fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
+pub(super) fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let snapshot = scan::scan(&args.collect.options())?;
     finish(
@@ -87,7 +87,7 @@ pub fn run_scan(args: ScanArgs) -> anyhow::Result<u8> {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct PodArgs {
+pub(super) struct PodArgs {
     /// The pod of this process.
     #[arg(long, group = "which")]
     pid: Option<u32>,
@@ -110,7 +110,7 @@ pub struct PodArgs {
     format: ReportFormat,
 }
 
-pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
+pub(super) fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let file = match (&args.pid, &args.netns, &args.pod, &args.container) {
         (Some(pid), ..) => Netns::Pid {
@@ -141,7 +141,7 @@ pub fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
         }
         _ => bail!("say which pod: --pid, --netns, --pod or --container"),
     };
-    let inode = meshleak::collect::netns::named(&file).map_err(anyhow::Error::msg)?;
+    let inode = meshleak_collect::netns::named(&file).map_err(anyhow::Error::msg)?;
     let mut opts = args.collect.options();
     opts.only = vec![inode];
     opts.include_host = true;
@@ -195,7 +195,7 @@ fn by_container(
 }
 
 #[derive(clap::Args, Debug)]
-pub struct SaveArgs {
+pub(super) struct SaveArgs {
     /// Where to write the snapshot (JSON; `-`: standard output). A file is made readable
     /// by its owner only (0600): snapshots name every process and identity of the node.
     /// `-o`/`--output` is an old name for it.
@@ -226,12 +226,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
+pub(super) fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
     let snapshot = scan::scan(&ScanOptions {
         include_exe: true,
         ..args.collect.options()
     })?;
-    let json = meshleak::json::to_string(&snapshot)?;
+    let json = meshleak_core::json::to_string(&snapshot)?;
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout {
         println!("{json}");
@@ -258,7 +258,7 @@ pub fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
 }
 
 /// Reports a saved snapshot (`analyze --snapshot`), narrowed as `scan` narrows.
-pub fn report_snapshot(
+pub(super) fn report_snapshot(
     path: &PathBuf,
     format: ReportFormat,
     pods: &Pods,
@@ -272,12 +272,12 @@ pub fn report_snapshot(
             path.display()
         )
     })?;
-    if snapshot.snapshot_version != meshleak::snapshot::SNAPSHOT_VERSION {
+    if snapshot.snapshot_version != meshleak_core::snapshot::SNAPSHOT_VERSION {
         bail!(
             "{}: snapshot version {} is not one this meshleak reads ({})",
             path.display(),
             snapshot.snapshot_version,
-            meshleak::snapshot::SNAPSHOT_VERSION
+            meshleak_core::snapshot::SNAPSHOT_VERSION
         );
     }
     finish(&snapshot, Instant::now(), format, show, Some(pods))
@@ -306,14 +306,14 @@ fn finish(
     // What could not be read comes first, on stderr too, so a JSON reader's log shows it.
     print_problems(&report.incomplete, &[]);
     match format {
-        ReportFormat::Json => println!("{}", meshleak::json::to_string_pretty(&report)?),
+        ReportFormat::Json => println!("{}", meshleak_core::json::to_string_pretty(&report)?),
         ReportFormat::PolicyReport => println!(
             "{}",
-            meshleak::json::to_string_pretty(&meshleak::policyreport::build(&report))?
+            meshleak_core::json::to_string_pretty(&meshleak_core::policyreport::build(&report))?
         ),
         ReportFormat::Table => super::report_table::print(&report, false),
         ReportFormat::Wide => super::report_table::print(&report, true),
-        ReportFormat::Yaml => print!("{}", meshleak::yaml::to_string(&report)?),
+        ReportFormat::Yaml => print!("{}", meshleak_core::yaml::to_string(&report)?),
     }
     print_problems(&[], &report.errors);
     // Some namespaces unreadable: reported above, the rest stands. None readable: an error.

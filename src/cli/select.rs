@@ -1,13 +1,13 @@
 //! Selection flags shared by the report commands (`scan`, `pod`, `analyze --snapshot`), as
-//! kubectl and ripgrep users expect them; the narrowing itself is [`meshleak::selection`].
+//! kubectl and ripgrep users expect them; the narrowing itself is [`meshleak_core::selection`].
 
 use clap::ValueEnum;
 
-use meshleak::selection::{FailOn, Level, Selection};
+use meshleak_core::selection::{FailOn, Level, Selection};
 
 /// Which pods: `-n NS`, `--pod PREFIX` (`-A`, all of them, is the default).
 #[derive(clap::Args, Debug, Default)]
-pub struct Pods {
+pub(super) struct Pods {
     /// Only pods of this Kubernetes namespace.
     #[arg(short = 'n', long = "namespace", value_name = "NS")]
     namespace: Option<String>,
@@ -21,7 +21,7 @@ pub struct Pods {
 
 /// What to show of them, and what fails the run.
 #[derive(clap::Args, Debug, Default)]
-pub struct Show {
+pub(super) struct Show {
     /// Only what escapes the mesh: bypassing processes, the findings about them, and the
     /// pods holding them.
     #[arg(long)]
@@ -64,18 +64,18 @@ impl From<LevelArg> for Level {
 
 impl Pods {
     /// Whether any of these flags was given.
-    pub fn given(&self) -> bool {
+    pub(super) fn given(&self) -> bool {
         self.namespace.is_some() || self.pod.is_some() || self.all_namespaces
     }
 }
 
 impl Show {
     /// Whether any of these flags was given.
-    pub fn given(&self) -> bool {
+    pub(super) fn given(&self) -> bool {
         self.bypassing || self.severity.is_some() || !matches!(self.fail_on, FailOnArg::Bypass)
     }
 
-    pub fn selection(&self, pods: Option<&Pods>) -> Selection {
+    pub(super) fn selection(&self, pods: Option<&Pods>) -> Selection {
         Selection {
             namespace: pods.and_then(|p| p.namespace.clone()),
             pod_prefix: pods.and_then(|p| p.pod.clone()),
@@ -84,7 +84,7 @@ impl Show {
         }
     }
 
-    pub fn fail_on(&self) -> FailOn {
+    pub(super) fn fail_on(&self) -> FailOn {
         match self.fail_on {
             FailOnArg::Bypass => FailOn::Bypass,
             FailOnArg::High => FailOn::Severity(Level::High),

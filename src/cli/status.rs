@@ -2,17 +2,17 @@
 //! and found nothing" (0) from every answer that is not an all-clear.
 
 /// Looked at everything its verdict needs; nothing bypasses the mesh.
-pub const CLEAN: u8 = 0;
+pub(crate) const CLEAN: u8 = 0;
 /// Something bypasses the mesh (whatever else is unknown or unread).
-pub const BYPASS: u8 = 1;
+pub(crate) const BYPASS: u8 = 1;
 /// An error: nothing was judged (message on stderr naming the input). Returned by `main`.
-pub const ERROR: u8 = 2;
+pub(crate) const ERROR: u8 = 2;
 /// Nothing definitely bypasses, but some verdict is `unknown`: rules meshleak does not
 /// model decide it.
-pub const UNKNOWN: u8 = 3;
+pub(crate) const UNKNOWN: u8 = 3;
 /// Nothing definitely bypasses, but something the verdicts need could not be read
 /// (processes, namespaces, rules, sockets): what was read is reported.
-pub const INCOMPLETE: u8 = 4;
+pub(crate) const INCOMPLETE: u8 = 4;
 
 /// The help text's summary of the statuses, for `concat!` into each command's help.
 macro_rules! help {
@@ -25,11 +25,11 @@ macro_rules! help {
 pub(crate) use help;
 
 /// The statuses alone (the top-level help).
-pub const HELP: &str = help!();
+pub(crate) const HELP: &str = help!();
 
 /// The status of an answer: a bypass outranks what could not be read, which outranks what
 /// is unknown.
-pub fn of(bypass: bool, incomplete: bool, unknown: bool) -> u8 {
+pub(crate) fn of(bypass: bool, incomplete: bool, unknown: bool) -> u8 {
     if bypass {
         BYPASS
     } else if incomplete {

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 /// `--color`: `auto` colours only a terminal, and not when `NO_COLOR` is set (no-color.org).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(super) enum ColorChoice {
     #[default]
     Auto,
     Always,
@@ -17,7 +17,7 @@ pub enum ColorChoice {
 
 /// How tables are laid out.
 #[derive(Clone, Copy, Debug)]
-pub struct Term {
+pub(super) struct Term {
     /// Columns to wrap at: the terminal's, or `COLUMNS`; `usize::MAX` (no wrapping) when
     /// the output is a pipe or file, so each line stays whole for grep.
     pub width: usize,
@@ -27,7 +27,7 @@ pub struct Term {
 static TERM: OnceLock<Term> = OnceLock::new();
 
 /// Decides the layout from the environment; later calls keep the first answer.
-pub fn configure(choice: ColorChoice) {
+pub(super) fn configure(choice: ColorChoice) {
     let tty = std::io::stdout().is_terminal();
     let color = match choice {
         ColorChoice::Always => true,
@@ -50,7 +50,7 @@ pub fn configure(choice: ColorChoice) {
 }
 
 /// The layout chosen by [`configure`] (a pipe, no colour, if it was never called).
-pub fn get() -> Term {
+pub(super) fn get() -> Term {
     *TERM.get_or_init(|| Term {
         width: usize::MAX,
         color: false,
@@ -82,7 +82,7 @@ fn visible_width(text: &str) -> usize {
 
 /// Colours of the tables' words (SGR codes).
 #[derive(Clone, Copy)]
-pub enum Paint {
+pub(super) enum Paint {
     /// Bypass, high severity.
     Red,
     /// Partial, medium severity.
@@ -100,7 +100,7 @@ pub enum Paint {
 impl Term {
     /// `text` in `paint` when colouring; as is otherwise. Apply after wrapping: the codes
     /// take no columns.
-    pub fn paint(&self, text: &str, paint: Paint) -> String {
+    pub(super) fn paint(&self, text: &str, paint: Paint) -> String {
         if !self.color || text.is_empty() {
             return text.to_string();
         }
@@ -117,7 +117,7 @@ impl Term {
 
     /// `text` after `head`, wrapped to the width, continuation lines indented by
     /// `indent`; a word longer than a line keeps a line alone.
-    pub fn lines(&self, head: &str, indent: usize, text: &str) -> Vec<String> {
+    pub(super) fn lines(&self, head: &str, indent: usize, text: &str) -> Vec<String> {
         let room = |used: usize| self.width.saturating_sub(used).max(20);
         super::text::wrap(text, room(visible_width(head)), room(indent))
             .into_iter()

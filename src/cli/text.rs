@@ -1,21 +1,21 @@
 //! Helpers for the human-readable tables: every string from a dump is sanitized.
 
-use meshleak::explain::RuleRef;
-use meshleak::sanitize::sanitize;
+use meshleak_core::explain::RuleRef;
+use meshleak_core::sanitize::sanitize;
 
 /// `iptables-nft ipv4 nat/ISTIO_OUTPUT #7` (or `policy` for a chain policy).
-pub fn cite_line(r: &RuleRef) -> String {
+pub(super) fn cite_line(r: &RuleRef) -> String {
     sanitize(&r.place())
 }
 
 /// The rule's text in full, as its tool prints it.
-pub fn rule_line(r: &RuleRef) -> String {
+pub(super) fn rule_line(r: &RuleRef) -> String {
     sanitize(&r.rule)
 }
 
 /// Words of `text` in lines of at most `first` columns for the first line and `rest` for
 /// the others (a longer word keeps its own line).
-pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -35,20 +35,20 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
 }
 
 /// `1 process`, `2 processes`, `0 network namespaces`.
-pub fn count(n: usize, one: &str, many: &str) -> String {
+pub(super) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Text written through `fmt::Write` onto a buffered byte stream (standard output), so a
 /// long listing is printed as it is made instead of held whole. The first I/O error is
 /// kept and reported by [`IoText::finish`].
-pub struct IoText<W: std::io::Write> {
+pub(super) struct IoText<W: std::io::Write> {
     out: std::io::BufWriter<W>,
     error: Option<std::io::Error>,
 }
 
 impl<W: std::io::Write> IoText<W> {
-    pub fn new(out: W) -> Self {
+    pub(super) fn new(out: W) -> Self {
         IoText {
             out: std::io::BufWriter::new(out),
             error: None,
@@ -56,7 +56,7 @@ impl<W: std::io::Write> IoText<W> {
     }
 
     /// Flushes; the I/O error that stopped the writing, if any, else `written`'s.
-    pub fn finish(mut self, written: std::fmt::Result) -> std::io::Result<()> {
+    pub(super) fn finish(mut self, written: std::fmt::Result) -> std::io::Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }

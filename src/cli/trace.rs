@@ -8,14 +8,14 @@ use serde::Serialize;
 use super::Format;
 use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
-use meshleak::eval::{self, Flow, Identity, Outcome, SourcePort, Verdict};
-use meshleak::explain::{self, Step, UnknownCite};
-use meshleak::model::{IpVersion, proto_name, proto_number};
-use meshleak::sanitize::sanitize;
-use meshleak::ways::{Source, Way};
+use meshleak_core::eval::{self, Flow, Identity, Outcome, SourcePort, Verdict};
+use meshleak_core::explain::{self, Step, UnknownCite};
+use meshleak_core::model::{IpVersion, proto_name, proto_number};
+use meshleak_core::sanitize::sanitize;
+use meshleak_core::ways::{Source, Way};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     #[command(flatten)]
     rules: RulesArgs,
     /// Trace as this process: its namespace's live rules, routes and addresses, and its
@@ -68,11 +68,11 @@ pub struct Args {
 /// destination (interface, source), the namespace's own addresses, and what of them could
 /// not be read.
 struct Live {
-    rules: meshleak::model::Ruleset,
+    rules: meshleak_core::model::Ruleset,
     ways: Vec<Way>,
     /// The namespace read, whose routes and routing rules give each way's interface and
     /// source (policy routing may send one uid's traffic elsewhere).
-    ns: Option<meshleak::snapshot::NetnsFacts>,
+    ns: Option<meshleak_core::snapshot::NetnsFacts>,
     local: Vec<std::net::IpAddr>,
     incomplete: Vec<String>,
 }
@@ -80,8 +80,8 @@ struct Live {
 /// Reads the process's namespace as `meshleak pod` does (its processes' sockets and
 /// credentials, the owning user namespace's maps), then the ways out of the process.
 fn live(args: &Args, pid: u32) -> anyhow::Result<Live> {
-    use meshleak::collect::procs;
-    use meshleak::collect::scan::{ScanOptions, scan};
+    use meshleak_collect::procs;
+    use meshleak_collect::scan::{ScanOptions, scan};
     let proc_dir = args.proc_root.join(pid.to_string());
     let inode = procs::netns_inode(&proc_dir.join("ns/net")).with_context(|| {
         format!(
@@ -111,14 +111,14 @@ fn live(args: &Args, pid: u32) -> anyhow::Result<Live> {
         .find(|p| p.pid == pid)
         .with_context(|| format!("cannot read process {pid} (it exited, or is a kernel thread)"))?;
     let ways = match args.fd {
-        None => meshleak::ways::ways(p, ns),
+        None => meshleak_core::ways::ways(p, ns),
         Some(fd) => {
             let s = p
                 .sockets
                 .iter()
                 .find(|s| s.fd == fd)
                 .with_context(|| format!("process {pid} holds no socket at fd {fd}"))?;
-            let way = meshleak::ways::socket(p, ns, s).with_context(|| {
+            let way = meshleak_core::ways::socket(p, ns, s).with_context(|| {
                 format!("fd {fd} of process {pid} sends no IP traffic first (a listener, or a unix, netlink or packet socket)")
             })?;
             vec![way]
@@ -205,7 +205,7 @@ fn rank(v: Verdict) -> u8 {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     let dst: SocketAddr = args
         .dst
         .parse()
@@ -255,7 +255,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     // The route the kernel gives this identity's socket: policy routing may choose by uid.
     let route_of = |identity: &Identity| {
         live.ns.as_ref().and_then(|ns| {
-            ns.routing().lookup(&meshleak::route::Query {
+            ns.routing().lookup(&meshleak_core::route::Query {
                 dst: dst.ip(),
                 src,
                 uid: identity.uid,
@@ -289,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             local: live.local.clone(),
         }
     };
-    let groups_matter = meshleak::ways::matches_groups(rules);
+    let groups_matter = meshleak_core::ways::matches_groups(rules);
     let traced: Vec<(Verdict, eval::Trace, &Way)> = live
         .ways
         .iter()

@@ -4,7 +4,9 @@
 //!
 //! Everything is removed when the lab is dropped, also when a test fails.
 
-#![allow(dead_code)] // each test binary uses a different part
+// Each test binary uses a different part of these helpers, and `pub` is how its modules
+// share them (they are no crate's API).
+#![allow(dead_code, unreachable_pub)]
 
 pub mod helper;
 pub mod http;
@@ -21,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use meshleak::model::Ruleset;
-use meshleak::parse::{self, Hints};
+use meshleak_core::model::Ruleset;
+use meshleak_core::parse::{self, Hints};
 
 pub const POD4: &str = "169.254.77.1";
 pub const PEER4: &str = "169.254.77.2";
@@ -550,7 +552,7 @@ pub struct Probe {
 /// meshleak's verdict for a probe, on rules read back from the lab's kernel, with the
 /// source address and output interface the kernel would pick.
 pub fn predict(rules: &Ruleset, p: &Probe) -> Kernel {
-    use meshleak::eval::{Verdict, trace};
+    use meshleak_core::eval::{Verdict, trace};
     let t = trace(rules, &flow_of(p));
     match t.outcome.verdict {
         Verdict::Captured => {
@@ -564,9 +566,9 @@ pub fn predict(rules: &Ruleset, p: &Probe) -> Kernel {
 
 /// The flow the kernel sees for a probe: source address and output interface as routing
 /// in the lab picks them.
-pub fn flow_of(p: &Probe) -> meshleak::eval::Flow {
-    use meshleak::eval::{Flow, Identity};
-    use meshleak::model::IpVersion;
+pub fn flow_of(p: &Probe) -> meshleak_core::eval::Flow {
+    use meshleak_core::eval::{Flow, Identity};
+    use meshleak_core::model::IpVersion;
     let version = IpVersion::of(&p.dst.ip());
     let loopback = p.dst.ip().is_loopback();
     let pod: IpAddr = match version {
@@ -579,7 +581,7 @@ pub fn flow_of(p: &Probe) -> meshleak::eval::Flow {
         proto: if p.udp { 17 } else { 6 },
         src: Some(if loopback { version.loopback() } else { pod }),
         dst: p.dst.ip(),
-        sport: meshleak::eval::SourcePort::DEFAULT_EPHEMERAL,
+        sport: meshleak_core::eval::SourcePort::DEFAULT_EPHEMERAL,
         dport: p.dst.port(),
         oif: if loopback || local { "lo" } else { "eth0" }.into(),
         identity: Identity {

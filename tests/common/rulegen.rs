@@ -4,11 +4,11 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use super::{Probe, probe};
-use meshleak::model::{
+use meshleak_core::model::{
     Action, AddrType, CtState, Dir, IfacePattern, IpVersion, MarkReg, MarkSet, Match, Test,
 };
-use meshleak::range::{AddrRange, IdRange, PortRange};
-use meshleak::render::{nft_rule, xtables_rule};
+use meshleak_core::range::{AddrRange, IdRange, PortRange};
+use meshleak_core::render::{nft_rule, xtables_rule};
 
 /// xorshift64*: small, deterministic, no dependency.
 pub struct Rng(pub u64);

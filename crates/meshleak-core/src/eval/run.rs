@@ -1,0 +1,654 @@
+//! One walk of a packet through the base chains of the OUTPUT and POSTROUTING hooks.
+//! Unknown matches are resolved by a list of choices, so the caller can explore both ways.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use super::matcher::{self, Tri};
+use super::{Flow, Outcome, Packet, UnknownAt, Verdict};
+use crate::model::{Action, Backend, ChainType, Hook, IpVersion, MarkReg, Policy, Rule, Ruleset};
+
+/// What a step did to the packet.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Jump,
+    Goto,
+    Return,
+    Accept,
+    Drop,
+    Reject,
+    /// Destination rewritten to (address, port).
+    Redirect(IpAddr, u16),
+    Dnat(IpAddr, u16),
+    /// Handed to a transparent socket on this port (PREROUTING of a looped-back packet).
+    Tproxy(u16),
+    Snat,
+    Masquerade,
+    /// New packet mark and conntrack mark.
+    SetMark(u32, u32),
+    Notrack,
+    /// A rule with no verdict (counter, LOG, ...): evaluation goes on.
+    Continue,
+    Policy(Policy),
+    UnknownTarget(String),
+}
+
+/// A step on the path, by index into the ruleset; `rule: None` is the chain's policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRef {
+    pub table: usize,
+    pub chain: usize,
+    pub rule: Option<usize>,
+    pub effect: Effect,
+    /// Whether the step ran inside a nat base chain's traversal of the OUTPUT hook, where
+    /// destination NAT (and so capture) happens.
+    pub nat: bool,
+}
+
+pub(super) struct Run {
+    /// Rules visited.
+    pub visited: usize,
+    pub decisions: Vec<bool>,
+    pub unknowns: Vec<Unknown>,
+    pub outcome: Outcome,
+    pub steps: Vec<StepRef>,
+    pub nat_dst: Option<(IpAddr, u16)>,
+}
+
+/// Something not modelled a run met, named by where it is: its text is made only for the
+/// traces that report it ([`Unknown::cite`]), not in every run of every flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Unknown {
+    pub table: usize,
+    pub chain: usize,
+    pub rule: Option<usize>,
+    pub what: What,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum What {
+    /// The rule's match at this index.
+    Match(usize),
+    /// The rule's unknown target (`Action::Unknown`) at this index.
+    Target(usize),
+    Text(String),
+}
+
+impl Unknown {
+    /// As traces report it: the match or target named with its text.
+    pub(super) fn cite(&self, rules: &Ruleset) -> UnknownAt {
+        let rule = self
+            .rule
+            .map(|r| &rules.tables[self.table].chains[self.chain].rules[r]);
+        let what = match (&self.what, rule) {
+            (What::Match(k), Some(rule)) => {
+                let m = &rule.matches[*k];
+                match &m.test {
+                    crate::model::Test::Unknown { name } => format!("match {name}: {}", m.text),
+                    _ => format!("{} (the packet's value is not known)", m.text),
+                }
+            }
+            (What::Target(k), Some(rule)) => match &rule.actions[*k] {
+                Action::Unknown { name } => format!("target {name}"),
+                other => format!("target {other:?}"),
+            },
+            (What::Text(t), _) => t.clone(),
+            (_, None) => String::new(),
+        };
+        UnknownAt {
+            table: self.table,
+            chain: self.chain,
+            rule: self.rule,
+            what,
+        }
+    }
+}
+
+/// How a base chain's traversal ended.
+enum End {
+    Accept,
+    Drop,
+    Unknown,
+}
+
+/// Bounds a traversal: gotos can loop without growing the stack in an offline dump.
+const MAX_STEPS: usize = 100_000;
+
+/// The base chains of one family, hook by hook, in the order the kernel runs them: worked
+/// out once per ruleset, not once per packet.
+pub(super) struct Plan {
+    hooks: Vec<(Hook, Vec<Group>)>,
+}
+
+/// Base chains of one hook at one priority. With rules in more than one, their order is
+/// the kernel's registration order, which no dump shows.
+struct Group {
+    priority: i32,
+    /// Chains with rules (or a drop policy): their order can matter.
+    busy: Vec<(usize, usize)>,
+    /// Empty accepting chains: they do nothing, in any order.
+    idle: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    pub(super) fn new(rules: &Ruleset, version: IpVersion) -> Plan {
+        let hooks = [
+            Hook::Output,
+            Hook::Postrouting,
+            Hook::Prerouting,
+            Hook::Input,
+        ]
+        .into_iter()
+        .map(|hook| {
+            let mut bases: Vec<(i32, u8, usize, usize)> = Vec::new();
+            for (ti, t) in rules.tables.iter().enumerate() {
+                if !t.family.sees(version) {
+                    continue;
+                }
+                for (ci, c) in t.chains.iter().enumerate() {
+                    if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
+                        bases.push((b.priority, backend_rank(t.backend), ti, ci));
+                    }
+                }
+            }
+            bases.sort();
+            let mut groups: Vec<Group> = Vec::new();
+            for (priority, _, t, c) in bases {
+                if groups.last().is_none_or(|g| g.priority != priority) {
+                    groups.push(Group {
+                        priority,
+                        busy: Vec::new(),
+                        idle: Vec::new(),
+                    });
+                }
+                let group = groups.last_mut().expect("pushed above");
+                let chain = &rules.tables[t].chains[c];
+                let busy = !chain.rules.is_empty()
+                    || chain
+                        .base
+                        .as_ref()
+                        .is_some_and(|b| b.policy == Policy::Drop);
+                if busy {
+                    group.busy.push((t, c));
+                } else {
+                    group.idle.push((t, c));
+                }
+            }
+            (hook, groups)
+        })
+        .collect();
+        Plan { hooks }
+    }
+}
+
+struct Walker<'a> {
+    rules: &'a Ruleset,
+    plan: &'a Plan,
+    flow: &'a Flow,
+    choices: &'a [bool],
+    run: Run,
+    pkt: Packet,
+    budget: usize,
+    /// Per base chain traversal, kept to reuse their memory: the return stack, and the
+    /// chains on it or running (a jump into one is a loop).
+    stack: Vec<(usize, usize)>,
+    running: Vec<bool>,
+}
+
+impl Run {
+    pub(super) fn execute(rules: &Ruleset, plan: &Plan, flow: &Flow, choices: &[bool]) -> Run {
+        let mut w = Walker {
+            rules,
+            plan,
+            stack: Vec::new(),
+            running: Vec::new(),
+            flow,
+            choices,
+            run: Run {
+                visited: 0,
+                decisions: Vec::new(),
+                unknowns: Vec::new(),
+                outcome: Outcome {
+                    verdict: Verdict::Bypass,
+                    redirect_port: None,
+                },
+                steps: Vec::with_capacity(16),
+                nat_dst: None,
+            },
+            pkt: Packet::of(flow),
+            budget: MAX_STEPS,
+        };
+        w.walk();
+        w.run.visited = MAX_STEPS - w.budget;
+        w.run
+    }
+
+    /// The step that decided the verdict: the mapping that captured, the drop, or for a
+    /// bypass the last RETURN/ACCEPT that left a capturing nat table without a mapping.
+    pub(super) fn deciding(&self, rules: &Ruleset) -> Option<usize> {
+        let last = |pred: &dyn Fn(&StepRef) -> bool| self.steps.iter().rposition(pred);
+        match self.outcome.verdict {
+            Verdict::Captured => {
+                last(&|s| matches!(s.effect, Effect::Redirect(..) | Effect::Dnat(..)))
+            }
+            Verdict::Dropped => last(&|s| {
+                matches!(
+                    s.effect,
+                    Effect::Drop | Effect::Reject | Effect::Policy(Policy::Drop)
+                )
+            }),
+            Verdict::Unknown => last(&|s| matches!(s.effect, Effect::UnknownTarget(_))),
+            Verdict::Bypass => {
+                let captures = |t: usize| rules.tables[t].captures();
+                last(&|s| matches!(s.effect, Effect::Dnat(..)))
+                    .or_else(|| last(&|s| s.effect == Effect::Notrack))
+                    .or_else(|| {
+                        last(&|s| {
+                            s.nat
+                                && captures(s.table)
+                                && matches!(s.effect, Effect::Return | Effect::Accept)
+                        })
+                    })
+                    .or_else(|| last(&|s| s.nat && captures(s.table)))
+                    .or_else(|| last(&|s| s.nat))
+            }
+        }
+    }
+}
+
+/// Backends at the same priority: legacy hooks register first when modules load at boot.
+fn backend_rank(b: Backend) -> u8 {
+    match b {
+        Backend::IptablesLegacy => 0,
+        Backend::IptablesNft => 1,
+        Backend::Nftables => 2,
+    }
+}
+
+impl Walker<'_> {
+    fn walk(&mut self) {
+        if !self.hooks(&[Hook::Output, Hook::Postrouting]) {
+            return;
+        }
+        // A destination on this host loops back through lo: PREROUTING and INPUT run on
+        // it (NAT is already bound, so nat chains do not), and TPROXY there captures it.
+        let local = self.pkt.dst.is_loopback() || self.flow.local.contains(&self.pkt.dst);
+        if local {
+            self.pkt.looped = true;
+            if !self.hooks(&[Hook::Prerouting, Hook::Input]) {
+                return;
+            }
+        }
+        if let Some(port) = self.pkt.tproxy {
+            self.run.outcome = Outcome {
+                verdict: Verdict::Captured,
+                redirect_port: Some(port),
+            };
+        } else if self.pkt.dst_mapped && local {
+            self.run.outcome = Outcome {
+                verdict: Verdict::Captured,
+                redirect_port: Some(self.pkt.dport),
+            };
+        }
+    }
+
+    /// Runs every base chain of these hooks; false when the packet's fate is settled
+    /// (dropped, or unknown).
+    fn hooks(&mut self, hooks: &[Hook]) -> bool {
+        let plan = self.plan;
+        for (hook, groups) in plan.hooks.iter().filter(|(h, _)| hooks.contains(h)) {
+            for group in groups {
+                let order = self.order_ties(group);
+                let chains = order.iter().chain(&group.idle);
+                for &(ti, ci) in chains {
+                    if !self.base(*hook, ti, ci) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs one base chain; false when the packet's fate is settled.
+    fn base(&mut self, hook: Hook, ti: usize, ci: usize) -> bool {
+        let base = self.rules.tables[ti].chains[ci]
+            .base
+            .as_ref()
+            .expect("base chain");
+        let nat = base.chain_type == ChainType::Nat;
+        if nat {
+            let mapped = match hook {
+                Hook::Output => self.pkt.dst_mapped,
+                Hook::Postrouting => self.pkt.src_mapped,
+                // Both manips were bound on the way out.
+                _ => true,
+            };
+            // Untracked packets skip NAT; a mapping set by an earlier nat chain wins.
+            if self.pkt.untracked || mapped {
+                return true;
+            }
+        }
+        match self.base_chain(ti, ci, nat && hook == Hook::Output) {
+            End::Accept => true,
+            End::Drop => {
+                self.run.outcome.verdict = Verdict::Dropped;
+                false
+            }
+            End::Unknown => {
+                self.run.outcome.verdict = Verdict::Unknown;
+                false
+            }
+        }
+    }
+
+    fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
+        let table = &self.rules.tables[ti];
+        self.stack.clear();
+        self.running.clear();
+        self.running.resize(table.chains.len(), false);
+        self.running[ci] = true;
+        let (mut chain, mut next) = (ci, 0usize);
+        loop {
+            if self.budget == 0 {
+                return self.unknown_end(
+                    ti,
+                    chain,
+                    next,
+                    What::Text("rule loop (step limit reached)".into()),
+                );
+            }
+            self.budget -= 1;
+            let rules = &table.chains[chain].rules;
+            if next >= rules.len() {
+                self.running[chain] = false;
+                match self.stack.pop() {
+                    Some(frame) => (chain, next) = frame,
+                    None => return self.policy(ti, ci, nat),
+                }
+                continue;
+            }
+            let rule = &rules[next];
+            let at = next;
+            next += 1;
+            if !self.matches(ti, chain, at, rule) {
+                continue;
+            }
+            let step = |effect: Effect, w: &mut Self| {
+                w.run.steps.push(StepRef {
+                    table: ti,
+                    chain,
+                    rule: Some(at),
+                    effect,
+                    nat,
+                })
+            };
+            let mut verdict = None;
+            for (k, action) in rule.actions.iter().enumerate() {
+                match action {
+                    Action::SetMark(set) => {
+                        let (m, ct) = (self.pkt.mark, self.pkt.ctmark);
+                        match set.reg {
+                            MarkReg::Mark => self.pkt.mark = set.apply(m, m, ct),
+                            MarkReg::CtMark => self.pkt.ctmark = set.apply(ct, m, ct),
+                        }
+                    }
+                    Action::Notrack => self.pkt.untracked = true,
+                    Action::Continue { .. } => {}
+                    // In an inet table `dnat ip to` does nothing to IPv6 packets (and the
+                    // reverse): the kernel's nft_nat_inet_eval skips it and the rule goes on.
+                    Action::Dnat { addr: Some(a), .. } if IpVersion::of(a) != self.flow.version => {
+                    }
+                    other => {
+                        verdict = Some((k, other));
+                        break;
+                    }
+                }
+            }
+            let Some((verdict_at, verdict)) = verdict else {
+                let effect = if rule.actions.iter().any(|a| matches!(a, Action::Notrack)) {
+                    Effect::Notrack
+                } else if rule.actions.iter().any(|a| matches!(a, Action::SetMark(_))) {
+                    Effect::SetMark(self.pkt.mark, self.pkt.ctmark)
+                } else {
+                    Effect::Continue
+                };
+                step(effect, self);
+                continue;
+            };
+            match verdict {
+                Action::Accept => {
+                    step(Effect::Accept, self);
+                    return End::Accept;
+                }
+                Action::Drop => {
+                    step(Effect::Drop, self);
+                    return End::Drop;
+                }
+                Action::Reject => {
+                    step(Effect::Reject, self);
+                    return End::Drop;
+                }
+                Action::Return => {
+                    step(Effect::Return, self);
+                    self.running[chain] = false;
+                    match self.stack.pop() {
+                        Some(frame) => (chain, next) = frame,
+                        None => return self.policy(ti, ci, nat),
+                    }
+                }
+                Action::Jump { chain: target } | Action::Goto { chain: target } => {
+                    let goto = matches!(verdict, Action::Goto { .. });
+                    step(if goto { Effect::Goto } else { Effect::Jump }, self);
+                    let Some(target) = table.chains.iter().position(|c| &c.name == target) else {
+                        return self.unknown_end(
+                            ti,
+                            chain,
+                            at,
+                            What::Text("jump to a chain that does not exist".into()),
+                        );
+                    };
+                    if !goto {
+                        // Entering a chain that is still running is a loop, which the kernel
+                        // refuses to load; only an offline dump can hold one. Any other
+                        // nesting is as deep as the kernel allowed (x_tables: one level per
+                        // chain; nf_tables: 16).
+                        if self.running[target] {
+                            return self.unknown_end(
+                                ti,
+                                chain,
+                                at,
+                                What::Text(
+                                    "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)"
+                                        .into(),
+                                ),
+                            );
+                        }
+                        self.stack.push((chain, next));
+                    } else {
+                        self.running[chain] = false;
+                    }
+                    self.running[target] = true;
+                    (chain, next) = (target, 0);
+                }
+                Action::Redirect { ports } if nat => {
+                    let to = (
+                        self.flow.version.loopback(),
+                        ports.map_or(self.pkt.dport, |p| p.start),
+                    );
+                    step(Effect::Redirect(to.0, to.1), self);
+                    self.map_dst(to);
+                    return End::Accept;
+                }
+                Action::Dnat { addr, ports } if nat => {
+                    let to = (
+                        addr.unwrap_or(self.pkt.dst),
+                        ports.map_or(self.pkt.dport, |p| p.start),
+                    );
+                    step(Effect::Dnat(to.0, to.1), self);
+                    self.map_dst(to);
+                    return End::Accept;
+                }
+                Action::Snat | Action::Masquerade if nat => {
+                    let masq = matches!(verdict, Action::Masquerade);
+                    step(
+                        if masq {
+                            Effect::Masquerade
+                        } else {
+                            Effect::Snat
+                        },
+                        self,
+                    );
+                    self.pkt.src_mapped = true;
+                    return End::Accept;
+                }
+                // TPROXY hands the looped-back packet to the proxy's transparent socket
+                // (assumed listening, as the mesh runs it); evaluation of INPUT goes on.
+                Action::Tproxy { port } if self.pkt.looped => {
+                    let port = port.unwrap_or(self.pkt.dport);
+                    step(Effect::Tproxy(port), self);
+                    self.pkt.tproxy = Some(port);
+                    return End::Accept;
+                }
+                // NAT targets outside nat chains are refused by the kernel, and TPROXY works
+                // only in PREROUTING: neither can appear here in a loaded ruleset.
+                Action::Tproxy { .. }
+                | Action::Redirect { .. }
+                | Action::Dnat { .. }
+                | Action::Snat
+                | Action::Masquerade => {
+                    let what = format!("{verdict:?} outside a nat chain of the OUTPUT path");
+                    step(Effect::UnknownTarget(what.clone()), self);
+                    return self.unknown_end(ti, chain, at, What::Text(what));
+                }
+                Action::Unknown { name } => {
+                    step(Effect::UnknownTarget(name.clone()), self);
+                    return self.unknown_end(ti, chain, at, What::Target(verdict_at));
+                }
+                Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => {
+                    unreachable!("not verdicts")
+                }
+            }
+        }
+    }
+
+    /// Chains on one hook with the same priority run in registration order, newest first,
+    /// which no dump shows. When two or more such chains have rules, every order is
+    /// explored (a decision per place), so the verdict is unknown only if order matters.
+    fn order_ties<'g>(&mut self, group: &'g Group) -> Cow<'g, [(usize, usize)]> {
+        if group.busy.len() < 2 {
+            return Cow::Borrowed(&group.busy);
+        }
+        let mut busy = group.busy.clone();
+        let mut out = Vec::with_capacity(busy.len());
+        while busy.len() > 1 {
+            let (t, c) = busy[0];
+            let names: Vec<String> = busy
+                .iter()
+                .map(|&(t, c)| {
+                    let table = &self.rules.tables[t];
+                    format!(
+                        "{} {} {}/{}",
+                        table.backend.name(),
+                        table.family.name(),
+                        table.name,
+                        table.chains[c].name
+                    )
+                })
+                .collect();
+            let what = format!(
+                "order of chains at priority {}: {} (registration order, not shown by dumps)",
+                group.priority,
+                names.join(", ")
+            );
+            let pick = (1..busy.len()).find(|_| {
+                self.decide(Unknown {
+                    table: t,
+                    chain: c,
+                    rule: None,
+                    what: What::Text(what.clone()),
+                })
+            });
+            out.push(busy.remove(pick.unwrap_or(0)));
+        }
+        out.extend(busy);
+        Cow::Owned(out)
+    }
+
+    /// Consumes the next choice for something unknown (false when none was given).
+    fn decide(&mut self, u: Unknown) -> bool {
+        let choice = self
+            .choices
+            .get(self.run.decisions.len())
+            .copied()
+            .unwrap_or(false);
+        self.run.decisions.push(choice);
+        if !self.run.unknowns.contains(&u) {
+            self.run.unknowns.push(u);
+        }
+        choice
+    }
+
+    fn map_dst(&mut self, (addr, port): (IpAddr, u16)) {
+        self.pkt.dst = addr;
+        self.pkt.dport = port;
+        self.pkt.dst_mapped = true;
+        // The kernel re-routes after a NAT change: local destinations leave through lo.
+        if addr.is_loopback() || self.flow.local.contains(&addr) {
+            self.pkt.oif = "lo".into();
+        }
+        self.run.nat_dst = Some((addr, port));
+    }
+
+    fn policy(&mut self, ti: usize, ci: usize, nat: bool) -> End {
+        let policy = self.rules.tables[ti].chains[ci]
+            .base
+            .as_ref()
+            .map_or(Policy::Accept, |b| b.policy);
+        self.run.steps.push(StepRef {
+            table: ti,
+            chain: ci,
+            rule: None,
+            effect: Effect::Policy(policy),
+            nat,
+        });
+        match policy {
+            Policy::Accept => End::Accept,
+            Policy::Drop => End::Drop,
+        }
+    }
+
+    fn unknown_end(&mut self, table: usize, chain: usize, rule: usize, what: What) -> End {
+        self.run.unknowns.push(Unknown {
+            table,
+            chain,
+            rule: Some(rule),
+            what,
+        });
+        End::Unknown
+    }
+
+    /// All matches of a rule; definite ones first, so unknown ones only fork when they matter.
+    fn matches(&mut self, ti: usize, ci: usize, ri: usize, rule: &Rule) -> bool {
+        let mut unknown = Vec::new();
+        for (k, m) in rule.matches.iter().enumerate() {
+            match matcher::eval(m, self.flow, &self.pkt) {
+                Tri::False => return false,
+                Tri::True => {}
+                Tri::Unknown => unknown.push(k),
+            }
+        }
+        for k in unknown {
+            let choice = self.decide(Unknown {
+                table: ti,
+                chain: ci,
+                rule: Some(ri),
+                what: What::Match(k),
+            });
+            if !choice {
+                return false;
+            }
+        }
+        true
+    }
+}
