@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use meshleak_core::report::Report;
+use meshleak_core::schema::Report;
 
 /// Findings by (pod, kind, pid).
 pub(super) type Index = BTreeMap<(String, String, Option<u32>), Change>;

@@ -19,7 +19,8 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use log::{LogFormat, line};
 use meshleak_collect::scan::{self, ScanOptions};
-use meshleak_core::report::{self, Report};
+use meshleak_core::report;
+use meshleak_core::schema::Report;
 
 pub(crate) struct AgentOptions {
     pub interval: Duration,

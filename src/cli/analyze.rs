@@ -7,8 +7,8 @@ use super::input::RulesArgs;
 use super::text::{cite_line, rule_line};
 use meshleak_core::analyze::{self, Analysis, IdentityVerdict, Region};
 use meshleak_core::eval::Identity;
+use meshleak_core::meshes::Mesh;
 use meshleak_core::range::addr_key;
-use meshleak_core::report::Mesh;
 use meshleak_core::sanitize::sanitize;
 
 #[derive(clap::Args, Debug)]
@@ -63,7 +63,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
         analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
     // Offline the namespace's own addresses are unknown: a DNAT to one of them is not
     // taken for a proxy (only REDIRECT, TPROXY and DNAT to loopback are).
-    let mesh = meshleak_core::report::detect_mesh(&rules, &[]);
+    let mesh = meshleak_core::meshes::detect(&rules, &[]);
     let output = Output {
         mesh: mesh.as_ref(),
         analysis: &analysis,

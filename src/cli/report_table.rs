@@ -5,9 +5,10 @@
 
 use super::term::{self, Paint, Term};
 use super::text::{cite_line, count, rule_line};
-use meshleak_core::findings::severity_rank;
-use meshleak_core::report::{Finding, NetnsReport, ProcessReport, ProcessVerdict, Report};
 use meshleak_core::sanitize::sanitize;
+use meshleak_core::schema::{
+    Finding, FindingKind, NetnsReport, ProcessReport, ProcessVerdict, Report, Severity,
+};
 
 /// Pods named in the summary's `in` line; the rest are counted.
 const SUMMARY_PODS: usize = 8;
@@ -39,14 +40,9 @@ pub(super) fn name(ns: &NetnsReport) -> String {
 }
 
 /// Worst first: something bypassing, then by the worst finding, then unknown verdicts.
-fn rank(ns: &NetnsReport) -> (bool, u8, bool) {
-    let worst = ns
-        .findings
-        .iter()
-        .map(|f| severity_rank(f.severity))
-        .min()
-        .unwrap_or(3);
-    (!bypasses(ns), worst, !unknown(ns))
+fn rank(ns: &NetnsReport) -> (bool, bool, Option<Severity>, bool) {
+    let worst = ns.findings.iter().map(|f| f.severity).min();
+    (!bypasses(ns), worst.is_none(), worst, !unknown(ns))
 }
 
 fn bypasses(ns: &NetnsReport) -> bool {
@@ -54,14 +50,14 @@ fn bypasses(ns: &NetnsReport) -> bool {
         || ns
             .findings
             .iter()
-            .any(|f| f.kind == "observed-bypass" && f.pid.is_none())
+            .any(|f| f.kind == FindingKind::ObservedBypass && f.pid.is_none())
 }
 
 fn unknown(ns: &NetnsReport) -> bool {
     ns.processes
         .iter()
         .any(|p| p.verdict == ProcessVerdict::Unknown)
-        || ns.findings.iter().any(|f| f.kind == "unknown")
+        || ns.findings.iter().any(|f| f.kind == FindingKind::Unknown)
 }
 
 fn incomplete(t: &Term, r: &Report, out: &mut Vec<String>) {
@@ -151,7 +147,7 @@ fn summary(t: &Term, r: &Report, out: &mut Vec<String>) {
         .netns
         .iter()
         .flat_map(|ns| ns.findings.iter().map(move |f| (ns, f)))
-        .min_by_key(|(ns, f)| (severity_rank(f.severity), rank(ns)));
+        .min_by_key(|(ns, f)| (f.severity, rank(ns)));
     if let Some((ns, f)) = worst {
         let text = format!("{} {}, {}: {}", f.severity, label(f), name(ns), message(f));
         out.extend(t.lines("  worst:   ", 11, &text));
@@ -295,18 +291,18 @@ fn message(f: &Finding) -> String {
     sanitize(&f.message)
 }
 
-fn severity_paint(severity: &str) -> Paint {
+fn severity_paint(severity: Severity) -> Paint {
     match severity {
-        "high" => Paint::Red,
-        "medium" => Paint::Yellow,
-        _ => Paint::Dim,
+        Severity::High => Paint::Red,
+        Severity::Medium => Paint::Yellow,
+        Severity::Low => Paint::Dim,
     }
 }
 
 /// A finding: its line, the rules it cites, its evidence and its fix, indented under it.
 fn finding(t: &Term, f: &Finding, pids: &[u32], out: &mut Vec<String>) {
     const INDENT: usize = 11;
-    let mark = if f.severity == "high" {
+    let mark = if f.severity == Severity::High {
         t.paint("!", Paint::Red)
     } else {
         " ".into()

@@ -3,7 +3,8 @@
 
 use clap::ValueEnum;
 
-use meshleak_core::selection::{FailOn, Level, Selection};
+use meshleak_core::schema::Severity;
+use meshleak_core::selection::{FailOn, Selection};
 
 /// Which pods: `-n NS`, `--pod PREFIX` (`-A`, all of them, is the default).
 #[derive(clap::Args, Debug, Default)]
@@ -52,12 +53,12 @@ enum FailOnArg {
     Never,
 }
 
-impl From<LevelArg> for Level {
-    fn from(l: LevelArg) -> Level {
+impl From<LevelArg> for Severity {
+    fn from(l: LevelArg) -> Severity {
         match l {
-            LevelArg::High => Level::High,
-            LevelArg::Medium => Level::Medium,
-            LevelArg::Low => Level::Low,
+            LevelArg::High => Severity::High,
+            LevelArg::Medium => Severity::Medium,
+            LevelArg::Low => Severity::Low,
         }
     }
 }
@@ -80,16 +81,16 @@ impl Show {
             namespace: pods.and_then(|p| p.namespace.clone()),
             pod_prefix: pods.and_then(|p| p.pod.clone()),
             bypassing: self.bypassing,
-            severity: self.severity.map(Level::from),
+            severity: self.severity.map(Severity::from),
         }
     }
 
     pub(super) fn fail_on(&self) -> FailOn {
         match self.fail_on {
             FailOnArg::Bypass => FailOn::Bypass,
-            FailOnArg::High => FailOn::Severity(Level::High),
-            FailOnArg::Medium => FailOn::Severity(Level::Medium),
-            FailOnArg::Low => FailOn::Severity(Level::Low),
+            FailOnArg::High => FailOn::Severity(Severity::High),
+            FailOnArg::Medium => FailOn::Severity(Severity::Medium),
+            FailOnArg::Low => FailOn::Severity(Severity::Low),
             FailOnArg::Never => FailOn::Never,
         }
     }

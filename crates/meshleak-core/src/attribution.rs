@@ -241,7 +241,9 @@ pub fn container_of(
     let name = facts.and_then(|c| c.name.clone());
     Some((
         ContainerRef {
-            proxy_name: name.as_deref().is_some_and(is_proxy_name),
+            proxy_name: name
+                .as_deref()
+                .is_some_and(crate::meshes::is_proxy_container),
             name,
             runtime: facts.map_or("cgroup", |c| c.runtime.as_str()).to_string(),
             configured_user: facts.and_then(|c| c.user.clone()),
@@ -261,23 +263,6 @@ pub fn from_pod_log_dir(dir: &str) -> Option<PodFacts> {
         name: name.into(),
         uid: uid.into(),
     })
-}
-
-/// Container names meshes give their proxies.
-pub const PROXY_NAMES: &[&str] = &[
-    "istio-proxy",
-    "linkerd-proxy",
-    "kuma-sidecar",
-    "consul-dataplane",
-    "consul-connect-envoy-sidecar",
-    "envoy-sidecar",
-    "envoy",
-    "osm-envoy",
-    "fsm-pipy-sidecar",
-];
-
-pub fn is_proxy_name(name: &str) -> bool {
-    PROXY_NAMES.contains(&name)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::report::{ProcessVerdict, Report};
+use crate::schema::{ProcessVerdict, Report};
 use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, SocketFacts, SocketProto, Tracked};
 
 /// What the follower keeps of one meshed namespace, rebuilt after every scan.
@@ -60,7 +60,7 @@ pub fn watches(snapshot: &Snapshot, report: &Report) -> Vec<Watch> {
         .collect()
 }
 
-fn watch(ns: &NetnsFacts, r: &crate::report::NetnsReport) -> Watch {
+fn watch(ns: &NetnsFacts, r: &crate::schema::NetnsReport) -> Watch {
     let facts = |pid: u32| -> Option<&ProcessFacts> { ns.processes.iter().find(|p| p.pid == pid) };
     let (mut proxy_uids, mut proxy_pids, mut apps) = (Vec::new(), Vec::new(), Vec::new());
     for p in r.processes.iter().filter(|p| p.lives_in.is_none()) {
@@ -95,7 +95,7 @@ fn watch(ns: &NetnsFacts, r: &crate::report::NetnsReport) -> Watch {
         proxy_by_mark: r
             .mesh
             .as_ref()
-            .is_some_and(crate::report::Mesh::proxy_by_mark),
+            .is_some_and(crate::meshes::Mesh::proxy_by_mark),
     }
 }
 

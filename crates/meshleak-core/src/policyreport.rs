@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{Finding, NetnsReport, Report};
 use crate::sanitize::sanitize;
+use crate::schema::{Finding, NetnsReport, Report, Severity};
 
 /// `source` of every result, and the `policy` they belong to.
 const SOURCE: &str = "meshleak";
@@ -224,15 +224,19 @@ fn results<'a>(r: &'a Report, ns: &'a NetnsReport) -> Vec<Outcome<'a>> {
         .iter()
         .map(|f| {
             outcome(
-                f.kind,
-                Some(f.severity),
-                if f.severity == "low" { "warn" } else { "fail" },
+                f.kind.name(),
+                Some(f.severity.name()),
+                if f.severity == Severity::Low {
+                    "warn"
+                } else {
+                    "fail"
+                },
                 sanitize(&f.message),
                 properties(r, ns, f),
             )
         })
         .collect();
-    let serious = ns.findings.iter().any(|f| f.severity != "low");
+    let serious = ns.findings.iter().any(|f| f.severity != Severity::Low);
     if ns.pod.is_some() && ns.mesh.is_some() && !serious {
         let properties = Properties {
             evidence: None,

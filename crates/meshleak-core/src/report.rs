@@ -2,177 +2,16 @@
 //! captures it, what is and is not captured, and a verdict for every process with the rules
 //! that decide it. Pure: the same report comes from a live scan or a saved snapshot.
 
-use std::net::IpAddr;
-
-use serde::Serialize;
-
-use crate::analyze::{self, Exemption, IdentityReport, IdentityVerdict};
+use crate::analyze::{self, IdentityReport, IdentityVerdict};
 use crate::attribution::{ContainerFacts, ContainerRef, PodFacts, container_of};
 use crate::eval::Identity;
-use crate::explain::RuleRef;
-pub use crate::findings::Finding;
-use crate::model::{Action, Ruleset, Test};
-use crate::range::IdRange;
+use crate::meshes::{self, Mesh};
+use crate::schema::{
+    Capture, DecidedBy, Finding, FindingKind, NetnsReport, ProcessReport, ProcessVerdict, Report,
+    SCHEMA_VERSION, Severity,
+};
 use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, UnreadCause, UnreadProcess};
 use crate::ways::{self, Source, Way};
-
-/// Bump when a field changes meaning or is removed (docs/report-schema.md).
-pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub schema_version: u32,
-    pub node: String,
-    pub scanned_at: u64,
-    pub duration_ms: u64,
-    pub netns: Vec<NetnsReport>,
-    /// Why this report may miss a bypass: what its verdicts need and could not be read
-    /// (namespaces, processes, sockets). Empty: everything was read.
-    pub incomplete: Vec<String>,
-    pub errors: Vec<String>,
-    pub vanished_processes: usize,
-    pub vanished_netns: usize,
-    /// Network namespaces and processes found but not read (processes known to be in a
-    /// namespace the report does not cover aside), and tables of read namespaces not read.
-    pub unread_netns: usize,
-    pub unread_processes: usize,
-    pub unread_gaps: usize,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Mesh {
-    /// istio-sidecar, istio-sidecar-nft, istio-ambient, linkerd, kuma, consul, osm, appmesh,
-    /// unknown-redirect.
-    pub kind: String,
-    /// Local ports traffic is redirected (or TPROXYed) to.
-    pub proxy_ports: Vec<u16>,
-    /// The uids and gids whose traffic the capture rules exempt: the proxy's, by design.
-    pub proxy_uids: Vec<IdRange>,
-    pub proxy_gids: Vec<IdRange>,
-}
-
-impl Mesh {
-    /// Whether its proxy is told apart by a packet mark, not by owner, and lives outside
-    /// the pod (Istio ambient's ztunnel, whose sockets in the pod carry the mark).
-    pub fn proxy_by_mark(&self) -> bool {
-        self.kind == "istio-ambient"
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Capture {
-    /// Families and protocols an ordinary app's traffic is captured on.
-    pub families: Vec<&'static str>,
-    pub protocols: Vec<String>,
-    /// Families and protocols (`ipv4 tcp`) whose capture rules meshleak does not model
-    /// decide: neither captured nor uncaptured.
-    pub undecided: Vec<String>,
-    pub exemptions: Vec<Exemption>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProcessVerdict {
-    /// The mesh proxy's own processes.
-    Proxy,
-    Bypass,
-    Partial,
-    Captured,
-    Unmeshed,
-    Unknown,
-}
-
-impl ProcessVerdict {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProcessVerdict::Proxy => "proxy",
-            ProcessVerdict::Bypass => "bypass",
-            ProcessVerdict::Partial => "partial",
-            ProcessVerdict::Captured => "captured",
-            ProcessVerdict::Unmeshed => "unmeshed",
-            ProcessVerdict::Unknown => "unknown",
-        }
-    }
-
-    /// Whether this process's traffic leaves the mesh (exit status 1).
-    pub fn bypasses(self) -> bool {
-        matches!(self, ProcessVerdict::Bypass | ProcessVerdict::Partial)
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ProcessReport {
-    pub pid: u32,
-    pub comm: String,
-    /// fsuid and fsgid as the namespace's owner sees them (what owner matches compare).
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub container: Option<ContainerRef>,
-    pub verdict: ProcessVerdict,
-    /// The rules that decide the verdict.
-    pub reasons: Vec<RuleRef>,
-    /// The thread or socket whose credentials decide the verdict, when not the process's
-    /// own (`/proc/PID/status`): owner matches judge each socket by its creator's
-    /// credentials, and each thread's new sockets by that thread's.
-    pub decided_by: Option<DecidedBy>,
-    /// The network namespace the process lives in, when not this one: it holds sockets
-    /// made in this one, and only those are judged here.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lives_in: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<Vec<String>>,
-}
-
-/// What decides a process's verdict when its own credentials do not.
-#[derive(Clone, Debug, Serialize)]
-pub struct DecidedBy {
-    #[serde(flatten)]
-    pub source: Source,
-    /// The ids its traffic carries, as the namespace's owner sees them.
-    pub uid: u32,
-    pub gid: u32,
-    /// In words: `socket (fd 3, socket:[81234]) created with uid 10001 gid 1337; the
-    /// process is now 10001:10001`.
-    pub why: String,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct NetnsReport {
-    pub inode: u64,
-    pub paths: Vec<String>,
-    pub pod: Option<PodFacts>,
-    pub mesh: Option<Mesh>,
-    pub capture: Capture,
-    pub processes: Vec<ProcessReport>,
-    pub findings: Vec<Finding>,
-    /// What in this namespace could not be read: its processes missing from `processes`,
-    /// sockets, routes. Empty: everything was read.
-    pub incomplete: Vec<String>,
-}
-
-impl Report {
-    /// Whether some process's traffic leaves the mesh, or a live connection did that no
-    /// process read holds.
-    pub fn bypasses(&self) -> bool {
-        self.netns.iter().any(|n| {
-            n.processes.iter().any(|p| p.verdict.bypasses())
-                || n.findings
-                    .iter()
-                    .any(|f| f.kind == "observed-bypass" && f.pid.is_none())
-        })
-    }
-
-    /// Whether some verdict is unknown: a process's, or an ordinary app's capture.
-    pub fn unknown(&self) -> bool {
-        self.netns.iter().any(|n| {
-            n.findings.iter().any(|f| f.kind == "unknown")
-                || n.processes
-                    .iter()
-                    .any(|p| p.verdict == ProcessVerdict::Unknown)
-        })
-    }
-}
 
 pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
     let mut errors = s.errors.clone();
@@ -325,17 +164,19 @@ fn evidence_verdicts(
     members: &[&ProcessFacts],
     findings: &[Finding],
 ) {
-    for f in findings
-        .iter()
-        .filter(|f| matches!(f.kind, "observed-bypass" | "policy-routed"))
-    {
+    for f in findings.iter().filter(|f| {
+        matches!(
+            f.kind,
+            FindingKind::ObservedBypass | FindingKind::PolicyRouted
+        )
+    }) {
         let Some(p) = processes.iter_mut().find(|p| Some(p.pid) == f.pid) else {
             continue;
         };
         if p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy {
             continue;
         }
-        if f.kind == "policy-routed" {
+        if f.kind == FindingKind::PolicyRouted {
             p.verdict = ProcessVerdict::Partial;
             p.reasons = f.rules.clone();
             continue;
@@ -467,8 +308,8 @@ fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsR
         },
         processes,
         findings: vec![Finding {
-            kind: "rules-too-large",
-            severity: "high",
+            kind: FindingKind::RulesTooLarge,
+            severity: Severity::High,
             pid: None,
             message: "this namespace holds more rules than meshleak reads from one namespace: none of its processes can be judged, and a pod that loads this many rules is suspicious in itself".into(),
             rules: Vec::new(),
@@ -530,7 +371,7 @@ fn netns_report(
     let a = memo.analyze(&ns.rules, &identities)?;
     let groups_matter = ways::matches_groups(&ns.rules);
     let local = ns.local_addrs();
-    let mesh = detect_mesh(&ns.rules, &local);
+    let mesh = meshes::detect(&ns.rules, &local);
     let verdict_of = |id: &Identity| {
         a.identities
             .iter()
@@ -682,241 +523,4 @@ fn netns_report(
         findings,
         incomplete: ns.gaps.iter().map(|g| format!("not read: {g}")).collect(),
     })
-}
-
-/// The mesh whose capture rules these are, from the names its tools give chains and tables;
-/// its proxy ports and proxy identities come from the live rules, never assumed. `local`:
-/// the namespace's addresses, which tell a DNAT that captures from one that sends elsewhere.
-pub fn detect_mesh(rules: &Ruleset, local: &[IpAddr]) -> Option<Mesh> {
-    let mut ports: Vec<u16> = Vec::new();
-    let mut uids: Vec<IdRange> = Vec::new();
-    let mut gids: Vec<IdRange> = Vec::new();
-    for t in &rules.tables {
-        let captures = t.captures();
-        for r in t.chains.iter().flat_map(|c| &c.rules) {
-            for a in &r.actions {
-                if let Some(p) = a.capture_port(local).filter(|p| !ports.contains(p)) {
-                    ports.push(p);
-                }
-            }
-            // The proxy's identity: owner matches that let its traffic out uncaptured.
-            let exempts = r
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Return | Action::Accept));
-            if captures && exempts {
-                for m in r.matches.iter().filter(|m| !m.negated) {
-                    let (list, ranges) = match &m.test {
-                        Test::Uid { ranges } => (&mut uids, ranges),
-                        Test::Gid { ranges, .. } => (&mut gids, ranges),
-                        _ => continue,
-                    };
-                    for r in ranges {
-                        if !list.contains(r) {
-                            list.push(*r);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if ports.is_empty() {
-        return None;
-    }
-    ports.sort_unstable();
-    uids.sort();
-    gids.sort();
-    let names: Vec<&str> = rules
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.chains
-                .iter()
-                .map(|c| c.name.as_str())
-                .chain([t.name.as_str()])
-        })
-        .collect();
-    let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
-    let kind = if has("istio-proxy-") {
-        "istio-sidecar-nft"
-    } else if has("istio-ambient-")
-        || has("ISTIO_PRERT")
-        || (has("ISTIO_") && uids.is_empty() && gids.is_empty() && mark_captured(rules))
-    {
-        // Ambient's in-pod rules exempt ztunnel by its packet mark, not by owner.
-        "istio-ambient"
-    } else if has("ISTIO_") {
-        "istio-sidecar"
-    } else if has("PROXY_INIT_") {
-        "linkerd"
-    } else if has("KUMA_") {
-        "kuma"
-    } else if has("CONSUL_") || has("consul_tproxy") {
-        "consul"
-    } else if has("OSM_PROXY_") || has("FSM_PROXY_") || has("PROXY_REDIRECT") || has("PROXY_OUTPUT")
-    {
-        // OSM before v1.1 (and its fork FSM) named chains PROXY_*.
-        "osm"
-    } else if has("APPMESH_") {
-        "appmesh"
-    } else {
-        "unknown-redirect"
-    };
-    Some(Mesh {
-        kind: kind.into(),
-        proxy_ports: ports,
-        proxy_uids: uids,
-        proxy_gids: gids,
-    })
-}
-
-/// Whether some redirect is conditioned on a packet mark not being set: the proxy is
-/// told apart by the mark its sockets carry (SO_MARK), as Istio ambient's ztunnel is.
-fn mark_captured(rules: &Ruleset) -> bool {
-    rules
-        .tables
-        .iter()
-        .flat_map(|t| &t.chains)
-        .flat_map(|c| &c.rules)
-        .any(|r| {
-            r.actions
-                .iter()
-                .any(|a| matches!(a, Action::Redirect { .. } | Action::Tproxy { .. }))
-                && r.matches.iter().any(|m| {
-                    m.negated
-                        && matches!(
-                            &m.test,
-                            Test::Mark {
-                                reg: crate::model::MarkReg::Mark,
-                                ..
-                            }
-                        )
-                })
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::parse::{Hints, combine, parse_dump};
-
-    fn rules(text: &str) -> Ruleset {
-        combine(vec![
-            parse_dump("fixture", text, Hints::default()).expect("parses"),
-        ])
-        .unwrap()
-    }
-
-    fn ids(list: &[IdRange]) -> Vec<String> {
-        list.iter().map(IdRange::to_string).collect()
-    }
-
-    #[test]
-    fn detects_each_mesh_with_its_proxy_ports_and_identities() {
-        // (fixture, kind, proxy ports, proxy uids, proxy gids)
-        type Case<'a> = (&'a str, &'a str, &'a [u16], &'a [&'a str], &'a [&'a str]);
-        let cases: [Case; 10] = [
-            (
-                include_str!("../../../testdata/istio-sidecar.rules"),
-                "istio-sidecar",
-                &[15001, 15006],
-                &["1337"],
-                &["1337"],
-            ),
-            (
-                include_str!("../../../testdata/meshes/istio-sidecar-nft.json"),
-                "istio-sidecar-nft",
-                &[15001],
-                &["1337"],
-                &["1337"],
-            ),
-            (
-                include_str!("../../../testdata/meshes/istio-ambient.rules"),
-                "istio-ambient",
-                &[15001, 15008, 15053],
-                &[],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/istio-ambient-output.rules"),
-                "istio-ambient",
-                &[15001, 15053],
-                &[],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/linkerd.rules"),
-                "linkerd",
-                &[4140, 4143],
-                &["2102"],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/kuma.rules"),
-                "kuma",
-                &[15001, 15053],
-                &["5678"],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/consul.rules"),
-                "consul",
-                &[15001],
-                &["5995", "5996"],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/osm.rules"),
-                "osm",
-                &[15001],
-                &["1500"],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/appmesh.rules"),
-                "appmesh",
-                &[15001],
-                &["1337"],
-                &[],
-            ),
-            (
-                include_str!("../../../testdata/meshes/custom.rules"),
-                "unknown-redirect",
-                &[9000],
-                &["1000-1999"],
-                &[],
-            ),
-        ];
-        for (text, kind, ports, uids, gids) in cases {
-            let m = detect_mesh(&rules(text), &[])
-                .unwrap_or_else(|| panic!("{kind}: no mesh detected"));
-            assert_eq!((m.kind.as_str(), m.proxy_ports.as_slice()), (kind, ports));
-            assert_eq!(
-                (ids(&m.proxy_uids), ids(&m.proxy_gids)),
-                (
-                    uids.iter().map(|s| s.to_string()).collect(),
-                    gids.iter().map(|s| s.to_string()).collect()
-                ),
-                "{kind}"
-            );
-        }
-        assert!(
-            detect_mesh(
-                &rules("*filter\n-A OUTPUT -p tcp --dport 25 -j DROP\nCOMMIT\n"),
-                &[]
-            )
-            .is_none()
-        );
-    }
-
-    #[test]
-    fn only_a_dnat_to_this_host_is_a_capture_port() {
-        let text = "*nat\n-A OUTPUT -p tcp --dport 5432 -j DNAT --to-destination 169.254.9.9:6432\n\
-                    -A OUTPUT -p tcp --dport 80 -j DNAT --to-destination 10.1.0.5:15001\nCOMMIT\n";
-        let elsewhere = detect_mesh(&rules(text), &[]);
-        assert!(elsewhere.is_none(), "{elsewhere:?}");
-        let pod_ip = ["10.1.0.5".parse().unwrap()];
-        let m = detect_mesh(&rules(text), &pod_ip).expect("the DNAT to the pod's address");
-        assert_eq!(m.proxy_ports, [15001]);
-    }
 }

@@ -2,27 +2,7 @@
 //! `--severity`), and what makes a run fail (`--fail-on`). Pure: it works on a report, so
 //! a saved snapshot is narrowed as a live scan is.
 
-use crate::findings::severity_rank;
-use crate::report::{NetnsReport, Report};
-
-/// A finding's severity, ordered worst first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    High,
-    Medium,
-    Low,
-}
-
-impl Level {
-    /// Rank as [`severity_rank`] gives it: lower is worse.
-    fn rank(self) -> u8 {
-        match self {
-            Level::High => 0,
-            Level::Medium => 1,
-            Level::Low => 2,
-        }
-    }
-}
+use crate::schema::{FindingKind, NetnsReport, Report, Severity};
 
 /// What the reader asked to see. Empty: everything.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +15,7 @@ pub struct Selection {
     /// process, and the namespaces holding them.
     pub bypassing: bool,
     /// Only findings at least this severe, and the namespaces holding one or a bypass.
-    pub severity: Option<Level>,
+    pub severity: Option<Severity>,
 }
 
 /// When a run's exit status is 1.
@@ -45,7 +25,7 @@ pub enum FailOn {
     #[default]
     Bypass,
     /// A finding at least this severe.
-    Severity(Level),
+    Severity(Severity),
     /// Never: a report that could be made exits 0.
     Never,
 }
@@ -83,7 +63,7 @@ impl Selection {
                 ns.processes.retain(|p| p.verdict.bypasses());
                 let kept: Vec<u32> = ns.processes.iter().map(|p| p.pid).collect();
                 ns.findings
-                    .retain(|f| f.pid.is_none_or(|pid| kept.contains(&pid)) && escapes(f.kind));
+                    .retain(|f| f.pid.is_none_or(|pid| kept.contains(&pid)) && f.kind.escapes());
             }
             report
                 .netns
@@ -91,8 +71,7 @@ impl Selection {
         }
         if let Some(level) = self.severity {
             for ns in &mut report.netns {
-                ns.findings
-                    .retain(|f| severity_rank(f.severity) <= level.rank());
+                ns.findings.retain(|f| f.severity <= level);
             }
             report.netns.retain(|ns| {
                 !ns.findings.is_empty() || ns.processes.iter().any(|p| p.verdict.bypasses())
@@ -114,32 +93,10 @@ impl Selection {
     }
 }
 
-/// Findings that say traffic leaves the mesh (not what could make it leave, nor what is
-/// unknown or could not be read).
-fn escapes(kind: &str) -> bool {
-    matches!(
-        kind,
-        "identity-exempt"
-            | "observed-bypass"
-            | "policy-routed"
-            | "capture-missing"
-            | "proxy-absent"
-            | "proxy-impostor"
-            | "foreign-rule"
-            | "port-excluded"
-            | "cidr-excluded"
-            | "interface-excluded"
-            | "protocol-uncaptured"
-            | "ipv6-uncaptured"
-            | "ipv4-uncaptured"
-            | "packet-socket"
-    )
-}
-
 fn has_observed_bypass(ns: &NetnsReport) -> bool {
     ns.findings
         .iter()
-        .any(|f| f.kind == "observed-bypass" && f.pid.is_none())
+        .any(|f| f.kind == FindingKind::ObservedBypass && f.pid.is_none())
 }
 
 impl FailOn {
@@ -151,7 +108,7 @@ impl FailOn {
                 .netns
                 .iter()
                 .flat_map(|ns| &ns.findings)
-                .any(|f| severity_rank(f.severity) <= level.rank()),
+                .any(|f| f.severity <= level),
             FailOn::Never => false,
         }
     }

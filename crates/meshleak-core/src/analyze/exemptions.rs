@@ -2,6 +2,8 @@
 //! traffic leave without being redirected, classified by what it matches on, plus the
 //! families and protocols that nothing captures at all.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use super::Coverage;
@@ -22,6 +24,45 @@ pub struct Exemption {
     /// connect), so they are an exemption anyone can take.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_ports: Vec<PortRange>,
+    /// The rule's tests, typed: what findings judge it by (loopback only, an address the
+    /// mesh's own layout exempts), never by its text.
+    #[serde(skip)]
+    pub tests: Vec<Match>,
+}
+
+impl Exemption {
+    /// Whether it holds only for loopback traffic (in-pod, by design): a test, not negated,
+    /// that only loopback destinations or sources, or only the `lo` interface, pass.
+    pub fn loopback_only(&self) -> bool {
+        self.tests.iter().any(|m| {
+            !m.negated
+                && match &m.test {
+                    Test::Addr { ranges, .. } => {
+                        !ranges.is_empty()
+                            && ranges
+                                .iter()
+                                .all(|r| r.start.is_loopback() && r.end.is_loopback())
+                    }
+                    Test::Iface { patterns, .. } => {
+                        !patterns.is_empty()
+                            && patterns.iter().all(|p| p.name == "lo" && !p.wildcard)
+                    }
+                    _ => false,
+                }
+        })
+    }
+
+    /// Whether it exempts exactly one of these destination addresses, and nothing else
+    /// decides it but where traffic goes.
+    pub fn only_to(&self, addrs: &[IpAddr]) -> bool {
+        self.tests.iter().any(|m| {
+            !m.negated
+                && matches!(&m.test, Test::Addr { dir: Dir::Dst, ranges, .. }
+                    if ranges.len() == 1
+                        && ranges[0].start == ranges[0].end
+                        && addrs.contains(&ranges[0].start))
+        })
+    }
 }
 
 /// `coverage`: per family and protocol, whether an ordinary app's traffic is captured;
@@ -99,6 +140,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                     family: Some(table.family.name()),
                     rule: Some(explain::rule_ref(rules, ti, ci, Some(ri))),
                     source_ports: source_ports(&rule.matches),
+                    tests: rule.matches.clone(),
                 });
             }
         }
@@ -115,6 +157,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                 family: Some(version.family().name()),
                 rule: None,
                 source_ports: Vec::new(),
+                tests: Vec::new(),
             });
             continue;
         }
@@ -128,6 +171,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
                 family: Some(version.family().name()),
                 rule: None,
                 source_ports: Vec::new(),
+                tests: Vec::new(),
             });
         }
     }

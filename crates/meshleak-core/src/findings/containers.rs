@@ -1,10 +1,11 @@
 //! Findings that need to know containers: a proxy container whose traffic the rules
 //! capture, and a process whose identity differs from the one its spec configured.
 
-use super::{Context, Finding};
+use super::Context;
 use crate::analyze::IdentityVerdict;
 use crate::eval::Identity;
-use crate::report::{Mesh, ProcessVerdict};
+use crate::meshes::Mesh;
+use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
 
 /// `proxy-not-exempt`: a process of a container named like the mesh's proxy whose own
 /// traffic is captured: the proxy would redirect to itself, or it is not the proxy.
@@ -20,8 +21,8 @@ pub(super) fn proxy_not_exempt(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>)
             continue;
         }
         out.push(Finding {
-            kind: "proxy-not-exempt",
-            severity: "high",
+            kind: FindingKind::ProxyNotExempt,
+            severity: Severity::High,
             pid: Some(p.pid),
             message: format!(
                 "{} runs in the proxy container {} as uid {} gid {}, which the {} rules do not exempt: its own traffic is captured",
@@ -81,8 +82,8 @@ pub(super) fn identity_changed(c: &Context, out: &mut Vec<Finding>) {
             continue;
         }
         out.push(Finding {
-            kind: "identity-changed",
-            severity: "high",
+            kind: FindingKind::IdentityChanged,
+            severity: Severity::High,
             pid: Some(p.pid),
             message: format!(
                 "{} runs as uid {} gid {}, but its container {} is configured as uid {} gid {}: the change at run time takes it out of the mesh",

@@ -4,8 +4,6 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
-
 mod containers;
 mod observed;
 mod routing;
@@ -13,28 +11,11 @@ mod routing;
 use crate::analyze::{Analysis, CapturedOn};
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::RuleRef;
+use crate::meshes::{Excluded, Mesh};
 use crate::model::{IpVersion, Ruleset};
 use crate::range::IdRange;
-use crate::report::{Mesh, ProcessReport, ProcessVerdict};
+use crate::schema::{Finding, FindingKind, ProcessReport, ProcessVerdict, Severity};
 use crate::snapshot::{NetnsFacts, ProcessFacts, SocketFacts, SocketProto};
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Finding {
-    pub kind: &'static str,
-    /// `high` (live traffic escapes, or the capture is broken), `medium` (a process can make
-    /// itself escape), `low` (configured exclusions).
-    pub severity: &'static str,
-    pub pid: Option<u32>,
-    pub message: String,
-    pub rules: Vec<RuleRef>,
-    /// Sockets, addresses or capabilities that make the finding real.
-    pub evidence: Vec<String>,
-    /// The inode of the socket that makes it real, when one does (an observed bypass's
-    /// first connection).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub socket: Option<u64>,
-    pub remedy: String,
-}
 
 const CAP_KILL: u32 = 5;
 const CAP_NET_BIND_SERVICE: u32 = 10;
@@ -75,17 +56,8 @@ pub fn find(c: &Context) -> Vec<Finding> {
     capabilities(c, mesh, &mut out);
     foreign_rules(c, mesh, &mut out);
     observed::observed_bypass(c, &mut out);
-    out.sort_by_key(|f| severity_rank(f.severity));
+    out.sort_by_key(|f| f.severity);
     out
-}
-
-/// `high` 0, `medium` 1, `low` 2: lower is worse.
-pub fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "high" => 0,
-        "medium" => 1,
-        _ => 2,
-    }
 }
 
 /// Rules cited in one `unknown` finding; the rest are counted in its message.
@@ -131,11 +103,11 @@ fn unknown_rules(c: &Context, out: &mut Vec<Finding>) {
     }
     let shown = &unknowns[..unknowns.len().min(UNKNOWN_SHOWN)];
     out.push(Finding {
-        kind: "unknown",
+        kind: FindingKind::Unknown,
         severity: if capture_unknown || !undecided.is_empty() {
-            "high"
+            Severity::High
         } else {
-            "medium"
+            Severity::Medium
         },
         pid: None,
         message,
@@ -154,8 +126,8 @@ fn unknown_rules(c: &Context, out: &mut Vec<Finding>) {
 fn capture_missing(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     if c.analysis.captured_on.is_empty() && c.analysis.undecided_on.is_empty() {
         out.push(Finding {
-            kind: "capture-missing",
-            severity: "high",
+            kind: FindingKind::CaptureMissing,
+            severity: Severity::High,
             pid: None,
             message: format!("{} chains are present, but no outbound traffic of an ordinary app is captured", mesh.kind),
             rules: Vec::new(),
@@ -182,8 +154,8 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
             continue;
         };
         out.push(Finding {
-            kind: "mark-exempt-capable",
-            severity: "medium",
+            kind: FindingKind::MarkExemptCapable,
+            severity: Severity::Medium,
             pid: Some(p.pid),
             message: format!(
                 "{} can set the socket mark that exempts traffic ({cap}) and leave the mesh",
@@ -260,8 +232,8 @@ fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
         });
         if let Some((proxy, _, _)) = reachable {
             out.push(Finding {
-                kind: "shared-pid-namespace",
-                severity: "medium",
+                kind: FindingKind::SharedPidNamespace,
+                severity: Severity::Medium,
                 pid: Some(p.pid),
                 message: format!("{} shares a pid namespace with the proxy ({}) and may signal it: killing the proxy breaks or bypasses capture", p.comm, proxy.pid),
                 rules: Vec::new(),
@@ -276,11 +248,8 @@ fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
 /// `proxy-admin-reachable`: Envoy's admin port listens where apps reach it, so
 /// `POST /quitquitquit` stops the proxy.
 fn proxy_admin(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
-    let port = match mesh.kind.as_str() {
-        "istio-sidecar" | "istio-sidecar-nft" | "osm" => 15000,
-        "kuma" | "appmesh" => 9901,
-        "consul" => 19000,
-        _ => return,
+    let Some(port) = mesh.profile().admin_port else {
+        return;
     };
     if let Some(s) =
         c.ns.sockets
@@ -288,8 +257,8 @@ fn proxy_admin(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             .find(|s| s.proto == SocketProto::Tcp && s.state == "listen" && s.local_port == port)
     {
         out.push(Finding {
-            kind: "proxy-admin-reachable",
-            severity: "medium",
+            kind: FindingKind::ProxyAdminReachable,
+            severity: Severity::Medium,
             pid: None,
             message: format!("the proxy's admin port {port} listens in the pod: any app can stop the proxy (POST /quitquitquit)"),
             rules: Vec::new(),
@@ -300,37 +269,19 @@ fn proxy_admin(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     }
 }
 
-/// Chain and table name prefixes each mesh's tools use: its own layout.
-fn layout_prefixes(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "istio-sidecar" | "istio-ambient" => &["ISTIO_", "istio-"],
-        "istio-sidecar-nft" => &["istio-"],
-        "linkerd" => &["PROXY_INIT_"],
-        "kuma" => &["KUMA_"],
-        "consul" => &["CONSUL_", "consul_"],
-        "osm" => &["OSM_", "FSM_", "PROXY_"],
-        "appmesh" => &["APPMESH_"],
-        _ => &[],
-    }
-}
-
 /// Rules a mesh writes straight into the hook chains: its jump into its own chain, a
 /// redirect to one of its proxy ports (Kuma's DNS capture), or a rule carrying its comment.
-fn mesh_hook_rule(mesh: &Mesh, r: &crate::model::Rule, ours: &dyn Fn(&str) -> bool) -> bool {
+fn mesh_hook_rule(mesh: &Mesh, r: &crate::model::Rule) -> bool {
     use crate::model::Action;
     let to_proxy = |p: Option<u16>| p.is_some_and(|p| mesh.proxy_ports.contains(&p));
     let acts = r.actions.iter().any(|a| match a {
-        Action::Jump { chain } | Action::Goto { chain } => ours(chain),
+        Action::Jump { chain } | Action::Goto { chain } => mesh.profile().owns(chain),
         Action::Redirect { ports } | Action::Dnat { ports, .. } => to_proxy(ports.map(|p| p.start)),
         Action::Tproxy { port } => to_proxy(*port),
         _ => false,
     });
-    let marker = match mesh.kind.as_str() {
-        "kuma" => "kuma/",
-        "consul" => "consul",
-        "linkerd" => "proxy-init",
-        k if k.starts_with("istio") => "istio",
-        _ => return acts,
+    let Some(marker) = mesh.profile().comment else {
+        return acts;
     };
     acts || r.text.contains(&format!("--comment \"{marker}"))
         || r.text.contains(&format!("comment \"{marker}"))
@@ -340,11 +291,11 @@ fn mesh_hook_rule(mesh: &Mesh, r: &crate::model::Rule, ours: &dyn Fn(&str) -> bo
 /// mesh's jump, or in another table or backend) that changes some verdict: the analysis is
 /// run again without it, and any process's verdict or the ordinary app's capture differs.
 fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
-    let prefixes = layout_prefixes(&mesh.kind);
-    if prefixes.is_empty() {
+    let profile = mesh.profile();
+    if profile.layout.is_empty() {
         return;
     }
-    let ours = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
+    let ours = |name: &str| profile.owns(name);
     let rules = &c.ns.rules;
     let mut candidates = Vec::new();
     for (ti, t) in rules.tables.iter().enumerate() {
@@ -360,7 +311,7 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                     .actions
                     .iter()
                     .any(|a| !matches!(a, crate::model::Action::Continue { .. }));
-                if effect && !mesh_hook_rule(mesh, r, &ours) {
+                if effect && !mesh_hook_rule(mesh, r) {
                     candidates.push((ti, ci, ri));
                 }
             }
@@ -402,8 +353,8 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     let affordable = (WORK_BUDGET / work.max(1)).min(MAX_CANDIDATES);
     if affordable < candidates.len() {
         out.push(Finding {
-            kind: "foreign-rule-unchecked",
-            severity: "low",
+            kind: FindingKind::ForeignRuleUnchecked,
+            severity: Severity::Low,
             pid: None,
             message: format!(
                 "{} of {} rules outside {}'s own chains were not checked for changed verdicts (re-analysing this rule set for each is beyond meshleak's work bound)",
@@ -462,8 +413,8 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             ));
         }
         out.push(Finding {
-            kind: "foreign-rule",
-            severity: if affected.is_empty() { "medium" } else { "high" },
+            kind: FindingKind::ForeignRule,
+            severity: if affected.is_empty() { Severity::Medium } else { Severity::High },
             pid: None,
             message,
             rules: vec![crate::explain::rule_ref(rules, ti, ci, Some(ri))],
@@ -552,8 +503,12 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
     for (p, _, _) in c.processes.iter().filter(|(p, _, _)| p.verdict.bypasses()) {
         let all = p.verdict == ProcessVerdict::Bypass;
         out.push(Finding {
-            kind: "identity-exempt",
-            severity: if all { "high" } else { "medium" },
+            kind: FindingKind::IdentityExempt,
+            severity: if all {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
             pid: Some(p.pid),
             message: format!(
                 "{} (uid {}, gid {}) is not the proxy, but its traffic {} the mesh",
@@ -628,18 +583,34 @@ fn identity_remedy(p: &ProcessReport, mesh: Option<&Mesh>) -> String {
 /// Loopback exclusions are how every mesh keeps in-pod traffic direct, so not reported.
 fn exclusions(c: &Context, out: &mut Vec<Finding>) {
     for e in &c.analysis.exemptions {
-        let (kind, what) = match e.kind {
-            "port" => ("port-excluded", "destination port"),
-            "cidr" => ("cidr-excluded", "destination network"),
-            "interface" => ("interface-excluded", "output interface"),
+        let (kind, what, excluded) = match e.kind {
+            "port" => (
+                FindingKind::PortExcluded,
+                "destination port",
+                Excluded::Ports,
+            ),
+            "cidr" => (
+                FindingKind::CidrExcluded,
+                "destination network",
+                Excluded::Cidrs,
+            ),
+            "interface" => (
+                FindingKind::InterfaceExcluded,
+                "output interface",
+                Excluded::Interfaces,
+            ),
             _ => continue,
         };
-        if loopback_only(e) && kind != "port-excluded" || ambient_probe(c.mesh, e) {
+        // Loopback is every mesh's by design, and so are the addresses a mesh's own layout
+        // exempts (ambient's health-probe address).
+        let by_design = excluded == Excluded::Cidrs
+            && c.mesh.is_some_and(|m| e.only_to(m.profile().own_addresses));
+        if e.loopback_only() && kind != FindingKind::PortExcluded || by_design {
             continue;
         }
         out.push(Finding {
             kind,
-            severity: "low",
+            severity: Severity::Low,
             pid: None,
             message: format!(
                 "traffic matching {what} {} leaves uncaptured, for every process",
@@ -648,7 +619,7 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             rules: e.rule.iter().cloned().collect(),
             evidence: Vec::new(),
             socket: None,
-            remedy: match c.mesh.and_then(|m| exclusion_annotation(&m.kind, e.kind)) {
+            remedy: match c.mesh.and_then(|m| m.profile().annotation(excluded)) {
                 Some(annotation) => format!(
                     "the pod's {annotation} annotation (or the mesh's defaults) sets this; remove the entry if this traffic must go through the proxy"
                 ),
@@ -657,37 +628,6 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
             },
         });
     }
-}
-
-/// The pod annotation by which a mesh's users exclude outbound ports, networks or
-/// interfaces from capture (each mesh's injector turns it into the rule).
-fn exclusion_annotation(mesh: &str, kind: &str) -> Option<&'static str> {
-    Some(match (mesh, kind) {
-        ("istio-sidecar" | "istio-sidecar-nft", "port") => {
-            "traffic.sidecar.istio.io/excludeOutboundPorts"
-        }
-        ("istio-sidecar" | "istio-sidecar-nft", "cidr") => {
-            "traffic.sidecar.istio.io/excludeOutboundIPRanges"
-        }
-        ("istio-sidecar" | "istio-sidecar-nft", "interface") => {
-            "traffic.sidecar.istio.io/excludeInterfaces"
-        }
-        ("linkerd", "port") => "config.linkerd.io/skip-outbound-ports",
-        ("kuma", "port") => "traffic.kuma.io/exclude-outbound-ports",
-        ("kuma", "cidr") => "traffic.kuma.io/exclude-outbound-ips",
-        ("consul", "port") => "consul.hashicorp.com/transparent-proxy-exclude-outbound-ports",
-        ("consul", "cidr") => "consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs",
-        ("osm", "port") => "openservicemesh.io/outbound-port-exclusion-list",
-        ("osm", "cidr") => "openservicemesh.io/outbound-ip-range-exclusion-list",
-        _ => return None,
-    })
-}
-
-/// Whether an exemption's conditions keep it to loopback traffic (in-pod, by design).
-fn loopback_only(e: &crate::analyze::Exemption) -> bool {
-    e.conditions.iter().any(|t| {
-        t.contains("127.0.0.") || t.contains("::1") || t.contains("-o lo") || t.contains("\"lo\"")
-    })
 }
 
 /// `source-port-exempt`: traffic from some source ports leaves uncaptured, and the source
@@ -699,7 +639,7 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
         .analysis
         .exemptions
         .iter()
-        .filter(|e| e.kind == "source" && !e.source_ports.is_empty() && !loopback_only(e))
+        .filter(|e| e.kind == "source" && !e.source_ports.is_empty() && !e.loopback_only())
     {
         let ports: Vec<String> = e
             .source_ports
@@ -736,8 +676,8 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
             evidence.extend(holders);
         }
         out.push(Finding {
-            kind: "source-port-exempt",
-            severity: "medium",
+            kind: FindingKind::SourcePortExempt,
+            severity: Severity::Medium,
             pid: None,
             message: format!(
                 "traffic from source ports {} leaves uncaptured, and a process chooses its own source port: binding one before connecting takes it out of the mesh",
@@ -749,21 +689,6 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
             remedy: "exempt the proxy by its identity (owner match or mark), never by source port".into(),
         });
     }
-}
-
-/// Istio ambient's own exemption of 169.254.7.127, the address istio-cni SNATs the
-/// kubelet's health probes to on the node: part of its layout, like loopback.
-fn ambient_probe(mesh: Option<&Mesh>, e: &crate::analyze::Exemption) -> bool {
-    const PROBE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 7, 127));
-    mesh.is_some_and(|m| m.kind == "istio-ambient")
-        && e.kind == "cidr"
-        && e.conditions.iter().any(|t| {
-            t.split_whitespace()
-                .last()
-                .map(|a| a.strip_suffix("/32").unwrap_or(a))
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                == Some(PROBE)
-        })
 }
 
 /// `proxy-absent`: a proxy port where nothing the capture delivers to listens;
@@ -785,8 +710,8 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 .collect();
         if listeners.is_empty() {
             out.push(Finding {
-                kind: "proxy-absent",
-                severity: "high",
+                kind: FindingKind::ProxyAbsent,
+                severity: Severity::High,
                 pid: None,
                 message: format!("traffic is redirected to port {port}, but nothing listens there where the redirect delivers: the proxy is not running"),
                 rules: Vec::new(),
@@ -800,8 +725,8 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             let owner = c.processes.iter().find(|(_, f, _)| f.holds(s.inode));
             if let Some((p, _, _)) = owner.filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy) {
                 out.push(Finding {
-                    kind: "proxy-impostor",
-                    severity: "high",
+                    kind: FindingKind::ProxyImpostor,
+                    severity: Severity::High,
                     pid: Some(p.pid),
                     message: format!("{} (uid {}, gid {}) listens on proxy port {port} but is not the exempt proxy: redirected traffic goes to it", p.comm, p.uid, p.gid),
                     rules: Vec::new(),
@@ -878,8 +803,8 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
         evidence.extend(unbound_datagram_sockets(c, f));
         if !evidence.is_empty() {
             out.push(Finding {
-                kind: "protocol-uncaptured",
-                severity: "high",
+                kind: FindingKind::ProtocolUncaptured,
+                severity: Severity::High,
                 pid: Some(p.pid),
                 message: format!(
                     "{} holds sockets whose traffic the rules never capture",
@@ -995,8 +920,8 @@ fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
                 .collect();
         if !held.is_empty() {
             out.push(Finding {
-                kind: "packet-socket",
-                severity: "high",
+                kind: FindingKind::PacketSocket,
+                severity: Severity::High,
                 pid: Some(p.pid),
                 message: format!("{} holds a packet socket: the frames it sends skip netfilter, so no capture rule and no proxy ever sees them", p.comm),
                 rules: Vec::new(),
@@ -1006,8 +931,8 @@ fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
             });
         } else if acts(c, f, CAP_NET_RAW) {
             out.push(Finding {
-                kind: "can-send-below-mesh",
-                severity: "medium",
+                kind: FindingKind::CanSendBelowMesh,
+                severity: Severity::Medium,
                 pid: Some(p.pid),
                 message: format!("{} has CAP_NET_RAW in this namespace: it can open a packet socket and send hand-made packets that skip netfilter and the mesh", p.comm),
                 rules: Vec::new(),
@@ -1107,12 +1032,12 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
         return;
     }
     let (kind, name, tool) = match version {
-        IpVersion::V4 => ("ipv4-uncaptured", "IPv4", "iptables"),
-        IpVersion::V6 => ("ipv6-uncaptured", "IPv6", "ip6tables"),
+        IpVersion::V4 => (FindingKind::Ipv4Uncaptured, "IPv4", "iptables"),
+        IpVersion::V6 => (FindingKind::Ipv6Uncaptured, "IPv6", "ip6tables"),
     };
     out.push(Finding {
         kind,
-        severity: if live { "high" } else { "medium" },
+        severity: if live { Severity::High } else { Severity::Medium },
         pid: None,
         message: if only_link_local {
             format!("the namespace reaches {name} link-local neighbours (fe80::/10 on its interfaces: the node, pods on the same bridge), but no rule captures {name} traffic")
@@ -1138,8 +1063,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     {
         if acts(c, f, CAP_NET_ADMIN) {
             out.push(Finding {
-                kind: "can-modify-rules",
-                severity: "medium",
+                kind: FindingKind::CanModifyRules,
+                severity: Severity::Medium,
                 pid: Some(p.pid),
                 message: format!("{} has CAP_NET_ADMIN in this namespace: it can rewrite or delete the capture rules", p.comm),
                 rules: Vec::new(),
@@ -1185,8 +1110,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 _ => unreachable!("one is set"),
             };
             out.push(Finding {
-                kind: "can-become-exempt",
-                severity: "medium",
+                kind: FindingKind::CanBecomeExempt,
+                severity: Severity::Medium,
                 pid: Some(p.pid),
                 message: format!("{} has {which} among its real, effective and saved ids, which the capture rules exempt: switching to it (setresuid/setresgid, setfsuid/setfsgid) needs no capability, and its traffic then leaves the mesh", p.comm),
                 rules: Vec::new(),
@@ -1207,8 +1132,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
                 None => "NoNewPrivs not read",
             };
             out.push(Finding {
-                kind: "can-become-exempt",
-                severity: "medium",
+                kind: FindingKind::CanBecomeExempt,
+                severity: Severity::Medium,
                 pid: Some(p.pid),
                 message: format!("{} belongs to supplementary group {g}, which the capture rules exempt, and may gain privileges on exec ({nnp}): a copy of any binary given group {g} and made setgid (chgrp, chmod g+s, on a filesystem without nosuid) runs with gid {g}, and its traffic leaves the mesh", p.comm),
                 rules: Vec::new(),
@@ -1219,8 +1144,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
         }
         if uid || gid {
             out.push(Finding {
-                kind: "can-become-exempt",
-                severity: "medium",
+                kind: FindingKind::CanBecomeExempt,
+                severity: Severity::Medium,
                 pid: Some(p.pid),
                 message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh; such a process can also fchown its sockets so that they look like another identity's", p.comm),
                 rules: Vec::new(),

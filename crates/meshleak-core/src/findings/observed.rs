@@ -9,11 +9,12 @@
 
 use std::net::IpAddr;
 
-use super::{Context, Finding, captured, mark_capability, mark_rules, socket_flow};
+use super::{Context, captured, mark_capability, mark_rules, socket_flow};
 use crate::eval::{self, Identity, Verdict};
 use crate::explain::{self, addr_port};
+use crate::meshes::Mesh;
 use crate::model::IpVersion;
-use crate::report::{Mesh, ProcessVerdict};
+use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
 use crate::snapshot::{NetnsFacts, SocketFacts, SocketProto, Tracked};
 
 /// TCP states in which a connection still carries data one way or both: established,
@@ -112,8 +113,8 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
             evidence.push(format!("and {} more", escapes.len() - SHOWN));
         }
         out.push(Finding {
-            kind: "observed-bypass",
-            severity: "high",
+            kind: FindingKind::ObservedBypass,
+            severity: Severity::High,
             pid: Some(p.pid),
             message: format!(
                 "{} has {} live connection{} that did not pass the proxy{note}",
@@ -161,8 +162,8 @@ fn unheld(c: &Context, local: &[IpAddr], proxy_ports: &[u16], out: &mut Vec<Find
         evidence.push(format!("and {} more", escapes.len() - SHOWN));
     }
     out.push(Finding {
-        kind: "observed-bypass",
-        severity: "high",
+        kind: FindingKind::ObservedBypass,
+        severity: Severity::High,
         pid: None,
         message: format!(
             "{} live connection{} of this namespace that did not pass the proxy {} held by no process of it: a process of another namespace (the host's, or one this report does not cover) holds {}",

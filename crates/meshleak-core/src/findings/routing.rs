@@ -6,12 +6,12 @@
 
 use std::net::IpAddr;
 
-use super::{Context, Finding};
+use super::Context;
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain;
 use crate::model::{AddrType, IpVersion};
-use crate::report::ProcessVerdict;
 use crate::route::{Query, Routed, Routing};
+use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
 use crate::snapshot::{RoutingRule, RuleAction};
 use crate::ways::Source;
 
@@ -83,8 +83,8 @@ pub(super) fn policy_routed(c: &Context, out: &mut Vec<Finding>) {
             }
         }
         out.push(Finding {
-            kind: "policy-routed",
-            severity: "high",
+            kind: FindingKind::PolicyRouted,
+            severity: Severity::High,
             pid: Some(p.pid),
             message: format!(
                 "{}'s traffic (uid {}) is routed by ip rule `{}` out by {}, which the capture rules let out uncaptured; the main table's route would have been captured",

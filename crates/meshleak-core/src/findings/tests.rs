@@ -1,5 +1,6 @@
 use crate::parse::{Hints, combine, parse_dump};
 use crate::report::build;
+use crate::schema::{FindingKind, Severity};
 use crate::snapshot::*;
 
 fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessFacts {
@@ -170,13 +171,13 @@ fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
     let f = r.netns[0]
         .findings
         .iter()
-        .find(|f| f.kind == "foreign-rule")
+        .find(|f| f.kind == FindingKind::ForeignRule)
         .expect("foreign-rule found");
     assert_eq!(
         f.rules[0].rule,
         "-A OUTPUT -m owner --uid-owner 0 -j RETURN"
     );
-    assert_eq!(f.severity, "high");
+    assert_eq!(f.severity, Severity::High);
     assert!(f.message.contains("[11]"), "{}", f.message);
     // With no root process running, the exemption is still one: an exec as root uses it.
     let ordinary = vec![
@@ -188,9 +189,9 @@ fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
     let f = r.netns[0]
         .findings
         .iter()
-        .find(|f| f.kind == "foreign-rule")
+        .find(|f| f.kind == FindingKind::ForeignRule)
         .expect("a latent foreign-rule");
-    assert_eq!(f.severity, "medium");
+    assert_eq!(f.severity, Severity::Medium);
     assert!(
         f.message
             .contains("uid 0, which no running process has now"),
@@ -309,7 +310,7 @@ fn every_finding_where_its_situation_is() {
     let f = r.netns[0]
         .findings
         .iter()
-        .find(|f| f.kind == "protocol-uncaptured")
+        .find(|f| f.kind == FindingKind::ProtocolUncaptured)
         .unwrap();
     assert_eq!(
         f.evidence.len(),
@@ -317,7 +318,11 @@ fn every_finding_where_its_situation_is() {
         "the UDP socket, not the TCP connection: {:?}",
         f.evidence
     );
-    assert_eq!(r.netns[0].findings[0].severity, "high", "most severe first");
+    assert_eq!(
+        r.netns[0].findings[0].severity,
+        Severity::High,
+        "most severe first"
+    );
 }
 
 fn with_rules(mut s: Snapshot, text: &str) -> Snapshot {
@@ -526,13 +531,13 @@ fn live_connections_that_did_not_pass_the_proxy() {
     let observed: Vec<&crate::findings::Finding> = r.netns[0]
         .findings
         .iter()
-        .filter(|f| f.kind == "observed-bypass")
+        .filter(|f| f.kind == FindingKind::ObservedBypass)
         .collect();
     let pids: Vec<u32> = observed.iter().filter_map(|f| f.pid).collect();
     assert_eq!(pids, vec![13, 14, 16, 17, 18], "{observed:#?}");
     // Observed, they are bypasses whatever the rules predict now, and say which socket.
     let p14 = r.netns[0].processes.iter().find(|p| p.pid == 14).unwrap();
-    assert_eq!(p14.verdict, crate::report::ProcessVerdict::Bypass);
+    assert_eq!(p14.verdict, crate::schema::ProcessVerdict::Bypass);
     let by14 = p14.decided_by.as_ref().unwrap();
     assert_eq!(
         by14.source,
@@ -570,7 +575,7 @@ fn live_connections_that_did_not_pass_the_proxy() {
     let pids: Vec<u32> = build(&s, 0).netns[0]
         .findings
         .iter()
-        .filter(|f| f.kind == "observed-bypass")
+        .filter(|f| f.kind == FindingKind::ObservedBypass)
         .filter_map(|f| f.pid)
         .collect();
     assert_eq!(pids, vec![13, 14, 17, 18]);

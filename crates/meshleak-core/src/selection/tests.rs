@@ -1,6 +1,6 @@
 use super::*;
 use crate::attribution::PodFacts;
-use crate::report::{Capture, Finding, ProcessReport, ProcessVerdict};
+use crate::schema::{Capture, Finding, FindingKind, ProcessReport, ProcessVerdict, Severity};
 
 fn process(pid: u32, verdict: ProcessVerdict) -> ProcessReport {
     ProcessReport {
@@ -18,7 +18,7 @@ fn process(pid: u32, verdict: ProcessVerdict) -> ProcessReport {
     }
 }
 
-fn finding(kind: &'static str, severity: &'static str, pid: Option<u32>) -> Finding {
+fn finding(kind: FindingKind, severity: Severity, pid: Option<u32>) -> Finding {
     Finding {
         kind,
         severity,
@@ -75,22 +75,26 @@ fn node() -> Report {
                     process(2, ProcessVerdict::Captured),
                 ],
                 vec![
-                    finding("identity-exempt", "high", Some(1)),
-                    finding("can-become-exempt", "medium", Some(2)),
-                    finding("port-excluded", "low", None),
+                    finding(FindingKind::IdentityExempt, Severity::High, Some(1)),
+                    finding(FindingKind::CanBecomeExempt, Severity::Medium, Some(2)),
+                    finding(FindingKind::PortExcluded, Severity::Low, None),
                 ],
             ),
             pod(
                 "shop",
                 "db-0",
                 vec![process(3, ProcessVerdict::Captured)],
-                vec![finding("cidr-excluded", "low", None)],
+                vec![finding(FindingKind::CidrExcluded, Severity::Low, None)],
             ),
             pod(
                 "ops",
                 "tool",
                 vec![process(4, ProcessVerdict::Partial)],
-                vec![finding("identity-exempt", "medium", Some(4))],
+                vec![finding(
+                    FindingKind::IdentityExempt,
+                    Severity::Medium,
+                    Some(4),
+                )],
             ),
         ],
         incomplete: Vec::new(),
@@ -153,7 +157,7 @@ fn bypassing_keeps_what_escapes() {
     assert_eq!(names(&r), ["web-0", "tool"]);
     let web = &r.netns[0];
     assert_eq!(web.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [1]);
-    let kinds: Vec<&str> = web.findings.iter().map(|f| f.kind).collect();
+    let kinds: Vec<&str> = web.findings.iter().map(|f| f.kind.name()).collect();
     assert_eq!(kinds, ["identity-exempt", "port-excluded"]);
 }
 
@@ -161,7 +165,7 @@ fn bypassing_keeps_what_escapes() {
 fn severity_keeps_findings_at_least_as_bad() {
     let mut r = node();
     let sel = Selection {
-        severity: Some(Level::Medium),
+        severity: Some(Severity::Medium),
         ..Default::default()
     };
     sel.apply(&mut r).unwrap();
@@ -173,12 +177,12 @@ fn severity_keeps_findings_at_least_as_bad() {
 fn fail_on_chooses_what_fails() {
     let r = node();
     assert!(FailOn::Bypass.fails(&r));
-    assert!(FailOn::Severity(Level::High).fails(&r));
+    assert!(FailOn::Severity(Severity::High).fails(&r));
     assert!(!FailOn::Never.fails(&r));
     let mut calm = node();
     calm.netns
         .retain(|n| n.pod.as_ref().unwrap().name == "db-0");
     assert!(!FailOn::Bypass.fails(&calm));
-    assert!(!FailOn::Severity(Level::Medium).fails(&calm));
-    assert!(FailOn::Severity(Level::Low).fails(&calm));
+    assert!(!FailOn::Severity(Severity::Medium).fails(&calm));
+    assert!(FailOn::Severity(Severity::Low).fails(&calm));
 }
