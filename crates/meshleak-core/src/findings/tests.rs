@@ -623,3 +623,36 @@ fn unread_processes_make_a_report_incomplete_only_where_they_may_matter() {
     // A capability problem elsewhere is not named: no verdict depends on it.
     assert!(!r.errors.iter().any(|e| e.contains("pid 40")));
 }
+
+/// Loopback exclusions are every mesh's by design and are not reported; the decision is
+/// made on the rule's typed tests. An exclusion whose text merely holds `127.0.0.` (a
+/// negated loopback test: everything but loopback escapes) is reported; it was silenced
+/// when the text was searched instead.
+#[test]
+fn only_real_loopback_exclusions_are_left_out() {
+    let excluded = |rule: &str| {
+        let s = snapshot(
+            vec![process(10, 1337, 1337, 0, &[100, 101])],
+            proxy_listeners(),
+            false,
+            rule,
+        );
+        kinds(&s)
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("-excluded"))
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    for loopback in [
+        "-A ISTIO_OUTPUT -d 127.0.0.53/32 -j RETURN\n",
+        "-A ISTIO_OUTPUT -o lo -d 10.1.0.0/16 -j RETURN\n",
+    ] {
+        assert_eq!(excluded(loopback), Vec::<String>::new(), "{loopback}");
+    }
+    for escape in [
+        "-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o eth0 -j RETURN\n",
+        "-A ISTIO_OUTPUT -d 169.254.0.1/32 -j RETURN\n",
+    ] {
+        assert_ne!(excluded(escape), Vec::<String>::new(), "{escape}");
+    }
+}
