@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use super::scan::CollectArgs;
+use super::args::{CollectArgs, parse_duration};
 use crate::agent::log::LogFormat;
 use crate::agent::{self, AgentOptions};
 
@@ -52,28 +52,6 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| format!("`{text}` is not ADDR:PORT, [IPV6]:PORT or :PORT"))
-}
-
-/// `90`, `90s`, `5m`, `1h`, `500ms`.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 60s, 5m)"))?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
-    };
-    if d.is_zero() {
-        return Err("the duration must be more than zero".into());
-    }
-    Ok(d)
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<u8> {

@@ -3,6 +3,7 @@
 
 mod agent;
 mod analyze;
+mod args;
 mod help;
 mod input;
 mod report_table;

@@ -1,64 +1,20 @@
 //! `meshleak scan`, `pod` and `collect`: the live node, one pod, or a saved snapshot.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 use super::ReportFormat;
+use super::args::CollectArgs;
 use super::select::{Pods, Show};
 use meshleak_collect::netns::Netns;
 use meshleak_collect::scan::{self, ScanOptions};
-use meshleak_core::attribution::{ContainerRef, PodFacts, container_of};
 use meshleak_core::report;
 use meshleak_core::sanitize::sanitize;
 use meshleak_core::selection::{FailOn, Selection};
 use meshleak_core::snapshot::Snapshot;
-
-/// What to read from the node.
-#[derive(clap::Args, Debug)]
-pub(super) struct CollectArgs {
-    /// Where the host's /proc is (e.g. /host/proc in a container).
-    #[arg(long, default_value = "/proc")]
-    proc_root: PathBuf,
-    /// Directories holding namespace bind mounts.
-    #[arg(long = "netns-dir", default_values = ["/run/netns", "/var/run/netns"])]
-    netns_dirs: Vec<PathBuf>,
-    /// Also report the host's own network namespace.
-    #[arg(long)]
-    include_host: bool,
-    /// Also collect command lines (they often hold secrets).
-    #[arg(long)]
-    include_cmdline: bool,
-    /// Where the host's root is (e.g. /host in a container): container runtime state and
-    /// kubelet's logs are read under it.
-    #[arg(long, default_value = "/")]
-    host_root: PathBuf,
-    /// Give up on a network namespace that takes longer than this to read (it is reported
-    /// and skipped; the rest of the scan goes on).
-    #[arg(long, default_value = "10s", value_parser = crate::cli::agent::parse_duration)]
-    netns_deadline: Duration,
-    /// The node's name in reports, logs and metrics (a DaemonSet sets NODE_NAME from
-    /// `spec.nodeName`: in a container the hostname is the pod's). Default: the hostname.
-    #[arg(long, env = "NODE_NAME")]
-    node_name: Option<String>,
-}
-
-impl CollectArgs {
-    pub(super) fn options(&self) -> ScanOptions {
-        ScanOptions {
-            proc_root: self.proc_root.clone(),
-            netns_dirs: self.netns_dirs.clone(),
-            include_host: self.include_host,
-            include_cmdline: self.include_cmdline,
-            include_exe: false,
-            only: Vec::new(),
-            host_root: self.host_root.clone(),
-            netns_deadline: self.netns_deadline,
-            node_name: self.node_name.clone(),
-        }
-    }
-}
+use meshleak_core::wanted::Wanted;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct ScanArgs {
@@ -120,24 +76,12 @@ pub(super) fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
         .file(),
         (_, Some(path), ..) => path.clone(),
         (_, _, Some(pod), _) => {
-            let Some((namespace, name)) = pod.split_once('/') else {
-                bail!("--pod takes NAMESPACE/NAME (e.g. shop/web-0), not `{pod}`");
-            };
-            let matches = |_: &ContainerRef, p: Option<&PodFacts>| {
-                p.is_some_and(|p| p.namespace == namespace && p.name == name)
-            };
-            return by_container(&args, started, &format!("pod {pod}"), matches);
+            let wanted = Wanted::pod(pod).map_err(anyhow::Error::msg)?;
+            return by_container(&args, started, &wanted);
         }
         (_, _, _, Some(id)) => {
-            let id = id
-                .trim_start_matches("containerd://")
-                .trim_start_matches("cri-o://")
-                .trim_start_matches("docker://");
-            if id.len() < 4 {
-                bail!("--container needs at least 4 characters of the id, got `{id}`");
-            }
-            let matches = |c: &ContainerRef, _: Option<&PodFacts>| c.id.starts_with(id);
-            return by_container(&args, started, &format!("container {id}"), matches);
+            let wanted = Wanted::container(id).map_err(anyhow::Error::msg)?;
+            return by_container(&args, started, &wanted);
         }
         _ => bail!("say which pod: --pid, --netns, --pod or --container"),
     };
@@ -156,34 +100,15 @@ pub(super) fn run_pod(args: PodArgs) -> anyhow::Result<u8> {
     finish(&snapshot, started, args.format, &args.show, None)
 }
 
-/// Scans the node and keeps the namespaces where some process's container (and its pod)
-/// matches; an error lists the pods seen when none does.
-fn by_container(
-    args: &PodArgs,
-    started: Instant,
-    what: &str,
-    matches: impl Fn(&ContainerRef, Option<&PodFacts>) -> bool,
-) -> anyhow::Result<u8> {
+/// Scans the node and keeps the namespaces of the pod asked for; an error lists the pods
+/// seen when none matches.
+fn by_container(args: &PodArgs, started: Instant, wanted: &Wanted) -> anyhow::Result<u8> {
     let mut snapshot = scan::scan(&args.collect.options())?;
-    let containers = std::mem::take(&mut snapshot.containers);
-    let mut seen = std::collections::BTreeSet::new();
-    snapshot.netns.retain(|ns| {
-        ns.processes.iter().any(|p| {
-            let Some((c, pod)) = container_of(&p.cgroup, &containers) else {
-                return false;
-            };
-            if let Some(pod) = &pod {
-                seen.insert(format!("{}/{}", pod.namespace, pod.name));
-            }
-            matches(&c, pod.as_ref())
-        })
-    });
-    snapshot.containers = containers;
-    if snapshot.netns.is_empty() {
-        let seen: Vec<String> = seen.into_iter().map(|s| sanitize(&s)).collect();
+    if let Err(seen) = wanted.keep(&mut snapshot) {
+        let seen: Vec<String> = seen.iter().map(|s| sanitize(s)).collect();
         bail!(
             "no {} on this node (pods seen: {}); names come from the container runtime's files under --host-root",
-            sanitize(what),
+            sanitize(&wanted.describe()),
             if seen.is_empty() {
                 "none".to_string()
             } else {

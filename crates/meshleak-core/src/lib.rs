@@ -40,6 +40,7 @@ pub mod secrets;
 pub mod selection;
 pub mod snapshot;
 pub mod sockdiag;
+pub mod wanted;
 pub mod ways;
 pub mod xt;
 pub mod yaml;
