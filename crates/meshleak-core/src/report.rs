@@ -5,6 +5,7 @@
 use crate::analyze::{self, IdentityReport, IdentityVerdict};
 use crate::attribution::{ContainerFacts, ContainerRef, PodFacts, container_of};
 use crate::eval::Identity;
+use crate::findings::Judged;
 use crate::meshes::{self, Mesh};
 use crate::schema::{
     Capture, DecidedBy, Finding, FindingKind, NetnsReport, ProcessReport, ProcessVerdict, Report,
@@ -159,18 +160,14 @@ fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVer
 /// A live connection that did not pass the proxy makes its process a bypass, whatever the
 /// rules predict now; a policy-routing rule that routes some of its traffic past the
 /// capture makes it partial: the headline, the metrics and the exit status count both.
-fn evidence_verdicts(
-    processes: &mut [ProcessReport],
-    members: &[&ProcessFacts],
-    findings: &[Finding],
-) {
+fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
     for f in findings.iter().filter(|f| {
         matches!(
             f.kind,
             FindingKind::ObservedBypass | FindingKind::PolicyRouted
         )
     }) {
-        let Some(p) = processes.iter_mut().find(|p| Some(p.pid) == f.pid) else {
+        let Some(p) = processes.iter_mut().find(|p| Some(p.facts.pid) == f.pid) else {
             continue;
         };
         if p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy {
@@ -181,10 +178,7 @@ fn evidence_verdicts(
             p.reasons = f.rules.clone();
             continue;
         }
-        let held = members
-            .iter()
-            .find(|x| x.pid == p.pid)
-            .and_then(|x| x.sockets.iter().find(|s| Some(s.inode) == f.socket));
+        let held = p.facts.sockets.iter().find(|s| Some(s.inode) == f.socket);
         p.verdict = ProcessVerdict::Bypass;
         p.reasons = f.rules.clone();
         p.decided_by = held.map(|s| DecidedBy {
@@ -207,14 +201,31 @@ fn evidence_verdicts(
 }
 
 /// Bypassing processes first, the proxy's last, then by pid.
-fn sort_processes(processes: &mut [ProcessReport]) {
+fn sort_processes(processes: &mut [Judged]) {
     processes.sort_by_key(|p| {
         (
             !p.verdict.bypasses(),
             p.verdict == ProcessVerdict::Proxy,
-            p.pid,
+            p.facts.pid,
         )
     });
+}
+
+/// The report's record of a judged process.
+fn record(p: Judged) -> ProcessReport {
+    ProcessReport {
+        pid: p.facts.pid,
+        comm: p.facts.comm.clone(),
+        uid: p.identity.uid,
+        gid: p.identity.gid,
+        groups: p.identity.groups,
+        container: p.container,
+        verdict: p.verdict,
+        reasons: p.reasons,
+        decided_by: p.decided_by,
+        lives_in: p.lives_in,
+        cmdline: p.facts.cmdline.clone(),
+    }
 }
 
 /// How bad a verdict is, worst first: a process's verdict is its worst way's.
@@ -270,25 +281,18 @@ fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsR
         .iter()
         .map(|p| container_of(&p.cgroup, containers))
         .collect();
-    let mut processes: Vec<ProcessReport> = ns
+    let mut processes: Vec<Judged> = ns
         .processes
         .iter()
         .zip(&attributed)
-        .map(|(p, a)| {
-            let id = ways::leader(p, ns);
-            ProcessReport {
-                pid: p.pid,
-                comm: p.comm.clone(),
-                uid: id.uid,
-                gid: id.gid,
-                groups: id.groups,
-                container: a.as_ref().map(|(c, _)| c.clone()),
-                verdict: ProcessVerdict::Unknown,
-                reasons: Vec::new(),
-                decided_by: None,
-                lives_in: None,
-                cmdline: p.cmdline.clone(),
-            }
+        .map(|(p, a)| Judged {
+            facts: p,
+            identity: ways::leader(p, ns),
+            container: a.as_ref().map(|(c, _)| c.clone()),
+            verdict: ProcessVerdict::Unknown,
+            reasons: Vec::new(),
+            decided_by: None,
+            lives_in: None,
         })
         .collect();
     sort_processes(&mut processes);
@@ -306,7 +310,7 @@ fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsR
             undecided: Vec::new(),
             exemptions: Vec::new(),
         },
-        processes,
+        processes: processes.into_iter().map(record).collect(),
         findings: vec![Finding {
             kind: FindingKind::RulesTooLarge,
             severity: Severity::High,
@@ -434,12 +438,11 @@ fn netns_report(
         .flatten()
         .find_map(|(_, pod)| pod.clone());
 
-    let mut processes: Vec<ProcessReport> = members
+    let mut processes: Vec<Judged> = members
         .iter()
         .enumerate()
         .filter(|(i, _)| !all_ways[*i].is_empty())
         .map(|(i, p)| {
-            let id = identity(p);
             let judged: Vec<(ProcessVerdict, &Way)> = all_ways[i]
                 .iter()
                 .map(|w| (judge(w, verdict_of(&w.identity), groups_matter), w))
@@ -463,12 +466,9 @@ fn netns_report(
                 None => way.why.clone(),
             };
             let r: Option<&IdentityReport> = verdict_of(&way.identity);
-            ProcessReport {
-                pid: p.pid,
-                comm: p.comm.clone(),
-                uid: id.uid,
-                gid: id.gid,
-                groups: id.groups.clone(),
+            Judged {
+                facts: p,
+                identity: identity(p),
                 container: attributed[i].as_ref().map(|(c, _)| c.clone()),
                 verdict,
                 reasons: r.map(|r| r.rules.clone()).unwrap_or_default(),
@@ -479,30 +479,19 @@ fn netns_report(
                     why,
                 }),
                 lives_in: lives_in(i),
-                cmdline: p.cmdline.clone(),
             }
         })
         .collect();
+    // Findings see the processes in the report's order.
     sort_processes(&mut processes);
-
-    let paired: Vec<(&ProcessReport, &ProcessFacts, Identity)> = processes
-        .iter()
-        .filter_map(|r| {
-            members
-                .iter()
-                .find(|f| f.pid == r.pid)
-                .map(|f| (r, *f, identity(f)))
-        })
-        .collect();
     let findings = crate::findings::find(&crate::findings::Context {
         ns,
         analysis: &a,
         mesh: mesh.as_ref(),
-        processes: &paired,
+        processes: &processes,
         kernel,
     });
-    drop(paired);
-    evidence_verdicts(&mut processes, &members, &findings);
+    evidence_verdicts(&mut processes, &findings);
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();
     families.dedup();
     let mut protocols: Vec<String> = a.captured_on.iter().map(|c| c.protocol.clone()).collect();
@@ -519,7 +508,7 @@ fn netns_report(
             undecided: a.undecided_on.iter().map(ToString::to_string).collect(),
             exemptions: a.exemptions,
         },
-        processes,
+        processes: processes.into_iter().map(record).collect(),
         findings,
         incomplete: ns.gaps.iter().map(|g| format!("not read: {g}")).collect(),
     })

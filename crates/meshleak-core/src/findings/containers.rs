@@ -10,7 +10,7 @@ use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
 /// `proxy-not-exempt`: a process of a container named like the mesh's proxy whose own
 /// traffic is captured: the proxy would redirect to itself, or it is not the proxy.
 pub(super) fn proxy_not_exempt(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
-    for (p, _, _) in c.processes.iter() {
+    for p in c.processes.iter() {
         let Some(container) = p.container.as_ref().filter(|k| k.proxy_name) else {
             continue;
         };
@@ -23,13 +23,13 @@ pub(super) fn proxy_not_exempt(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>)
         out.push(Finding {
             kind: FindingKind::ProxyNotExempt,
             severity: Severity::High,
-            pid: Some(p.pid),
+            pid: Some(p.facts.pid),
             message: format!(
                 "{} runs in the proxy container {} as uid {} gid {}, which the {} rules do not exempt: its own traffic is captured",
-                p.comm,
+                p.facts.comm,
                 container.name.as_deref().unwrap_or("?"),
-                p.uid,
-                p.gid,
+                p.identity.uid,
+                p.identity.gid,
                 mesh.kind
             ),
             rules: p.reasons.clone(),
@@ -50,7 +50,8 @@ pub(super) fn proxy_not_exempt(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>)
 /// its container's spec configured would not: something changed identity at run time
 /// (setuid, `exec --user`, a setgid binary).
 pub(super) fn identity_changed(c: &Context, out: &mut Vec<Finding>) {
-    for (p, _, live) in c.processes.iter() {
+    for p in c.processes.iter() {
+        let live = &p.identity;
         if !p.verdict.bypasses() {
             continue;
         }
@@ -84,10 +85,10 @@ pub(super) fn identity_changed(c: &Context, out: &mut Vec<Finding>) {
         out.push(Finding {
             kind: FindingKind::IdentityChanged,
             severity: Severity::High,
-            pid: Some(p.pid),
+            pid: Some(p.facts.pid),
             message: format!(
                 "{} runs as uid {} gid {}, but its container {} is configured as uid {} gid {}: the change at run time takes it out of the mesh",
-                p.comm,
+                p.facts.comm,
                 live.uid,
                 live.gid,
                 container.name.as_deref().unwrap_or(&container.id),

@@ -9,12 +9,13 @@ mod observed;
 mod routing;
 
 use crate::analyze::{Analysis, CapturedOn};
+use crate::attribution::ContainerRef;
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::RuleRef;
 use crate::meshes::{Excluded, Mesh};
 use crate::model::{IpVersion, Ruleset};
 use crate::range::IdRange;
-use crate::schema::{Finding, FindingKind, ProcessReport, ProcessVerdict, Severity};
+use crate::schema::{DecidedBy, Finding, FindingKind, ProcessVerdict, Severity};
 use crate::snapshot::{NetnsFacts, ProcessFacts, SocketFacts, SocketProto};
 
 const CAP_KILL: u32 = 5;
@@ -24,12 +25,29 @@ const CAP_SETUID: u32 = 7;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 
-/// Everything the namespace gives to report. `processes` pairs each report with its facts.
+/// A process as the report judges it: its facts, the identity its traffic carries, and its
+/// verdict with what decides it. Findings read these; the report's JSON record
+/// ([`crate::schema::ProcessReport`]) is made from them afterwards.
+#[derive(Clone, Debug)]
+pub struct Judged<'a> {
+    pub facts: &'a ProcessFacts,
+    /// Its identity as the namespace's owner sees it (the leader's fsuid, fsgid, groups).
+    pub identity: Identity,
+    pub container: Option<ContainerRef>,
+    pub verdict: ProcessVerdict,
+    /// The rules that decide the verdict.
+    pub reasons: Vec<RuleRef>,
+    pub decided_by: Option<DecidedBy>,
+    /// The network namespace it lives in, when not the one judged.
+    pub lives_in: Option<u64>,
+}
+
+/// Everything the namespace gives to report.
 pub struct Context<'a> {
     pub ns: &'a NetnsFacts,
     pub analysis: &'a Analysis,
     pub mesh: Option<&'a Mesh>,
-    pub processes: &'a [(&'a ProcessReport, &'a ProcessFacts, Identity)],
+    pub processes: &'a [Judged<'a>],
     /// The kernel release (`6.1.0-...`).
     pub kernel: &'a str,
 }
@@ -73,8 +91,8 @@ fn unknown_rules(c: &Context, out: &mut Vec<Finding>) {
     let undecided: Vec<u32> = c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict == ProcessVerdict::Unknown)
-        .map(|(p, _, _)| p.pid)
+        .filter(|p| p.verdict == ProcessVerdict::Unknown)
+        .map(|p| p.facts.pid)
         .collect();
     let capture_unknown = !c.analysis.undecided_on.is_empty();
     let mut message = format!(
@@ -145,21 +163,22 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
     if marks.is_empty() {
         return;
     }
-    for (p, f, _) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
+        let f = p.facts;
         let Some(cap) = mark_capability(c, f) else {
             continue;
         };
         out.push(Finding {
             kind: FindingKind::MarkExemptCapable,
             severity: Severity::Medium,
-            pid: Some(p.pid),
+            pid: Some(p.facts.pid),
             message: format!(
                 "{} can set the socket mark that exempts traffic ({cap}) and leave the mesh",
-                p.comm
+                p.facts.comm
             ),
             rules: marks.clone(),
             evidence: vec![format!(
@@ -217,25 +236,28 @@ fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 /// `shared-pid-namespace`: an app in the proxy's pid namespace that may signal it (same uid,
 /// or CAP_KILL) can stop the proxy.
 fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
-    let proxies: Vec<&(&ProcessReport, &ProcessFacts, Identity)> = c
+    let proxies: Vec<&Judged> = c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict == ProcessVerdict::Proxy)
+        .filter(|p| p.verdict == ProcessVerdict::Proxy)
         .collect();
-    for (p, f, id) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
-        let reachable = proxies.iter().find(|(_, pf, pid)| {
-            pf.pidns == f.pidns && f.pidns != 0 && (pid.uid == id.uid || acts(c, f, CAP_KILL))
+        let (f, id) = (p.facts, &p.identity);
+        let reachable = proxies.iter().find(|proxy| {
+            proxy.facts.pidns == f.pidns
+                && f.pidns != 0
+                && (proxy.identity.uid == id.uid || acts(c, f, CAP_KILL))
         });
-        if let Some((proxy, _, _)) = reachable {
+        if let Some(proxy) = reachable {
             out.push(Finding {
                 kind: FindingKind::SharedPidNamespace,
                 severity: Severity::Medium,
-                pid: Some(p.pid),
-                message: format!("{} shares a pid namespace with the proxy ({}) and may signal it: killing the proxy breaks or bypasses capture", p.comm, proxy.pid),
+                pid: Some(p.facts.pid),
+                message: format!("{} shares a pid namespace with the proxy ({}) and may signal it: killing the proxy breaks or bypasses capture", p.facts.comm, proxy.facts.pid),
                 rules: Vec::new(),
                 evidence: vec![format!("pid namespace {}", f.pidns)],
                 socket: None,
@@ -327,8 +349,8 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     let held: Vec<Vec<Identity>> = c
         .processes
         .iter()
-        .map(|(_, f, _)| {
-            crate::ways::ways(f, c.ns)
+        .map(|p| {
+            crate::ways::ways(p.facts, c.ns)
                 .into_iter()
                 .map(|w| w.identity)
                 .collect()
@@ -394,7 +416,7 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             .iter()
             .zip(&held)
             .filter(|(_, ways)| ways.iter().any(|w| differ.contains(&w)))
-            .map(|((p, _, _), _)| p.pid)
+            .map(|(p, _)| p.facts.pid)
             .collect();
         let latent: Vec<String> = differ
             .iter()
@@ -500,7 +522,7 @@ const MAX_CANDIDATES: usize = 32;
 const WORK_BUDGET: usize = 2_000_000;
 
 fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
-    for (p, _, _) in c.processes.iter().filter(|(p, _, _)| p.verdict.bypasses()) {
+    for p in c.processes.iter().filter(|p| p.verdict.bypasses()) {
         let all = p.verdict == ProcessVerdict::Bypass;
         out.push(Finding {
             kind: FindingKind::IdentityExempt,
@@ -509,23 +531,24 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
             } else {
                 Severity::Medium
             },
-            pid: Some(p.pid),
+            pid: Some(p.facts.pid),
             message: format!(
                 "{} (uid {}, gid {}) is not the proxy, but its traffic {} the mesh",
-                p.comm,
-                p.uid,
-                p.gid,
+                p.facts.comm,
+                p.identity.uid,
+                p.identity.gid,
                 if all { "leaves" } else { "partly leaves" }
             ),
             rules: p.reasons.clone(),
             evidence: vec![format!(
                 "uid {} gid {} groups {}",
-                p.uid,
-                p.gid,
-                if p.groups.is_empty() {
+                p.identity.uid,
+                p.identity.gid,
+                if p.identity.groups.is_empty() {
                     "none".to_string()
                 } else {
-                    p.groups
+                    p.identity
+                        .groups
                         .iter()
                         .map(u32::to_string)
                         .collect::<Vec<_>>()
@@ -541,11 +564,11 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
 /// The pod spec field at fault, in Kubernetes terms: the id of the traffic that matches
 /// the proxy's exemption (runAsUser, runAsGroup, a supplementary group), or the thread or
 /// socket that was made with it.
-fn identity_remedy(p: &ProcessReport, mesh: Option<&Mesh>) -> String {
+fn identity_remedy(p: &Judged, mesh: Option<&Mesh>) -> String {
     let (uid, gid) = p
         .decided_by
         .as_ref()
-        .map_or((p.uid, p.gid), |d| (d.uid, d.gid));
+        .map_or((p.identity.uid, p.identity.gid), |d| (d.uid, d.gid));
     let exempt = |list: &[IdRange], id: u32| list.iter().any(|r| r.contains(id));
     let (uids, gids) = mesh.map_or((&[][..], &[][..]), |m| {
         (m.proxy_uids.as_slice(), m.proxy_gids.as_slice())
@@ -561,7 +584,7 @@ fn identity_remedy(p: &ProcessReport, mesh: Option<&Mesh>) -> String {
             "gid {gid} is the proxy's: set the container's securityContext.runAsGroup to another gid"
         ));
     }
-    if let Some(g) = p.groups.iter().find(|g| exempt(gids, **g)) {
+    if let Some(g) = p.identity.groups.iter().find(|g| exempt(gids, **g)) {
         fixes.push(format!(
             "group {g} is the proxy's: remove it from the pod's supplementalGroups and fsGroup"
         ));
@@ -667,10 +690,15 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
             let holders: Vec<String> = c
                 .processes
                 .iter()
-                .filter(|(p, f, _)| {
-                    p.verdict != ProcessVerdict::Proxy && f.has_cap(CAP_NET_BIND_SERVICE)
+                .filter(|p| {
+                    p.verdict != ProcessVerdict::Proxy && p.facts.has_cap(CAP_NET_BIND_SERVICE)
                 })
-                .map(|(p, _, _)| format!("{} (pid {}) has CAP_NET_BIND_SERVICE", p.comm, p.pid))
+                .map(|p| {
+                    format!(
+                        "{} (pid {}) has CAP_NET_BIND_SERVICE",
+                        p.facts.comm, p.facts.pid
+                    )
+                })
                 .collect();
             evidence.push(format!("ports below {start}: binding them needs CAP_NET_BIND_SERVICE (default in containers; {sysctl})"));
             evidence.extend(holders);
@@ -722,13 +750,13 @@ fn proxy_listener(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             continue;
         }
         for s in listeners {
-            let owner = c.processes.iter().find(|(_, f, _)| f.holds(s.inode));
-            if let Some((p, _, _)) = owner.filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy) {
+            let owner = c.processes.iter().find(|p| p.facts.holds(s.inode));
+            if let Some(p) = owner.filter(|p| p.verdict != ProcessVerdict::Proxy) {
                 out.push(Finding {
                     kind: FindingKind::ProxyImpostor,
                     severity: Severity::High,
-                    pid: Some(p.pid),
-                    message: format!("{} (uid {}, gid {}) listens on proxy port {port} but is not the exempt proxy: redirected traffic goes to it", p.comm, p.uid, p.gid),
+                    pid: Some(p.facts.pid),
+                    message: format!("{} (uid {}, gid {}) listens on proxy port {port} but is not the exempt proxy: redirected traffic goes to it", p.facts.comm, p.identity.uid, p.identity.gid),
                     rules: Vec::new(),
                     evidence: vec![socket_text(s)],
                     socket: None,
@@ -759,11 +787,12 @@ fn captured(on: &[CapturedOn], version: IpVersion, proto: &str) -> bool {
 /// capture: raw sockets, and UDP sockets whose connected destination escapes (or, unconnected,
 /// when nothing captures UDP). TCP escapes are identity or destination findings.
 fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
-    for (p, f, id) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
+        let (f, id) = (p.facts, &p.identity);
         let mut evidence = Vec::new();
         for s in c.ns.sockets.iter().filter(|s| f.holds(s.inode)) {
             if s.local.is_loopback() || s.proto == SocketProto::Tcp {
@@ -805,10 +834,10 @@ fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
             out.push(Finding {
                 kind: FindingKind::ProtocolUncaptured,
                 severity: Severity::High,
-                pid: Some(p.pid),
+                pid: Some(p.facts.pid),
                 message: format!(
                     "{} holds sockets whose traffic the rules never capture",
-                    p.comm
+                    p.facts.comm
                 ),
                 rules: Vec::new(),
                 evidence,
@@ -898,11 +927,12 @@ fn icmp(version: IpVersion) -> u8 {
 /// that holds none yet has CAP_NET_RAW over the namespace (effective or permitted), which
 /// every common container runtime grants by default, and may open one at will.
 fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
-    for (p, f, _) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
+        let f = p.facts;
         let held: Vec<String> =
             c.ns.packet_sockets
                 .iter()
@@ -922,8 +952,8 @@ fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
             out.push(Finding {
                 kind: FindingKind::PacketSocket,
                 severity: Severity::High,
-                pid: Some(p.pid),
-                message: format!("{} holds a packet socket: the frames it sends skip netfilter, so no capture rule and no proxy ever sees them", p.comm),
+                pid: Some(p.facts.pid),
+                message: format!("{} holds a packet socket: the frames it sends skip netfilter, so no capture rule and no proxy ever sees them", p.facts.comm),
                 rules: Vec::new(),
                 evidence: held,
                 socket: None,
@@ -933,8 +963,8 @@ fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
             out.push(Finding {
                 kind: FindingKind::CanSendBelowMesh,
                 severity: Severity::Medium,
-                pid: Some(p.pid),
-                message: format!("{} has CAP_NET_RAW in this namespace: it can open a packet socket and send hand-made packets that skip netfilter and the mesh", p.comm),
+                pid: Some(p.facts.pid),
+                message: format!("{} has CAP_NET_RAW in this namespace: it can open a packet socket and send hand-made packets that skip netfilter and the mesh", p.facts.comm),
                 rules: Vec::new(),
                 evidence: vec![format!("CapEff|CapPrm {:016x}", f.caps())],
                 socket: None,
@@ -1056,17 +1086,18 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
 /// that are not the proxy and do not bypass already.
 fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     let owner = c.ns.owner.as_ref();
-    for (p, f, _) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
+        let f = p.facts;
         if acts(c, f, CAP_NET_ADMIN) {
             out.push(Finding {
                 kind: FindingKind::CanModifyRules,
                 severity: Severity::Medium,
-                pid: Some(p.pid),
-                message: format!("{} has CAP_NET_ADMIN in this namespace: it can rewrite or delete the capture rules", p.comm),
+                pid: Some(p.facts.pid),
+                message: format!("{} has CAP_NET_ADMIN in this namespace: it can rewrite or delete the capture rules", p.facts.comm),
                 rules: Vec::new(),
                 evidence: vec![format!("CapEff|CapPrm {:016x}", f.caps())],
                 socket: None,
@@ -1112,8 +1143,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             out.push(Finding {
                 kind: FindingKind::CanBecomeExempt,
                 severity: Severity::Medium,
-                pid: Some(p.pid),
-                message: format!("{} has {which} among its real, effective and saved ids, which the capture rules exempt: switching to it (setresuid/setresgid, setfsuid/setfsgid) needs no capability, and its traffic then leaves the mesh", p.comm),
+                pid: Some(p.facts.pid),
+                message: format!("{} has {which} among its real, effective and saved ids, which the capture rules exempt: switching to it (setresuid/setresgid, setfsuid/setfsgid) needs no capability, and its traffic then leaves the mesh", p.facts.comm),
                 rules: Vec::new(),
                 evidence: vec![format!(
                     "Uid (real, effective, saved, fs) {:?}, Gid {:?}",
@@ -1134,8 +1165,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             out.push(Finding {
                 kind: FindingKind::CanBecomeExempt,
                 severity: Severity::Medium,
-                pid: Some(p.pid),
-                message: format!("{} belongs to supplementary group {g}, which the capture rules exempt, and may gain privileges on exec ({nnp}): a copy of any binary given group {g} and made setgid (chgrp, chmod g+s, on a filesystem without nosuid) runs with gid {g}, and its traffic leaves the mesh", p.comm),
+                pid: Some(p.facts.pid),
+                message: format!("{} belongs to supplementary group {g}, which the capture rules exempt, and may gain privileges on exec ({nnp}): a copy of any binary given group {g} and made setgid (chgrp, chmod g+s, on a filesystem without nosuid) runs with gid {g}, and its traffic leaves the mesh", p.facts.comm),
                 rules: Vec::new(),
                 evidence: vec![format!("Groups {:?}, {nnp}", f.groups)],
                 socket: None,
@@ -1146,8 +1177,8 @@ fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             out.push(Finding {
                 kind: FindingKind::CanBecomeExempt,
                 severity: Severity::Medium,
-                pid: Some(p.pid),
-                message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh; such a process can also fchown its sockets so that they look like another identity's", p.comm),
+                pid: Some(p.facts.pid),
+                message: format!("{} can switch to the proxy's exempt uid/gid (CAP_SETUID/CAP_SETGID) and leave the mesh; such a process can also fchown its sockets so that they look like another identity's", p.facts.comm),
                 rules: Vec::new(),
                 evidence: vec![format!("CapEff|CapPrm {:016x}", f.caps())],
                 socket: None,

@@ -46,11 +46,12 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    for (p, f, id) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
+        let (f, id) = (p.facts, &p.identity);
         let mut escapes = Vec::new();
         for s in ns.sockets.iter().filter(|s| f.holds(s.inode)) {
             match s.proto {
@@ -115,10 +116,10 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
         out.push(Finding {
             kind: FindingKind::ObservedBypass,
             severity: Severity::High,
-            pid: Some(p.pid),
+            pid: Some(p.facts.pid),
             message: format!(
                 "{} has {} live connection{} that did not pass the proxy{note}",
-                p.comm,
+                p.facts.comm,
                 escapes.len(),
                 if escapes.len() == 1 { "" } else { "s" },
             ),
@@ -137,7 +138,7 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
 /// passed the proxy. Who holds them, and with which credentials, is not known here.
 fn unheld(c: &Context, local: &[IpAddr], proxy_ports: &[u16], out: &mut Vec<Finding>) {
     let ns = c.ns;
-    let held = |inode: u64| c.processes.iter().any(|(_, f, _)| f.holds(inode));
+    let held = |inode: u64| c.processes.iter().any(|p| p.facts.holds(inode));
     let escapes: Vec<Escape> = ns
         .sockets
         .iter()

@@ -45,11 +45,12 @@ pub(super) fn policy_routed(c: &Context, out: &mut Vec<Finding>) {
         .iter()
         .flat_map(|v| destinations(c, *v, &local))
         .collect();
-    for (p, f, _) in c
+    for p in c
         .processes
         .iter()
-        .filter(|(p, _, _)| p.verdict != ProcessVerdict::Proxy)
+        .filter(|p| p.verdict != ProcessVerdict::Proxy)
     {
+        let f = p.facts;
         let mut identities: Vec<Identity> = Vec::new();
         for w in crate::ways::ways(f, c.ns) {
             if !matches!(w.source, Source::ForeignSocket { .. })
@@ -85,10 +86,10 @@ pub(super) fn policy_routed(c: &Context, out: &mut Vec<Finding>) {
         out.push(Finding {
             kind: FindingKind::PolicyRouted,
             severity: Severity::High,
-            pid: Some(p.pid),
+            pid: Some(p.facts.pid),
             message: format!(
                 "{}'s traffic (uid {}) is routed by ip rule `{}` out by {}, which the capture rules let out uncaptured; the main table's route would have been captured",
-                p.comm,
+                p.facts.comm,
                 first.uid,
                 first.ip_rule,
                 first.oif
