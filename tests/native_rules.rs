@@ -445,7 +445,7 @@ fn missing_privileges_name_the_capability() {
 
 /// Writes the kernel's blobs for the fixtures to testdata/native/ (run by hand:
 /// `MESHLEAK_CAPTURE=1 cargo test --test native_rules capture -- --ignored`); the unit tests
-/// in src/xt decode them without root.
+/// in crates/meshleak-core/src/xt decode them without root.
 #[test]
 #[ignore = "writes test data"]
 fn capture_kernel_blobs() {

@@ -2,6 +2,7 @@
 //! Unknown matches are resolved by a list of choices, so the caller can explore both ways.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::matcher::{self, Tri};
@@ -118,6 +119,11 @@ const MAX_STEPS: usize = 100_000;
 /// out once per ruleset, not once per packet.
 pub(super) struct Plan {
     hooks: Vec<(Hook, Vec<Group>)>,
+    /// Per table the family sees, per chain and rule: the chain its jump or goto enters
+    /// (its first one: a rule's verdict is its first deciding action), resolved by name
+    /// here rather than on every visit. `None` for a rule without one, or whose target
+    /// does not exist (only an offline dump can hold that).
+    targets: Vec<Vec<Vec<Option<usize>>>>,
 }
 
 /// Base chains of one hook at one priority. With rules in more than one, their order is
@@ -177,7 +183,38 @@ impl Plan {
             (hook, groups)
         })
         .collect();
-        Plan { hooks }
+        let targets = rules
+            .tables
+            .iter()
+            .map(|t| {
+                if !t.family.sees(version) {
+                    return Vec::new();
+                }
+                let index: HashMap<&str, usize> = t
+                    .chains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.as_str(), i))
+                    .collect();
+                t.chains
+                    .iter()
+                    .map(|c| {
+                        c.rules
+                            .iter()
+                            .map(|r| {
+                                r.actions.iter().find_map(|a| match a {
+                                    Action::Jump { chain } | Action::Goto { chain } => {
+                                        Some(index.get(chain.as_str()).copied())
+                                    }
+                                    _ => None,
+                                })?
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Plan { hooks, targets }
     }
 }
 
@@ -253,6 +290,34 @@ impl Run {
                     .or_else(|| last(&|s| s.nat))
             }
         }
+    }
+}
+
+/// Where in the rules a step happens: table, chain, rule, and whether in a nat chain.
+#[derive(Clone, Copy)]
+struct At {
+    ti: usize,
+    chain: usize,
+    at: usize,
+    nat: bool,
+}
+
+/// Where evaluation goes after a rule's verdict.
+enum Next {
+    End(End),
+    Return,
+    Enter { target: usize, goto: bool },
+}
+
+/// The step a matching rule without a verdict leaves: it untracked the packet, set a mark
+/// (with the marks as they are now), or only counted or logged.
+fn continuing_effect(rule: &Rule, pkt: &Packet) -> Effect {
+    if rule.actions.iter().any(|a| matches!(a, Action::Notrack)) {
+        Effect::Notrack
+    } else if rule.actions.iter().any(|a| matches!(a, Action::SetMark(_))) {
+        Effect::SetMark(pkt.mark, pkt.ctmark)
+    } else {
+        Effect::Continue
     }
 }
 
@@ -342,6 +407,7 @@ impl Walker<'_> {
         }
     }
 
+    /// Runs one base chain and the chains it enters, rule by rule, to its end.
     fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
         let table = &self.rules.tables[ti];
         self.stack.clear();
@@ -360,174 +426,185 @@ impl Walker<'_> {
             }
             self.budget -= 1;
             let rules = &table.chains[chain].rules;
-            if next >= rules.len() {
-                self.running[chain] = false;
-                match self.stack.pop() {
-                    Some(frame) => (chain, next) = frame,
-                    None => return self.policy(ti, ci, nat),
-                }
-                continue;
-            }
-            let rule = &rules[next];
             let at = next;
             next += 1;
-            if !self.matches(ti, chain, at, rule) {
-                continue;
-            }
-            let step = |effect: Effect, w: &mut Self| {
-                w.run.steps.push(StepRef {
-                    table: ti,
-                    chain,
-                    rule: Some(at),
-                    effect,
-                    nat,
-                })
+            let after = match rules.get(at) {
+                None => Next::Return,
+                Some(rule) if !self.matches(ti, chain, at, rule) => continue,
+                Some(rule) => match self.apply(rule) {
+                    Some((k, verdict)) => self.verdict(At { ti, chain, at, nat }, k, verdict),
+                    None => {
+                        let effect = continuing_effect(rule, &self.pkt);
+                        self.step(At { ti, chain, at, nat }, effect);
+                        continue;
+                    }
+                },
             };
-            let mut verdict = None;
-            for (k, action) in rule.actions.iter().enumerate() {
-                match action {
-                    Action::SetMark(set) => {
-                        let (m, ct) = (self.pkt.mark, self.pkt.ctmark);
-                        match set.reg {
-                            MarkReg::Mark => self.pkt.mark = set.apply(m, m, ct),
-                            MarkReg::CtMark => self.pkt.ctmark = set.apply(ct, m, ct),
-                        }
-                    }
-                    Action::Notrack => self.pkt.untracked = true,
-                    Action::Continue { .. } => {}
-                    // In an inet table `dnat ip to` does nothing to IPv6 packets (and the
-                    // reverse): the kernel's nft_nat_inet_eval skips it and the rule goes on.
-                    Action::Dnat { addr: Some(a), .. } if IpVersion::of(a) != self.flow.version => {
-                    }
-                    other => {
-                        verdict = Some((k, other));
-                        break;
-                    }
-                }
-            }
-            let Some((verdict_at, verdict)) = verdict else {
-                let effect = if rule.actions.iter().any(|a| matches!(a, Action::Notrack)) {
-                    Effect::Notrack
-                } else if rule.actions.iter().any(|a| matches!(a, Action::SetMark(_))) {
-                    Effect::SetMark(self.pkt.mark, self.pkt.ctmark)
-                } else {
-                    Effect::Continue
-                };
-                step(effect, self);
-                continue;
-            };
-            match verdict {
-                Action::Accept => {
-                    step(Effect::Accept, self);
-                    return End::Accept;
-                }
-                Action::Drop => {
-                    step(Effect::Drop, self);
-                    return End::Drop;
-                }
-                Action::Reject => {
-                    step(Effect::Reject, self);
-                    return End::Drop;
-                }
-                Action::Return => {
-                    step(Effect::Return, self);
+            match after {
+                Next::End(end) => return end,
+                Next::Return => {
                     self.running[chain] = false;
                     match self.stack.pop() {
                         Some(frame) => (chain, next) = frame,
                         None => return self.policy(ti, ci, nat),
                     }
                 }
-                Action::Jump { chain: target } | Action::Goto { chain: target } => {
-                    let goto = matches!(verdict, Action::Goto { .. });
-                    step(if goto { Effect::Goto } else { Effect::Jump }, self);
-                    let Some(target) = table.chains.iter().position(|c| &c.name == target) else {
+                Next::Enter { target, goto } => {
+                    // Entering a chain that is still running is a loop, which the kernel
+                    // refuses to load; only an offline dump can hold one. Any other
+                    // nesting is as deep as the kernel allowed (x_tables: one level per
+                    // chain; nf_tables: 16).
+                    if !goto && self.running[target] {
                         return self.unknown_end(
                             ti,
                             chain,
                             at,
-                            What::Text("jump to a chain that does not exist".into()),
+                            What::Text(
+                                "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)"
+                                    .into(),
+                            ),
                         );
-                    };
-                    if !goto {
-                        // Entering a chain that is still running is a loop, which the kernel
-                        // refuses to load; only an offline dump can hold one. Any other
-                        // nesting is as deep as the kernel allowed (x_tables: one level per
-                        // chain; nf_tables: 16).
-                        if self.running[target] {
-                            return self.unknown_end(
-                                ti,
-                                chain,
-                                at,
-                                What::Text(
-                                    "a jump loop: this chain is entered again while it runs (the kernel refuses such rules)"
-                                        .into(),
-                                ),
-                            );
-                        }
-                        self.stack.push((chain, next));
-                    } else {
+                    }
+                    if goto {
                         self.running[chain] = false;
+                    } else {
+                        self.stack.push((chain, next));
                     }
                     self.running[target] = true;
                     (chain, next) = (target, 0);
                 }
-                Action::Redirect { ports } if nat => {
-                    let to = (
-                        self.flow.version.loopback(),
-                        ports.map_or(self.pkt.dport, |p| p.start),
-                    );
-                    step(Effect::Redirect(to.0, to.1), self);
-                    self.map_dst(to);
-                    return End::Accept;
+            }
+        }
+    }
+
+    /// Applies a matching rule's actions that do not decide (marks, notrack, counters) in
+    /// order, up to its verdict: the first that decides, with its index.
+    fn apply<'r>(&mut self, rule: &'r Rule) -> Option<(usize, &'r Action)> {
+        for (k, action) in rule.actions.iter().enumerate() {
+            match action {
+                Action::SetMark(set) => {
+                    let (m, ct) = (self.pkt.mark, self.pkt.ctmark);
+                    match set.reg {
+                        MarkReg::Mark => self.pkt.mark = set.apply(m, m, ct),
+                        MarkReg::CtMark => self.pkt.ctmark = set.apply(ct, m, ct),
+                    }
                 }
-                Action::Dnat { addr, ports } if nat => {
-                    let to = (
-                        addr.unwrap_or(self.pkt.dst),
-                        ports.map_or(self.pkt.dport, |p| p.start),
-                    );
-                    step(Effect::Dnat(to.0, to.1), self);
-                    self.map_dst(to);
-                    return End::Accept;
+                Action::Notrack => self.pkt.untracked = true,
+                Action::Continue { .. } => {}
+                // In an inet table `dnat ip to` does nothing to IPv6 packets (and the
+                // reverse): the kernel's nft_nat_inet_eval skips it and the rule goes on.
+                Action::Dnat { addr: Some(a), .. } if IpVersion::of(a) != self.flow.version => {}
+                other => return Some((k, other)),
+            }
+        }
+        None
+    }
+
+    fn step(&mut self, at: At, effect: Effect) {
+        self.run.steps.push(StepRef {
+            table: at.ti,
+            chain: at.chain,
+            rule: Some(at.at),
+            effect,
+            nat: at.nat,
+        });
+    }
+
+    /// What a rule's verdict (its action `k`) does: ends the base chain, returns from the
+    /// chain, or enters another.
+    fn verdict(&mut self, at: At, k: usize, verdict: &Action) -> Next {
+        let At {
+            ti,
+            chain,
+            at: ri,
+            nat,
+        } = at;
+        match verdict {
+            Action::Accept => {
+                self.step(at, Effect::Accept);
+                Next::End(End::Accept)
+            }
+            Action::Drop => {
+                self.step(at, Effect::Drop);
+                Next::End(End::Drop)
+            }
+            Action::Reject => {
+                self.step(at, Effect::Reject);
+                Next::End(End::Drop)
+            }
+            Action::Return => {
+                self.step(at, Effect::Return);
+                Next::Return
+            }
+            Action::Jump { .. } | Action::Goto { .. } => {
+                let goto = matches!(verdict, Action::Goto { .. });
+                self.step(at, if goto { Effect::Goto } else { Effect::Jump });
+                match self.plan.targets[ti][chain][ri] {
+                    Some(target) => Next::Enter { target, goto },
+                    None => Next::End(self.unknown_end(
+                        ti,
+                        chain,
+                        ri,
+                        What::Text("jump to a chain that does not exist".into()),
+                    )),
                 }
-                Action::Snat | Action::Masquerade if nat => {
-                    let masq = matches!(verdict, Action::Masquerade);
-                    step(
-                        if masq {
-                            Effect::Masquerade
-                        } else {
-                            Effect::Snat
-                        },
-                        self,
-                    );
-                    self.pkt.src_mapped = true;
-                    return End::Accept;
-                }
-                // TPROXY hands the looped-back packet to the proxy's transparent socket
-                // (assumed listening, as the mesh runs it); evaluation of INPUT goes on.
-                Action::Tproxy { port } if self.pkt.looped => {
-                    let port = port.unwrap_or(self.pkt.dport);
-                    step(Effect::Tproxy(port), self);
-                    self.pkt.tproxy = Some(port);
-                    return End::Accept;
-                }
-                // NAT targets outside nat chains are refused by the kernel, and TPROXY works
-                // only in PREROUTING: neither can appear here in a loaded ruleset.
-                Action::Tproxy { .. }
-                | Action::Redirect { .. }
-                | Action::Dnat { .. }
-                | Action::Snat
-                | Action::Masquerade => {
-                    let what = format!("{verdict:?} outside a nat chain of the OUTPUT path");
-                    step(Effect::UnknownTarget(what.clone()), self);
-                    return self.unknown_end(ti, chain, at, What::Text(what));
-                }
-                Action::Unknown { name } => {
-                    step(Effect::UnknownTarget(name.clone()), self);
-                    return self.unknown_end(ti, chain, at, What::Target(verdict_at));
-                }
-                Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => {
-                    unreachable!("not verdicts")
-                }
+            }
+            Action::Redirect { ports } if nat => {
+                let to = (
+                    self.flow.version.loopback(),
+                    ports.map_or(self.pkt.dport, |p| p.start),
+                );
+                self.step(at, Effect::Redirect(to.0, to.1));
+                self.map_dst(to);
+                Next::End(End::Accept)
+            }
+            Action::Dnat { addr, ports } if nat => {
+                let to = (
+                    addr.unwrap_or(self.pkt.dst),
+                    ports.map_or(self.pkt.dport, |p| p.start),
+                );
+                self.step(at, Effect::Dnat(to.0, to.1));
+                self.map_dst(to);
+                Next::End(End::Accept)
+            }
+            Action::Snat | Action::Masquerade if nat => {
+                let masq = matches!(verdict, Action::Masquerade);
+                self.step(
+                    at,
+                    if masq {
+                        Effect::Masquerade
+                    } else {
+                        Effect::Snat
+                    },
+                );
+                self.pkt.src_mapped = true;
+                Next::End(End::Accept)
+            }
+            // TPROXY hands the looped-back packet to the proxy's transparent socket
+            // (assumed listening, as the mesh runs it); evaluation of INPUT goes on.
+            Action::Tproxy { port } if self.pkt.looped => {
+                let port = port.unwrap_or(self.pkt.dport);
+                self.step(at, Effect::Tproxy(port));
+                self.pkt.tproxy = Some(port);
+                Next::End(End::Accept)
+            }
+            // NAT targets outside nat chains are refused by the kernel, and TPROXY works
+            // only in PREROUTING: neither can appear here in a loaded ruleset.
+            Action::Tproxy { .. }
+            | Action::Redirect { .. }
+            | Action::Dnat { .. }
+            | Action::Snat
+            | Action::Masquerade => {
+                let what = format!("{verdict:?} outside a nat chain of the OUTPUT path");
+                self.step(at, Effect::UnknownTarget(what.clone()));
+                Next::End(self.unknown_end(ti, chain, ri, What::Text(what)))
+            }
+            Action::Unknown { name } => {
+                self.step(at, Effect::UnknownTarget(name.clone()));
+                Next::End(self.unknown_end(ti, chain, ri, What::Target(k)))
+            }
+            Action::SetMark(_) | Action::Notrack | Action::Continue { .. } => {
+                unreachable!("not verdicts")
             }
         }
     }
