@@ -38,7 +38,7 @@ fn could_send_out(s: &SocketFacts) -> bool {
     }
 }
 
-pub fn dump_raw() -> io::Result<Vec<Vec<u8>>> {
+pub(crate) fn dump_raw() -> io::Result<Vec<Vec<u8>>> {
     Nfnetlink::open()?.dump(&nfnetlink::dump_request(
         ctnetlink::SUBSYS_CTNETLINK,
         ctnetlink::MSG_CT_GET,

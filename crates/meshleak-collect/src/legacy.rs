@@ -41,7 +41,7 @@ pub enum LegacyError {
 }
 
 /// Every legacy table of one family in the calling thread's namespace.
-pub fn read_family(version: IpVersion) -> Result<Vec<Table>, LegacyError> {
+pub(crate) fn read_family(version: IpVersion) -> Result<Vec<Table>, LegacyError> {
     let family = family_name(version);
     read_raw_family(version)?
         .into_iter()

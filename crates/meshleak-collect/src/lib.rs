@@ -132,7 +132,7 @@ pub const MAX_NFT_BYTES: usize = 12 << 20;
 /// that gives up after `deadline`. `held`: the socket inodes its processes hold;
 /// `every_tcp`: list connected TCP sockets even if none of them holds one (see
 /// [`netinfo::sockets`]).
-pub fn read_netns(
+pub(crate) fn read_netns(
     ns: &Netns,
     cache: &NftCache,
     deadline: Option<Duration>,

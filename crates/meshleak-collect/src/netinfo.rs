@@ -247,7 +247,7 @@ fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> 
 /// The lowest port a process may bind without CAP_NET_BIND_SERVICE in the calling
 /// thread's namespace (`net.ipv4.ip_unprivileged_port_start`, per namespace; a net sysctl
 /// file shows the namespace of the thread that opens it). Some runtimes set it to 0.
-pub fn unprivileged_port_start() -> Option<u16> {
+pub(crate) fn unprivileged_port_start() -> Option<u16> {
     super::procfile::read_string(Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"))
         .ok()?
         .trim()
@@ -258,7 +258,7 @@ pub fn unprivileged_port_start() -> Option<u16> {
 /// The inode of the calling thread's namespace's `/proc/net/dev` entry: one per network
 /// namespace, and readable for any process (`/proc/PID/net/dev`) even where its namespace
 /// link is closed, so it tells which namespace an unreadable process is in.
-pub fn net_dev_inode() -> Option<u64> {
+pub(crate) fn net_dev_inode() -> Option<u64> {
     super::procs::netns_inode(&thread_net_file("dev")).ok()
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use netlink_sys::{Socket, SocketAddr};
 
-pub const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
@@ -87,7 +87,7 @@ impl Netlink {
 
     /// Sends one request the kernel answers with a single message (no dump) and returns
     /// that message; `None` when the answer is ENOENT (no such object).
-    pub fn ask(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn ask(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.0.send(request, 0)?;
         let mut rx = vec![0u8; 1 << 13];
         let n = self.0.recv(&mut &mut rx[..], 0)?;
@@ -126,7 +126,7 @@ impl Netlink {
 
     /// Like [`Netlink::dump`], handing each reply message to `each` as it arrives (so a
     /// large dump need not be held whole); an error from `each` ends the dump with it.
-    pub fn dump_each(
+    pub(crate) fn dump_each(
         &mut self,
         request: &[u8],
         mut each: impl FnMut(&[u8]) -> io::Result<()>,

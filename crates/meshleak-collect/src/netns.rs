@@ -102,7 +102,7 @@ pub fn in_netns<T: Send + 'static>(
 
 /// Like [`in_netns`], but gives up after `deadline`: the reader thread cannot be stopped, so
 /// it is left to finish on its own (its `finished` flag says when) and the caller goes on.
-pub fn in_netns_within<T: Send + 'static>(
+pub(crate) fn in_netns_within<T: Send + 'static>(
     ns: &Netns,
     deadline: Option<Duration>,
     f: impl FnOnce() -> T + Send + 'static,
@@ -150,6 +150,6 @@ pub fn in_netns_within<T: Send + 'static>(
 
 /// A file under this thread's view of `/proc/net`. After setns, `/proc/self/net` still shows
 /// the process's first namespace; `/proc/thread-self/net` shows the thread's.
-pub fn thread_net_file(name: &str) -> PathBuf {
+pub(crate) fn thread_net_file(name: &str) -> PathBuf {
     Path::new("/proc/thread-self/net").join(name)
 }

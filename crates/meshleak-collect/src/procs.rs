@@ -103,7 +103,7 @@ fn unreadable(proc_root: &Path, pid: u32, cause: UnreadCause) -> Option<Unreadab
 /// Whether this process holds what reading other users' processes takes: CAP_SYS_PTRACE
 /// (namespace links, fds) and CAP_DAC_READ_SEARCH. Without them a closed process is a
 /// capability problem; with them, something else forbids it.
-pub fn can_read_others() -> bool {
+pub(crate) fn can_read_others() -> bool {
     const CAP_DAC_READ_SEARCH: u32 = 2;
     const CAP_SYS_PTRACE: u32 = 19;
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -115,7 +115,7 @@ pub fn can_read_others() -> bool {
 
 /// The inode of a process's `/proc/PID/net/dev`: which network namespace it is in, even
 /// where its namespace link is closed.
-pub fn net_dev_inode(proc_root: &Path, pid: u32) -> Option<u64> {
+pub(crate) fn net_dev_inode(proc_root: &Path, pid: u32) -> Option<u64> {
     netns_inode(&proc_root.join(format!("{pid}/net/dev"))).ok()
 }
 
@@ -426,7 +426,7 @@ pub fn read(
 }
 
 /// meshleak's own user namespace's id maps.
-pub fn own_id_maps() -> Maps {
+pub(crate) fn own_id_maps() -> Maps {
     match ProcDir::open(Path::new("/proc/self")) {
         Ok(dir) => (dir.id_map("uid_map"), dir.id_map("gid_map")),
         Err(_) => (Vec::new(), Vec::new()),
@@ -436,7 +436,7 @@ pub fn own_id_maps() -> Maps {
 /// The host's network namespace: the kernel's own (`init_net`), where kernel threads run;
 /// kthreadd's (pid 2) where it is one, else pid 1's. Init may not be readable: a
 /// non-dumpable pid 1 keeps its namespace links closed even to root.
-pub fn host_netns(proc_root: &Path) -> Option<u64> {
+pub(crate) fn host_netns(proc_root: &Path) -> Option<u64> {
     let pid = host_pid(proc_root)?;
     ProcDir::open(&proc_root.join(pid.to_string()))
         .and_then(|dir| dir.ns_inode("ns/net"))
@@ -445,7 +445,7 @@ pub fn host_netns(proc_root: &Path) -> Option<u64> {
 
 /// A process in the host's network namespace: kthreadd (pid 2) where it is a kernel
 /// thread, else pid 1 (in a container's own pid namespace pid 2 is an ordinary process).
-pub fn host_pid(proc_root: &Path) -> Option<u32> {
+pub(crate) fn host_pid(proc_root: &Path) -> Option<u32> {
     let kthreadd = ProcDir::open(&proc_root.join("2"))
         .and_then(|dir| dir.status())
         .is_ok_and(|status| is_kernel_thread(&status, 2));

@@ -38,7 +38,7 @@ pub struct ScanOptions {
 
 /// The default [`ScanOptions::netns_deadline`]: reading a namespace takes milliseconds; a
 /// namespace that takes seconds is stuck, not slow.
-pub const NETNS_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const NETNS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Readers that missed their deadline and have not returned yet, by namespace inode: while
 /// one is stuck, later scans (the agent's) skip that namespace instead of adding a thread.

@@ -231,7 +231,7 @@ pub struct ContainerRef {
 }
 
 /// The container a cgroup names, described by its runtime when known.
-pub fn container_of(
+pub(crate) fn container_of(
     cgroup: &str,
     containers: &[ContainerFacts],
 ) -> Option<(ContainerRef, Option<PodFacts>)> {

@@ -29,7 +29,7 @@ const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
 
 /// Entries kept per namespace: a pod's table is small; a host's can be huge and is cut here.
-pub const MAX_TRACKED: usize = 65_536;
+pub(crate) const MAX_TRACKED: usize = 65_536;
 
 /// The TCP and UDP connections of a dump's replies (each a whole netlink message), at most
 /// [`MAX_TRACKED`]. Messages that do not decode, and other protocols, are skipped: they

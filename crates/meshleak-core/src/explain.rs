@@ -40,7 +40,12 @@ impl RuleRef {
     }
 }
 
-pub fn rule_ref(rules: &Ruleset, table: usize, chain: usize, rule: Option<usize>) -> RuleRef {
+pub(crate) fn rule_ref(
+    rules: &Ruleset,
+    table: usize,
+    chain: usize,
+    rule: Option<usize>,
+) -> RuleRef {
     let t = &rules.tables[table];
     let c = &t.chains[chain];
     let text = match rule {

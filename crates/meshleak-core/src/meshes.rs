@@ -94,7 +94,7 @@ const ISTIO_SIDECAR: Profile = Profile {
 /// In detection order: the first whose names a rule set holds is its mesh. Istio's
 /// nftables and ambient layouts come before the sidecar's, whose `ISTIO_` names ambient
 /// shares.
-pub const PROFILES: &[Profile] = &[
+pub(crate) const PROFILES: &[Profile] = &[
     Profile {
         kind: MeshKind::IstioSidecarNft,
         detect: &["istio-proxy-"],
@@ -218,7 +218,7 @@ impl Profile {
 }
 
 /// Whether a container of this name is some mesh's proxy, by the names injectors give.
-pub fn is_proxy_container(name: &str) -> bool {
+pub(crate) fn is_proxy_container(name: &str) -> bool {
     PROFILES.iter().any(|p| p.proxy_containers.contains(&name))
 }
 
@@ -240,7 +240,7 @@ impl Mesh {
 
     /// Whether its proxy is told apart by a packet mark, not by owner, and lives outside
     /// the pod (see [`Profile::proxy_by_mark`]).
-    pub fn proxy_by_mark(&self) -> bool {
+    pub(crate) fn proxy_by_mark(&self) -> bool {
         self.profile().proxy_by_mark
     }
 }

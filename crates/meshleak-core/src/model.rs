@@ -65,7 +65,7 @@ impl Family {
 }
 
 /// Whether `a` is a link-local IPv6 address (fe80::/10, on every interface with IPv6 on).
-pub fn is_link_local(a: &IpAddr) -> bool {
+pub(crate) fn is_link_local(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80)
 }
 
@@ -94,7 +94,7 @@ impl IpVersion {
     }
 
     /// `0.0.0.0` or `::`.
-    pub fn unspecified(self) -> IpAddr {
+    pub(crate) fn unspecified(self) -> IpAddr {
         match self {
             IpVersion::V4 => IpAddr::from([0u8; 4]),
             IpVersion::V6 => IpAddr::from([0u16; 8]),
@@ -130,7 +130,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "prerouting" => Hook::Prerouting,
             "input" => Hook::Input,
@@ -193,7 +193,7 @@ pub enum DumpFormat {
 impl Table {
     /// Whether iptables-nft made this nf_tables table: an xtables table name in the ip/ip6
     /// family whose base chains carry the built-in names (`OUTPUT`).
-    pub fn looks_like_iptables_nft(&self) -> bool {
+    pub(crate) fn looks_like_iptables_nft(&self) -> bool {
         self.family != Family::Inet
             && ["raw", "mangle", "nat", "filter", "security"].contains(&self.name.as_str())
             && self.chains.iter().all(|c| {
@@ -290,7 +290,7 @@ pub enum CtState {
 }
 
 impl CtState {
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "new" => CtState::New,
             "established" => CtState::Established,
@@ -325,7 +325,7 @@ pub enum AddrType {
 
 impl AddrType {
     /// The RTN_* number, as `fib ... type` compares it and a route's `rtm_type` carries it.
-    pub fn from_rtn(n: u32) -> Option<Self> {
+    pub(crate) fn from_rtn(n: u32) -> Option<Self> {
         Some(match n {
             0 => AddrType::Unspec,
             1 => AddrType::Unicast,
@@ -343,7 +343,7 @@ impl AddrType {
         })
     }
 
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_uppercase().as_str() {
             "UNSPEC" => AddrType::Unspec,
             "UNICAST" => AddrType::Unicast,
@@ -506,7 +506,7 @@ impl Action {
     /// Whether this destination NAT hands the connection to a socket of this host, as a
     /// capture does: REDIRECT always, DNAT only to a loopback address or one of `local`
     /// (the namespace's own). A DNAT elsewhere sends the connection on, uncaptured.
-    pub fn nat_captures(&self, local: &[IpAddr]) -> bool {
+    pub(crate) fn nat_captures(&self, local: &[IpAddr]) -> bool {
         match self {
             Action::Redirect { .. } => true,
             Action::Dnat { addr, .. } => addr.is_none_or(|a| {
@@ -519,7 +519,7 @@ impl Action {
 
     /// The local port a capture delivers to, when its rule names one: a REDIRECT's or
     /// local DNAT's port, a TPROXY's.
-    pub fn capture_port(&self, local: &[IpAddr]) -> Option<u16> {
+    pub(crate) fn capture_port(&self, local: &[IpAddr]) -> Option<u16> {
         match self {
             Action::Tproxy { port } => *port,
             Action::Redirect { ports } | Action::Dnat { ports, .. } if self.nat_captures(local) => {
@@ -533,7 +533,7 @@ impl Action {
 /// Whether a protocol's header starts with ports (TCP, UDP, DCCP, SCTP, UDP-Lite): where
 /// `th sport/dport` apply and transport bytes 0-3 are ports (`ah reserved`, `icmp
 /// checksum` sit there in others).
-pub fn has_ports(proto: u8) -> bool {
+pub(crate) fn has_ports(proto: u8) -> bool {
     matches!(proto, 6 | 17 | 33 | 132 | 136)
 }
 

@@ -40,7 +40,7 @@ pub fn targets(rules: &Ruleset, local: &[IpAddr]) -> Vec<(u16, IpVersion)> {
 /// Whether captured traffic reaches this socket: a TCP listener (or an unconnected UDP
 /// socket, for DNS capture) on a target port, bound where that family's capture arrives.
 /// A v6-only flag not known counts as dual-stack: it may be reached.
-pub fn delivered(s: &SocketFacts, targets: &[(u16, IpVersion)]) -> bool {
+pub(crate) fn delivered(s: &SocketFacts, targets: &[(u16, IpVersion)]) -> bool {
     let listening = match s.proto {
         SocketProto::Tcp => s.state == "listen",
         SocketProto::Udp => s.remote.is_unspecified(),
@@ -63,7 +63,7 @@ pub fn delivered(s: &SocketFacts, targets: &[(u16, IpVersion)]) -> bool {
 
 /// Whether `p` is `ancestor` or descends from it, by parent pids among `parents`
 /// (pid, ppid): without container metadata, the proxy's processes are its listener's tree.
-pub fn descends(p: u32, ancestor: u32, parents: &[(u32, u32)]) -> bool {
+pub(crate) fn descends(p: u32, ancestor: u32, parents: &[(u32, u32)]) -> bool {
     let mut at = p;
     for _ in 0..parents.len() + 1 {
         if at == ancestor {

@@ -22,7 +22,7 @@ impl AddrRange {
         }
     }
 
-    pub fn from_net(net: IpNet) -> Self {
+    pub(crate) fn from_net(net: IpNet) -> Self {
         AddrRange {
             start: net.network(),
             end: net.broadcast(),
@@ -59,7 +59,7 @@ impl AddrRange {
     }
 
     /// The CIDR this range is exactly, if it is one.
-    pub fn as_net(&self) -> Option<IpNet> {
+    pub(crate) fn as_net(&self) -> Option<IpNet> {
         let (s, e) = (addr_key(&self.start), addr_key(&self.end));
         let bits = match self.version() {
             IpVersion::V4 => 32,
@@ -87,7 +87,7 @@ impl fmt::Display for AddrRange {
 /// An address as the netfilter tools print it (glibc's `inet_ntop`): like Rust's form,
 /// except that an IPv4-compatible IPv6 address (the first 96 bits zero, the next 16 not)
 /// ends in dotted decimal, `::127.0.0.53` where Rust writes `::7f00:35`.
-pub fn ip_text(addr: &IpAddr) -> String {
+pub(crate) fn ip_text(addr: &IpAddr) -> String {
     match addr {
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -129,14 +129,14 @@ pub fn addr_key(addr: &IpAddr) -> u128 {
     }
 }
 
-pub fn addr_from_key(version: IpVersion, key: u128) -> IpAddr {
+pub(crate) fn addr_from_key(version: IpVersion, key: u128) -> IpAddr {
     match version {
         IpVersion::V4 => IpAddr::V4(Ipv4Addr::from(key as u32)),
         IpVersion::V6 => IpAddr::V6(Ipv6Addr::from(key)),
     }
 }
 
-pub fn addr_max(version: IpVersion) -> u128 {
+pub(crate) fn addr_max(version: IpVersion) -> u128 {
     match version {
         IpVersion::V4 => u32::MAX as u128,
         IpVersion::V6 => u128::MAX,

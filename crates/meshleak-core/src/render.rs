@@ -336,7 +336,9 @@ pub fn nft_rule(matches: &[Match], actions: &[Action]) -> Option<String> {
 /// A verdict map as nft prints it, `KEY vmap { VALUE : VERDICT, ... }`, from each
 /// element's test and verdict; `None` when an element cannot be printed or the elements do
 /// not test one key.
-pub fn nft_vmap<'a>(arms: impl Iterator<Item = (&'a [Match], &'a Action)>) -> Option<String> {
+pub(crate) fn nft_vmap<'a>(
+    arms: impl Iterator<Item = (&'a [Match], &'a Action)>,
+) -> Option<String> {
     let (mut key, mut items) = (None, Vec::new());
     for (matches, action) in arms {
         let test = nft_rule(matches, &[])?;

@@ -14,7 +14,7 @@ use crate::meshes::Mesh;
 use crate::ways::Source;
 
 /// Bump when a field changes meaning or is removed (docs/report-schema.md).
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -334,5 +334,17 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert!(Severity::High < Severity::Medium && Severity::Medium < Severity::Low);
+    }
+
+    /// The schema documents every kind a report can hold.
+    #[test]
+    fn every_kind_is_documented() {
+        let doc = include_str!("../../../docs/report-schema.md");
+        for k in FindingKind::ALL {
+            assert!(
+                doc.contains(&format!("`{k}`")),
+                "docs/report-schema.md lacks `{k}`"
+            );
+        }
     }
 }

@@ -118,7 +118,7 @@ impl NetnsFacts {
 
     /// The namespace's own addresses (IPv4-mapped ones as the IPv4 they are): a packet to
     /// one of them, or to loopback, stays on this host.
-    pub fn local_addrs(&self) -> Vec<IpAddr> {
+    pub(crate) fn local_addrs(&self) -> Vec<IpAddr> {
         self.interfaces
             .iter()
             .flat_map(|i| i.addrs.iter().map(|a| a.to_canonical()))
@@ -144,7 +144,7 @@ pub struct Interface {
 }
 
 /// The main routing table's id: where a snapshot from before tables were read has its routes.
-pub const MAIN_TABLE: u32 = 254;
+pub(crate) const MAIN_TABLE: u32 = 254;
 
 /// A route of any table: destination network, output interface, gateway.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -227,7 +227,7 @@ pub enum RuleAction {
 }
 
 impl RuleAction {
-    pub fn from_code(code: u8, table: u32) -> RuleAction {
+    pub(crate) fn from_code(code: u8, table: u32) -> RuleAction {
         match code {
             1 => RuleAction::Table(table),
             2 => RuleAction::Goto(0),
@@ -482,7 +482,7 @@ pub struct ProbedSocket {
 
 impl ProbedSocket {
     /// An IPv4 or IPv6 socket that can send: traffic netfilter judges.
-    pub fn sends_ip(&self) -> bool {
+    pub(crate) fn sends_ip(&self) -> bool {
         matches!(self.family, 2 | 10) && !self.listening
     }
 }
@@ -501,7 +501,7 @@ pub struct ThreadFacts {
 
 impl ProcessFacts {
     /// A capability bit (`CAP_NET_ADMIN` is 12) that any of its threads holds.
-    pub fn has_cap(&self, bit: u32) -> bool {
+    pub(crate) fn has_cap(&self, bit: u32) -> bool {
         self.caps() & (1u64 << bit) != 0
     }
 

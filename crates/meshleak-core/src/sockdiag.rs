@@ -174,7 +174,7 @@ fn attr(msg: &[u8], want: u16) -> Option<&[u8]> {
 
 /// A socket state number (`include/net/tcp_states.h`, which UDP and raw sockets share) as
 /// meshleak names it.
-pub fn state_name(proto: SocketProto, state: u8) -> &'static str {
+pub(crate) fn state_name(proto: SocketProto, state: u8) -> &'static str {
     match (proto, state) {
         (SocketProto::Tcp, 0x0A) => "listen",
         (SocketProto::Tcp, 0x01) => "established",

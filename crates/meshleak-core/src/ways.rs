@@ -60,7 +60,7 @@ pub struct Way {
 /// The ids as the namespace's owner sees them: global ids (as meshleak sees them) mapped
 /// through the owning user namespace's maps. An id the owner does not map matches no
 /// rule: it becomes the overflow id the kernel shows for it.
-pub fn in_owner(ns: &NetnsFacts, uid: u32, gid: u32, groups: &[u32]) -> Identity {
+pub(crate) fn in_owner(ns: &NetnsFacts, uid: u32, gid: u32, groups: &[u32]) -> Identity {
     let owner = ns.owner.as_ref();
     let uids = owner.and_then(|o| o.uid_map.as_deref());
     let gids = owner.and_then(|o| o.gid_map.as_deref());
@@ -128,7 +128,7 @@ pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
 /// The ways into `ns`'s rules of a process living in another network namespace: the
 /// sockets it holds that were made in `ns` (a socket stays in the namespace it was created
 /// in, whoever holds it). Its own new sockets never meet `ns`'s rules.
-pub fn visiting(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
+pub(crate) fn visiting(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
     let mut out: Vec<Way> = Vec::new();
     for s in p.sockets.iter().filter(|s| made_in(s, ns)) {
         match socket(p, ns, s) {
@@ -140,7 +140,7 @@ pub fn visiting(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
 }
 
 /// Whether a held socket was made in `ns` although its holder lives elsewhere.
-pub fn made_in(s: &HeldSocket, ns: &NetnsFacts) -> bool {
+pub(crate) fn made_in(s: &HeldSocket, ns: &NetnsFacts) -> bool {
     s.probed
         .is_some_and(|p| p.netns == ns.inode && p.sends_ip())
 }
@@ -227,7 +227,7 @@ pub fn matches_groups(rules: &Ruleset) -> bool {
 
 /// Whether a process's capabilities act on this network namespace: only those held in the
 /// user namespace owning it, or in an ancestor of that one (`ns_capable(net->user_ns)`).
-pub fn caps_count(p: &ProcessFacts, ns: &NetnsFacts) -> bool {
+pub(crate) fn caps_count(p: &ProcessFacts, ns: &NetnsFacts) -> bool {
     match &ns.owner {
         Some(owner) if p.userns != 0 => owner.userns.contains(&p.userns),
         _ => true,
@@ -238,7 +238,7 @@ pub fn caps_count(p: &ProcessFacts, ns: &NetnsFacts) -> bool {
 /// take some id of `range` (the owner's terms): only ids its own namespace maps can be set
 /// (`setuid(1337)` is EINVAL elsewhere). `own` and `owner` are maps (inside, outside,
 /// count), outside as meshleak sees ids.
-pub fn can_take(
+pub(crate) fn can_take(
     own: &[(u32, u32, u32)],
     owner: Option<&[(u32, u32, u32)]>,
     range: IdRange,

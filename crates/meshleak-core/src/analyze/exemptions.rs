@@ -33,7 +33,7 @@ pub struct Exemption {
 impl Exemption {
     /// Whether it holds only for loopback traffic (in-pod, by design): a test, not negated,
     /// that only loopback destinations or sources, or only the `lo` interface, pass.
-    pub fn loopback_only(&self) -> bool {
+    pub(crate) fn loopback_only(&self) -> bool {
         self.tests.iter().any(|m| {
             !m.negated
                 && match &m.test {
@@ -54,7 +54,7 @@ impl Exemption {
 
     /// Whether it exempts exactly one of these destination addresses, and nothing else
     /// decides it but where traffic goes.
-    pub fn only_to(&self, addrs: &[IpAddr]) -> bool {
+    pub(crate) fn only_to(&self, addrs: &[IpAddr]) -> bool {
         self.tests.iter().any(|m| {
             !m.negated
                 && matches!(&m.test, Test::Addr { dir: Dir::Dst, ranges, .. }

@@ -22,7 +22,7 @@ pub use regions::Region;
 use space::{Space, has_ports, routable};
 
 /// More cells than this per family is refused rather than left to run for minutes.
-pub const MAX_CELLS: usize = 2_000_000;
+pub(crate) const MAX_CELLS: usize = 2_000_000;
 
 /// An identity's verdict. Cells an ordinary app's fate is unknown in count as maybe
 /// captured: they never make a verdict `unmeshed`, and traffic escaping there is unknown,
@@ -101,7 +101,7 @@ impl std::fmt::Display for CapturedOn {
 /// More rule visits than this per family is refused rather than left to run for minutes:
 /// each visit is one rule tried against one case (~35 ns), and unknown matches fork a case
 /// into up to 256 runs. Real mesh rule sets take well under a million (Istio: 64,000).
-pub const MAX_VISITS: usize = 50_000_000;
+pub(crate) const MAX_VISITS: usize = 50_000_000;
 
 /// A rule set too large to analyse whole; `trace` still answers single flows.
 #[derive(Debug, thiserror::Error)]

@@ -159,7 +159,7 @@ pub struct UnknownAt {
 /// Groups identities that `rules` cannot tell apart: for each identity, the index of its
 /// class, and for each class, the first identity in it. Every owner test of the rules gives
 /// the same answer for identities of one class, so one trace per class stands for all.
-pub fn identity_classes<'a>(
+pub(crate) fn identity_classes<'a>(
     rules: &Ruleset,
     ids: &'a [Identity],
 ) -> (Vec<&'a Identity>, Vec<usize>) {

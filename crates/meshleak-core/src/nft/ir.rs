@@ -169,7 +169,7 @@ impl MetaKey {
 }
 
 /// The verdict register as [`reg`] names it.
-pub const VERDICT_REG: Reg = u32::MAX;
+pub(crate) const VERDICT_REG: Reg = u32::MAX;
 
 /// NFT_REG_VERDICT 0, NFT_REG_1..4 (16 bytes each), NFT_REG32_00..15 (4 bytes each).
 fn reg(n: u32) -> Reg {
@@ -272,7 +272,7 @@ pub(super) fn verdict(data: &Attr, at: At) -> Result<Jump, DecodeError> {
 
 /// One rule's NFTA_RULE_EXPRESSIONS: NFTA_LIST_ELEM entries of NFTA_EXPR_NAME 1 and
 /// NFTA_EXPR_DATA 2.
-pub fn exprs(list: &Attr, message: &'static str) -> Result<Vec<Expr>, DecodeError> {
+pub(crate) fn exprs(list: &Attr, message: &'static str) -> Result<Vec<Expr>, DecodeError> {
     let at = At {
         message,
         path: "NFTA_RULE_EXPRESSIONS",

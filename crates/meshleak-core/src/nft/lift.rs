@@ -152,7 +152,7 @@ impl<'a> Lifter<'a> {
         }
     }
 
-    pub fn lift(mut self, exprs: &[Expr]) -> Lifted {
+    pub(crate) fn lift(mut self, exprs: &[Expr]) -> Lifted {
         for e in exprs {
             if !matches!(
                 e,

@@ -83,7 +83,7 @@ impl Builder {
 
     /// Adds one rule (of NFPROTO family `f`) at the end of its chain; other objects are
     /// ignored.
-    pub fn add_rule(&mut self, f: u8, o: &Object) {
+    pub(crate) fn add_rule(&mut self, f: u8, o: &Object) {
         let Object::Rule {
             table,
             chain,

@@ -71,11 +71,11 @@ pub fn attrs<'a>(buf: &'a [u8], base: usize, at: At) -> Result<Vec<Attr<'a>>, De
 
 impl<'a> Attr<'a> {
     /// The nested attributes of this one.
-    pub fn nested(&self, at: At) -> Result<Vec<Attr<'a>>, DecodeError> {
+    pub(crate) fn nested(&self, at: At) -> Result<Vec<Attr<'a>>, DecodeError> {
         attrs(self.value, self.offset, at)
     }
 
-    pub fn be32(&self, at: At) -> Result<u32, DecodeError> {
+    pub(crate) fn be32(&self, at: At) -> Result<u32, DecodeError> {
         match self.value {
             [a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
             _ => Err(at.err(self.offset, "shorter than 4 bytes")),
@@ -365,7 +365,7 @@ fn elements(list: &Attr, message: &'static str) -> Result<Vec<Element>, DecodeEr
 }
 
 /// The bytes of a nested NFTA_DATA_VALUE (1); empty for a verdict (NFTA_DATA_VERDICT 2).
-pub fn data_value(attr: &Attr, at: At) -> Result<Vec<u8>, DecodeError> {
+pub(crate) fn data_value(attr: &Attr, at: At) -> Result<Vec<u8>, DecodeError> {
     let inner = attr.nested(at)?;
     Ok(find(&inner, 1)
         .map(|v| v.value.to_vec())

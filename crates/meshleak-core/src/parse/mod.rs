@@ -11,7 +11,7 @@ mod xtables_target;
 
 use std::fmt;
 
-pub use xtables::builtin_chains;
+pub(crate) use xtables::builtin_chains;
 
 use crate::model::{Action, Backend, DumpFormat, Family, Ruleset, Table};
 

@@ -11,7 +11,7 @@ use crate::model::{
 
 /// The built-in chains of each xtables table: hook, priority and nft chain type, as the
 /// kernel registers them (legacy) and iptables-nft creates them.
-pub fn builtin_chains(table: &str) -> Option<&'static [(&'static str, i32, ChainType)]> {
+pub(crate) fn builtin_chains(table: &str) -> Option<&'static [(&'static str, i32, ChainType)]> {
     use ChainType::*;
     Some(match table {
         "raw" => &[("PREROUTING", -300, Filter), ("OUTPUT", -300, Filter)],

@@ -42,7 +42,12 @@ impl<'a> Bytes<'a> {
             })
     }
 
-    pub fn sub(&self, at: usize, n: usize, what: &'static str) -> Result<Bytes<'a>, Truncated> {
+    pub(crate) fn sub(
+        &self,
+        at: usize,
+        n: usize,
+        what: &'static str,
+    ) -> Result<Bytes<'a>, Truncated> {
         self.slice(at, n, what).map(Bytes::new)
     }
 
@@ -63,7 +68,7 @@ impl<'a> Bytes<'a> {
     }
 
     /// A port or other field kept in network byte order.
-    pub fn u16_be(&self, at: usize, what: &'static str) -> Result<u16, Truncated> {
+    pub(crate) fn u16_be(&self, at: usize, what: &'static str) -> Result<u16, Truncated> {
         Ok(u16::from_be_bytes(self.array(at, what)?))
     }
 

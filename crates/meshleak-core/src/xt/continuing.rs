@@ -132,7 +132,13 @@ fn nflog(d: Bytes) -> Result<String, Truncated> {
 /// `-j NFLOG`'s save text: prefix, group, a copy size (`size`, the COPY_LEN flag) or the
 /// old range `len`, and a threshold other than 0. iptables-nft's native `log group` prints
 /// the same.
-pub fn nflog_text(prefix: &str, group: u16, size: Option<u32>, len: u32, threshold: u16) -> String {
+pub(crate) fn nflog_text(
+    prefix: &str,
+    group: u16,
+    size: Option<u32>,
+    len: u32,
+    threshold: u16,
+) -> String {
     let mut s = String::new();
     if !prefix.is_empty() {
         s += &format!(" --nflog-prefix{}", save_string(prefix));

@@ -536,7 +536,7 @@ fn time(d: Bytes) -> Result<String, Truncated> {
 
 /// The options whose bit is set in `flags`, in the table's order (the order the tools print
 /// them in).
-pub fn set_options<S: AsRef<str>>(flags: u32, options: &[(u32, S)]) -> String {
+pub(crate) fn set_options<S: AsRef<str>>(flags: u32, options: &[(u32, S)]) -> String {
     options
         .iter()
         .filter(|(bit, _)| flags & bit != 0)
@@ -572,11 +572,11 @@ fn limit(d: Bytes) -> Result<String, Truncated> {
 }
 
 /// One XT_LIMIT_SCALE unit of a second, as `struct xt_rateinfo`'s avg counts.
-pub const LIMIT_SCALE: u32 = 10_000;
+pub(crate) const LIMIT_SCALE: u32 = 10_000;
 
 /// `-m limit`'s save text from avg (LIMIT_SCALE ticks per packet) and burst: libxt_limit
 /// prints the largest unit that keeps the rate whole, and the burst unless it is 5.
-pub fn limit_text(period: u32, burst: u32) -> String {
+pub(crate) fn limit_text(period: u32, burst: u32) -> String {
     const SCALE: u32 = LIMIT_SCALE;
     const RATES: [(&str, u32); 4] = [
         ("day", SCALE * 24 * 60 * 60),

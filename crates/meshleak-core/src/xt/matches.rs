@@ -16,7 +16,7 @@ pub struct Decoded {
 
 impl Decoded {
     /// The matches of the model, each citing the whole module text.
-    pub fn into_matches(self, name: &str) -> Vec<Match> {
+    pub(crate) fn into_matches(self, name: &str) -> Vec<Match> {
         let text = format!("-m {name}{}", self.save);
         self.tests
             .into_iter()
@@ -302,7 +302,7 @@ fn tcp_udp(name: &str, d: Bytes) -> Result<Decoded, Truncated> {
 }
 
 /// TCP flag bits as iptables names them (`SYN,ACK`, `ALL`, `NONE`).
-pub fn tcp_flags(bits: u8) -> String {
+pub(crate) fn tcp_flags(bits: u8) -> String {
     const NAMES: [(u8, &str); 6] = [
         (0x01, "FIN"),
         (0x02, "SYN"),
@@ -447,7 +447,7 @@ fn mark(d: Bytes, reg: MarkReg) -> Result<Decoded, Truncated> {
 }
 
 /// `0xV` or `0xV/0xM`, as libxtables prints marks.
-pub fn mark_text(value: u32, mask: u32) -> String {
+pub(crate) fn mark_text(value: u32, mask: u32) -> String {
     if mask == u32::MAX {
         format!("0x{value:x}")
     } else {
@@ -659,7 +659,7 @@ fn conntrack(d: Bytes, revision: u8, version: IpVersion) -> Result<Decoded, Trun
 
 /// An address at `at` and its mask at `mask` as libxtables prints them numerically:
 /// `10.0.0.0/8`, `10.0.0.1` (full mask), `10.0.0.0/255.0.255.0`.
-pub fn addr_with_mask(
+pub(crate) fn addr_with_mask(
     d: Bytes,
     at: usize,
     mask: usize,
@@ -812,7 +812,7 @@ fn iprange(d: Bytes, version: IpVersion) -> Result<Decoded, Truncated> {
 
 /// libxtables' `xtables_save_string`: bare when only `[A-Za-z0-9_-]`, else double-quoted
 /// with `"`, `\` and `'` escaped.
-pub fn save_string(value: &str) -> String {
+pub(crate) fn save_string(value: &str) -> String {
     let plain = !value.is_empty()
         && value
             .chars()

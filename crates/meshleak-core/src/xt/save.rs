@@ -13,7 +13,7 @@ pub fn nft_table_rank(name: &str) -> usize {
 }
 
 /// iptables' name for a protocol number (from /etc/protocols, where 58 is "ipv6-icmp").
-pub fn proto_text(proto: u8) -> String {
+pub(crate) fn proto_text(proto: u8) -> String {
     match proto {
         58 => "ipv6-icmp".to_string(),
         p => crate::model::proto_name(p),
