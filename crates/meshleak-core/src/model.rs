@@ -230,6 +230,10 @@ pub struct Rule {
     pub matches: Vec<Match>,
     /// Statements in order; at most the last one ends evaluation of the chain.
     pub actions: Vec<Action>,
+    /// Its comment (`-m comment --comment`, nft's `comment`), as the tool that wrote it
+    /// left it: meshes mark the rules they write into hook chains with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -348,6 +348,7 @@ fn inet_dnat_of_the_other_family_is_a_no_op() {
     base.hook = crate::model::Hook::Output;
     base.priority = -100;
     chain.rules = vec![crate::model::Rule {
+        comment: None,
         position: 1,
         text: "dnat ip to 127.0.0.1:15006".into(),
         matches: vec![],

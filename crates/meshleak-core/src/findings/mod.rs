@@ -305,8 +305,7 @@ fn mesh_hook_rule(mesh: &Mesh, r: &crate::model::Rule) -> bool {
     let Some(marker) = mesh.profile().comment else {
         return acts;
     };
-    acts || r.text.contains(&format!("--comment \"{marker}"))
-        || r.text.contains(&format!("comment \"{marker}"))
+    acts || r.comment.as_deref().is_some_and(|c| c.starts_with(marker))
 }
 
 /// `foreign-rule`: a rule outside the mesh's own chains and tables (inserted ahead of the

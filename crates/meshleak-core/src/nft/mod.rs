@@ -298,7 +298,7 @@ fn rule(
                     }
                 })
                 .unwrap_or_else(|| format!("(expressions: {exprs:?})"));
-            match comment {
+            match &comment {
                 Some(c) => format!("{body} comment \"{c}\""),
                 None => body,
             }
@@ -308,10 +308,10 @@ fn rule(
             generic.sort_by_key(|(order, _)| *order);
             let mut parts: Vec<String> = vec![format!("-A {chain}")];
             parts.extend(generic.into_iter().map(|(_, t)| t));
-            if let Some(c) = comment {
+            if let Some(c) = &comment {
                 parts.push(format!(
                     "-m comment --comment{}",
-                    crate::xt::matches::save_string(&c)
+                    crate::xt::matches::save_string(c)
                 ));
             }
             parts.extend(lifted.modules.iter().cloned());
@@ -330,6 +330,7 @@ fn rule(
             text,
             matches,
             actions,
+            comment: comment.clone(),
         }
     };
     if lifted.arms.is_empty() {

@@ -119,6 +119,7 @@ pub(super) fn from_doc(
                     rule.text = text.to_string();
                 }
                 rule.position = position;
+                rule.comment = r.get("comment").and_then(Value::as_str).map(String::from);
                 chain.rules.push(rule);
             }
         }
@@ -258,6 +259,7 @@ fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> 
                     text: text.clone(),
                     matches: matches.iter().cloned().chain(arm).collect(),
                     actions: actions.iter().cloned().chain([verdict]).collect(),
+                    comment: None,
                 })
                 .collect();
         }
@@ -292,6 +294,7 @@ fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> 
         text,
         matches,
         actions,
+        comment: None,
     }]
 }
 

@@ -460,3 +460,28 @@ fn a_paste_missing_only_its_last_commit_is_read_with_a_warning() {
     let e = err("*nat\n:OUTPUT ACCEPT [0:0]\n*filter\nCOMMIT\n");
     assert!(e.message.contains("has no COMMIT"), "{e}");
 }
+
+/// A rule's comment is kept in the model from every text source (the native readers'
+/// are compared with the tools' dumps in tests/native_rules.rs).
+#[test]
+fn comments_are_kept_from_every_source() {
+    let comment = |tables: Vec<Table>| {
+        tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+            .map(|r| r.comment.clone())
+            .collect::<Vec<_>>()
+    };
+    let save = xt(
+        "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp -m comment --comment \"istio/redirect all\" -j REDIRECT --to-ports 15001\n-A OUTPUT -j RETURN\nCOMMIT\n",
+    );
+    assert_eq!(comment(save), [Some("istio/redirect all".into()), None]);
+    let listing = parse_dump(
+        "t.nft",
+        "table ip t {\n\tchain o {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tmeta l4proto tcp redirect to :15001 comment \"kuma/x\"\n\t}\n}\n",
+        Hints::default(),
+    )
+    .expect("parses");
+    assert_eq!(comment(listing), [Some("kuma/x".into())]);
+}

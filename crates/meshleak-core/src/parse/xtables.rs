@@ -315,11 +315,17 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
                 }
             }
             let chain = find_chain(ctx, table, &chain_name)?;
+            // `--comment` is the comment module's only option.
+            let comment = body
+                .windows(2)
+                .find(|w| w[0].text == "--comment")
+                .map(|w| w[1].text.clone());
             let rule = Rule {
                 position: 0,
                 text,
                 matches,
                 actions: action.into_iter().collect(),
+                comment,
             };
             let at = if insert {
                 let n = index.unwrap_or(1);

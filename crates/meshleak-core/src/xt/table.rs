@@ -247,6 +247,7 @@ fn decode_rule(
     };
     // Matches between the header and the target.
     let mut at = layout.elems;
+    let mut comment = None;
     while at < e.target_offset {
         let size = e.bytes.u16(at, "match size")? as usize;
         if size < EXT_HEADER || at + size > e.target_offset {
@@ -260,6 +261,9 @@ fn decode_rule(
         let data = e
             .bytes
             .sub(at + EXT_HEADER, size - EXT_HEADER, "match data")?;
+        if (name.as_str(), revision) == ("comment", 0) {
+            comment = Some(data.name(0, 256, "comment")?);
+        }
         let d = matches::decode(&name, revision, data, version, &protos);
         let shown = d.alias.unwrap_or(&name).to_string();
         text += &format!(" -m {shown}{}", d.save);
@@ -323,6 +327,7 @@ fn decode_rule(
         text: format!("-A {chain}{text}"),
         matches,
         actions,
+        comment,
     })
 }
 
