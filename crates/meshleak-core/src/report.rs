@@ -304,12 +304,7 @@ fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsR
         paths: ns.paths.clone(),
         pod: attributed.iter().flatten().find_map(|(_, pod)| pod.clone()),
         mesh: None,
-        capture: Capture {
-            families: Vec::new(),
-            protocols: Vec::new(),
-            undecided: Vec::new(),
-            exemptions: Vec::new(),
-        },
+        capture: Capture::default(),
         processes: processes.into_iter().map(record).collect(),
         findings: vec![Finding {
             kind: FindingKind::RulesTooLarge,

@@ -36,7 +36,7 @@ pub struct Report {
     pub unread_gaps: usize,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Capture {
     /// Families and protocols an ordinary app's traffic is captured on.
     pub families: Vec<&'static str>,

@@ -52,6 +52,15 @@ pub struct Context<'a> {
     pub kernel: &'a str,
 }
 
+impl<'a> Context<'a> {
+    /// The processes that are not the proxy: the ones whose escape is a finding.
+    fn apps(&self) -> impl Iterator<Item = &Judged<'a>> {
+        self.processes
+            .iter()
+            .filter(|p| p.verdict != ProcessVerdict::Proxy)
+    }
+}
+
 pub fn find(c: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     unknown_rules(c, &mut out);
@@ -163,11 +172,7 @@ fn mark_exempt(c: &Context, out: &mut Vec<Finding>) {
     if marks.is_empty() {
         return;
     }
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let f = p.facts;
         let Some(cap) = mark_capability(c, f) else {
             continue;
@@ -241,11 +246,7 @@ fn shared_pid_namespace(c: &Context, out: &mut Vec<Finding>) {
         .iter()
         .filter(|p| p.verdict == ProcessVerdict::Proxy)
         .collect();
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let (f, id) = (p.facts, &p.identity);
         let reachable = proxies.iter().find(|proxy| {
             proxy.facts.pidns == f.pidns
@@ -687,11 +688,8 @@ fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
             ));
         } else {
             let holders: Vec<String> = c
-                .processes
-                .iter()
-                .filter(|p| {
-                    p.verdict != ProcessVerdict::Proxy && p.facts.has_cap(CAP_NET_BIND_SERVICE)
-                })
+                .apps()
+                .filter(|p| p.facts.has_cap(CAP_NET_BIND_SERVICE))
                 .map(|p| {
                     format!(
                         "{} (pid {}) has CAP_NET_BIND_SERVICE",
@@ -786,11 +784,7 @@ fn captured(on: &[CapturedOn], version: IpVersion, proto: &str) -> bool {
 /// capture: raw sockets, and UDP sockets whose connected destination escapes (or, unconnected,
 /// when nothing captures UDP). TCP escapes are identity or destination findings.
 fn uncaptured_sockets(c: &Context, out: &mut Vec<Finding>) {
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let (f, id) = (p.facts, &p.identity);
         let mut evidence = Vec::new();
         for s in c.ns.sockets.iter().filter(|s| f.holds(s.inode)) {
@@ -926,11 +920,7 @@ fn icmp(version: IpVersion) -> u8 {
 /// that holds none yet has CAP_NET_RAW over the namespace (effective or permitted), which
 /// every common container runtime grants by default, and may open one at will.
 fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let f = p.facts;
         let held: Vec<String> =
             c.ns.packet_sockets
@@ -1085,11 +1075,7 @@ fn family_uncaptured(c: &Context, version: IpVersion, out: &mut Vec<Finding>) {
 /// that are not the proxy and do not bypass already.
 fn capabilities(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     let owner = c.ns.owner.as_ref();
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let f = p.facts;
         if acts(c, f, CAP_NET_ADMIN) {
             out.push(Finding {

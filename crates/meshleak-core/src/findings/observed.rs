@@ -14,7 +14,7 @@ use crate::eval::{self, Identity, Verdict};
 use crate::explain::{self, addr_port};
 use crate::meshes::Mesh;
 use crate::model::IpVersion;
-use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
+use crate::schema::{Finding, FindingKind, Severity};
 use crate::snapshot::{NetnsFacts, SocketFacts, SocketProto, Tracked};
 
 /// TCP states in which a connection still carries data one way or both: established,
@@ -46,11 +46,7 @@ pub(super) fn observed_bypass(c: &Context, out: &mut Vec<Finding>) {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let (f, id) = (p.facts, &p.identity);
         let mut escapes = Vec::new();
         for s in ns.sockets.iter().filter(|s| f.holds(s.inode)) {

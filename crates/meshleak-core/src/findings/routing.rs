@@ -11,7 +11,7 @@ use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain;
 use crate::model::{AddrType, IpVersion};
 use crate::route::{Query, Routed, Routing};
-use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
+use crate::schema::{Finding, FindingKind, Severity};
 use crate::snapshot::{RoutingRule, RuleAction};
 use crate::ways::Source;
 
@@ -45,11 +45,7 @@ pub(super) fn policy_routed(c: &Context, out: &mut Vec<Finding>) {
         .iter()
         .flat_map(|v| destinations(c, *v, &local))
         .collect();
-    for p in c
-        .processes
-        .iter()
-        .filter(|p| p.verdict != ProcessVerdict::Proxy)
-    {
+    for p in c.apps() {
         let f = p.facts;
         let mut identities: Vec<Identity> = Vec::new();
         for w in crate::ways::ways(f, c.ns) {

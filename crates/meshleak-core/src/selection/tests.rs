@@ -46,12 +46,7 @@ fn pod(
             uid: String::new(),
         }),
         mesh: None,
-        capture: Capture {
-            families: Vec::new(),
-            protocols: Vec::new(),
-            undecided: Vec::new(),
-            exemptions: Vec::new(),
-        },
+        capture: Capture::default(),
         processes,
         findings,
         incomplete: Vec::new(),
