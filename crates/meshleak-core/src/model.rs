@@ -231,9 +231,10 @@ pub struct Rule {
     /// Statements in order; at most the last one ends evaluation of the chain.
     pub actions: Vec<Action>,
     /// Its comment (`-m comment --comment`, nft's `comment`), as the tool that wrote it
-    /// left it: meshes mark the rules they write into hook chains with one.
+    /// left it: meshes mark the rules they write into hook chains with one. Boxed: held
+    /// for every rule of a scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
+    pub comment: Option<Box<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -330,7 +330,7 @@ fn rule(
             text,
             matches,
             actions,
-            comment: comment.clone(),
+            comment: comment.as_deref().map(Box::from),
         }
     };
     if lifted.arms.is_empty() {

@@ -119,7 +119,7 @@ pub(super) fn from_doc(
                     rule.text = text.to_string();
                 }
                 rule.position = position;
-                rule.comment = r.get("comment").and_then(Value::as_str).map(String::from);
+                rule.comment = r.get("comment").and_then(Value::as_str).map(Box::from);
                 chain.rules.push(rule);
             }
         }

@@ -319,7 +319,7 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
             let comment = body
                 .windows(2)
                 .find(|w| w[0].text == "--comment")
-                .map(|w| w[1].text.clone());
+                .map(|w| w[1].text.as_str().into());
             let rule = Rule {
                 position: 0,
                 text,
