@@ -718,32 +718,7 @@ impl<'a> Lifter<'a> {
             CmpOp::Eq | CmpOp::Neq => {
                 let neg = op == CmpOp::Neq;
                 match field {
-                    Field::Iface(dir) => {
-                        let exact = data.contains(&0);
-                        let name: String = data
-                            .iter()
-                            .take_while(|b| **b != 0)
-                            .map(|b| *b as char)
-                            .collect();
-                        let shown = format!("{name}{}", if exact { "" } else { "+" });
-                        let letter = if dir == Dir::Src { 'i' } else { 'o' };
-                        self.generic(
-                            if dir == Dir::Src { 2 } else { 3 },
-                            neg,
-                            &format!("-{letter} {shown}"),
-                        );
-                        self.push(
-                            neg,
-                            Test::Iface {
-                                dir,
-                                patterns: vec![IfacePattern {
-                                    name,
-                                    wildcard: !exact,
-                                }],
-                            },
-                            format!("-{letter} {shown}"),
-                        );
-                    }
+                    Field::Iface(dir) => self.iface_eq(dir, neg, data),
                     Field::CtState if l.mask.is_some() && data.iter().all(|b| *b == 0) => {
                         // `ct state a,b`: (state & mask) != 0.
                         let mask =
@@ -757,80 +732,9 @@ impl<'a> Lifter<'a> {
                         );
                     }
                     Field::Addr(..) if l.mask.is_some() => {
-                        let mask = l.mask.clone().unwrap_or_default();
-                        // A prefix mask: ones, then zeros. Its length is the CIDR's.
-                        let ones: u32 = mask.iter().map(|b| b.count_ones()).sum();
-                        let prefix_ok = mask
-                            .iter()
-                            .scan(true, |full, b| {
-                                let ok = *full || *b == 0;
-                                *full = *b == 0xff;
-                                Some(ok && (b.leading_ones() == b.count_ones()))
-                            })
-                            .all(|x| x);
-                        let len = ones;
-                        let v = self.number(field, &l, data);
-                        if prefix_ok {
-                            self.push_ranges_masked(field, neg, v, len);
-                        } else if let Field::Addr(dir, version) = field {
-                            // A mask that is not a prefix: kept (unknown), shown as iptables does.
-                            let (a, m) = (
-                                addr_from_key(version, v),
-                                addr_from_key(version, self.number(field, &l, &mask)),
-                            );
-                            let letter = if dir == Dir::Src { 's' } else { 'd' };
-                            let text = format!(
-                                "-{letter} {}/{}",
-                                crate::range::ip_text(&a),
-                                crate::range::ip_text(&m)
-                            );
-                            self.generic(if dir == Dir::Src { 0 } else { 1 }, neg, &text);
-                            self.push(
-                                neg,
-                                Test::Unknown {
-                                    name: format!("-{letter} with a non-prefix mask"),
-                                },
-                                text,
-                            );
-                        }
+                        self.masked_addr_eq(field, &l, neg, data)
                     }
-                    Field::Mark(reg) => {
-                        let mask = l
-                            .mask
-                            .as_deref()
-                            .map(|m| self.number(field, &l, m) as u32)
-                            .unwrap_or(u32::MAX);
-                        // ((mark & mask) ^ xor) == v is (mark & mask) == v ^ xor; a value
-                        // with bits outside the mask is one no mark meets: unknown, never
-                        // read as a test that matches.
-                        let xor = l
-                            .xor
-                            .as_deref()
-                            .map_or(0, |x| self.number(field, &l, x) as u32);
-                        let v = self.number(field, &l, data) as u32 ^ xor;
-                        if v & !mask != 0 {
-                            return self.unknown("mark comparison no mark can meet");
-                        }
-                        let text = format!(
-                            "-m {} --mark {}",
-                            if reg == MarkReg::Mark {
-                                "mark"
-                            } else {
-                                "connmark"
-                            },
-                            xt_matches::mark_text(v, mask)
-                        );
-                        self.module(neg, &text);
-                        self.push(
-                            neg,
-                            Test::Mark {
-                                reg,
-                                mask,
-                                values: vec![(v, v)],
-                            },
-                            text,
-                        );
-                    }
+                    Field::Mark(reg) => self.mark_eq(reg, field, &l, neg, data),
                     Field::TcpFlags => {
                         let mask = l
                             .mask
@@ -883,6 +787,114 @@ impl<'a> Lifter<'a> {
                 self.bounds = Some((sreg, field, lo, hi));
             }
         }
+    }
+
+    /// `-o eth0`, `oifname "veth*"`: an interface name, exact or a prefix.
+    fn iface_eq(&mut self, dir: Dir, neg: bool, data: &[u8]) {
+        let exact = data.contains(&0);
+        let name: String = data
+            .iter()
+            .take_while(|b| **b != 0)
+            .map(|b| *b as char)
+            .collect();
+        let shown = format!("{name}{}", if exact { "" } else { "+" });
+        let letter = if dir == Dir::Src { 'i' } else { 'o' };
+        self.generic(
+            if dir == Dir::Src { 2 } else { 3 },
+            neg,
+            &format!("-{letter} {shown}"),
+        );
+        self.push(
+            neg,
+            Test::Iface {
+                dir,
+                patterns: vec![IfacePattern {
+                    name,
+                    wildcard: !exact,
+                }],
+            },
+            format!("-{letter} {shown}"),
+        );
+    }
+
+    /// An address under a mask: a CIDR when the mask is a prefix, else kept unknown and shown
+    /// as iptables shows it.
+    fn masked_addr_eq(&mut self, field: Field, l: &Loaded, neg: bool, data: &[u8]) {
+        let mask = l.mask.clone().unwrap_or_default();
+        // A prefix mask: ones, then zeros. Its length is the CIDR's.
+        let ones: u32 = mask.iter().map(|b| b.count_ones()).sum();
+        let prefix_ok = mask
+            .iter()
+            .scan(true, |full, b| {
+                let ok = *full || *b == 0;
+                *full = *b == 0xff;
+                Some(ok && (b.leading_ones() == b.count_ones()))
+            })
+            .all(|x| x);
+        let len = ones;
+        let v = self.number(field, l, data);
+        if prefix_ok {
+            self.push_ranges_masked(field, neg, v, len);
+        } else if let Field::Addr(dir, version) = field {
+            // A mask that is not a prefix: kept (unknown), shown as iptables does.
+            let (a, m) = (
+                addr_from_key(version, v),
+                addr_from_key(version, self.number(field, l, &mask)),
+            );
+            let letter = if dir == Dir::Src { 's' } else { 'd' };
+            let text = format!(
+                "-{letter} {}/{}",
+                crate::range::ip_text(&a),
+                crate::range::ip_text(&m)
+            );
+            self.generic(if dir == Dir::Src { 0 } else { 1 }, neg, &text);
+            self.push(
+                neg,
+                Test::Unknown {
+                    name: format!("-{letter} with a non-prefix mask"),
+                },
+                text,
+            );
+        }
+    }
+
+    /// `meta mark and M xor X == V` (and ct mark): `(mark & M) == V ^ X`.
+    fn mark_eq(&mut self, reg: MarkReg, field: Field, l: &Loaded, neg: bool, data: &[u8]) {
+        let mask = l
+            .mask
+            .as_deref()
+            .map(|m| self.number(field, l, m) as u32)
+            .unwrap_or(u32::MAX);
+        // ((mark & mask) ^ xor) == v is (mark & mask) == v ^ xor; a value
+        // with bits outside the mask is one no mark meets: unknown, never
+        // read as a test that matches.
+        let xor = l
+            .xor
+            .as_deref()
+            .map_or(0, |x| self.number(field, l, x) as u32);
+        let v = self.number(field, l, data) as u32 ^ xor;
+        if v & !mask != 0 {
+            return self.unknown("mark comparison no mark can meet");
+        }
+        let text = format!(
+            "-m {} --mark {}",
+            if reg == MarkReg::Mark {
+                "mark"
+            } else {
+                "connmark"
+            },
+            xt_matches::mark_text(v, mask)
+        );
+        self.module(neg, &text);
+        self.push(
+            neg,
+            Test::Mark {
+                reg,
+                mask,
+                values: vec![(v, v)],
+            },
+            text,
+        );
     }
 
     /// iptables-nft's `--sport A --dport B` (both single ports) as one 4-byte comparison of
@@ -1034,28 +1046,7 @@ impl<'a> Lifter<'a> {
                     .collect();
                 self.addr_test(dir, version, neg, ranges);
             }
-            Field::Proto(version) => {
-                let protos: Vec<u8> = ranges
-                    .iter()
-                    .flat_map(|(a, b)| (*a..=*b).take(256))
-                    .map(|p| p as u8)
-                    .collect();
-                if let (false, [p]) = (neg, protos.as_slice()) {
-                    self.l4proto = Some(*p);
-                }
-                if let Some(v) = version
-                    && self.family == Family::Inet
-                {
-                    self.push(false, Test::NfProto { version: v }, String::new());
-                }
-                let names: Vec<String> = protos
-                    .iter()
-                    .map(|p| crate::xt::save::proto_text(*p))
-                    .collect();
-                let text = format!("-p {}", names.join(","));
-                self.generic(4, neg, &text);
-                self.push(neg, Test::Protocol { protos }, text);
-            }
+            Field::Proto(version) => self.proto_ranges(version, neg, &ranges),
             Field::NfProto => {
                 let version = match ranges.first() {
                     Some((2, 2)) => IpVersion::V4,
@@ -1071,74 +1062,8 @@ impl<'a> Lifter<'a> {
                     format!("meta nfproto {}", version.family().name()),
                 );
             }
-            Field::Port(dir) => {
-                let protos: Vec<u8> = self.l4proto.into_iter().collect();
-                let ranges: Vec<PortRange> = ranges
-                    .into_iter()
-                    .map(|(a, b)| PortRange {
-                        start: a as u16,
-                        end: b.min(65535) as u16,
-                    })
-                    .collect();
-                let opt = if dir == Dir::Src { "sport" } else { "dport" };
-                let shown: Vec<String> = ranges
-                    .iter()
-                    .map(|r| {
-                        if r.start == r.end {
-                            r.start.to_string()
-                        } else {
-                            format!("{}:{}", r.start, r.end)
-                        }
-                    })
-                    .collect();
-                let module = protos.first().map_or("tcp".to_string(), |p| proto_name(*p));
-                let text = if ranges.len() == 1 {
-                    format!("-m {module} --{opt} {}", shown[0])
-                } else {
-                    format!("-m multiport --{opt}s {}", shown.join(","))
-                };
-                if ranges.len() == 1 {
-                    self.port_part(
-                        &module,
-                        usize::from(dir == Dir::Dst),
-                        neg,
-                        &format!("--{opt} {}", shown[0]),
-                    );
-                } else {
-                    self.module(neg, &text);
-                }
-                self.push(
-                    neg,
-                    Test::Port {
-                        dir,
-                        protos,
-                        ranges,
-                    },
-                    text,
-                );
-            }
-            Field::Uid | Field::Gid => {
-                let ranges: Vec<IdRange> = ranges
-                    .into_iter()
-                    .map(|(a, b)| IdRange {
-                        start: a as u32,
-                        end: b.min(u32::MAX as u128) as u32,
-                    })
-                    .collect();
-                let shown: Vec<String> = ranges.iter().map(IdRange::to_string).collect();
-                let (key, test) = if field == Field::Uid {
-                    ("skuid", Test::Uid { ranges })
-                } else {
-                    (
-                        "skgid",
-                        Test::Gid {
-                            ranges,
-                            suppl_groups: false,
-                        },
-                    )
-                };
-                self.push(neg, test, format!("meta {key} {}", shown.join(",")));
-            }
+            Field::Port(dir) => self.port_ranges(dir, neg, ranges),
+            Field::Uid | Field::Gid => self.id_ranges(field == Field::Uid, neg, ranges),
             Field::Mark(reg) => {
                 let values = ranges
                     .into_iter()
@@ -1180,6 +1105,104 @@ impl<'a> Lifter<'a> {
                 self.unknown("range on a field without ranges")
             }
         }
+    }
+
+    /// `-p tcp`, `meta l4proto { tcp, udp }`: a protocol sets the rule's transport for the
+    /// port tests after it, and in an inet table the family its header implies.
+    fn proto_ranges(&mut self, version: Option<IpVersion>, neg: bool, ranges: &[(u128, u128)]) {
+        let protos: Vec<u8> = ranges
+            .iter()
+            .flat_map(|(a, b)| (*a..=*b).take(256))
+            .map(|p| p as u8)
+            .collect();
+        if let (false, [p]) = (neg, protos.as_slice()) {
+            self.l4proto = Some(*p);
+        }
+        if let Some(v) = version
+            && self.family == Family::Inet
+        {
+            self.push(false, Test::NfProto { version: v }, String::new());
+        }
+        let names: Vec<String> = protos
+            .iter()
+            .map(|p| crate::xt::save::proto_text(*p))
+            .collect();
+        let text = format!("-p {}", names.join(","));
+        self.generic(4, neg, &text);
+        self.push(neg, Test::Protocol { protos }, text);
+    }
+
+    /// Ports of the rule's transport: one range as that protocol's module shows it, more as
+    /// multiport.
+    fn port_ranges(&mut self, dir: Dir, neg: bool, ranges: Vec<(u128, u128)>) {
+        let protos: Vec<u8> = self.l4proto.into_iter().collect();
+        let ranges: Vec<PortRange> = ranges
+            .into_iter()
+            .map(|(a, b)| PortRange {
+                start: a as u16,
+                end: b.min(65535) as u16,
+            })
+            .collect();
+        let opt = if dir == Dir::Src { "sport" } else { "dport" };
+        let shown: Vec<String> = ranges
+            .iter()
+            .map(|r| {
+                if r.start == r.end {
+                    r.start.to_string()
+                } else {
+                    format!("{}:{}", r.start, r.end)
+                }
+            })
+            .collect();
+        let module = protos.first().map_or("tcp".to_string(), |p| proto_name(*p));
+        let text = if ranges.len() == 1 {
+            format!("-m {module} --{opt} {}", shown[0])
+        } else {
+            format!("-m multiport --{opt}s {}", shown.join(","))
+        };
+        if ranges.len() == 1 {
+            self.port_part(
+                &module,
+                usize::from(dir == Dir::Dst),
+                neg,
+                &format!("--{opt} {}", shown[0]),
+            );
+        } else {
+            self.module(neg, &text);
+        }
+        self.push(
+            neg,
+            Test::Port {
+                dir,
+                protos,
+                ranges,
+            },
+            text,
+        );
+    }
+
+    /// `meta skuid`/`skgid` (iptables-nft's `-m owner` is an xt match, not this).
+    fn id_ranges(&mut self, uid: bool, neg: bool, ranges: Vec<(u128, u128)>) {
+        let ranges: Vec<IdRange> = ranges
+            .into_iter()
+            .map(|(a, b)| IdRange {
+                start: a as u32,
+                end: b.min(u32::MAX as u128) as u32,
+            })
+            .collect();
+        let shown: Vec<String> = ranges.iter().map(IdRange::to_string).collect();
+        let (key, test) = if uid {
+            ("skuid", Test::Uid { ranges })
+        } else {
+            (
+                "skgid",
+                Test::Gid {
+                    ranges,
+                    suppl_groups: false,
+                },
+            )
+        };
+        self.push(neg, test, format!("meta {key} {}", shown.join(",")));
     }
 
     /// `-m tcp --sport X --dport Y --tcp-flags A B` is one module in iptables-save output,
