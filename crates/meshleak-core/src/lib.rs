@@ -44,3 +44,25 @@ pub mod wanted;
 pub mod ways;
 pub mod xt;
 pub mod yaml;
+
+#[cfg(test)]
+mod tests {
+    /// The core's promise is kept by its manifest: no crate that can do I/O is among its
+    /// dependencies, so none can be called here (ARCHITECTURE.md). Adding one is a decision
+    /// to make here, not in passing.
+    #[test]
+    fn no_io_crate_is_a_dependency() {
+        let manifest = include_str!("../Cargo.toml");
+        let section = manifest
+            .split("\n[dependencies]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("a [dependencies] section");
+        let names: Vec<&str> = section
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split(['.', ' ', '=']).next())
+            .collect();
+        assert_eq!(names, ["ipnet", "libc", "serde", "serde_json", "thiserror"]);
+    }
+}
