@@ -5,6 +5,7 @@
 
 use super::term::{self, Paint, Term};
 use super::text::{cite_line, count, rule_line};
+use meshleak_core::analyze::ExemptionKind;
 use meshleak_core::sanitize::sanitize;
 use meshleak_core::schema::{
     Finding, FindingKind, NetnsReport, ProcessReport, ProcessVerdict, Report, Severity,
@@ -208,7 +209,7 @@ fn capture(t: &Term, ns: &NetnsReport, out: &mut Vec<String>) {
         .capture
         .exemptions
         .iter()
-        .filter(|e| !matches!(e.kind, "uid" | "gid"))
+        .filter(|e| !matches!(e.kind, ExemptionKind::Uid | ExemptionKind::Gid))
     {
         let family = e
             .rule

@@ -13,9 +13,8 @@ use crate::range::PortRange;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Exemption {
-    /// uid, gid, mark, port, cidr, interface, protocol, source, conntrack, address-type,
-    /// unknown; or `family` / `protocol` with no rule when nothing captures them.
-    pub kind: &'static str,
+    /// What it turns on; `family` / `protocol` with no rule when nothing captures them.
+    pub kind: ExemptionKind,
     /// The conditions, as the rule writes them (`-m owner --gid-owner 1337`).
     pub conditions: Vec<String>,
     pub family: Option<&'static str>,
@@ -28,6 +27,51 @@ pub struct Exemption {
     /// mesh's own layout exempts), never by its text.
     #[serde(skip)]
     pub tests: Vec<Match>,
+}
+
+/// What an exemption turns on, most specific first; the serde name is the report's `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExemptionKind {
+    Uid,
+    Gid,
+    Mark,
+    Port,
+    Cidr,
+    Interface,
+    Source,
+    Protocol,
+    Conntrack,
+    AddressType,
+    Unknown,
+    Other,
+    Family,
+}
+
+impl ExemptionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExemptionKind::Uid => "uid",
+            ExemptionKind::Gid => "gid",
+            ExemptionKind::Mark => "mark",
+            ExemptionKind::Port => "port",
+            ExemptionKind::Cidr => "cidr",
+            ExemptionKind::Interface => "interface",
+            ExemptionKind::Source => "source",
+            ExemptionKind::Protocol => "protocol",
+            ExemptionKind::Conntrack => "conntrack",
+            ExemptionKind::AddressType => "address-type",
+            ExemptionKind::Unknown => "unknown",
+            ExemptionKind::Other => "other",
+            ExemptionKind::Family => "family",
+        }
+    }
+}
+
+impl std::fmt::Display for ExemptionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 impl Exemption {
@@ -149,7 +193,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
         let of_family: Vec<_> = coverage.iter().filter(|(v, _, _)| *v == version).collect();
         if of_family.iter().all(|(_, _, c)| *c == Coverage::Uncaptured) {
             out.push(Exemption {
-                kind: "family",
+                kind: ExemptionKind::Family,
                 conditions: vec![format!(
                     "no rule captures {} traffic",
                     version.family().name()
@@ -166,7 +210,7 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
             .filter(|(_, _, c)| *c == Coverage::Uncaptured)
         {
             out.push(Exemption {
-                kind: "protocol",
+                kind: ExemptionKind::Protocol,
                 conditions: vec![format!("no rule captures {} traffic", proto_name(*proto))],
                 family: Some(version.family().name()),
                 rule: None,
@@ -179,30 +223,44 @@ pub(super) fn find(rules: &Ruleset, coverage: &[(IpVersion, u8, Coverage)]) -> V
 }
 
 /// What an exemption turns on, most specific first: an identity exemption matters most.
-fn kind_of<'a>(tests: impl Iterator<Item = &'a Test> + Clone) -> &'static str {
-    type Kind = (&'static str, fn(&Test) -> bool);
+fn kind_of<'a>(tests: impl Iterator<Item = &'a Test> + Clone) -> ExemptionKind {
+    type Kind = (ExemptionKind, fn(&Test) -> bool);
     let order: [Kind; 11] = [
-        ("uid", |t| matches!(t, Test::Uid { .. })),
-        ("gid", |t| matches!(t, Test::Gid { .. })),
-        ("mark", |t| matches!(t, Test::Mark { .. })),
-        ("port", |t| matches!(t, Test::Port { dir: Dir::Dst, .. })),
-        ("cidr", |t| matches!(t, Test::Addr { dir: Dir::Dst, .. })),
-        ("interface", |t| matches!(t, Test::Iface { .. })),
-        ("source", |t| {
+        (ExemptionKind::Uid, |t| matches!(t, Test::Uid { .. })),
+        (ExemptionKind::Gid, |t| matches!(t, Test::Gid { .. })),
+        (ExemptionKind::Mark, |t| matches!(t, Test::Mark { .. })),
+        (ExemptionKind::Port, |t| {
+            matches!(t, Test::Port { dir: Dir::Dst, .. })
+        }),
+        (ExemptionKind::Cidr, |t| {
+            matches!(t, Test::Addr { dir: Dir::Dst, .. })
+        }),
+        (ExemptionKind::Interface, |t| {
+            matches!(t, Test::Iface { .. })
+        }),
+        (ExemptionKind::Source, |t| {
             matches!(
                 t,
                 Test::Addr { dir: Dir::Src, .. } | Test::Port { dir: Dir::Src, .. }
             )
         }),
-        ("protocol", |t| matches!(t, Test::Protocol { .. })),
-        ("conntrack", |t| matches!(t, Test::CtState { .. })),
-        ("address-type", |t| matches!(t, Test::AddrType { .. })),
-        ("unknown", |t| matches!(t, Test::Unknown { .. })),
+        (ExemptionKind::Protocol, |t| {
+            matches!(t, Test::Protocol { .. })
+        }),
+        (ExemptionKind::Conntrack, |t| {
+            matches!(t, Test::CtState { .. })
+        }),
+        (ExemptionKind::AddressType, |t| {
+            matches!(t, Test::AddrType { .. })
+        }),
+        (ExemptionKind::Unknown, |t| {
+            matches!(t, Test::Unknown { .. })
+        }),
     ];
     order
         .iter()
         .find(|(_, pred)| tests.clone().any(pred))
-        .map_or("other", |(name, _)| name)
+        .map_or(ExemptionKind::Other, |(kind, _)| *kind)
 }
 
 /// The source ports a rule matches (`--sport 15000:15100`; `! --sport 1:1023` is every
@@ -241,4 +299,32 @@ fn source_ports(matches: &[Match]) -> Vec<PortRange> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExemptionKind::*;
+
+    /// The report's exemption kinds keep the names they had as strings.
+    #[test]
+    fn names_are_the_serde_names() {
+        for k in [
+            Uid,
+            Gid,
+            Mark,
+            Port,
+            Cidr,
+            Interface,
+            Source,
+            Protocol,
+            Conntrack,
+            AddressType,
+            Unknown,
+            Other,
+            Family,
+        ] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+        assert_eq!(AddressType.name(), "address-type");
+    }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::{self, RuleRef, UnknownCite};
 use crate::model::{IpVersion, Ruleset, Test};
-pub use exemptions::Exemption;
+pub use exemptions::{Exemption, ExemptionKind};
 use regions::Coord;
 pub use regions::Region;
 use space::{Space, has_ports, routable};

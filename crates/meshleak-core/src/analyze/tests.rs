@@ -55,17 +55,17 @@ fn seed_incident_identities() {
         (a.reference_identity.uid, a.reference_identity.gid),
         (10001, 10001)
     );
-    let kinds: Vec<_> = a.exemptions.iter().map(|e| e.kind).collect();
+    let kinds: Vec<_> = a.exemptions.iter().map(|e| e.kind.name()).collect();
     assert!(kinds.contains(&"gid") && kinds.contains(&"uid") && kinds.contains(&"cidr"));
     assert!(
         a.exemptions
             .iter()
-            .any(|e| e.kind == "family" && e.family == Some("ipv6"))
+            .any(|e| e.kind == ExemptionKind::Family && e.family == Some("ipv6"))
     );
     assert!(
         a.exemptions
             .iter()
-            .any(|e| e.kind == "protocol" && e.conditions[0].contains("udp"))
+            .any(|e| e.kind == ExemptionKind::Protocol && e.conditions[0].contains("udp"))
     );
     // Everything IPv6 escapes for everyone, with no rule to cite.
     assert!(
@@ -120,7 +120,11 @@ fn unknown_when_an_unmodelled_match_decides() {
     // captured, and nothing is definitely uncaptured either. Unknown, never unmeshed.
     let a = analyze(&r, &[id(1, 1, &[])]).unwrap();
     assert_eq!(a.identities[0].verdict, IdentityVerdict::Unknown);
-    assert!(a.exemptions.iter().any(|e| e.kind == "unknown"));
+    assert!(
+        a.exemptions
+            .iter()
+            .any(|e| e.kind == ExemptionKind::Unknown)
+    );
     assert!(a.captured_on.is_empty());
     assert_eq!(
         a.undecided_on,
@@ -133,12 +137,12 @@ fn unknown_when_an_unmodelled_match_decides() {
     assert!(
         !a.exemptions
             .iter()
-            .any(|e| e.kind == "family" && e.family == Some("ipv4"))
+            .any(|e| e.kind == ExemptionKind::Family && e.family == Some("ipv4"))
     );
     assert!(
         a.exemptions
             .iter()
-            .any(|e| e.kind == "protocol" && e.conditions[0].contains("udp"))
+            .any(|e| e.kind == ExemptionKind::Protocol && e.conditions[0].contains("udp"))
     );
     // What is not modelled is named, with its rule.
     assert_eq!(a.unknowns.len(), 1, "{:?}", a.unknowns);
@@ -203,7 +207,7 @@ fn port_and_cidr_exclusions_escape_for_everyone() {
             .any(|e| e.dst == ["10.96.0.0/12"] && e.rule.as_ref().unwrap().position == Some(2)),
         "{tcp:?}"
     );
-    let kinds: Vec<_> = a.exemptions.iter().map(|e| e.kind).collect();
+    let kinds: Vec<_> = a.exemptions.iter().map(|e| e.kind.name()).collect();
     assert!(kinds.contains(&"port") && kinds.contains(&"cidr"));
 }
 
@@ -230,7 +234,7 @@ fn source_port_exemptions_name_the_ports_they_let_out() {
     let ports: Vec<Vec<(u16, u16)>> = a
         .exemptions
         .iter()
-        .filter(|e| e.kind == "source")
+        .filter(|e| e.kind == ExemptionKind::Source)
         .map(|e| e.source_ports.iter().map(|r| (r.start, r.end)).collect())
         .collect();
     assert_eq!(ports, [vec![(15000, 15100)], vec![(0, 1023)]]);

@@ -8,7 +8,7 @@ mod containers;
 mod observed;
 mod routing;
 
-use crate::analyze::{Analysis, CapturedOn};
+use crate::analyze::{Analysis, CapturedOn, ExemptionKind};
 use crate::attribution::ContainerRef;
 use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
 use crate::explain::RuleRef;
@@ -205,7 +205,7 @@ fn mark_rules(c: &Context) -> Vec<RuleRef> {
     c.analysis
         .exemptions
         .iter()
-        .filter(|e| e.kind == "mark")
+        .filter(|e| e.kind == ExemptionKind::Mark)
         .filter_map(|e| e.rule.clone())
         .collect()
 }
@@ -607,17 +607,17 @@ fn identity_remedy(p: &Judged, mesh: Option<&Mesh>) -> String {
 fn exclusions(c: &Context, out: &mut Vec<Finding>) {
     for e in &c.analysis.exemptions {
         let (kind, what, excluded) = match e.kind {
-            "port" => (
+            ExemptionKind::Port => (
                 FindingKind::PortExcluded,
                 "destination port",
                 Excluded::Ports,
             ),
-            "cidr" => (
+            ExemptionKind::Cidr => (
                 FindingKind::CidrExcluded,
                 "destination network",
                 Excluded::Cidrs,
             ),
-            "interface" => (
+            ExemptionKind::Interface => (
                 FindingKind::InterfaceExcluded,
                 "output interface",
                 Excluded::Interfaces,
@@ -658,12 +658,9 @@ fn exclusions(c: &Context, out: &mut Vec<Finding>) {
 /// `ip_unprivileged_port_start` up (1024 by default; some runtimes set 0) need nothing;
 /// lower ones need CAP_NET_BIND_SERVICE, in every container runtime's default set.
 fn source_port_exempt(c: &Context, out: &mut Vec<Finding>) {
-    for e in c
-        .analysis
-        .exemptions
-        .iter()
-        .filter(|e| e.kind == "source" && !e.source_ports.is_empty() && !e.loopback_only())
-    {
+    for e in c.analysis.exemptions.iter().filter(|e| {
+        e.kind == ExemptionKind::Source && !e.source_ports.is_empty() && !e.loopback_only()
+    }) {
         let ports: Vec<String> = e
             .source_ports
             .iter()
