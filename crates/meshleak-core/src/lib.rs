@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod json;
 pub mod meshes;
 pub mod model;
+mod named;
 pub mod nft;
 pub mod nlmsg;
 pub mod observe;

@@ -6,7 +6,7 @@
 //! A profile never says what a mesh captures or whom it exempts: proxy ports and proxy
 //! identities are read from the live rules ([`detect`]), since a user may configure both.
 
-use std::fmt;
+use crate::named::named_enum;
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
@@ -14,24 +14,24 @@ use serde::Serialize;
 use crate::model::{Action, MarkReg, Ruleset, Test};
 use crate::range::IdRange;
 
-/// Which mesh's tools wrote a namespace's capture rules. The serde names are the report's
-/// `mesh.kind` (docs/report-schema.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MeshKind {
-    IstioSidecar,
-    /// Istio's sidecar capture written by its nftables backend.
-    IstioSidecarNft,
-    /// Istio ambient's in-pod rules: ztunnel outside the pod, told apart by a packet mark.
-    IstioAmbient,
-    Linkerd,
-    Kuma,
-    Consul,
-    /// OSM, also its older `PROXY_*` chains and its fork FSM.
-    Osm,
-    Appmesh,
-    /// Something redirects to a local port, in chains no known mesh names.
-    UnknownRedirect,
+named_enum! {
+    /// Which mesh's tools wrote a namespace's capture rules. The serde names are the report's
+    /// `mesh.kind` (docs/report-schema.md).
+    pub enum MeshKind {
+        IstioSidecar = "istio-sidecar",
+        /// Istio's sidecar capture written by its nftables backend.
+        IstioSidecarNft = "istio-sidecar-nft",
+        /// Istio ambient's in-pod rules: ztunnel outside the pod, told apart by a packet mark.
+        IstioAmbient = "istio-ambient",
+        Linkerd = "linkerd",
+        Kuma = "kuma",
+        Consul = "consul",
+        /// OSM, also its older `PROXY_*` chains and its fork FSM.
+        Osm = "osm",
+        Appmesh = "appmesh",
+        /// Something redirects to a local port, in chains no known mesh names.
+        UnknownRedirect = "unknown-redirect",
+    }
 }
 
 /// One mesh's layout and conventions.
@@ -169,27 +169,6 @@ impl MeshKind {
     /// Its profile; an unknown redirect's knows nothing.
     pub fn profile(self) -> &'static Profile {
         PROFILES.iter().find(|p| p.kind == self).unwrap_or(&NONE)
-    }
-
-    /// The report's name for it (its serde name).
-    pub fn name(self) -> &'static str {
-        match self {
-            MeshKind::IstioSidecar => "istio-sidecar",
-            MeshKind::IstioSidecarNft => "istio-sidecar-nft",
-            MeshKind::IstioAmbient => "istio-ambient",
-            MeshKind::Linkerd => "linkerd",
-            MeshKind::Kuma => "kuma",
-            MeshKind::Consul => "consul",
-            MeshKind::Osm => "osm",
-            MeshKind::Appmesh => "appmesh",
-            MeshKind::UnknownRedirect => "unknown-redirect",
-        }
-    }
-}
-
-impl fmt::Display for MeshKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
     }
 }
 
@@ -347,17 +326,17 @@ mod tests {
 
     #[test]
     fn names_are_the_serde_names_and_every_kind_has_one_profile() {
-        for p in PROFILES {
-            let json = serde_json::to_string(&p.kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", p.kind.name()));
-            assert_eq!(PROFILES.iter().filter(|q| q.kind == p.kind).count(), 1);
-            assert_eq!(p.kind.profile().kind, p.kind);
+        for &k in MeshKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            let profiles = PROFILES.iter().filter(|p| p.kind == k).count();
+            let want = usize::from(k != MeshKind::UnknownRedirect);
+            assert_eq!(
+                profiles, want,
+                "{k}: every mesh but an unknown redirect has one"
+            );
+            assert_eq!(k.profile().kind, k);
         }
-        assert_eq!(
-            PROFILES.len(),
-            8,
-            "every mesh but an unknown redirect has a profile"
-        );
         assert!(MeshKind::UnknownRedirect.profile().layout.is_empty());
     }
 

@@ -3,7 +3,7 @@
 //! never change meaning; [`SCHEMA_VERSION`] says when one does. Built by [`crate::report`],
 //! with findings from [`crate::findings`]; this module depends on neither.
 
-use std::fmt;
+use crate::named::named_enum;
 
 use serde::Serialize;
 
@@ -167,99 +167,37 @@ pub struct Finding {
     pub remedy: String,
 }
 
-/// What a finding is about; its serde name is the report's `kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FindingKind {
-    IdentityExempt,
-    PortExcluded,
-    CidrExcluded,
-    InterfaceExcluded,
-    PolicyRouted,
-    SourcePortExempt,
-    PacketSocket,
-    CanSendBelowMesh,
-    ProtocolUncaptured,
-    Ipv6Uncaptured,
-    Ipv4Uncaptured,
-    ProxyAbsent,
-    ProxyImpostor,
-    CanModifyRules,
-    CanBecomeExempt,
-    CaptureMissing,
-    MarkExemptCapable,
-    SharedPidNamespace,
-    ProxyAdminReachable,
-    ForeignRule,
-    ForeignRuleUnchecked,
-    ProxyNotExempt,
-    IdentityChanged,
-    Unknown,
-    RulesTooLarge,
-    ObservedBypass,
-}
-
-impl FindingKind {
-    /// Every kind, in the order docs/report-schema.md lists them.
-    pub const ALL: [FindingKind; 26] = [
-        FindingKind::IdentityExempt,
-        FindingKind::PortExcluded,
-        FindingKind::CidrExcluded,
-        FindingKind::InterfaceExcluded,
-        FindingKind::PolicyRouted,
-        FindingKind::SourcePortExempt,
-        FindingKind::PacketSocket,
-        FindingKind::CanSendBelowMesh,
-        FindingKind::ProtocolUncaptured,
-        FindingKind::Ipv6Uncaptured,
-        FindingKind::Ipv4Uncaptured,
-        FindingKind::ProxyAbsent,
-        FindingKind::ProxyImpostor,
-        FindingKind::CanModifyRules,
-        FindingKind::CanBecomeExempt,
-        FindingKind::CaptureMissing,
-        FindingKind::MarkExemptCapable,
-        FindingKind::SharedPidNamespace,
-        FindingKind::ProxyAdminReachable,
-        FindingKind::ForeignRule,
-        FindingKind::ForeignRuleUnchecked,
-        FindingKind::ProxyNotExempt,
-        FindingKind::IdentityChanged,
-        FindingKind::Unknown,
-        FindingKind::RulesTooLarge,
-        FindingKind::ObservedBypass,
-    ];
-
-    /// The report's name for it (its serde name).
-    pub fn name(self) -> &'static str {
-        match self {
-            FindingKind::IdentityExempt => "identity-exempt",
-            FindingKind::PortExcluded => "port-excluded",
-            FindingKind::CidrExcluded => "cidr-excluded",
-            FindingKind::InterfaceExcluded => "interface-excluded",
-            FindingKind::PolicyRouted => "policy-routed",
-            FindingKind::SourcePortExempt => "source-port-exempt",
-            FindingKind::PacketSocket => "packet-socket",
-            FindingKind::CanSendBelowMesh => "can-send-below-mesh",
-            FindingKind::ProtocolUncaptured => "protocol-uncaptured",
-            FindingKind::Ipv6Uncaptured => "ipv6-uncaptured",
-            FindingKind::Ipv4Uncaptured => "ipv4-uncaptured",
-            FindingKind::ProxyAbsent => "proxy-absent",
-            FindingKind::ProxyImpostor => "proxy-impostor",
-            FindingKind::CanModifyRules => "can-modify-rules",
-            FindingKind::CanBecomeExempt => "can-become-exempt",
-            FindingKind::CaptureMissing => "capture-missing",
-            FindingKind::MarkExemptCapable => "mark-exempt-capable",
-            FindingKind::SharedPidNamespace => "shared-pid-namespace",
-            FindingKind::ProxyAdminReachable => "proxy-admin-reachable",
-            FindingKind::ForeignRule => "foreign-rule",
-            FindingKind::ForeignRuleUnchecked => "foreign-rule-unchecked",
-            FindingKind::ProxyNotExempt => "proxy-not-exempt",
-            FindingKind::IdentityChanged => "identity-changed",
-            FindingKind::Unknown => "unknown",
-            FindingKind::RulesTooLarge => "rules-too-large",
-            FindingKind::ObservedBypass => "observed-bypass",
-        }
+named_enum! {
+    /// What a finding is about; its name is the report's `kind`. Listed in the order
+    /// docs/report-schema.md lists them.
+    #[derive(PartialOrd, Ord)]
+    pub enum FindingKind {
+        IdentityExempt = "identity-exempt",
+        PortExcluded = "port-excluded",
+        CidrExcluded = "cidr-excluded",
+        InterfaceExcluded = "interface-excluded",
+        PolicyRouted = "policy-routed",
+        SourcePortExempt = "source-port-exempt",
+        PacketSocket = "packet-socket",
+        CanSendBelowMesh = "can-send-below-mesh",
+        ProtocolUncaptured = "protocol-uncaptured",
+        Ipv6Uncaptured = "ipv6-uncaptured",
+        Ipv4Uncaptured = "ipv4-uncaptured",
+        ProxyAbsent = "proxy-absent",
+        ProxyImpostor = "proxy-impostor",
+        CanModifyRules = "can-modify-rules",
+        CanBecomeExempt = "can-become-exempt",
+        CaptureMissing = "capture-missing",
+        MarkExemptCapable = "mark-exempt-capable",
+        SharedPidNamespace = "shared-pid-namespace",
+        ProxyAdminReachable = "proxy-admin-reachable",
+        ForeignRule = "foreign-rule",
+        ForeignRuleUnchecked = "foreign-rule-unchecked",
+        ProxyNotExempt = "proxy-not-exempt",
+        IdentityChanged = "identity-changed",
+        Unknown = "unknown",
+        RulesTooLarge = "rules-too-large",
+        ObservedBypass = "observed-bypass",
     }
 }
 
@@ -287,37 +225,16 @@ impl FindingKind {
     }
 }
 
-impl fmt::Display for FindingKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-/// How serious a finding is, ordered worst first (`High < Medium < Low`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Live traffic escapes, or the capture is broken.
-    High,
-    /// A process can make itself escape.
-    Medium,
-    /// Configured exclusions.
-    Low,
-}
-
-impl Severity {
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
+named_enum! {
+    /// How serious a finding is, ordered worst first (`High < Medium < Low`).
+    #[derive(PartialOrd, Ord)]
+    pub enum Severity {
+        /// Live traffic escapes, or the capture is broken.
+        High = "high",
+        /// A process can make itself escape.
+        Medium = "medium",
+        /// Configured exclusions.
+        Low = "low",
     }
 }
 
@@ -328,10 +245,10 @@ mod tests {
     #[test]
     fn names_are_the_serde_names() {
         for k in FindingKind::ALL {
-            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+            assert_eq!(serde_json::to_string(k).unwrap(), format!("\"{k}\""));
         }
-        for s in [Severity::High, Severity::Medium, Severity::Low] {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        for s in Severity::ALL {
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
         }
         assert!(Severity::High < Severity::Medium && Severity::Medium < Severity::Low);
     }

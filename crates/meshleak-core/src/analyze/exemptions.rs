@@ -2,6 +2,7 @@
 //! traffic leave without being redirected, classified by what it matches on, plus the
 //! families and protocols that nothing captures at all.
 
+use crate::named::named_enum;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -29,48 +30,22 @@ pub struct Exemption {
     pub tests: Vec<Match>,
 }
 
-/// What an exemption turns on, most specific first; the serde name is the report's `kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExemptionKind {
-    Uid,
-    Gid,
-    Mark,
-    Port,
-    Cidr,
-    Interface,
-    Source,
-    Protocol,
-    Conntrack,
-    AddressType,
-    Unknown,
-    Other,
-    Family,
-}
-
-impl ExemptionKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ExemptionKind::Uid => "uid",
-            ExemptionKind::Gid => "gid",
-            ExemptionKind::Mark => "mark",
-            ExemptionKind::Port => "port",
-            ExemptionKind::Cidr => "cidr",
-            ExemptionKind::Interface => "interface",
-            ExemptionKind::Source => "source",
-            ExemptionKind::Protocol => "protocol",
-            ExemptionKind::Conntrack => "conntrack",
-            ExemptionKind::AddressType => "address-type",
-            ExemptionKind::Unknown => "unknown",
-            ExemptionKind::Other => "other",
-            ExemptionKind::Family => "family",
-        }
-    }
-}
-
-impl std::fmt::Display for ExemptionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
+named_enum! {
+    /// What an exemption turns on, most specific first; the serde name is the report's `kind`.
+    pub enum ExemptionKind {
+        Uid = "uid",
+        Gid = "gid",
+        Mark = "mark",
+        Port = "port",
+        Cidr = "cidr",
+        Interface = "interface",
+        Source = "source",
+        Protocol = "protocol",
+        Conntrack = "conntrack",
+        AddressType = "address-type",
+        Unknown = "unknown",
+        Other = "other",
+        Family = "family",
     }
 }
 
@@ -303,28 +278,14 @@ fn source_ports(matches: &[Match]) -> Vec<PortRange> {
 
 #[cfg(test)]
 mod tests {
-    use super::ExemptionKind::*;
+    use super::ExemptionKind;
 
     /// The report's exemption kinds keep the names they had as strings.
     #[test]
     fn names_are_the_serde_names() {
-        for k in [
-            Uid,
-            Gid,
-            Mark,
-            Port,
-            Cidr,
-            Interface,
-            Source,
-            Protocol,
-            Conntrack,
-            AddressType,
-            Unknown,
-            Other,
-            Family,
-        ] {
-            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        for k in ExemptionKind::ALL {
+            assert_eq!(serde_json::to_string(k).unwrap(), format!("\"{k}\""));
         }
-        assert_eq!(AddressType.name(), "address-type");
+        assert_eq!(ExemptionKind::AddressType.name(), "address-type");
     }
 }
