@@ -193,9 +193,10 @@ pub(crate) fn identity_classes<'a>(
 /// How many runs the evaluator makes at most when unknown matches fork it.
 const MAX_RUNS: usize = 256;
 
-/// Evaluates `flow` against `rules`.
+/// Evaluates `flow` against `rules`, planning only its own family's chains (a [`Tracer`]
+/// plans both, once, for many flows).
 pub fn trace(rules: &Ruleset, flow: &Flow) -> Trace {
-    Tracer::new(rules).trace(flow)
+    run_all(rules, &run::Plan::new(rules, flow.version), flow)
 }
 
 /// Evaluates many flows against one ruleset, ordering its base chains once.
