@@ -477,6 +477,11 @@ fn comments_are_kept_from_every_source() {
         "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp -m comment --comment \"istio/redirect all\" -j REDIRECT --to-ports 15001\n-A OUTPUT -j RETURN\nCOMMIT\n",
     );
     assert_eq!(comment(save), [Some("istio/redirect all".into()), None]);
+    // iptables-restore takes an option's unambiguous abbreviation, as getopt does.
+    let abbreviated = xt(
+        "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp -m comment --comm \"kuma/y\" -j RETURN\nCOMMIT\n",
+    );
+    assert_eq!(comment(abbreviated), [Some("kuma/y".into())]);
     let listing = parse_dump(
         "t.nft",
         "table ip t {\n\tchain o {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tmeta l4proto tcp redirect to :15001 comment \"kuma/x\"\n\t}\n}\n",

@@ -308,24 +308,19 @@ fn read_line(ctx: &Ctx, table: &mut OpenTable, line: &str) -> Result<(), ParseEr
             } else {
                 format!("-A {chain_name} {body_text}")
             };
-            let (matches, action) = parse_rule_body(ctx, body)?;
+            let (matches, action, comment) = parse_rule_body(ctx, body)?;
             for m in &matches {
                 if let Test::Addr { version, .. } = m.test {
                     table.versions.push(version);
                 }
             }
             let chain = find_chain(ctx, table, &chain_name)?;
-            // `--comment` is the comment module's only option.
-            let comment = body
-                .windows(2)
-                .find(|w| w[0].text == "--comment")
-                .map(|w| w[1].text.as_str().into());
             let rule = Rule {
                 position: 0,
                 text,
                 matches,
                 actions: action.into_iter().collect(),
-                comment,
+                comment: comment.map(String::into_boxed_str),
             };
             let at = if insert {
                 let n = index.unwrap_or(1);
@@ -441,10 +436,7 @@ pub(super) fn tokenize(ctx: &Ctx, line: &str) -> Result<Vec<Token>, ParseError> 
 }
 
 /// Parses everything after `-A CHAIN`: generic options, `-m` modules, then `-j`/`-g`.
-fn parse_rule_body(
-    ctx: &Ctx,
-    tokens: &[Token],
-) -> Result<(Vec<Match>, Option<Action>), ParseError> {
+fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<RuleBody, ParseError> {
     let words: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
     let mut cur = Cursor {
         words: &words,
@@ -452,6 +444,7 @@ fn parse_rule_body(
     };
     let mut matches = Vec::new();
     let mut action = None;
+    let mut comment = None;
     let mut protos: Vec<u8> = Vec::new();
     while let Some(word) = cur.peek() {
         let negated = word == "!";
@@ -472,7 +465,12 @@ fn parse_rule_body(
                 }
                 let name = cur.value(ctx, opt)?;
                 matches.extend(xtables_match::parse_module(
-                    ctx, name, &protos, &mut cur, start,
+                    ctx,
+                    name,
+                    &protos,
+                    &mut cur,
+                    start,
+                    &mut comment,
                 )?);
                 continue;
             }
@@ -540,7 +538,12 @@ fn parse_rule_body(
                 cur.pos = if negated { start - 1 } else { start };
                 let text_start = cur.pos;
                 matches.extend(xtables_match::parse_module(
-                    ctx, name, &protos, &mut cur, text_start,
+                    ctx,
+                    name,
+                    &protos,
+                    &mut cur,
+                    text_start,
+                    &mut comment,
                 )?);
                 continue;
             }
@@ -553,8 +556,11 @@ fn parse_rule_body(
             text,
         });
     }
-    Ok((matches, action))
+    Ok((matches, action, comment))
 }
+
+/// A rule's tests, its target, and its comment.
+type RuleBody = (Vec<Match>, Option<Action>, Option<String>);
 
 /// The rule's words, read left to right by the option parsers.
 pub(super) struct Cursor<'w> {

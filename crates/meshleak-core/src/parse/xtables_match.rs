@@ -110,12 +110,15 @@ fn known_options(module: &str) -> Option<&'static [&'static str]> {
 
 /// Reads every option of module `name` at the cursor; `text_start` is where the module's
 /// text begins (`-m NAME`, or the first option when restore input leaves out `-m tcp`).
+/// One `-m NAME` module's options as tests. The comment module's `--comment` is no test: its
+/// text goes to `comment` (the rule's).
 pub(super) fn parse_module(
     ctx: &Ctx,
     name: &str,
     protos: &[u8],
     cur: &mut Cursor,
     text_start: usize,
+    comment: &mut Option<String>,
 ) -> Result<Vec<Match>, ParseError> {
     let mut out: Vec<Match> = Vec::new();
     let known = known_options(name).is_some();
@@ -127,6 +130,10 @@ pub(super) fn parse_module(
         }
         let opt = cur.next().expect("at_module_option saw it");
         let test = match known_options(name).and_then(|k| resolve_option(opt, k)) {
+            Some("--comment") if name == "comment" => {
+                *comment = Some(cur.value(ctx, opt)?.to_string());
+                continue;
+            }
             Some(full) => option(ctx, name, full, protos, cur, &mut out)?,
             None => None,
         };
@@ -321,10 +328,6 @@ fn option(
                 version: range.version(),
                 ranges: vec![range],
             }
-        }
-        ("comment", "--comment") => {
-            cur.value(ctx, opt)?;
-            Test::Always
         }
         _ => return Ok(None),
     };

@@ -71,7 +71,7 @@ fn decode_known(
         ("connmark", 1) => mark(d, MarkReg::CtMark)?,
         ("comment", 0) => Decoded {
             alias: None,
-            save: format!(" --comment{}", save_string(&d.name(0, 256, "comment")?)),
+            save: format!(" --comment{}", save_string(&comment(d)?)),
             tests: vec![],
         },
         ("conntrack", 1..=3) => conntrack(d, revision, version)?,
@@ -808,6 +808,12 @@ fn iprange(d: Bytes, version: IpVersion) -> Result<Decoded, Truncated> {
         save,
         tests,
     })
+}
+
+/// The comment match's text: `struct xt_comment_info`, a NUL-terminated array of
+/// XT_MAX_COMMENT_LEN (256) bytes. Printed with the rule, and kept as the rule's comment.
+pub(crate) fn comment(d: Bytes) -> Result<String, Truncated> {
+    d.name(0, 256, "comment")
 }
 
 /// libxtables' `xtables_save_string`: bare when only `[A-Za-z0-9_-]`, else double-quoted

@@ -262,7 +262,7 @@ fn decode_rule(
             .bytes
             .sub(at + EXT_HEADER, size - EXT_HEADER, "match data")?;
         if (name.as_str(), revision) == ("comment", 0) {
-            comment = Some(data.name(0, 256, "comment")?.into_boxed_str());
+            comment = Some(matches::comment(data)?.into_boxed_str());
         }
         let d = matches::decode(&name, revision, data, version, &protos);
         let shown = d.alias.unwrap_or(&name).to_string();
