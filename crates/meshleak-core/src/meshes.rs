@@ -56,11 +56,11 @@ pub struct Profile {
     /// Envoy's admin port in the pod, where `POST /quitquitquit` stops the proxy.
     pub admin_port: Option<u16>,
     /// Container names its injector gives the proxy.
-    pub proxy_containers: &'static [&'static str],
+    proxy_containers: &'static [&'static str],
     /// The pod annotations excluding outbound destination ports, networks and interfaces.
-    pub exclude_ports: Option<&'static str>,
-    pub exclude_cidrs: Option<&'static str>,
-    pub exclude_interfaces: Option<&'static str>,
+    exclude_ports: Option<&'static str>,
+    exclude_cidrs: Option<&'static str>,
+    exclude_interfaces: Option<&'static str>,
 }
 
 const NONE: Profile = Profile {
