@@ -13,6 +13,7 @@
 pub mod analyze;
 pub mod attribution;
 pub mod civil;
+pub mod cnproc;
 pub mod ctnetlink;
 pub mod eval;
 pub mod explain;

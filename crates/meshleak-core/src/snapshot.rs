@@ -35,6 +35,56 @@ pub struct Snapshot {
     pub unread_processes: Vec<UnreadProcess>,
 }
 
+impl Snapshot {
+    /// Folds in `part`, a scan of only the namespaces in `scope` (the agent re-reads one
+    /// namespace when something in it changed): their facts are replaced by the new ones,
+    /// and those of `scope` that `part` no longer has are gone. What is known of the other
+    /// namespaces is kept; containers no remaining process is in are dropped, so a pod that
+    /// went away leaves nothing behind. Errors of both are kept (the next whole scan
+    /// replaces them all): a namespace that failed to read stays said.
+    pub fn merge(&mut self, part: Snapshot, scope: &[u64]) {
+        let in_scope = |inode: Option<u64>| inode.is_some_and(|i| scope.contains(&i));
+        self.netns.retain(|n| !scope.contains(&n.inode));
+        self.netns.extend(part.netns);
+        self.netns.sort_by_key(|n| n.inode);
+        for c in part.containers {
+            match self.containers.iter_mut().find(|o| o.id == c.id) {
+                Some(old) => *old = c,
+                None => self.containers.push(c),
+            }
+        }
+        let held: std::collections::HashSet<String> = self
+            .netns
+            .iter()
+            .flat_map(|n| &n.processes)
+            .filter_map(|p| crate::attribution::from_cgroup(&p.cgroup).container_id)
+            .collect();
+        self.containers.retain(|c| held.contains(&c.id));
+        self.unread_processes.retain(|u| !in_scope(u.netns));
+        for u in part.unread_processes {
+            // Known to be elsewhere only in the partial scan's sense (not in its scope).
+            let ours = in_scope(u.netns) || (u.netns.is_none() && !u.elsewhere);
+            if ours && !self.unread_processes.iter().any(|o| o.pid == u.pid) {
+                self.unread_processes.push(u);
+            }
+        }
+        let mut new_errors = false;
+        for e in part.errors {
+            if !self.errors.contains(&e) {
+                self.errors.push(e);
+                new_errors = true;
+            }
+        }
+        // A namespace that fails at every re-read is counted once.
+        if new_errors {
+            self.unread_netns += part.unread_netns;
+        }
+        self.vanished_processes += part.vanished_processes;
+        self.vanished_netns += part.vanished_netns;
+        self.scanned_at = part.scanned_at;
+    }
+}
+
 /// A process meshleak could not read, and which namespace it is in as far as the scan
 /// could tell (`/proc/PID/net/dev` stays readable where the namespace link is closed).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -656,3 +656,54 @@ fn only_real_loopback_exclusions_are_left_out() {
         assert_ne!(excluded(escape), Vec::<String>::new(), "{escape}");
     }
 }
+
+#[test]
+fn a_partial_scan_replaces_only_its_namespaces() {
+    let id = "a".repeat(64);
+    let two = |inode: u64, pid: u32| {
+        let mut p = process(pid, 10001, 10001, 0, &[]);
+        if pid == 10 {
+            p.cgroup = format!("0::/cri-containerd-{id}.scope");
+        }
+        let mut s = snapshot(vec![p], vec![], false, "");
+        s.netns[0].inode = inode;
+        s
+    };
+    let mut whole = two(1, 10);
+    whole.netns.extend(two(2, 20).netns);
+    whole.errors.push("network namespace 2: slow".into());
+    // Namespace 2 re-read: its process changed; namespace 3 is new; 1 is untouched.
+    let mut part = two(2, 21);
+    part.netns.extend(two(3, 30).netns);
+    part.scanned_at = 9;
+    whole.merge(part, &[2, 3]);
+    let pids: Vec<(u64, u32)> = whole
+        .netns
+        .iter()
+        .map(|n| (n.inode, n.processes[0].pid))
+        .collect();
+    assert_eq!(pids, vec![(1, 10), (2, 21), (3, 30)]);
+    assert_eq!(whole.scanned_at, 9);
+    assert_eq!(whole.errors, vec!["network namespace 2: slow".to_string()]);
+    // Namespace 3 gone at the next re-read: dropped, with its containers.
+    whole.containers.push(crate::attribution::ContainerFacts {
+        id: id.clone(),
+        runtime: "containerd".into(),
+        pod: None,
+        name: None,
+        sandbox: false,
+        user: None,
+        source: String::new(),
+    });
+    whole.merge(two(9, 90), &[3]);
+    assert_eq!(
+        whole.netns.iter().map(|n| n.inode).collect::<Vec<_>>(),
+        vec![1, 2, 9]
+    );
+    assert_eq!(whole.containers.len(), 1, "still held by pid 10");
+    let mut gone = two(9, 91);
+    gone.netns.clear();
+    whole.merge(gone, &[1, 2, 9]);
+    assert!(whole.netns.is_empty());
+    assert!(whole.containers.is_empty(), "no process is in it any more");
+}

@@ -211,23 +211,50 @@ impl<'a> Nfgen<'a> {
 /// NFT_MSG_NEWGEN: the answer to NFT_MSG_GETGEN.
 const MSG_NEWGEN: u8 = 15;
 
-/// The rule set's generation id in an NFT_MSG_NEWGEN reply (NFTA_GEN_ID 1): it changes
-/// with every committed change, so equal ids before and after a dump prove the dump saw
-/// one rule set. `None`: another message.
-pub fn generation(msg: &[u8]) -> Result<Option<u32>, DecodeError> {
+/// What an NFT_MSG_NEWGEN message says: the rule set's generation id after a commit, and
+/// the process that committed it (the kernel names it by its pid in the initial PID
+/// namespace and its `comm`). A reply to NFT_MSG_GETGEN carries the same attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub generation: u32,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+}
+
+// enum nft_gen_attributes.
+const NFTA_GEN_ID: u16 = 1;
+const NFTA_GEN_PROC_PID: u16 = 2;
+const NFTA_GEN_PROC_NAME: u16 = 3;
+
+/// The commit an NFT_MSG_NEWGEN message announces (every nf_tables commit ends with one,
+/// sent to NFNLGRP_NFTABLES); `None`: another message.
+pub fn commit(msg: &[u8]) -> Result<Option<Commit>, DecodeError> {
     let m = Nfgen::open(msg)?;
     if m.subsys != SUBSYS_NFTABLES || m.kind != MSG_NEWGEN {
         return Ok(None);
     }
     let top = m.attrs("generation")?;
-    find(&top, 1)
-        .map(|a| {
-            a.be32(At {
-                message: "generation",
-                path: "NFTA_GEN_ID",
-            })
-        })
-        .transpose()
+    let at = |path| At {
+        message: "generation",
+        path,
+    };
+    let Some(id) = find(&top, NFTA_GEN_ID) else {
+        return Err(at("NFTA_GEN_ID").err(NLMSG_HDRLEN, "missing"));
+    };
+    Ok(Some(Commit {
+        generation: id.be32(at("NFTA_GEN_ID"))?,
+        pid: find(&top, NFTA_GEN_PROC_PID)
+            .map(|a| a.be32(at("NFTA_GEN_PROC_PID")))
+            .transpose()?,
+        comm: find(&top, NFTA_GEN_PROC_NAME).map(Attr::string),
+    }))
+}
+
+/// The rule set's generation id in an NFT_MSG_NEWGEN reply: it changes with every
+/// committed change, so equal ids before and after a dump prove the dump saw one rule set.
+/// `None`: another message.
+pub fn generation(msg: &[u8]) -> Result<Option<u32>, DecodeError> {
+    Ok(commit(msg)?.map(|c| c.generation))
 }
 
 /// Decodes one whole netlink message: its NFPROTO_* family and object; `None` for what

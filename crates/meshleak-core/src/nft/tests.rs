@@ -550,3 +550,23 @@ fn the_generation_is_read_from_its_reply_only() {
     assert_eq!(super::msg::generation(&table).unwrap(), None);
     assert!(super::msg::generation(&reply[..reply.len() - 2]).is_err());
 }
+
+#[test]
+fn a_commit_names_the_process_that_made_it() {
+    let mut body = vec![0, 0, 0, 7];
+    crate::nlmsg::push_attr(&mut body, 1, &9u32.to_be_bytes());
+    crate::nlmsg::push_attr(&mut body, 2, &4242u32.to_be_bytes());
+    crate::nlmsg::push_attr(&mut body, 3, &crate::nlmsg::c_string("iptables-nft-re"));
+    let msg = crate::nlmsg::request((10 << 8) | 15, 0, &body);
+    assert_eq!(
+        super::msg::commit(&msg).unwrap(),
+        Some(super::msg::Commit {
+            generation: 9,
+            pid: Some(4242),
+            comm: Some("iptables-nft-re".into()),
+        })
+    );
+    // Without the generation id it is no commit message the kernel sends.
+    let bare = crate::nlmsg::request((10 << 8) | 15, 0, &[0, 0, 0, 7]);
+    assert!(super::msg::commit(&bare).is_err());
+}
