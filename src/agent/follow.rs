@@ -8,7 +8,6 @@
 //! most [`LOG_LINES`] per namespace per [`LOG_WINDOW`], the rest counted.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -16,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::epoll::Epoll;
+use super::events::{Bus, Event};
 use super::log::{LogFormat, line};
 use super::metrics::{Metrics, NO_POD, Namespace};
+use super::status::{Recent, Sources, now};
 use meshleak_collect::follow::{FdTables, Sockets};
 use meshleak_core::explain::addr_port;
 use meshleak_core::observe::{Owner, Watch};
@@ -46,12 +48,36 @@ pub(super) fn start(
     metrics: Arc<Metrics>,
     format: LogFormat,
     proc_root: PathBuf,
+    recent: Recent,
+    sources: Sources,
+    bus: Bus,
 ) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::channel();
+    sources.set(
+        "connections",
+        "events",
+        "conntrack NEW events in meshed namespaces".into(),
+    );
+    let out = Out {
+        metrics,
+        format,
+        recent,
+        bus,
+    };
     std::thread::Builder::new()
         .name("meshleak-follow".into())
-        .spawn(move || run(&rx, &metrics, format, &proc_root))?;
+        .spawn(move || run(&rx, &out, &proc_root))?;
     Ok(Handle(tx))
+}
+
+/// Where the follower's findings go: counters, log lines, the recent events.
+struct Out {
+    metrics: Arc<Metrics>,
+    format: LogFormat,
+    recent: Recent,
+    /// Says when a namespace begins to be followed: a connection made between the scan
+    /// and now is in its conntrack table, which a re-read judges.
+    bus: Bus,
 }
 
 /// One followed namespace: what the last scan said of it, its sockets, its log window.
@@ -144,7 +170,8 @@ impl Window {
     }
 }
 
-fn run(rx: &Receiver<Vec<Watch>>, metrics: &Metrics, format: LogFormat, proc_root: &Path) {
+fn run(rx: &Receiver<Vec<Watch>>, out: &Out, proc_root: &Path) {
+    let format = out.format;
     let mut followed: HashMap<u64, Followed> = HashMap::new();
     // Namespaces that could not be opened, logged once each.
     let mut refused: HashMap<u64, String> = HashMap::new();
@@ -174,19 +201,11 @@ fn run(rx: &Receiver<Vec<Watch>>, metrics: &Metrics, format: LogFormat, proc_roo
             }
         }
         if let Some(plan) = plan {
-            reconcile(
-                &mut followed,
-                &mut refused,
-                plan,
-                &epoll,
-                metrics,
-                format,
-                proc_root,
-            );
+            reconcile(&mut followed, &mut refused, plan, &epoll, out, proc_root);
         }
         for inode in epoll.wait(&mut ready, TICK_MS) {
             if let Some(f) = followed.get_mut(&inode) {
-                handle(f, &mut buf, &mut reads, metrics, format, proc_root);
+                handle(f, &mut buf, &mut reads, out, proc_root);
             }
         }
         // A window's count of lines not logged is told once it ends, even if the namespace
@@ -200,49 +219,6 @@ fn run(rx: &Receiver<Vec<Watch>>, metrics: &Metrics, format: LogFormat, proc_roo
     }
 }
 
-/// An epoll set of the followed sockets, each registered with its namespace's inode: a
-/// wakeup costs what is ready, not what is followed. A socket leaves it when closed.
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> std::io::Result<Epoll> {
-        // SAFETY: epoll_create1 has no memory arguments.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor no one else owns.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn add(&self, fd: RawFd, inode: u64) -> std::io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: inode,
-        };
-        // SAFETY: both descriptors are open; `ev` is a valid event the call only reads.
-        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// The inodes of the namespaces with events, waiting at most `timeout_ms`.
-    fn wait(&self, ready: &mut [libc::epoll_event], timeout_ms: libc::c_int) -> Vec<u64> {
-        // SAFETY: `ready` is a writable array of the length given.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.0.as_raw_fd(),
-                ready.as_mut_ptr(),
-                ready.len() as libc::c_int,
-                timeout_ms,
-            )
-        };
-        ready[..n.max(0) as usize].iter().map(|e| e.u64).collect()
-    }
-}
-
 /// Follows what `plan` names: opens new namespaces, drops gone ones (closing their
 /// sockets lets the kernel free them), keeps the rest with the scan's new facts.
 fn reconcile(
@@ -250,10 +226,10 @@ fn reconcile(
     refused: &mut HashMap<u64, String>,
     plan: Vec<Watch>,
     epoll: &Epoll,
-    metrics: &Metrics,
-    format: LogFormat,
+    out: &Out,
     proc_root: &Path,
 ) {
+    let (metrics, format) = (&*out.metrics, out.format);
     followed.retain(|inode, _| plan.iter().any(|w| w.inode == *inode));
     refused.retain(|inode, _| plan.iter().any(|w| w.inode == *inode));
     for w in plan {
@@ -275,6 +251,7 @@ fn reconcile(
                 let _ = metrics.unattributed.get_or_create(&label);
                 let _ = metrics.events_lost.get_or_create(&label);
                 refused.remove(&w.inode);
+                out.bus.send(Event::Followed { inode: w.inode });
                 followed.insert(
                     w.inode,
                     Followed {
@@ -308,15 +285,9 @@ fn label(w: &Watch) -> Namespace {
 }
 
 /// Reads one namespace's waiting events and judges each new connection.
-fn handle(
-    f: &mut Followed,
-    buf: &mut [u8],
-    reads: &mut Budget,
-    metrics: &Metrics,
-    format: LogFormat,
-    proc_root: &Path,
-) {
+fn handle(f: &mut Followed, buf: &mut [u8], reads: &mut Budget, out: &Out, proc_root: &Path) {
     let (events, lost) = f.sockets.drain(buf);
+    let metrics = &out.metrics;
     let label = label(&f.watch);
     if lost {
         metrics.events_lost.get_or_create(&label).inc();
@@ -333,39 +304,91 @@ fn handle(
             }
             Owner::App { uid, app } => {
                 metrics.observed.get_or_create(&label).inc();
-                if f.window.admit(format, &f.watch) {
+                if f.window.admit(out.format, &f.watch) {
                     let app = app.or_else(|| {
                         let s = socket.as_ref()?;
-                        f.watch.holder(s, &mut read_fds)
+                        f.watch
+                            .holder(s, &mut read_fds)
+                            .or_else(|| newcomer(proc_root, &f.watch, s, &mut read_fds))
                     });
-                    log_bypass(format, &f.watch, t, uid, app.as_ref());
+                    log_bypass(out, &f.watch, t, uid, app.as_ref());
                 }
             }
         }
     }
 }
 
+/// The process holding `socket` among those in the namespace that the last scan did not
+/// see (started since): its pid, uid and name. Each descriptor table read spends the
+/// budget; past it, `None` (unattributed), never a guess.
+fn newcomer(
+    proc_root: &Path,
+    w: &Watch,
+    socket: &meshleak_core::snapshot::SocketFacts,
+    holds: &mut dyn FnMut(u32, u64) -> bool,
+) -> Option<meshleak_core::observe::App> {
+    let entries = std::fs::read_dir(proc_root).ok()?;
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !w.pids.contains(pid))
+    {
+        let dir = proc_root.join(pid.to_string());
+        if meshleak_collect::procs::netns_inode(&dir.join("ns/net")).ok() != Some(w.inode) {
+            continue;
+        }
+        if holds(pid, socket.inode) {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            return Some(meshleak_core::observe::App {
+                pid,
+                uid: socket.uid,
+                comm: comm.trim_end().to_string(),
+            });
+        }
+    }
+    None
+}
+
 fn log_bypass(
-    format: LogFormat,
+    out: &Out,
     w: &Watch,
     t: &Tracked,
     uid: u32,
     app: Option<&meshleak_core::observe::App>,
 ) {
+    let (src, dst) = (addr_port(&t.src, t.sport), addr_port(&t.dst, t.dport));
     line(
-        format,
+        out.format,
         "warn",
         "observed bypass",
         json!({
             "netns": w.inode,
             "pod": w.pod,
             "proto": t.proto.name(),
-            "src": addr_port(&t.src, t.sport),
-            "dst": addr_port(&t.dst, t.dport),
+            "src": src,
+            "dst": dst,
             "translated_to": t.translated_to().map(|(a, p)| addr_port(&a, p)),
             "uid": uid,
             "pid": app.map(|a| a.pid),
             "comm": app.map(|a| a.comm.clone()),
         }),
     );
+    out.recent.push(meshleak_core::schema::AgentEvent {
+        at: now(),
+        kind: "observed-bypass",
+        netns: w.inode,
+        pod: w.pod.clone(),
+        pid: app.map(|a| a.pid),
+        comm: app.map(|a| a.comm.clone()),
+        message: format!(
+            "{} {src} -> {dst} left untranslated, socket uid {uid}{}",
+            t.proto.name(),
+            if app.is_none() {
+                "; held by no process found (unattributed)"
+            } else {
+                ""
+            }
+        ),
+        rule: None,
+    });
 }

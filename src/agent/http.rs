@@ -14,7 +14,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{State, scan_now};
+use super::State;
+use super::owner::scan_now;
 
 /// An on-demand scan that takes longer than this is answered with 504 (it still finishes
 /// and updates the stored report).
@@ -61,7 +62,10 @@ async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        {
+            state.metrics.set_sources(&state.sources.all());
+            state.metrics.encode()
+        },
     )
         .into_response()
 }
@@ -78,7 +82,13 @@ async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
     }
     let incomplete = state.incomplete.lock().unwrap().clone();
     if incomplete.is_empty() {
-        return (StatusCode::OK, "ready\n").into_response();
+        // Ready: a source that cannot see changes as they happen is said, not failed on
+        // (its changes are still seen at the next scan).
+        let mut body = String::from("ready\n");
+        for d in state.sources.degraded() {
+            body += &format!("degraded: {}\n", meshleak_core::sanitize::sanitize(&d));
+        }
+        return (StatusCode::OK, body).into_response();
     }
     let mut body = String::from("the last scan could not read what its verdicts need:\n");
     for i in incomplete {
@@ -111,11 +121,11 @@ async fn report(Shared(state): Shared<Arc<State>>, Query(q): Query<ReportQuery>)
     };
     let json = |text: Arc<super::Rendered>| {
         let body = if policy {
-            &text.policy_report
+            text.policy_report.clone()
         } else {
-            &text.json
+            served(&state, &text.report)
         };
-        ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
     if q.fresh.as_deref() == Some("1") {
         let wait = {
@@ -167,4 +177,24 @@ async fn report(Shared(state): Shared<Arc<State>>, Query(q): Query<ReportQuery>)
         )
             .into_response(),
     }
+}
+
+/// The report as `/report` serves it: `scan -o json`'s, with the agent's status (sources,
+/// dropped events, the recent events).
+fn served(state: &State, report: &meshleak_core::schema::Report) -> String {
+    #[derive(serde::Serialize)]
+    struct Served<'a> {
+        #[serde(flatten)]
+        report: &'a meshleak_core::schema::Report,
+        agent: meshleak_core::schema::AgentStatus,
+    }
+    meshleak_core::json::to_string_pretty(&Served {
+        report,
+        agent: meshleak_core::schema::AgentStatus {
+            sources: state.sources.all(),
+            dropped_events: state.bus.dropped(),
+            events: state.recent.all(),
+        },
+    })
+    .unwrap_or_default()
 }

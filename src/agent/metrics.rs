@@ -33,6 +33,17 @@ pub(super) struct Namespace {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct Cause {
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SourceMode {
+    pub source: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PodLabels {
     pub namespace: String,
     pub pod: String,
@@ -68,6 +79,18 @@ pub(super) struct Metrics {
     /// Times the kernel dropped a namespace's events (its socket's buffer overran).
     pub events_lost: Family<Namespace, Counter>,
     pub followed: Gauge,
+    /// Namespaces read again because of an event, by cause.
+    pub rescans: Family<Cause, Counter>,
+    /// Processes seen to begin bypassing (new, or their verdict changed), by namespace.
+    pub bypassing_seen: Family<Namespace, Counter>,
+    /// Rule changes seen in pods, by namespace.
+    pub rule_changes: Family<Namespace, Counter>,
+    /// Events the sources could not hand over (each answered by a whole scan).
+    pub events_dropped: Counter,
+    /// Process events (fork, exec, id changes) in pod namespaces.
+    pub process_events: Counter,
+    /// 1 for each source's current mode.
+    sources: Family<SourceMode, Gauge>,
 }
 
 impl Metrics {
@@ -86,6 +109,17 @@ impl Metrics {
         let unattributed = Family::<Namespace, Counter>::default();
         let events_lost = Family::<Namespace, Counter>::default();
         let followed = Gauge::default();
+        let rescans = Family::<Cause, Counter>::default();
+        let bypassing_seen = Family::<Namespace, Counter>::default();
+        let rule_changes = Family::<Namespace, Counter>::default();
+        let events_dropped = Counter::default();
+        let process_events = Counter::default();
+        let sources = Family::<SourceMode, Gauge>::default();
+        for cause in ["namespace", "rules", "processes", "followed"] {
+            let _ = rescans.get_or_create(&Cause {
+                cause: cause.into(),
+            });
+        }
         // Every series exists from the start, at 0: an alert on them needs no absent().
         for stage in STAGES {
             let _ = errors.get_or_create(&Stage {
@@ -147,6 +181,36 @@ impl Metrics {
             "Meshed network namespaces whose connections are followed between scans",
             followed.clone(),
         );
+        registry.register(
+            "rescans",
+            "Namespaces read again between scans because an event concerned them, by cause (namespace: its mount came or went; rules; processes; followed: a source began following it, and what changed before is read)",
+            rescans.clone(),
+        );
+        registry.register(
+            "bypassing_processes_seen",
+            "Processes seen to begin bypassing the mesh (new ones, or whose verdict changed), by Kubernetes namespace; counts also those gone before the next scan",
+            bypassing_seen.clone(),
+        );
+        registry.register(
+            "rule_changes",
+            "Rule changes seen in pod network namespaces (nf_tables commits, iptables-legacy tables polled), by Kubernetes namespace",
+            rule_changes.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events the agent's sources could not hand over in a storm; each time a whole scan ran instead",
+            events_dropped.clone(),
+        );
+        registry.register(
+            "process_events",
+            "Process events (fork, exec, uid and gid changes) in pod network namespaces, each batch answered by a re-read of the namespace",
+            process_events.clone(),
+        );
+        registry.register(
+            "event_source",
+            "1 for each event source's mode: events (seen at once), polling, failed (seen at the next scan only)",
+            sources.clone(),
+        );
         let pod_bypassing = pod_labels.then(|| {
             let f = Family::<PodLabels, Gauge>::default();
             registry.register(
@@ -179,6 +243,25 @@ impl Metrics {
             unattributed,
             events_lost,
             followed,
+            rescans,
+            bypassing_seen,
+            rule_changes,
+            events_dropped,
+            process_events,
+            sources,
+        }
+    }
+
+    /// Each source's mode, from what the sources say now.
+    pub(super) fn set_sources(&self, all: &[meshleak_core::schema::SourceStatus]) {
+        self.sources.clear();
+        for s in all {
+            self.sources
+                .get_or_create(&SourceMode {
+                    source: s.name.into(),
+                    mode: s.mode.into(),
+                })
+                .set(1);
         }
     }
 

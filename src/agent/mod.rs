@@ -1,14 +1,25 @@
-//! `meshleak agent`: scans on start and then every interval (with jitter), one scan at a
-//! time on a dedicated thread (namespaces are entered there, never on a tokio worker);
-//! serves metrics and health on one listener and the last report on another (loopback by
-//! default: it shows process details); logs one line per new and resolved finding.
+//! `meshleak agent`: a small event loop. Sources (`namespaces`, `rules`, `processes`, and
+//! `follow` for connections) turn what the kernel says into typed events; one owner
+//! (`owner`) holds the per-namespace state, reads again what an event concerns, and scans
+//! the whole node at every interval (with jitter) as the reconciliation, one read at a
+//! time on a dedicated thread (namespaces are entered there, never on a tokio worker).
+//! Metrics and health are served on one listener and the last report, with the sources'
+//! modes and the recent events, on another (loopback by default: it shows process
+//! details); logs say each new and resolved finding, rule change and observed bypass.
 
 mod changes;
+mod epoll;
+mod events;
 mod follow;
 mod http;
 mod listener;
 pub(crate) mod log;
 mod metrics;
+mod namespaces;
+mod owner;
+mod processes;
+mod rules;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,8 +29,7 @@ use serde_json::json;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use log::{LogFormat, line};
-use meshleak_collect::scan::{self, ScanOptions};
-use meshleak_core::report;
+use meshleak_collect::scan::ScanOptions;
 use meshleak_core::schema::Report;
 
 pub(crate) struct AgentOptions {
@@ -35,8 +45,8 @@ pub(crate) struct AgentOptions {
 
 /// A report in the forms `/report` serves.
 pub(crate) struct Rendered {
-    /// The report's JSON (docs/report-schema.md).
-    pub json: String,
+    /// The report (docs/report-schema.md), written with the agent's status when served.
+    pub report: Report,
     /// Its findings as PolicyReport objects (`?format=policyreport`).
     pub policy_report: String,
 }
@@ -47,6 +57,12 @@ pub(crate) struct State {
     metrics: Arc<metrics::Metrics>,
     /// Hands each scan's meshed namespaces to the connection follower.
     follower: Mutex<follow::Handle>,
+    /// Hands each scan's pod namespaces to the rules source.
+    rules: Mutex<rules::Handle>,
+    /// Each event source's mode, and the recent events.
+    sources: status::Sources,
+    recent: status::Recent,
+    bus: Arc<events::Shared>,
     /// The last successful scan's report, rendered once per scan.
     last: Mutex<Option<Arc<Rendered>>>,
     /// What the last scan could not read (its report's `incomplete`): while not empty the
@@ -54,10 +70,9 @@ pub(crate) struct State {
     incomplete: Mutex<Vec<String>>,
     /// The errors and incomplete lines already logged (the last scan's).
     logged: Mutex<std::collections::HashSet<String>>,
-    /// Held while a scan runs: one at a time.
-    scanning: AsyncMutex<()>,
+    /// The per-namespace state, held while a scan runs: one at a time.
+    held: AsyncMutex<owner::Held>,
     last_fresh: Mutex<Option<Instant>>,
-    previous: Mutex<Option<changes::Index>>,
 }
 
 pub(crate) fn run(opts: AgentOptions) -> anyhow::Result<()> {
@@ -112,17 +127,39 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
     let fmt = opts.log_format;
     log::set_node(&opts.scan.node());
     let metrics = Arc::new(metrics::Metrics::new(opts.pod_labels, &opts.scan.node()));
-    let follower = follow::start(metrics.clone(), fmt, opts.scan.proc_root.clone())?;
+    let sources = status::Sources::default();
+    let recent = status::Recent::default();
+    let (bus, events, shared) = events::Bus::new(metrics.events_dropped.clone());
+    let follower = follow::start(
+        metrics.clone(),
+        fmt,
+        opts.scan.proc_root.clone(),
+        recent.clone(),
+        sources.clone(),
+        bus.clone(),
+    )?;
+    let rules = rules::start(
+        bus.clone(),
+        sources.clone(),
+        fmt,
+        opts.scan.proc_root.clone(),
+        opts.scan.host_root.clone(),
+    )?;
+    namespaces::start(opts.scan.netns_dirs.clone(), bus.clone(), sources.clone(), fmt);
+    processes::start(opts.scan.proc_root.clone(), bus, sources.clone(), fmt);
     let state = Arc::new(State {
         metrics,
         follower: Mutex::new(follower),
+        rules: Mutex::new(rules),
+        sources,
+        recent,
+        bus: shared,
         opts,
         last: Mutex::new(None),
         incomplete: Mutex::new(Vec::new()),
         logged: Mutex::new(Default::default()),
-        scanning: AsyncMutex::new(()),
+        held: AsyncMutex::new(owner::Held::default()),
         last_fresh: Mutex::new(None),
-        previous: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let servers = http::start(state.clone(), stop_rx.clone()).await?;
@@ -135,13 +172,14 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
             "report_listen": state.opts.report_listen.to_string(),
             "interval_s": state.opts.interval.as_secs_f64(),
             "node": state.opts.scan.node(),
+            "sources": state.sources.all(),
         }),
     );
-    let scans = tokio::spawn(scan_loop(state.clone(), stop_rx));
+    let owner = tokio::spawn(owner::run(state.clone(), events, stop_rx));
     shutdown_signal(fmt).await;
     line(fmt, "info", "stopping", json!({}));
     let _ = stop_tx.send(true);
-    scans.abort();
+    owner.abort();
     for s in servers {
         // In-flight requests are answered; a stuck one is cut after a few seconds.
         let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
@@ -175,115 +213,3 @@ async fn shutdown_signal(fmt: LogFormat) {
     }
 }
 
-async fn scan_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let _ = scan_now(&state).await;
-        let wait = jittered(state.opts.interval);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// The interval give or take 10%, so agents started together do not scan in step.
-fn jittered(interval: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos()) as f64
-        / 1e9;
-    interval.mul_f64(0.9 + 0.2 * nanos)
-}
-
-/// Runs one scan on a dedicated thread (waiting for a running one to finish first),
-/// updates metrics and the stored report, and logs what changed.
-pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String> {
-    let _one = state.scanning.lock().await;
-    let opts = state.opts.scan.clone();
-    let started = Instant::now();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("meshleak-scan".into())
-        .spawn(move || {
-            let result = scan::scan(&opts)
-                .map(|s| {
-                    let r = report::build(&s, started.elapsed().as_millis() as u64);
-                    let watches = meshleak_core::observe::watches(&s, &r);
-                    (r, watches)
-                })
-                .map_err(|e| e.to_string());
-            let _ = tx.send(result);
-        })
-        .map_err(|e| format!("cannot start a scan thread: {e}"))?;
-    let result = rx.await.map_err(|_| "the scan thread died".to_string())?;
-    let fmt = state.opts.log_format;
-    let elapsed = started.elapsed().as_secs_f64();
-    state.metrics.duration.observe(elapsed);
-    match result {
-        Ok((report, watches)) => {
-            state.follower.lock().unwrap().follow(watches);
-            state.metrics.scans.inc();
-            state.metrics.observe(&report);
-            log_changes(state, &report);
-            // Each problem is logged when it appears, not again every scan.
-            let mut seen = state.logged.lock().unwrap();
-            for e in report.errors.iter().filter(|e| !seen.contains(*e)) {
-                line(fmt, "warn", "not read", json!({ "error": e }));
-            }
-            for i in report.incomplete.iter().filter(|i| !seen.contains(*i)) {
-                line(fmt, "warn", "incomplete", json!({ "not_read": i }));
-            }
-            *seen = report
-                .errors
-                .iter()
-                .chain(&report.incomplete)
-                .cloned()
-                .collect();
-            drop(seen);
-            *state.incomplete.lock().unwrap() = report.incomplete.clone();
-            let text = Arc::new(Rendered {
-                json: meshleak_core::json::to_string_pretty(&report).unwrap_or_default(),
-                policy_report: meshleak_core::json::to_string_pretty(
-                    &meshleak_core::policyreport::build(&report),
-                )
-                .unwrap_or_default(),
-            });
-            *state.last.lock().unwrap() = Some(text.clone());
-            drop(report);
-            return_memory();
-            Ok(text)
-        }
-        Err(e) => {
-            state
-                .metrics
-                .errors
-                .get_or_create(&metrics::Stage {
-                    stage: "scan".into(),
-                })
-                .inc();
-            line(fmt, "error", "scan failed", json!({ "error": e }));
-            Err(e)
-        }
-    }
-}
-
-fn log_changes(state: &State, report: &Report) {
-    let now = changes::index(report);
-    let mut previous = state.previous.lock().unwrap();
-    let before = previous.take().unwrap_or_default();
-    for c in changes::diff(&before, &now) {
-        let level = if c.event == "new" && c.severity == "high" {
-            "warn"
-        } else {
-            "info"
-        };
-        let msg = format!("finding {}", c.event);
-        line(
-            state.opts.log_format,
-            level,
-            &msg,
-            serde_json::to_value(&c).unwrap_or_default(),
-        );
-    }
-    *previous = Some(now);
-}

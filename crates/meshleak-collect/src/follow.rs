@@ -7,13 +7,13 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_SOCK_DIAG};
 use netlink_sys::{Socket, SocketAddr};
 
 use super::netlink::Netlink;
-use super::netns::{Netns, in_netns};
+use super::netns::open_in;
 use meshleak_core::ctnetlink;
 use meshleak_core::observe::Watch;
 use meshleak_core::snapshot::{SocketFacts, Tracked};
@@ -32,27 +32,9 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    /// Opens both sockets inside the namespace `w` names, by its first entry that is
-    /// still that namespace (a pid may have been reused since the scan).
+    /// Opens both sockets inside the namespace `w` names (see [`open_in`]).
     pub fn open(w: &Watch, proc_root: &Path) -> Result<Sockets, String> {
-        let entries =
-            w.paths
-                .iter()
-                .map(|p| Netns::Path(PathBuf::from(p)))
-                .chain(w.pids.iter().map(|pid| Netns::Pid {
-                    pid: *pid,
-                    proc_root: proc_root.to_path_buf(),
-                }));
-        let mut last = "no path or process to enter it by".to_string();
-        for entry in entries {
-            let inode = w.inode;
-            match in_netns(&entry, move || open_here(inode)) {
-                Ok(Ok(f)) => return Ok(f),
-                Ok(Err(e)) => last = format!("{}: {e}", entry.file().display()),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(last)
+        open_in(w.inode, &w.paths, &w.pids, proc_root, open_here)
     }
 
     pub fn fd(&self) -> RawFd {
@@ -89,33 +71,11 @@ impl Sockets {
     }
 }
 
-fn open_here(inode: u64) -> io::Result<Sockets> {
-    let here = super::procs::netns_inode(Path::new("/proc/thread-self/ns/net"))?;
-    if here != inode {
-        return Err(io::Error::other(format!(
-            "it is namespace {here} now, not {inode} (its process exited and the pid was reused)"
-        )));
-    }
+fn open_here() -> io::Result<Sockets> {
     let mut events = Socket::new(NETLINK_NETFILTER)?;
     events.bind(&SocketAddr::new(0, CONNTRACK_NEW_GROUP))?;
     events.set_non_blocking(true)?;
-    // SAFETY: a valid socket fd and an int of the size given. SO_RCVBUFFORCE (which
-    // needs CAP_NET_ADMIN) passes the system's cap; SO_RCVBUF is the fallback.
-    let size = RECEIVE_BUFFER;
-    unsafe {
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            if libc::setsockopt(
-                events.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&raw const size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-            {
-                break;
-            }
-        }
-    }
+    super::netlink::set_receive_buffer(&events, RECEIVE_BUFFER);
     let diag = Netlink::open(NETLINK_SOCK_DIAG)?;
     Ok(Sockets { events, diag })
 }

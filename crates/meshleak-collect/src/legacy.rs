@@ -90,13 +90,13 @@ pub fn read_raw_family(version: IpVersion) -> Result<Vec<(TableInfo, Vec<u8>)>, 
         .collect()
 }
 
-struct XtSocket {
+pub(crate) struct XtSocket {
     fd: libc::c_int,
     level: libc::c_int,
 }
 
 impl XtSocket {
-    fn open(version: IpVersion) -> Result<XtSocket, LegacyError> {
+    pub(crate) fn open(version: IpVersion) -> Result<XtSocket, LegacyError> {
         let (domain, level) = match version {
             IpVersion::V4 => (libc::AF_INET, libc::IPPROTO_IP),
             IpVersion::V6 => (libc::AF_INET6, libc::IPPROTO_IPV6),
@@ -117,6 +117,16 @@ impl XtSocket {
             return Err(LegacyError::Socket(io::Error::last_os_error()));
         }
         Ok(XtSocket { fd, level })
+    }
+
+    /// `IPT_SO_GET_INFO` of table `name`: its name, hooks, underflows, entry count and
+    /// size, as the kernel returns them. Ask only for a table `*_tables_names` lists.
+    pub(crate) fn info(&self, name: &str) -> io::Result<[u8; GET_INFO_SIZE]> {
+        let mut info = [0u8; GET_INFO_SIZE];
+        let n = name.len().min(TABLE_NAME_LEN - 1);
+        info[..n].copy_from_slice(&name.as_bytes()[..n]);
+        self.get(SO_GET_INFO, &mut info)?;
+        Ok(info)
     }
 
     /// getsockopt into `buf`, which carries the request (table name, size) on input.
@@ -158,10 +168,7 @@ fn read_table(
     };
     // The table may change between the two calls (EAGAIN): a few tries, as libiptc does.
     for _ in 0..5 {
-        let mut info = [0u8; GET_INFO_SIZE];
-        info[..name.len().min(TABLE_NAME_LEN - 1)]
-            .copy_from_slice(&name.as_bytes()[..name.len().min(TABLE_NAME_LEN - 1)]);
-        sock.get(SO_GET_INFO, &mut info).map_err(read_err)?;
+        let info = sock.info(name).map_err(read_err)?;
         let word = |i: usize| {
             u32::from_ne_bytes(info[32 + i * 4..36 + i * 4].try_into().expect("4 bytes"))
         };

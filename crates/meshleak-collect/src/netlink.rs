@@ -176,3 +176,25 @@ impl Netlink {
         }
     }
 }
+
+/// Sets a socket's receive buffer to `size`: SO_RCVBUFFORCE (which needs CAP_NET_ADMIN)
+/// passes the system's cap; SO_RCVBUF, capped by it, is the fallback. An event socket's
+/// buffer is what a burst waits in while its reader works.
+pub(crate) fn set_receive_buffer(socket: &netlink_sys::Socket, size: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid socket fd and an int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+    }
+}

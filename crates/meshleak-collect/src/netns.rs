@@ -92,6 +92,14 @@ pub fn named(path: &Path) -> Result<u64, String> {
         .map_err(|e| format!("cannot read {shown}: {e}"))
 }
 
+/// Whether `path` is a namespace file (a bind mount of one, or a `/proc/PID/ns` link):
+/// `ip netns del` unmounts first and removes the file after, and the file in between, or
+/// one just made before its mount, is no namespace.
+pub fn is_nsfs(path: &Path) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
+}
+
 /// Runs `f` on a new thread that has joined the namespace, and returns its result.
 pub fn in_netns<T: Send + 'static>(
     ns: &Netns,
@@ -146,6 +154,45 @@ pub(crate) fn in_netns_within<T: Send + 'static>(
             .map_err(|_| NetnsError::Panicked { path: path.clone() }),
     };
     received?
+}
+
+/// Runs `f` inside namespace `inode`, entered by the first of its bind mounts (`paths`) or
+/// processes (`pids`, under `proc_root`) that still is that namespace (a pid may have been
+/// reused since it was listed): sockets `f` opens stay in it. The error says why the
+/// last way in failed.
+pub fn open_in<T: Send + 'static>(
+    inode: u64,
+    paths: &[String],
+    pids: &[u32],
+    proc_root: &Path,
+    f: impl Fn() -> std::io::Result<T> + Send + Clone + 'static,
+) -> Result<T, String> {
+    let entries = paths
+        .iter()
+        .map(|p| Netns::Path(PathBuf::from(p)))
+        .chain(pids.iter().map(|pid| Netns::Pid {
+            pid: *pid,
+            proc_root: proc_root.to_path_buf(),
+        }));
+    let mut last = "no path or process to enter it by".to_string();
+    for entry in entries {
+        let f = f.clone();
+        let here = move || {
+            let now = super::procs::netns_inode(Path::new("/proc/thread-self/ns/net"))?;
+            if now != inode {
+                return Err(std::io::Error::other(format!(
+                    "it is namespace {now} now, not {inode} (its process exited and the pid was reused)"
+                )));
+            }
+            f()
+        };
+        match in_netns(&entry, here) {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => last = format!("{}: {e}", entry.file().display()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
 }
 
 /// A file under this thread's view of `/proc/net`. After setns, `/proc/self/net` still shows

@@ -436,7 +436,7 @@ pub(crate) fn own_id_maps() -> Maps {
 /// The host's network namespace: the kernel's own (`init_net`), where kernel threads run;
 /// kthreadd's (pid 2) where it is one, else pid 1's. Init may not be readable: a
 /// non-dumpable pid 1 keeps its namespace links closed even to root.
-pub(crate) fn host_netns(proc_root: &Path) -> Option<u64> {
+pub fn host_netns(proc_root: &Path) -> Option<u64> {
     let pid = host_pid(proc_root)?;
     ProcDir::open(&proc_root.join(pid.to_string()))
         .and_then(|dir| dir.ns_inode("ns/net"))
@@ -445,7 +445,7 @@ pub(crate) fn host_netns(proc_root: &Path) -> Option<u64> {
 
 /// A process in the host's network namespace: kthreadd (pid 2) where it is a kernel
 /// thread, else pid 1 (in a container's own pid namespace pid 2 is an ordinary process).
-pub(crate) fn host_pid(proc_root: &Path) -> Option<u32> {
+pub fn host_pid(proc_root: &Path) -> Option<u32> {
     let kthreadd = ProcDir::open(&proc_root.join("2"))
         .and_then(|dir| dir.status())
         .is_ok_and(|status| is_kernel_thread(&status, 2));

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::netns::{Netns, NetnsError};
+use super::netns::{Netns, NetnsError, is_nsfs};
 use super::procs::{self, netns_inode};
 use super::{CollectError, NftCache, read_netns};
 use meshleak_core::snapshot::{
@@ -362,11 +362,6 @@ fn read_one(
 }
 
 /// Whether a file is a namespace file (nsfs).
-fn is_nsfs(path: &std::path::Path) -> bool {
-    use nix::sys::statfs::{NSFS_MAGIC, statfs};
-    statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
-}
-
 /// `--proc-root` must be a proc file system: anything else (a typo, `/sys`, an empty
 /// directory) would list no processes and make every namespace look empty.
 fn check_proc_root(root: &std::path::Path) -> Result<(), CollectError> {

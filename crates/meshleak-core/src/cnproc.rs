@@ -19,6 +19,7 @@ const NLMSG_DONE: u16 = 3;
 const EVENT_DATA: usize = 16;
 
 // enum what.
+const NONE: u32 = 0;
 const FORK: u32 = 0x1;
 const EXEC: u32 = 0x2;
 const UID: u32 = 0x4;
@@ -89,16 +90,29 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// One whole netlink message as the event it carries; `None` for what is not a proc
-/// connector event meshleak follows (exit, comm, sid, ptrace, the subscription's ack) and
-/// for what is too short to be one.
-pub fn decode(msg: &[u8]) -> Option<ProcEvent> {
+/// The kernel's answer to [`listen_request`] (`PROC_EVENT_NONE` with an error number, 0
+/// when subscribed). It is sent only when the subscription was taken: a listener outside the
+/// initial user or PID namespace gets no answer at all.
+pub fn ack(msg: &[u8]) -> Option<u32> {
+    let ev = event(msg)?;
+    (u32_at(ev, 0)? == NONE).then(|| u32_at(ev, EVENT_DATA)).flatten()
+}
+
+/// The `proc_event` in a whole netlink message, if it is the proc connector's.
+fn event(msg: &[u8]) -> Option<&[u8]> {
     let cn = msg.get(NLMSG_HDRLEN..)?;
     if u32_at(cn, 0)? != CN_IDX_PROC || u32_at(cn, 4)? != CN_VAL_PROC {
         return None;
     }
     let len = u16::from_ne_bytes(cn.get(16..18)?.try_into().ok()?) as usize;
-    let ev = cn.get(CN_MSG_LEN..CN_MSG_LEN + len)?;
+    cn.get(CN_MSG_LEN..CN_MSG_LEN + len)
+}
+
+/// One whole netlink message as the event it carries; `None` for what is not a proc
+/// connector event meshleak follows (exit, comm, sid, ptrace, the subscription's ack) and
+/// for what is too short to be one.
+pub fn decode(msg: &[u8]) -> Option<ProcEvent> {
+    let ev = event(msg)?;
     let data = |i: usize| u32_at(ev, EVENT_DATA + 4 * i);
     Some(match u32_at(ev, 0)? {
         FORK => ProcEvent::Fork {
@@ -184,6 +198,9 @@ mod tests {
         let cut = event(EXEC, &[12]);
         assert_eq!(decode(&cut), None);
         assert_eq!(decode(&cut[..20]), None);
+        assert_eq!(ack(&event(NONE, &[0])), Some(0));
+        assert_eq!(ack(&event(EXEC, &[12, 12])), None);
+        assert_eq!(decode(&event(NONE, &[0])), None);
     }
 
     #[test]

@@ -154,18 +154,19 @@ impl Watch {
         }
     }
 
-    /// The process the scan saw that holds an app's socket, for a log line: the one app of
-    /// its uid, else the one whose descriptors name it.
+    /// The process the scan saw that holds an app's socket, for a log line: the one whose
+    /// descriptors name it (apps of the socket's uid asked first), never one that merely
+    /// shares its uid: a process started since the scan may hold it instead. `None`: none
+    /// of them holds it.
     pub fn holder(
         &self,
         socket: &SocketFacts,
         holds: &mut dyn FnMut(u32, u64) -> bool,
     ) -> Option<App> {
-        let apps: Vec<&App> = self.apps.iter().filter(|a| a.uid == socket.uid).collect();
-        if let [one] = apps.as_slice() {
-            return Some((*one).clone());
-        }
-        apps.into_iter()
+        let (same, other): (Vec<&App>, Vec<&App>) =
+            self.apps.iter().partition(|a| a.uid == socket.uid);
+        same.into_iter()
+            .chain(other)
             .find(|a| holds(a.pid, socket.inode))
             .cloned()
     }
@@ -278,8 +279,12 @@ mod tests {
                 app: None
             }
         );
+        // The one app of that uid is not named unless its descriptors hold the socket: a
+        // process started since the scan may.
+        assert_eq!(w.holder(&socket(10001, 7), &mut never), None);
+        let mut by_cart = |pid: u32, inode: u64| pid == 10 && inode == 7;
         assert_eq!(
-            w.holder(&socket(10001, 7), &mut never).map(|a| a.pid),
+            w.holder(&socket(10001, 7), &mut by_cart).map(|a| a.pid),
             Some(10)
         );
         // A new process of another uid: still an app's.

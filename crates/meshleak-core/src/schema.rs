@@ -265,3 +265,46 @@ mod tests {
         }
     }
 }
+
+/// What the agent adds to its `/report` (absent from `scan`'s): how each of its event
+/// sources is watching, what it dropped, and what it has seen recently, pods already gone
+/// included.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AgentStatus {
+    pub sources: Vec<SourceStatus>,
+    /// Events the sources could not hand over (a storm filled the queue): each time, a
+    /// whole scan was run instead, so nothing stays unseen past it.
+    pub dropped_events: u64,
+    /// The most recent events, oldest first (a bounded ring).
+    pub events: Vec<AgentEvent>,
+}
+
+/// One event source and how it works now.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceStatus {
+    /// `namespaces`, `rules`, `processes`, `connections`.
+    pub name: &'static str,
+    /// `events` (the kernel tells at once), `polling` (looked at every `detail` says), or
+    /// `failed` (only the periodic scan sees it).
+    pub mode: &'static str,
+    pub detail: String,
+}
+
+/// Something the agent saw between or at scans.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentEvent {
+    /// Seconds since the Unix epoch, to the millisecond.
+    pub at: f64,
+    /// `bypass-seen` (a process whose traffic bypasses the mesh), `observed-bypass` (a
+    /// connection that did), `rules-changed`, `identity-changed`, `namespace-new`,
+    /// `namespace-gone`.
+    pub kind: &'static str,
+    pub netns: u64,
+    /// `namespace/name` of the pod, when known.
+    pub pod: Option<String>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub message: String,
+    /// The rule that decides (the first of the verdict's reasons), when there is one.
+    pub rule: Option<String>,
+}

@@ -53,6 +53,62 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// The uids and gids the running proxy holds (its processes' fs, real, effective and
+    /// saved ids, and groups): the identities the mesh writes its exemptions for. `None`
+    /// when no proxy runs: which exemptions are the mesh's own cannot be told then.
+    fn proxy_ids(&self) -> Option<(Vec<u32>, Vec<u32>)> {
+        let proxies: Vec<&Judged> = self
+            .processes
+            .iter()
+            .filter(|p| p.verdict == ProcessVerdict::Proxy && p.lives_in.is_none())
+            .collect();
+        if proxies.is_empty() {
+            return None;
+        }
+        let mut uids: Vec<u32> = Vec::new();
+        let mut gids: Vec<u32> = Vec::new();
+        for p in proxies {
+            uids.push(p.identity.uid);
+            uids.extend(&p.facts.all_uids);
+            gids.push(p.identity.gid);
+            gids.extend(&p.facts.all_gids);
+            gids.extend(&p.identity.groups);
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        gids.sort_unstable();
+        gids.dedup();
+        Some((uids, gids))
+    }
+
+    /// Whether a rule in the mesh's own chains is an owner exemption the mesh did not write
+    /// for the proxy that runs: it names a uid or gid no proxy process holds (`-I
+    /// ISTIO_OUTPUT 1 -m owner --uid-owner 10001 -j RETURN`). Negated owner matches (the
+    /// mesh's `! --uid-owner 1337`) are not exemptions.
+    fn foreign_exemption(&self, r: &crate::model::Rule) -> bool {
+        use crate::model::{Action, Test};
+        let Some((uids, gids)) = self.proxy_ids() else {
+            return false;
+        };
+        if !r
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Return | Action::Accept))
+        {
+            return false;
+        }
+        let outside = |ranges: &[IdRange], held: &[u32]| {
+            ranges
+                .iter()
+                .any(|r| !held.iter().any(|id| r.contains(*id)))
+        };
+        r.matches.iter().filter(|m| !m.negated).any(|m| match &m.test {
+            Test::Uid { ranges } => outside(ranges, &uids),
+            Test::Gid { ranges, .. } => outside(ranges, &gids),
+            _ => false,
+        })
+    }
+
     /// The processes that are not the proxy: the ones whose escape is a finding.
     fn apps(&self) -> impl Iterator<Item = &Judged<'a>> {
         self.processes
@@ -310,7 +366,8 @@ fn mesh_hook_rule(mesh: &Mesh, r: &crate::model::Rule) -> bool {
 }
 
 /// `foreign-rule`: a rule outside the mesh's own chains and tables (inserted ahead of the
-/// mesh's jump, or in another table or backend) that changes some verdict: the analysis is
+/// mesh's jump, or in another table or backend), or an owner exemption inside them that
+/// names an id the running proxy does not hold, that changes some verdict: the analysis is
 /// run again without it, and any process's verdict or the ordinary app's capture differs.
 fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     let profile = mesh.profile();
@@ -321,19 +378,19 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
     let rules = &c.ns.rules;
     let mut candidates = Vec::new();
     for (ti, t) in rules.tables.iter().enumerate() {
-        if ours(&t.name) {
-            continue;
-        }
         for (ci, chain) in t.chains.iter().enumerate() {
-            if ours(&chain.name) {
-                continue;
-            }
+            let own = ours(&t.name) || ours(&chain.name);
             for (ri, r) in chain.rules.iter().enumerate() {
                 let effect = r
                     .actions
                     .iter()
                     .any(|a| !matches!(a, crate::model::Action::Continue { .. }));
-                if effect && !mesh_hook_rule(mesh, r) {
+                let foreign = if own {
+                    c.foreign_exemption(r)
+                } else {
+                    effect && !mesh_hook_rule(mesh, r)
+                };
+                if foreign {
                     candidates.push((ti, ci, ri));
                 }
             }
@@ -423,7 +480,15 @@ fn foreign_rules(c: &Context, mesh: &Mesh, out: &mut Vec<Finding>) {
             .filter(|id| !held.iter().flatten().any(|w| w == **id))
             .map(|id| identity_text(id, reference))
             .collect();
-        let mut message = format!("a rule outside {}'s own chains changes verdicts", mesh.kind);
+        let own = ours(&rules.tables[ti].name) || ours(&rules.tables[ti].chains[ci].name);
+        let mut message = if own {
+            format!(
+                "an exemption in {}'s own chain names an id its running proxy does not hold: the mesh writes one only when told to exclude that id (an exclusion setting), else someone inserted it; it changes verdicts",
+                mesh.kind
+            )
+        } else {
+            format!("a rule outside {}'s own chains changes verdicts", mesh.kind)
+        };
         if !affected.is_empty() {
             message.push_str(&format!(" (of processes {affected:?})"));
         }
@@ -522,6 +587,7 @@ const MAX_CANDIDATES: usize = 32;
 const WORK_BUDGET: usize = 2_000_000;
 
 fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
+    let proxy_ids = c.proxy_ids();
     for p in c.processes.iter().filter(|p| p.verdict.bypasses()) {
         let all = p.verdict == ProcessVerdict::Bypass;
         out.push(Finding {
@@ -556,15 +622,16 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
                 }
             )],
             socket: None,
-            remedy: identity_remedy(p, c.mesh),
+            remedy: identity_remedy(p, c.mesh, proxy_ids.as_ref()),
         });
     }
 }
 
 /// The pod spec field at fault, in Kubernetes terms: the id of the traffic that matches
 /// the proxy's exemption (runAsUser, runAsGroup, a supplementary group), or the thread or
-/// socket that was made with it.
-fn identity_remedy(p: &Judged, mesh: Option<&Mesh>) -> String {
+/// socket that was made with it. An exempt id the running proxy does not hold (`proxy`:
+/// its uids and gids) is not the proxy's: an exemption someone added names it.
+fn identity_remedy(p: &Judged, mesh: Option<&Mesh>, proxy: Option<&(Vec<u32>, Vec<u32>)>) -> String {
     let (uid, gid) = p
         .decided_by
         .as_ref()
@@ -573,21 +640,40 @@ fn identity_remedy(p: &Judged, mesh: Option<&Mesh>) -> String {
     let (uids, gids) = mesh.map_or((&[][..], &[][..]), |m| {
         (m.proxy_uids.as_slice(), m.proxy_gids.as_slice())
     });
+    let (held_uids, held_gids) = proxy.map_or((None, None), |(u, g)| (Some(u), Some(g)));
+    let not_proxys = |held: Option<&Vec<u32>>, id: u32| held.is_some_and(|h| !h.contains(&id));
+    let inserted = |what: &str, id: u32| {
+        format!(
+            "{what} {id} is exempted by a rule the running proxy does not need (it does not run as {id}): find who added the rule (see foreign-rule) and remove it"
+        )
+    };
     let mut fixes = Vec::new();
     if exempt(uids, uid) {
-        fixes.push(format!(
-            "uid {uid} is the proxy's: set the container's securityContext.runAsUser to another uid"
-        ));
+        fixes.push(if not_proxys(held_uids, uid) {
+            inserted("uid", uid)
+        } else {
+            format!(
+                "uid {uid} is the proxy's: set the container's securityContext.runAsUser to another uid"
+            )
+        });
     }
     if exempt(gids, gid) {
-        fixes.push(format!(
-            "gid {gid} is the proxy's: set the container's securityContext.runAsGroup to another gid"
-        ));
+        fixes.push(if not_proxys(held_gids, gid) {
+            inserted("gid", gid)
+        } else {
+            format!(
+                "gid {gid} is the proxy's: set the container's securityContext.runAsGroup to another gid"
+            )
+        });
     }
     if let Some(g) = p.identity.groups.iter().find(|g| exempt(gids, **g)) {
-        fixes.push(format!(
-            "group {g} is the proxy's: remove it from the pod's supplementalGroups and fsGroup"
-        ));
+        fixes.push(if not_proxys(held_gids, *g) {
+            inserted("group", *g)
+        } else {
+            format!(
+                "group {g} is the proxy's: remove it from the pod's supplementalGroups and fsGroup"
+            )
+        });
     }
     if let Some(d) = &p.decided_by {
         fixes.push(format!(

@@ -209,6 +209,54 @@ fn rules_inserted_outside_the_mesh_layout_that_change_verdicts() {
 }
 
 #[test]
+fn an_exemption_inside_the_mesh_chain_for_an_id_the_proxy_does_not_hold_is_foreign() {
+    let procs = || {
+        vec![
+            process(10, 1337, 1337, 0, &[100, 101]),
+            process(12, 10001, 10001, 0, &[]),
+        ]
+    };
+    // `iptables -I ISTIO_OUTPUT 1 -m owner --uid-owner 10001 -j RETURN`: in the mesh's own
+    // chain, but no proxy runs as 10001.
+    let s = snapshot(
+        procs(),
+        proxy_listeners(),
+        false,
+        "-A ISTIO_OUTPUT -m owner --uid-owner 10001 -j RETURN\n",
+    );
+    let r = build(&s, 0);
+    let f = r.netns[0]
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::ForeignRule)
+        .expect("foreign-rule found");
+    assert_eq!(
+        f.rules[0].rule,
+        "-A ISTIO_OUTPUT -m owner --uid-owner 10001 -j RETURN"
+    );
+    assert_eq!(f.severity, Severity::High);
+    assert!(f.message.contains("[12]"), "{}", f.message);
+    let exempt = r.netns[0]
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::IdentityExempt && f.pid == Some(12))
+        .expect("the app escapes");
+    assert!(
+        !exempt.remedy.contains("is the proxy's"),
+        "10001 is not the proxy's: {}",
+        exempt.remedy
+    );
+    assert!(exempt.remedy.contains("foreign-rule"), "{}", exempt.remedy);
+    // The mesh's own exemptions of the proxy's ids are not findings.
+    let clean = snapshot(procs(), proxy_listeners(), false, "");
+    assert!(
+        !kinds(&clean).iter().any(|(k, _)| k == "foreign-rule"),
+        "{:?}",
+        kinds(&clean)
+    );
+}
+
+#[test]
 fn kernel_versions_compare() {
     assert!(super::kernel_at_least("6.1.0-18-amd64", 5, 17));
     assert!(super::kernel_at_least("5.17.0", 5, 17));

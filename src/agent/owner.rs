@@ -1,0 +1,519 @@
+//! The one owner of the per-namespace state: it takes the sources' events, coalesces them
+//! per namespace, asks collection to read again only the namespaces they concern (a whole
+//! scan at every interval, at `/report?fresh=1`, and after an overflow), folds the result
+//! into the node's snapshot, asks the core to judge it, and publishes: metrics, the
+//! report, log lines and the recent events, and the plans of the followers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::events::{Event, RuleChange};
+use super::log::line;
+use super::metrics::{self, NO_POD};
+use super::rules::Entrance;
+use super::status;
+use super::{Rendered, State, changes, return_memory};
+use meshleak_collect::scan::{self, ScanOptions};
+use meshleak_core::schema::{AgentEvent, ProcessVerdict, Report};
+use meshleak_core::snapshot::Snapshot;
+
+/// How long events of a namespace are gathered before it is read again: a pod's start
+/// (sandbox, init container's rules, app) comes as a burst.
+const GATHER: Duration = Duration::from_millis(100);
+/// A re-read's cost sets the pause before the next one (at most a quarter of a core over
+/// a storm); never shorter than [`GATHER`].
+const DUTY: u32 = 3;
+
+/// What the owner holds between scans.
+#[derive(Default)]
+pub(super) struct Held {
+    snapshot: Option<Snapshot>,
+    index: Option<changes::Index>,
+    /// Each process's last verdict and ids, by namespace and pid.
+    judged: HashMap<(u64, u32), Judgement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Judgement {
+    verdict: ProcessVerdict,
+    uid: u32,
+    gid: u32,
+    comm: String,
+}
+
+/// Why a namespace is read again.
+#[derive(Clone, Debug)]
+pub(super) enum Cause {
+    Netns { path: String, appeared: bool },
+    Rules(RuleChange),
+    Processes,
+    Followed,
+}
+
+/// The owner's loop: events in, re-reads out; a whole scan each interval (jittered).
+pub(super) async fn run(
+    state: Arc<State>,
+    mut events: tokio::sync::mpsc::Receiver<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = scan_now(&state).await;
+    let mut next_full = Instant::now() + jittered(state.opts.interval);
+    let mut dirty: BTreeMap<u64, Vec<Cause>> = BTreeMap::new();
+    let mut first_dirty: Option<Instant> = None;
+    let mut not_before = Instant::now();
+    loop {
+        let due = match first_dirty {
+            Some(t) => (t + GATHER).max(not_before).min(next_full),
+            None => next_full,
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return };
+                if let Event::Processes { count, .. } = ev {
+                    state.metrics.process_events.inc_by(count as u64);
+                }
+                let (inode, cause) = cause_of(ev);
+                dirty.entry(inode).or_default().push(cause);
+                first_dirty.get_or_insert_with(Instant::now);
+                continue;
+            }
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = stop.changed() => return,
+        }
+        if state.bus.take_overflow() || Instant::now() >= next_full {
+            let _ = scan_now(&state).await;
+            next_full = Instant::now() + jittered(state.opts.interval);
+            // A whole scan read every namespace; what it found is logged as changes.
+            dirty.clear();
+            first_dirty = None;
+            continue;
+        }
+        if dirty.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let causes = std::mem::take(&mut dirty);
+        first_dirty = None;
+        let _ = rescan(&state, causes).await;
+        not_before = Instant::now() + (started.elapsed() * DUTY).max(GATHER);
+    }
+}
+
+fn cause_of(ev: Event) -> (u64, Cause) {
+    match ev {
+        Event::Netns {
+            inode,
+            path,
+            appeared,
+        } => (inode, Cause::Netns { path, appeared }),
+        Event::Rules { inode, change } => (inode, Cause::Rules(change)),
+        Event::Processes { inode, .. } => (inode, Cause::Processes),
+        Event::Followed { inode } => (inode, Cause::Followed),
+    }
+}
+
+/// The interval give or take 10%, so agents started together do not scan in step.
+fn jittered(interval: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos()) as f64
+        / 1e9;
+    interval.mul_f64(0.9 + 0.2 * nanos)
+}
+
+/// What a scan thread hands back: the node's snapshot and its judgement.
+struct Scanned {
+    snapshot: Snapshot,
+    report: Report,
+    watches: Vec<meshleak_core::observe::Watch>,
+}
+
+/// Runs `work` on a dedicated thread (namespaces are entered there, never on a tokio
+/// worker) and waits for it.
+async fn on_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("meshleak-scan".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| format!("cannot start a scan thread: {e}"))?;
+    rx.await.map_err(|_| "the scan thread died".to_string())
+}
+
+fn judge(snapshot: Snapshot, started: Instant) -> Scanned {
+    let report = meshleak_core::report::build(&snapshot, started.elapsed().as_millis() as u64);
+    let watches = meshleak_core::observe::watches(&snapshot, &report);
+    Scanned {
+        snapshot,
+        report,
+        watches,
+    }
+}
+
+/// A whole scan (waiting for a running one to finish first): at start, each interval, and
+/// for `/report?fresh=1`.
+pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String> {
+    let mut held = state.held.lock().await;
+    let opts = state.opts.scan.clone();
+    let started = Instant::now();
+    let result = on_thread(move || {
+        scan::scan(&opts)
+            .map(|s| judge(s, started))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .and_then(|r| r);
+    state.metrics.duration.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(scanned) => {
+            state.metrics.scans.inc();
+            let before = known(held.snapshot.as_ref());
+            Ok(publish(state, &mut held, scanned, &BTreeMap::new(), &before))
+        }
+        Err(e) => {
+            failed(state, &e);
+            Err(e)
+        }
+    }
+}
+
+/// Reads again only the namespaces `causes` names, and folds them into the last whole
+/// scan; without one yet, scans the whole node.
+async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Vec<Cause>>) -> Result<(), String> {
+    let mut held = state.held.lock().await;
+    let Some(base) = held.snapshot.take() else {
+        drop(held);
+        return scan_now(state).await.map(|_| ());
+    };
+    let scope: Vec<u64> = causes.keys().copied().collect();
+    let before = known(Some(&base));
+    let opts = ScanOptions {
+        only: scope.clone(),
+        ..state.opts.scan.clone()
+    };
+    let started = Instant::now();
+    // A failed re-read keeps what was known: the next whole scan tries again.
+    let result = match on_thread(move || match scan::scan(&opts) {
+        Ok(part) => {
+            let mut whole = base;
+            whole.merge(part, &scope);
+            Ok(judge(whole, started))
+        }
+        Err(e) => Err((e.to_string(), base)),
+    })
+    .await
+    {
+        Ok(Ok(scanned)) => Ok(scanned),
+        Ok(Err((e, base))) => {
+            held.snapshot = Some(base);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    };
+    for c in causes.values().flatten() {
+        let kind = match c {
+            Cause::Netns { .. } => "namespace",
+            Cause::Rules(_) => "rules",
+            Cause::Processes => "processes",
+            Cause::Followed => "followed",
+        };
+        state
+            .metrics
+            .rescans
+            .get_or_create(&metrics::Cause { cause: kind.into() })
+            .inc();
+    }
+    match result {
+        Ok(scanned) => {
+            publish(state, &mut held, scanned, &causes, &before);
+            Ok(())
+        }
+        Err(e) => {
+            failed(state, &e);
+            Err(e)
+        }
+    }
+}
+
+fn failed(state: &State, e: &str) {
+    state
+        .metrics
+        .errors
+        .get_or_create(&metrics::Stage {
+            stage: "scan".into(),
+        })
+        .inc();
+    line(state.opts.log_format, "error", "scan failed", json!({ "error": e }));
+}
+
+/// Publishes a judged snapshot: followers' plans, metrics, log lines, recent events, the
+/// rendered report; keeps the snapshot for the next re-read.
+fn publish(
+    state: &State,
+    held: &mut Held,
+    scanned: Scanned,
+    causes: &BTreeMap<u64, Vec<Cause>>,
+    before: &HashSet<u64>,
+) -> Arc<Rendered> {
+    let Scanned {
+        snapshot,
+        report,
+        watches,
+    } = scanned;
+    let fmt = state.opts.log_format;
+    state.follower.lock().unwrap().follow(watches);
+    state.rules.lock().unwrap().follow(
+        snapshot
+            .netns
+            .iter()
+            .filter(|n| !n.host)
+            .map(|n| Entrance {
+                inode: n.inode,
+                paths: n.paths.clone(),
+                pids: n.processes.iter().map(|p| p.pid).collect(),
+            })
+            .collect(),
+    );
+    state.metrics.observe(&report);
+    let first = held.snapshot.is_none() && held.index.is_none();
+    let judged = judgements(&report);
+    if !first {
+        record_events(state, &report, &held.judged, &judged, causes, before);
+    }
+    held.judged = judged;
+    let now_index = changes::index(&report);
+    let before = held.index.take().unwrap_or_default();
+    for c in changes::diff(&before, &now_index) {
+        let level = if c.event == "new" && c.severity == "high" {
+            "warn"
+        } else {
+            "info"
+        };
+        let msg = format!("finding {}", c.event);
+        line(fmt, level, &msg, serde_json::to_value(&c).unwrap_or_default());
+    }
+    held.index = Some(now_index);
+    // Each problem is logged when it appears, not again every scan.
+    let mut seen = state.logged.lock().unwrap();
+    for e in report.errors.iter().filter(|e| !seen.contains(*e)) {
+        line(fmt, "warn", "not read", json!({ "error": e }));
+    }
+    for i in report.incomplete.iter().filter(|i| !seen.contains(*i)) {
+        line(fmt, "warn", "incomplete", json!({ "not_read": i }));
+    }
+    *seen = report
+        .errors
+        .iter()
+        .chain(&report.incomplete)
+        .cloned()
+        .collect();
+    drop(seen);
+    *state.incomplete.lock().unwrap() = report.incomplete.clone();
+    let text = Arc::new(Rendered {
+        policy_report: meshleak_core::json::to_string_pretty(
+            &meshleak_core::policyreport::build(&report),
+        )
+        .unwrap_or_default(),
+        report,
+    });
+    *state.last.lock().unwrap() = Some(text.clone());
+    held.snapshot = Some(snapshot);
+    return_memory();
+    text
+}
+
+/// The namespaces a snapshot holds.
+fn known(s: Option<&Snapshot>) -> HashSet<u64> {
+    s.map(|s| s.netns.iter().map(|n| n.inode).collect())
+        .unwrap_or_default()
+}
+
+fn judgements(r: &Report) -> HashMap<(u64, u32), Judgement> {
+    r.netns
+        .iter()
+        .flat_map(|ns| {
+            ns.processes
+                .iter()
+                .filter(|p| p.lives_in.is_none())
+                .map(move |p| {
+                    (
+                        (ns.inode, p.pid),
+                        Judgement {
+                            verdict: p.verdict,
+                            uid: p.uid,
+                            gid: p.gid,
+                            comm: p.comm.clone(),
+                        },
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The recent events a publish shows: processes newly bypassing, ids that changed, rule
+/// changes with who made them and what they changed, namespaces new and gone.
+fn record_events(
+    state: &State,
+    report: &Report,
+    before: &HashMap<(u64, u32), Judgement>,
+    now: &HashMap<(u64, u32), Judgement>,
+    causes: &BTreeMap<u64, Vec<Cause>>,
+    known_before: &HashSet<u64>,
+) {
+    let fmt = state.opts.log_format;
+    let at = status::now();
+    for ns in &report.netns {
+        let pod = ns.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name));
+        let k8s = ns
+            .pod
+            .as_ref()
+            .map_or(NO_POD.to_string(), |p| p.namespace.clone());
+        let event = |kind: &'static str, pid: Option<u32>, comm: Option<String>, message: String, rule: Option<String>| AgentEvent {
+            at,
+            kind,
+            netns: ns.inode,
+            pod: pod.clone(),
+            pid,
+            comm,
+            message,
+            rule,
+        };
+        let mut changed: Vec<String> = Vec::new();
+        for p in ns.processes.iter().filter(|p| p.lives_in.is_none()) {
+            let was = before.get(&(ns.inode, p.pid));
+            let rule = p.reasons.first().map(|r| r.rule.clone());
+            if let Some(w) = was
+                && (w.uid, w.gid) != (p.uid, p.gid)
+            {
+                state.recent.push(event(
+                    "identity-changed",
+                    Some(p.pid),
+                    Some(p.comm.clone()),
+                    format!("{}:{} -> {}:{} ({})", w.uid, w.gid, p.uid, p.gid, p.verdict.name()),
+                    rule.clone(),
+                ));
+            }
+            if let Some(w) = was
+                && w.verdict != p.verdict
+            {
+                changed.push(format!(
+                    "pid {} {}: {} -> {}",
+                    p.pid,
+                    meshleak_core::sanitize::sanitize(&p.comm),
+                    w.verdict.name(),
+                    p.verdict.name()
+                ));
+            }
+            if p.verdict.bypasses() && !was.is_some_and(|w| w.verdict.bypasses()) {
+                state
+                    .metrics
+                    .bypassing_seen
+                    .get_or_create(&metrics::Namespace {
+                        namespace: k8s.clone(),
+                    })
+                    .inc();
+                state.recent.push(event(
+                    "bypass-seen",
+                    Some(p.pid),
+                    Some(p.comm.clone()),
+                    format!(
+                        "{} (uid {}, gid {}) bypasses the mesh: {}",
+                        p.comm,
+                        p.uid,
+                        p.gid,
+                        p.verdict.name()
+                    ),
+                    rule,
+                ));
+            }
+        }
+        for (&(inode, pid), w) in before {
+            if inode == ns.inode && !now.contains_key(&(inode, pid)) && w.verdict != ProcessVerdict::Proxy {
+                changed.push(format!("pid {pid} {}: exited", meshleak_core::sanitize::sanitize(&w.comm)));
+            }
+        }
+        let Some(list) = causes.get(&ns.inode) else {
+            continue;
+        };
+        for c in list {
+            let Cause::Rules(change) = c else { continue };
+            state
+                .metrics
+                .rule_changes
+                .get_or_create(&metrics::Namespace {
+                    namespace: k8s.clone(),
+                })
+                .inc();
+            let (pid, comm, container, generation, how) = match change {
+                RuleChange::Commit { commit, container } => (
+                    commit.pid,
+                    commit.comm.clone(),
+                    container.clone(),
+                    Some(commit.generation),
+                    "nf_tables commit",
+                ),
+                RuleChange::Lost => (None, None, None, None, "nf_tables notifications lost"),
+                RuleChange::Legacy => (None, None, None, None, "iptables-legacy tables changed"),
+            };
+            line(
+                fmt,
+                if changed.is_empty() { "info" } else { "warn" },
+                "rules changed",
+                json!({
+                    "netns": ns.inode,
+                    "pod": pod,
+                    "how": how,
+                    "generation": generation,
+                    "pid": pid,
+                    "comm": comm,
+                    "by_container": container,
+                    "verdicts_changed": changed,
+                }),
+            );
+            state.recent.push(event(
+                "rules-changed",
+                pid,
+                comm,
+                format!(
+                    "{how}{}; {}",
+                    container.map(|c| format!(" by {c}")).unwrap_or_default(),
+                    if changed.is_empty() {
+                        "no verdict changed".to_string()
+                    } else {
+                        changed.join(", ")
+                    }
+                ),
+                None,
+            ));
+        }
+    }
+    // Namespaces that came and went since the last publish.
+    for (inode, list) in causes {
+        let appeared = list.iter().any(|c| matches!(c, Cause::Netns { appeared: true, .. }));
+        let present = report.netns.iter().any(|n| n.inode == *inode);
+        let path = list.iter().find_map(|c| match c {
+            Cause::Netns { path, .. } => Some(path.clone()),
+            _ => None,
+        });
+        let kind = match (present, known_before.contains(inode)) {
+            (true, false) if appeared => "namespace-new",
+            (false, true) => "namespace-gone",
+            _ => continue,
+        };
+        state.recent.push(AgentEvent {
+            at,
+            kind,
+            netns: *inode,
+            pod: None,
+            pid: None,
+            comm: None,
+            message: path.unwrap_or_default(),
+            rule: None,
+        });
+    }
+}
