@@ -30,7 +30,11 @@ impl Epoll {
     }
 
     /// The keys of the sockets with events, waiting at most `timeout_ms`.
-    pub(super) fn wait(&self, ready: &mut [libc::epoll_event], timeout_ms: libc::c_int) -> Vec<u64> {
+    pub(super) fn wait(
+        &self,
+        ready: &mut [libc::epoll_event],
+        timeout_ms: libc::c_int,
+    ) -> Vec<u64> {
         // SAFETY: `ready` is a writable array of the length given.
         let n = unsafe {
             libc::epoll_wait(

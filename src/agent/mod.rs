@@ -145,7 +145,12 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
         opts.scan.proc_root.clone(),
         opts.scan.host_root.clone(),
     )?;
-    namespaces::start(opts.scan.netns_dirs.clone(), bus.clone(), sources.clone(), fmt);
+    namespaces::start(
+        opts.scan.netns_dirs.clone(),
+        bus.clone(),
+        sources.clone(),
+        fmt,
+    );
     processes::start(opts.scan.proc_root.clone(), bus, sources.clone(), fmt);
     let state = Arc::new(State {
         metrics,
@@ -212,4 +217,3 @@ async fn shutdown_signal(fmt: LogFormat) {
         }
     }
 }
-

@@ -23,7 +23,12 @@ pub(super) fn start(dirs: Vec<PathBuf>, bus: Bus, sources: Sources, format: LogF
         Ok(w) => w,
         Err(e) => {
             let why = format!("inotify on {shown}: {e}; new pods are found at the next scan");
-            line(format, "warn", "source failed", json!({ "source": "namespaces", "error": why }));
+            line(
+                format,
+                "warn",
+                "source failed",
+                json!({ "source": "namespaces", "error": why }),
+            );
             sources.set("namespaces", "failed", why);
             return;
         }
@@ -65,6 +70,10 @@ pub(super) fn start(dirs: Vec<PathBuf>, bus: Bus, sources: Sources, format: LogF
             }
         });
     if let Err(e) = spawned {
-        sources.set("namespaces", "failed", format!("cannot start its thread: {e}"));
+        sources.set(
+            "namespaces",
+            "failed",
+            format!("cannot start its thread: {e}"),
+        );
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct Held {
     index: Option<changes::Index>,
     /// Each process's last verdict and ids, by namespace and pid.
     judged: HashMap<(u64, u32), Judgement>,
+    /// Each namespace's judgement before its last rule change (see `log_rule_changes`).
+    baseline: HashMap<u64, HashMap<u32, Judgement>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,11 +132,17 @@ struct Scanned {
     snapshot: Snapshot,
     report: Report,
     watches: Vec<meshleak_core::observe::Watch>,
+    /// Namespaces whose rules differ from the previous snapshot's.
+    rules_moved: HashSet<u64>,
+    /// The namespaces the previous snapshot held.
+    known_before: HashSet<u64>,
 }
 
 /// Runs `work` on a dedicated thread (namespaces are entered there, never on a tokio
 /// worker) and waits for it.
-async fn on_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+async fn on_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("meshleak-scan".into())
@@ -145,14 +153,35 @@ async fn on_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
     rx.await.map_err(|_| "the scan thread died".to_string())
 }
 
-fn judge(snapshot: Snapshot, started: Instant) -> Scanned {
+/// Judges `snapshot`; `rules_moved` and `known_before` say what changed since the last.
+fn judge(
+    snapshot: Snapshot,
+    rules_moved: HashSet<u64>,
+    known_before: HashSet<u64>,
+    started: Instant,
+) -> Scanned {
     let report = meshleak_core::report::build(&snapshot, started.elapsed().as_millis() as u64);
     let watches = meshleak_core::observe::watches(&snapshot, &report);
     Scanned {
         snapshot,
         report,
         watches,
+        rules_moved,
+        known_before,
     }
+}
+
+/// The namespaces of `new` whose rules differ from what `previous` held of them.
+fn rules_moved(previous: Option<&Snapshot>, new: &Snapshot) -> HashSet<u64> {
+    new.netns
+        .iter()
+        .filter(|n| {
+            previous
+                .and_then(|p| p.netns.iter().find(|o| o.inode == n.inode))
+                .is_some_and(|o| o.rules != n.rules)
+        })
+        .map(|n| n.inode)
+        .collect()
 }
 
 /// A whole scan (waiting for a running one to finish first): at start, each interval, and
@@ -161,19 +190,31 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
     let mut held = state.held.lock().await;
     let opts = state.opts.scan.clone();
     let started = Instant::now();
-    let result = on_thread(move || {
-        scan::scan(&opts)
-            .map(|s| judge(s, started))
-            .map_err(|e| e.to_string())
+    let previous = held.snapshot.take();
+    let result = match on_thread(move || match scan::scan(&opts) {
+        Ok(s) => {
+            let moved = rules_moved(previous.as_ref(), &s);
+            Ok(judge(s, moved, known(previous.as_ref()), started))
+        }
+        Err(e) => Err((e.to_string(), previous)),
     })
     .await
-    .and_then(|r| r);
-    state.metrics.duration.observe(started.elapsed().as_secs_f64());
+    {
+        Ok(Ok(scanned)) => Ok(scanned),
+        Ok(Err((e, previous))) => {
+            held.snapshot = previous;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    };
+    state
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(scanned) => {
             state.metrics.scans.inc();
-            let before = known(held.snapshot.as_ref());
-            Ok(publish(state, &mut held, scanned, &BTreeMap::new(), &before))
+            Ok(publish(state, &mut held, scanned, &BTreeMap::new()))
         }
         Err(e) => {
             failed(state, &e);
@@ -191,7 +232,6 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Vec<Cause>>) -> Result
         return scan_now(state).await.map(|_| ());
     };
     let scope: Vec<u64> = causes.keys().copied().collect();
-    let before = known(Some(&base));
     let opts = ScanOptions {
         only: scope.clone(),
         ..state.opts.scan.clone()
@@ -200,9 +240,10 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Vec<Cause>>) -> Result
     // A failed re-read keeps what was known: the next whole scan tries again.
     let result = match on_thread(move || match scan::scan(&opts) {
         Ok(part) => {
+            let (moved, before) = (rules_moved(Some(&base), &part), known(Some(&base)));
             let mut whole = base;
             whole.merge(part, &scope);
-            Ok(judge(whole, started))
+            Ok(judge(whole, moved, before, started))
         }
         Err(e) => Err((e.to_string(), base)),
     })
@@ -230,7 +271,7 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Vec<Cause>>) -> Result
     }
     match result {
         Ok(scanned) => {
-            publish(state, &mut held, scanned, &causes, &before);
+            publish(state, &mut held, scanned, &causes);
             Ok(())
         }
         Err(e) => {
@@ -248,7 +289,12 @@ fn failed(state: &State, e: &str) {
             stage: "scan".into(),
         })
         .inc();
-    line(state.opts.log_format, "error", "scan failed", json!({ "error": e }));
+    line(
+        state.opts.log_format,
+        "error",
+        "scan failed",
+        json!({ "error": e }),
+    );
 }
 
 /// Publishes a judged snapshot: followers' plans, metrics, log lines, recent events, the
@@ -258,12 +304,13 @@ fn publish(
     held: &mut Held,
     scanned: Scanned,
     causes: &BTreeMap<u64, Vec<Cause>>,
-    before: &HashSet<u64>,
 ) -> Arc<Rendered> {
     let Scanned {
         snapshot,
         report,
         watches,
+        rules_moved,
+        known_before,
     } = scanned;
     let fmt = state.opts.log_format;
     state.follower.lock().unwrap().follow(watches);
@@ -280,11 +327,12 @@ fn publish(
             .collect(),
     );
     state.metrics.observe(&report);
-    let first = held.snapshot.is_none() && held.index.is_none();
+    let first = held.index.is_none();
     let judged = judgements(&report);
     if !first {
-        record_events(state, &report, &held.judged, &judged, causes, before);
+        record_events(state, &report, &held.judged, causes, &known_before);
     }
+    log_rule_changes(state, &report, held, &judged, causes, &rules_moved);
     held.judged = judged;
     let now_index = changes::index(&report);
     let before = held.index.take().unwrap_or_default();
@@ -295,7 +343,12 @@ fn publish(
             "info"
         };
         let msg = format!("finding {}", c.event);
-        line(fmt, level, &msg, serde_json::to_value(&c).unwrap_or_default());
+        line(
+            fmt,
+            level,
+            &msg,
+            serde_json::to_value(&c).unwrap_or_default(),
+        );
     }
     held.index = Some(now_index);
     // Each problem is logged when it appears, not again every scan.
@@ -315,9 +368,9 @@ fn publish(
     drop(seen);
     *state.incomplete.lock().unwrap() = report.incomplete.clone();
     let text = Arc::new(Rendered {
-        policy_report: meshleak_core::json::to_string_pretty(
-            &meshleak_core::policyreport::build(&report),
-        )
+        policy_report: meshleak_core::json::to_string_pretty(&meshleak_core::policyreport::build(
+            &report,
+        ))
         .unwrap_or_default(),
         report,
     });
@@ -355,25 +408,30 @@ fn judgements(r: &Report) -> HashMap<(u64, u32), Judgement> {
         .collect()
 }
 
-/// The recent events a publish shows: processes newly bypassing, ids that changed, rule
-/// changes with who made them and what they changed, namespaces new and gone.
+/// The recent events a publish shows: processes newly bypassing, ids that changed,
+/// namespaces new and gone.
 fn record_events(
     state: &State,
     report: &Report,
     before: &HashMap<(u64, u32), Judgement>,
-    now: &HashMap<(u64, u32), Judgement>,
     causes: &BTreeMap<u64, Vec<Cause>>,
     known_before: &HashSet<u64>,
 ) {
-    let fmt = state.opts.log_format;
     let at = status::now();
     for ns in &report.netns {
-        let pod = ns.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name));
+        let pod = ns
+            .pod
+            .as_ref()
+            .map(|p| format!("{}/{}", p.namespace, p.name));
         let k8s = ns
             .pod
             .as_ref()
             .map_or(NO_POD.to_string(), |p| p.namespace.clone());
-        let event = |kind: &'static str, pid: Option<u32>, comm: Option<String>, message: String, rule: Option<String>| AgentEvent {
+        let event = |kind: &'static str,
+                     pid: Option<u32>,
+                     comm: Option<String>,
+                     message: String,
+                     rule: Option<String>| AgentEvent {
             at,
             kind,
             netns: ns.inode,
@@ -383,7 +441,6 @@ fn record_events(
             message,
             rule,
         };
-        let mut changed: Vec<String> = Vec::new();
         for p in ns.processes.iter().filter(|p| p.lives_in.is_none()) {
             let was = before.get(&(ns.inode, p.pid));
             let rule = p.reasons.first().map(|r| r.rule.clone());
@@ -394,19 +451,15 @@ fn record_events(
                     "identity-changed",
                     Some(p.pid),
                     Some(p.comm.clone()),
-                    format!("{}:{} -> {}:{} ({})", w.uid, w.gid, p.uid, p.gid, p.verdict.name()),
+                    format!(
+                        "{}:{} -> {}:{} ({})",
+                        w.uid,
+                        w.gid,
+                        p.uid,
+                        p.gid,
+                        p.verdict.name()
+                    ),
                     rule.clone(),
-                ));
-            }
-            if let Some(w) = was
-                && w.verdict != p.verdict
-            {
-                changed.push(format!(
-                    "pid {} {}: {} -> {}",
-                    p.pid,
-                    meshleak_core::sanitize::sanitize(&p.comm),
-                    w.verdict.name(),
-                    p.verdict.name()
                 ));
             }
             if p.verdict.bypasses() && !was.is_some_and(|w| w.verdict.bypasses()) {
@@ -432,69 +485,12 @@ fn record_events(
                 ));
             }
         }
-        for (&(inode, pid), w) in before {
-            if inode == ns.inode && !now.contains_key(&(inode, pid)) && w.verdict != ProcessVerdict::Proxy {
-                changed.push(format!("pid {pid} {}: exited", meshleak_core::sanitize::sanitize(&w.comm)));
-            }
-        }
-        let Some(list) = causes.get(&ns.inode) else {
-            continue;
-        };
-        for c in list {
-            let Cause::Rules(change) = c else { continue };
-            state
-                .metrics
-                .rule_changes
-                .get_or_create(&metrics::Namespace {
-                    namespace: k8s.clone(),
-                })
-                .inc();
-            let (pid, comm, container, generation, how) = match change {
-                RuleChange::Commit { commit, container } => (
-                    commit.pid,
-                    commit.comm.clone(),
-                    container.clone(),
-                    Some(commit.generation),
-                    "nf_tables commit",
-                ),
-                RuleChange::Lost => (None, None, None, None, "nf_tables notifications lost"),
-                RuleChange::Legacy => (None, None, None, None, "iptables-legacy tables changed"),
-            };
-            line(
-                fmt,
-                if changed.is_empty() { "info" } else { "warn" },
-                "rules changed",
-                json!({
-                    "netns": ns.inode,
-                    "pod": pod,
-                    "how": how,
-                    "generation": generation,
-                    "pid": pid,
-                    "comm": comm,
-                    "by_container": container,
-                    "verdicts_changed": changed,
-                }),
-            );
-            state.recent.push(event(
-                "rules-changed",
-                pid,
-                comm,
-                format!(
-                    "{how}{}; {}",
-                    container.map(|c| format!(" by {c}")).unwrap_or_default(),
-                    if changed.is_empty() {
-                        "no verdict changed".to_string()
-                    } else {
-                        changed.join(", ")
-                    }
-                ),
-                None,
-            ));
-        }
     }
     // Namespaces that came and went since the last publish.
     for (inode, list) in causes {
-        let appeared = list.iter().any(|c| matches!(c, Cause::Netns { appeared: true, .. }));
+        let appeared = list
+            .iter()
+            .any(|c| matches!(c, Cause::Netns { appeared: true, .. }));
         let present = report.netns.iter().any(|n| n.inode == *inode);
         let path = list.iter().find_map(|c| match c {
             Cause::Netns { path, .. } => Some(path.clone()),
@@ -515,5 +511,132 @@ fn record_events(
             message: path.unwrap_or_default(),
             rule: None,
         });
+    }
+}
+
+/// Logs, counts and records each rule change with who made it (the committing process of
+/// an nf_tables commit; unknown for iptables-legacy) and the verdicts it changed. Those are
+/// compared with the namespace's judgement before the change (its baseline), not with the
+/// last publish: a re-read for another cause (the committer's own exec) may have read the
+/// new rules before the commit's event came. Only processes whose ids did not change count;
+/// the baseline moves on whenever the rules read are the same as before.
+fn log_rule_changes(
+    state: &State,
+    report: &Report,
+    held: &mut Held,
+    now: &HashMap<(u64, u32), Judgement>,
+    causes: &BTreeMap<u64, Vec<Cause>>,
+    rules_moved: &HashSet<u64>,
+) {
+    let at = status::now();
+    let of = |inode: u64| -> HashMap<u32, Judgement> {
+        now.iter()
+            .filter(|((i, _), _)| *i == inode)
+            .map(|((_, pid), j)| (*pid, j.clone()))
+            .collect()
+    };
+    held.baseline
+        .retain(|inode, _| report.netns.iter().any(|n| n.inode == *inode));
+    for ns in &report.netns {
+        let current = of(ns.inode);
+        let changes: Vec<&RuleChange> = causes
+            .get(&ns.inode)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| match c {
+                Cause::Rules(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let base = held
+            .baseline
+            .entry(ns.inode)
+            .or_insert_with(|| current.clone());
+        if changes.is_empty() {
+            if !rules_moved.contains(&ns.inode) {
+                *base = current;
+            }
+            continue;
+        }
+        let mut changed: Vec<String> = current
+            .iter()
+            .filter_map(|(pid, j)| {
+                let b = base.get(pid)?;
+                ((b.uid, b.gid) == (j.uid, j.gid) && b.verdict != j.verdict).then(|| {
+                    format!(
+                        "pid {pid} {}: {} -> {}",
+                        meshleak_core::sanitize::sanitize(&j.comm),
+                        b.verdict.name(),
+                        j.verdict.name()
+                    )
+                })
+            })
+            .collect();
+        changed.sort();
+        *base = current;
+        let pod = ns
+            .pod
+            .as_ref()
+            .map(|p| format!("{}/{}", p.namespace, p.name));
+        let k8s = ns
+            .pod
+            .as_ref()
+            .map_or(NO_POD.to_string(), |p| p.namespace.clone());
+        // The verdicts changed by the batch are told once, with its last change.
+        for (i, change) in changes.iter().enumerate() {
+            let last = i + 1 == changes.len();
+            state
+                .metrics
+                .rule_changes
+                .get_or_create(&metrics::Namespace {
+                    namespace: k8s.clone(),
+                })
+                .inc();
+            let (pid, comm, container, generation, how) = match change {
+                RuleChange::Commit { commit, container } => (
+                    commit.pid,
+                    commit.comm.clone(),
+                    container.clone(),
+                    Some(commit.generation),
+                    "nf_tables commit",
+                ),
+                RuleChange::Lost => (None, None, None, None, "nf_tables notifications lost"),
+                RuleChange::Legacy => (None, None, None, None, "iptables-legacy tables changed"),
+            };
+            let told: &[String] = if last { &changed } else { &[] };
+            line(
+                state.opts.log_format,
+                if told.is_empty() { "info" } else { "warn" },
+                "rules changed",
+                json!({
+                    "netns": ns.inode,
+                    "pod": pod,
+                    "how": how,
+                    "generation": generation,
+                    "pid": pid,
+                    "comm": comm,
+                    "by_container": container,
+                    "verdicts_changed": told,
+                }),
+            );
+            state.recent.push(AgentEvent {
+                at,
+                kind: "rules-changed",
+                netns: ns.inode,
+                pod: pod.clone(),
+                pid,
+                comm,
+                message: format!(
+                    "{how}{}; {}",
+                    container.map(|c| format!(" by {c}")).unwrap_or_default(),
+                    if told.is_empty() {
+                        "no verdict changed".to_string()
+                    } else {
+                        told.join(", ")
+                    }
+                ),
+                rule: None,
+            });
+        }
     }
 }

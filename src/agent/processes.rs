@@ -53,7 +53,11 @@ pub(super) fn start(proc_root: PathBuf, bus: Bus, sources: Sources, format: LogF
         }
     };
     if let Err(e) = spawned {
-        sources.set("processes", "failed", format!("cannot start its thread: {e}"));
+        sources.set(
+            "processes",
+            "failed",
+            format!("cannot start its thread: {e}"),
+        );
     }
 }
 
@@ -64,10 +68,7 @@ fn netns_of(proc_root: &Path, host: Option<u64>, pid: u32) -> Option<u64> {
 }
 
 /// Groups events by namespace and hands each group over; `false` once the owner is gone.
-fn hand_over(
-    bus: &Bus,
-    batch: impl IntoIterator<Item = (u64, ProcEvent)>,
-) -> bool {
+fn hand_over(bus: &Bus, batch: impl IntoIterator<Item = (u64, ProcEvent)>) -> bool {
     let mut by_ns: BTreeMap<u64, usize> = BTreeMap::new();
     for (inode, _) in batch {
         *by_ns.entry(inode).or_default() += 1;

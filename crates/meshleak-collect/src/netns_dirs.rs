@@ -85,9 +85,11 @@ impl NetnsDirs {
     /// When [`NetnsDirs::changes`] should be asked again even if nothing is readable: a
     /// new file is waiting for its mount.
     pub fn next_check(&self) -> Option<Instant> {
-        self.pending.iter().map(|(_, until)| *until).min().map(|until| {
-            until.min(Instant::now() + Duration::from_millis(10))
-        })
+        self.pending
+            .iter()
+            .map(|(_, until)| *until)
+            .min()
+            .map(|until| until.min(Instant::now() + Duration::from_millis(10)))
     }
 
     /// What changed since the last call: the inotify events waiting, and the new files
@@ -117,7 +119,9 @@ impl NetnsDirs {
                 if !self.dirs.contains(&dir) {
                     continue;
                 }
-                let removed = e.mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
+                let removed = e
+                    .mask
+                    .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
                 if removed {
                     self.pending.retain(|(p, _)| *p != path);
                     if let Some(inode) = self.known.remove(&path) {

@@ -13,8 +13,8 @@ use std::path::Path;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 
-use super::netns::open_in;
 use super::legacy::XtSocket;
+use super::netns::open_in;
 use meshleak_core::model::IpVersion;
 use meshleak_core::nft::msg::{self, Commit};
 

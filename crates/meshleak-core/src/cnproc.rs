@@ -95,7 +95,9 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// initial user or PID namespace gets no answer at all.
 pub fn ack(msg: &[u8]) -> Option<u32> {
     let ev = event(msg)?;
-    (u32_at(ev, 0)? == NONE).then(|| u32_at(ev, EVENT_DATA)).flatten()
+    (u32_at(ev, 0)? == NONE)
+        .then(|| u32_at(ev, EVENT_DATA))
+        .flatten()
 }
 
 /// The `proc_event` in a whole netlink message, if it is the proc connector's.

@@ -102,11 +102,14 @@ impl<'a> Context<'a> {
                 .iter()
                 .any(|r| !held.iter().any(|id| r.contains(*id)))
         };
-        r.matches.iter().filter(|m| !m.negated).any(|m| match &m.test {
-            Test::Uid { ranges } => outside(ranges, &uids),
-            Test::Gid { ranges, .. } => outside(ranges, &gids),
-            _ => false,
-        })
+        r.matches
+            .iter()
+            .filter(|m| !m.negated)
+            .any(|m| match &m.test {
+                Test::Uid { ranges } => outside(ranges, &uids),
+                Test::Gid { ranges, .. } => outside(ranges, &gids),
+                _ => false,
+            })
     }
 
     /// The processes that are not the proxy: the ones whose escape is a finding.
@@ -631,7 +634,11 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
 /// the proxy's exemption (runAsUser, runAsGroup, a supplementary group), or the thread or
 /// socket that was made with it. An exempt id the running proxy does not hold (`proxy`:
 /// its uids and gids) is not the proxy's: an exemption someone added names it.
-fn identity_remedy(p: &Judged, mesh: Option<&Mesh>, proxy: Option<&(Vec<u32>, Vec<u32>)>) -> String {
+fn identity_remedy(
+    p: &Judged,
+    mesh: Option<&Mesh>,
+    proxy: Option<&(Vec<u32>, Vec<u32>)>,
+) -> String {
     let (uid, gid) = p
         .decided_by
         .as_ref()
