@@ -56,6 +56,13 @@ subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNUL
 print(f"{time.monotonic() - t:.4f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")' "$@"
 }
 
+# BENCH_ONLY=events: only the agent between scans (bench/events.py).
+if [ "${BENCH_ONLY:-}" = events ]; then
+	python3 bench/events.py "$BIN" "$RAW" "$PREFIX" "$PODS"
+	python3 bench/summarize.py "$RAW" bench/results-events.json
+	exit 0
+fi
+
 sizes="10 50 100"
 [ "$PODS" -ge 250 ] && sizes="$sizes 250"
 # A quick look at one size (BENCH_SIZES=10 BENCH_ROUNDS=1): not the targets' measurement.
@@ -140,4 +147,7 @@ wait "$AGENT" || true
 AGENT=
 
 BIN=$BIN BENCH_ROUNDS=$ROUNDS bash bench/rules.sh "$RAW"
+# Between scans: detection latency per kind of change, idle CPU with $PODS meshed pods,
+# CPU and memory under storms.
+python3 bench/events.py "$BIN" "$RAW" "$PREFIX" "$PODS"
 python3 bench/summarize.py "$RAW" bench/results.json

@@ -10,8 +10,25 @@ runs = defaultdict(list)
 rules = defaultdict(list)
 agent = None
 follow = None
+latency = defaultdict(list)
+idle = None
+storms = {}
 for line in open(raw):
     f = line.split()
+    if f[0] == "latency":
+        latency[f[1]].append(None if f[2] == "None" else float(f[2]))
+        continue
+    if f[0] == "idle":
+        pods, ticks, window_s, hwm, hz = map(int, f[1:])
+        idle = {"pods": pods, "cpu_percent_of_a_core": 100 * ticks / hz / window_s,
+                "window_seconds": window_s, "peak_rss_mib": round(hwm / 1024, 1)}
+        continue
+    if f[0] == "storm":
+        kind, rate, ticks, elapsed, hwm, dropped, rescans, hz = f[1], float(f[2]), int(f[3]), float(f[4]), int(f[5]), int(f[6]), int(f[7]), int(f[8])
+        storms[kind] = {"per_second": rate, "cpu_percent_of_a_core": 100 * ticks / hz / elapsed,
+                        "seconds": elapsed, "peak_rss_mib": round(hwm / 1024, 1),
+                        "events_dropped": dropped, "rescans": rescans}
+        continue
     if f[0] == "rules":
         rules[f[1]].append((float(f[2]), int(f[3])))
         continue
@@ -40,6 +57,25 @@ for line in open(raw):
 
 sizes = sorted({n for n, _ in runs})
 result = {"sizes": {}, "agent": agent, "follow": follow}
+if latency:
+    def pct(values, q):
+        v = sorted(values)
+        return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+    result["latency_seconds"] = {}
+    for kind, values in sorted(latency.items()):
+        seen = [v for v in values if v is not None]
+        row = {"samples": len(values), "missed": len(values) - len(seen)}
+        if seen:
+            row.update({"p50": round(pct(seen, 0.5), 3), "p99": round(pct(seen, 0.99), 3)})
+        result["latency_seconds"][kind] = row
+        print(f"latency {kind:>18}: p50 {row.get('p50')} s, p99 {row.get('p99')} s, missed {row['missed']} of {row['samples']}")
+if idle:
+    result["idle"] = idle
+    print(f"idle: {idle['cpu_percent_of_a_core']:.2f}% of a core over {idle['window_seconds']} s with {idle['pods']} meshed pods, peak {idle['peak_rss_mib']} MiB (target <= 0.5%)")
+if storms:
+    result["storms"] = storms
+    for kind, st in storms.items():
+        print(f"storm {kind:>12}: {st['per_second']:.0f}/s, {st['cpu_percent_of_a_core']:.1f}% of a core, peak {st['peak_rss_mib']} MiB, dropped {st['events_dropped']}, re-reads {st['rescans']} (target <= 25%)")
 if rules:
     med = {k: statistics.median(t for t, _ in v) for k, v in rules.items()}
     peak = {k: round(max(m for _, m in v) / 1024, 1) for k, v in rules.items()}

@@ -272,4 +272,69 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
         metrics.contains(&format!("node=\"{NODE}\"")) && metrics.contains("meshleak_build_info"),
         "{metrics}"
     );
+
+    // Between scans, as shipped: the sources the manifest's privileges allow, and a rule
+    // inserted into a pod (iptables-nft) reported within 2 s, its committer named.
+    let sources = report["agent"]["sources"].as_array().unwrap().clone();
+    let mode = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["mode"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    for name in ["namespaces", "rules", "connections"] {
+        assert_eq!(mode(name), "events", "{name}: {sources:?}");
+    }
+    // podman 4.3's kube play does not apply hostPID: process events degrade to polling,
+    // and the agent says so.
+    assert!(
+        ["events", "polling"].contains(&mode("processes").as_str()),
+        "{sources:?}"
+    );
+    let ns = netns_of(&report, &pods[0].name)["inode"].clone();
+    let pid = pods[0].infra_pid();
+    let at = Instant::now();
+    run(
+        &[
+            "nsenter",
+            "-t",
+            &pid,
+            "-n",
+            "iptables-nft",
+            "-t",
+            "nat",
+            "-I",
+            "ISTIO_OUTPUT",
+            "1",
+            "-m",
+            "owner",
+            "--uid-owner",
+            "10001",
+            "-j",
+            "RETURN",
+        ],
+        None,
+    );
+    loop {
+        let r = json(&agent.get(9809, "/report").1);
+        let seen = r["agent"]["events"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "rules-changed"
+                && e["netns"] == ns
+                && e["comm"] == "iptables-nft"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("captured -> bypass")
+        });
+        if seen {
+            break;
+        }
+        assert!(
+            at.elapsed() < Duration::from_secs(2),
+            "the rule change was not reported within 2 s: {}",
+            r["agent"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

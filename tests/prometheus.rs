@@ -2,7 +2,7 @@
 //! `promtool check rules` and unit tests for every alert; then a server that scrapes a
 //! running agent on loopback as the ServiceMonitor makes it (job `meshleak`, the agent pod's
 //! own `namespace` as a target label, `honor_labels`), evaluates the alerts and fires
-//! MeshBypass with the bypassing pod's namespace, not the agent's.
+//! MeshBypass and MeshBypassSeen with the bypassing pod's namespace, not the agent's.
 
 mod common;
 
@@ -193,19 +193,25 @@ fn a_real_prometheus_fires_mesh_bypass_with_the_bypassing_pods_namespace() {
                     .unwrap_or_default()
             })
             .unwrap_or_default();
-        let bypass: Vec<&serde_json::Value> = found
-            .iter()
-            .filter(|a| a["labels"]["alertname"] == "MeshBypass" && a["state"] == "firing")
-            .collect();
-        if bypass
-            .iter()
-            .any(|a| a["labels"]["namespace"] == namespace.as_str())
-        {
-            break bypass.into_iter().cloned().collect::<Vec<_>>();
+        let firing = |name: &str| -> Vec<serde_json::Value> {
+            found
+                .iter()
+                .filter(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
+                .cloned()
+                .collect()
+        };
+        let ours = |alerts: &[serde_json::Value]| {
+            alerts
+                .iter()
+                .any(|a| a["labels"]["namespace"] == namespace.as_str())
+        };
+        let (bypass, seen) = (firing("MeshBypass"), firing("MeshBypassSeen"));
+        if ours(&bypass) && ours(&seen) {
+            break [bypass, seen].concat();
         }
         assert!(
             Instant::now() < deadline,
-            "MeshBypass never fired: {found:?}"
+            "MeshBypass and MeshBypassSeen never both fired: {found:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
     };

@@ -327,11 +327,8 @@ fn publish(
             .collect(),
     );
     state.metrics.observe(&report);
-    let first = held.index.is_none();
     let judged = judgements(&report);
-    if !first {
-        record_events(state, &report, &held.judged, causes, &known_before);
-    }
+    record_events(state, &report, &held.judged, causes, &known_before);
     log_rule_changes(state, &report, held, &judged, causes, &rules_moved);
     held.judged = judged;
     let now_index = changes::index(&report);
