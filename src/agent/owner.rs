@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::events::{Event, RuleChange};
+use meshleak_core::nft::msg::Commit;
 use super::log::line;
 use super::metrics::{self, NO_POD};
 use super::rules::Entrance;
@@ -47,13 +48,55 @@ struct Judgement {
     comm: String,
 }
 
-/// Why a namespace is read again.
-#[derive(Clone, Debug)]
-pub(super) enum Cause {
-    Netns { path: String, appeared: bool },
-    Rules(RuleChange),
-    Processes,
-    Followed,
+/// Rule changes kept per namespace between two re-reads; a commit storm's others are
+/// counted (`Pending::more_rules`).
+const RULE_CHANGES: usize = 8;
+
+/// Why a namespace is read again: what its events said since the last re-read, bounded
+/// whatever the storm.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Pending {
+    /// Its mount appeared (`true`) or went, at that path (the last such event).
+    netns: Option<(String, bool)>,
+    rules: Vec<RuleChange>,
+    more_rules: usize,
+    processes: bool,
+    followed: bool,
+}
+
+impl Pending {
+    fn add(&mut self, ev: Event) {
+        match ev {
+            Event::Netns { path, appeared, .. } => self.netns = Some((path, appeared)),
+            Event::Rules { change, .. } if self.rules.len() < RULE_CHANGES => {
+                self.rules.push(change);
+            }
+            Event::Rules { .. } => self.more_rules += 1,
+            Event::Processes { .. } => self.processes = true,
+            Event::Followed { .. } => self.followed = true,
+        }
+    }
+
+    /// The causes, as `meshleak_rescans_total` labels them.
+    fn kinds(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.netns.is_some(), "namespace"),
+            (!self.rules.is_empty(), "rules"),
+            (self.processes, "processes"),
+            (self.followed, "followed"),
+        ]
+        .into_iter()
+        .filter_map(|(on, kind)| on.then_some(kind))
+    }
+}
+
+fn inode_of(ev: &Event) -> u64 {
+    match ev {
+        Event::Netns { inode, .. }
+        | Event::Rules { inode, .. }
+        | Event::Processes { inode, .. }
+        | Event::Followed { inode } => *inode,
+    }
 }
 
 /// The owner's loop: events in, re-reads out; a whole scan each interval (jittered).
@@ -64,7 +107,7 @@ pub(super) async fn run(
 ) {
     let _ = scan_now(&state).await;
     let mut next_full = Instant::now() + jittered(state.opts.interval);
-    let mut dirty: BTreeMap<u64, Vec<Cause>> = BTreeMap::new();
+    let mut dirty: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut first_dirty: Option<Instant> = None;
     let mut not_before = Instant::now();
     loop {
@@ -78,8 +121,7 @@ pub(super) async fn run(
                 if let Event::Processes { count, .. } = ev {
                     state.metrics.process_events.inc_by(count as u64);
                 }
-                let (inode, cause) = cause_of(ev);
-                dirty.entry(inode).or_default().push(cause);
+                dirty.entry(inode_of(&ev)).or_default().add(ev);
                 first_dirty.get_or_insert_with(Instant::now);
                 continue;
             }
@@ -102,19 +144,6 @@ pub(super) async fn run(
         first_dirty = None;
         let _ = rescan(&state, causes).await;
         not_before = Instant::now() + (started.elapsed() * DUTY).max(GATHER);
-    }
-}
-
-fn cause_of(ev: Event) -> (u64, Cause) {
-    match ev {
-        Event::Netns {
-            inode,
-            path,
-            appeared,
-        } => (inode, Cause::Netns { path, appeared }),
-        Event::Rules { inode, change } => (inode, Cause::Rules(change)),
-        Event::Processes { inode, .. } => (inode, Cause::Processes),
-        Event::Followed { inode } => (inode, Cause::Followed),
     }
 }
 
@@ -225,7 +254,7 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
 
 /// Reads again only the namespaces `causes` names, and folds them into the last whole
 /// scan; without one yet, scans the whole node.
-async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Vec<Cause>>) -> Result<(), String> {
+async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Pending>) -> Result<(), String> {
     let mut held = state.held.lock().await;
     let Some(base) = held.snapshot.take() else {
         drop(held);
@@ -256,13 +285,7 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Vec<Cause>>) -> Result
         }
         Err(e) => Err(e),
     };
-    for c in causes.values().flatten() {
-        let kind = match c {
-            Cause::Netns { .. } => "namespace",
-            Cause::Rules(_) => "rules",
-            Cause::Processes => "processes",
-            Cause::Followed => "followed",
-        };
+    for kind in causes.values().flat_map(Pending::kinds) {
         state
             .metrics
             .rescans
@@ -303,7 +326,7 @@ fn publish(
     state: &State,
     held: &mut Held,
     scanned: Scanned,
-    causes: &BTreeMap<u64, Vec<Cause>>,
+    causes: &BTreeMap<u64, Pending>,
 ) -> Arc<Rendered> {
     let Scanned {
         snapshot,
@@ -411,7 +434,7 @@ fn record_events(
     state: &State,
     report: &Report,
     before: &HashMap<(u64, u32), Judgement>,
-    causes: &BTreeMap<u64, Vec<Cause>>,
+    causes: &BTreeMap<u64, Pending>,
     known_before: &HashSet<u64>,
 ) {
     let at = status::now();
@@ -484,17 +507,13 @@ fn record_events(
         }
     }
     // Namespaces that came and went since the last publish.
-    for (inode, list) in causes {
-        let appeared = list
-            .iter()
-            .any(|c| matches!(c, Cause::Netns { appeared: true, .. }));
+    for (inode, pending) in causes {
+        let Some((path, appeared)) = &pending.netns else {
+            continue;
+        };
         let present = report.netns.iter().any(|n| n.inode == *inode);
-        let path = list.iter().find_map(|c| match c {
-            Cause::Netns { path, .. } => Some(path.clone()),
-            _ => None,
-        });
         let kind = match (present, known_before.contains(inode)) {
-            (true, false) if appeared => "namespace-new",
+            (true, false) if *appeared => "namespace-new",
             (false, true) => "namespace-gone",
             _ => continue,
         };
@@ -505,24 +524,25 @@ fn record_events(
             pod: None,
             pid: None,
             comm: None,
-            message: path.unwrap_or_default(),
+            message: path.clone(),
             rule: None,
         });
     }
 }
 
-/// Logs, counts and records each rule change with who made it (the committing process of
-/// an nf_tables commit; unknown for iptables-legacy) and the verdicts it changed. Those are
-/// compared with the namespace's judgement before the change (its baseline), not with the
-/// last publish: a re-read for another cause (the committer's own exec) may have read the
-/// new rules before the commit's event came. Only processes whose ids did not change count;
-/// the baseline moves on whenever the rules read are the same as before.
+/// Logs, counts and records a namespace's rule changes with who made them (the committing
+/// process of an nf_tables commit; unknown for iptables-legacy) and the verdicts they
+/// changed: one line per namespace per re-read, however many commits a storm made. Verdicts
+/// are compared with the namespace's judgement before the change (its baseline), not with
+/// the last publish: a re-read for another cause (the committer's own exec) may have read
+/// the new rules before the commit's event came. Only processes whose ids did not change
+/// count; the baseline moves on whenever the rules read are the same as before.
 fn log_rule_changes(
     state: &State,
     report: &Report,
     held: &mut Held,
     now: &HashMap<(u64, u32), Judgement>,
-    causes: &BTreeMap<u64, Vec<Cause>>,
+    causes: &BTreeMap<u64, Pending>,
     rules_moved: &HashSet<u64>,
 ) {
     let at = status::now();
@@ -536,25 +556,16 @@ fn log_rule_changes(
         .retain(|inode, _| report.netns.iter().any(|n| n.inode == *inode));
     for ns in &report.netns {
         let current = of(ns.inode);
-        let changes: Vec<&RuleChange> = causes
-            .get(&ns.inode)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| match c {
-                Cause::Rules(r) => Some(r),
-                _ => None,
-            })
-            .collect();
         let base = held
             .baseline
             .entry(ns.inode)
             .or_insert_with(|| current.clone());
-        if changes.is_empty() {
+        let Some(pending) = causes.get(&ns.inode).filter(|p| !p.rules.is_empty()) else {
             if !rules_moved.contains(&ns.inode) {
                 *base = current;
             }
             continue;
-        }
+        };
         let mut changed: Vec<String> = current
             .iter()
             .filter_map(|(pid, j)| {
@@ -571,69 +582,88 @@ fn log_rule_changes(
             .collect();
         changed.sort();
         *base = current;
-        let pod = ns
-            .pod
-            .as_ref()
-            .map(|p| format!("{}/{}", p.namespace, p.name));
-        let k8s = ns
-            .pod
-            .as_ref()
-            .map_or(NO_POD.to_string(), |p| p.namespace.clone());
-        // The verdicts changed by the batch are told once, with its last change.
-        for (i, change) in changes.iter().enumerate() {
-            let last = i + 1 == changes.len();
-            state
-                .metrics
-                .rule_changes
-                .get_or_create(&metrics::Namespace {
-                    namespace: k8s.clone(),
-                })
-                .inc();
-            let (pid, comm, container, generation, how) = match change {
-                RuleChange::Commit { commit, container } => (
-                    commit.pid,
-                    commit.comm.clone(),
-                    container.clone(),
-                    Some(commit.generation),
-                    "nf_tables commit",
-                ),
-                RuleChange::Lost => (None, None, None, None, "nf_tables notifications lost"),
-                RuleChange::Legacy => (None, None, None, None, "iptables-legacy tables changed"),
-            };
-            let told: &[String] = if last { &changed } else { &[] };
-            line(
-                state.opts.log_format,
-                if told.is_empty() { "info" } else { "warn" },
-                "rules changed",
-                json!({
-                    "netns": ns.inode,
-                    "pod": pod,
-                    "how": how,
-                    "generation": generation,
-                    "pid": pid,
-                    "comm": comm,
-                    "by_container": container,
-                    "verdicts_changed": told,
-                }),
-            );
-            state.recent.push(AgentEvent {
-                at,
-                kind: "rules-changed",
-                netns: ns.inode,
-                pod: pod.clone(),
-                pid,
-                comm,
-                message: format!(
-                    "{how}{}; {}",
-                    container.map(|c| format!(" by {c}")).unwrap_or_default(),
-                    if told.is_empty() {
-                        "no verdict changed".to_string()
-                    } else {
-                        told.join(", ")
-                    }
-                ),
-                rule: None,
-            });
-        }
+        let count = pending.rules.len() + pending.more_rules;
+        let pod = ns.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name));
+        state
+            .metrics
+            .rule_changes
+            .get_or_create(&metrics::Namespace {
+                namespace: ns
+                    .pod
+                    .as_ref()
+                    .map_or(NO_POD.to_string(), |p| p.namespace.clone()),
+            })
+            .inc_by(count as u64);
+        // Named by the last commit (the usual one); every committer kept is listed.
+        let commits: Vec<(&Commit, &Option<String>)> = pending
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                RuleChange::Commit { commit, container } => Some((commit, container)),
+                _ => None,
+            })
+            .collect();
+        let last = commits.last();
+        let mut committers: Vec<String> = commits
+            .iter()
+            .map(|(c, _)| {
+                format!(
+                    "{} ({})",
+                    c.comm.as_deref().unwrap_or("?"),
+                    c.pid.map_or("?".to_string(), |p| p.to_string())
+                )
+            })
+            .collect();
+        committers.dedup();
+        let how = match pending.rules.last() {
+            Some(RuleChange::Commit { .. }) => "nf_tables commit",
+            Some(RuleChange::Lost) => "nf_tables notifications lost",
+            _ => "iptables-legacy tables changed",
+        };
+        let (pid, comm, container) = (
+            last.and_then(|(c, _)| c.pid),
+            last.and_then(|(c, _)| c.comm.clone()),
+            last.and_then(|(_, k)| (*k).clone()),
+        );
+        line(
+            state.opts.log_format,
+            if changed.is_empty() { "info" } else { "warn" },
+            "rules changed",
+            json!({
+                "netns": ns.inode,
+                "pod": pod,
+                "how": how,
+                "changes": count,
+                "generation": last.map(|(c, _)| c.generation),
+                "pid": pid,
+                "comm": comm,
+                "by_container": container,
+                "committers": committers,
+                "verdicts_changed": changed,
+            }),
+        );
+        state.recent.push(AgentEvent {
+            at,
+            kind: "rules-changed",
+            netns: ns.inode,
+            pod,
+            pid,
+            comm,
+            message: format!(
+                "{how}{}{}; {}",
+                if count > 1 {
+                    format!(" ({count} changes)")
+                } else {
+                    String::new()
+                },
+                container.map(|c| format!(" by {c}")).unwrap_or_default(),
+                if changed.is_empty() {
+                    "no verdict changed".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            ),
+            rule: None,
+        });
     }
 }

@@ -53,6 +53,10 @@ pub struct Profile {
     /// Addresses its own layout exempts as part of the design, like loopback (ambient's
     /// 169.254.7.127, where istio-cni SNATs the kubelet's health probes).
     pub own_addresses: &'static [IpAddr],
+    /// uids its injector exempts by default besides the running proxy's (consul-k8s
+    /// always excludes its connect-init container's 5996): an exemption of one of these in
+    /// its own chains is its own, not a foreign rule.
+    pub own_uids: &'static [u32],
     /// Envoy's admin port in the pod, where `POST /quitquitquit` stops the proxy.
     pub admin_port: Option<u16>,
     /// Container names its injector gives the proxy.
@@ -71,6 +75,7 @@ const NONE: Profile = Profile {
     comment: None,
     proxy_by_mark: false,
     own_addresses: &[],
+    own_uids: &[],
     admin_port: None,
     proxy_containers: &[],
     exclude_ports: None,
@@ -138,6 +143,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         detect: &["CONSUL_", "consul_tproxy"],
         layout: &["CONSUL_", "consul_"],
         comment: Some("consul"),
+        own_uids: &[5996],
         admin_port: Some(19000),
         proxy_containers: &["consul-dataplane", "consul-connect-envoy-sidecar"],
         exclude_ports: Some("consul.hashicorp.com/transparent-proxy-exclude-outbound-ports"),

@@ -82,14 +82,15 @@ impl<'a> Context<'a> {
     }
 
     /// Whether a rule in the mesh's own chains is an owner exemption the mesh did not write
-    /// for the proxy that runs: it names a uid or gid no proxy process holds (`-I
-    /// ISTIO_OUTPUT 1 -m owner --uid-owner 10001 -j RETURN`). Negated owner matches (the
+    /// for the proxy that runs: it names a uid or gid no proxy process holds and the mesh
+    /// does not exempt by default (`-I ISTIO_OUTPUT 1 -m owner --uid-owner 10001 -j RETURN`). Negated owner matches (the
     /// mesh's `! --uid-owner 1337`) are not exemptions.
     fn foreign_exemption(&self, r: &crate::model::Rule) -> bool {
         use crate::model::{Action, Test};
-        let Some((uids, gids)) = self.proxy_ids() else {
+        let Some((mut uids, gids)) = self.proxy_ids() else {
             return false;
         };
+        uids.extend(self.mesh.map_or(&[][..], |m| m.profile().own_uids));
         if !r
             .actions
             .iter()
