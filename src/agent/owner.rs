@@ -351,7 +351,8 @@ fn publish(
     );
     state.metrics.observe(&report);
     let judged = judgements(&report);
-    record_events(state, &report, &held.judged, causes, &known_before);
+    let first = held.index.is_none();
+    record_events(state, &report, first, &held.judged, causes, &known_before);
     log_rule_changes(state, &report, held, &judged, causes, &rules_moved);
     held.judged = judged;
     let now_index = changes::index(&report);
@@ -429,10 +430,12 @@ fn judgements(r: &Report) -> HashMap<(u64, u32), Judgement> {
 }
 
 /// The recent events a publish shows: processes newly bypassing, ids that changed,
-/// namespaces new and gone.
+/// namespaces new and gone. `first`: this is the agent's first scan (what it finds is not
+/// new, and counters are only made, at 0, so that Prometheus sees their first increase).
 fn record_events(
     state: &State,
     report: &Report,
+    first: bool,
     before: &HashMap<(u64, u32), Judgement>,
     causes: &BTreeMap<u64, Pending>,
     known_before: &HashSet<u64>,
@@ -443,10 +446,17 @@ fn record_events(
             .pod
             .as_ref()
             .map(|p| format!("{}/{}", p.namespace, p.name));
-        let k8s = ns
-            .pod
-            .as_ref()
-            .map_or(NO_POD.to_string(), |p| p.namespace.clone());
+        let k8s = metrics::Namespace {
+            namespace: ns
+                .pod
+                .as_ref()
+                .map_or(NO_POD.to_string(), |p| p.namespace.clone()),
+        };
+        let seen = state.metrics.bypassing_seen.get_or_create(&k8s).clone();
+        let _ = state.metrics.rule_changes.get_or_create(&k8s);
+        if first {
+            continue;
+        }
         let event = |kind: &'static str,
                      pid: Option<u32>,
                      comm: Option<String>,
@@ -483,13 +493,7 @@ fn record_events(
                 ));
             }
             if p.verdict.bypasses() && !was.is_some_and(|w| w.verdict.bypasses()) {
-                state
-                    .metrics
-                    .bypassing_seen
-                    .get_or_create(&metrics::Namespace {
-                        namespace: k8s.clone(),
-                    })
-                    .inc();
+                seen.inc();
                 state.recent.push(event(
                     "bypass-seen",
                     Some(p.pid),
