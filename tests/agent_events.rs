@@ -570,3 +570,50 @@ fn without_process_events_the_agent_says_so_and_polls() {
     let app = pod.spawn(10001, 1337, &["sleep", "60"]);
     agent.wait("a new process, polled", at + WITHIN, |l| exempt_new(l, app));
 }
+
+#[test]
+fn flushing_the_capture_while_the_pod_runs_is_reported() {
+    if !is_root() {
+        return;
+    }
+    let mut pod = Pod::istio_with_proxy();
+    let app = pod.spawn(10001, 10001, &["sleep", "60"]);
+    settle();
+    let agent = Agent::start();
+    let ns = inode(&pod);
+    let at = Instant::now();
+    run(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &pod.ns,
+            "iptables-nft",
+            "-t",
+            "nat",
+            "-F",
+        ],
+        None,
+    );
+    let l = agent.wait("the flush", at + WITHIN, |l| {
+        l["msg"] == "rules changed" && l["netns"] == ns
+    });
+    assert!(
+        l["verdicts_changed"]
+            .to_string()
+            .contains(&format!("pid {app} sleep: captured -> unmeshed")),
+        "{l}"
+    );
+    let r = agent.report();
+    assert!(
+        r["agent"]["events"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "bypass-seen"
+                && e["pid"] == app
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("capture rules are gone")
+        }),
+        "{r}"
+    );
+}

@@ -1,16 +1,15 @@
-//! The typed events the agent's sources produce, and the bounded queue that carries them to
-//! the one owner of the per-namespace state. A full queue never blocks a source and never
-//! loses silently: the event is counted as dropped and the owner runs a whole scan instead.
+//! The typed events the agent's sources produce, and how they reach the one owner of the
+//! per-namespace state: folded at once, per namespace, into what is pending for it, so a
+//! storm costs a source a lock and a map entry, never blocks it, and loses nothing. Only a
+//! kernel buffer that overran loses events; that is counted, and the owner scans the node.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 
 use meshleak_core::nft::msg::Commit;
-
-/// Events waiting for the owner at most: a storm beyond this is coalesced into a whole scan.
-const QUEUE: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub(super) enum Event {
@@ -45,67 +44,151 @@ pub(super) enum RuleChange {
     Legacy,
 }
 
-/// The sources' end of the queue.
+/// Rule changes kept per namespace between two re-reads: the first ones and always the
+/// latest; a commit storm's others are counted (`Pending::more_rules`).
+const RULE_CHANGES: usize = 8;
+
+/// What a namespace's events said since it was last read: bounded whatever the storm
+/// (one per namespace, a few rule changes each).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Pending {
+    /// Its mount appeared (`true`) or went, at that path (the last such event).
+    pub netns: Option<(String, bool)>,
+    pub rules: Vec<RuleChange>,
+    pub more_rules: usize,
+    /// Process events (fork, exec, id changes).
+    pub processes: usize,
+    pub followed: bool,
+}
+
+impl Pending {
+    fn add(&mut self, ev: Event) {
+        match ev {
+            Event::Netns { path, appeared, .. } => self.netns = Some((path, appeared)),
+            Event::Rules { change, .. } => self.add_rule(change),
+            Event::Processes { count, .. } => self.processes += count,
+            Event::Followed { .. } => self.followed = true,
+        }
+    }
+
+    fn add_rule(&mut self, change: RuleChange) {
+        if self.rules.len() < RULE_CHANGES {
+            self.rules.push(change);
+        } else {
+            // The latest stays named: the one a storm would hide behind earlier ones.
+            self.more_rules += 1;
+            self.rules[RULE_CHANGES - 1] = change;
+        }
+    }
+
+    /// Folds in what came later.
+    pub(super) fn merge(&mut self, later: Pending) {
+        if later.netns.is_some() {
+            self.netns = later.netns;
+        }
+        self.more_rules += later.more_rules;
+        for r in later.rules {
+            self.add_rule(r);
+        }
+        self.processes += later.processes;
+        self.followed |= later.followed;
+    }
+
+    /// The causes, as `meshleak_rescans_total` labels them.
+    pub(super) fn kinds(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.netns.is_some(), "namespace"),
+            (!self.rules.is_empty(), "rules"),
+            (self.processes > 0, "processes"),
+            (self.followed, "followed"),
+        ]
+        .into_iter()
+        .filter_map(|(on, kind)| on.then_some(kind))
+    }
+}
+
+impl Event {
+    fn inode(&self) -> u64 {
+        match self {
+            Event::Netns { inode, .. }
+            | Event::Rules { inode, .. }
+            | Event::Processes { inode, .. }
+            | Event::Followed { inode } => *inode,
+        }
+    }
+}
+
+/// The sources' end: events are folded at once into what is pending per namespace, so no
+/// storm can fill a queue or lose one; the owner takes it all when it wakes.
 #[derive(Clone)]
-pub(super) struct Bus {
-    tx: tokio::sync::mpsc::Sender<Event>,
-    shared: Arc<Shared>,
-}
+pub(super) struct Bus(Arc<Inner>);
 
-pub(super) struct Shared {
-    /// Events dropped since the start (`meshleak_events_dropped_total`).
-    dropped: Counter,
+struct Inner {
+    pending: Mutex<BTreeMap<u64, Pending>>,
+    wake: tokio::sync::Notify,
+    /// A source's kernel buffer overran: a whole scan is owed.
     overflowed: AtomicBool,
-}
-
-impl Shared {
-    pub(super) fn dropped(&self) -> u64 {
-        self.dropped.get()
-    }
-
-    /// Whether events were dropped since last asked (a whole scan is owed).
-    pub(super) fn take_overflow(&self) -> bool {
-        self.overflowed.swap(false, Ordering::AcqRel)
-    }
+    /// Times that happened (`meshleak_source_overruns_total`).
+    lost: Counter,
+    closed: AtomicBool,
 }
 
 impl Bus {
-    /// A queue whose drops count in `dropped`.
-    pub(super) fn new(dropped: Counter) -> (Bus, tokio::sync::mpsc::Receiver<Event>, Arc<Shared>) {
-        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-        let shared = Arc::new(Shared {
-            dropped,
+    pub(super) fn new(lost: Counter) -> Bus {
+        Bus(Arc::new(Inner {
+            pending: Mutex::new(BTreeMap::new()),
+            wake: tokio::sync::Notify::new(),
             overflowed: AtomicBool::new(false),
-        });
-        (
-            Bus {
-                tx,
-                shared: shared.clone(),
-            },
-            rx,
-            shared,
-        )
+            lost,
+            closed: AtomicBool::new(false),
+        }))
     }
 
-    /// Says a source lost events before they reached it (the kernel dropped them): a
-    /// whole scan is owed, as for a full queue.
-    pub(super) fn overflow(&self) {
-        self.shared.dropped.inc();
-        self.shared.overflowed.store(true, Ordering::Release);
-    }
-
-    /// Hands `event` to the owner; when the queue is full, counts it and owes a whole scan.
-    /// `false` once the owner is gone (the agent is stopping).
+    /// Hands `event` to the owner. `false` once the agent is stopping.
     pub(super) fn send(&self, event: Event) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                self.shared.dropped.inc();
-                // The owner is busy with the queue's events; it looks for this after them.
-                self.shared.overflowed.store(true, Ordering::Release);
-                true
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        if self.0.closed.load(Ordering::Acquire) {
+            return false;
         }
+        self.0
+            .pending
+            .lock()
+            .unwrap()
+            .entry(event.inode())
+            .or_default()
+            .add(event);
+        self.0.wake.notify_one();
+        true
+    }
+
+    /// Says a source's kernel buffer overran (the kernel dropped events before they reached
+    /// it): counted, and a whole scan is owed.
+    pub(super) fn overflow(&self) {
+        self.0.lost.inc();
+        self.0.overflowed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+
+    /// What is pending, taken.
+    pub(super) fn take(&self) -> BTreeMap<u64, Pending> {
+        std::mem::take(&mut *self.0.pending.lock().unwrap())
+    }
+
+    /// Whether a whole scan is owed since last asked.
+    pub(super) fn take_overflow(&self) -> bool {
+        self.0.overflowed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Waits until something is sent (at once if something was since the last wait).
+    pub(super) async fn wait(&self) {
+        self.0.wake.notified().await;
+    }
+
+    pub(super) fn lost(&self) -> u64 {
+        self.0.lost.get()
+    }
+
+    /// Sources stop at their next event.
+    pub(super) fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
     }
 }

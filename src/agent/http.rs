@@ -192,7 +192,7 @@ fn served(state: &State, report: &meshleak_core::schema::Report) -> String {
         report,
         agent: meshleak_core::schema::AgentStatus {
             sources: state.sources.all(),
-            dropped_events: state.bus.dropped(),
+            overruns: state.bus.lost(),
             events: state.recent.all(),
         },
     })

@@ -85,8 +85,8 @@ pub(super) struct Metrics {
     pub bypassing_seen: Family<Namespace, Counter>,
     /// Rule changes seen in pods, by namespace.
     pub rule_changes: Family<Namespace, Counter>,
-    /// Events the sources could not hand over (each answered by a whole scan).
-    pub events_dropped: Counter,
+    /// Times a source's kernel buffer overran (each answered by a whole scan).
+    pub overruns: Counter,
     /// Process events (fork, exec, id changes) in pod namespaces.
     pub process_events: Counter,
     /// 1 for each source's current mode.
@@ -112,7 +112,7 @@ impl Metrics {
         let rescans = Family::<Cause, Counter>::default();
         let bypassing_seen = Family::<Namespace, Counter>::default();
         let rule_changes = Family::<Namespace, Counter>::default();
-        let events_dropped = Counter::default();
+        let overruns = Counter::default();
         let process_events = Counter::default();
         let sources = Family::<SourceMode, Gauge>::default();
         for cause in ["namespace", "rules", "processes", "followed"] {
@@ -197,9 +197,9 @@ impl Metrics {
             rule_changes.clone(),
         );
         registry.register(
-            "events_dropped",
-            "Events the agent's sources could not hand over in a storm; each time a whole scan ran instead",
-            events_dropped.clone(),
+            "source_overruns",
+            "Times an event source's kernel buffer overran (the proc connector's, or a namespace's nf_tables notifications) and events were lost; each time the node or the namespace was read again whole",
+            overruns.clone(),
         );
         registry.register(
             "process_events",
@@ -246,7 +246,7 @@ impl Metrics {
             rescans,
             bypassing_seen,
             rule_changes,
-            events_dropped,
+            overruns,
             process_events,
             sources,
         }

@@ -62,7 +62,7 @@ pub(crate) struct State {
     /// Each event source's mode, and the recent events.
     sources: status::Sources,
     recent: status::Recent,
-    bus: Arc<events::Shared>,
+    bus: events::Bus,
     /// The last successful scan's report, rendered once per scan.
     last: Mutex<Option<Arc<Rendered>>>,
     /// What the last scan could not read (its report's `incomplete`): while not empty the
@@ -129,7 +129,7 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new(opts.pod_labels, &opts.scan.node()));
     let sources = status::Sources::default();
     let recent = status::Recent::default();
-    let (bus, events, shared) = events::Bus::new(metrics.events_dropped.clone());
+    let bus = events::Bus::new(metrics.overruns.clone());
     let follower = follow::start(
         metrics.clone(),
         fmt,
@@ -151,14 +151,19 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
         sources.clone(),
         fmt,
     );
-    processes::start(opts.scan.proc_root.clone(), bus, sources.clone(), fmt);
+    processes::start(
+        opts.scan.proc_root.clone(),
+        bus.clone(),
+        sources.clone(),
+        fmt,
+    );
     let state = Arc::new(State {
         metrics,
         follower: Mutex::new(follower),
         rules: Mutex::new(rules),
         sources,
         recent,
-        bus: shared,
+        bus,
         opts,
         last: Mutex::new(None),
         incomplete: Mutex::new(Vec::new()),
@@ -180,7 +185,7 @@ async fn serve(opts: AgentOptions) -> anyhow::Result<()> {
             "sources": state.sources.all(),
         }),
     );
-    let owner = tokio::spawn(owner::run(state.clone(), events, stop_rx));
+    let owner = tokio::spawn(owner::run(state.clone(), stop_rx));
     shutdown_signal(fmt).await;
     line(fmt, "info", "stopping", json!({}));
     let _ = stop_tx.send(true);

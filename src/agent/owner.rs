@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::events::{Event, RuleChange};
-use meshleak_core::nft::msg::Commit;
+use super::events::{Pending, RuleChange};
 use super::log::line;
 use super::metrics::{self, NO_POD};
 use super::rules::Entrance;
 use super::status;
 use super::{Rendered, State, changes, return_memory};
 use meshleak_collect::scan::{self, ScanOptions};
+use meshleak_core::nft::msg::Commit;
 use meshleak_core::schema::{AgentEvent, ProcessVerdict, Report};
 use meshleak_core::snapshot::Snapshot;
 
@@ -38,6 +38,8 @@ pub(super) struct Held {
     judged: HashMap<(u64, u32), Judgement>,
     /// Each namespace's judgement before its last rule change (see `log_rule_changes`).
     baseline: HashMap<u64, HashMap<u32, Judgement>>,
+    /// Namespaces whose rules were read changed before any event said so.
+    unexplained: HashSet<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,101 +50,42 @@ struct Judgement {
     comm: String,
 }
 
-/// Rule changes kept per namespace between two re-reads; a commit storm's others are
-/// counted (`Pending::more_rules`).
-const RULE_CHANGES: usize = 8;
-
-/// Why a namespace is read again: what its events said since the last re-read, bounded
-/// whatever the storm.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Pending {
-    /// Its mount appeared (`true`) or went, at that path (the last such event).
-    netns: Option<(String, bool)>,
-    rules: Vec<RuleChange>,
-    more_rules: usize,
-    processes: bool,
-    followed: bool,
-}
-
-impl Pending {
-    fn add(&mut self, ev: Event) {
-        match ev {
-            Event::Netns { path, appeared, .. } => self.netns = Some((path, appeared)),
-            Event::Rules { change, .. } if self.rules.len() < RULE_CHANGES => {
-                self.rules.push(change);
-            }
-            Event::Rules { .. } => self.more_rules += 1,
-            Event::Processes { .. } => self.processes = true,
-            Event::Followed { .. } => self.followed = true,
-        }
-    }
-
-    /// The causes, as `meshleak_rescans_total` labels them.
-    fn kinds(&self) -> impl Iterator<Item = &'static str> {
-        [
-            (self.netns.is_some(), "namespace"),
-            (!self.rules.is_empty(), "rules"),
-            (self.processes, "processes"),
-            (self.followed, "followed"),
-        ]
-        .into_iter()
-        .filter_map(|(on, kind)| on.then_some(kind))
-    }
-}
-
-fn inode_of(ev: &Event) -> u64 {
-    match ev {
-        Event::Netns { inode, .. }
-        | Event::Rules { inode, .. }
-        | Event::Processes { inode, .. }
-        | Event::Followed { inode } => *inode,
-    }
-}
-
-/// The owner's loop: events in, re-reads out; a whole scan each interval (jittered).
-pub(super) async fn run(
-    state: Arc<State>,
-    mut events: tokio::sync::mpsc::Receiver<Event>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let _ = scan_now(&state).await;
+/// The owner's loop: events in, re-reads out; a whole scan each interval (jittered), and
+/// when a source's kernel buffer overran.
+pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let _ = whole(&state, BTreeMap::new()).await;
     let mut next_full = Instant::now() + jittered(state.opts.interval);
     let mut dirty: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut first_dirty: Option<Instant> = None;
     let mut not_before = Instant::now();
     loop {
+        for (inode, p) in state.bus.take() {
+            state.metrics.process_events.inc_by(p.processes as u64);
+            dirty.entry(inode).or_default().merge(p);
+            first_dirty.get_or_insert_with(Instant::now);
+        }
         let due = match first_dirty {
             Some(t) => (t + GATHER).max(not_before).min(next_full),
             None => next_full,
         };
         tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { return };
-                if let Event::Processes { count, .. } = ev {
-                    state.metrics.process_events.inc_by(count as u64);
-                }
-                dirty.entry(inode_of(&ev)).or_default().add(ev);
-                first_dirty.get_or_insert_with(Instant::now);
-                continue;
-            }
+            _ = state.bus.wait() => continue,
             _ = tokio::time::sleep_until(due.into()) => {}
-            _ = stop.changed() => return,
-        }
-        if state.bus.take_overflow() || Instant::now() >= next_full {
-            let _ = scan_now(&state).await;
-            next_full = Instant::now() + jittered(state.opts.interval);
-            // A whole scan read every namespace; what it found is logged as changes.
-            dirty.clear();
-            first_dirty = None;
-            continue;
-        }
-        if dirty.is_empty() {
-            continue;
+            _ = stop.changed() => {
+                state.bus.close();
+                return;
+            }
         }
         let started = Instant::now();
-        let causes = std::mem::take(&mut dirty);
         first_dirty = None;
-        let _ = rescan(&state, causes).await;
+        let causes = std::mem::take(&mut dirty);
+        if state.bus.take_overflow() || started >= next_full {
+            // A whole scan reads every namespace; what is pending is judged with it.
+            let _ = whole(&state, causes).await;
+            next_full = Instant::now() + jittered(state.opts.interval);
+        } else if !causes.is_empty() {
+            let _ = rescan(&state, causes).await;
+        }
         not_before = Instant::now() + (started.elapsed() * DUTY).max(GATHER);
     }
 }
@@ -213,9 +156,16 @@ fn rules_moved(previous: Option<&Snapshot>, new: &Snapshot) -> HashSet<u64> {
         .collect()
 }
 
-/// A whole scan (waiting for a running one to finish first): at start, each interval, and
-/// for `/report?fresh=1`.
+/// A whole scan (waiting for a running one to finish first), for `/report?fresh=1`.
 pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String> {
+    whole(state, BTreeMap::new()).await
+}
+
+/// A whole scan, with what events are pending for its namespaces.
+async fn whole(
+    state: &Arc<State>,
+    causes: BTreeMap<u64, Pending>,
+) -> Result<Arc<Rendered>, String> {
     let mut held = state.held.lock().await;
     let opts = state.opts.scan.clone();
     let started = Instant::now();
@@ -225,13 +175,13 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
             let moved = rules_moved(previous.as_ref(), &s);
             Ok(judge(s, moved, known(previous.as_ref()), started))
         }
-        Err(e) => Err((e.to_string(), previous)),
+        Err(e) => Err((e.to_string(), Box::new(previous))),
     })
     .await
     {
         Ok(Ok(scanned)) => Ok(scanned),
         Ok(Err((e, previous))) => {
-            held.snapshot = previous;
+            held.snapshot = *previous;
             Err(e)
         }
         Err(e) => Err(e),
@@ -243,7 +193,7 @@ pub(crate) async fn scan_now(state: &Arc<State>) -> Result<Arc<Rendered>, String
     match result {
         Ok(scanned) => {
             state.metrics.scans.inc();
-            Ok(publish(state, &mut held, scanned, &BTreeMap::new()))
+            Ok(publish(state, &mut held, scanned, &causes, true))
         }
         Err(e) => {
             failed(state, &e);
@@ -274,13 +224,13 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Pending>) -> Result<()
             whole.merge(part, &scope);
             Ok(judge(whole, moved, before, started))
         }
-        Err(e) => Err((e.to_string(), base)),
+        Err(e) => Err((e.to_string(), Box::new(base))),
     })
     .await
     {
         Ok(Ok(scanned)) => Ok(scanned),
         Ok(Err((e, base))) => {
-            held.snapshot = Some(base);
+            held.snapshot = Some(*base);
             Err(e)
         }
         Err(e) => Err(e),
@@ -294,7 +244,7 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Pending>) -> Result<()
     }
     match result {
         Ok(scanned) => {
-            publish(state, &mut held, scanned, &causes);
+            publish(state, &mut held, scanned, &causes, false);
             Ok(())
         }
         Err(e) => {
@@ -327,6 +277,7 @@ fn publish(
     held: &mut Held,
     scanned: Scanned,
     causes: &BTreeMap<u64, Pending>,
+    whole: bool,
 ) -> Arc<Rendered> {
     let Scanned {
         snapshot,
@@ -337,11 +288,22 @@ fn publish(
     } = scanned;
     let fmt = state.opts.log_format;
     state.follower.lock().unwrap().follow(watches);
+    // Pods' namespaces (mounted by the runtime, or holding a container's processes) and
+    // any with rules: one made by `unshare -n` in a loop is not worth five sockets each.
     state.rules.lock().unwrap().follow(
         snapshot
             .netns
             .iter()
-            .filter(|n| !n.host)
+            .filter(|n| {
+                !n.host
+                    && (!n.paths.is_empty()
+                        || !n.rules.tables.is_empty()
+                        || n.processes.iter().any(|p| {
+                            meshleak_core::attribution::from_cgroup(&p.cgroup)
+                                .container_id
+                                .is_some()
+                        }))
+            })
             .map(|n| Entrance {
                 inode: n.inode,
                 paths: n.paths.clone(),
@@ -353,7 +315,7 @@ fn publish(
     let judged = judgements(&report);
     let first = held.index.is_none();
     record_events(state, &report, first, &held.judged, causes, &known_before);
-    log_rule_changes(state, &report, held, &judged, causes, &rules_moved);
+    log_rule_changes(state, &report, held, &judged, causes, &rules_moved, whole);
     held.judged = judged;
     let now_index = changes::index(&report);
     let before = held.index.take().unwrap_or_default();
@@ -471,6 +433,11 @@ fn record_events(
             message,
             rule,
         };
+        let bypassed: HashSet<(u32, u32, &str)> = before
+            .iter()
+            .filter(|((inode, _), j)| *inode == ns.inode && j.verdict.bypasses())
+            .map(|(_, j)| (j.uid, j.gid, j.comm.as_str()))
+            .collect();
         for p in ns.processes.iter().filter(|p| p.lives_in.is_none()) {
             let was = before.get(&(ns.inode, p.pid));
             let rule = p.reasons.first().map(|r| r.rule.clone());
@@ -492,18 +459,38 @@ fn record_events(
                     rule.clone(),
                 ));
             }
-            if p.verdict.bypasses() && !was.is_some_and(|w| w.verdict.bypasses()) {
+            // Leaves the mesh now: bypasses, or was captured and its capture is gone (the
+            // rules flushed while the pod runs on).
+            let leaves = p.verdict.bypasses()
+                || (p.verdict == ProcessVerdict::Unmeshed
+                    && was.is_some_and(|w| {
+                        matches!(
+                            w.verdict,
+                            ProcessVerdict::Captured | ProcessVerdict::Unknown
+                        )
+                    }));
+            let left =
+                was.is_some_and(|w| w.verdict.bypasses() || w.verdict == ProcessVerdict::Unmeshed);
+            // A worker respawned with the identity and program of one that already bypassed
+            // is not news.
+            let known = bypassed.contains(&(p.uid, p.gid, p.comm.as_str()));
+            if leaves && !left && !known {
                 seen.inc();
                 state.recent.push(event(
                     "bypass-seen",
                     Some(p.pid),
                     Some(p.comm.clone()),
                     format!(
-                        "{} (uid {}, gid {}) bypasses the mesh: {}",
+                        "{} (uid {}, gid {}) {}",
                         p.comm,
                         p.uid,
                         p.gid,
-                        p.verdict.name()
+                        if p.verdict == ProcessVerdict::Unmeshed {
+                            "leaves the mesh: its namespace's capture rules are gone (unmeshed)"
+                                .to_string()
+                        } else {
+                            format!("bypasses the mesh: {}", p.verdict.name())
+                        }
                     ),
                     rule,
                 ));
@@ -548,6 +535,7 @@ fn log_rule_changes(
     now: &HashMap<(u64, u32), Judgement>,
     causes: &BTreeMap<u64, Pending>,
     rules_moved: &HashSet<u64>,
+    whole: bool,
 ) {
     let at = status::now();
     let of = |inode: u64| -> HashMap<u32, Judgement> {
@@ -564,17 +552,28 @@ fn log_rule_changes(
             .baseline
             .entry(ns.inode)
             .or_insert_with(|| current.clone());
-        let Some(pending) = causes.get(&ns.inode).filter(|p| !p.rules.is_empty()) else {
-            if !rules_moved.contains(&ns.inode) {
+        // Rules read anew with no event yet (an in-place iptables-legacy replacement, or a
+        // commit whose event is on its way): told with the event, or at the next whole scan.
+        if rules_moved.contains(&ns.inode) {
+            held.unexplained.insert(ns.inode);
+        }
+        let none = Pending::default();
+        let pending = causes.get(&ns.inode).unwrap_or(&none);
+        let unexplained = whole && held.unexplained.contains(&ns.inode);
+        if pending.rules.is_empty() && !unexplained {
+            if !held.unexplained.contains(&ns.inode) {
                 *base = current;
             }
             continue;
-        };
+        }
+        held.unexplained.remove(&ns.inode);
         let mut changed: Vec<String> = current
             .iter()
             .filter_map(|(pid, j)| {
                 let b = base.get(pid)?;
-                ((b.uid, b.gid) == (j.uid, j.gid) && b.verdict != j.verdict).then(|| {
+                // The same process as it was (ids and program): its verdict moved with the rules.
+                let same = (b.uid, b.gid, &b.comm) == (j.uid, j.gid, &j.comm);
+                (same && b.verdict != j.verdict).then(|| {
                     format!(
                         "pid {pid} {}: {} -> {}",
                         meshleak_core::sanitize::sanitize(&j.comm),
@@ -586,8 +585,11 @@ fn log_rule_changes(
             .collect();
         changed.sort();
         *base = current;
-        let count = pending.rules.len() + pending.more_rules;
-        let pod = ns.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name));
+        let count = (pending.rules.len() + pending.more_rules).max(1);
+        let pod = ns
+            .pod
+            .as_ref()
+            .map(|p| format!("{}/{}", p.namespace, p.name));
         state
             .metrics
             .rule_changes
@@ -619,11 +621,16 @@ fn log_rule_changes(
             })
             .collect();
         committers.dedup();
+        let lost = pending.rules.iter().any(|r| matches!(r, RuleChange::Lost));
         let how = match pending.rules.last() {
+            _ if lost => "nf_tables notifications lost",
             Some(RuleChange::Commit { .. }) => "nf_tables commit",
-            Some(RuleChange::Lost) => "nf_tables notifications lost",
-            _ => "iptables-legacy tables changed",
+            Some(_) => "iptables-legacy tables changed",
+            None => "read at a whole scan, with no notification",
         };
+        // Who made a change whose notifications were lost is not known: no name is given
+        // rather than another commit's.
+        let last = last.filter(|_| !lost);
         let (pid, comm, container) = (
             last.and_then(|(c, _)| c.pid),
             last.and_then(|(c, _)| c.comm.clone()),

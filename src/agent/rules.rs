@@ -147,13 +147,19 @@ fn run(
                 continue;
             };
             let drained = f.nft.drain(&mut buf);
+            // A committer's container is read once per drain: a storm's commits are
+            // mostly one process's.
+            let mut known: HashMap<u32, Option<String>> = HashMap::new();
             let mut changes: Vec<RuleChange> = drained
                 .commits
                 .into_iter()
                 .map(|commit| {
-                    let container = commit
-                        .pid
-                        .and_then(|pid| committer(proc_root, host_root, pid));
+                    let container = commit.pid.and_then(|pid| {
+                        known
+                            .entry(pid)
+                            .or_insert_with(|| committer(proc_root, host_root, pid))
+                            .clone()
+                    });
                     RuleChange::Commit { commit, container }
                 })
                 .collect();

@@ -10,6 +10,9 @@ use std::net::IpAddr;
 use crate::schema::{ProcessVerdict, Report};
 use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, SocketFacts, SocketProto, Tracked};
 
+/// CAP_SETUID: its holder may take any uid, the proxy's among them.
+const CAP_SETUID: u32 = 7;
+
 /// What the follower keeps of one meshed namespace, rebuilt after every scan.
 #[derive(Clone, Debug)]
 pub struct Watch {
@@ -63,6 +66,7 @@ pub fn watches(snapshot: &Snapshot, report: &Report) -> Vec<Watch> {
 fn watch(ns: &NetnsFacts, r: &crate::schema::NetnsReport) -> Watch {
     let facts = |pid: u32| -> Option<&ProcessFacts> { ns.processes.iter().find(|p| p.pid == pid) };
     let (mut proxy_uids, mut proxy_pids, mut apps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut others: Vec<&ProcessFacts> = Vec::new();
     for p in r.processes.iter().filter(|p| p.lives_in.is_none()) {
         let Some(f) = facts(p.pid) else { continue };
         if p.verdict == ProcessVerdict::Proxy {
@@ -71,10 +75,28 @@ fn watch(ns: &NetnsFacts, r: &crate::schema::NetnsReport) -> Watch {
                 proxy_uids.push(f.fsuid);
             }
         } else {
+            others.push(f);
+        }
+    }
+    // An app is listed under every uid its sockets may carry, not only its fsuid now: its
+    // real, effective and saved uids and its threads' (it switches among them at will), and
+    // with CAP_SETUID the proxy's too. A socket of the proxy's uid that such an app may
+    // hold is then told apart by descriptors, never taken for the proxy's by its uid.
+    for f in others {
+        let mut uids: Vec<u32> = std::iter::once(f.fsuid)
+            .chain(f.all_uids.iter().copied())
+            .chain(f.threads.iter().map(|t| t.fsuid))
+            .collect();
+        if f.has_cap(CAP_SETUID) {
+            uids.extend(&proxy_uids);
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        for uid in uids {
             apps.push(App {
-                pid: p.pid,
-                uid: f.fsuid,
-                comm: p.comm.clone(),
+                pid: f.pid,
+                uid,
+                comm: f.comm.clone(),
             });
         }
     }

@@ -272,9 +272,9 @@ mod tests {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AgentStatus {
     pub sources: Vec<SourceStatus>,
-    /// Events the sources could not hand over (a storm filled the queue): each time, a
-    /// whole scan was run instead, so nothing stays unseen past it.
-    pub dropped_events: u64,
+    /// Times a source's kernel buffer overran and events were lost: each time the node (or
+    /// the namespace) was read again whole, so nothing stays unseen past it.
+    pub overruns: u64,
     /// The most recent events, oldest first (a bounded ring).
     pub events: Vec<AgentEvent>,
 }

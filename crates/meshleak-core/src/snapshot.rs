@@ -38,13 +38,23 @@ pub struct Snapshot {
 impl Snapshot {
     /// Folds in `part`, a scan of only the namespaces in `scope` (the agent re-reads one
     /// namespace when something in it changed): their facts are replaced by the new ones,
-    /// and those of `scope` that `part` no longer has are gone. What is known of the other
+    /// and those of `scope` that `part` no longer has are gone, unless `part` says it could
+    /// not read them. What is known of the other
     /// namespaces is kept; containers no remaining process is in are dropped, so a pod that
     /// went away leaves nothing behind. Errors of both are kept (the next whole scan
     /// replaces them all): a namespace that failed to read stays said.
     pub fn merge(&mut self, part: Snapshot, scope: &[u64]) {
         let in_scope = |inode: Option<u64>| inode.is_some_and(|i| scope.contains(&i));
-        self.netns.retain(|n| !scope.contains(&n.inode));
+        // A namespace of the scope that could not be read this time (its reader missed its
+        // deadline, or failed) is still there: what was known of it stays.
+        let failed = |inode: u64| {
+            let named = format!("network namespace {inode}:");
+            part.errors.iter().any(|e| e.starts_with(&named))
+        };
+        self.netns.retain(|n| {
+            !scope.contains(&n.inode)
+                || (failed(n.inode) && !part.netns.iter().any(|p| p.inode == n.inode))
+        });
         self.netns.extend(part.netns);
         self.netns.sort_by_key(|n| n.inode);
         for c in part.containers {

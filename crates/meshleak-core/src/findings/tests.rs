@@ -749,6 +749,21 @@ fn a_partial_scan_replaces_only_its_namespaces() {
         vec![1, 2, 9]
     );
     assert_eq!(whole.containers.len(), 1, "still held by pid 10");
+    // A namespace the re-read could not read stays as it was known.
+    let mut failed = two(9, 92);
+    failed.netns.clear();
+    failed
+        .errors
+        .push("network namespace 9: skipped: stuck".into());
+    whole.merge(failed, &[9]);
+    assert_eq!(
+        whole
+            .netns
+            .iter()
+            .map(|n| (n.inode, n.processes[0].pid))
+            .collect::<Vec<_>>(),
+        vec![(1, 10), (2, 21), (9, 90)]
+    );
     let mut gone = two(9, 91);
     gone.netns.clear();
     whole.merge(gone, &[1, 2, 9]);
