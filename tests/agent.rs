@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::http::{Agent, free_port, request, scopeguard};
+use common::http::{Agent, free_port, json_lines, request, scopeguard};
 use common::pod::{Pod, netns_of, settle};
 use common::{is_root, run};
 
@@ -56,17 +56,7 @@ fn agent_serves_metrics_and_report_and_logs_changes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stderr = agent.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&l)
-                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
-            if tx.send(v).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = json_lines(agent.stderr.take().unwrap(), true);
     let guard = scopeguard(agent.id());
     wait_log(&lines, "started", |l| l["msg"] == "started");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -292,17 +282,7 @@ fn agent_sees_bypassing_connections_that_open_and_close_between_scans() {
         .spawn()
         .unwrap();
     let guard = scopeguard(agent.id());
-    let (tx, lines) = mpsc::channel();
-    let stderr = agent.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
+    let lines = json_lines(agent.stderr.take().unwrap(), false);
     wait_log(&lines, "started", |l| l["msg"] == "started");
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(

@@ -7,18 +7,29 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::http::{free_port, request};
+use common::http::{free_port, json_lines, request};
 use common::pod::{Pod, settle};
 use common::{is_root, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const ISTIO_NFT: &str = include_str!("../testdata/meshes/istio-sidecar-nft.nft");
+/// The rule a process with NET_ADMIN inserts into the mesh's chain (iptables syntax).
+const EXEMPT_10001: [&str; 9] = [
+    "-I",
+    "ISTIO_OUTPUT",
+    "1",
+    "-m",
+    "owner",
+    "--uid-owner",
+    "10001",
+    "-j",
+    "RETURN",
+];
 /// What "at once" means here: the bound.
 const WITHIN: Duration = Duration::from_secs(2);
 
@@ -66,17 +77,7 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
-                    && tx.send(v).is_err()
-                {
-                    return;
-                }
-            }
-        });
+        let lines = json_lines(child.stderr.take().unwrap(), false);
         let agent = Agent {
             child,
             lines,
@@ -143,6 +144,11 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a command in the pod's network namespace, as a process there with NET_ADMIN would.
+fn in_pod(pod: &Pod, cmd: &[&str]) {
+    run(&[&["ip", "netns", "exec", &pod.ns][..], cmd].concat(), None);
 }
 
 fn inode(pod: &Pod) -> u64 {
@@ -267,23 +273,10 @@ fn a_rule_inserted_and_removed_by_iptables_nft_is_reported_with_its_committer() 
     let app = pod.spawn(10001, 10001, &["sleep", "60"]);
     settle();
     let agent = Agent::start();
-    let rule = [
-        "ISTIO_OUTPUT",
-        "-m",
-        "owner",
-        "--uid-owner",
-        "10001",
-        "-j",
-        "RETURN",
-    ];
-    let insert = [
-        &["iptables-nft", "-t", "nat", "-I"][..],
-        &rule[..1],
-        &["1"],
-        &rule[1..],
-    ]
-    .concat();
-    let remove = [&["iptables-nft", "-t", "nat", "-D"][..], &rule[..]].concat();
+    let insert = [&["iptables-nft", "-t", "nat"][..], &EXEMPT_10001].concat();
+    // `-D` with the rule's spec: `-I ISTIO_OUTPUT 1 ...` without its position.
+    let spec = [&EXEMPT_10001[1..2], &EXEMPT_10001[3..]].concat();
+    let remove = [&["iptables-nft", "-t", "nat", "-D"][..], &spec].concat();
     rule_in_and_out(&agent, &pod, app, &insert, &remove, "iptables-nft");
 }
 
@@ -297,17 +290,7 @@ fn a_rule_inserted_and_removed_by_nft_is_reported_with_its_committer() {
         &["ip", "netns", "exec", &pod.ns, "nft", "-f", "-"],
         Some(ISTIO_NFT),
     );
-    for port in [15001, 15006] {
-        pod.spawn(
-            1337,
-            1337,
-            &[
-                "socat",
-                &format!("TCP-LISTEN:{port},reuseaddr,fork"),
-                "EXEC:/bin/cat",
-            ],
-        );
-    }
+    pod.proxy();
     let app = pod.spawn(10001, 10001, &["sleep", "60"]);
     settle();
     let agent = Agent::start();
@@ -343,42 +326,15 @@ fn a_legacy_rule_change_is_seen_within_its_polling_bound() {
         &["ip", "netns", "exec", &pod.ns, "iptables-legacy-restore"],
         Some(ISTIO),
     );
-    for port in [15001, 15006] {
-        pod.spawn(
-            1337,
-            1337,
-            &[
-                "socat",
-                &format!("TCP-LISTEN:{port},reuseaddr,fork"),
-                "EXEC:/bin/cat",
-            ],
-        );
-    }
+    pod.proxy();
     let app = pod.spawn(10001, 10001, &["sleep", "60"]);
     settle();
     let agent = Agent::start();
     let ns = inode(&pod);
     let at = Instant::now();
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "iptables-legacy",
-            "-t",
-            "nat",
-            "-I",
-            "ISTIO_OUTPUT",
-            "1",
-            "-m",
-            "owner",
-            "--uid-owner",
-            "10001",
-            "-j",
-            "RETURN",
-        ],
-        None,
+    in_pod(
+        &pod,
+        &[&["iptables-legacy", "-t", "nat"][..], &EXEMPT_10001].concat(),
     );
     // docs/agent.md: polled every 2 s, then read again: within 3 s.
     let l = agent.wait("the legacy rule", at + Duration::from_secs(3), |l| {
@@ -582,19 +538,7 @@ fn flushing_the_capture_while_the_pod_runs_is_reported() {
     let agent = Agent::start();
     let ns = inode(&pod);
     let at = Instant::now();
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            &pod.ns,
-            "iptables-nft",
-            "-t",
-            "nat",
-            "-F",
-        ],
-        None,
-    );
+    in_pod(&pod, &["iptables-nft", "-t", "nat", "-F"]);
     let l = agent.wait("the flush", at + WITHIN, |l| {
         l["msg"] == "rules changed" && l["netns"] == ns
     });

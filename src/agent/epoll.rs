@@ -1,5 +1,6 @@
-//! An epoll set of event sockets, each registered with a key (a namespace's inode): a
-//! wakeup costs what is ready, not what is watched. A socket leaves the set when closed.
+//! What the follower threads share: an epoll set of event sockets, each registered with a
+//! key (a namespace's inode), so a wakeup costs what is ready, not what is watched (a socket
+//! leaves the set when closed); and the latest plan the owner sent them.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -45,5 +46,17 @@ impl Epoll {
             )
         };
         ready[..n.max(0) as usize].iter().map(|e| e.u64).collect()
+    }
+}
+
+/// The latest of the plans waiting (`Ok(None)`: none came); `Err` once the owner is gone.
+pub(super) fn latest_plan<T>(rx: &std::sync::mpsc::Receiver<T>) -> Result<Option<T>, ()> {
+    let mut plan = None;
+    loop {
+        match rx.try_recv() {
+            Ok(p) => plan = Some(p),
+            Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(plan),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(()),
+        }
     }
 }

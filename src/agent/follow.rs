@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::epoll::Epoll;
+use super::epoll::{Epoll, latest_plan};
 use super::events::{Bus, Event};
 use super::log::{LogFormat, line};
 use super::metrics::{Metrics, NO_POD, Namespace};
@@ -192,14 +192,7 @@ fn run(rx: &Receiver<Vec<Watch>>, out: &Out, proc_root: &Path) {
     let mut reads = Budget::new();
     let mut rolled = Instant::now();
     loop {
-        let mut plan = None;
-        loop {
-            match rx.try_recv() {
-                Ok(p) => plan = Some(p),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
-            }
-        }
+        let Ok(plan) = latest_plan(rx) else { return };
         if let Some(plan) = plan {
             reconcile(&mut followed, &mut refused, plan, &epoll, out, proc_root);
         }

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::epoll::Epoll;
+use super::epoll::{Epoll, latest_plan};
 use super::events::{Bus, Event, RuleChange};
 use super::log::{LogFormat, line};
 use super::status::Sources;
@@ -83,14 +83,7 @@ fn run(
     let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut polled = Instant::now();
     loop {
-        let mut plan = None;
-        loop {
-            match rx.try_recv() {
-                Ok(p) => plan = Some(p),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
-            }
-        }
+        let Ok(plan) = latest_plan(rx) else { return };
         if let Some(plan) = plan {
             followed.retain(|inode, _| plan.iter().any(|e| e.inode == *inode));
             refused.retain(|inode, _| plan.iter().any(|e| e.inode == *inode));

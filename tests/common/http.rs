@@ -96,3 +96,29 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// The JSON log lines an agent writes on `stderr`, on a channel, read on a thread of their
+/// own. `strict`: a line that is not JSON fails the test.
+pub fn json_lines(
+    stderr: std::process::ChildStderr,
+    strict: bool,
+) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead;
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v = match serde_json::from_str::<serde_json::Value>(&l) {
+                Ok(v) => v,
+                Err(e) if strict => panic!("not a JSON log line ({e}): {l}"),
+                Err(_) => continue,
+            };
+            if tx.send(v).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}

@@ -26,8 +26,14 @@ impl Pod {
             &["ip", "netns", "exec", &pod.ns, "iptables-nft-restore"],
             Some(include_str!("../../testdata/istio-sidecar.rules")),
         );
+        pod.proxy();
+        pod
+    }
+
+    /// The proxy (uid 1337) listening on both Istio capture ports, echoing.
+    pub fn proxy(&mut self) {
         for port in [15001, 15006] {
-            pod.spawn(
+            self.spawn(
                 1337,
                 1337,
                 &[
@@ -37,7 +43,6 @@ impl Pod {
                 ],
             );
         }
-        pod
     }
 
     pub fn new() -> Pod {

@@ -44,19 +44,10 @@ impl Sockets {
     /// Every event waiting on the socket, as the connections they announce; `lost` when
     /// the kernel dropped some (the buffer overran).
     pub fn drain(&mut self, buf: &mut [u8]) -> (Vec<Tracked>, bool) {
-        let (mut out, mut lost) = (Vec::new(), false);
-        loop {
-            match self.events.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-                Ok(0) => break,
-                Ok(n) => out.extend(
-                    meshleak_core::nlmsg::split(&buf[..n])
-                        .into_iter()
-                        .filter_map(ctnetlink::connection),
-                ),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => lost = true,
-                Err(_) => break,
-            }
-        }
+        let mut out = Vec::new();
+        let lost = super::netlink::drain(&self.events, buf, |m| {
+            out.extend(ctnetlink::connection(m));
+        });
         (out, lost)
     }
 

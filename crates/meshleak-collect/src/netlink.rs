@@ -198,3 +198,24 @@ pub(crate) fn set_receive_buffer(socket: &netlink_sys::Socket, size: libc::c_int
         }
     }
 }
+
+/// Every message waiting on a non-blocking event socket, each handed to `each`; `true` when
+/// the kernel dropped some first (its buffer overran: ENOBUFS).
+pub(crate) fn drain(
+    socket: &netlink_sys::Socket,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]),
+) -> bool {
+    let mut lost = false;
+    loop {
+        match socket.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+            Ok(0) => break,
+            Ok(n) => meshleak_core::nlmsg::split(&buf[..n])
+                .into_iter()
+                .for_each(&mut each),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => lost = true,
+            Err(_) => break,
+        }
+    }
+    lost
+}

@@ -61,20 +61,9 @@ impl ProcEvents {
 
     /// Every event waiting.
     pub fn drain(&mut self, buf: &mut [u8]) -> Drained {
-        let mut out = Drained::default();
-        loop {
-            match self.0.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-                Ok(0) => break,
-                Ok(n) => out.events.extend(
-                    meshleak_core::nlmsg::split(&buf[..n])
-                        .into_iter()
-                        .filter_map(cnproc::decode),
-                ),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.lost = true,
-                Err(_) => break,
-            }
-        }
-        out
+        let mut events = Vec::new();
+        let lost = super::netlink::drain(&self.0, buf, |m| events.extend(cnproc::decode(m)));
+        Drained { events, lost }
     }
 }
 

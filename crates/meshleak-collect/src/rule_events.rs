@@ -59,20 +59,11 @@ impl RuleEvents {
 
     /// Every message waiting, as the commits they end with.
     pub fn drain(&mut self, buf: &mut [u8]) -> Drained {
-        let mut out = Drained::default();
-        loop {
-            match self.0.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-                Ok(0) => break,
-                Ok(n) => out.commits.extend(
-                    meshleak_core::nlmsg::split(&buf[..n])
-                        .into_iter()
-                        .filter_map(|m| msg::commit(m).ok().flatten()),
-                ),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.lost = true,
-                Err(_) => break,
-            }
-        }
-        out
+        let mut commits = Vec::new();
+        let lost = super::netlink::drain(&self.0, buf, |m| {
+            commits.extend(msg::commit(m).ok().flatten());
+        });
+        Drained { commits, lost }
     }
 }
 
