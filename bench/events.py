@@ -231,7 +231,8 @@ def idle(port):
 def storm(agent, kind, seconds, start):
     """Runs a storm for `seconds` (start() returns the processes making it); the agent's CPU
     and peak RSS over it, events dropped, re-reads."""
-    d0, r0 = agent.metric("meshleak_events_dropped_total"), agent.metric("meshleak_rescans_total")
+    d0, r0 = agent.metric("meshleak_source_overruns_total"), agent.metric("meshleak_rescans_total")
+    s0 = agent.metric("meshleak_scans_total")
     a = agent.ticks()
     t = time.time()
     procs, count = start()
@@ -243,7 +244,8 @@ def storm(agent, kind, seconds, start):
         p.wait()
     done = count()
     record(f"storm {kind} {done / elapsed:.0f} {b - a} {elapsed:.1f} {agent.hwm_kib()} "
-           f"{agent.metric('meshleak_events_dropped_total') - d0:.0f} {agent.metric('meshleak_rescans_total') - r0:.0f} {HZ}")
+           f"{agent.metric('meshleak_source_overruns_total') - d0:.0f} {agent.metric('meshleak_rescans_total') - r0:.0f} "
+           f"{agent.metric('meshleak_scans_total') - s0:.0f} {HZ}")
 
 
 def storms(agent, pods):

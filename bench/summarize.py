@@ -24,10 +24,10 @@ for line in open(raw):
                 "window_seconds": window_s, "peak_rss_mib": round(hwm / 1024, 1)}
         continue
     if f[0] == "storm":
-        kind, rate, ticks, elapsed, hwm, dropped, rescans, hz = f[1], float(f[2]), int(f[3]), float(f[4]), int(f[5]), int(f[6]), int(f[7]), int(f[8])
+        kind, rate, ticks, elapsed, hwm, overruns, rescans, scans, hz = f[1], float(f[2]), int(f[3]), float(f[4]), int(f[5]), int(f[6]), int(f[7]), int(f[8]), int(f[9])
         storms[kind] = {"per_second": rate, "cpu_percent_of_a_core": 100 * ticks / hz / elapsed,
                         "seconds": elapsed, "peak_rss_mib": round(hwm / 1024, 1),
-                        "events_dropped": dropped, "rescans": rescans}
+                        "overruns": overruns, "rescans": rescans, "whole_scans": scans}
         continue
     if f[0] == "rules":
         rules[f[1]].append((float(f[2]), int(f[3])))
@@ -75,7 +75,7 @@ if idle:
 if storms:
     result["storms"] = storms
     for kind, st in storms.items():
-        print(f"storm {kind:>12}: {st['per_second']:.0f}/s, {st['cpu_percent_of_a_core']:.1f}% of a core, peak {st['peak_rss_mib']} MiB, dropped {st['events_dropped']}, re-reads {st['rescans']} (target <= 25%)")
+        print(f"storm {kind:>12}: {st['per_second']:.0f}/s, {st['cpu_percent_of_a_core']:.1f}% of a core, peak {st['peak_rss_mib']} MiB, overruns {st['overruns']}, re-reads {st['rescans']}, whole scans {st['whole_scans']} (target <= 25%)")
 if rules:
     med = {k: statistics.median(t for t, _ in v) for k, v in rules.items()}
     peak = {k: round(max(m for _, m in v) / 1024, 1) for k, v in rules.items()}

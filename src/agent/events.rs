@@ -94,6 +94,11 @@ impl Pending {
         self.followed |= later.followed;
     }
 
+    /// Whether only process events are pending.
+    pub(super) fn processes_only(&self) -> bool {
+        self.processes > 0 && self.netns.is_none() && self.rules.is_empty() && !self.followed
+    }
+
     /// The causes, as `meshleak_rescans_total` labels them.
     pub(super) fn kinds(&self) -> impl Iterator<Item = &'static str> {
         [
@@ -171,6 +176,11 @@ impl Bus {
     /// What is pending, taken.
     pub(super) fn take(&self) -> BTreeMap<u64, Pending> {
         std::mem::take(&mut *self.0.pending.lock().unwrap())
+    }
+
+    /// Whether a whole scan is owed (without taking it).
+    pub(super) fn overflow_owed(&self) -> bool {
+        self.0.overflowed.load(Ordering::Acquire)
     }
 
     /// Whether a whole scan is owed since last asked.

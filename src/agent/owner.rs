@@ -25,9 +25,12 @@ use meshleak_core::snapshot::Snapshot;
 /// How long events of a namespace are gathered before it is read again: a pod's start
 /// (sandbox, init container's rules, app) comes as a burst.
 const GATHER: Duration = Duration::from_millis(100);
-/// A re-read's cost sets the pause before the next one (at most a quarter of a core over
-/// a storm); never shorter than [`GATHER`].
-const DUTY: u32 = 3;
+/// A re-read's cost sets the pause before the next one (at most a fifth of a core over a
+/// storm); never shorter than [`GATHER`].
+const DUTY: u32 = 4;
+/// A namespace whose only news is process events is read at most this often: the first
+/// exec in a quiet pod is judged at once, an exec loop twice a second.
+const PROCESS_SPACING: Duration = Duration::from_millis(500);
 
 /// What the owner holds between scans.
 #[derive(Default)]
@@ -55,19 +58,37 @@ struct Judgement {
 pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let _ = whole(&state, BTreeMap::new()).await;
     let mut next_full = Instant::now() + jittered(state.opts.interval);
-    let mut dirty: BTreeMap<u64, Pending> = BTreeMap::new();
-    let mut first_dirty: Option<Instant> = None;
+    // What is pending per namespace, and since when.
+    let mut dirty: BTreeMap<u64, (Pending, Instant)> = BTreeMap::new();
+    let mut last_read: HashMap<u64, Instant> = HashMap::new();
     let mut not_before = Instant::now();
     loop {
         for (inode, p) in state.bus.take() {
             state.metrics.process_events.inc_by(p.processes as u64);
-            dirty.entry(inode).or_default().merge(p);
-            first_dirty.get_or_insert_with(Instant::now);
+            dirty
+                .entry(inode)
+                .or_insert_with(|| (Pending::default(), Instant::now()))
+                .0
+                .merge(p);
         }
-        let due = match first_dirty {
-            Some(t) => (t + GATHER).max(not_before).min(next_full),
-            None => next_full,
+        // When each namespace is due: its events gathered a moment; one with only process
+        // events (an exec loop) no sooner than PROCESS_SPACING after its last read.
+        let due_of = |inode: &u64, (p, since): &(Pending, Instant)| {
+            let gathered = *since + GATHER;
+            match last_read.get(inode) {
+                Some(read) if p.processes_only() => gathered.max(*read + PROCESS_SPACING),
+                _ => gathered,
+            }
         };
+        let mut due = dirty
+            .iter()
+            .map(|(i, d)| due_of(i, d))
+            .min()
+            .unwrap_or(next_full);
+        if state.bus.overflow_owed() {
+            due = Instant::now();
+        }
+        let due = due.max(not_before).min(next_full);
         tokio::select! {
             _ = state.bus.wait() => continue,
             _ = tokio::time::sleep_until(due.into()) => {}
@@ -77,14 +98,33 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             }
         }
         let started = Instant::now();
-        first_dirty = None;
-        let causes = std::mem::take(&mut dirty);
         if state.bus.take_overflow() || started >= next_full {
             // A whole scan reads every namespace; what is pending is judged with it.
+            let causes = std::mem::take(&mut dirty)
+                .into_iter()
+                .map(|(i, (p, _))| (i, p))
+                .collect();
             let _ = whole(&state, causes).await;
             next_full = Instant::now() + jittered(state.opts.interval);
-        } else if !causes.is_empty() {
+            last_read.clear();
+        } else {
+            let ready: Vec<u64> = dirty
+                .iter()
+                .filter(|(i, d)| due_of(i, d) <= started)
+                .map(|(i, _)| *i)
+                .collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let causes: BTreeMap<u64, Pending> = ready
+                .iter()
+                .filter_map(|i| Some((*i, dirty.remove(i)?.0)))
+                .collect();
             let _ = rescan(&state, causes).await;
+            for i in ready {
+                last_read.insert(i, Instant::now());
+            }
+            last_read.retain(|_, t| t.elapsed() < PROCESS_SPACING);
         }
         not_before = Instant::now() + (started.elapsed() * DUTY).max(GATHER);
     }
@@ -559,7 +599,8 @@ fn log_rule_changes(
         }
         let none = Pending::default();
         let pending = causes.get(&ns.inode).unwrap_or(&none);
-        let unexplained = whole && held.unexplained.contains(&ns.inode);
+        // Read changed when a source began following it: no notification will ever say so.
+        let unexplained = held.unexplained.contains(&ns.inode) && (whole || pending.followed);
         if pending.rules.is_empty() && !unexplained {
             if !held.unexplained.contains(&ns.inode) {
                 *base = current;
@@ -626,6 +667,9 @@ fn log_rule_changes(
             _ if lost => "nf_tables notifications lost",
             Some(RuleChange::Commit { .. }) => "nf_tables commit",
             Some(_) => "iptables-legacy tables changed",
+            None if pending.followed => {
+                "changed before its notifications were followed (no committer known)"
+            }
             None => "read at a whole scan, with no notification",
         };
         // Who made a change whose notifications were lost is not known: no name is given

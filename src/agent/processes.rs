@@ -17,6 +17,12 @@ use meshleak_collect::proc_events::ProcEvents;
 use meshleak_collect::procs::netns_inode;
 use meshleak_core::cnproc::ProcEvent;
 
+/// Process events read a tenth of a second at most (50,000 a second): a storm beyond
+/// costs the agent no more; the kernel drops the rest, which is counted, and the node is
+/// scanned whole instead.
+const EVENTS_PER_TICK: usize = 5_000;
+const TICK: Duration = Duration::from_millis(100);
+
 /// How often /proc is listed for new processes without the proc connector.
 pub(super) const POLL: Duration = Duration::from_secs(1);
 const BUFFER: usize = 1 << 18;
@@ -80,7 +86,14 @@ fn hand_over(bus: &Bus, batch: impl IntoIterator<Item = (u64, ProcEvent)>) -> bo
 
 fn follow(mut events: ProcEvents, proc_root: &Path, host: Option<u64>, bus: &Bus) {
     let mut buf = vec![0u8; BUFFER];
+    let (mut tick, mut taken) = (std::time::Instant::now(), 0);
     loop {
+        if tick.elapsed() >= TICK {
+            (tick, taken) = (std::time::Instant::now(), 0);
+        } else if taken >= EVENTS_PER_TICK {
+            std::thread::sleep(TICK.saturating_sub(tick.elapsed()));
+            continue;
+        }
         let mut pfd = libc::pollfd {
             fd: events.fd(),
             events: libc::POLLIN,
@@ -88,7 +101,8 @@ fn follow(mut events: ProcEvents, proc_root: &Path, host: Option<u64>, bus: &Bus
         };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, -1) };
-        let drained = events.drain(&mut buf);
+        let drained = events.drain(&mut buf, EVENTS_PER_TICK - taken);
+        taken += drained.read.max(1);
         if drained.lost {
             // Some events were dropped: the owner's overflow path runs a whole scan.
             bus.overflow();

@@ -45,7 +45,7 @@ impl Sockets {
     /// the kernel dropped some (the buffer overran).
     pub fn drain(&mut self, buf: &mut [u8]) -> (Vec<Tracked>, bool) {
         let mut out = Vec::new();
-        let lost = super::netlink::drain(&self.events, buf, |m| {
+        let lost = super::netlink::drain(&self.events, buf, usize::MAX, |m| {
             out.extend(ctnetlink::connection(m));
         });
         (out, lost)

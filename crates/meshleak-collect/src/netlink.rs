@@ -199,15 +199,17 @@ pub(crate) fn set_receive_buffer(socket: &netlink_sys::Socket, size: libc::c_int
     }
 }
 
-/// Every message waiting on a non-blocking event socket, each handed to `each`; `true` when
-/// the kernel dropped some first (its buffer overran: ENOBUFS).
+/// The messages waiting on a non-blocking event socket, at most `limit` reads of it, each
+/// message handed to `each`; `true` when the kernel dropped some first (its buffer overran:
+/// ENOBUFS).
 pub(crate) fn drain(
     socket: &netlink_sys::Socket,
     buf: &mut [u8],
+    limit: usize,
     mut each: impl FnMut(&[u8]),
 ) -> bool {
     let mut lost = false;
-    loop {
+    for _ in 0..limit {
         match socket.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
             Ok(0) => break,
             Ok(n) => meshleak_core::nlmsg::split(&buf[..n])

@@ -27,7 +27,10 @@ pub struct ProcEvents(Socket);
 /// What one drain of the socket says.
 #[derive(Debug, Default)]
 pub struct Drained {
+    /// The events followed (fork, exec, id changes).
     pub events: Vec<ProcEvent>,
+    /// Messages read, exits and the rest included.
+    pub read: usize,
     /// The kernel dropped events: some were missed.
     pub lost: bool,
 }
@@ -59,11 +62,15 @@ impl ProcEvents {
         self.0.as_raw_fd()
     }
 
-    /// Every event waiting.
-    pub fn drain(&mut self, buf: &mut [u8]) -> Drained {
-        let mut events = Vec::new();
-        let lost = super::netlink::drain(&self.0, buf, |m| events.extend(cnproc::decode(m)));
-        Drained { events, lost }
+    /// The events waiting, at most `limit` (one a message): what is beyond waits, or
+    /// overruns the buffer in a storm.
+    pub fn drain(&mut self, buf: &mut [u8], limit: usize) -> Drained {
+        let (mut events, mut read) = (Vec::new(), 0);
+        let lost = super::netlink::drain(&self.0, buf, limit, |m| {
+            read += 1;
+            events.extend(cnproc::decode(m));
+        });
+        Drained { events, read, lost }
     }
 }
 

@@ -60,7 +60,7 @@ impl RuleEvents {
     /// Every message waiting, as the commits they end with.
     pub fn drain(&mut self, buf: &mut [u8]) -> Drained {
         let mut commits = Vec::new();
-        let lost = super::netlink::drain(&self.0, buf, |m| {
+        let lost = super::netlink::drain(&self.0, buf, usize::MAX, |m| {
             commits.extend(msg::commit(m).ok().flatten());
         });
         Drained { commits, lost }
