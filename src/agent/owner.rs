@@ -98,7 +98,8 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             }
         }
         let started = Instant::now();
-        if state.bus.take_overflow() || started >= next_full {
+        let overflowed = state.bus.take_overflow();
+        if overflowed || started >= next_full {
             // A whole scan reads every namespace; what is pending is judged with it.
             let causes = std::mem::take(&mut dirty)
                 .into_iter()
@@ -126,7 +127,10 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             }
             last_read.retain(|_, t| t.elapsed() < PROCESS_SPACING);
         }
-        not_before = Instant::now() + (started.elapsed() * DUTY).max(GATHER);
+        // A storm that overruns a kernel buffer over and over gets whole scans at half the
+        // pace of re-reads: they cost the node's every namespace.
+        let duty = if overflowed { 2 * DUTY } else { DUTY };
+        not_before = Instant::now() + (started.elapsed() * duty).max(GATHER);
     }
 }
 
