@@ -26,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ISTIO = open(os.path.join(ROOT, "testdata/istio-sidecar.rules")).read()
 ISTIO_NFT = open(os.path.join(ROOT, "testdata/meshes/istio-sidecar-nft.nft")).read()
 SAMPLES = int(os.environ.get("BENCH_EVENT_SAMPLES", "20"))
+# Which parts run (all by default): latency, idle, storms (storms use idle's pods).
+PARTS = os.environ.get("BENCH_EVENT_PARTS", "latency,idle,storms").split(",")
 HZ = os.sysconf("SC_CLK_TCK")
 made = []
 
@@ -221,10 +223,11 @@ def idle(port):
     time.sleep(2)
     agent = Agent(port)
     time.sleep(5)
-    a = agent.ticks()
-    time.sleep(120)
-    b = agent.ticks()
-    record(f"idle {PODS} {b - a} 120 {agent.hwm_kib()} {HZ}")
+    if "idle" in PARTS:
+        a = agent.ticks()
+        time.sleep(120)
+        b = agent.ticks()
+        record(f"idle {PODS} {b - a} 120 {agent.hwm_kib()} {HZ}")
     return agent, pods
 
 
@@ -299,12 +302,15 @@ def storms(agent, pods):
 
 
 try:
-    agent = Agent(19828)
-    latencies(agent)
-    agent.stop()
-    agent, pods = idle(19838)
-    storms(agent, pods)
-    agent.stop()
+    if "latency" in PARTS:
+        agent = Agent(19828)
+        latencies(agent)
+        agent.stop()
+    if "idle" in PARTS or "storms" in PARTS:
+        agent, pods = idle(19838)
+        if "storms" in PARTS:
+            storms(agent, pods)
+        agent.stop()
 finally:
     for ns in list(made):
         remove(ns)
