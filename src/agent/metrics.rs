@@ -32,6 +32,15 @@ pub(super) struct Namespace {
     pub namespace: String,
 }
 
+impl Namespace {
+    /// The label of a pod's Kubernetes namespace; [`NO_POD`] for no known pod.
+    pub(super) fn of(pod: Option<&meshleak_core::attribution::PodFacts>) -> Namespace {
+        Namespace {
+            namespace: pod.map_or(NO_POD.to_string(), |p| p.namespace.clone()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Cause {
     pub cause: String,
@@ -294,18 +303,11 @@ impl Metrics {
                     .inc();
             }
             let n = ns.processes.iter().filter(|p| p.verdict.bypasses()).count() as i64;
-            let k8s_ns = ns
-                .pod
-                .as_ref()
-                .map_or(NO_POD.to_string(), |p| p.namespace.clone());
-            self.bypassing
-                .get_or_create(&Namespace {
-                    namespace: k8s_ns.clone(),
-                })
-                .inc_by(n);
+            let k8s = Namespace::of(ns.pod.as_ref());
+            self.bypassing.get_or_create(&k8s).inc_by(n);
             if let (Some(f), Some(pod)) = (&self.pod_bypassing, &ns.pod) {
                 f.get_or_create(&PodLabels {
-                    namespace: k8s_ns,
+                    namespace: k8s.namespace,
                     pod: pod.name.clone(),
                 })
                 .inc_by(n);

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::events::{Pending, RuleChange};
 use super::log::line;
-use super::metrics::{self, NO_POD};
+use super::metrics;
 use super::rules::Entrance;
 use super::status;
 use super::{Rendered, State, changes, return_memory};
@@ -38,12 +38,15 @@ pub(super) struct Held {
     snapshot: Option<Snapshot>,
     index: Option<changes::Index>,
     /// Each process's last verdict and ids, by namespace and pid.
-    judged: HashMap<(u64, u32), Judgement>,
+    judged: Judgements,
     /// Each namespace's judgement before its last rule change (see `log_rule_changes`).
-    baseline: HashMap<u64, HashMap<u32, Judgement>>,
+    baseline: Judgements,
     /// Namespaces whose rules were read changed before any event said so.
     unexplained: HashSet<u64>,
 }
+
+/// Judgements by namespace, then pid.
+type Judgements = HashMap<u64, HashMap<u32, Judgement>>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Judgement {
@@ -169,6 +172,30 @@ async fn on_thread<T: Send + 'static>(
     rx.await.map_err(|_| "the scan thread died".to_string())
 }
 
+/// Scans with `opts` on a scan thread and has `fold` make the node's snapshot of the held
+/// one (taken) and what was read. A scan that fails puts the held snapshot back, so what was
+/// known stays for the next try.
+async fn read(
+    held: &mut Held,
+    opts: ScanOptions,
+    fold: impl FnOnce(Option<Snapshot>, Snapshot) -> Scanned + Send + 'static,
+) -> Result<Scanned, String> {
+    let previous = held.snapshot.take();
+    let result = on_thread(move || match scan::scan(&opts) {
+        Ok(read) => Ok(fold(previous, read)),
+        Err(e) => Err((e.to_string(), Box::new(previous))),
+    })
+    .await;
+    match result {
+        Ok(Ok(scanned)) => Ok(scanned),
+        Ok(Err((e, previous))) => {
+            held.snapshot = *previous;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Judges `snapshot`; `rules_moved` and `known_before` say what changed since the last.
 fn judge(
     snapshot: Snapshot,
@@ -213,23 +240,11 @@ async fn whole(
     let mut held = state.held.lock().await;
     let opts = state.opts.scan.clone();
     let started = Instant::now();
-    let previous = held.snapshot.take();
-    let result = match on_thread(move || match scan::scan(&opts) {
-        Ok(s) => {
-            let moved = rules_moved(previous.as_ref(), &s);
-            Ok(judge(s, moved, known(previous.as_ref()), started))
-        }
-        Err(e) => Err((e.to_string(), Box::new(previous))),
+    let result = read(&mut held, opts, move |previous, s| {
+        let moved = rules_moved(previous.as_ref(), &s);
+        judge(s, moved, known(previous.as_ref()), started)
     })
-    .await
-    {
-        Ok(Ok(scanned)) => Ok(scanned),
-        Ok(Err((e, previous))) => {
-            held.snapshot = *previous;
-            Err(e)
-        }
-        Err(e) => Err(e),
-    };
+    .await;
     state
         .metrics
         .duration
@@ -250,35 +265,28 @@ async fn whole(
 /// scan; without one yet, scans the whole node.
 async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Pending>) -> Result<(), String> {
     let mut held = state.held.lock().await;
-    let Some(base) = held.snapshot.take() else {
+    if held.snapshot.is_none() {
         drop(held);
         return scan_now(state).await.map(|_| ());
-    };
+    }
     let scope: Vec<u64> = causes.keys().copied().collect();
     let opts = ScanOptions {
         only: scope.clone(),
         ..state.opts.scan.clone()
     };
     let started = Instant::now();
-    // A failed re-read keeps what was known: the next whole scan tries again.
-    let result = match on_thread(move || match scan::scan(&opts) {
-        Ok(part) => {
-            let (moved, before) = (rules_moved(Some(&base), &part), known(Some(&base)));
-            let mut whole = base;
-            whole.merge(part, &scope);
-            Ok(judge(whole, moved, before, started))
-        }
-        Err(e) => Err((e.to_string(), Box::new(base))),
+    let result = read(&mut held, opts, move |base, part| {
+        let (moved, before) = (rules_moved(base.as_ref(), &part), known(base.as_ref()));
+        let whole = match base {
+            Some(mut whole) => {
+                whole.merge(part, &scope);
+                whole
+            }
+            None => part,
+        };
+        judge(whole, moved, before, started)
     })
-    .await
-    {
-        Ok(Ok(scanned)) => Ok(scanned),
-        Ok(Err((e, base))) => {
-            held.snapshot = Some(*base);
-            Err(e)
-        }
-        Err(e) => Err(e),
-    };
+    .await;
     for kind in causes.values().flat_map(Pending::kinds) {
         state
             .metrics
@@ -407,30 +415,36 @@ fn publish(
     text
 }
 
+/// `namespace/name` of a namespace's pod, as log lines and events name it.
+fn pod_name(ns: &meshleak_core::schema::NetnsReport) -> Option<String> {
+    ns.pod
+        .as_ref()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+}
+
 /// The namespaces a snapshot holds.
 fn known(s: Option<&Snapshot>) -> HashSet<u64> {
     s.map(|s| s.netns.iter().map(|n| n.inode).collect())
         .unwrap_or_default()
 }
 
-fn judgements(r: &Report) -> HashMap<(u64, u32), Judgement> {
+fn judgements(r: &Report) -> Judgements {
     r.netns
         .iter()
-        .flat_map(|ns| {
-            ns.processes
-                .iter()
-                .filter(|p| p.lives_in.is_none())
-                .map(move |p| {
-                    (
-                        (ns.inode, p.pid),
-                        Judgement {
-                            verdict: p.verdict,
-                            uid: p.uid,
-                            gid: p.gid,
-                            comm: p.comm.clone(),
-                        },
-                    )
+        .map(|ns| {
+            let own = ns.processes.iter().filter(|p| p.lives_in.is_none());
+            let judged = own
+                .map(|p| {
+                    let j = Judgement {
+                        verdict: p.verdict,
+                        uid: p.uid,
+                        gid: p.gid,
+                        comm: p.comm.clone(),
+                    };
+                    (p.pid, j)
                 })
+                .collect();
+            (ns.inode, judged)
         })
         .collect()
 }
@@ -442,22 +456,14 @@ fn record_events(
     state: &State,
     report: &Report,
     first: bool,
-    before: &HashMap<(u64, u32), Judgement>,
+    before: &Judgements,
     causes: &BTreeMap<u64, Pending>,
     known_before: &HashSet<u64>,
 ) {
     let at = status::now();
     for ns in &report.netns {
-        let pod = ns
-            .pod
-            .as_ref()
-            .map(|p| format!("{}/{}", p.namespace, p.name));
-        let k8s = metrics::Namespace {
-            namespace: ns
-                .pod
-                .as_ref()
-                .map_or(NO_POD.to_string(), |p| p.namespace.clone()),
-        };
+        let pod = pod_name(ns);
+        let k8s = metrics::Namespace::of(ns.pod.as_ref());
         let seen = state.metrics.bypassing_seen.get_or_create(&k8s).clone();
         let _ = state.metrics.rule_changes.get_or_create(&k8s);
         if first {
@@ -477,13 +483,15 @@ fn record_events(
             message,
             rule,
         };
+        let none = HashMap::new();
+        let before = before.get(&ns.inode).unwrap_or(&none);
         let bypassed: HashSet<(u32, u32, &str)> = before
-            .iter()
-            .filter(|((inode, _), j)| *inode == ns.inode && j.verdict.bypasses())
-            .map(|(_, j)| (j.uid, j.gid, j.comm.as_str()))
+            .values()
+            .filter(|j| j.verdict.bypasses())
+            .map(|j| (j.uid, j.gid, j.comm.as_str()))
             .collect();
         for p in ns.processes.iter().filter(|p| p.lives_in.is_none()) {
-            let was = before.get(&(ns.inode, p.pid));
+            let was = before.get(&p.pid);
             let rule = p.reasons.first().map(|r| r.rule.clone());
             if let Some(w) = was
                 && (w.uid, w.gid) != (p.uid, p.gid)
@@ -576,22 +584,15 @@ fn log_rule_changes(
     state: &State,
     report: &Report,
     held: &mut Held,
-    now: &HashMap<(u64, u32), Judgement>,
+    now: &Judgements,
     causes: &BTreeMap<u64, Pending>,
     rules_moved: &HashSet<u64>,
     whole: bool,
 ) {
     let at = status::now();
-    let of = |inode: u64| -> HashMap<u32, Judgement> {
-        now.iter()
-            .filter(|((i, _), _)| *i == inode)
-            .map(|((_, pid), j)| (*pid, j.clone()))
-            .collect()
-    };
-    held.baseline
-        .retain(|inode, _| report.netns.iter().any(|n| n.inode == *inode));
+    held.baseline.retain(|inode, _| now.contains_key(inode));
     for ns in &report.netns {
-        let current = of(ns.inode);
+        let current = now.get(&ns.inode).cloned().unwrap_or_default();
         let base = held
             .baseline
             .entry(ns.inode)
@@ -631,19 +632,11 @@ fn log_rule_changes(
         changed.sort();
         *base = current;
         let count = (pending.rules.len() + pending.more_rules).max(1);
-        let pod = ns
-            .pod
-            .as_ref()
-            .map(|p| format!("{}/{}", p.namespace, p.name));
+        let pod = pod_name(ns);
         state
             .metrics
             .rule_changes
-            .get_or_create(&metrics::Namespace {
-                namespace: ns
-                    .pod
-                    .as_ref()
-                    .map_or(NO_POD.to_string(), |p| p.namespace.clone()),
-            })
+            .get_or_create(&metrics::Namespace::of(ns.pod.as_ref()))
             .inc_by(count as u64);
         // Named by the last commit (the usual one); every committer kept is listed.
         let commits: Vec<(&Commit, &Option<String>)> = pending
