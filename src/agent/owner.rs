@@ -267,7 +267,7 @@ async fn rescan(state: &Arc<State>, causes: BTreeMap<u64, Pending>) -> Result<()
     let mut held = state.held.lock().await;
     if held.snapshot.is_none() {
         drop(held);
-        return scan_now(state).await.map(|_| ());
+        return whole(state, causes).await.map(|_| ());
     }
     let scope: Vec<u64> = causes.keys().copied().collect();
     let opts = ScanOptions {
