@@ -14,22 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::http::{free_port, json_lines, request};
 use common::pod::{Pod, settle};
-use common::{is_root, run};
+use common::{EXEMPT_10001, is_root, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const ISTIO_NFT: &str = include_str!("../testdata/meshes/istio-sidecar-nft.nft");
-/// The rule a process with NET_ADMIN inserts into the mesh's chain (iptables syntax).
-const EXEMPT_10001: [&str; 9] = [
-    "-I",
-    "ISTIO_OUTPUT",
-    "1",
-    "-m",
-    "owner",
-    "--uid-owner",
-    "10001",
-    "-j",
-    "RETURN",
-];
 /// What "at once" means here: the bound.
 const WITHIN: Duration = Duration::from_secs(2);
 

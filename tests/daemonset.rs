@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::pod::json;
 use common::podman::{PodmanPod, netns_of, podman_ready, processes};
-use common::{Loader, http, meshleak, run};
+use common::{EXEMPT_10001, Loader, http, meshleak, run};
 
 const IMAGE: &str = concat!("localhost/meshleak:", env!("CARGO_PKG_VERSION"));
 const NODE: &str = "node-under-test";
@@ -297,23 +297,10 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
     let at = Instant::now();
     run(
         &[
-            "nsenter",
-            "-t",
-            &pid,
-            "-n",
-            "iptables-nft",
-            "-t",
-            "nat",
-            "-I",
-            "ISTIO_OUTPUT",
-            "1",
-            "-m",
-            "owner",
-            "--uid-owner",
-            "10001",
-            "-j",
-            "RETURN",
-        ],
+            &["nsenter", "-t", &pid, "-n", "iptables-nft", "-t", "nat"][..],
+            &EXEMPT_10001,
+        ]
+        .concat(),
         None,
     );
     loop {

@@ -33,6 +33,20 @@ pub const PEER6: &str = "fd77::2";
 /// Ports the pod listens on: proxy ports rules may redirect to, and an app port.
 pub const POD_PORTS: &[u16] = &[15001, 15002, 15006, 8080];
 
+/// The rule a process with NET_ADMIN inserts into Istio's chain (iptables arguments, after
+/// `-t nat`): uid 10001, which no proxy runs as, leaves the mesh.
+pub const EXEMPT_10001: [&str; 9] = [
+    "-I",
+    "ISTIO_OUTPUT",
+    "1",
+    "-m",
+    "owner",
+    "--uid-owner",
+    "10001",
+    "-j",
+    "RETURN",
+];
+
 /// Whether a tool `make setup` or `make image` provides is here (`present`). Under `make
 /// test` (MESHLEAK_REQUIRE_PODMAN=1) its absence fails the test, naming `fix`; elsewhere the
 /// test is skipped, loudly.
