@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := target/release/meshleak
 APT_PACKAGES := iptables nftables iproute2 util-linux bsdutils bash socat procps conntrack python3 python3-pip \
-	podman runc conmon catatonit busybox-static prometheus
+	podman runc conmon catatonit busybox-static prometheus clang libbpf-dev linux-libc-dev bpftool
 CORPUS ?= ../shared/corpus
 
 .PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench man
@@ -12,13 +12,15 @@ CORPUS ?= ../shared/corpus
 all: build
 
 # Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv,
-# conntrack) and podman with runc for the container end-to-end test.
+# conntrack), podman with runc for the container end-to-end test, and what the build
+# needs for meshleak's BPF program (clang, libbpf-dev's headers; bpftool for the tests).
 setup:
 	@missing=""; \
 	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
-		podman runc catatonit busybox python3 prometheus promtool script; do \
+		podman runc catatonit busybox python3 prometheus promtool script clang bpftool; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
+	[ -f /usr/include/bpf/bpf_helpers.h ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing $(APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
@@ -51,7 +53,7 @@ conformance: setup
 
 # Formatting (rustfmt.toml) and clippy with the workspace's lints (Cargo.toml), warnings
 # denied, on every crate and target; .ci/run runs it beside `make test`.
-lint:
+lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 

@@ -637,3 +637,82 @@ fn ipv6_only_capture_in_a_pod_that_speaks_ipv4_is_reported() {
         .clone();
     assert_eq!(f["severity"], "high", "a live IPv4 connection: {f}");
 }
+
+/// Findings of `kind` about `pid` in the pod's report.
+fn findings_of<'a>(
+    report: &'a serde_json::Value,
+    kind: &str,
+    pid: u32,
+) -> Vec<&'a serde_json::Value> {
+    report["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind && f["pid"] == pid)
+        .collect()
+}
+
+#[test]
+fn a_socket_whose_owner_was_changed_with_fchown_keeps_the_credentials_it_was_made_with() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    // Root makes each socket with fsgid 1337, fchowns it (to 0:0, to 10001:10001; a
+    // setgid-1337 process likewise), drops every id and capability, and holds them.
+    let mut h = Helper::start(&pod, &[], "fchown", &[]);
+    let r = pod.report();
+    let labels = ["fchown-0", "fchown-10001", "setgid-binary"];
+    let p = check(&pod, &mut h, &labels);
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["gid"], 1337, "{p}");
+    let why = p["decided_by"]["why"].as_str().unwrap();
+    assert!(why.contains("inode's owner was changed"), "{why}");
+    // Each disguised socket is named, with both owners.
+    let changed = findings_of(&r, "owner-changed", h.pid());
+    assert_eq!(changed.len(), labels.len(), "{r}");
+    assert!(
+        changed.iter().any(|f| f["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("inode owner 0:0")),
+        "{changed:?}"
+    );
+    assert_eq!(r["owners"]["source"], "f-cred", "{}", r["owners"]);
+    // And the pod's scan says so in its exit status.
+    let (code, _, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn a_socket_bound_to_an_exempt_source_port_is_a_way_out_before_it_connects() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -p tcp --sport 15000:15100 -j RETURN\nCOMMIT\n");
+    let mut h = Helper::start(&pod, &[], "bind", &["15050"]);
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(
+        kernel["bound"],
+        "the kernel lets the bound socket out: {kernel:?}"
+    );
+    assert!(!kernel["new-socket"], "{kernel:?}");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["fd"], h.fd("bound"), "{p}");
+    assert!(
+        p["reasons"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("15000:15100"),
+        "{p}"
+    );
+    let found = findings_of(&r, "bound-exempt-port", h.pid());
+    assert_eq!(found.len(), 1, "{r}");
+    assert!(
+        findings_of(&r, "identity-exempt", h.pid()).is_empty(),
+        "{r}"
+    );
+}

@@ -10,6 +10,7 @@ use meshleak_core::sanitize::sanitize;
 use meshleak_core::schema::{
     Finding, FindingKind, NetnsReport, ProcessReport, ProcessVerdict, Report, Severity,
 };
+use meshleak_core::snapshot::OwnerSource;
 
 /// Pods named in the summary's `in` line; the rest are counted.
 const SUMMARY_PODS: usize = 8;
@@ -113,6 +114,16 @@ fn summary(t: &Term, r: &Report, out: &mut Vec<String>) {
         )
     };
     out.extend(t.lines("", 2, &head));
+    if r.owners.source == OwnerSource::Inode {
+        let why = r.owners.why.as_deref().unwrap_or("not recorded");
+        out.extend(t.lines(
+            "  owners:  ",
+            11,
+            &sanitize(&format!(
+                "sockets judged by their inodes' owners, not the credentials the kernel compares (BPF not used: {why})"
+            )),
+        ));
+    }
     let escaping: Vec<String> = r
         .netns
         .iter()
@@ -139,7 +150,7 @@ fn summary(t: &Term, r: &Report, out: &mut Vec<String>) {
             "  unknown: ",
             11,
             &format!(
-                "{}, decided by rules meshleak does not model",
+                "{} whose verdict meshleak cannot decide (each one's decided_by says why)",
                 count(unknown_n, "process", "processes")
             ),
         ));

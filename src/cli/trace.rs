@@ -12,6 +12,7 @@ use meshleak_core::eval::{self, Flow, Identity, Outcome, SourcePort, Verdict};
 use meshleak_core::explain::{self, Step, UnknownCite};
 use meshleak_core::model::{IpVersion, proto_name, proto_number};
 use meshleak_core::sanitize::sanitize;
+use meshleak_core::schema::ProcessVerdict;
 use meshleak_core::ways::{Source, Way};
 
 #[derive(clap::Args, Debug)]
@@ -240,6 +241,8 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
             Live {
                 rules: args.rules.load()?,
                 ways: vec![Way {
+                    decides: None,
+                    cites: Vec::new(),
                     source: Source::Process,
                     identity,
                     groups_unknown: false,
@@ -296,8 +299,10 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
         .map(|w| {
             let t = eval::trace(rules, &flow_of(&w.identity));
             let verdict = match (&w.source, t.outcome.verdict) {
-                // Its traffic meets another namespace's rules, none of these.
-                (Source::ForeignSocket { .. }, _) => Verdict::Bypass,
+                // The way decides itself: a socket of another namespace meets none of
+                // these rules; a ring whose credentials were not read is unknown.
+                _ if w.decides == Some(ProcessVerdict::Unknown) => Verdict::Unknown,
+                _ if w.decides.is_some_and(ProcessVerdict::bypasses) => Verdict::Bypass,
                 (Source::UnknownSocket { .. }, Verdict::Bypass) => Verdict::Unknown,
                 (_, v) if w.groups_unknown && groups_matter && v != Verdict::Unknown => {
                     Verdict::Unknown

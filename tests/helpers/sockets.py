@@ -80,6 +80,27 @@ def main():
         sockets["fsuid-1337"] = tcp()
         libc.setfsuid(0)
         drop_all(10001, 10001)
+    elif scenario == "fchown":
+        # Made with fsgid 1337, then the inode's owner changed (fchown changes the inode,
+        # never the file's credentials, which owner matches compare), then every id and
+        # capability dropped; a setgid-1337 binary dropping its saved gid does the same.
+        for label, owner in (("fchown-0", 0), ("fchown-10001", 10001)):
+            libc.setfsgid(1337)
+            s = tcp()
+            libc.setfsgid(0)
+            os.fchown(s.fileno(), owner, owner)
+            sockets[label] = s
+        os.setresgid(1337, 1337, 1337)
+        libc.setfsgid(1337)
+        sockets["setgid-binary"] = tcp()
+        os.fchown(sockets["setgid-binary"].fileno(), 10001, 10001)
+        drop_all(10001, 10001)
+    elif scenario == "bind":
+        # Bound, not connected, to a source port given: the rules may exempt it.
+        s = tcp()
+        s.bind(("0.0.0.0", int(sys.argv[4])))
+        sockets["bound"] = s
+        drop_all(10001, 10001)
     elif scenario == "fork":
         libc.setfsgid(1337)
         s = tcp()

@@ -17,6 +17,7 @@ pub mod procs;
 pub mod rule_events;
 pub mod scan;
 pub mod sockprobe;
+pub mod task_files;
 pub mod userns;
 
 use std::collections::HashMap;

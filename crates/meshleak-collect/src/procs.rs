@@ -15,7 +15,7 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{self, OFlag};
 use nix::sys::stat::{Mode, fstatat};
 
-use meshleak_core::snapshot::{HeldSocket, ProcessFacts, ThreadFacts, UnreadCause};
+use meshleak_core::snapshot::{HeldSocket, ProcessFacts, RingFacts, ThreadFacts, UnreadCause};
 
 /// One process and the inode of its network namespace.
 pub struct Found {
@@ -223,35 +223,56 @@ impl ProcDir {
 
     /// The sockets under `fd/`, each with its inode's owner: `stat` through the link (one
     /// call per descriptor, as the readlink it replaces) gives the inode, its type and the
-    /// credentials its creator had.
-    fn sockets(&self, tid: Option<u32>) -> Vec<HeldSocket> {
+    /// credentials its creator had. And its io_uring rings: anonymous inodes (no type bits)
+    /// whose link names `[io_uring]`, their credentials not read yet.
+    fn files(&self, tid: Option<u32>) -> (Vec<HeldSocket>, Vec<RingFacts>) {
         let Some((fds, names)) = self.numbered("fd") else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        let mut out: Vec<HeldSocket> = names
-            .into_iter()
-            .filter_map(|(fd, name)| {
-                let st = fstatat(&fds, name.as_c_str(), AtFlags::empty()).ok()?;
-                (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(HeldSocket {
+        let mut sockets = Vec::new();
+        let mut rings = Vec::new();
+        for (fd, name) in names {
+            let Ok(st) = fstatat(&fds, name.as_c_str(), AtFlags::empty()) else {
+                continue;
+            };
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFSOCK => sockets.push(HeldSocket {
                     fd,
                     inode: st.st_ino,
                     uid: st.st_uid,
                     gid: st.st_gid,
                     tid,
-                    probed: None,
-                    unlisted: false,
-                })
-            })
-            .collect();
-        out.sort_unstable_by_key(|s| (s.inode, s.fd));
-        out.dedup_by_key(|s| s.inode);
-        out
+                    ..HeldSocket::default()
+                }),
+                0 if fcntl::readlinkat(&fds, name.as_c_str())
+                    .is_ok_and(|l| l.as_encoded_bytes() == b"anon_inode:[io_uring]") =>
+                {
+                    rings.push(RingFacts {
+                        fd,
+                        tid,
+                        personalities: Vec::new(),
+                        sqpoll: None,
+                        unread: Some(RING_UNREAD.into()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        sockets.sort_unstable_by_key(|s| (s.inode, s.fd));
+        sockets.dedup_by_key(|s| s.inode);
+        (sockets, rings)
     }
 
     /// Threads other than the leader: those whose credentials differ from `leader`, and
     /// the sockets of those with a private fd table. Listed only for a multi-threaded
     /// process (`Threads:` above 1).
-    fn threads(&self, pid: u32, leader: &Creds, sockets: &mut Vec<HeldSocket>) -> Vec<ThreadFacts> {
+    fn threads(
+        &self,
+        pid: u32,
+        leader: &Creds,
+        sockets: &mut Vec<HeldSocket>,
+        rings: &mut Vec<RingFacts>,
+    ) -> Vec<ThreadFacts> {
         let Some((_, names)) = self.numbered("task") else {
             return Vec::new();
         };
@@ -268,7 +289,8 @@ impl ProcDir {
             let Ok(status) = task.status() else { continue };
             let creds = Creds::of(&status);
             if !shares_files(pid, tid) {
-                let own = task.sockets(Some(tid));
+                let (own, own_rings) = task.files(Some(tid));
+                rings.extend(own_rings);
                 for s in own {
                     if let Err(at) = sockets.binary_search_by_key(&s.inode, |h| h.inode) {
                         sockets.insert(at, s);
@@ -294,6 +316,9 @@ impl ProcDir {
         Ok(ProcDir(fcntl::openat(&self.0, name, flags, Mode::empty())?))
     }
 }
+
+/// What a ring found under `fd/` is until the kernel's view (BPF) fills it in.
+pub const RING_UNREAD: &str = "its registered personalities and SQPOLL credentials were not read";
 
 /// Whether a thread shares its leader's fd table (`kcmp(KCMP_FILES)`); where kcmp cannot
 /// tell (no CONFIG_KCMP, another pid namespace), it is assumed not to, and its table read.
@@ -391,9 +416,9 @@ pub fn read(
     };
     let userns = dir.ns_inode("ns/user").ok();
     let (uid_map, gid_map) = dir.id_maps(userns, maps);
-    let mut sockets = dir.sockets(None);
+    let (mut sockets, mut rings) = dir.files(None);
     let threads = if field("Threads").is_some_and(|n| n != "1") {
-        dir.threads(pid, &creds, &mut sockets)
+        dir.threads(pid, &creds, &mut sockets, &mut rings)
     } else {
         Vec::new()
     };
@@ -419,6 +444,7 @@ pub fn read(
             .to_string(),
         cmdline,
         sockets,
+        rings,
         threads,
         pidns: dir.ns_inode("ns/pid").unwrap_or(0),
     };

@@ -11,7 +11,8 @@ use super::netns::{Netns, NetnsError, is_nsfs};
 use super::procs::{self, netns_inode};
 use super::{CollectError, NftCache, read_netns};
 use meshleak_core::snapshot::{
-    NetnsFacts, NetnsOwner, ProcessFacts, SNAPSHOT_VERSION, Snapshot, UnreadProcess,
+    NetnsFacts, NetnsOwner, OwnerSource, OwnersRead, ProcessFacts, SNAPSHOT_VERSION, Snapshot,
+    UnreadProcess,
 };
 
 #[derive(Clone, Debug)]
@@ -82,7 +83,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         cmdline: opts.include_cmdline,
         exe: opts.include_exe,
     };
-    let listing =
+    let mut listing =
         procs::list(&opts.proc_root, detail, |inode| scanned(host, inode)).map_err(|source| {
             CollectError::Proc {
                 path: opts.proc_root.display().to_string(),
@@ -90,6 +91,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             }
         })?;
 
+    let owners = kernel_view(&opts.proc_root, &mut listing.processes);
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
         all.entry(found.netns)
@@ -140,6 +142,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         vanished_netns: 0,
         unread_netns: 0,
         unread_processes: Vec::new(),
+        owners,
     };
     let wanted: Vec<(u64, Ns)> = all
         .into_iter()
@@ -242,6 +245,42 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     Ok(snapshot)
 }
 
+/// Puts the kernel's view of every process's files (BPF, read after the /proc walk, so
+/// every socket seen there is in it unless closed since) into the processes read; where
+/// BPF cannot be used, says why, and their rings' credentials stay unread for that reason.
+fn kernel_view(proc_root: &std::path::Path, found: &mut [procs::Found]) -> OwnersRead {
+    let same_pidns = std::fs::read_link(proc_root.join("self"))
+        .is_ok_and(|l| l.to_str() == Some(std::process::id().to_string().as_str()));
+    let view = if same_pidns {
+        super::task_files::read()
+    } else {
+        Err(format!(
+            "{} is the /proc of another pid namespace than meshleak's, whose tasks a BPF iterator cannot name (run with the host's pid namespace: hostPID)",
+            proc_root.display()
+        ))
+    };
+    match view {
+        Ok(view) => {
+            for f in found.iter_mut() {
+                view.apply(&mut f.facts);
+            }
+            OwnersRead {
+                source: OwnerSource::FCred,
+                why: None,
+            }
+        }
+        Err(why) => {
+            for ring in found.iter_mut().flat_map(|f| &mut f.facts.rings) {
+                ring.unread = Some(format!("{}: {why}", procs::RING_UNREAD));
+            }
+            OwnersRead {
+                source: OwnerSource::Inode,
+                why: Some(why),
+            }
+        }
+    }
+}
+
 /// Marks the held sockets found in none of the namespace's tables, and asks each what it
 /// is and where it was made: such a socket may be of another namespace, or not connected
 /// yet (rare, so the cost of asking is too).
@@ -253,7 +292,10 @@ fn probe_unlisted(mut processes: Vec<ProcessFacts>, unlisted: &[u64]) -> Vec<Pro
         for s in &mut p.sockets {
             if unlisted.binary_search(&s.inode).is_ok() {
                 s.unlisted = true;
-                s.probed = super::sockprobe::probe(p.pid, s.tid, s.fd, s.inode).ok();
+                // The kernel's view already said; a fixed-file socket has no descriptor.
+                if s.probed.is_none() && s.fixed_slot.is_none() {
+                    s.probed = super::sockprobe::probe(p.pid, s.tid, s.fd, s.inode).ok();
+                }
             }
         }
     }

@@ -42,6 +42,7 @@ pub mod secrets;
 pub mod selection;
 pub mod snapshot;
 pub mod sockdiag;
+pub mod taskfiles;
 pub mod wanted;
 pub mod ways;
 pub mod xt;

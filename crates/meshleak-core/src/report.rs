@@ -11,7 +11,9 @@ use crate::schema::{
     Capture, DecidedBy, Finding, FindingKind, NetnsReport, ProcessReport, ProcessVerdict, Report,
     SCHEMA_VERSION, Severity,
 };
-use crate::snapshot::{NetnsFacts, ProcessFacts, Snapshot, UnreadCause, UnreadProcess};
+use crate::snapshot::{
+    NetnsFacts, OwnerSource, ProcessFacts, Snapshot, UnreadCause, UnreadProcess,
+};
 use crate::ways::{self, Source, Way};
 
 pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
@@ -79,6 +81,9 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
             unread_list(&elsewhere)
         ));
     }
+    if let Some(line) = owners_unverified(s) {
+        incomplete.push(line);
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         node: s.node.clone(),
@@ -92,7 +97,40 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
         unread_netns: s.unread_netns,
         unread_processes: s.unread_processes.iter().filter(|u| !u.elsewhere).count(),
         unread_gaps: s.netns.iter().map(|n| n.gaps.len()).sum(),
+        owners: s.owners.clone(),
     }
+}
+
+/// Where owners were read from inodes (no BPF), a held IP socket that has not connected
+/// may carry credentials its inode no longer shows (`fchown`), and its verdict may be
+/// wrong: said, with the sockets counted. A connected one shows in conntrack instead.
+fn owners_unverified(s: &Snapshot) -> Option<String> {
+    if s.owners.source == OwnerSource::FCred {
+        return None;
+    }
+    let unconnected = s
+        .netns
+        .iter()
+        .flat_map(|ns| ns.processes.iter().map(move |p| (ns, p)))
+        .flat_map(|(ns, p)| p.sockets.iter().map(move |h| (ns, h)))
+        .filter(
+            |(ns, h)| match ns.sockets.iter().find(|l| l.inode == h.inode) {
+                Some(l) => matches!(l.state.as_str(), "close" | "unconnected"),
+                None => h.probed.is_none_or(|p| p.sends_ip()),
+            },
+        )
+        .count();
+    if unconnected == 0 {
+        return None;
+    }
+    Some(format!(
+        "the credentials of {unconnected} held, unconnected socket{} (what owner matches compare) were not read, only their inodes' owners, which fchown changes: {}",
+        plural(unconnected),
+        s.owners
+            .why
+            .as_deref()
+            .unwrap_or("this snapshot does not say how owners were read")
+    ))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -136,11 +174,12 @@ fn unread_list(list: &[&UnreadProcess]) -> String {
         .join("; ")
 }
 
-/// A way's verdict: what the analysis says of its identity, unless the way itself says
-/// more (a socket of another namespace escapes; one not inspected may only).
+/// A way's verdict: what the analysis says of its identity, unless the way itself decides
+/// (a socket of another namespace escapes; a ring not read is unknown; one not inspected
+/// may only escape).
 fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVerdict {
-    if matches!(w.source, Source::ForeignSocket { .. }) {
-        return ProcessVerdict::Bypass;
+    if let Some(v) = w.decides {
+        return v;
     }
     let v = match r.map(|r| r.verdict) {
         Some(IdentityVerdict::Bypass) => ProcessVerdict::Bypass,
@@ -158,13 +197,15 @@ fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVer
 }
 
 /// A live connection that did not pass the proxy makes its process a bypass, whatever the
-/// rules predict now; a policy-routing rule that routes some of its traffic past the
-/// capture makes it partial: the headline, the metrics and the exit status count both.
+/// rules predict now, and so does a packet socket it holds (it can send below netfilter
+/// now, with no privilege left); a policy-routing rule that routes some of its traffic
+/// past the capture makes it partial: the headline, the metrics and the exit status count
+/// them all, so a verdict never says `captured` beside a finding that says otherwise.
 fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
     for f in findings.iter().filter(|f| {
         matches!(
             f.kind,
-            FindingKind::ObservedBypass | FindingKind::PolicyRouted
+            FindingKind::ObservedBypass | FindingKind::PolicyRouted | FindingKind::PacketSocket
         )
     }) {
         let Some(p) = processes.iter_mut().find(|p| Some(p.facts.pid) == f.pid) else {
@@ -181,6 +222,18 @@ fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
         let held = p.facts.sockets.iter().find(|s| Some(s.inode) == f.socket);
         p.verdict = ProcessVerdict::Bypass;
         p.reasons = f.rules.clone();
+        if f.kind == FindingKind::PacketSocket {
+            p.decided_by = held.map(|s| DecidedBy {
+                source: Source::PacketSocket {
+                    fd: s.fd,
+                    inode: s.inode,
+                },
+                uid: p.identity.uid,
+                gid: p.identity.gid,
+                why: format!("{}: {}", f.evidence.join("; "), f.message),
+            });
+            continue;
+        }
         p.decided_by = held.map(|s| DecidedBy {
             source: Source::Connection {
                 fd: s.fd,
@@ -293,6 +346,7 @@ fn unjudged(ns: &NetnsFacts, containers: &[ContainerFacts], why: &str) -> NetnsR
             reasons: Vec::new(),
             decided_by: None,
             lives_in: None,
+            by_way: false,
         })
         .collect();
     sort_processes(&mut processes);
@@ -368,6 +422,15 @@ fn netns_report(
         ids
     };
     let a = memo.analyze(&ns.rules, &identities)?;
+    // Sockets already bound to an exempt source port: judged by the port, not identity.
+    let all_ways: Vec<Vec<Way>> = all_ways
+        .into_iter()
+        .zip(&members)
+        .map(|(mut w, p)| {
+            w.extend(ways::bound_exempt(p, ns, &a.exemptions));
+            w
+        })
+        .collect();
     let groups_matter = ways::matches_groups(&ns.rules);
     let local = ns.local_addrs();
     let mesh = meshes::detect(&ns.rules, &local);
@@ -466,7 +529,11 @@ fn netns_report(
                 identity: identity(p),
                 container: attributed[i].as_ref().map(|(c, _)| c.clone()),
                 verdict,
-                reasons: r.map(|r| r.rules.clone()).unwrap_or_default(),
+                reasons: if way.decides.is_some() {
+                    way.cites.clone()
+                } else {
+                    r.map(|r| r.rules.clone()).unwrap_or_default()
+                },
                 decided_by: decided.then(|| DecidedBy {
                     source: way.source.clone(),
                     uid: way.identity.uid,
@@ -474,6 +541,7 @@ fn netns_report(
                     why,
                 }),
                 lives_in: lives_in(i),
+                by_way: way.decides.is_some() && verdict != ProcessVerdict::Proxy,
             }
         })
         .collect();

@@ -34,6 +34,9 @@ pub struct Report {
     pub unread_netns: usize,
     pub unread_processes: usize,
     pub unread_gaps: usize,
+    /// Where held sockets' owners were read from: the kernel's `f_cred` (BPF) or, where
+    /// BPF could not load, the inodes' (`stat`), with why.
+    pub owners: crate::snapshot::OwnersRead,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -198,6 +201,10 @@ named_enum! {
         Unknown = "unknown",
         RulesTooLarge = "rules-too-large",
         ObservedBypass = "observed-bypass",
+        ForeignSocket = "foreign-socket",
+        BoundExemptPort = "bound-exempt-port",
+        OwnerChanged = "owner-changed",
+        UnixRelay = "unix-relay",
     }
 }
 
@@ -221,6 +228,9 @@ impl FindingKind {
                 | FindingKind::Ipv6Uncaptured
                 | FindingKind::Ipv4Uncaptured
                 | FindingKind::PacketSocket
+                | FindingKind::ForeignSocket
+                | FindingKind::BoundExemptPort
+                | FindingKind::UnixRelay
         )
     }
 }

@@ -33,6 +33,18 @@ pub struct Snapshot {
     /// Processes that exist but could not be read: their verdicts are missing.
     #[serde(default)]
     pub unread_processes: Vec<UnreadProcess>,
+    /// How held sockets' owners were read, node-wide.
+    #[serde(default)]
+    pub owners: OwnersRead,
+}
+
+/// How a scan read held sockets' owners: the kernel's `f_cred` through BPF, or, where BPF
+/// could not load, the inodes' owners, with why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnersRead {
+    pub source: OwnerSource,
+    /// Why BPF was not used (`None` with `f-cred`, or in a snapshot that did not say).
+    pub why: Option<String>,
 }
 
 impl Snapshot {
@@ -491,9 +503,12 @@ pub struct ProcessFacts {
     pub cgroup: String,
     /// Only with `--include-cmdline`: command lines hold secrets.
     pub cmdline: Option<Vec<String>>,
-    /// The sockets it holds open (its own fd table's and its threads' private ones), sorted
-    /// by inode.
+    /// The sockets it holds open (its own fd table's, its threads' private ones and its
+    /// io_uring rings' fixed files), sorted by inode.
     pub sockets: Vec<HeldSocket>,
+    /// Its io_uring rings: each can make sockets with credentials other than its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<RingFacts>,
     /// Threads whose credentials differ from the leader's: credentials are per thread, and
     /// each thread's new sockets get its own.
     #[serde(default)]
@@ -503,15 +518,33 @@ pub struct ProcessFacts {
 }
 
 /// A socket a process holds, with the credentials the kernel judges it by.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldSocket {
+    /// Its descriptor; for a socket in an io_uring ring's fixed-file table, the ring's.
     pub fd: u32,
     pub inode: u64,
-    /// The socket inode's owner (`stat` of `/proc/PID/fd/N`): the fsuid and fsgid of whoever
-    /// created it, at creation, which owner matches compare, whoever holds it now. `fchown`
-    /// can change these without changing what the kernel compares.
+    /// The fsuid and fsgid owner matches compare: the socket file's `f_cred`, its
+    /// creator's at creation, whoever holds it now (`owner_source: f-cred`); where that
+    /// could not be read, the inode's owner (`stat`), which `fchown` can change without
+    /// changing what the kernel compares (`owner_source: inode`).
     pub uid: u32,
     pub gid: u32,
+    #[serde(default)]
+    pub owner_source: OwnerSource,
+    /// The inode's owner where it differs from `f_cred` (the socket was `fchown`ed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode_owner: Option<(u32, u32)>,
+    /// An IP socket's local address and port, where it is bound (by `bind`, or by a
+    /// `connect` that picked them): a source port the rules exempt is a way out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<(IpAddr, u16)>,
+    /// In an io_uring ring's fixed-file table at this index (`fd` is the ring's), not in
+    /// any fd table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_slot: Option<u32>,
+    /// A unix socket's peer: its inode and the network namespace it was made in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_peer: Option<(u64, u64)>,
     /// The thread whose private fd table (`unshare(CLONE_FILES)`) holds it; `None`: the
     /// process's own table.
     #[serde(default)]
@@ -525,6 +558,42 @@ pub struct HeldSocket {
     /// packet).
     #[serde(default)]
     pub unlisted: bool,
+}
+
+/// Where a held socket's owner was read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OwnerSource {
+    /// The file's `f_cred`, read by meshleak's BPF iterator: what owner matches compare.
+    FCred,
+    /// The inode's owner (`stat`): the same unless the socket was `fchown`ed.
+    #[default]
+    Inode,
+}
+
+/// An io_uring ring a process holds: requests on it may create sockets with a registered
+/// personality's credentials or, with SQPOLL, its submission thread's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingFacts {
+    pub fd: u32,
+    /// The thread whose private fd table holds it.
+    #[serde(default)]
+    pub tid: Option<u32>,
+    pub personalities: Vec<RingCred>,
+    pub sqpoll: Option<RingCred>,
+    /// What of it could not be read (`None`: all of it): without BPF, kernels from 6.16
+    /// show none of its personalities; a ring with more than meshleak reads is cut.
+    pub unread: Option<String>,
+}
+
+/// Credentials a ring can act with (global ids, as meshleak's user namespace sees them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingCred {
+    /// The personality's id; 0 for SQPOLL credentials.
+    pub id: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub cap_eff: u64,
 }
 
 /// A socket inspected through a duplicate of its descriptor (`pidfd_getfd`).

@@ -6,10 +6,13 @@
 
 use serde::Serialize;
 
+use crate::analyze::{Exemption, ExemptionKind};
 use crate::eval::Identity;
-use crate::model::{Ruleset, Test};
+use crate::explain::RuleRef;
+use crate::model::{Dir, Ruleset, Test};
 use crate::range::IdRange;
-use crate::snapshot::{HeldSocket, NetnsFacts, ProcessFacts, SocketProto};
+use crate::schema::ProcessVerdict;
+use crate::snapshot::{HeldSocket, NetnsFacts, OwnerSource, ProcessFacts, SocketProto};
 
 /// Where a way's traffic comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,7 +27,20 @@ pub enum Source {
         fd: u32,
         inode: u64,
         tid: Option<u32>,
+        /// In the fixed-file table of the io_uring ring `fd`, at this index.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        slot: Option<u32>,
     },
+    /// A personality registered on an io_uring ring: any request on the ring may create a
+    /// socket with its credentials, whatever the process runs as now.
+    RingPersonality { fd: u32, id: u32 },
+    /// The SQPOLL thread of an io_uring ring, which submits with the credentials of the
+    /// ring's creator.
+    RingSqpoll { fd: u32 },
+    /// An io_uring ring whose credentials could not be read.
+    Ring { fd: u32 },
+    /// A packet socket: what it sends skips netfilter altogether.
+    PacketSocket { fd: u32, inode: u64 },
     /// A socket of another network namespace: its traffic never meets this one's rules.
     ForeignSocket {
         fd: u32,
@@ -47,6 +63,11 @@ pub enum Source {
 /// One way out: its source and the identity owner matches see on it.
 #[derive(Clone, Debug)]
 pub struct Way {
+    /// What the way itself decides, whatever the rules say of its identity: a socket of
+    /// another namespace escapes; a ring whose credentials were not read is unknown.
+    pub decides: Option<ProcessVerdict>,
+    /// The rules that make `decides` so, when rules do (an exempt source port).
+    pub cites: Vec<RuleRef>,
     pub source: Source,
     /// As the network namespace's owning user namespace sees it.
     pub identity: Identity,
@@ -92,6 +113,8 @@ pub fn leader(p: &ProcessFacts, ns: &NetnsFacts) -> Identity {
 pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
     let now = format!("{}:{}", p.fsuid, p.fsgid);
     let mut out = vec![Way {
+        decides: None,
+        cites: Vec::new(),
         source: Source::Process,
         identity: leader(p, ns),
         groups_unknown: false,
@@ -106,6 +129,8 @@ pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
             continue;
         }
         out.push(Way {
+            decides: None,
+            cites: Vec::new(),
             source: Source::Thread { tid: t.tid },
             identity,
             groups_unknown: false,
@@ -118,8 +143,62 @@ pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
     for s in &p.sockets {
         match socket(p, ns, s) {
             Some(way) if !out.iter().any(|w| w.identity == way.identity) => out.push(way),
-            Some(way) if matches!(way.source, Source::ForeignSocket { .. }) => out.push(way),
+            Some(way) if way.decides.is_some() => out.push(way),
             _ => {}
+        }
+    }
+    for way in rings(p, ns) {
+        if way.decides.is_some() || !out.iter().any(|w| w.identity == way.identity) {
+            out.push(way);
+        }
+    }
+    out
+}
+
+/// The ways out through its io_uring rings: each registered personality and SQPOLL
+/// thread creates sockets with its own credentials; a ring whose credentials were not
+/// read makes the process unknown.
+fn rings(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
+    let mut out = Vec::new();
+    for ring in &p.rings {
+        let fd = ring.fd;
+        for c in &ring.personalities {
+            out.push(Way {
+                decides: None,
+                cites: Vec::new(),
+                source: Source::RingPersonality { fd, id: c.id },
+                identity: in_owner(ns, c.fsuid, c.fsgid, &[]),
+                groups_unknown: true,
+                why: format!(
+                    "io_uring fd {fd} has personality {} registered with uid {} gid {}: a request naming it creates sockets with those credentials, whatever the process runs as now ({}:{})",
+                    c.id, c.fsuid, c.fsgid, p.fsuid, p.fsgid
+                ),
+            });
+        }
+        if let Some(c) = ring.sqpoll {
+            out.push(Way {
+                decides: None,
+                cites: Vec::new(),
+                source: Source::RingSqpoll { fd },
+                identity: in_owner(ns, c.fsuid, c.fsgid, &[]),
+                groups_unknown: true,
+                why: format!(
+                    "io_uring fd {fd} submits through an SQPOLL thread with its creator's credentials, uid {} gid {}: sockets its requests create get them",
+                    c.fsuid, c.fsgid
+                ),
+            });
+        }
+        if let Some(unread) = &ring.unread {
+            out.push(Way {
+                decides: Some(ProcessVerdict::Unknown),
+                cites: Vec::new(),
+                source: Source::Ring { fd },
+                identity: leader(p, ns),
+                groups_unknown: false,
+                why: format!(
+                    "io_uring fd {fd}: {unread}; a ring can create sockets with credentials the process no longer has"
+                ),
+            });
         }
     }
     out
@@ -150,15 +229,29 @@ pub(crate) fn made_in(s: &HeldSocket, ns: &NetnsFacts) -> bool {
 pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> {
     let now = format!("{}:{}", p.fsuid, p.fsgid);
     let (fd, inode, tid) = (s.fd, s.inode, s.tid);
-    let place = match tid {
-        Some(t) => format!("fd {fd} of thread {t}'s own fd table, socket:[{inode}]"),
-        None => format!("fd {fd}, socket:[{inode}]"),
+    let slot = s.fixed_slot;
+    let place = match (slot, tid) {
+        (Some(i), _) => format!("slot {i} of io_uring fd {fd}'s fixed files, socket:[{inode}]"),
+        (None, Some(t)) => format!("fd {fd} of thread {t}'s own fd table, socket:[{inode}]"),
+        (None, None) => format!("fd {fd}, socket:[{inode}]"),
     };
-    let created = format!("created with uid {} gid {}", s.uid, s.gid);
+    let created = match (s.owner_source, s.inode_owner) {
+        (OwnerSource::FCred, Some((u, g))) => format!(
+            "created with uid {} gid {} (its file's credentials; its inode's owner was changed to {u}:{g}, which owner matches never look at)",
+            s.uid, s.gid
+        ),
+        (OwnerSource::FCred, None) => format!("created with uid {} gid {}", s.uid, s.gid),
+        (OwnerSource::Inode, _) => format!(
+            "created with uid {} gid {} (as its inode's owner says: the file's own credentials were not read)",
+            s.uid, s.gid
+        ),
+    };
     let source = match (s.unlisted, s.probed) {
         (true, Some(probe)) if !probe.sends_ip() => return None,
         (true, Some(probe)) if probe.netns != ns.inode => {
             return Some(Way {
+                decides: Some(ProcessVerdict::Bypass),
+                cites: Vec::new(),
                 source: Source::ForeignSocket {
                     fd,
                     inode,
@@ -173,14 +266,24 @@ pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> 
                 ),
             });
         }
-        (true, Some(_)) => Source::Socket { fd, inode, tid },
+        (true, Some(_)) => Source::Socket {
+            fd,
+            inode,
+            tid,
+            slot,
+        },
         (true, None) => Source::UnknownSocket { fd, inode, tid },
         (false, _) => {
             let listed = ns.sockets.iter().find(|l| l.inode == inode)?;
             if listed.proto == SocketProto::Tcp && listed.state == "listen" {
                 return None;
             }
-            Source::Socket { fd, inode, tid }
+            Source::Socket {
+                fd,
+                inode,
+                tid,
+                slot,
+            }
         }
     };
     // The creator's supplementary groups are those of a thread with the same ids, if any.
@@ -199,11 +302,77 @@ pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> 
         _ => format!("socket ({place}) {created}; the process is now {now}"),
     };
     Some(Way {
+        decides: None,
+        cites: Vec::new(),
         source,
         identity,
         groups_unknown,
         why,
     })
+}
+
+/// The held sockets already bound to a source port an exemption lets out (`--sport
+/// 15000:15100 -j RETURN`): whatever their credentials, what they send next leaves
+/// uncaptured, `bypass` where the exemption asks nothing else of the packet, `partial`
+/// where it does (a destination, an interface). Listeners, and connections a listener
+/// accepted (their port is the listener's; replies are never captured), send nothing
+/// new from it.
+pub fn bound_exempt(p: &ProcessFacts, ns: &NetnsFacts, exemptions: &[Exemption]) -> Vec<Way> {
+    let mut out = Vec::new();
+    for s in &p.sockets {
+        let Some((addr, port)) = s.bound.filter(|(_, port)| *port != 0) else {
+            continue;
+        };
+        let proto = match s.probed {
+            Some(probe) if probe.listening || !probe.sends_ip() => continue,
+            Some(probe) => probe.protocol,
+            None => continue,
+        };
+        let accepted = ns
+            .sockets
+            .iter()
+            .any(|l| l.local_port == port && l.state == "listen" && l.proto == SocketProto::Tcp);
+        if accepted && proto == 6 {
+            continue;
+        }
+        for e in exemptions.iter().filter(|e| {
+            e.kind == ExemptionKind::Source
+                && !e.loopback_only()
+                && e.source_ports.iter().any(|r| r.contains(port))
+        }) {
+            let mut applies = true;
+            let mut only_port = true;
+            for m in &e.tests {
+                match &m.test {
+                    Test::Protocol { protos } => {
+                        applies &= protos.contains(&(proto as u8)) != m.negated;
+                    }
+                    Test::Port { dir: Dir::Src, .. } | Test::Always | Test::SocketExists => {}
+                    _ => only_port = false,
+                }
+            }
+            if !applies {
+                continue;
+            }
+            let Some(mut way) = socket(p, ns, s) else {
+                continue;
+            };
+            way.decides = Some(if only_port {
+                ProcessVerdict::Bypass
+            } else {
+                ProcessVerdict::Partial
+            });
+            way.cites = e.rule.iter().cloned().collect();
+            way.why = format!(
+                "{}; it is bound to {addr} port {port}, a source port the rules exempt ({}): what it sends leaves uncaptured",
+                way.why,
+                e.conditions.join(" ")
+            );
+            out.push(way);
+            break;
+        }
+    }
+    out
 }
 
 /// Whether some rule matches supplementary groups (`--suppl-groups`).

@@ -17,6 +17,7 @@ use crate::model::{IpVersion, Ruleset};
 use crate::range::IdRange;
 use crate::schema::{DecidedBy, Finding, FindingKind, ProcessVerdict, Severity};
 use crate::snapshot::{NetnsFacts, ProcessFacts, SocketFacts, SocketProto};
+use crate::ways::Source;
 
 const CAP_KILL: u32 = 5;
 const CAP_NET_BIND_SERVICE: u32 = 10;
@@ -40,6 +41,10 @@ pub struct Judged<'a> {
     pub decided_by: Option<DecidedBy>,
     /// The network namespace it lives in, when not the one judged.
     pub lives_in: Option<u64>,
+    /// Its verdict was decided by the way itself (a socket of another namespace, one bound
+    /// to an exempt source port, a ring not read), not by its identity: `identity-exempt`
+    /// would name the wrong cause.
+    pub by_way: bool,
 }
 
 /// Everything the namespace gives to report.
@@ -125,6 +130,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     unknown_rules(c, &mut out);
     identity_exempt(c, &mut out);
+    owner_changed(c, &mut out);
     let Some(mesh) = c.mesh else { return out };
     containers::proxy_not_exempt(c, mesh, &mut out);
     containers::identity_changed(c, &mut out);
@@ -593,6 +599,10 @@ const WORK_BUDGET: usize = 2_000_000;
 fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
     let proxy_ids = c.proxy_ids();
     for p in c.processes.iter().filter(|p| p.verdict.bypasses()) {
+        if p.by_way {
+            way_escape(p, out);
+            continue;
+        }
         let all = p.verdict == ProcessVerdict::Bypass;
         out.push(Finding {
             kind: FindingKind::IdentityExempt,
@@ -628,6 +638,73 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
             socket: None,
             remedy: identity_remedy(p, c.mesh, proxy_ids.as_ref()),
         });
+    }
+}
+
+/// A process whose escape its decisive way names, not its identity: a socket of another
+/// network namespace, or one bound to a source port the rules exempt.
+fn way_escape(p: &Judged, out: &mut Vec<Finding>) {
+    let Some(by) = &p.decided_by else { return };
+    let (kind, message, remedy, socket) = match &by.source {
+        Source::ForeignSocket { inode, netns, .. } => (
+            FindingKind::ForeignSocket,
+            format!(
+                "{} holds a socket made in network namespace {netns}: what it sends meets that namespace's rules, never this pod's capture",
+                p.facts.comm
+            ),
+            "find how the socket got there (made after setns, or passed over a unix socket with SCM_RIGHTS) and keep pods from joining other network namespaces (no CAP_SYS_ADMIN, no hostPath to /run/netns)".to_string(),
+            Some(*inode),
+        ),
+        Source::Socket { inode, .. } => (
+            FindingKind::BoundExemptPort,
+            format!(
+                "{} holds a socket already bound to a source port the rules exempt: what it sends next leaves uncaptured, whatever its identity",
+                p.facts.comm
+            ),
+            "exempt the proxy by its identity (owner match or mark), never by source port".to_string(),
+            Some(*inode),
+        ),
+        _ => return,
+    };
+    out.push(Finding {
+        kind,
+        severity: Severity::High,
+        pid: Some(p.facts.pid),
+        message,
+        rules: p.reasons.clone(),
+        evidence: vec![by.why.clone()],
+        socket,
+        remedy,
+    });
+}
+
+/// `owner-changed`: a held socket whose inode's owner (what `stat` and /proc-based tools
+/// show) is not the credentials owner matches compare (its file's, fixed at creation):
+/// someone ran `fchown` on it, which changes nothing the kernel checks and hides who made
+/// it.
+fn owner_changed(c: &Context, out: &mut Vec<Finding>) {
+    for p in c.apps() {
+        for s in &p.facts.sockets {
+            let Some((iu, ig)) = s.inode_owner else {
+                continue;
+            };
+            out.push(Finding {
+                kind: FindingKind::OwnerChanged,
+                severity: Severity::Medium,
+                pid: Some(p.facts.pid),
+                message: format!(
+                    "{} holds socket:[{}], whose inode's owner ({iu}:{ig}) was changed from the credentials it was created with ({}:{}): owner matches compare the latter, tools that stat /proc show the former",
+                    p.facts.comm, s.inode, s.uid, s.gid
+                ),
+                rules: Vec::new(),
+                evidence: vec![format!(
+                    "fd {}: f_cred fsuid {} fsgid {}, inode owner {iu}:{ig}",
+                    s.fd, s.uid, s.gid
+                )],
+                socket: Some(s.inode),
+                remedy: "find why the app disguises its socket's owner; judge it by the credentials it was made with".into(),
+            });
+        }
     }
 }
 
@@ -1013,30 +1090,33 @@ fn icmp(version: IpVersion) -> u8 {
 fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
     for p in c.apps() {
         let f = p.facts;
-        let held: Vec<String> =
+        let packets: Vec<&crate::snapshot::PacketSocket> =
             c.ns.packet_sockets
                 .iter()
                 .filter(|s| f.holds(s.inode))
-                .map(|s| {
-                    let on = match s.ifindex {
-                        0 => "every interface".to_string(),
-                        i => format!("interface index {i}"),
-                    };
-                    format!(
-                        "packet socket socket:[{}] ({}, ethertype 0x{:04x}, on {on})",
-                        s.inode, s.kind, s.ethertype
-                    )
-                })
                 .collect();
+        let held: Vec<String> = packets
+            .iter()
+            .map(|s| {
+                let on = match s.ifindex {
+                    0 => "every interface".to_string(),
+                    i => format!("interface index {i}"),
+                };
+                format!(
+                    "packet socket socket:[{}] ({}, ethertype 0x{:04x}, on {on})",
+                    s.inode, s.kind, s.ethertype
+                )
+            })
+            .collect();
         if !held.is_empty() {
             out.push(Finding {
                 kind: FindingKind::PacketSocket,
                 severity: Severity::High,
                 pid: Some(p.facts.pid),
-                message: format!("{} holds a packet socket: the frames it sends skip netfilter, so no capture rule and no proxy ever sees them", p.facts.comm),
+                message: format!("{} holds a packet socket: the frames it sends skip netfilter, so no capture rule and no proxy ever sees them; sending on it needs no privilege", p.facts.comm),
                 rules: Vec::new(),
                 evidence: held,
-                socket: None,
+                socket: packets.first().map(|s| s.inode),
                 remedy: "drop NET_RAW from the app container (capabilities: drop: [ALL])".into(),
             });
         } else if acts(c, f, CAP_NET_RAW) {

@@ -32,10 +32,10 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
                 uid,
                 gid,
                 tid: None,
-                probed: None,
-                unlisted: false,
+                ..HeldSocket::default()
             })
             .collect(),
+        rings: vec![],
         threads: vec![],
         pidns: 7,
     }
@@ -111,6 +111,7 @@ fn snapshot(
         vanished_netns: 0,
         unread_netns: 0,
         unread_processes: vec![],
+        owners: Default::default(),
     }
 }
 

@@ -99,6 +99,7 @@ fn node() -> Report {
         unread_netns: 0,
         unread_processes: 0,
         unread_gaps: 0,
+        owners: Default::default(),
     }
 }
 

@@ -1,0 +1,221 @@
+//! The kernel's own view of every task's open files, read with meshleak's BPF `task_file`
+//! iterator (`bpf/held.bpf.c`): each socket's `f_cred` (what owner matches compare; /proc
+//! shows only the inode's owner, which `fchown` changes), where it is bound, its unix peer,
+//! and each io_uring ring's personalities, SQPOLL credentials and fixed-file sockets,
+//! which /proc does not show at all. The iterator is the one kernel object meshleak
+//! creates; it only reads. Where it cannot load (no BTF, kernel before 5.8, no CAP_BPF and
+//! CAP_PERFMON or CAP_SYS_ADMIN), [`read`] says why and the scan falls back to `stat`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+
+use aya::programs::Iter;
+use aya::{Btf, Ebpf};
+use meshleak_core::snapshot::{
+    HeldSocket, OwnerSource, ProbedSocket, ProcessFacts, RingCred, RingFacts,
+};
+use meshleak_core::taskfiles::{self, Kind, Record, Sock};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/held.bpf.o"));
+
+/// The program, loaded once: loading parses the kernel's BTF and runs the verifier, which
+/// costs far more than an iteration. A load that failed is not retried (its cause, a
+/// missing privilege or kernel feature, does not go away).
+static LOADED: Mutex<Option<Result<Ebpf, String>>> = Mutex::new(None);
+
+/// Every task's sockets and rings, by process.
+#[derive(Debug, Default)]
+pub struct KernelFiles {
+    sockets: HashMap<(u32, u64), Record>,
+    rings: HashMap<u32, Vec<Ring>>,
+}
+
+#[derive(Debug)]
+struct Ring {
+    tid: u32,
+    fd: u32,
+    personalities: Vec<RingCred>,
+    sqpoll: Option<RingCred>,
+    fixed: Vec<Record>,
+    flags: u32,
+}
+
+/// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
+pub fn read() -> Result<KernelFiles, String> {
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    let ebpf = loaded
+        .get_or_insert_with(load)
+        .as_mut()
+        .map_err(|e| e.clone())?;
+    let bytes = iterate(ebpf).map_err(|e| format!("the BPF iterator could not be read: {e}"))?;
+    let records = taskfiles::decode(&bytes).map_err(|e| e.to_string())?;
+    Ok(KernelFiles::from_records(records))
+}
+
+fn load() -> Result<Ebpf, String> {
+    let btf = Btf::from_sys_fs().map_err(|e| {
+        format!("the kernel has no BTF (/sys/kernel/btf/vmlinux: {e}); BPF iterators need kernel 5.8+ with CONFIG_DEBUG_INFO_BTF")
+    })?;
+    let mut ebpf =
+        Ebpf::load(OBJECT).map_err(|e| format!("the BPF object could not be loaded: {e}"))?;
+    let program: &mut Iter = program(&mut ebpf)?;
+    program.load("task_file", &btf).map_err(|e| {
+        let mut why = format!("the BPF iterator could not be loaded: {e}");
+        if let Some(source) = std::error::Error::source(&e) {
+            why += &format!(" ({source})");
+        }
+        why + "; it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and kernel 5.8+ with BTF"
+    })?;
+    Ok(ebpf)
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut Iter, String> {
+    ebpf.program_mut("held_files")
+        .ok_or("the BPF object has no program held_files")?
+        .try_into()
+        .map_err(|e| format!("held_files is not an iterator: {e}"))
+}
+
+/// One pass: a new link and iterator file each time (an iterator file reads once).
+fn iterate(ebpf: &mut Ebpf) -> Result<Vec<u8>, String> {
+    let program = program(ebpf)?;
+    let id = program.attach().map_err(|e| e.to_string())?;
+    let link = program.take_link(id).map_err(|e| e.to_string())?;
+    let mut file = link.into_file().map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+fn cred(r: &Record) -> RingCred {
+    RingCred {
+        id: r.slot,
+        fsuid: r.cred.fsuid,
+        fsgid: r.cred.fsgid,
+        cap_eff: r.cred.cap_eff,
+    }
+}
+
+impl KernelFiles {
+    fn from_records(records: Vec<Record>) -> KernelFiles {
+        let mut out = KernelFiles::default();
+        // A ring's records come together, its `Ring` record last.
+        let mut ring = Ring {
+            tid: 0,
+            fd: 0,
+            personalities: Vec::new(),
+            sqpoll: None,
+            fixed: Vec::new(),
+            flags: 0,
+        };
+        for r in records {
+            match r.kind {
+                Kind::Socket => {
+                    if let Some(s) = r.sock {
+                        out.sockets.insert((r.tgid, s.ino), r);
+                    }
+                }
+                Kind::Fixed => ring.fixed.push(r),
+                Kind::Personality => ring.personalities.push(cred(&r)),
+                Kind::Sqpoll => ring.sqpoll = Some(RingCred { id: 0, ..cred(&r) }),
+                Kind::Ring => {
+                    ring.tid = r.tid;
+                    ring.fd = r.fd;
+                    ring.flags = r.flags;
+                    let done = std::mem::replace(
+                        &mut ring,
+                        Ring {
+                            tid: 0,
+                            fd: 0,
+                            personalities: Vec::new(),
+                            sqpoll: None,
+                            fixed: Vec::new(),
+                            flags: 0,
+                        },
+                    );
+                    out.rings.entry(r.tgid).or_default().push(done);
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts the kernel's view into a process read from /proc: each held socket's owner
+    /// becomes its `f_cred`, with where it is bound and its unix peer; its rings get their
+    /// credentials, and their fixed-file sockets join its held sockets. A socket the pass
+    /// did not see (made after it) keeps its inode's owner, marked so.
+    pub fn apply(&self, p: &mut ProcessFacts) {
+        for s in &mut p.sockets {
+            if let Some(r) = self.sockets.get(&(p.pid, s.inode)) {
+                set_owner(s, r);
+            }
+        }
+        let Some(rings) = self.rings.get(&p.pid) else {
+            return;
+        };
+        p.rings.clear();
+        for ring in rings {
+            let tid = (ring.tid != p.pid).then_some(ring.tid);
+            let mut cut = Vec::new();
+            if ring.flags & taskfiles::RING_PERSONALITIES_CUT != 0 {
+                cut.push("personalities with ids above 63 are not read");
+            }
+            if ring.flags & taskfiles::RING_FIXED_CUT != 0 {
+                cut.push("its fixed-file table holds more sockets or slots than one pass reads");
+            }
+            p.rings.push(RingFacts {
+                fd: ring.fd,
+                tid,
+                personalities: ring.personalities.clone(),
+                sqpoll: ring.sqpoll,
+                unread: (!cut.is_empty()).then(|| cut.join("; ")),
+            });
+            for r in &ring.fixed {
+                let Some(sock) = r.sock else { continue };
+                if p.holds(sock.ino) {
+                    continue;
+                }
+                let mut s = HeldSocket {
+                    fd: ring.fd,
+                    inode: sock.ino,
+                    uid: sock.inode_uid,
+                    gid: sock.inode_gid,
+                    tid,
+                    fixed_slot: Some(r.slot),
+                    ..HeldSocket::default()
+                };
+                set_owner(&mut s, r);
+                let at = p.sockets.partition_point(|h| h.inode < s.inode);
+                p.sockets.insert(at, s);
+            }
+        }
+    }
+}
+
+/// A held socket's owner, address, peer and kind, as the kernel keeps them. `s.uid` and
+/// `s.gid` hold the inode's owner as `stat` read it.
+fn set_owner(s: &mut HeldSocket, r: &Record) {
+    let Some(sock) = r.sock else { return };
+    let f_cred = (r.cred.fsuid, r.cred.fsgid);
+    if (sock.inode_uid, sock.inode_gid) != f_cred {
+        s.inode_owner = Some((sock.inode_uid, sock.inode_gid));
+    }
+    (s.uid, s.gid) = f_cred;
+    s.owner_source = OwnerSource::FCred;
+    s.bound = sock
+        .local
+        .filter(|(addr, port)| *port != 0 || !addr.is_unspecified());
+    s.unix_peer = sock.peer.map(|(ino, netns)| (ino, u64::from(netns)));
+    s.probed = Some(probed(&sock));
+}
+
+fn probed(sock: &Sock) -> ProbedSocket {
+    ProbedSocket {
+        family: sock.family,
+        sock_type: sock.sock_type,
+        protocol: sock.protocol,
+        listening: sock.listening(),
+        netns: u64::from(sock.netns),
+    }
+}
