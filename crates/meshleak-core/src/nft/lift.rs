@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use super::ir::MetaKey;
 
 use super::ir::{CmpOp, Expr, Jump, Reg, VERDICT_REG};
+use super::msg::KeyShape;
 use crate::model::{
     Action, AddrType, CtState, Dir, Family, IfacePattern, IpVersion, MarkReg, MarkSet, Match, Test,
     proto_name,
@@ -19,10 +20,25 @@ use crate::xt::{
 };
 
 /// A set's elements as inclusive ranges of big-endian keys (interval sets are stored as
-/// start and end-plus-one boundaries).
+/// start and end-plus-one boundaries), and its key as declared.
 #[derive(Clone, Debug, Default)]
 pub struct SetElems {
     pub ranges: Vec<SetRange>,
+    pub key: KeyShape,
+}
+
+impl SetElems {
+    /// Whether the key is a concatenation (`ip daddr . tcp dport`) rather than one field
+    /// `width` bytes wide: elements longer than the field show it, and for an empty set,
+    /// which has none, only the declaration does.
+    fn concatenated(&self, width: usize) -> bool {
+        self.key.fields.len() > 1
+            || self.key.len as usize > width
+            || self
+                .ranges
+                .iter()
+                .any(|r| r.start.len().max(r.end.len()) > width)
+    }
 }
 
 /// One element: keys `start..=end` and, in a verdict map, the element's verdict.
@@ -950,17 +966,16 @@ impl<'a> Lifter<'a> {
         let (Some((field, l)), Some((elems, _))) = (self.field_of(sreg), self.sets.get(set)) else {
             return self.unknown("lookup in a set meshleak cannot read");
         };
+        // A concatenation (`meta skgid . tcp dport`): the registers after this one hold
+        // the other parts, which one test cannot express, unless the set is empty.
+        if elems.concatenated(field.width()) {
+            if elems.ranges.is_empty() {
+                return self.empty_concatenation(sreg, &elems.key, invert);
+            }
+            return self.unknown("lookup with a concatenated key");
+        }
         if l.mask.is_some() && !matches!(field, Field::Addr(..)) {
             return self.unknown("lookup of a masked value");
-        }
-        // A key longer than the field is a concatenation (`meta skgid . tcp dport`): the
-        // registers after this one hold the other parts, which this test cannot express.
-        if elems
-            .ranges
-            .iter()
-            .any(|r| r.start.len().max(r.end.len()) > field.width())
-        {
-            return self.unknown("lookup with a concatenated key");
         }
         // Set keys are stored in the register's byte order.
         let ranges = elems
@@ -974,6 +989,62 @@ impl<'a> Lifter<'a> {
             })
             .collect();
         self.push_ranges(field, invert, ranges);
+    }
+
+    /// `a . b @s` with `s` empty: no key is in it, so the lookup is each field's test with
+    /// no values, each false (inverted: each true) where it applies, which keeps each
+    /// field's own condition (`tcp dport` only for TCP) and the key's declared shape. The
+    /// tests are exact whatever the fields: they hold nothing a packet could be in.
+    fn empty_concatenation(&mut self, sreg: Reg, key: &KeyShape, invert: bool) {
+        let Some(fields) = self.key_fields(sreg, key) else {
+            return self.unknown("lookup with a concatenated key meshleak cannot split");
+        };
+        for field in fields {
+            match field {
+                Field::Iface(dir) => {
+                    let letter = if dir == Dir::Src { 'i' } else { 'o' };
+                    let test = Test::Iface {
+                        dir,
+                        patterns: Vec::new(),
+                    };
+                    self.push(invert, test, format!("-{letter} "));
+                }
+                _ => self.push_ranges(field, invert, Vec::new()),
+            }
+        }
+    }
+
+    /// The fields of a concatenated key loaded from `sreg` on: each in the registers after
+    /// the one before, rounded up to 4 bytes, as nft lays them out. Each field's length must
+    /// be the declared one (NFTA_SET_DESC_CONCAT) when the set gives them, and together
+    /// they must make the declared key length. `None`: a field meshleak does not model,
+    /// or loads that do not make the declared key.
+    fn key_fields(&self, sreg: Reg, key: &KeyShape) -> Option<Vec<Field>> {
+        let mut left = match key.len {
+            0 => key.fields.iter().map(|f| f.div_ceil(4) * 4).sum(),
+            len => len,
+        };
+        let (mut at, mut fields) = (sreg, Vec::new());
+        while left > 0 {
+            let (field, l) = self.field_of(at)?;
+            let len = match l.src {
+                Src::Payload { len, .. } => len,
+                _ => field.width() as u32,
+            };
+            if key
+                .fields
+                .get(fields.len())
+                .is_some_and(|want| *want != len)
+            {
+                return None;
+            }
+            let step = len.div_ceil(4).max(1) * 4;
+            left = left.checked_sub(step)?;
+            at = at.checked_add(step)?;
+            fields.push(field);
+        }
+        let declared = key.fields.is_empty() || key.fields.len() == fields.len();
+        (fields.len() > 1 && declared).then_some(fields)
     }
 
     fn push(&mut self, negated: bool, test: Test, text: String) {

@@ -173,15 +173,22 @@ fn chain(o: &Object) -> Option<(String, Chain)> {
 /// Per family and table, each set's elements (and whether it is an interval set).
 type SetMap = HashMap<Family, HashMap<String, HashMap<String, (SetElems, bool)>>>;
 
-/// Every set's elements as ranges of keys, per (family, table).
+/// Every set's elements as ranges of keys, with its declared key, per (family, table). A
+/// set is read only once its elements were (the kernel sends an element message for an
+/// empty set too): a declaration alone does not say it is empty.
 fn sets(objects: &[(u8, Object)]) -> SetMap {
-    let mut interval: HashMap<(u8, &str, &str), bool> = HashMap::new();
+    let mut declared: HashMap<(u8, &str, &str), (bool, &msg::KeyShape)> = HashMap::new();
     let mut raw: HashMap<(u8, &str, &str), Vec<Element>> = HashMap::new();
     for (f, o) in objects {
         match o {
             // NFT_SET_INTERVAL 0x4
-            Object::Set { table, name, flags } => {
-                interval.insert((*f, table, name), flags & 0x4 != 0);
+            Object::Set {
+                table,
+                name,
+                flags,
+                key,
+            } => {
+                declared.insert((*f, table, name), (flags & 0x4 != 0, key));
             }
             Object::Elements { table, set, elems } => raw
                 .entry((*f, table, set))
@@ -193,7 +200,9 @@ fn sets(objects: &[(u8, Object)]) -> SetMap {
     let mut out: SetMap = HashMap::new();
     for ((f, t, s), elems) in raw {
         let Some(fam) = family(f) else { continue };
-        let is_interval = interval.get(&(f, t, s)).copied().unwrap_or(false);
+        let (is_interval, key) = declared
+            .get(&(f, t, s))
+            .map_or((false, Default::default()), |(i, k)| (*i, (*k).clone()));
         let ranges = if is_interval {
             intervals(elems)
         } else {
@@ -210,7 +219,7 @@ fn sets(objects: &[(u8, Object)]) -> SetMap {
             .or_default()
             .entry(t.to_string())
             .or_default()
-            .insert(s.to_string(), (SetElems { ranges }, is_interval));
+            .insert(s.to_string(), (SetElems { ranges, key }, is_interval));
     }
     out
 }

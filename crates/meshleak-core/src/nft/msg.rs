@@ -134,12 +134,25 @@ pub enum Object {
         table: String,
         name: String,
         flags: u32,
+        key: KeyShape,
     },
     Elements {
         table: String,
         set: String,
         elems: Vec<Element>,
     },
+}
+
+/// A set's key as its declaration gives it. An empty set has no element to show a
+/// concatenation's shape (`ip daddr . tcp dport`): only this does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyShape {
+    /// NFTA_SET_KEY_LEN: the whole key in bytes, each field of a concatenation rounded up
+    /// to 4-byte registers (0: not given).
+    pub len: u32,
+    /// Each field's length in bytes (NFTA_SET_DESC_CONCAT); nft sends them only for some
+    /// concatenated sets (interval ones), so this may be empty for a concatenation too.
+    pub fields: Vec<u32>,
 }
 
 /// A set element: its key, an explicit key end (concatenated intervals), whether it ends
@@ -340,6 +353,7 @@ pub fn decode(msg: &[u8]) -> Result<Option<(u8, Object)>, DecodeError> {
                 })
                 .transpose()?
                 .unwrap_or(0),
+            key: key_shape(&top, message)?,
         },
         // NFTA_SET_ELEM_LIST_TABLE 1, SET 2, ELEMENTS 3
         _ => Object::Elements {
@@ -352,6 +366,28 @@ pub fn decode(msg: &[u8]) -> Result<Option<(u8, Object)>, DecodeError> {
         },
     };
     Ok(Some((family, object)))
+}
+
+/// A set's NFTA_SET_KEY_LEN (5) and the field lengths in its NFTA_SET_DESC (9):
+/// NFTA_SET_DESC_CONCAT (2), NFTA_LIST_ELEM (1) entries each holding NFTA_SET_FIELD_LEN (1).
+fn key_shape(top: &[Attr], message: &'static str) -> Result<KeyShape, DecodeError> {
+    let at = |path| At { message, path };
+    let len = find(top, 5)
+        .map(|l| l.be32(at("NFTA_SET_KEY_LEN")))
+        .transpose()?
+        .unwrap_or(0);
+    let mut fields = Vec::new();
+    if let Some(desc) = find(top, 9) {
+        let at = at("NFTA_SET_DESC/NFTA_SET_DESC_CONCAT");
+        if let Some(concat) = find(&desc.nested(at)?, 2) {
+            for elem in concat.nested(at)?.iter().filter(|a| a.kind == 1) {
+                if let Some(field) = find(&elem.nested(at)?, 1) {
+                    fields.push(field.be32(at)?);
+                }
+            }
+        }
+    }
+    Ok(KeyShape { len, fields })
 }
 
 /// NFTA_SET_ELEM_LIST_ELEMENTS: NFTA_LIST_ELEM entries, each with KEY 1, DATA 2, FLAGS 3

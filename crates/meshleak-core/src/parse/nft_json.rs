@@ -55,7 +55,7 @@ pub(super) fn from_doc(
         })?;
 
     let mut tables: Vec<Table> = Vec::new();
-    let mut sets: HashMap<(String, String, String), Value> = HashMap::new();
+    let mut sets: HashMap<(String, String, String), NamedSet> = HashMap::new();
     let key = |o: &Value, table_key: &str| -> (String, String) {
         (str_of(&o["family"]), str_of(&o[table_key]))
     };
@@ -91,12 +91,15 @@ pub(super) fn from_doc(
             let (fam, tname) = key(s, "table");
             sets.insert(
                 (fam, tname, str_of(&s["name"])),
-                s.get("elem").cloned().unwrap_or(Value::Array(vec![])),
+                NamedSet {
+                    elem: s.get("elem").cloned().unwrap_or(Value::Array(vec![])),
+                    fields: declared_fields(&s["type"]),
+                },
             );
         } else if let Some(r) = item.get("rule") {
             let (fam, tname) = key(r, "table");
             let chain_name = str_of(&r["chain"]);
-            let table_sets: HashMap<String, Value> = sets
+            let table_sets: Sets = sets
                 .iter()
                 .filter(|((f, t, _), _)| *f == fam && *t == tname)
                 .map(|((_, _, n), v)| (n.clone(), v.clone()))
@@ -235,7 +238,7 @@ fn base_chain(c: &Value) -> Result<Option<BaseChain>, String> {
 /// One rule as the model's rules: one, or one per element of its verdict map (all at the
 /// rule's position, with its text): the element's test after the rule's matches, its
 /// verdict after the statements before it. A key in no element ends the rule unmatched.
-fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> Vec<Rule> {
+fn rule_from(exprs: &[Value], family: Family, sets: &Sets) -> Vec<Rule> {
     let text = exprs
         .iter()
         .map(nft_text::statement)
@@ -305,11 +308,11 @@ fn rule_from(exprs: &[Value], family: Family, sets: &HashMap<String, Value>) -> 
 fn vmap_arms(
     v: &Value,
     family: Family,
-    sets: &HashMap<String, Value>,
+    sets: &Sets,
     text: &str,
 ) -> Option<Vec<(Vec<Match>, Action)>> {
     let elems = match &v["data"] {
-        Value::String(name) => sets.get(name.strip_prefix('@')?)?,
+        Value::String(name) => &sets.get(name.strip_prefix('@')?)?.elem,
         data => data.get("set")?,
     };
     let mut arms = Vec::new();
@@ -487,6 +490,33 @@ fn fold_mark(v: &Value, reg: MarkReg, set: &mut MarkSet) -> Option<()> {
     None
 }
 
+/// A named set or map as rules use it: its elements (a map's as `[key, value]` pairs),
+/// and how many fields its declared key has, which an empty set shows nowhere else.
+#[derive(Clone)]
+struct NamedSet {
+    elem: Value,
+    fields: usize,
+}
+
+/// A table's named sets by name.
+type Sets = HashMap<String, NamedSet>;
+
+/// The fields of a set's declared key as `nft -j` writes it: `"ipv4_addr"` one,
+/// `["ipv4_addr", "inet_service"]` a concatenation of two, `{"typeof": EXPR}` (nft 1.1 on)
+/// as many as EXPR concatenates; 0 when not declared.
+fn declared_fields(ty: &Value) -> usize {
+    match ty {
+        Value::String(_) => 1,
+        Value::Array(names) => names.len(),
+        Value::Object(o) => o.get("typeof").map_or(0, |e| {
+            e.get("concat")
+                .and_then(Value::as_array)
+                .map_or(1, Vec::len)
+        }),
+        _ => 0,
+    }
+}
+
 /// The right-hand side of a match, flattened: one entry per set element.
 enum Item {
     Scalar(Value),
@@ -494,24 +524,19 @@ enum Item {
     Prefix(String, u8),
 }
 
-fn items(v: &Value, sets: &HashMap<String, Value>) -> Option<Vec<Item>> {
+fn items(v: &Value, sets: &Sets) -> Option<Vec<Item>> {
     let mut out = Vec::new();
     collect_items(v, sets, &mut out, 0)?;
     Some(out)
 }
 
-fn collect_items(
-    v: &Value,
-    sets: &HashMap<String, Value>,
-    out: &mut Vec<Item>,
-    depth: u8,
-) -> Option<()> {
+fn collect_items(v: &Value, sets: &Sets, out: &mut Vec<Item>, depth: u8) -> Option<()> {
     if depth > 4 {
         return None;
     }
     match v {
         Value::String(s) if s.starts_with('@') => {
-            collect_items(sets.get(&s[1..])?, sets, out, depth + 1)?;
+            collect_items(&sets.get(&s[1..])?.elem, sets, out, depth + 1)?;
         }
         Value::Array(a) => {
             for i in a {
@@ -540,7 +565,10 @@ fn collect_items(
     Some(())
 }
 
-fn match_from(m: &Value, family: Family, sets: &HashMap<String, Value>, text: &str) -> Vec<Match> {
+fn match_from(m: &Value, family: Family, sets: &Sets, text: &str) -> Vec<Match> {
+    if let Some(out) = empty_concatenation(m, family, sets, text) {
+        return out;
+    }
     let op = m["op"].as_str().unwrap_or("==");
     let unknown = |name: String| {
         vec![Match {
@@ -580,6 +608,27 @@ fn match_from(m: &Value, family: Family, sets: &HashMap<String, Value>, text: &s
         text: text.to_string(),
     });
     out
+}
+
+/// `a . b @s` (or `!= @s`) where `s` is empty and declares a key of as many fields: no
+/// key is in it, so the lookup is each field's test with no values, each false (negated:
+/// each true) where it applies, which keeps each field's own condition (`tcp dport` only
+/// for TCP). `None` when the match is not that: a set with elements (a concatenation is
+/// not modelled), or one whose declared key is not this concatenation.
+fn empty_concatenation(m: &Value, family: Family, sets: &Sets, text: &str) -> Option<Vec<Match>> {
+    let parts = m["left"].get("concat")?.as_array()?;
+    let set = sets.get(m["right"].as_str()?.strip_prefix('@')?)?;
+    if set.fields != parts.len() || set.elem.as_array().is_none_or(|e| !e.is_empty()) {
+        return None;
+    }
+    let out = parts
+        .iter()
+        .flat_map(|part| {
+            let one = serde_json::json!({"op": m["op"], "left": part, "right": {"set": []}});
+            match_from(&one, family, sets, text)
+        })
+        .collect();
+    Some(out)
 }
 
 /// `< N` and friends as a range over the field's values.

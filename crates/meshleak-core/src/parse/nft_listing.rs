@@ -390,8 +390,8 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// A `set` or `map` block (`kind`): as `nft -j` writes it, a map's elements as
-    /// `[key, value]` pairs.
+    /// A `set` or `map` block (`kind`): as `nft -j` writes it, its key's type and a map's
+    /// elements as `[key, value]` pairs.
     fn set(&mut self, kind: &str, family: &str, table: &str) -> Result<(), ParseError> {
         let (line, name) = self.block_head(kind)?;
         let mut set = json!({"family": family, "table": table, "name": name});
@@ -409,6 +409,12 @@ impl<'a> Parser<'a> {
                         set["elem"] = list;
                     }
                 }
+                Some(Tok::Word(w)) if w == "type" => set["type"] = self.key_type(),
+                Some(Tok::Word(w)) if w == "typeof" => {
+                    if let Some(key) = self.key_typeof() {
+                        set["type"] = json!({ "typeof": key });
+                    }
+                }
                 Some(Tok::Word(_)) => self.rest_of_line(),
                 None => return Err(self.err(format!("{kind} {name} is not closed by `}}`"))),
                 _ => {}
@@ -416,6 +422,40 @@ impl<'a> Parser<'a> {
         }
         self.push(json!({ kind: set }), line);
         Ok(())
+    }
+
+    /// A set's `type ipv4_addr . inet_service` as `nft -j` writes it: one name, or the
+    /// names a concatenation joins (a map's `: TYPE` after them skipped). The declaration
+    /// is what shows an empty set's key is a concatenation.
+    fn key_type(&mut self) -> Value {
+        let mut names = Vec::new();
+        while let Some(Tok::Word(w)) = self.peek() {
+            if w == ":" {
+                break;
+            }
+            if w != "." {
+                names.push(json!(w));
+            }
+            self.at += 1;
+        }
+        self.rest_of_line();
+        match names.len() {
+            1 => names.remove(0),
+            _ => Value::Array(names),
+        }
+    }
+
+    /// A set's `typeof ip daddr . tcp dport`: the expression, as a match's left-hand side
+    /// (nft 1.1's `nft -j` writes it so, under `typeof`); `None` for one this reader does
+    /// not know (the set's key is then undeclared, never a parse error).
+    fn key_typeof(&mut self) -> Option<Value> {
+        let start = self.at;
+        let key = self.left().ok();
+        if key.is_none() {
+            self.at = start;
+        }
+        self.rest_of_line();
+        key
     }
 
     /// One rule line: its statements as `nft -j` writes them, and its text as pasted.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{Action, Dir, MarkReg, Test};
+use crate::model::{Action, Dir, IpVersion, MarkReg, Rule, Test};
 use crate::range::{IdRange, PortRange};
 
 fn xt(text: &str) -> Vec<Table> {
@@ -489,4 +489,141 @@ fn comments_are_kept_from_every_source() {
     )
     .expect("parses");
     assert_eq!(comment(listing), [Some("kuma/x".into())]);
+}
+
+/// `nft list ruleset` of empty concatenated sets (and one with an element), as nft 1.0.6
+/// prints it.
+const EMPTY_CONCAT_LISTING: &str = "table ip t {
+\tset s {
+\t\ttype ipv4_addr . inet_service
+\t}
+
+\tset u {
+\t\ttypeof meta skuid . tcp dport
+\t}
+
+\tset full {
+\t\ttype ipv4_addr . inet_service
+\t\telements = { 10.0.0.1 . 80 }
+\t}
+
+\tchain out {
+\t\ttype filter hook output priority filter; policy accept;
+\t\tip daddr . tcp dport @s accept
+\t\tip daddr . tcp dport != @s counter packets 0 bytes 0
+\t\tmeta skuid . tcp dport @u accept
+\t\tip daddr . tcp dport @full accept
+\t}
+}
+table inet t6 {
+\tset s6 {
+\t\ttype ipv6_addr . inet_service
+\t}
+
+\tset o {
+\t\ttype ifname . inet_service
+\t}
+
+\tchain out {
+\t\ttype filter hook output priority filter; policy accept;
+\t\tip6 daddr . tcp dport @s6 accept
+\t\toifname . udp dport != @o drop
+\t}
+}
+";
+
+/// The same from `nft -j` (1.0.6; `u` as nft 1.1 writes a `typeof` key), and a set whose
+/// declared key is not the rule's concatenation, as only a hand-edited dump has.
+const EMPTY_CONCAT_JSON: &str = r#"{"nftables": [
+{"table": {"family": "ip", "name": "t"}},
+{"set": {"family": "ip", "name": "s", "table": "t", "type": ["ipv4_addr", "inet_service"]}},
+{"set": {"family": "ip", "name": "u", "table": "t", "type": {"typeof": {"concat": [{"meta": {"key": "skuid"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}}}},
+{"set": {"family": "ip", "name": "full", "table": "t", "type": ["ipv4_addr", "inet_service"], "elem": [{"concat": ["10.0.0.1", 80]}]}},
+{"set": {"family": "ip", "name": "one", "table": "t", "type": "ipv4_addr"}},
+{"chain": {"family": "ip", "table": "t", "name": "out", "type": "filter", "hook": "output", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "ip", "table": "t", "chain": "out", "expr": [{"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@s"}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "t", "chain": "out", "expr": [{"match": {"op": "!=", "left": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@s"}}, {"counter": {"packets": 0, "bytes": 0}}]}},
+{"rule": {"family": "ip", "table": "t", "chain": "out", "expr": [{"match": {"op": "==", "left": {"concat": [{"meta": {"key": "skuid"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@u"}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "t", "chain": "out", "expr": [{"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@full"}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "t", "chain": "out", "expr": [{"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@one"}}, {"accept": null}]}},
+{"table": {"family": "inet", "name": "t6"}},
+{"set": {"family": "inet", "name": "s6", "table": "t6", "type": ["ipv6_addr", "inet_service"]}},
+{"set": {"family": "inet", "name": "o", "table": "t6", "type": ["ifname", "inet_service"]}},
+{"chain": {"family": "inet", "table": "t6", "name": "out", "type": "filter", "hook": "output", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "inet", "table": "t6", "chain": "out", "expr": [{"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "ip6", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "right": "@s6"}}, {"accept": null}]}},
+{"rule": {"family": "inet", "table": "t6", "chain": "out", "expr": [{"match": {"op": "!=", "left": {"concat": [{"meta": {"key": "oifname"}}, {"payload": {"protocol": "udp", "field": "dport"}}]}, "right": "@o"}}, {"drop": null}]}}
+]}"#;
+
+/// A lookup in an empty concatenated set matches nothing: each field's test with no
+/// values (negated for `!=`), in the shape the set declares (`type a . b`, `typeof`), read
+/// the same from the listing and from `nft -j`; a set with elements, or one declaring
+/// another key, stays unknown.
+#[test]
+fn an_empty_concatenated_set_is_each_fields_empty_test() {
+    let tests = |tables: &[Table], table: &str| -> Vec<Vec<(bool, Test)>> {
+        let t = tables.iter().find(|t| t.name == table).unwrap();
+        let rules = &t.chains[0].rules;
+        let tests = |r: &Rule| {
+            r.matches
+                .iter()
+                .map(|m| (m.negated, m.test.clone()))
+                .collect()
+        };
+        rules.iter().map(tests).collect()
+    };
+    let daddr = |negated, version| {
+        let ranges = Vec::new();
+        let test = Test::Addr {
+            dir: Dir::Dst,
+            version,
+            ranges,
+        };
+        (negated, test)
+    };
+    let dport = |negated, proto| {
+        let (protos, ranges) = (vec![proto], Vec::new());
+        (
+            negated,
+            Test::Port {
+                dir: Dir::Dst,
+                protos,
+                ranges,
+            },
+        )
+    };
+    let uid = (false, Test::Uid { ranges: vec![] });
+    let unknown = |tests: &[(bool, Test)]| matches!(tests, [(false, Test::Unknown { .. })]);
+
+    let listing = parse_dump("l.nft", EMPTY_CONCAT_LISTING, Hints::default()).unwrap();
+    let json = parse_dump("l.json", EMPTY_CONCAT_JSON, Hints::default()).unwrap();
+    for tables in [&listing, &json] {
+        let t = tests(tables, "t");
+        assert_eq!(t[0], [daddr(false, IpVersion::V4), dport(false, 6)]);
+        assert_eq!(t[1], [daddr(true, IpVersion::V4), dport(true, 6)]);
+        assert_eq!(t[2], [uid.clone(), dport(false, 6)]);
+        assert!(unknown(&t[3]), "{:?}", t[3]);
+        let t6 = tests(tables, "t6");
+        let v6 = (
+            false,
+            Test::NfProto {
+                version: IpVersion::V6,
+            },
+        );
+        assert_eq!(t6[0], [v6, daddr(false, IpVersion::V6), dport(false, 6)]);
+        let oifname = (
+            true,
+            Test::Iface {
+                dir: Dir::Dst,
+                patterns: vec![],
+            },
+        );
+        assert_eq!(t6[1], [oifname, dport(true, 17)]);
+    }
+    assert!(
+        unknown(&tests(&json, "t")[4]),
+        "a key declared as one field"
+    );
+    let t = &listing.iter().find(|t| t.name == "t").unwrap().chains[0].rules;
+    assert_eq!(t[0].text, "ip daddr . tcp dport @s accept");
+    assert_eq!(t[0].actions, [Action::Accept]);
 }
