@@ -480,6 +480,18 @@ fn a_packet_socket_sends_below_netfilter_and_cap_net_raw_can_open_one() {
         finding(&r, "can-send-below-mesh", idle).is_some(),
         "CAP_NET_RAW alone: {r}"
     );
+    // Sending on it needs no privilege: its holder bypasses now, and the verdict, the exit
+    // status and the metrics say so, not only a finding beside `captured`.
+    let p = r["netns"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == sender.pid())
+        .unwrap();
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "packet-socket", "{p}");
+    let (code, _, _) = common::meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
+    assert_eq!(code, 1);
     // The hand-made SYN to port 80, which Istio's rules would redirect, reaches the peer.
     assert_eq!(sender.say("go"), "sent");
     assert_eq!(

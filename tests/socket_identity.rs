@@ -716,3 +716,137 @@ fn a_socket_bound_to_an_exempt_source_port_is_a_way_out_before_it_connects() {
         "{r}"
     );
 }
+
+/// The pod report's verdict for an io_uring helper, checked against what its ring's socket
+/// did on a real connection.
+fn check_ring(pod: &Pod, h: &mut Helper) -> serde_json::Value {
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(kernel["ring"], "the ring's socket escapes: {kernel:?}");
+    assert!(!kernel["new-socket"], "{kernel:?}");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["fd"], h.fd("ring"), "{p}");
+    assert_eq!(p["decided_by"]["gid"], 1337, "{p}");
+    p
+}
+
+#[test]
+fn an_io_uring_personality_registered_before_a_drop_is_a_way_out() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start_uring(&pod, "personality");
+    let p = check_ring(&pod, &mut h);
+    assert_eq!(p["decided_by"]["kind"], "ring-personality", "{p}");
+}
+
+#[test]
+fn an_io_uring_sqpoll_thread_keeps_the_credentials_of_the_rings_setup() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start_uring(&pod, "sqpoll");
+    let p = check_ring(&pod, &mut h);
+    assert_eq!(p["decided_by"]["kind"], "ring-sqpoll", "{p}");
+}
+
+#[test]
+fn a_socket_in_an_io_uring_fixed_file_slot_is_held_by_its_process() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start_uring(&pod, "fixed");
+    let p = check_ring(&pod, &mut h);
+    assert_eq!(p["decided_by"]["kind"], "socket", "{p}");
+    assert_eq!(p["decided_by"]["slot"], 0, "{p}");
+}
+
+#[test]
+fn a_connection_from_a_fixed_file_slot_names_its_process() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let h = Helper::start_uring(&pod, "fixed-held");
+    assert_eq!(h.ready["held"]["held"], "B", "{}", h.ready);
+    let r = pod.report();
+    let observed: Vec<&serde_json::Value> = r["netns"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "observed-bypass")
+        .collect();
+    assert_eq!(observed.len(), 1, "{r}");
+    assert_eq!(observed[0]["pid"], h.pid(), "{r}");
+    assert_eq!(process(&r, h.pid())["verdict"], "bypass", "{r}");
+}
+
+#[test]
+fn without_bpf_a_ring_holder_is_unknown_and_the_report_says_why() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start_uring(&pod, "personality");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["pod", "--netns", &pod.path(), "-o", "json"])
+        .env("MESHLEAK_BPF", "off")
+        .output()
+        .unwrap();
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r["owners"]["source"], "inode", "{}", r["owners"]);
+    assert!(
+        r["owners"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("MESHLEAK_BPF"),
+        "{}",
+        r["owners"]
+    );
+    let p = process(&r, h.pid()).clone();
+    assert_eq!(p["verdict"], "unknown", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "ring", "{p}");
+    assert_eq!(out.status.code(), Some(3), "{}", r["incomplete"]);
+    let kernel = h.go();
+    assert!(kernel["ring"], "{kernel:?}");
+}
+
+#[test]
+fn without_bpf_a_held_unconnected_socket_leaves_the_report_incomplete() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    // Its inodes say 0:0 and 10001:10001; only BPF could tell they were made with 1337.
+    let _h = Helper::start(&pod, &[], "fchown", &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["pod", "--netns", &pod.path(), "-o", "json"])
+        .env("MESHLEAK_BPF", "off")
+        .output()
+        .unwrap();
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    let incomplete = r["incomplete"].to_string();
+    assert!(
+        incomplete.contains("3 held, unconnected sockets") && incomplete.contains("fchown"),
+        "{incomplete}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "never an all-clear: {incomplete}"
+    );
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+        .args(["pod", "--netns", &pod.path()])
+        .env("MESHLEAK_BPF", "off")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("owners:") && text.contains("MESHLEAK_BPF=off"),
+        "{text}"
+    );
+}

@@ -27,10 +27,26 @@ impl Helper {
 
     /// Starts the helper in the named network namespace.
     pub fn start_in(ns: &str, wrap: &[&str], scenario: &str, extra: &[&str]) -> Helper {
+        Helper::start_program(ns, wrap, &["/usr/bin/python3", HELPER], scenario, extra)
+    }
+
+    /// Starts the io_uring helper (tests/helpers/uring.c) in the pod, as root.
+    pub fn start_uring(pod: &Pod, scenario: &str) -> Helper {
+        Helper::start_program(&pod.ns, &[], &[uring()], scenario, &[])
+    }
+
+    fn start_program(
+        ns: &str,
+        wrap: &[&str],
+        program: &[&str],
+        scenario: &str,
+        extra: &[&str],
+    ) -> Helper {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(wrap)
-            .args(["/usr/bin/python3", HELPER, scenario, PEER, "80"])
+            .args(program)
+            .args([scenario, PEER, "80"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -84,6 +100,25 @@ impl Drop for Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The io_uring helper, built once per test binary with the system's C compiler.
+fn uring() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/uring.c");
+        let bin = format!("{}/uring-helper", env!("CARGO_TARGET_TMPDIR"));
+        let out = Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o", &bin, src])
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc {src}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
 }
 
 pub fn read_tagged(out: &mut impl BufRead, tag: &str) -> serde_json::Value {

@@ -43,6 +43,7 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
                     r.incomplete
                         .insert(0, format!("processes not read: {}", unread_list(&unread)));
                 }
+                r.incomplete.extend(owners_unverified(s, ns));
                 incomplete.extend(
                     r.incomplete
                         .iter()
@@ -81,9 +82,6 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
             unread_list(&elsewhere)
         ));
     }
-    if let Some(line) = owners_unverified(s) {
-        incomplete.push(line);
-    }
     Report {
         schema_version: SCHEMA_VERSION,
         node: s.node.clone(),
@@ -104,21 +102,20 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
 /// Where owners were read from inodes (no BPF), a held IP socket that has not connected
 /// may carry credentials its inode no longer shows (`fchown`), and its verdict may be
 /// wrong: said, with the sockets counted. A connected one shows in conntrack instead.
-fn owners_unverified(s: &Snapshot) -> Option<String> {
+fn owners_unverified(s: &Snapshot, ns: &NetnsFacts) -> Option<String> {
     if s.owners.source == OwnerSource::FCred {
         return None;
     }
-    let unconnected = s
-        .netns
+    let unconnected = ns
+        .processes
         .iter()
-        .flat_map(|ns| ns.processes.iter().map(move |p| (ns, p)))
-        .flat_map(|(ns, p)| p.sockets.iter().map(move |h| (ns, h)))
-        .filter(
-            |(ns, h)| match ns.sockets.iter().find(|l| l.inode == h.inode) {
-                Some(l) => matches!(l.state.as_str(), "close" | "unconnected"),
-                None => h.probed.is_none_or(|p| p.sends_ip()),
-            },
-        )
+        .flat_map(|p| &p.sockets)
+        .filter(|h| match ns.sockets.iter().find(|l| l.inode == h.inode) {
+            Some(l) => matches!(l.state.as_str(), "close" | "unconnected"),
+            // In no table of the namespace: not bound yet, or of another namespace; a
+            // unix, netlink or packet socket is in its own table, and meets no IP rule.
+            None => h.unlisted && h.probed.is_none_or(|p| p.sends_ip()),
+        })
         .count();
     if unconnected == 0 {
         return None;

@@ -123,6 +123,13 @@ pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
             p.fsuid, p.fsgid
         ),
     }];
+    // Rings before threads: an SQPOLL ring's thread runs with the ring's credentials, and
+    // the ring is the cause to name.
+    for way in rings(p, ns) {
+        if way.decides.is_some() || !out.iter().any(|w| w.identity == way.identity) {
+            out.push(way);
+        }
+    }
     for t in &p.threads {
         let identity = in_owner(ns, t.fsuid, t.fsgid, &t.groups);
         if out.iter().any(|w| w.identity == identity) {
@@ -147,12 +154,20 @@ pub fn ways(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
             _ => {}
         }
     }
-    for way in rings(p, ns) {
-        if way.decides.is_some() || !out.iter().any(|w| w.identity == way.identity) {
-            out.push(way);
-        }
-    }
     out
+}
+
+/// The identity of credentials the process made something with (a socket, a ring's
+/// personality): their supplementary groups are not recorded, so they are taken from a
+/// thread with the same ids, if any; else they are unknown (the second value).
+fn with_groups(p: &ProcessFacts, ns: &NetnsFacts, uid: u32, gid: u32) -> (Identity, bool) {
+    let same_ids = std::iter::once((p.fsuid, p.fsgid, &p.groups))
+        .chain(p.threads.iter().map(|t| (t.fsuid, t.fsgid, &t.groups)))
+        .find(|(u, g, _)| (*u, *g) == (uid, gid));
+    match same_ids {
+        Some((_, _, groups)) => (in_owner(ns, uid, gid, groups), false),
+        None => (in_owner(ns, uid, gid, &[]), true),
+    }
 }
 
 /// The ways out through its io_uring rings: each registered personality and SQPOLL
@@ -163,12 +178,13 @@ fn rings(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
     for ring in &p.rings {
         let fd = ring.fd;
         for c in &ring.personalities {
+            let (identity, groups_unknown) = with_groups(p, ns, c.fsuid, c.fsgid);
             out.push(Way {
                 decides: None,
                 cites: Vec::new(),
                 source: Source::RingPersonality { fd, id: c.id },
-                identity: in_owner(ns, c.fsuid, c.fsgid, &[]),
-                groups_unknown: true,
+                identity,
+                groups_unknown,
                 why: format!(
                     "io_uring fd {fd} has personality {} registered with uid {} gid {}: a request naming it creates sockets with those credentials, whatever the process runs as now ({}:{})",
                     c.id, c.fsuid, c.fsgid, p.fsuid, p.fsgid
@@ -176,12 +192,13 @@ fn rings(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
             });
         }
         if let Some(c) = ring.sqpoll {
+            let (identity, groups_unknown) = with_groups(p, ns, c.fsuid, c.fsgid);
             out.push(Way {
                 decides: None,
                 cites: Vec::new(),
                 source: Source::RingSqpoll { fd },
-                identity: in_owner(ns, c.fsuid, c.fsgid, &[]),
-                groups_unknown: true,
+                identity,
+                groups_unknown,
                 why: format!(
                     "io_uring fd {fd} submits through an SQPOLL thread with its creator's credentials, uid {} gid {}: sockets its requests create get them",
                     c.fsuid, c.fsgid
@@ -286,15 +303,7 @@ pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> 
             }
         }
     };
-    // The creator's supplementary groups are those of a thread with the same ids, if any.
-    let same_ids = std::iter::once((p.fsuid, p.fsgid, &p.groups))
-        .chain(p.threads.iter().map(|t| (t.fsuid, t.fsgid, &t.groups)))
-        .find(|(u, g, _)| (*u, *g) == (s.uid, s.gid));
-    let (groups, groups_unknown) = match same_ids {
-        Some((_, _, groups)) => (groups.as_slice(), false),
-        None => (&[][..], true),
-    };
-    let identity = in_owner(ns, s.uid, s.gid, groups);
+    let (identity, groups_unknown) = with_groups(p, ns, s.uid, s.gid);
     let why = match source {
         Source::UnknownSocket { .. } => format!(
             "socket ({place}) {created} is in none of this namespace's socket tables and could not be inspected; the process is now {now}"
