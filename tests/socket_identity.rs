@@ -337,8 +337,17 @@ fn a_connection_through_a_socket_made_exempt_names_the_socket_as_the_cause() {
     if !is_root() {
         return;
     }
+    for how in ["gid-1337-then-drop", "gid-1337-fchown"] {
+        connection_through_exempt_socket(how);
+    }
+}
+
+/// A connection through a socket made with fsgid 1337 (`how`: then dropped; then also
+/// fchowned to 10001, so its inode says 10001:10001): the cause is the socket's own
+/// credentials, never "the rules changed".
+fn connection_through_exempt_socket(how: &str) {
     let pod = pod();
-    let h = Helper::start(&pod, &[], "hold", &["gid-1337-then-drop"]);
+    let h = Helper::start(&pod, &[], "hold", &[how]);
     assert_eq!(h.ready["held"]["held"], "B", "the kernel let it out");
     let (code, out, err) = meshleak(&["pod", "--netns", &pod.path(), "-o", "json"]);
     let r = json(&out);
@@ -849,4 +858,69 @@ fn without_bpf_a_held_unconnected_socket_leaves_the_report_incomplete() {
         text.contains("owners:") && text.contains("MESHLEAK_BPF=off"),
         "{text}"
     );
+}
+
+#[test]
+fn a_unix_socket_to_a_relay_in_an_unmeshed_namespace_is_a_way_out() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let peer = format!("{}p", pod.ns);
+    // The relay lives in the peer's namespace, which has no capture, and forwards what
+    // it is handed to the peer's server; its path socket is reachable from the pod.
+    let path = format!("/tmp/meshleak-relay-{}.sock", pod.ns);
+    let _ = std::fs::remove_file(&path);
+    let mut relay = Command::new("ip")
+        .args(["netns", "exec", &peer, "socat"])
+        .arg(format!("UNIX-LISTEN:{path},fork,mode=777"))
+        .arg("TCP:127.0.0.1:80")
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if std::path::Path::new(&path).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut h = Helper::start(&pod, &[], "relay", &[&path]);
+    common::pod::settle();
+    // The whole node: the relay's namespace is read, and it is not meshed.
+    let (code, out, err) = meshleak(&["scan", "-o", "json"]);
+    let node = json(&out);
+    let ns = common::pod::netns_of(&node, &pod);
+    let p = ns["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == h.pid())
+        .unwrap_or_else(|| panic!("{ns}"))
+        .clone();
+    let f: Vec<&serde_json::Value> = ns["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "unix-relay" && f["pid"] == h.pid())
+        .collect();
+    // One pod alone: the relay's namespace is not read, so the verdict is unknown.
+    let alone = pod.report();
+    let kernel = h.go();
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        kernel["relay"],
+        "the line reached the peer past the mesh: {kernel:?}"
+    );
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "unix-relay", "{p}");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(f.len(), 1, "{ns}");
+    assert_eq!(f[0]["severity"], "high", "{}", f[0]);
+    let message = f[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("socat (pid") && message.contains("not meshed"),
+        "{message}"
+    );
+    assert_eq!(process(&alone, h.pid())["verdict"], "unknown", "{alone}");
 }

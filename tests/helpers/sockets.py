@@ -69,6 +69,7 @@ def main():
     threads = {}   # label -> (tid, function run at go)
     results = {}
     held = {}      # label -> answer of a connection made before `ready`, kept open
+    relay = {}     # label -> connected unix socket, spoken through at `go`
     kept = []
     go = threading.Event()
 
@@ -94,6 +95,13 @@ def main():
         libc.setfsgid(1337)
         sockets["setgid-binary"] = tcp()
         os.fchown(sockets["setgid-binary"].fileno(), 10001, 10001)
+        drop_all(10001, 10001)
+    elif scenario == "relay":
+        # Connected to a path unix socket (argv[4]) whose listener may live in another
+        # network namespace; at `go`, the line goes through it.
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.connect(sys.argv[4])
+        relay["relay"] = u
         drop_all(10001, 10001)
     elif scenario == "bind":
         # Bound, not connected, to a source port given: the rules may exempt it.
@@ -192,11 +200,14 @@ def main():
         listening = l  # noqa: F841 (held open)
     elif scenario == "hold":
         # A connection made now and kept open; optionally through a socket created with
-        # fsgid 1337 before dropping for good.
-        if sys.argv[4:] == ["gid-1337-then-drop"]:
+        # fsgid 1337 before dropping for good (and fchowned to 10001, to hide it).
+        how = sys.argv[4] if len(sys.argv) > 4 else ""
+        if how in ("gid-1337-then-drop", "gid-1337-fchown"):
             libc.setfsgid(1337)
             s = tcp()
             libc.setfsgid(0)
+            if how == "gid-1337-fchown":
+                os.fchown(s.fileno(), 10001, 10001)
             drop_all(10001, 10001)
         else:
             s = tcp()
@@ -224,6 +235,7 @@ def main():
 
     fds = {k: s.fileno() for k, s in sockets.items()}
     fds.update(results.pop("fds", {}))
+    fds.update({k: u.fileno() for k, u in relay.items()})
     print("ready " + json.dumps({"pid": os.getpid(), "fds": fds,
                                  "tids": {k: v for k, v in threads.items()},
                                  "held": held}), flush=True)
@@ -244,7 +256,11 @@ def main():
     results["new-socket"] = talk(tcp(), dst)
     for label, s in sockets.items():
         results[label] = talk(s, dst)
-    while len(results) < 1 + len(sockets) + len(threads):
+    for label, u in relay.items():
+        u.settimeout(2)
+        u.sendall(b"x\n")
+        results[label] = u.recv(16).decode().strip() or "empty"
+    while len(results) < 1 + len(sockets) + len(threads) + len(relay):
         threading.Event().wait(0.05)
     print("result " + json.dumps(results), flush=True)
     sys.stdin.read()

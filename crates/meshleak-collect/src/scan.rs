@@ -91,7 +91,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             }
         })?;
 
-    let owners = kernel_view(&opts.proc_root, &mut listing.processes);
+    let owners = kernel_view(&opts.proc_root, host, &mut listing.processes);
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
         all.entry(found.netns)
@@ -248,7 +248,11 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
 /// Puts the kernel's view of every process's files (BPF, read after the /proc walk, so
 /// every socket seen there is in it unless closed since) into the processes read; where
 /// BPF cannot be used, says why, and their rings' credentials stay unread for that reason.
-fn kernel_view(proc_root: &std::path::Path, found: &mut [procs::Found]) -> OwnersRead {
+fn kernel_view(
+    proc_root: &std::path::Path,
+    host: Option<u64>,
+    found: &mut [procs::Found],
+) -> OwnersRead {
     let same_pidns = std::fs::read_link(proc_root.join("self"))
         .is_ok_and(|l| l.to_str() == Some(std::process::id().to_string().as_str()));
     let view = if same_pidns {
@@ -262,7 +266,7 @@ fn kernel_view(proc_root: &std::path::Path, found: &mut [procs::Found]) -> Owner
     match view {
         Ok(view) => {
             for f in found.iter_mut() {
-                view.apply(&mut f.facts);
+                view.apply(&mut f.facts, f.netns, host, proc_root);
             }
             OwnersRead {
                 source: OwnerSource::FCred,

@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::Path;
 use std::sync::Mutex;
 
 use aya::programs::Iter;
 use aya::{Btf, Ebpf};
 use meshleak_core::snapshot::{
-    HeldSocket, OwnerSource, ProbedSocket, ProcessFacts, RingCred, RingFacts,
+    HeldSocket, OwnerSource, PeerHolder, ProbedSocket, ProcessFacts, RingCred, RingFacts, UnixPeer,
 };
 use meshleak_core::taskfiles::{self, Kind, Record, Sock};
 
@@ -29,6 +30,8 @@ static LOADED: Mutex<Option<Result<Ebpf, String>>> = Mutex::new(None);
 pub struct KernelFiles {
     sockets: HashMap<(u32, u64), Record>,
     rings: HashMap<u32, Vec<Ring>>,
+    /// Who holds each socket, by inode: the far end of a unix socket is found here.
+    holders: HashMap<u64, Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -121,9 +124,15 @@ impl KernelFiles {
                 Kind::Socket => {
                     if let Some(s) = r.sock {
                         out.sockets.insert((r.tgid, s.ino), r);
+                        out.holders.entry(s.ino).or_default().push(r.tgid);
                     }
                 }
-                Kind::Fixed => ring.fixed.push(r),
+                Kind::Fixed => {
+                    if let Some(s) = r.sock {
+                        out.holders.entry(s.ino).or_default().push(r.tgid);
+                    }
+                    ring.fixed.push(r);
+                }
                 Kind::Personality => ring.personalities.push(cred(&r)),
                 Kind::Sqpoll => ring.sqpoll = Some(RingCred { id: 0, ..cred(&r) }),
                 Kind::Ring => {
@@ -151,11 +160,17 @@ impl KernelFiles {
     /// Puts the kernel's view into a process read from /proc: each held socket's owner
     /// becomes its `f_cred`, with where it is bound and its unix peer; its rings get their
     /// credentials, and their fixed-file sockets join its held sockets. A socket the pass
-    /// did not see (made after it) keeps its inode's owner, marked so.
-    pub fn apply(&self, p: &mut ProcessFacts) {
+    /// did not see (made after it) keeps its inode's owner, marked so. `netns` is the
+    /// process's network namespace; a unix socket connected to one of another namespace
+    /// gets its peer's holders (read under `proc_root`), `host` naming the host's.
+    pub fn apply(&self, p: &mut ProcessFacts, netns: u64, host: Option<u64>, proc_root: &Path) {
         for s in &mut p.sockets {
             if let Some(r) = self.sockets.get(&(p.pid, s.inode)) {
                 set_owner(s, r);
+                s.unix_peer = r
+                    .sock
+                    .and_then(|sock| sock.peer)
+                    .and_then(|(inode, _)| self.peer_elsewhere(inode, netns, host, proc_root));
             }
         }
         let Some(rings) = self.rings.get(&p.pid) else {
@@ -200,6 +215,48 @@ impl KernelFiles {
     }
 }
 
+impl KernelFiles {
+    /// The peer of a unix socket, when the processes holding it live in another network
+    /// namespace than `netns`. Where the peer socket was made does not tell: the kernel
+    /// makes a connection's server end in the connecting side's namespace.
+    fn peer_elsewhere(
+        &self,
+        inode: u64,
+        netns: u64,
+        host: Option<u64>,
+        proc_root: &Path,
+    ) -> Option<UnixPeer> {
+        let mut pids = self.holders.get(&inode).cloned().unwrap_or_default();
+        pids.sort_unstable();
+        pids.dedup();
+        let mut there = None;
+        let mut holders = Vec::new();
+        for pid in pids {
+            let dir = proc_root.join(pid.to_string());
+            let Ok(ns) = super::procs::netns_inode(&dir.join("ns/net")) else {
+                continue;
+            };
+            if ns == netns {
+                continue;
+            }
+            there.get_or_insert(ns);
+            holders.push(PeerHolder {
+                pid,
+                comm: std::fs::read_to_string(dir.join("comm"))
+                    .map(|c| c.trim_end().to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        let there = there?;
+        Some(UnixPeer {
+            inode,
+            netns: there,
+            host: host == Some(there),
+            holders,
+        })
+    }
+}
+
 /// A held socket's owner, address, peer and kind, as the kernel keeps them. `s.uid` and
 /// `s.gid` hold the inode's owner as `stat` read it.
 fn set_owner(s: &mut HeldSocket, r: &Record) {
@@ -213,7 +270,6 @@ fn set_owner(s: &mut HeldSocket, r: &Record) {
     s.bound = sock
         .local
         .filter(|(addr, port)| *port != 0 || !addr.is_unspecified());
-    s.unix_peer = sock.peer.map(|(ino, netns)| (ino, u64::from(netns)));
     s.probed = Some(probed(&sock));
 }
 

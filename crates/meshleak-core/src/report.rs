@@ -27,8 +27,25 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
         ));
     }
     let memo = Memo::default();
+    let meshed: std::collections::BTreeMap<u64, bool> = s
+        .netns
+        .iter()
+        .map(|ns| {
+            (
+                ns.inode,
+                meshes::detect(&ns.rules, &ns.local_addrs()).is_some(),
+            )
+        })
+        .collect();
     let reports = crate::parallel::map(&s.netns, |ns| {
-        netns_report(ns, &visitors(s, ns), &s.containers, &s.kernel, &memo)
+        netns_report(
+            ns,
+            &visitors(s, ns),
+            &s.containers,
+            &s.kernel,
+            &memo,
+            &meshed,
+        )
     });
     let mut netns = Vec::with_capacity(reports.len());
     for (ns, r) in s.netns.iter().zip(reports) {
@@ -202,8 +219,11 @@ fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
     for f in findings.iter().filter(|f| {
         matches!(
             f.kind,
-            FindingKind::ObservedBypass | FindingKind::PolicyRouted | FindingKind::PacketSocket
-        )
+            FindingKind::ObservedBypass
+                | FindingKind::PolicyRouted
+                | FindingKind::PacketSocket
+                | FindingKind::UnixRelay
+        ) && f.severity != Severity::Low
     }) {
         let Some(p) = processes.iter_mut().find(|p| Some(p.facts.pid) == f.pid) else {
             continue;
@@ -217,13 +237,27 @@ fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
             continue;
         }
         let held = p.facts.sockets.iter().find(|s| Some(s.inode) == f.socket);
-        p.verdict = ProcessVerdict::Bypass;
+        if f.kind == FindingKind::UnixRelay && f.severity == Severity::Medium {
+            if p.verdict == ProcessVerdict::Unknown {
+                continue;
+            }
+            p.verdict = ProcessVerdict::Unknown;
+        } else {
+            p.verdict = ProcessVerdict::Bypass;
+        }
         p.reasons = f.rules.clone();
-        if f.kind == FindingKind::PacketSocket {
+        if matches!(f.kind, FindingKind::PacketSocket | FindingKind::UnixRelay) {
             p.decided_by = held.map(|s| DecidedBy {
-                source: Source::PacketSocket {
-                    fd: s.fd,
-                    inode: s.inode,
+                source: if f.kind == FindingKind::PacketSocket {
+                    Source::PacketSocket {
+                        fd: s.fd,
+                        inode: s.inode,
+                    }
+                } else {
+                    Source::UnixRelay {
+                        fd: s.fd,
+                        inode: s.inode,
+                    }
                 },
                 uid: p.identity.uid,
                 gid: p.identity.gid,
@@ -388,6 +422,7 @@ fn netns_report(
     containers: &[ContainerFacts],
     kernel: &str,
     memo: &Memo,
+    meshed: &std::collections::BTreeMap<u64, bool>,
 ) -> Result<NetnsReport, analyze::TooLarge> {
     if let Some(why) = &ns.rules_unread {
         return Ok(unjudged(ns, containers, why));
@@ -550,6 +585,7 @@ fn netns_report(
         mesh: mesh.as_ref(),
         processes: &processes,
         kernel,
+        meshed,
     });
     evidence_verdicts(&mut processes, &findings);
     let mut families: Vec<&'static str> = a.captured_on.iter().map(|c| c.family).collect();

@@ -542,9 +542,10 @@ pub struct HeldSocket {
     /// any fd table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_slot: Option<u32>,
-    /// A unix socket's peer: its inode and the network namespace it was made in.
+    /// A unix socket connected to one of another network namespace (path sockets cross
+    /// namespaces; a passed descriptor does too): that process can send for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unix_peer: Option<(u64, u64)>,
+    pub unix_peer: Option<UnixPeer>,
     /// The thread whose private fd table (`unshare(CLONE_FILES)`) holds it; `None`: the
     /// process's own table.
     #[serde(default)]
@@ -558,6 +559,25 @@ pub struct HeldSocket {
     /// packet).
     #[serde(default)]
     pub unlisted: bool,
+}
+
+/// The far end of a unix socket, held by processes of another network namespace than
+/// its holder's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixPeer {
+    pub inode: u64,
+    /// The network namespace its holders live in.
+    pub netns: u64,
+    /// Whether that is the host's namespace.
+    pub host: bool,
+    /// The processes of that namespace holding the peer socket.
+    pub holders: Vec<PeerHolder>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHolder {
+    pub pid: u32,
+    pub comm: String,
 }
 
 /// Where a held socket's owner was read from.

@@ -41,6 +41,9 @@ pub enum Source {
     Ring { fd: u32 },
     /// A packet socket: what it sends skips netfilter altogether.
     PacketSocket { fd: u32, inode: u64 },
+    /// A unix socket connected to a process of another network namespace, which can send
+    /// for it from there (`unix-relay`).
+    UnixRelay { fd: u32, inode: u64 },
     /// A socket of another network namespace: its traffic never meets this one's rules.
     ForeignSocket {
         fd: u32,

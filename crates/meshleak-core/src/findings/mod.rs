@@ -55,6 +55,9 @@ pub struct Context<'a> {
     pub processes: &'a [Judged<'a>],
     /// The kernel release (`6.1.0-...`).
     pub kernel: &'a str,
+    /// The snapshot's other namespaces, by inode, and whether a mesh captures each: where a
+    /// unix socket's peer lives decides whether what it relays is captured.
+    pub meshed: &'a std::collections::BTreeMap<u64, bool>,
 }
 
 impl<'a> Context<'a> {
@@ -149,6 +152,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     capabilities(c, mesh, &mut out);
     foreign_rules(c, mesh, &mut out);
     observed::observed_bypass(c, &mut out);
+    unix_relay(c, &mut out);
     out.sort_by_key(|f| f.severity);
     out
 }
@@ -703,6 +707,61 @@ fn owner_changed(c: &Context, out: &mut Vec<Finding>) {
                 )],
                 socket: Some(s.inode),
                 remedy: "find why the app disguises its socket's owner; judge it by the credentials it was made with".into(),
+            });
+        }
+    }
+}
+
+/// `unix-relay`: an app holds a unix socket connected to one of another network
+/// namespace (a path socket crosses namespaces; a passed descriptor does too): the peer's
+/// process can send whatever the app hands it, from where the peer lives. The host's
+/// namespace and an unmeshed one capture nothing: `high`, and the app bypasses; where
+/// meshedness is not known (a namespace this scan did not read), `medium` and `unknown`;
+/// a meshed one judges the peer by its own rules: `low`.
+fn unix_relay(c: &Context, out: &mut Vec<Finding>) {
+    for p in c.apps() {
+        for s in &p.facts.sockets {
+            let Some(peer) = &s.unix_peer else { continue };
+            let meshed = if peer.host {
+                Some(false)
+            } else {
+                c.meshed.get(&peer.netns).copied()
+            };
+            let (severity, state) = match meshed {
+                Some(false) if peer.host => {
+                    (Severity::High, "the host's, where nothing is captured")
+                }
+                Some(false) => (Severity::High, "not meshed: nothing is captured there"),
+                None => (
+                    Severity::Medium,
+                    "not read by this scan: whether it is captured is unknown",
+                ),
+                Some(true) => (
+                    Severity::Low,
+                    "meshed: the peer's own verdict judges what it sends",
+                ),
+            };
+            let holders = peer
+                .holders
+                .iter()
+                .map(|h| format!("{} (pid {})", h.comm, h.pid))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(Finding {
+                kind: FindingKind::UnixRelay,
+                severity,
+                pid: Some(p.facts.pid),
+                message: format!(
+                    "{} is connected over a unix socket to {holders} in network namespace {} ({state}): what it hands over leaves from there",
+                    p.facts.comm, peer.netns
+                ),
+                rules: Vec::new(),
+                evidence: vec![format!(
+                    "fd {}, socket:[{}] connected to socket:[{}] of network namespace {}",
+                    s.fd, s.inode, peer.inode, peer.netns
+                )],
+                socket: Some(s.inode),
+                remedy: "do not mount sockets of node daemons or other pods into the app's container (hostPath, shared volumes); if the peer must relay, mesh it".into(),
             });
         }
     }
