@@ -52,6 +52,12 @@ pub(super) struct SourceMode {
     pub mode: String,
 }
 
+/// Where held sockets' owners were read from (`f-cred`, `inode`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OwnersFrom {
+    pub source: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PodLabels {
     pub namespace: String,
@@ -100,6 +106,8 @@ pub(super) struct Metrics {
     pub process_events: Counter,
     /// 1 for each source's current mode.
     sources: Family<SourceMode, Gauge>,
+    /// 1 for where the last scan read socket owners from.
+    owners: Family<OwnersFrom, Gauge>,
 }
 
 impl Metrics {
@@ -124,6 +132,7 @@ impl Metrics {
         let overruns = Counter::default();
         let process_events = Counter::default();
         let sources = Family::<SourceMode, Gauge>::default();
+        let owners = Family::<OwnersFrom, Gauge>::default();
         for cause in ["namespace", "rules", "processes", "followed"] {
             let _ = rescans.get_or_create(&Cause {
                 cause: cause.into(),
@@ -220,6 +229,11 @@ impl Metrics {
             "1 for each event source's mode: events (seen at once), polling, failed (seen at the next scan only)",
             sources.clone(),
         );
+        registry.register(
+            "socket_owners",
+            "1 for where the last scan read held sockets' owners from: f-cred (each socket file's credentials, what owner matches compare, through meshleak's BPF iterator) or inode (stat: BPF could not load, and fchown can hide a socket's creator)",
+            owners.clone(),
+        );
         let pod_bypassing = pod_labels.then(|| {
             let f = Family::<PodLabels, Gauge>::default();
             registry.register(
@@ -258,6 +272,7 @@ impl Metrics {
             overruns,
             process_events,
             sources,
+            owners,
         }
     }
 
@@ -277,6 +292,12 @@ impl Metrics {
     /// Sets the gauges from a scan's report (series that went to zero are removed).
     pub(super) fn observe(&self, r: &Report) {
         self.namespaces.set(r.netns.len() as i64);
+        self.owners.clear();
+        self.owners
+            .get_or_create(&OwnersFrom {
+                source: r.owners.source.name().into(),
+            })
+            .set(1);
         for (kind, n) in [
             ("netns", r.unread_netns),
             ("process", r.unread_processes),

@@ -591,6 +591,16 @@ pub enum OwnerSource {
     Inode,
 }
 
+impl OwnerSource {
+    /// As reports and metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OwnerSource::FCred => "f-cred",
+            OwnerSource::Inode => "inode",
+        }
+    }
+}
+
 /// An io_uring ring a process holds: requests on it may create sockets with a registered
 /// personality's credentials or, with SQPOLL, its submission thread's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
