@@ -700,7 +700,14 @@ fn a_socket_bound_to_an_exempt_source_port_is_a_way_out_before_it_connects() {
     }
     let pod = pod();
     pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -p tcp --sport 15000:15100 -j RETURN\nCOMMIT\n");
-    let mut h = Helper::start(&pod, &[], "bind", &["15050"]);
+    // A listener sharing the port does not make the bound socket an accepted one.
+    for extra in [&[][..], &["listener"][..]] {
+        bound_exempt(&pod, extra);
+    }
+}
+
+fn bound_exempt(pod: &Pod, extra: &[&str]) {
+    let mut h = Helper::start(pod, &[], "bind", &[&["15050"], extra].concat());
     let r = pod.report();
     let p = process(&r, h.pid()).clone();
     let kernel = h.go();
@@ -718,7 +725,7 @@ fn a_socket_bound_to_an_exempt_source_port_is_a_way_out_before_it_connects() {
             .contains("15000:15100"),
         "{p}"
     );
-    let found = findings_of(&r, "bound-exempt-port", h.pid());
+    let found = findings_of(&r, "held-socket-exempt", h.pid());
     assert_eq!(found.len(), 1, "{r}");
     assert!(
         findings_of(&r, "identity-exempt", h.pid()).is_empty(),
@@ -923,4 +930,107 @@ fn a_unix_socket_to_a_relay_in_an_unmeshed_namespace_is_a_way_out() {
         "{message}"
     );
     assert_eq!(process(&alone, h.pid())["verdict"], "unknown", "{alone}");
+}
+
+#[test]
+fn a_socket_marked_before_dropping_net_admin_carries_the_exempt_mark() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    // The mark exemption some meshes use for their proxy.
+    pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -m mark --mark 0x539/0xfff -j RETURN\nCOMMIT\n");
+    let mut h = Helper::start(&pod, &[], "mark", &["0x539"]);
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(
+        kernel["marked"],
+        "the kernel lets the marked socket out: {kernel:?}"
+    );
+    assert!(!kernel["new-socket"], "{kernel:?}");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["fd"], h.fd("marked"), "{p}");
+    assert!(
+        p["decided_by"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("mark 0x539"),
+        "{p}"
+    );
+    assert!(
+        p["reasons"][0]["rule"].as_str().unwrap().contains("0x539"),
+        "{p}"
+    );
+    assert_eq!(
+        findings_of(&r, "held-socket-exempt", h.pid()).len(),
+        1,
+        "{r}"
+    );
+}
+
+/// A relay in the peer's (unmeshed) namespace that accepts only when told.
+const LAZY_RELAY: &str = r#"
+import os, socket, sys
+l = socket.socket(socket.AF_UNIX)
+l.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+l.listen()
+print("ready", flush=True)
+sys.stdin.readline()
+c, _ = l.accept()
+t = socket.create_connection(("127.0.0.1", 80))
+t.sendall(c.recv(16))
+c.sendall(t.recv(16))
+print("relayed", flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn a_unix_connection_not_accepted_yet_names_the_relays_listener() {
+    if !is_root() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let pod = pod();
+    let peer = format!("{}p", pod.ns);
+    let path = format!("/tmp/meshleak-lazy-{}.sock", pod.ns);
+    let _ = std::fs::remove_file(&path);
+    let mut relay = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &peer,
+            "/usr/bin/python3",
+            "-c",
+            LAZY_RELAY,
+            &path,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(relay.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut h = Helper::start(&pod, &[], "relay", &[&path]);
+    let (_, out, _) = meshleak(&["scan", "-o", "json"]);
+    let node = json(&out);
+    let ns = common::pod::netns_of(&node, &pod);
+    let p = ns["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == h.pid())
+        .unwrap_or_else(|| panic!("{ns}"))
+        .clone();
+    writeln!(relay.stdin.as_mut().unwrap()).unwrap();
+    let kernel = h.go();
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(kernel["relay"], "{kernel:?}");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "unix-relay", "{p}");
 }

@@ -104,10 +104,24 @@ def main():
         relay["relay"] = u
         drop_all(10001, 10001)
     elif scenario == "bind":
-        # Bound, not connected, to a source port given: the rules may exempt it.
+        # Bound, not connected, to a source port given: the rules may exempt it. With
+        # `listener`, a listener shares the port (SO_REUSEADDR on both).
         s = tcp()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", int(sys.argv[4])))
         sockets["bound"] = s
+        if sys.argv[5:] == ["listener"]:
+            l = tcp()
+            l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            l.bind(("0.0.0.0", int(sys.argv[4])))
+            l.listen()
+            kept.append(l)
+        drop_all(10001, 10001)
+    elif scenario == "mark":
+        # SO_MARK set while root (CAP_NET_ADMIN), then every id and capability dropped.
+        s = tcp()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(sys.argv[4], 0))
+        sockets["marked"] = s
         drop_all(10001, 10001)
     elif scenario == "fork":
         libc.setfsgid(1337)

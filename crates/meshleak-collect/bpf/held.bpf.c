@@ -49,6 +49,9 @@ struct sock_common {
 	__u16 skc_num;
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
+	unsigned char skc_reuse : 4;
+	unsigned char skc_reuseport : 1;
+	unsigned char skc_ipv6only : 1;
 	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
@@ -57,19 +60,22 @@ struct socket;
 struct sock {
 	struct sock_common __sk_common;
 	struct socket *sk_socket;
+	__u32 sk_mark;
 	__u16 sk_protocol;
 	__u16 sk_type;
 } CORE;
 struct socket { short type; struct sock *sk; struct file *file; } CORE;
 struct socket_alloc { struct socket socket; struct inode vfs_inode; } CORE;
-struct unix_sock { struct sock sk; struct sock *peer; } CORE;
+struct unix_sock { struct sock sk; struct sock *peer; struct sock *listener; } CORE;
 struct upid { int nr; } CORE;
 struct pid { unsigned int level; struct upid numbers[1]; } CORE;
+struct nsproxy { struct net *net_ns; } CORE;
 struct task_struct {
 	int pid;
 	int tgid;
 	struct pid *thread_pid;
 	struct task_struct *group_leader;
+	struct nsproxy *nsproxy;
 } CORE;
 struct xarray { void *xa_head; } CORE;
 struct xa_node { unsigned char shift; void *slots[64]; } CORE;
@@ -141,11 +147,15 @@ struct record {
 	__u8 raddr[16];
 	__u64 peer_ino; // a unix socket's peer
 	__u32 peer_netns;
-	__u32 pad;
+	__u32 task_netns; // the network namespace the holding task lives in
+	__u32 mark;       // SO_MARK
+	__u32 sock_flags; // SOCK_V6ONLY
 };
 
 // meshleak-core's taskfiles::RECORD_SIZE.
-_Static_assert(sizeof(struct record) == 128, "the record layout meshleak-core decodes");
+_Static_assert(sizeof(struct record) == 136, "the record layout meshleak-core decodes");
+
+#define SOCK_V6ONLY 1
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -207,6 +217,7 @@ __noinline int fill_socket(struct record *r, __u64 addr)
 	r->protocol = BPF_CORE_READ(sk, sk_protocol);
 	r->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	r->mark = BPF_CORE_READ(sk, sk_mark);
 	if (r->family == AF_INET || r->family == AF_INET6) {
 		r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
@@ -219,12 +230,22 @@ __noinline int fill_socket(struct record *r, __u64 addr)
 		} else {
 			BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 			BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+			if (BPF_CORE_READ_BITFIELD_PROBED(&sk->__sk_common, skc_ipv6only))
+				r->sock_flags |= SOCK_V6ONLY;
 		}
 	} else if (r->family == AF_UNIX) {
 		struct unix_sock *u = (void *)sk;
 		struct sock *peer = BPF_CORE_READ(u, peer);
 		if (peer) {
 			r->peer_ino = sock_ino(peer);
+			// Not accepted yet: the connection waits in its listener's queue, and the
+			// listener's holder is who will take it (6.10+ keeps the listener).
+			if (!r->peer_ino && bpf_core_field_exists(u->listener)) {
+				struct unix_sock *embryo = (void *)peer;
+				struct sock *listener = BPF_CORE_READ(embryo, listener);
+				if (listener)
+					r->peer_ino = sock_ino(listener);
+			}
 			r->peer_netns = BPF_CORE_READ(peer, __sk_common.skc_net.net, ns.inum);
 		}
 	}
@@ -312,6 +333,7 @@ int held_files(struct bpf_iter__task_file *ctx)
 	r.tid = pid_in_ns(task, level);
 	r.tgid = pid_in_ns(BPF_CORE_READ(task, group_leader), level);
 	r.fd = ctx->fd;
+	r.task_netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	if (fill_socket(&r, file_addr)) {
 		r.kind = REC_SOCKET;
 		bpf_seq_write(seq, &r, sizeof(r));

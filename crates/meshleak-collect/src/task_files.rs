@@ -30,8 +30,9 @@ static LOADED: Mutex<Option<Result<Ebpf, String>>> = Mutex::new(None);
 pub struct KernelFiles {
     sockets: HashMap<(u32, u64), Record>,
     rings: HashMap<u32, Vec<Ring>>,
-    /// Who holds each socket, by inode: the far end of a unix socket is found here.
-    holders: HashMap<u64, Vec<u32>>,
+    /// Who holds each socket, by inode, and the network namespace each lives in: the far
+    /// end of a unix socket is found here.
+    holders: HashMap<u64, Vec<(u32, u64)>>,
 }
 
 #[derive(Debug)]
@@ -124,12 +125,18 @@ impl KernelFiles {
                 Kind::Socket => {
                     if let Some(s) = r.sock {
                         out.sockets.insert((r.tgid, s.ino), r);
-                        out.holders.entry(s.ino).or_default().push(r.tgid);
+                        out.holders
+                            .entry(s.ino)
+                            .or_default()
+                            .push((r.tgid, u64::from(r.task_netns)));
                     }
                 }
                 Kind::Fixed => {
                     if let Some(s) = r.sock {
-                        out.holders.entry(s.ino).or_default().push(r.tgid);
+                        out.holders
+                            .entry(s.ino)
+                            .or_default()
+                            .push((r.tgid, u64::from(r.task_netns)));
                     }
                     ring.fixed.push(r);
                 }
@@ -226,23 +233,22 @@ impl KernelFiles {
         host: Option<u64>,
         proc_root: &Path,
     ) -> Option<UnixPeer> {
-        let mut pids = self.holders.get(&inode).cloned().unwrap_or_default();
-        pids.sort_unstable();
-        pids.dedup();
+        let mut held = self.holders.get(&inode).cloned().unwrap_or_default();
+        held.sort_unstable();
+        held.dedup();
         let mut there = None;
         let mut holders = Vec::new();
-        for pid in pids {
-            let dir = proc_root.join(pid.to_string());
-            let Ok(ns) = super::procs::netns_inode(&dir.join("ns/net")) else {
-                continue;
-            };
-            if ns == netns {
+        for (pid, ns) in held {
+            if ns == netns || ns == 0 {
                 continue;
             }
-            there.get_or_insert(ns);
+            // Held from several other namespaces (rare): the first one's holders are named.
+            if *there.get_or_insert(ns) != ns {
+                continue;
+            }
             holders.push(PeerHolder {
                 pid,
-                comm: std::fs::read_to_string(dir.join("comm"))
+                comm: std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
                     .map(|c| c.trim_end().to_string())
                     .unwrap_or_default(),
             });
@@ -267,6 +273,8 @@ fn set_owner(s: &mut HeldSocket, r: &Record) {
     }
     (s.uid, s.gid) = f_cred;
     s.owner_source = OwnerSource::FCred;
+    s.mark = Some(sock.mark);
+    s.v6only = (sock.family == 10).then_some(sock.v6only);
     s.bound = sock
         .local
         .filter(|(addr, port)| *port != 0 || !addr.is_unspecified());

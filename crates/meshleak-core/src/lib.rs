@@ -19,6 +19,7 @@ pub mod eval;
 pub mod explain;
 pub mod findings;
 pub mod fuzzing;
+pub mod held;
 pub mod json;
 pub mod meshes;
 pub mod model;

@@ -454,12 +454,12 @@ fn netns_report(
         ids
     };
     let a = memo.analyze(&ns.rules, &identities)?;
-    // Sockets already bound to an exempt source port: judged by the port, not identity.
+    // Unconnected sockets that already carry an exempt source port or mark.
     let all_ways: Vec<Vec<Way>> = all_ways
         .into_iter()
         .zip(&members)
         .map(|(mut w, p)| {
-            w.extend(ways::bound_exempt(p, ns, &a.exemptions));
+            w.extend(crate::held::escapes(p, ns));
             w
         })
         .collect();

@@ -202,7 +202,7 @@ named_enum! {
         RulesTooLarge = "rules-too-large",
         ObservedBypass = "observed-bypass",
         ForeignSocket = "foreign-socket",
-        BoundExemptPort = "bound-exempt-port",
+        HeldSocketExempt = "held-socket-exempt",
         OwnerChanged = "owner-changed",
         UnixRelay = "unix-relay",
     }
@@ -229,7 +229,7 @@ impl FindingKind {
                 | FindingKind::Ipv4Uncaptured
                 | FindingKind::PacketSocket
                 | FindingKind::ForeignSocket
-                | FindingKind::BoundExemptPort
+                | FindingKind::HeldSocketExempt
                 | FindingKind::UnixRelay
         )
     }

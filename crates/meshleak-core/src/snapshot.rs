@@ -538,6 +538,13 @@ pub struct HeldSocket {
     /// `connect` that picked them): a source port the rules exempt is a way out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound: Option<(IpAddr, u16)>,
+    /// Its mark (SO_MARK), the initial mark of what it sends: set while the process could
+    /// (CAP_NET_ADMIN), kept after it can no longer. `None`: not read (no BPF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<u32>,
+    /// An IPv6 socket's `IPV6_V6ONLY`: without it, it can send IPv4 too. `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6only: Option<bool>,
     /// In an io_uring ring's fixed-file table at this index (`fd` is the ring's), not in
     /// any fd table.
     #[serde(default, skip_serializing_if = "Option::is_none")]

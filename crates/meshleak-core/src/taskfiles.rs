@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Every record's size; the C side asserts the same.
-pub const RECORD_SIZE: usize = 128;
+pub const RECORD_SIZE: usize = 136;
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -60,8 +60,12 @@ pub struct Sock {
     /// IP sockets: the local address and port (port 0: not bound).
     pub local: Option<(IpAddr, u16)>,
     pub remote: Option<(IpAddr, u16)>,
-    /// Unix sockets: the peer's inode and namespace.
+    /// Unix sockets: the peer's inode (its listener's, when not accepted yet) and namespace.
     pub peer: Option<(u64, u32)>,
+    /// SO_MARK.
+    pub mark: u32,
+    /// An IPv6 socket's IPV6_V6ONLY.
+    pub v6only: bool,
 }
 
 impl Sock {
@@ -77,6 +81,8 @@ pub struct Record {
     /// Process and thread, as the reader's pid namespace numbers them.
     pub tgid: u32,
     pub tid: u32,
+    /// The network namespace the task lives in (0: exiting, no namespaces left).
+    pub task_netns: u32,
     /// The descriptor (of the ring, for a ring's records).
     pub fd: u32,
     pub slot: u32,
@@ -142,11 +148,14 @@ fn record(index: usize, r: &[u8]) -> Result<Record, DecodeError> {
         local: ip.then(|| (addr(76), u16_at(72))),
         remote: ip.then(|| (addr(92), u16_at(74))),
         peer: (family == AF_UNIX && peer_ino != 0).then(|| (peer_ino, u32_at(120))),
+        mark: u32_at(128),
+        v6only: family == AF_INET6 && u32_at(132) & 1 != 0,
     });
     Ok(Record {
         kind,
         tgid: u32_at(4),
         tid: u32_at(8),
+        task_netns: u32_at(124),
         fd: u32_at(12),
         slot: u32_at(16),
         flags: u32_at(20),
@@ -214,14 +223,22 @@ mod tests {
         let unix = raw(1, AF_UNIX, |r| {
             r[112..120].copy_from_slice(&99u64.to_ne_bytes());
             r[120..124].copy_from_slice(&4026531840u32.to_ne_bytes());
+            r[124..128].copy_from_slice(&4026532001u32.to_ne_bytes());
         });
         let v6 = raw(2, AF_INET6, |r| {
             r[76..92].copy_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+            r[128..132].copy_from_slice(&0x539u32.to_ne_bytes());
+            r[132..136].copy_from_slice(&1u32.to_ne_bytes());
         });
         let got = decode(&[unix, v6].concat()).unwrap();
         assert_eq!(got[0].sock.unwrap().peer, Some((99, 4026531840)));
+        assert_eq!(got[0].task_netns, 4026532001);
         assert_eq!(got[0].sock.unwrap().local, None);
         assert_eq!(got[1].kind, Kind::Fixed);
+        assert_eq!(
+            (got[1].sock.unwrap().mark, got[1].sock.unwrap().v6only),
+            (0x539, true)
+        );
         assert_eq!(
             got[1].sock.unwrap().local,
             Some(("fd00::1".parse().unwrap(), 0))

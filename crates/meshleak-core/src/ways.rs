@@ -6,10 +6,9 @@
 
 use serde::Serialize;
 
-use crate::analyze::{Exemption, ExemptionKind};
 use crate::eval::Identity;
 use crate::explain::RuleRef;
-use crate::model::{Dir, Ruleset, Test};
+use crate::model::{Ruleset, Test};
 use crate::range::IdRange;
 use crate::schema::ProcessVerdict;
 use crate::snapshot::{HeldSocket, NetnsFacts, OwnerSource, ProcessFacts, SocketProto};
@@ -321,70 +320,6 @@ pub fn socket(p: &ProcessFacts, ns: &NetnsFacts, s: &HeldSocket) -> Option<Way> 
         groups_unknown,
         why,
     })
-}
-
-/// The held sockets already bound to a source port an exemption lets out (`--sport
-/// 15000:15100 -j RETURN`): whatever their credentials, what they send next leaves
-/// uncaptured, `bypass` where the exemption asks nothing else of the packet, `partial`
-/// where it does (a destination, an interface). Listeners, and connections a listener
-/// accepted (their port is the listener's; replies are never captured), send nothing
-/// new from it.
-pub fn bound_exempt(p: &ProcessFacts, ns: &NetnsFacts, exemptions: &[Exemption]) -> Vec<Way> {
-    let mut out = Vec::new();
-    for s in &p.sockets {
-        let Some((addr, port)) = s.bound.filter(|(_, port)| *port != 0) else {
-            continue;
-        };
-        let proto = match s.probed {
-            Some(probe) if probe.listening || !probe.sends_ip() => continue,
-            Some(probe) => probe.protocol,
-            None => continue,
-        };
-        let accepted = ns
-            .sockets
-            .iter()
-            .any(|l| l.local_port == port && l.state == "listen" && l.proto == SocketProto::Tcp);
-        if accepted && proto == 6 {
-            continue;
-        }
-        for e in exemptions.iter().filter(|e| {
-            e.kind == ExemptionKind::Source
-                && !e.loopback_only()
-                && e.source_ports.iter().any(|r| r.contains(port))
-        }) {
-            let mut applies = true;
-            let mut only_port = true;
-            for m in &e.tests {
-                match &m.test {
-                    Test::Protocol { protos } => {
-                        applies &= protos.contains(&(proto as u8)) != m.negated;
-                    }
-                    Test::Port { dir: Dir::Src, .. } | Test::Always | Test::SocketExists => {}
-                    _ => only_port = false,
-                }
-            }
-            if !applies {
-                continue;
-            }
-            let Some(mut way) = socket(p, ns, s) else {
-                continue;
-            };
-            way.decides = Some(if only_port {
-                ProcessVerdict::Bypass
-            } else {
-                ProcessVerdict::Partial
-            });
-            way.cites = e.rule.iter().cloned().collect();
-            way.why = format!(
-                "{}; it is bound to {addr} port {port}, a source port the rules exempt ({}): what it sends leaves uncaptured",
-                way.why,
-                e.conditions.join(" ")
-            );
-            out.push(way);
-            break;
-        }
-    }
-    out
 }
 
 /// Whether some rule matches supplementary groups (`--suppl-groups`).

@@ -646,7 +646,7 @@ fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
 }
 
 /// A process whose escape its decisive way names, not its identity: a socket of another
-/// network namespace, or one bound to a source port the rules exempt.
+/// network namespace, or one that carries a source port or mark the rules exempt.
 fn way_escape(p: &Judged, out: &mut Vec<Finding>) {
     let Some(by) = &p.decided_by else { return };
     let (kind, message, remedy, socket) = match &by.source {
@@ -660,12 +660,12 @@ fn way_escape(p: &Judged, out: &mut Vec<Finding>) {
             Some(*inode),
         ),
         Source::Socket { inode, .. } => (
-            FindingKind::BoundExemptPort,
+            FindingKind::HeldSocketExempt,
             format!(
-                "{} holds a socket already bound to a source port the rules exempt: what it sends next leaves uncaptured, whatever its identity",
+                "{} holds a socket that already carries what the rules exempt (a bound source port, a mark): what it sends next leaves uncaptured, whatever its identity, with no privilege needed any more",
                 p.facts.comm
             ),
-            "exempt the proxy by its identity (owner match or mark), never by source port".to_string(),
+            "exempt the proxy by its identity (an owner match), never by source port; where a mark exempts, keep NET_ADMIN and NET_RAW from every app container, also at start".to_string(),
             Some(*inode),
         ),
         _ => return,
@@ -1194,7 +1194,7 @@ fn below_netfilter(c: &Context, out: &mut Vec<Finding>) {
 }
 
 /// The first packet a socket sends from `src` to `dst`, as the kernel would route it.
-fn socket_flow(
+pub(crate) fn socket_flow(
     ns: &NetnsFacts,
     id: &Identity,
     proto: u8,
