@@ -1034,3 +1034,36 @@ fn a_unix_connection_not_accepted_yet_names_the_relays_listener() {
     assert_eq!(p["verdict"], "bypass", "{p}");
     assert_eq!(p["decided_by"]["kind"], "unix-relay", "{p}");
 }
+
+#[test]
+fn a_ring_registered_by_index_with_its_descriptor_closed_is_not_a_clean_answer() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start_uring(&pod, "registered");
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(kernel["ring"], "the ring's socket escapes: {kernel:?}");
+    // Its contents are not read: never `captured`.
+    assert_eq!(p["verdict"], "unknown", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "ring", "{p}");
+    assert_eq!(p["decided_by"]["registered"], true, "{p}");
+}
+
+#[test]
+fn a_process_whose_leader_thread_exited_is_read_through_its_live_threads() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod();
+    let mut h = Helper::start_uring(&pod, "zombie");
+    common::pod::settle();
+    let r = pod.report();
+    let p = process(&r, h.pid()).clone();
+    let kernel = h.go();
+    assert!(kernel["held"], "{kernel:?}");
+    assert_eq!(p["verdict"], "bypass", "{p}");
+    assert_eq!(p["decided_by"]["gid"], 1337, "{p}");
+}

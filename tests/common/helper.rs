@@ -109,7 +109,7 @@ fn uring() -> &'static str {
         let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/uring.c");
         let bin = format!("{}/uring-helper", env!("CARGO_TARGET_TMPDIR"));
         let out = Command::new("cc")
-            .args(["-O2", "-Wall", "-Werror", "-o", &bin, src])
+            .args(["-O2", "-Wall", "-Werror", "-pthread", "-o", &bin, src])
             .output()
             .expect("run cc");
         assert!(

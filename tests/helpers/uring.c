@@ -1,5 +1,6 @@
-// Builds, for real, an io_uring ring that makes sockets with credentials its holder no
-// longer has, the io_uring counterpart of sockets.py (same protocol).
+// Builds, for real, what sockets.py cannot: io_uring rings that make sockets with
+// credentials their holder no longer has, and a process whose leader thread exited (same
+// protocol as sockets.py).
 //
 // Run as root inside the pod's network namespace:  uring SCENARIO DST_IP DST_PORT
 //   personality  a personality registered while fsgid was 1337, then every id dropped: at
@@ -9,12 +10,17 @@
 //   fixed        a socket made with fsgid 1337 straight into fixed-file slot 0 (in no fd
 //                table), then every id dropped: at `go`, connected through the ring
 //   fixed-held   the same, connected before `ready` and kept open
+//   registered   as personality, the ring then registered by index
+//                (IORING_REGISTER_RING_FDS) and its descriptor closed: in no fd table
+//   zombie       a socket made with fsgid 1337 held by a second thread, every id dropped,
+//                the leader thread exited: at `go`, the thread connects it
 // Prints `ready {json}` (pid, the ring's fd), waits for `go`, connects and prints `result
 // {json}`: per way, the first line the far end answered (the proxy echoes `x`, the peer
 // answers `B`). Then waits for stdin to close.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <grp.h>
+#include <pthread.h>
 #include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -34,6 +40,7 @@ struct ring {
 	struct io_uring_sqe *sqes;
 	struct io_uring_cqe *cqes;
 	int sqpoll;
+	unsigned enter_flags; // IORING_ENTER_REGISTERED_RING once `fd` is an index
 };
 
 static void die(const char *what)
@@ -52,6 +59,7 @@ static void setup(struct ring *r, unsigned flags)
 	if (r->fd < 0)
 		die("io_uring_setup");
 	r->sqpoll = !!(flags & IORING_SETUP_SQPOLL);
+	r->enter_flags = 0;
 	size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
 	size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
 	size_t len = sq_len > cq_len ? sq_len : cq_len;
@@ -81,14 +89,14 @@ static int run(struct ring *r, struct io_uring_sqe *req)
 	r->sqes[i] = *req;
 	r->sq_array[i] = i;
 	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-	unsigned flags = IORING_ENTER_GETEVENTS;
+	unsigned flags = IORING_ENTER_GETEVENTS | r->enter_flags;
 	if (r->sqpoll && (__atomic_load_n(r->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_NEED_WAKEUP))
 		flags |= IORING_ENTER_SQ_WAKEUP;
 	if (syscall(__NR_io_uring_enter, r->fd, r->sqpoll ? 0 : 1, 1, flags, 0, 0) < 0)
 		die("io_uring_enter");
 	unsigned head = *r->cq_head;
 	while (__atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE) == head)
-		syscall(__NR_io_uring_enter, r->fd, 0, 1, IORING_ENTER_GETEVENTS, 0, 0);
+		syscall(__NR_io_uring_enter, r->fd, 0, 1, IORING_ENTER_GETEVENTS | r->enter_flags, 0, 0);
 	int res = r->cqes[head & *r->cq_mask].res;
 	__atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
 	return res;
@@ -159,6 +167,24 @@ static const char *talk(struct ring *r, int fd, int fixed)
 	return buf[0] ? buf : "empty";
 }
 
+static int zombie_socket = -1;
+
+// The zombie scenario's thread: it waits for `go` and speaks through the socket.
+static void *zombie_thread(void *arg)
+{
+	(void)arg;
+	char line[16];
+	if (!fgets(line, sizeof(line), stdin) || strncmp(line, "go", 2))
+		return 0;
+	char plain[32];
+	snprintf(plain, sizeof(plain), "%s", talk(0, socket(AF_INET, SOCK_STREAM, 0), 0));
+	printf("result {\"new-socket\": \"%s\", \"held\": \"%s\"}\n", plain,
+	       talk(0, zombie_socket, 0));
+	while (fgets(line, sizeof(line), stdin))
+		;
+	exit(0);
+}
+
 static void drop_all(void)
 {
 	if (setgroups(0, 0) || setresgid(10001, 10001, 10001) || setresuid(10001, 10001, 10001))
@@ -178,17 +204,40 @@ int main(int argc, char **argv)
 	struct ring r;
 	int personality = 0, fixed = !strncmp(scenario, "fixed", 5);
 	const char *held = 0;
-	if (!strcmp(scenario, "personality")) {
+	if (!strcmp(scenario, "zombie")) {
+		setfsgid(1337);
+		zombie_socket = socket(AF_INET, SOCK_STREAM, 0);
+		setfsgid(0);
+		drop_all();
+		pthread_t t;
+		if (pthread_create(&t, 0, zombie_thread, 0))
+			die("pthread_create");
+		printf("ready {\"pid\": %d, \"fds\": {\"held\": %d}}\n", getpid(), zombie_socket);
+		syscall(SYS_exit, 0); // the leader thread alone
+	}
+	int ring_fd = -1;
+	if (!strcmp(scenario, "personality") || !strcmp(scenario, "registered")) {
 		setup(&r, 0);
 		setfsgid(1337);
 		personality = syscall(__NR_io_uring_register, r.fd, IORING_REGISTER_PERSONALITY, 0, 0);
 		if (personality < 0)
 			die("IORING_REGISTER_PERSONALITY");
 		setfsgid(0);
+		ring_fd = r.fd;
+		if (!strcmp(scenario, "registered")) {
+			struct io_uring_rsrc_update up = { .offset = -1U, .data = r.fd };
+			if (syscall(__NR_io_uring_register, r.fd, IORING_REGISTER_RING_FDS, &up, 1) != 1)
+				die("IORING_REGISTER_RING_FDS");
+			close(r.fd);
+			r.fd = up.offset;
+			r.enter_flags = IORING_ENTER_REGISTERED_RING;
+			ring_fd = up.offset;
+		}
 	} else if (!strcmp(scenario, "sqpoll")) {
 		setfsgid(1337);
 		setup(&r, IORING_SETUP_SQPOLL);
 		setfsgid(0);
+		ring_fd = r.fd;
 	} else if (fixed) {
 		setup(&r, 0);
 		int slots[1] = { -1 };
@@ -199,20 +248,21 @@ int main(int argc, char **argv)
 		setfsgid(0);
 		if (!strcmp(scenario, "fixed-held"))
 			held = talk(&r, 0, 1);
+		ring_fd = r.fd;
 	} else {
 		fprintf(stderr, "unknown scenario %s\n", scenario);
 		return 2;
 	}
 	drop_all();
 	printf("ready {\"pid\": %d, \"fds\": {\"ring\": %d}, \"held\": {\"held\": \"%s\"}}\n",
-	       getpid(), r.fd, held ? held : "");
+	       getpid(), ring_fd, held ? held : "");
 	char line[16];
 	if (!fgets(line, sizeof(line), stdin) || strncmp(line, "go", 2))
 		return 0;
 	char plain[32];
 	snprintf(plain, sizeof(plain), "%s", talk(0, socket(AF_INET, SOCK_STREAM, 0), 0));
 	const char *ring_answer = "";
-	if (!strcmp(scenario, "personality"))
+	if (!strcmp(scenario, "personality") || !strcmp(scenario, "registered"))
 		ring_answer = talk(&r, ring_socket(&r, personality, -1), 0);
 	else if (!strcmp(scenario, "sqpoll"))
 		ring_answer = talk(&r, ring_socket(&r, 0, -1), 0);

@@ -70,12 +70,14 @@ struct unix_sock { struct sock sk; struct sock *peer; struct sock *listener; } C
 struct upid { int nr; } CORE;
 struct pid { unsigned int level; struct upid numbers[1]; } CORE;
 struct nsproxy { struct net *net_ns; } CORE;
+struct io_uring_task { struct file *registered_rings[16]; } CORE;
 struct task_struct {
 	int pid;
 	int tgid;
 	struct pid *thread_pid;
 	struct task_struct *group_leader;
 	struct nsproxy *nsproxy;
+	struct io_uring_task *io_uring;
 } CORE;
 struct xarray { void *xa_head; } CORE;
 struct xa_node { unsigned char shift; void *slots[64]; } CORE;
@@ -89,6 +91,10 @@ struct io_ring_ctx {
 } CORE;
 struct seq_file;
 struct bpf_iter_meta { struct seq_file *seq; } CORE;
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+} CORE;
 struct bpf_iter__task_file {
 	struct bpf_iter_meta *meta;
 	struct task_struct *task;
@@ -112,6 +118,8 @@ struct bpf_iter__task_file {
 // REC_RING flags.
 #define RING_PERSONALITIES_CUT 1 // more personalities than one xarray node holds
 #define RING_FIXED_CUT 2         // more fixed files than one pass reads
+#define RING_REGISTERED 4        // registered (IORING_REGISTER_RING_FDS): fd is its index,
+                                 // ino its inode; its contents are not read
 
 // At most this many fixed-file slots are read per ring, and at most MAX_FIXED_SOCKETS
 // sockets among them are written: a seq_file takes one object's records in one 32 KiB
@@ -316,6 +324,28 @@ static long personality(__u64 i, struct personality_walk *w)
 	return 0;
 }
 
+struct registered_walk {
+	struct seq_file *seq;
+	struct record *r;
+	struct file **rings;
+};
+
+// A ring registered with IORING_REGISTER_RING_FDS: requests reach it by index, also once
+// its descriptor is closed, so it may be in no fd table at all.
+static long registered_ring(__u64 i, struct registered_walk *w)
+{
+	struct file *ring = 0;
+	if (bpf_probe_read_kernel(&ring, sizeof(ring), &w->rings[i & 15]) || !ring)
+		return 0;
+	struct record *r = w->r;
+	r->kind = REC_RING;
+	r->fd = i;
+	r->flags = RING_REGISTERED;
+	r->ino = BPF_CORE_READ(ring, f_inode, i_ino);
+	bpf_seq_write(w->seq, r, sizeof(*r));
+	return 0;
+}
+
 SEC("iter/task_file")
 int held_files(struct bpf_iter__task_file *ctx)
 {
@@ -393,6 +423,31 @@ int held_files(struct bpf_iter__task_file *ctx)
 	r.kind = REC_RING;
 	r.slot = nr;
 	r.flags = flags;
+	r.ino = BPF_CORE_READ(file, f_inode, i_ino);
 	bpf_seq_write(seq, &r, sizeof(r));
+	return 0;
+}
+
+// Every task (each thread: registered rings are per thread), for the rings it registered
+// with IORING_REGISTER_RING_FDS, which requests reach by index also once the descriptor is
+// closed: such a ring may be in no fd table, where held_files never sees it.
+SEC("iter/task")
+int registered_rings(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	if (!task)
+		return 0;
+	struct io_uring_task *tctx = BPF_CORE_READ(task, io_uring);
+	if (!tctx)
+		return 0;
+	struct record r = {};
+	struct task_struct *reader = (void *)bpf_get_current_task();
+	unsigned int level = BPF_CORE_READ(reader, thread_pid, level);
+	r.tid = pid_in_ns(task, level);
+	r.tgid = pid_in_ns(BPF_CORE_READ(task, group_leader), level);
+	r.task_netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	struct registered_walk rw = { .seq = seq, .r = &r, .rings = tctx->registered_rings };
+	bpf_loop(16, registered_ring, &rw, 0);
 	return 0;
 }

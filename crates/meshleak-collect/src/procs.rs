@@ -249,6 +249,7 @@ impl ProcDir {
                 {
                     rings.push(RingFacts {
                         fd,
+                        registered: false,
                         tid,
                         personalities: Vec::new(),
                         sqpoll: None,
@@ -309,6 +310,29 @@ impl ProcDir {
             }
         }
         out
+    }
+
+    /// Where its namespaces and fd table are read, with its network namespace: its own
+    /// directory, or, once its leader thread has exited (a zombie leader keeps no
+    /// namespaces and no files, while its other threads run on with both), a live thread's.
+    fn live(&self, pid: u32) -> io::Result<(ProcDir, u64)> {
+        let gone = match self.ns_inode("ns/net") {
+            Ok(netns) => return Ok((self.open_at(".")?, netns)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => e,
+            Err(e) => return Err(e),
+        };
+        let Some((_, tids)) = self.numbered("task") else {
+            return Err(gone);
+        };
+        for (tid, _) in tids.into_iter().filter(|(tid, _)| *tid != pid) {
+            let Ok(task) = self.open_at(&format!("task/{tid}")) else {
+                continue;
+            };
+            if let Ok(netns) = task.ns_inode("ns/net") {
+                return Ok((task, netns));
+            }
+        }
+        Err(gone)
     }
 
     fn open_at(&self, name: &str) -> io::Result<ProcDir> {
@@ -392,7 +416,7 @@ pub fn read(
     wanted: impl Fn(u64) -> bool,
 ) -> io::Result<Option<Found>> {
     let dir = ProcDir::open(&proc_root.join(pid.to_string()))?;
-    let netns = dir.ns_inode("ns/net")?;
+    let (live, netns) = dir.live(pid)?;
     if !wanted(netns) {
         return Ok(None);
     }
@@ -414,9 +438,9 @@ pub fn read(
     } else {
         None
     };
-    let userns = dir.ns_inode("ns/user").ok();
+    let userns = live.ns_inode("ns/user").ok();
     let (uid_map, gid_map) = dir.id_maps(userns, maps);
-    let (mut sockets, mut rings) = dir.files(None);
+    let (mut sockets, mut rings) = live.files(None);
     let threads = if field("Threads").is_some_and(|n| n != "1") {
         dir.threads(pid, &creds, &mut sockets, &mut rings)
     } else {
@@ -446,7 +470,7 @@ pub fn read(
         sockets,
         rings,
         threads,
-        pidns: dir.ns_inode("ns/pid").unwrap_or(0),
+        pidns: live.ns_inode("ns/pid").unwrap_or(0),
     };
     Ok(Some(Found { netns, facts }))
 }

@@ -30,6 +30,8 @@ static LOADED: Mutex<Option<Result<Ebpf, String>>> = Mutex::new(None);
 pub struct KernelFiles {
     sockets: HashMap<(u32, u64), Record>,
     rings: HashMap<u32, Vec<Ring>>,
+    /// Rings registered by index (IORING_REGISTER_RING_FDS), by process: (index, inode).
+    registered: HashMap<u32, Vec<(u32, u64)>>,
     /// Who holds each socket, by inode, and the network namespace each lives in: the far
     /// end of a unix socket is found here.
     holders: HashMap<u64, Vec<(u32, u64)>>,
@@ -39,6 +41,7 @@ pub struct KernelFiles {
 struct Ring {
     tid: u32,
     fd: u32,
+    ino: u64,
     personalities: Vec<RingCred>,
     sqpoll: Option<RingCred>,
     fixed: Vec<Record>,
@@ -70,32 +73,40 @@ fn load() -> Result<Ebpf, String> {
     })?;
     let mut ebpf =
         Ebpf::load(OBJECT).map_err(|e| format!("the BPF object could not be loaded: {e}"))?;
-    let program: &mut Iter = program(&mut ebpf)?;
-    program.load("task_file", &btf).map_err(|e| {
-        let mut why = format!("the BPF iterator could not be loaded: {e}");
-        if let Some(source) = std::error::Error::source(&e) {
-            why += &format!(" ({source})");
-        }
-        why + "; it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and kernel 5.8+ with BTF"
-    })?;
+    for (name, target) in PROGRAMS {
+        program(&mut ebpf, name)?.load(target, &btf).map_err(|e| {
+            let mut why = format!("the BPF iterator {name} could not be loaded: {e}");
+            if let Some(source) = std::error::Error::source(&e) {
+                why += &format!(" ({source})");
+            }
+            why + "; it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and kernel 5.8+ with BTF"
+        })?;
+    }
     Ok(ebpf)
 }
 
-fn program(ebpf: &mut Ebpf) -> Result<&mut Iter, String> {
-    ebpf.program_mut("held_files")
-        .ok_or("the BPF object has no program held_files")?
+/// The object's iterators and what each iterates: every task's files, then every thread
+/// for the io_uring rings it registered by index.
+const PROGRAMS: [(&str, &str); 2] = [("held_files", "task_file"), ("registered_rings", "task")];
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Iter, String> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("the BPF object has no program {name}"))?
         .try_into()
-        .map_err(|e| format!("held_files is not an iterator: {e}"))
+        .map_err(|e| format!("{name} is not an iterator: {e}"))
 }
 
-/// One pass: a new link and iterator file each time (an iterator file reads once).
+/// One pass of each iterator: a new link and iterator file each time (an iterator file
+/// reads once).
 fn iterate(ebpf: &mut Ebpf) -> Result<Vec<u8>, String> {
-    let program = program(ebpf)?;
-    let id = program.attach().map_err(|e| e.to_string())?;
-    let link = program.take_link(id).map_err(|e| e.to_string())?;
-    let mut file = link.into_file().map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    for (name, _) in PROGRAMS {
+        let program = program(ebpf, name)?;
+        let id = program.attach().map_err(|e| e.to_string())?;
+        let link = program.take_link(id).map_err(|e| e.to_string())?;
+        let mut file = link.into_file().map_err(|e| e.to_string())?;
+        file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    }
     Ok(bytes)
 }
 
@@ -115,6 +126,7 @@ impl KernelFiles {
         let mut ring = Ring {
             tid: 0,
             fd: 0,
+            ino: 0,
             personalities: Vec::new(),
             sqpoll: None,
             fixed: Vec::new(),
@@ -142,7 +154,14 @@ impl KernelFiles {
                 }
                 Kind::Personality => ring.personalities.push(cred(&r)),
                 Kind::Sqpoll => ring.sqpoll = Some(RingCred { id: 0, ..cred(&r) }),
+                Kind::Ring if r.flags & taskfiles::RING_REGISTERED != 0 => {
+                    out.registered
+                        .entry(r.tgid)
+                        .or_default()
+                        .push((r.fd, r.ino));
+                }
                 Kind::Ring => {
+                    ring.ino = r.ino;
                     ring.tid = r.tid;
                     ring.fd = r.fd;
                     ring.flags = r.flags;
@@ -151,6 +170,7 @@ impl KernelFiles {
                         Ring {
                             tid: 0,
                             fd: 0,
+                            ino: 0,
                             personalities: Vec::new(),
                             sqpoll: None,
                             fixed: Vec::new(),
@@ -180,10 +200,24 @@ impl KernelFiles {
                     .and_then(|(inode, _)| self.peer_elsewhere(inode, netns, host, proc_root));
             }
         }
-        let Some(rings) = self.rings.get(&p.pid) else {
+        let rings = self.rings.get(&p.pid).map_or(&[][..], Vec::as_slice);
+        if rings.is_empty() && !self.registered.contains_key(&p.pid) {
             return;
-        };
+        }
         p.rings.clear();
+        // A registered ring whose descriptor is still open is read through it.
+        for &(index, ino) in self.registered.get(&p.pid).into_iter().flatten() {
+            if !rings.iter().any(|r| r.ino == ino) {
+                p.rings.push(RingFacts {
+                    fd: index,
+                    registered: true,
+                    tid: None,
+                    personalities: Vec::new(),
+                    sqpoll: None,
+                    unread: Some("registered by index (IORING_REGISTER_RING_FDS) with its descriptor closed: its personalities, SQPOLL credentials and fixed files are not read".into()),
+                });
+            }
+        }
         for ring in rings {
             let tid = (ring.tid != p.pid).then_some(ring.tid);
             let mut cut = Vec::new();
@@ -195,6 +229,7 @@ impl KernelFiles {
             }
             p.rings.push(RingFacts {
                 fd: ring.fd,
+                registered: false,
                 tid,
                 personalities: ring.personalities.clone(),
                 sqpoll: ring.sqpoll,

@@ -612,7 +612,12 @@ impl OwnerSource {
 /// personality's credentials or, with SQPOLL, its submission thread's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingFacts {
+    /// Its descriptor; with `registered`, its index among the thread's registered rings.
     pub fd: u32,
+    /// Registered with IORING_REGISTER_RING_FDS and in no fd table: requests reach it by
+    /// index, its descriptor closed.
+    #[serde(default)]
+    pub registered: bool,
     /// The thread whose private fd table holds it.
     #[serde(default)]
     pub tid: Option<u32>,

@@ -32,6 +32,9 @@ pub enum Kind {
 pub const RING_PERSONALITIES_CUT: u32 = 1;
 /// [`Kind::Ring`] flags: more fixed files than one pass reads.
 pub const RING_FIXED_CUT: u32 = 2;
+/// [`Kind::Ring`] flags: a ring registered with IORING_REGISTER_RING_FDS (`fd` is its
+/// index there), maybe in no fd table; its contents are not read.
+pub const RING_REGISTERED: u32 = 4;
 
 /// Credentials as the kernel keeps them (global ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +90,8 @@ pub struct Record {
     pub fd: u32,
     pub slot: u32,
     pub flags: u32,
+    /// The file's inode: a socket's, or a ring's (each ring has its own from Linux 6.7).
+    pub ino: u64,
     /// The file's `f_cred` for a socket; the registered or SQPOLL credentials otherwise.
     pub cred: Cred,
     /// For [`Kind::Socket`] and [`Kind::Fixed`].
@@ -159,6 +164,7 @@ fn record(index: usize, r: &[u8]) -> Result<Record, DecodeError> {
         fd: u32_at(12),
         slot: u32_at(16),
         flags: u32_at(20),
+        ino: u64_at(40),
         cred: Cred {
             fsuid: u32_at(24),
             fsgid: u32_at(28),

@@ -36,8 +36,13 @@ pub enum Source {
     /// The SQPOLL thread of an io_uring ring, which submits with the credentials of the
     /// ring's creator.
     RingSqpoll { fd: u32 },
-    /// An io_uring ring whose credentials could not be read.
-    Ring { fd: u32 },
+    /// An io_uring ring whose credentials could not be read; `registered`: `fd` is its
+    /// index among the registered rings (its descriptor closed).
+    Ring {
+        fd: u32,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        registered: bool,
+    },
     /// A packet socket: what it sends skips netfilter altogether.
     PacketSocket { fd: u32, inode: u64 },
     /// A unix socket connected to a process of another network namespace, which can send
@@ -208,14 +213,22 @@ fn rings(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
             });
         }
         if let Some(unread) = &ring.unread {
+            let what = if ring.registered {
+                format!("io_uring ring registered at index {fd}")
+            } else {
+                format!("io_uring fd {fd}")
+            };
             out.push(Way {
                 decides: Some(ProcessVerdict::Unknown),
                 cites: Vec::new(),
-                source: Source::Ring { fd },
+                source: Source::Ring {
+                    fd,
+                    registered: ring.registered,
+                },
                 identity: leader(p, ns),
                 groups_unknown: false,
                 why: format!(
-                    "io_uring fd {fd}: {unread}; a ring can create sockets with credentials the process no longer has"
+                    "{what}: {unread}; a ring can create sockets with credentials the process no longer has"
                 ),
             });
         }
