@@ -4,7 +4,8 @@
 CARGO ?= cargo
 BIN := target/release/meshleak
 APT_PACKAGES := iptables nftables iproute2 util-linux bsdutils bash socat procps conntrack python3 python3-pip \
-	podman runc conmon catatonit busybox-static prometheus clang libbpf-dev linux-libc-dev bpftool
+	podman runc conmon catatonit busybox-static prometheus clang libbpf-dev linux-libc-dev bpftool \
+	libelf-dev zlib1g-dev pkg-config make
 CORPUS ?= ../shared/corpus
 
 .PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench man
@@ -13,7 +14,8 @@ all: build
 
 # Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv,
 # conntrack), podman with runc for the container end-to-end test, and what the build
-# needs for meshleak's BPF program (clang, libbpf-dev's headers; bpftool for the tests).
+# needs for meshleak's BPF program (clang, libbpf-dev's headers; bpftool for the tests) and
+# for libbpf, which libbpf-sys builds from source and links statically with libelf and zlib.
 setup:
 	@missing=""; \
 	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
@@ -21,6 +23,7 @@ setup:
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing=1; \
+	[ -f /usr/include/libelf.h ] && [ -f /usr/include/zlib.h ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing $(APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \

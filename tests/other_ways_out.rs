@@ -680,3 +680,150 @@ fn a_policy_routing_rule_sends_one_uid_past_the_capture() {
     ]);
     assert_eq!(common::pod::json(&out)["verdict"], "captured", "{out}");
 }
+
+/// Connects, on a line on stdin, to argv[1]:80, says `x` and prints the first line the far
+/// end answers (the proxy echoes `x`, the peer says `B`).
+const CONNECT: &str = r#"
+import socket, sys
+print("ready", flush=True)
+sys.stdin.readline()
+s = socket.create_connection((sys.argv[1], 80), timeout=2)
+s.sendall(b"x\n")
+print(s.recv(16).decode().strip() or "empty", flush=True)
+sys.stdin.read()
+"#;
+
+/// The cgroup2 hierarchy's root as mounted here (root `/` in mountinfo).
+fn cgroup2_root() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            (right.starts_with("cgroup2 ") && f[3] == "/").then(|| f[4].to_string())
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// A cgroup with a connect4 program attached (tests/helpers/connect4.bpf.c, built here
+/// with clang, loaded and attached with bpftool); detached and removed on drop.
+struct Rewriter {
+    cgroup: String,
+    pin: String,
+}
+
+impl Rewriter {
+    fn new(name: &str) -> Rewriter {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/connect4.bpf.c");
+        let obj = format!("{}/connect4.bpf.o", env!("CARGO_TARGET_TMPDIR"));
+        common::run(
+            &[
+                "clang",
+                "-O2",
+                "-target",
+                "bpf",
+                "-I/usr/include/x86_64-linux-gnu",
+                "-c",
+                src,
+                "-o",
+                &obj,
+            ],
+            None,
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        if !mounts.contains(" /sys/fs/bpf bpf ") {
+            common::run(&["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], None);
+        }
+        let r = Rewriter {
+            cgroup: format!("{}/{name}", cgroup2_root()),
+            pin: format!("/sys/fs/bpf/{name}"),
+        };
+        std::fs::create_dir(&r.cgroup).unwrap();
+        common::run(
+            &[
+                "bpftool",
+                "prog",
+                "load",
+                &obj,
+                &r.pin,
+                "type",
+                "cgroup/connect4",
+            ],
+            None,
+        );
+        common::run(
+            &[
+                "bpftool", "cgroup", "attach", &r.cgroup, "connect4", "pinned", &r.pin,
+            ],
+            None,
+        );
+        r
+    }
+
+    fn enter(&self, pid: u32) {
+        std::fs::write(format!("{}/cgroup.procs", self.cgroup), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Rewriter {
+    fn drop(&mut self) {
+        let _ = common::try_run(
+            &[
+                "bpftool",
+                "cgroup",
+                "detach",
+                &self.cgroup,
+                "connect4",
+                "pinned",
+                &self.pin,
+            ],
+            None,
+        );
+        let _ = std::fs::remove_file(&self.pin);
+        // Its processes are killed by then (the Script's drop); a removal racing their exit
+        // is retried.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.cgroup).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_cgroup_program_that_rewrites_connect_makes_the_verdict_unknown_and_is_named() {
+    if !is_root() {
+        return;
+    }
+    let pod = pod_with_peer_on(80);
+    // The peer is excluded from capture, as an excludeOutboundIPRanges would.
+    pod.add_rules("*nat\n-I ISTIO_OUTPUT 1 -d 169.254.78.2/32 -j RETURN\nCOMMIT\n");
+    assert_eq!(
+        answer(&pod, "169.254.78.99:80"),
+        "x",
+        "captured without the program"
+    );
+    let rewriter = Rewriter::new(&format!("ml-{}", pod.ns));
+    let mut app = Script::start(&pod.ns, APP, &["-c", CONNECT, "169.254.78.99"]);
+    rewriter.enter(app.pid());
+    let r = pod.report();
+    let p = r["netns"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == app.pid())
+        .unwrap()
+        .clone();
+    // The kernel: the program sent it to the excluded peer, past the proxy.
+    assert_eq!(app.say("go"), "B");
+    drop(app);
+    drop(rewriter);
+    assert_eq!(p["verdict"], "unknown", "{p}");
+    assert_eq!(p["decided_by"]["kind"], "cgroup-program", "{p}");
+    assert_eq!(p["decided_by"]["attach"], "connect4", "{p}");
+    assert_eq!(p["decided_by"]["name"], "ml_rewrite", "{p}");
+    let f = findings(&r, "cgroup-program");
+    assert_eq!(f.len(), 1, "{r}");
+    assert_eq!(f[0]["severity"], "high");
+}

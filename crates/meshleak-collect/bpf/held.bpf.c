@@ -71,6 +71,9 @@ struct upid { int nr; } CORE;
 struct pid { unsigned int level; struct upid numbers[1]; } CORE;
 struct nsproxy { struct net *net_ns; } CORE;
 struct io_uring_task { struct file *registered_rings[16]; } CORE;
+struct kernfs_node { __u64 id; } CORE;
+struct cgroup { struct kernfs_node *kn; } CORE;
+struct css_set { struct cgroup *dfl_cgrp; } CORE;
 struct task_struct {
 	int pid;
 	int tgid;
@@ -78,6 +81,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct nsproxy *nsproxy;
 	struct io_uring_task *io_uring;
+	struct css_set *cgroups;
 } CORE;
 struct xarray { void *xa_head; } CORE;
 struct xa_node { unsigned char shift; void *slots[64]; } CORE;
@@ -114,6 +118,7 @@ struct bpf_iter__task_file {
 #define REC_PERSONALITY 3 // a ring's registered personality (slot = its id)
 #define REC_SQPOLL 4      // the credentials of a ring's SQPOLL thread
 #define REC_RING 5        // a ring itself; flags say what could not be read
+#define REC_TASK 6        // a process (its leader thread): its cgroup
 
 // REC_RING flags.
 #define RING_PERSONALITIES_CUT 1 // more personalities than one xarray node holds
@@ -158,10 +163,11 @@ struct record {
 	__u32 task_netns; // the network namespace the holding task lives in
 	__u32 mark;       // SO_MARK
 	__u32 sock_flags; // SOCK_V6ONLY
+	__u64 cgroup_id;  // REC_TASK: its cgroup v2 (kernfs id), whose BPF programs act first
 };
 
 // meshleak-core's taskfiles::RECORD_SIZE.
-_Static_assert(sizeof(struct record) == 136, "the record layout meshleak-core decodes");
+_Static_assert(sizeof(struct record) == 144, "the record layout meshleak-core decodes");
 
 #define SOCK_V6ONLY 1
 
@@ -428,25 +434,34 @@ int held_files(struct bpf_iter__task_file *ctx)
 	return 0;
 }
 
-// Every task (each thread: registered rings are per thread), for the rings it registered
-// with IORING_REGISTER_RING_FDS, which requests reach by index also once the descriptor is
+// Every task (each thread): a process's cgroup, where cgroup BPF programs (connect4, ...)
+// act before netfilter sees anything, and the io_uring rings each thread registered with
+// IORING_REGISTER_RING_FDS, which requests reach by index also once the descriptor is
 // closed: such a ring may be in no fd table, where held_files never sees it.
 SEC("iter/task")
-int registered_rings(struct bpf_iter__task *ctx)
+int tasks(struct bpf_iter__task *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct task_struct *task = ctx->task;
 	if (!task)
 		return 0;
-	struct io_uring_task *tctx = BPF_CORE_READ(task, io_uring);
-	if (!tctx)
-		return 0;
 	struct record r = {};
 	struct task_struct *reader = (void *)bpf_get_current_task();
 	unsigned int level = BPF_CORE_READ(reader, thread_pid, level);
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	r.tid = pid_in_ns(task, level);
-	r.tgid = pid_in_ns(BPF_CORE_READ(task, group_leader), level);
+	r.tgid = pid_in_ns(leader, level);
 	r.task_netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	if (task == leader) {
+		r.kind = REC_TASK;
+		r.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+		bpf_seq_write(seq, &r, sizeof(r));
+		r.kind = 0;
+		r.cgroup_id = 0;
+	}
+	struct io_uring_task *tctx = BPF_CORE_READ(task, io_uring);
+	if (!tctx)
+		return 0;
 	struct registered_walk rw = { .seq = seq, .r = &r, .rings = tctx->registered_rings };
 	bpf_loop(16, registered_ring, &rw, 0);
 	return 0;

@@ -1,6 +1,7 @@
 //! Collection: reading facts from the running system into the serializable model. Strictly
 //! read-only: nothing here creates tables, changes rules or signals processes.
 
+pub mod cgroup_bpf;
 pub mod conntrack;
 pub mod containers;
 pub mod follow;

@@ -469,6 +469,7 @@ pub fn read(
         cmdline,
         sockets,
         rings,
+        cgroup_programs: Vec::new(),
         threads,
         pidns: live.ns_inode("ns/pid").unwrap_or(0),
     };

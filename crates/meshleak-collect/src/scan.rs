@@ -91,7 +91,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             }
         })?;
 
-    let owners = kernel_view(&opts.proc_root, host, &mut listing.processes);
+    let (owners, programs_unread) = kernel_view(&opts.proc_root, host, &mut listing.processes);
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
         all.entry(found.netns)
@@ -143,6 +143,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
         unread_netns: 0,
         unread_processes: Vec::new(),
         owners,
+        programs_unread,
     };
     let wanted: Vec<(u64, Ns)> = all
         .into_iter()
@@ -252,7 +253,7 @@ fn kernel_view(
     proc_root: &std::path::Path,
     host: Option<u64>,
     found: &mut [procs::Found],
-) -> OwnersRead {
+) -> (OwnersRead, Option<String>) {
     let same_pidns = std::fs::read_link(proc_root.join("self"))
         .is_ok_and(|l| l.to_str() == Some(std::process::id().to_string().as_str()));
     let view = if same_pidns {
@@ -268,21 +269,51 @@ fn kernel_view(
             for f in found.iter_mut() {
                 view.apply(&mut f.facts, f.netns, host, proc_root);
             }
-            OwnersRead {
-                source: OwnerSource::FCred,
-                why: None,
-            }
+            let unread = cgroup_programs(&view, found).err();
+            (
+                OwnersRead {
+                    source: OwnerSource::FCred,
+                    why: None,
+                },
+                unread,
+            )
         }
         Err(why) => {
             for ring in found.iter_mut().flat_map(|f| &mut f.facts.rings) {
                 ring.unread = Some(format!("{}: {why}", procs::RING_UNREAD));
             }
-            OwnersRead {
-                source: OwnerSource::Inode,
-                why: Some(why),
-            }
+            // `owners` says BPF was not used, which cgroup programs need too.
+            (
+                OwnersRead {
+                    source: OwnerSource::Inode,
+                    why: Some(why),
+                },
+                None,
+            )
         }
     }
+}
+
+/// The cgroup BPF programs acting on each process's sockets, by the cgroup the iterator
+/// gave for it.
+fn cgroup_programs(
+    view: &super::task_files::KernelFiles,
+    found: &mut [procs::Found],
+) -> Result<(), String> {
+    let of = view.cgroups();
+    let mut ids: Vec<u64> = found
+        .iter()
+        .filter_map(|f| of.get(&f.facts.pid).copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let programs = super::cgroup_bpf::programs(&ids)?;
+    for f in found.iter_mut() {
+        if let Some(list) = of.get(&f.facts.pid).and_then(|id| programs.get(id)) {
+            f.facts.cgroup_programs.clone_from(list);
+        }
+    }
+    Ok(())
 }
 
 /// Marks the held sockets found in none of the namespace's tables, and asks each what it

@@ -11,25 +11,29 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
-use aya::programs::Iter;
-use aya::{Btf, Ebpf, EbpfLoader};
+use libbpf_rs::{Iter, IterOpts, Object, ObjectBuilder};
 use meshleak_core::snapshot::{
     HeldSocket, OwnerSource, PeerHolder, ProbedSocket, ProcessFacts, RingCred, RingFacts, UnixPeer,
 };
 use meshleak_core::taskfiles::{self, Kind, Record, Sock};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/held.bpf.o"));
+/// The object clang built (`build.rs`), 8-byte aligned as ELF readers expect.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/held.bpf.o")));
 
-/// The program, loaded once: loading parses the kernel's BTF and runs the verifier, which
-/// costs far more than an iteration. A load that failed is not retried (its cause, a
-/// missing privilege or kernel feature, does not go away).
-static LOADED: Mutex<Option<Result<Ebpf, String>>> = Mutex::new(None);
+/// The loaded object, kept between scans: loading (the kernel's BTF, relocations, the
+/// verifier) costs some 30 ms, an iteration a few. A load that failed is not retried (its
+/// cause, a missing privilege or kernel feature, does not go away).
+static LOADED: Mutex<Option<Result<Object, String>>> = Mutex::new(None);
 
 /// Every task's sockets and rings, by process.
 #[derive(Debug, Default)]
 pub struct KernelFiles {
     sockets: HashMap<(u32, u64), Record>,
     rings: HashMap<u32, Vec<Ring>>,
+    /// Each process's cgroup v2 id.
+    cgroups: HashMap<u32, u64>,
     /// Rings registered by index (IORING_REGISTER_RING_FDS), by process: (index, inode).
     registered: HashMap<u32, Vec<(u32, u64)>>,
     /// Who holds each socket, by inode, and the network namespace each lives in: the far
@@ -53,63 +57,52 @@ struct Ring {
 pub const SWITCH: &str = "MESHLEAK_BPF";
 
 /// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
+/// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
 pub fn read() -> Result<KernelFiles, String> {
     if std::env::var(SWITCH).is_ok_and(|v| v == "off") {
         return Err(format!("{SWITCH}=off"));
     }
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
-    let ebpf = loaded
+    let object = loaded
         .get_or_insert_with(load)
-        .as_mut()
+        .as_ref()
         .map_err(|e| e.clone())?;
-    let bytes = iterate(ebpf).map_err(|e| format!("the BPF iterator could not be read: {e}"))?;
+    let bytes = iterate(object).map_err(|e| format!("the BPF iterator could not be read: {e}"))?;
     let records = taskfiles::decode(&bytes).map_err(|e| e.to_string())?;
     Ok(KernelFiles::from_records(records))
 }
 
-fn load() -> Result<Ebpf, String> {
-    let btf = Btf::from_sys_fs().map_err(|e| {
-        format!("the kernel has no BTF (/sys/kernel/btf/vmlinux: {e}); BPF iterators need kernel 5.8+ with CONFIG_DEBUG_INFO_BTF")
-    })?;
-    // The kernel's BTF, parsed once for both the relocations and the attach points (the
-    // default loader would parse it again: some 20 ms and MiBs each).
-    let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .load(OBJECT)
-        .map_err(|e| format!("the BPF object could not be loaded: {e}"))?;
-    for (name, target) in PROGRAMS {
-        program(&mut ebpf, name)?.load(target, &btf).map_err(|e| {
-            let mut why = format!("the BPF iterator {name} could not be loaded: {e}");
-            if let Some(source) = std::error::Error::source(&e) {
-                why += &format!(" ({source})");
-            }
-            why + "; it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and kernel 5.8+ with BTF"
-        })?;
-    }
-    Ok(ebpf)
-}
+/// The object's iterators: every task's files, then every thread, for its cgroup and the
+/// io_uring rings it registered by index.
+const PROGRAMS: [&str; 2] = ["held_files", "tasks"];
 
-/// The object's iterators and what each iterates: every task's files, then every thread
-/// for the io_uring rings it registered by index.
-const PROGRAMS: [(&str, &str); 2] = [("held_files", "task_file"), ("registered_rings", "task")];
-
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Iter, String> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("the BPF object has no program {name}"))?
-        .try_into()
-        .map_err(|e| format!("{name} is not an iterator: {e}"))
+fn load() -> Result<Object, String> {
+    // libbpf's own messages would go to stderr: its errors come back as values.
+    libbpf_rs::set_print(None);
+    ObjectBuilder::default()
+        .open_memory(&OBJECT.0)
+        .and_then(|open| open.load())
+        .map_err(|e| {
+            format!(
+                "the BPF iterator could not be loaded: {e}; it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and kernel 5.8+ with BTF (/sys/kernel/btf/vmlinux)"
+            )
+        })
 }
 
 /// One pass of each iterator: a new link and iterator file each time (an iterator file
 /// reads once).
-fn iterate(ebpf: &mut Ebpf) -> Result<Vec<u8>, String> {
+fn iterate(object: &Object) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
-    for (name, _) in PROGRAMS {
-        let program = program(ebpf, name)?;
-        let id = program.attach().map_err(|e| e.to_string())?;
-        let link = program.take_link(id).map_err(|e| e.to_string())?;
-        let mut file = link.into_file().map_err(|e| e.to_string())?;
-        file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    for name in PROGRAMS {
+        let program = object
+            .progs_mut()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| format!("the BPF object has no program {name}"))?;
+        let link = program
+            .attach_iter_with_opts(IterOpts::None)
+            .map_err(|e| e.to_string())?;
+        let mut iter = Iter::new(&link).map_err(|e| e.to_string())?;
+        iter.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     }
     Ok(bytes)
 }
@@ -158,6 +151,9 @@ impl KernelFiles {
                 }
                 Kind::Personality => ring.personalities.push(cred(&r)),
                 Kind::Sqpoll => ring.sqpoll = Some(RingCred { id: 0, ..cred(&r) }),
+                Kind::Task => {
+                    out.cgroups.insert(r.tgid, r.cgroup);
+                }
                 Kind::Ring if r.flags & taskfiles::RING_REGISTERED != 0 => {
                     out.registered
                         .entry(r.tgid)
@@ -262,6 +258,11 @@ impl KernelFiles {
 }
 
 impl KernelFiles {
+    /// Each process's cgroup v2 id.
+    pub fn cgroups(&self) -> &HashMap<u32, u64> {
+        &self.cgroups
+    }
+
     /// The peer of a unix socket, when the processes holding it live in another network
     /// namespace than `netns`. Where the peer socket was made does not tell: the kernel
     /// makes a connection's server end in the connecting side's namespace.

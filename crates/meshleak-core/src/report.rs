@@ -99,6 +99,11 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
             unread_list(&elsewhere)
         ));
     }
+    if let Some(why) = &s.programs_unread {
+        errors.push(format!(
+            "cgroup BPF programs, which act on sockets before netfilter, were not read: {why}"
+        ));
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         node: s.node.clone(),
@@ -223,7 +228,9 @@ fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
                 | FindingKind::PolicyRouted
                 | FindingKind::PacketSocket
                 | FindingKind::UnixRelay
+                | FindingKind::CgroupProgram
         ) && f.severity != Severity::Low
+            && !(f.kind == FindingKind::CgroupProgram && f.severity != Severity::High)
     }) {
         let Some(p) = processes.iter_mut().find(|p| Some(p.facts.pid) == f.pid) else {
             continue;
@@ -237,6 +244,25 @@ fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
             continue;
         }
         let held = p.facts.sockets.iter().find(|s| Some(s.inode) == f.socket);
+        if f.kind == FindingKind::CgroupProgram {
+            if p.verdict == ProcessVerdict::Unknown {
+                continue;
+            }
+            let g = &p.facts.cgroup_programs[0];
+            p.verdict = ProcessVerdict::Unknown;
+            p.reasons = Vec::new();
+            p.decided_by = Some(DecidedBy {
+                source: Source::CgroupProgram {
+                    id: g.id,
+                    name: g.name.clone(),
+                    attach: g.attach.clone(),
+                },
+                uid: p.identity.uid,
+                gid: p.identity.gid,
+                why: format!("{}: {}", f.evidence.join("; "), f.message),
+            });
+            continue;
+        }
         if f.kind == FindingKind::UnixRelay && f.severity == Severity::Medium {
             if p.verdict == ProcessVerdict::Unknown {
                 continue;

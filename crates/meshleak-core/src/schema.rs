@@ -205,6 +205,7 @@ named_enum! {
         HeldSocketExempt = "held-socket-exempt",
         OwnerChanged = "owner-changed",
         UnixRelay = "unix-relay",
+        CgroupProgram = "cgroup-program",
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Snapshot {
     /// How held sockets' owners were read, node-wide.
     #[serde(default)]
     pub owners: OwnersRead,
+    /// Why cgroup BPF programs could not be read (`None`: read, or not asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programs_unread: Option<String>,
 }
 
 /// How a scan read held sockets' owners: the kernel's `f_cred` through BPF, or, where BPF
@@ -506,6 +509,10 @@ pub struct ProcessFacts {
     /// The sockets it holds open (its own fd table's, its threads' private ones and its
     /// io_uring rings' fixed files), sorted by inode.
     pub sockets: Vec<HeldSocket>,
+    /// BPF programs effective on its cgroup that act on its sockets before netfilter
+    /// (connect4/6, sendmsg4/6, bind4/6, sock_create). Read only with BPF.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_programs: Vec<CgroupProgram>,
     /// Its io_uring rings: each can make sockets with credentials other than its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rings: Vec<RingFacts>,
@@ -626,6 +633,16 @@ pub struct RingFacts {
     /// What of it could not be read (`None`: all of it): without BPF, kernels from 6.16
     /// show none of its personalities; a ring with more than meshleak reads is cut.
     pub unread: Option<String>,
+}
+
+/// A cgroup BPF program, as the kernel names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupProgram {
+    pub id: u32,
+    /// The name it was loaded with (`cil_sock4_connect`), empty when it could not be read.
+    pub name: String,
+    /// `connect4`, `connect6`, `sendmsg4`, `sendmsg6`, `bind4`, `bind6`, `sock_create`.
+    pub attach: String,
 }
 
 /// Credentials a ring can act with (global ids, as meshleak's user namespace sees them).

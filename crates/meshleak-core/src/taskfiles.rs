@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Every record's size; the C side asserts the same.
-pub const RECORD_SIZE: usize = 136;
+pub const RECORD_SIZE: usize = 144;
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -26,6 +26,8 @@ pub enum Kind {
     Sqpoll,
     /// The ring itself, with what could not be read ([`Record::flags`]).
     Ring,
+    /// A process (its leader thread), with its cgroup ([`Record::cgroup`]).
+    Task,
 }
 
 /// [`Kind::Ring`] flags: more personalities than one xarray node holds (ids above 63).
@@ -92,6 +94,8 @@ pub struct Record {
     pub flags: u32,
     /// The file's inode: a socket's, or a ring's (each ring has its own from Linux 6.7).
     pub ino: u64,
+    /// [`Kind::Task`]: its cgroup v2's id (the kernfs node id, a file handle's content).
+    pub cgroup: u64,
     /// The file's `f_cred` for a socket; the registered or SQPOLL credentials otherwise.
     pub cred: Cred,
     /// For [`Kind::Socket`] and [`Kind::Fixed`].
@@ -127,6 +131,7 @@ fn record(index: usize, r: &[u8]) -> Result<Record, DecodeError> {
         3 => Kind::Personality,
         4 => Kind::Sqpoll,
         5 => Kind::Ring,
+        6 => Kind::Task,
         kind => return Err(DecodeError::Kind { index, kind }),
     };
     let family = u16_at(64);
@@ -165,6 +170,7 @@ fn record(index: usize, r: &[u8]) -> Result<Record, DecodeError> {
         slot: u32_at(16),
         flags: u32_at(20),
         ino: u64_at(40),
+        cgroup: u64_at(136),
         cred: Cred {
             fsuid: u32_at(24),
             fsgid: u32_at(28),

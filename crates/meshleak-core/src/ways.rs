@@ -48,6 +48,13 @@ pub enum Source {
     /// A unix socket connected to a process of another network namespace, which can send
     /// for it from there (`unix-relay`).
     UnixRelay { fd: u32, inode: u64 },
+    /// A BPF program on its cgroup that acts on its sockets before netfilter
+    /// (`cgroup-program`).
+    CgroupProgram {
+        id: u32,
+        name: String,
+        attach: String,
+    },
     /// A socket of another network namespace: its traffic never meets this one's rules.
     ForeignSocket {
         fd: u32,

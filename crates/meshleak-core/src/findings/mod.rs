@@ -153,6 +153,7 @@ pub fn find(c: &Context) -> Vec<Finding> {
     foreign_rules(c, mesh, &mut out);
     observed::observed_bypass(c, &mut out);
     unix_relay(c, &mut out);
+    cgroup_programs(c, &mut out);
     out.sort_by_key(|f| f.severity);
     out
 }
@@ -764,6 +765,60 @@ fn unix_relay(c: &Context, out: &mut Vec<Finding>) {
                 remedy: "do not mount sockets of node daemons or other pods into the app's container (hostPath, shared volumes); if the peer must relay, mesh it".into(),
             });
         }
+    }
+}
+
+/// Whether a cgroup program is Cilium's socket load balancing, which rewrites a
+/// connection to a service into one to a backend: capture still happens, to the backend.
+fn cilium_socket_lb(name: &str) -> bool {
+    name.starts_with("cil_sock")
+}
+
+/// `cgroup-program`: BPF programs on an app's cgroup act on its sockets before netfilter
+/// (connect4/6 and sendmsg4/6 rewrite destinations, bind4/6 sources, sock_create marks and
+/// interfaces). What an unknown one does is not modelled, so the app's capture is
+/// `unknown` (`high`); Cilium's socket load balancing is known: capture still happens, but
+/// the proxy sees the backend pod's address, not the service's (`medium`).
+fn cgroup_programs(c: &Context, out: &mut Vec<Finding>) {
+    for p in c.apps() {
+        let programs = &p.facts.cgroup_programs;
+        if programs.is_empty() {
+            continue;
+        }
+        let evidence: Vec<String> = programs
+            .iter()
+            .map(|g| format!("{} program {} ({})", g.attach, g.id, g.name))
+            .collect();
+        let known = programs.iter().all(|g| cilium_socket_lb(&g.name));
+        let (severity, message, remedy) = if known {
+            (
+                Severity::Medium,
+                format!(
+                    "Cilium's socket load balancing on {}'s cgroup rewrites its connections to services into connections to backend pods before the capture sees them: they are still captured, but the proxy sees the backend's address, not the service's, so routing and policy by service do not apply",
+                    p.facts.comm
+                ),
+                "set Cilium's socketLB.hostNamespaceOnly=true (bpf-lb-sock-hostns-only) so pods' connections keep the service's address for the proxy".to_string(),
+            )
+        } else {
+            (
+                Severity::High,
+                format!(
+                    "BPF programs on {}'s cgroup act on its sockets before netfilter: they can rewrite where it connects or sends, its source or its mark, which meshleak does not model, so whether its traffic is captured is unknown",
+                    p.facts.comm
+                ),
+                "find who attached them (`bpftool cgroup tree`) and what they do; detach them from pods' cgroups unless they keep the mesh's capture".to_string(),
+            )
+        };
+        out.push(Finding {
+            kind: FindingKind::CgroupProgram,
+            severity,
+            pid: Some(p.facts.pid),
+            message,
+            rules: Vec::new(),
+            evidence,
+            socket: None,
+            remedy,
+        });
     }
 }
 

@@ -36,6 +36,7 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
             })
             .collect(),
         rings: vec![],
+        cgroup_programs: vec![],
         threads: vec![],
         pidns: 7,
     }
@@ -112,6 +113,7 @@ fn snapshot(
         unread_netns: 0,
         unread_processes: vec![],
         owners: Default::default(),
+        programs_unread: None,
     }
 }
 
