@@ -194,6 +194,13 @@ fn a_socket_made_in_another_network_namespace_never_meets_the_pods_rules() {
     let peer_inode = std::fs::metadata(format!("/run/netns/{peer}")).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(by["netns"], peer_inode.ino(), "{p}");
+    // The cause is named as such, not as an identity the rules exempt.
+    let r = pod.report();
+    assert_eq!(findings_of(&r, "foreign-socket", h.pid()).len(), 1, "{r}");
+    assert!(
+        findings_of(&r, "identity-exempt", h.pid()).is_empty(),
+        "{r}"
+    );
 }
 
 /// `unshare -r` as uid 10001 gid 1337: root inside its own user namespace, while the

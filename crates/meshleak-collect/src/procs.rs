@@ -271,8 +271,7 @@ impl ProcDir {
         &self,
         pid: u32,
         leader: &Creds,
-        sockets: &mut Vec<HeldSocket>,
-        rings: &mut Vec<RingFacts>,
+        mut files: Option<(&mut Vec<HeldSocket>, &mut Vec<RingFacts>)>,
     ) -> Vec<ThreadFacts> {
         let Some((_, names)) = self.numbered("task") else {
             return Vec::new();
@@ -289,14 +288,8 @@ impl ProcDir {
             };
             let Ok(status) = task.status() else { continue };
             let creds = Creds::of(&status);
-            if !shares_files(pid, tid) {
-                let (own, own_rings) = task.files(Some(tid));
-                rings.extend(own_rings);
-                for s in own {
-                    if let Err(at) = sockets.binary_search_by_key(&s.inode, |h| h.inode) {
-                        sockets.insert(at, s);
-                    }
-                }
+            if let Some((sockets, rings)) = files.as_mut() {
+                task.private_files(pid, tid, sockets, rings);
             }
             if creds != *leader {
                 out.push(ThreadFacts {
@@ -310,6 +303,27 @@ impl ProcDir {
             }
         }
         out
+    }
+
+    /// A thread's own fd table's sockets and rings, added to its process's, unless it
+    /// shares its leader's table.
+    fn private_files(
+        &self,
+        pid: u32,
+        tid: u32,
+        sockets: &mut Vec<HeldSocket>,
+        rings: &mut Vec<RingFacts>,
+    ) {
+        if shares_files(pid, tid) {
+            return;
+        }
+        let (own, own_rings) = self.files(Some(tid));
+        rings.extend(own_rings);
+        for s in own {
+            if let Err(at) = sockets.binary_search_by_key(&s.inode, |h| h.inode) {
+                sockets.insert(at, s);
+            }
+        }
     }
 
     /// Where its namespaces and fd table are read, with its network namespace: its own
@@ -404,6 +418,30 @@ pub struct Detail {
     /// The path of its executable (`exe`), for snapshots (`collect`), which forensics
     /// reads: no verdict needs it, and a readlink per process is about 8% of a scan.
     pub exe: bool,
+    /// Its descriptors (sockets, rings): not read where the BPF iterator gives them, a
+    /// quarter of a scan's /proc reads saved; [`read_files`] reads them after, if it could
+    /// not.
+    pub files: bool,
+}
+
+/// A process's sockets and rings from its fd tables (its own, and its threads' private
+/// ones), for a process read without them; nothing when it is gone.
+pub fn read_files(proc_root: &Path, facts: &mut ProcessFacts) {
+    let pid = facts.pid;
+    let Ok(dir) = ProcDir::open(&proc_root.join(pid.to_string())) else {
+        return;
+    };
+    let Ok((live, _)) = dir.live(pid) else { return };
+    let (mut sockets, mut rings) = live.files(None);
+    if let Some((_, names)) = dir.numbered("task") {
+        for (tid, _) in names.into_iter().filter(|(tid, _)| *tid != pid) {
+            if let Ok(task) = dir.open_at(&format!("task/{tid}")) {
+                task.private_files(pid, tid, &mut sockets, &mut rings);
+            }
+        }
+    }
+    facts.sockets = sockets;
+    facts.rings = rings;
 }
 
 /// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own)
@@ -440,9 +478,14 @@ pub fn read(
     };
     let userns = live.ns_inode("ns/user").ok();
     let (uid_map, gid_map) = dir.id_maps(userns, maps);
-    let (mut sockets, mut rings) = live.files(None);
+    let (mut sockets, mut rings) = if detail.files {
+        live.files(None)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let threads = if field("Threads").is_some_and(|n| n != "1") {
-        dir.threads(pid, &creds, &mut sockets, &mut rings)
+        let files = detail.files.then_some((&mut sockets, &mut rings));
+        dir.threads(pid, &creds, files)
     } else {
         Vec::new()
     };

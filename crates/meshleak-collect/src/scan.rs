@@ -70,6 +70,10 @@ struct Ns {
 
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     check_proc_root(&opts.proc_root)?;
+    // Loaded beside the /proc walk; a no-op once loaded (the agent's later scans).
+    let loading = std::thread::Builder::new()
+        .name("meshleak-bpf".into())
+        .spawn(super::task_files::prepare);
     let mut host = procs::host_netns(&opts.proc_root);
     // The host's namespace as its /proc/net/dev names it: readable where its namespace
     // link is closed (no CAP_SYS_PTRACE), so the host can still be told apart.
@@ -82,6 +86,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     let detail = procs::Detail {
         cmdline: opts.include_cmdline,
         exe: opts.include_exe,
+        // The BPF iterator gives descriptors; read from /proc after, where it cannot.
+        files: super::task_files::switched_off(),
     };
     let mut listing =
         procs::list(&opts.proc_root, detail, |inode| scanned(host, inode)).map_err(|source| {
@@ -91,7 +97,11 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             }
         })?;
 
-    let (owners, programs_unread) = kernel_view(&opts.proc_root, host, &mut listing.processes);
+    if let Ok(loading) = loading {
+        let _ = loading.join();
+    }
+    let (owners, programs_unread) =
+        kernel_view(&opts.proc_root, host, detail.files, &mut listing.processes);
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
         all.entry(found.netns)
@@ -252,6 +262,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
 fn kernel_view(
     proc_root: &std::path::Path,
     host: Option<u64>,
+    files_read: bool,
     found: &mut [procs::Found],
 ) -> (OwnersRead, Option<String>) {
     let same_pidns = std::fs::read_link(proc_root.join("self"))
@@ -279,6 +290,11 @@ fn kernel_view(
             )
         }
         Err(why) => {
+            if !files_read {
+                for f in found.iter_mut() {
+                    procs::read_files(proc_root, &mut f.facts);
+                }
+            }
             for ring in found.iter_mut().flat_map(|f| &mut f.facts.rings) {
                 ring.unread = Some(format!("{}: {why}", procs::RING_UNREAD));
             }

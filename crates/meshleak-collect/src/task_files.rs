@@ -30,7 +30,8 @@ static LOADED: Mutex<Option<Result<Object, String>>> = Mutex::new(None);
 /// Every task's sockets and rings, by process.
 #[derive(Debug, Default)]
 pub struct KernelFiles {
-    sockets: HashMap<(u32, u64), Record>,
+    /// The sockets of each process's fd tables, by process.
+    sockets: HashMap<u32, Vec<Record>>,
     rings: HashMap<u32, Vec<Ring>>,
     /// Each process's cgroup v2 id.
     cgroups: HashMap<u32, u64>,
@@ -57,9 +58,23 @@ struct Ring {
 pub const SWITCH: &str = "MESHLEAK_BPF";
 
 /// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
+/// Loads the iterators now, if they are not yet: a scan calls it on a thread of its own
+/// at its start, so loading (some 30 ms) runs beside its /proc walk instead of after it.
+pub fn prepare() {
+    if !switched_off() {
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.get_or_insert_with(load);
+    }
+}
+
+/// Whether `MESHLEAK_BPF=off` forbids loading it.
+pub fn switched_off() -> bool {
+    std::env::var(SWITCH).is_ok_and(|v| v == "off")
+}
+
 /// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
 pub fn read() -> Result<KernelFiles, String> {
-    if std::env::var(SWITCH).is_ok_and(|v| v == "off") {
+    if switched_off() {
         return Err(format!("{SWITCH}=off"));
     }
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
@@ -133,7 +148,7 @@ impl KernelFiles {
             match r.kind {
                 Kind::Socket => {
                     if let Some(s) = r.sock {
-                        out.sockets.insert((r.tgid, s.ino), r);
+                        out.sockets.entry(r.tgid).or_default().push(r);
                         out.holders
                             .entry(s.ino)
                             .or_default()
@@ -184,21 +199,35 @@ impl KernelFiles {
         out
     }
 
-    /// Puts the kernel's view into a process read from /proc: each held socket's owner
-    /// becomes its `f_cred`, with where it is bound and its unix peer; its rings get their
-    /// credentials, and their fixed-file sockets join its held sockets. A socket the pass
-    /// did not see (made after it) keeps its inode's owner, marked so. `netns` is the
+    /// Puts the kernel's view into a process read from /proc: its fd tables' sockets (the
+    /// scan reads no descriptors from /proc where this view is had), each with its file's
+    /// `f_cred` as owner, where it is bound and its unix peer; its rings with their
+    /// credentials, and their fixed-file sockets among its held sockets. `netns` is the
     /// process's network namespace; a unix socket connected to one of another namespace
     /// gets its peer's holders (read under `proc_root`), `host` naming the host's.
     pub fn apply(&self, p: &mut ProcessFacts, netns: u64, host: Option<u64>, proc_root: &Path) {
-        for s in &mut p.sockets {
-            if let Some(r) = self.sockets.get(&(p.pid, s.inode)) {
-                set_owner(s, r);
-                s.unix_peer = r
-                    .sock
-                    .and_then(|sock| sock.peer)
-                    .and_then(|(inode, _)| self.peer_elsewhere(inode, netns, host, proc_root));
-            }
+        for r in self.sockets.get(&p.pid).into_iter().flatten() {
+            let Some(sock) = r.sock else { continue };
+            let at = match p.sockets.binary_search_by_key(&sock.ino, |h| h.inode) {
+                Ok(at) => at,
+                Err(at) => {
+                    p.sockets.insert(
+                        at,
+                        HeldSocket {
+                            fd: r.fd,
+                            inode: sock.ino,
+                            tid: (r.tid != p.pid).then_some(r.tid),
+                            ..HeldSocket::default()
+                        },
+                    );
+                    at
+                }
+            };
+            let s = &mut p.sockets[at];
+            set_owner(s, r);
+            s.unix_peer = sock
+                .peer
+                .and_then(|(inode, _)| self.peer_elsewhere(inode, netns, host, proc_root));
         }
         let rings = self.rings.get(&p.pid).map_or(&[][..], Vec::as_slice);
         if rings.is_empty() && !self.registered.contains_key(&p.pid) {
