@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 
 use common::helper::Helper;
-use common::pod::{Pod, json};
+use common::pod::{Pod, findings_of, json};
 use common::{is_root, meshleak};
 
 /// An Istio pod with its proxy (uid 1337 echoing on 15001/15006) and a peer answering `B`.
@@ -652,20 +652,6 @@ fn ipv6_only_capture_in_a_pod_that_speaks_ipv4_is_reported() {
         .unwrap_or_else(|| panic!("no ipv4-uncaptured: {r}"))
         .clone();
     assert_eq!(f["severity"], "high", "a live IPv4 connection: {f}");
-}
-
-/// Findings of `kind` about `pid` in the pod's report.
-fn findings_of<'a>(
-    report: &'a serde_json::Value,
-    kind: &str,
-    pid: u32,
-) -> Vec<&'a serde_json::Value> {
-    report["netns"][0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == kind && f["pid"] == pid)
-        .collect()
 }
 
 #[test]

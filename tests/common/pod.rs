@@ -262,11 +262,21 @@ pub fn finding<'a>(
     kind: &str,
     pid: u32,
 ) -> Option<&'a serde_json::Value> {
+    findings_of(report, kind, pid).into_iter().next()
+}
+
+/// Every finding of `kind` about `pid` in a one-pod report.
+pub fn findings_of<'a>(
+    report: &'a serde_json::Value,
+    kind: &str,
+    pid: u32,
+) -> Vec<&'a serde_json::Value> {
     report["netns"][0]["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["kind"] == kind && f["pid"] == pid)
+        .filter(|f| f["kind"] == kind && f["pid"] == pid)
+        .collect()
 }
 
 /// This pod's namespace in a whole-node report (found by its bind mount).

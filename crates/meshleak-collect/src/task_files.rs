@@ -42,7 +42,7 @@ pub struct KernelFiles {
     holders: HashMap<u64, Vec<(u32, u64)>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Ring {
     tid: u32,
     fd: u32,
@@ -135,15 +135,7 @@ impl KernelFiles {
     fn from_records(records: Vec<Record>) -> KernelFiles {
         let mut out = KernelFiles::default();
         // A ring's records come together, its `Ring` record last.
-        let mut ring = Ring {
-            tid: 0,
-            fd: 0,
-            ino: 0,
-            personalities: Vec::new(),
-            sqpoll: None,
-            fixed: Vec::new(),
-            flags: 0,
-        };
+        let mut ring = Ring::default();
         for r in records {
             match r.kind {
                 Kind::Socket => {
@@ -180,19 +172,10 @@ impl KernelFiles {
                     ring.tid = r.tid;
                     ring.fd = r.fd;
                     ring.flags = r.flags;
-                    let done = std::mem::replace(
-                        &mut ring,
-                        Ring {
-                            tid: 0,
-                            fd: 0,
-                            ino: 0,
-                            personalities: Vec::new(),
-                            sqpoll: None,
-                            fixed: Vec::new(),
-                            flags: 0,
-                        },
-                    );
-                    out.rings.entry(r.tgid).or_default().push(done);
+                    out.rings
+                        .entry(r.tgid)
+                        .or_default()
+                        .push(std::mem::take(&mut ring));
                 }
             }
         }
