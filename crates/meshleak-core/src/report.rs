@@ -60,7 +60,10 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
                     r.incomplete
                         .insert(0, format!("processes not read: {}", unread_list(&unread)));
                 }
-                r.incomplete.extend(owners_unverified(s, ns));
+                // Where nothing captures, no verdict depends on a socket's owner.
+                if meshed.get(&ns.inode) == Some(&true) {
+                    r.incomplete.extend(owners_unverified(s, ns));
+                }
                 incomplete.extend(
                     r.incomplete
                         .iter()
@@ -122,8 +125,9 @@ pub fn build(s: &Snapshot, duration_ms: u64) -> Report {
 }
 
 /// Where owners were read from inodes (no BPF), a held IP socket that has not connected
-/// may carry credentials its inode no longer shows (`fchown`), and its verdict may be
-/// wrong: said, with the sockets counted. A connected one shows in conntrack instead.
+/// may carry credentials its inode no longer shows (`fchown`), and in a meshed namespace
+/// its holder's verdict may be wrong: said, with the sockets counted. A connected one
+/// shows in conntrack instead.
 fn owners_unverified(s: &Snapshot, ns: &NetnsFacts) -> Option<String> {
     if s.owners.source == OwnerSource::FCred {
         return None;
