@@ -44,8 +44,6 @@ pub struct Cred {
     pub fsuid: u32,
     pub fsgid: u32,
     pub cap_eff: u64,
-    /// The user namespace they belong to (its inode).
-    pub userns: u32,
 }
 
 /// What a socket record says of the socket.
@@ -175,7 +173,6 @@ fn record(index: usize, r: &[u8]) -> Result<Record, DecodeError> {
             fsuid: u32_at(24),
             fsgid: u32_at(28),
             cap_eff: u64_at(48),
-            userns: u32_at(60),
         },
         sock,
     })
