@@ -773,3 +773,43 @@ fn a_partial_scan_replaces_only_its_namespaces() {
     assert!(whole.netns.is_empty());
     assert!(whole.containers.is_empty(), "no process is in it any more");
 }
+
+#[test]
+fn cgroup_programs_make_capture_unknown_unless_they_are_ciliums_socket_lb() {
+    use crate::schema::ProcessVerdict;
+    use crate::snapshot::CgroupProgram;
+    let program = |name: &str| CgroupProgram {
+        id: 7,
+        name: name.into(),
+        attach: "connect4".into(),
+    };
+    let mut app = process(11, 10001, 10001, 0, &[]);
+    app.cgroup_programs = vec![program("rewrite")];
+    let mut cilium = process(12, 10001, 10001, 0, &[]);
+    cilium.cgroup_programs = vec![program("cil_sock4_connect")];
+    let s = snapshot(
+        vec![process(10, 1337, 1337, 0, &[100, 101]), app, cilium],
+        proxy_listeners(),
+        false,
+        "",
+    );
+    let r = build(&s, 0);
+    let ns = &r.netns[0];
+    let p = |pid: u32| ns.processes.iter().find(|p| p.pid == pid).unwrap();
+    // An unknown program: what it rewrites is not modelled, so capture is unknown.
+    assert_eq!(p(11).verdict, ProcessVerdict::Unknown);
+    assert!(matches!(
+        p(11).decided_by.as_ref().unwrap().source,
+        crate::ways::Source::CgroupProgram { id: 7, .. }
+    ));
+    // Cilium's socket LB keeps capture (to the backend): a finding, the verdict stays.
+    assert_eq!(p(12).verdict, ProcessVerdict::Captured);
+    let severity = |pid: u32| {
+        ns.findings
+            .iter()
+            .find(|f| f.kind == FindingKind::CgroupProgram && f.pid == Some(pid))
+            .map(|f| f.severity)
+    };
+    assert_eq!(severity(11), Some(Severity::High));
+    assert_eq!(severity(12), Some(Severity::Medium));
+}
