@@ -264,33 +264,25 @@ impl ProcDir {
         (sockets, rings)
     }
 
-    /// Threads other than the leader: those whose credentials differ from `leader`, and
-    /// the sockets of those with a private fd table. Listed only for a multi-threaded
-    /// process (`Threads:` above 1).
-    fn threads(
-        &self,
-        pid: u32,
-        leader: &Creds,
-        mut files: Option<(&mut Vec<HeldSocket>, &mut Vec<RingFacts>)>,
-    ) -> Vec<ThreadFacts> {
+    /// Its threads other than the leader (`pid`), each with its directory.
+    fn other_threads(&self, pid: u32) -> Vec<(u32, ProcDir)> {
         let Some((_, names)) = self.numbered("task") else {
             return Vec::new();
         };
-        let tids: Vec<u32> = names
+        names
             .into_iter()
-            .map(|(tid, _)| tid)
-            .filter(|tid| *tid != pid)
-            .collect();
+            .filter(|(tid, _)| *tid != pid)
+            .filter_map(|(tid, _)| Some((tid, self.open_at(&format!("task/{tid}")).ok()?)))
+            .collect()
+    }
+
+    /// Threads other than the leader whose credentials differ from `leader`. Listed only
+    /// for a multi-threaded process (`Threads:` above 1).
+    fn threads(&self, pid: u32, leader: &Creds) -> Vec<ThreadFacts> {
         let mut out = Vec::new();
-        for tid in tids {
-            let Ok(task) = self.open_at(&format!("task/{tid}")) else {
-                continue;
-            };
+        for (tid, task) in self.other_threads(pid) {
             let Ok(status) = task.status() else { continue };
             let creds = Creds::of(&status);
-            if let Some((sockets, rings)) = files.as_mut() {
-                task.private_files(pid, tid, sockets, rings);
-            }
             if creds != *leader {
                 out.push(ThreadFacts {
                     tid,
@@ -305,25 +297,32 @@ impl ProcDir {
         out
     }
 
-    /// A thread's own fd table's sockets and rings, added to its process's, unless it
-    /// shares its leader's table.
-    fn private_files(
+    /// The sockets and rings of process `pid` (this directory) from its fd tables: its own
+    /// (through `live`, a live thread's once its leader exited) and, when `threaded`, its
+    /// threads' private ones (`unshare(CLONE_FILES)`).
+    fn all_files(
         &self,
         pid: u32,
-        tid: u32,
-        sockets: &mut Vec<HeldSocket>,
-        rings: &mut Vec<RingFacts>,
-    ) {
-        if shares_files(pid, tid) {
-            return;
+        live: &ProcDir,
+        threaded: bool,
+    ) -> (Vec<HeldSocket>, Vec<RingFacts>) {
+        let (mut sockets, mut rings) = live.files(None);
+        if !threaded {
+            return (sockets, rings);
         }
-        let (own, own_rings) = self.files(Some(tid));
-        rings.extend(own_rings);
-        for s in own {
-            if let Err(at) = sockets.binary_search_by_key(&s.inode, |h| h.inode) {
-                sockets.insert(at, s);
+        for (tid, task) in self.other_threads(pid) {
+            if shares_files(pid, tid) {
+                continue;
+            }
+            let (own, own_rings) = task.files(Some(tid));
+            rings.extend(own_rings);
+            for s in own {
+                if let Err(at) = sockets.binary_search_by_key(&s.inode, |h| h.inode) {
+                    sockets.insert(at, s);
+                }
             }
         }
+        (sockets, rings)
     }
 
     /// Where its namespaces and fd table are read, with its network namespace: its own
@@ -335,18 +334,11 @@ impl ProcDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => e,
             Err(e) => return Err(e),
         };
-        let Some((_, tids)) = self.numbered("task") else {
-            return Err(gone);
-        };
-        for (tid, _) in tids.into_iter().filter(|(tid, _)| *tid != pid) {
-            let Ok(task) = self.open_at(&format!("task/{tid}")) else {
-                continue;
-            };
-            if let Ok(netns) = task.ns_inode("ns/net") {
-                return Ok((task, netns));
-            }
-        }
-        Err(gone)
+        self.other_threads(pid)
+            .into_iter()
+            .find_map(|(_, task)| Some((task.ns_inode("ns/net").ok()?, task)))
+            .map(|(netns, task)| (task, netns))
+            .ok_or(gone)
     }
 
     fn open_at(&self, name: &str) -> io::Result<ProcDir> {
@@ -432,16 +424,7 @@ pub fn read_files(proc_root: &Path, facts: &mut ProcessFacts) {
         return;
     };
     let Ok((live, _)) = dir.live(pid) else { return };
-    let (mut sockets, mut rings) = live.files(None);
-    if let Some((_, names)) = dir.numbered("task") {
-        for (tid, _) in names.into_iter().filter(|(tid, _)| *tid != pid) {
-            if let Ok(task) = dir.open_at(&format!("task/{tid}")) {
-                task.private_files(pid, tid, &mut sockets, &mut rings);
-            }
-        }
-    }
-    facts.sockets = sockets;
-    facts.rings = rings;
+    (facts.sockets, facts.rings) = dir.all_files(pid, &live, true);
 }
 
 /// One process; `Ok(None)` for kernel threads (no memory map, no sockets of their own)
@@ -478,14 +461,14 @@ pub fn read(
     };
     let userns = live.ns_inode("ns/user").ok();
     let (uid_map, gid_map) = dir.id_maps(userns, maps);
-    let (mut sockets, mut rings) = if detail.files {
-        live.files(None)
+    let threaded = field("Threads").is_some_and(|n| n != "1");
+    let (sockets, rings) = if detail.files {
+        dir.all_files(pid, &live, threaded)
     } else {
         (Vec::new(), Vec::new())
     };
-    let threads = if field("Threads").is_some_and(|n| n != "1") {
-        let files = detail.files.then_some((&mut sockets, &mut rings));
-        dir.threads(pid, &creds, files)
+    let threads = if threaded {
+        dir.threads(pid, &creds)
     } else {
         Vec::new()
     };

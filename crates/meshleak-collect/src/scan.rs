@@ -70,10 +70,13 @@ struct Ns {
 
 pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     check_proc_root(&opts.proc_root)?;
+    let no_bpf = bpf_unusable(&opts.proc_root);
     // Loaded beside the /proc walk; a no-op once loaded (the agent's later scans).
-    let loading = std::thread::Builder::new()
-        .name("meshleak-bpf".into())
-        .spawn(super::task_files::prepare);
+    let loading = no_bpf.is_none().then(|| {
+        std::thread::Builder::new()
+            .name("meshleak-bpf".into())
+            .spawn(super::task_files::prepare)
+    });
     let mut host = procs::host_netns(&opts.proc_root);
     // The host's namespace as its /proc/net/dev names it: readable where its namespace
     // link is closed (no CAP_SYS_PTRACE), so the host can still be told apart.
@@ -86,8 +89,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     let detail = procs::Detail {
         cmdline: opts.include_cmdline,
         exe: opts.include_exe,
-        // The BPF iterator gives descriptors; read from /proc after, where it cannot.
-        files: super::task_files::switched_off(),
+        // The BPF iterator gives descriptors; read from /proc after, if it fails to load.
+        files: no_bpf.is_some(),
     };
     let mut listing =
         procs::list(&opts.proc_root, detail, |inode| scanned(host, inode)).map_err(|source| {
@@ -97,11 +100,16 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             }
         })?;
 
-    if let Ok(loading) = loading {
+    if let Some(Ok(loading)) = loading {
         let _ = loading.join();
     }
-    let (owners, programs_unread) =
-        kernel_view(&opts.proc_root, host, detail.files, &mut listing.processes);
+    let (owners, programs_unread) = kernel_view(
+        &opts.proc_root,
+        host,
+        no_bpf,
+        detail.files,
+        &mut listing.processes,
+    );
     let mut all: BTreeMap<u64, Ns> = BTreeMap::new();
     for found in listing.processes {
         all.entry(found.netns)
@@ -256,24 +264,37 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
     Ok(snapshot)
 }
 
-/// Puts the kernel's view of every process's files (BPF, read after the /proc walk, so
-/// every socket seen there is in it unless closed since) into the processes read; where
-/// BPF cannot be used, says why, and their rings' credentials stay unread for that reason.
+/// Why the BPF iterator cannot be used here, known before loading it: `MESHLEAK_BPF=off`,
+/// or a `proc_root` of another pid namespace than meshleak's, whose tasks the iterator
+/// (which sees its reader's) cannot name.
+fn bpf_unusable(proc_root: &std::path::Path) -> Option<String> {
+    if super::task_files::switched_off() {
+        return Some(format!("{}=off", super::task_files::SWITCH));
+    }
+    let same_pidns = std::fs::read_link(proc_root.join("self"))
+        .is_ok_and(|l| l.to_str() == Some(std::process::id().to_string().as_str()));
+    (!same_pidns).then(|| {
+        format!(
+            "{} is the /proc of another pid namespace than meshleak's, whose tasks a BPF iterator cannot name (run with the host's pid namespace: hostPID)",
+            proc_root.display()
+        )
+    })
+}
+
+/// Puts the kernel's view of every process's files (BPF, read after the /proc walk) into
+/// the processes read: their sockets, rings and cgroup programs. Where BPF is not used
+/// (`no_bpf` says why) or fails to load, says why; descriptors not read in the walk
+/// (`files_read`) are read from /proc then, and rings' credentials stay unread.
 fn kernel_view(
     proc_root: &std::path::Path,
     host: Option<u64>,
+    no_bpf: Option<String>,
     files_read: bool,
     found: &mut [procs::Found],
 ) -> (OwnersRead, Option<String>) {
-    let same_pidns = std::fs::read_link(proc_root.join("self"))
-        .is_ok_and(|l| l.to_str() == Some(std::process::id().to_string().as_str()));
-    let view = if same_pidns {
-        super::task_files::read()
-    } else {
-        Err(format!(
-            "{} is the /proc of another pid namespace than meshleak's, whose tasks a BPF iterator cannot name (run with the host's pid namespace: hostPID)",
-            proc_root.display()
-        ))
+    let view = match no_bpf {
+        Some(why) => Err(why),
+        None => super::task_files::read(),
     };
     match view {
         Ok(view) => {

@@ -57,14 +57,11 @@ struct Ring {
 /// come from inodes, and the reports say so.
 pub const SWITCH: &str = "MESHLEAK_BPF";
 
-/// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
 /// Loads the iterators now, if they are not yet: a scan calls it on a thread of its own
 /// at its start, so loading (some 30 ms) runs beside its /proc walk instead of after it.
 pub fn prepare() {
-    if !switched_off() {
-        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
-        loaded.get_or_insert_with(load);
-    }
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    loaded.get_or_insert_with(load);
 }
 
 /// Whether `MESHLEAK_BPF=off` forbids loading it.
@@ -72,11 +69,9 @@ pub fn switched_off() -> bool {
     std::env::var(SWITCH).is_ok_and(|v| v == "off")
 }
 
-/// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used.
+/// Reads every task of meshleak's pid namespace; `Err` says why BPF cannot be used. The
+/// caller checks [`switched_off`] first.
 pub fn read() -> Result<KernelFiles, String> {
-    if switched_off() {
-        return Err(format!("{SWITCH}=off"));
-    }
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     let object = loaded
         .get_or_insert_with(load)
@@ -137,25 +132,15 @@ impl KernelFiles {
         // A ring's records come together, its `Ring` record last.
         let mut ring = Ring::default();
         for r in records {
+            if let Some(s) = r.sock {
+                out.holders
+                    .entry(s.ino)
+                    .or_default()
+                    .push((r.tgid, u64::from(r.task_netns)));
+            }
             match r.kind {
-                Kind::Socket => {
-                    if let Some(s) = r.sock {
-                        out.sockets.entry(r.tgid).or_default().push(r);
-                        out.holders
-                            .entry(s.ino)
-                            .or_default()
-                            .push((r.tgid, u64::from(r.task_netns)));
-                    }
-                }
-                Kind::Fixed => {
-                    if let Some(s) = r.sock {
-                        out.holders
-                            .entry(s.ino)
-                            .or_default()
-                            .push((r.tgid, u64::from(r.task_netns)));
-                    }
-                    ring.fixed.push(r);
-                }
+                Kind::Socket => out.sockets.entry(r.tgid).or_default().push(r),
+                Kind::Fixed => ring.fixed.push(r),
                 Kind::Personality => ring.personalities.push(cred(&r)),
                 Kind::Sqpoll => ring.sqpoll = Some(RingCred { id: 0, ..cred(&r) }),
                 Kind::Task => {
@@ -190,27 +175,13 @@ impl KernelFiles {
     /// gets its peer's holders (read under `proc_root`), `host` naming the host's.
     pub fn apply(&self, p: &mut ProcessFacts, netns: u64, host: Option<u64>, proc_root: &Path) {
         for r in self.sockets.get(&p.pid).into_iter().flatten() {
-            let Some(sock) = r.sock else { continue };
-            let at = match p.sockets.binary_search_by_key(&sock.ino, |h| h.inode) {
-                Ok(at) => at,
-                Err(at) => {
-                    p.sockets.insert(
-                        at,
-                        HeldSocket {
-                            fd: r.fd,
-                            inode: sock.ino,
-                            tid: (r.tid != p.pid).then_some(r.tid),
-                            ..HeldSocket::default()
-                        },
-                    );
-                    at
-                }
-            };
-            let s = &mut p.sockets[at];
-            set_owner(s, r);
-            s.unix_peer = sock
-                .peer
-                .and_then(|(inode, _)| self.peer_elsewhere(inode, netns, host, proc_root));
+            let tid = (r.tid != p.pid).then_some(r.tid);
+            if let Some(s) = held(p, r, r.fd, tid) {
+                s.unix_peer = r
+                    .sock
+                    .and_then(|sock| sock.peer)
+                    .and_then(|(inode, _)| self.peer_elsewhere(inode, netns, host, proc_root));
+            }
         }
         let rings = self.rings.get(&p.pid).map_or(&[][..], Vec::as_slice);
         if rings.is_empty() && !self.registered.contains_key(&p.pid) {
@@ -247,29 +218,18 @@ impl KernelFiles {
                 sqpoll: ring.sqpoll,
                 unread: (!cut.is_empty()).then(|| cut.join("; ")),
             });
+            // A socket also in an fd table is held there, not in the ring.
             for r in &ring.fixed {
-                let Some(sock) = r.sock else { continue };
-                if p.holds(sock.ino) {
+                if r.sock.is_some_and(|s| p.holds(s.ino)) {
                     continue;
                 }
-                let mut s = HeldSocket {
-                    fd: ring.fd,
-                    inode: sock.ino,
-                    uid: sock.inode_uid,
-                    gid: sock.inode_gid,
-                    tid,
-                    fixed_slot: Some(r.slot),
-                    ..HeldSocket::default()
-                };
-                set_owner(&mut s, r);
-                let at = p.sockets.partition_point(|h| h.inode < s.inode);
-                p.sockets.insert(at, s);
+                if let Some(s) = held(p, r, ring.fd, tid) {
+                    s.fixed_slot = Some(r.slot);
+                }
             }
         }
     }
-}
 
-impl KernelFiles {
     /// Each process's cgroup v2 id.
     pub fn cgroups(&self) -> &HashMap<u32, u64> {
         &self.cgroups
@@ -315,10 +275,36 @@ impl KernelFiles {
     }
 }
 
-/// A held socket's owner, address, peer and kind, as the kernel keeps them. `s.uid` and
-/// `s.gid` hold the inode's owner as `stat` read it.
-fn set_owner(s: &mut HeldSocket, r: &Record) {
-    let Some(sock) = r.sock else { return };
+/// The process's held socket of a socket record (made at `fd`, of thread `tid`, unless it
+/// is held already), with its owner, address and kind as the kernel keeps them; `None`
+/// for a record of no socket.
+fn held<'p>(
+    p: &'p mut ProcessFacts,
+    r: &Record,
+    fd: u32,
+    tid: Option<u32>,
+) -> Option<&'p mut HeldSocket> {
+    let sock = r.sock?;
+    let at = match p.sockets.binary_search_by_key(&sock.ino, |h| h.inode) {
+        Ok(at) => at,
+        Err(at) => {
+            let new = HeldSocket {
+                fd,
+                inode: sock.ino,
+                tid,
+                ..HeldSocket::default()
+            };
+            p.sockets.insert(at, new);
+            at
+        }
+    };
+    let s = &mut p.sockets[at];
+    set_owner(s, r, &sock);
+    Some(s)
+}
+
+/// A held socket's owner, address and kind, as the kernel keeps them.
+fn set_owner(s: &mut HeldSocket, r: &Record, sock: &Sock) {
     let f_cred = (r.cred.fsuid, r.cred.fsgid);
     if (sock.inode_uid, sock.inode_gid) != f_cred {
         s.inode_owner = Some((sock.inode_uid, sock.inode_gid));
@@ -330,7 +316,7 @@ fn set_owner(s: &mut HeldSocket, r: &Record) {
     s.bound = sock
         .local
         .filter(|(addr, port)| *port != 0 || !addr.is_unspecified());
-    s.probed = Some(probed(&sock));
+    s.probed = Some(probed(sock));
 }
 
 fn probed(sock: &Sock) -> ProbedSocket {

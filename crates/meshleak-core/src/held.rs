@@ -88,12 +88,14 @@ pub fn escapes(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
     out
 }
 
-/// Not connected: in no table of the namespace (a bound TCP socket is in none until it
-/// listens or connects), or an unconnected UDP one.
-fn unconnected(ns: &NetnsFacts, s: &HeldSocket) -> bool {
+/// An IP socket that may send and has not connected: in no table of the namespace (a
+/// bound TCP socket is in none until it listens or connects; a unix, netlink or packet
+/// socket is in its own, and meets no IP rule) unless asked and found not to send, or an
+/// unconnected UDP one.
+pub(crate) fn unconnected(ns: &NetnsFacts, s: &HeldSocket) -> bool {
     match ns.sockets.iter().find(|l| l.inode == s.inode) {
         Some(l) => l.state == "unconnected" || l.state == "close",
-        None => s.unlisted && s.probed.is_some_and(|p| p.sends_ip()),
+        None => s.unlisted && s.probed.is_none_or(|p| p.sends_ip()),
     }
 }
 

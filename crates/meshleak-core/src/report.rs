@@ -136,12 +136,7 @@ fn owners_unverified(s: &Snapshot, ns: &NetnsFacts) -> Option<String> {
         .processes
         .iter()
         .flat_map(|p| &p.sockets)
-        .filter(|h| match ns.sockets.iter().find(|l| l.inode == h.inode) {
-            Some(l) => matches!(l.state.as_str(), "close" | "unconnected"),
-            // In no table of the namespace: not bound yet, or of another namespace; a
-            // unix, netlink or packet socket is in its own table, and meets no IP rule.
-            None => h.unlisted && h.probed.is_none_or(|p| p.sends_ip()),
-        })
+        .filter(|h| crate::held::unconnected(ns, h))
         .count();
     if unconnected == 0 {
         return None;
@@ -219,43 +214,43 @@ fn judge(w: &Way, r: Option<&IdentityReport>, groups_matter: bool) -> ProcessVer
     }
 }
 
-/// A live connection that did not pass the proxy makes its process a bypass, whatever the
-/// rules predict now, and so does a packet socket it holds (it can send below netfilter
-/// now, with no privilege left); a policy-routing rule that routes some of its traffic
-/// past the capture makes it partial: the headline, the metrics and the exit status count
-/// them all, so a verdict never says `captured` beside a finding that says otherwise.
+/// The verdict a finding imposes on its process, whatever the rules predict now, so a
+/// verdict never says `captured` beside a finding that says otherwise: a live connection
+/// that did not pass the proxy, or a packet socket (it sends below netfilter with no
+/// privilege left), makes it a bypass, and so does a unix relay into a namespace nothing
+/// captures; a policy-routing rule that routes some of its traffic past the capture makes
+/// it partial; a relay into a namespace not read, or a cgroup program meshleak does not
+/// know, makes it unknown. The headline, the metrics and the exit status count them all.
+fn imposed(f: &Finding) -> Option<ProcessVerdict> {
+    match (f.kind, f.severity) {
+        (FindingKind::ObservedBypass | FindingKind::PacketSocket, _)
+        | (FindingKind::UnixRelay, Severity::High) => Some(ProcessVerdict::Bypass),
+        (FindingKind::PolicyRouted, _) => Some(ProcessVerdict::Partial),
+        (FindingKind::UnixRelay, Severity::Medium)
+        | (FindingKind::CgroupProgram, Severity::High) => Some(ProcessVerdict::Unknown),
+        _ => None,
+    }
+}
+
+/// Each finding's imposed verdict on its process, with the fact that decides it.
 fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
-    for f in findings.iter().filter(|f| {
-        matches!(
-            f.kind,
-            FindingKind::ObservedBypass
-                | FindingKind::PolicyRouted
-                | FindingKind::PacketSocket
-                | FindingKind::UnixRelay
-                | FindingKind::CgroupProgram
-        ) && f.severity != Severity::Low
-            && !(f.kind == FindingKind::CgroupProgram && f.severity != Severity::High)
-    }) {
+    for f in findings {
+        let Some(verdict) = imposed(f) else { continue };
         let Some(p) = processes.iter_mut().find(|p| Some(p.facts.pid) == f.pid) else {
             continue;
         };
-        if p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy {
+        let known_worse = p.verdict.bypasses() || p.verdict == ProcessVerdict::Proxy;
+        if known_worse || (verdict == ProcessVerdict::Unknown && p.verdict == verdict) {
             continue;
         }
-        if f.kind == FindingKind::PolicyRouted {
-            p.verdict = ProcessVerdict::Partial;
-            p.reasons = f.rules.clone();
-            continue;
-        }
+        p.verdict = verdict;
+        p.reasons = f.rules.clone();
         let held = p.facts.sockets.iter().find(|s| Some(s.inode) == f.socket);
-        if f.kind == FindingKind::CgroupProgram {
-            if p.verdict == ProcessVerdict::Unknown {
-                continue;
-            }
-            let g = &p.facts.cgroup_programs[0];
-            p.verdict = ProcessVerdict::Unknown;
-            p.reasons = Vec::new();
-            p.decided_by = Some(DecidedBy {
+        let because = format!("{}: {}", f.evidence.join("; "), f.message);
+        p.decided_by = match f.kind {
+            // The routing rule decides; the way out stays the one the rules judged.
+            FindingKind::PolicyRouted => continue,
+            FindingKind::CgroupProgram => p.facts.cgroup_programs.first().map(|g| DecidedBy {
                 source: Source::CgroupProgram {
                     id: g.id,
                     name: g.name.clone(),
@@ -263,53 +258,37 @@ fn evidence_verdicts(processes: &mut [Judged], findings: &[Finding]) {
                 },
                 uid: p.identity.uid,
                 gid: p.identity.gid,
-                why: format!("{}: {}", f.evidence.join("; "), f.message),
-            });
-            continue;
-        }
-        if f.kind == FindingKind::UnixRelay && f.severity == Severity::Medium {
-            if p.verdict == ProcessVerdict::Unknown {
-                continue;
-            }
-            p.verdict = ProcessVerdict::Unknown;
-        } else {
-            p.verdict = ProcessVerdict::Bypass;
-        }
-        p.reasons = f.rules.clone();
-        if matches!(f.kind, FindingKind::PacketSocket | FindingKind::UnixRelay) {
-            p.decided_by = held.map(|s| DecidedBy {
-                source: if f.kind == FindingKind::PacketSocket {
-                    Source::PacketSocket {
-                        fd: s.fd,
-                        inode: s.inode,
-                    }
-                } else {
-                    Source::UnixRelay {
-                        fd: s.fd,
-                        inode: s.inode,
-                    }
+                why: because,
+            }),
+            FindingKind::ObservedBypass => held.map(|s| DecidedBy {
+                source: Source::Connection {
+                    fd: s.fd,
+                    inode: s.inode,
                 },
-                uid: p.identity.uid,
-                gid: p.identity.gid,
-                why: format!("{}: {}", f.evidence.join("; "), f.message),
-            });
-            continue;
-        }
-        p.decided_by = held.map(|s| DecidedBy {
-            source: Source::Connection {
-                fd: s.fd,
-                inode: s.inode,
-            },
-            uid: s.uid,
-            gid: s.gid,
-            why: format!(
-                "live connection {} (fd {}, socket:[{}]): {}",
-                f.evidence.first().map_or("", String::as_str),
-                s.fd,
-                s.inode,
-                f.message
-            ),
-        });
+                uid: s.uid,
+                gid: s.gid,
+                why: format!(
+                    "live connection {} (fd {}, socket:[{}]): {}",
+                    f.evidence.first().map_or("", String::as_str),
+                    s.fd,
+                    s.inode,
+                    f.message
+                ),
+            }),
+            _ => held.map(|s| {
+                let (fd, inode) = (s.fd, s.inode);
+                DecidedBy {
+                    source: if f.kind == FindingKind::PacketSocket {
+                        Source::PacketSocket { fd, inode }
+                    } else {
+                        Source::UnixRelay { fd, inode }
+                    },
+                    uid: p.identity.uid,
+                    gid: p.identity.gid,
+                    why: because,
+                }
+            }),
+        };
     }
     sort_processes(processes);
 }
