@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/meshleak
 APT_PACKAGES := iptables nftables iproute2 util-linux bsdutils bash socat procps conntrack python3 python3-pip \
 	podman runc conmon catatonit busybox-static prometheus clang libbpf-dev linux-libc-dev bpftool \
-	libelf-dev zlib1g-dev pkg-config make
+	libelf-dev zlib1g-dev pkg-config make containerd protobuf-compiler
 CORPUS ?= ../shared/corpus
 
 .PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench man
@@ -15,11 +15,14 @@ all: build
 # Installs the system tools the tests drive (iptables both backends, nft, ip, setpriv,
 # conntrack), podman with runc for the container end-to-end test, and what the build
 # needs for meshleak's BPF program (clang, libbpf-dev's headers; bpftool for the tests) and
-# for libbpf, which libbpf-sys builds from source and links statically with libelf and zlib.
+# for libbpf, which libbpf-sys builds from source and links statically with libelf and zlib;
+# containerd with the CNI plugins, started with the project's own config for the containerd
+# tests (scripts/containerd-setup.sh), and protoc for the CRI client those tests use.
 setup:
 	@missing=""; \
 	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
-		podman runc catatonit busybox python3 prometheus promtool script clang bpftool; do \
+		podman runc catatonit busybox python3 prometheus promtool script clang bpftool \
+		containerd ctr protoc; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing=1; \
@@ -29,6 +32,7 @@ setup:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 	@sh scripts/podman-setup.sh
+	@sh scripts/containerd-setup.sh
 	@python3 -c "import kubernetes_validate" 2>/dev/null || \
 		python3 -m pip install -q kubernetes-validate 2>/dev/null || \
 		python3 -m pip install -q --break-system-packages kubernetes-validate

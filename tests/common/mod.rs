@@ -8,6 +8,7 @@
 // share them (they are no crate's API).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cri;
 pub mod helper;
 pub mod http;
 pub mod pod;
