@@ -5,6 +5,7 @@
 //! and native nftables. Its `/report`, `/metrics`, a `kubectl exec`-style run of the binary
 //! inside its container and a `kubectl debug node`-style run of the image must give the host
 //! binary's verdicts; its PolicyReports must be valid against the published CRD's schema.
+//! A containerd pod (made through the CRI API) is read through the same /host mounts.
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cri::{ContainerSpec, CriPod, PodSpec, containerd_ready, judged};
 use common::pod::json;
 use common::podman::{PodmanPod, netns_of, podman_ready, processes};
 use common::{EXEMPT_10001, Loader, http, meshleak, run};
@@ -150,6 +152,29 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
             pod
         })
         .collect();
+    // containerd's pods, read from its bundles under the agent's /host/run: a pod-level
+    // runAsGroup that is the proxy's, with its sandbox.
+    let mut ctrd = containerd_ready().then(|| {
+        let mut pod = CriPod::run(PodSpec {
+            namespace: "shop",
+            name: format!("mldsc{id}"),
+            run_as_user: Some(10002),
+            run_as_group: Some(1337),
+            ..Default::default()
+        });
+        pod.container(
+            &ContainerSpec::new("istio-proxy", Some(1337), Some(1337))
+                .command("httpd -p 15006; exec httpd -f -p 15001"),
+        );
+        pod.container(&ContainerSpec::new("worker", None, None));
+        pod
+    });
+    if let Some(pod) = &mut ctrd {
+        pod.load_rules(
+            Loader::IptablesNft,
+            include_str!("../testdata/istio-sidecar.rules"),
+        );
+    }
     let agent = Agent::play(&format!("mlagent{id}"));
 
     // Ready once a scan has read everything its verdicts need.
@@ -212,6 +237,29 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
             assert_eq!(processes(ns), expected, "{loader:?} by {what}: {ns}");
             assert_eq!(ns["mesh"], on_host["mesh"], "{loader:?} by {what}");
             assert_eq!(ns["pod"]["namespace"], namespace.as_str());
+        }
+    }
+    if let Some(pod) = &ctrd {
+        let on_host = judged(netns_of(&host, &pod.spec.name));
+        assert_eq!(
+            on_host,
+            vec![
+                (s("(sandbox)"), 10002, 1337, s("sandbox")),
+                (s("istio-proxy"), 1337, 1337, s("proxy")),
+                (s("worker"), 10002, 1337, s("bypass")),
+            ],
+            "{}",
+            netns_of(&host, &pod.spec.name)
+        );
+        for (what, r) in [
+            ("/report", &report),
+            ("exec", &exec),
+            ("debug node", &debug),
+        ] {
+            let ns = netns_of(r, &pod.spec.name);
+            assert_eq!(judged(ns), on_host, "containerd by {what}: {ns}");
+            assert_eq!(ns["pod"]["uid"], pod.uid.as_str(), "{what}");
+            assert_eq!(ns["paths"].as_array().map(Vec::len), Some(1), "{what}");
         }
     }
     // `kubectl exec AGENT -- /meshleak pod --pod NS/NAME`, as docs/agent.md says.

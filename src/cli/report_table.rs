@@ -347,7 +347,7 @@ fn verdict_paint(v: ProcessVerdict) -> Paint {
         ProcessVerdict::Partial => Paint::Yellow,
         ProcessVerdict::Unknown => Paint::Magenta,
         ProcessVerdict::Captured => Paint::Green,
-        ProcessVerdict::Proxy | ProcessVerdict::Unmeshed => Paint::Dim,
+        ProcessVerdict::Proxy | ProcessVerdict::Unmeshed | ProcessVerdict::Sandbox => Paint::Dim,
     }
 }
 
@@ -371,6 +371,8 @@ fn processes(t: &Term, ns: &NetnsReport, wide: bool, out: &mut Vec<String>) {
             let container = p.container.as_ref().map_or("-".to_string(), |c| {
                 let id = &c.id[..12.min(c.id.len())];
                 match (&c.name, wide) {
+                    _ if c.sandbox && wide => format!("(sandbox) ({id})"),
+                    _ if c.sandbox => "(sandbox)".to_string(),
                     (Some(n), true) => format!("{n} ({id})"),
                     (Some(n), false) => n.clone(),
                     (None, _) => id.to_string(),

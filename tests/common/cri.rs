@@ -246,6 +246,7 @@ impl CriPod {
             }))
             .unwrap_or_else(|e| panic!("StartContainer {}: {e}", c.name));
         // The kubelet's legacy symlink, named after pod, namespace, container and id.
+        std::fs::create_dir_all("/var/log/containers").unwrap();
         let _ = std::os::unix::fs::symlink(
             format!("{}/{log_path}", self.config.log_directory),
             self.log_link(c.name, &id),
@@ -297,14 +298,15 @@ impl Drop for CriPod {
     fn drop(&mut self) {
         let cli = &mut self.client;
         let id = self.sandbox_id.clone();
-        let _ = cli.rt.block_on(cli.client.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        }));
         let _ = cli
             .rt
-            .block_on(cli.client.remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: id,
+            .block_on(cli.client.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
             }));
+        let _ = cli.rt.block_on(
+            cli.client
+                .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
+        );
         for (name, id) in self.containers.clone() {
             let _ = std::fs::remove_file(self.log_link(&name, &id));
         }
@@ -332,4 +334,34 @@ pub fn containerd_ready() -> bool {
         None,
     );
     true
+}
+
+/// (container name or `(sandbox)`, uid, gid, verdict) of every process living in the
+/// namespace, sorted. Visitors (`lives_in`: processes of other namespaces holding sockets
+/// made in this one, such as a running agent's sockets for polling legacy tables) are not
+/// the pod's.
+pub fn judged(ns: &serde_json::Value) -> Vec<(String, u64, u64, String)> {
+    let mut out: Vec<_> = ns["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["lives_in"].is_null())
+        .map(|p| {
+            let c = &p["container"];
+            let name = if c["sandbox"] == true {
+                "(sandbox)".to_string()
+            } else {
+                c["name"].as_str().unwrap_or("?").to_string()
+            };
+            (
+                name,
+                p["uid"].as_u64().unwrap(),
+                p["gid"].as_u64().unwrap(),
+                p["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -1,6 +1,7 @@
 //! Container runtime metadata from the host's files, for the containers whose ids the
 //! processes' cgroups name: containerd's task bundles, CRI-O's (and podman's) container
-//! storage, docker's container configs, and kubelet's log symlinks as the last resort.
+//! storage, docker's container configs (and k3s's and RKE2's containerd under /run/k3s),
+//! completed field by field from sandboxes' files, cgroup paths and kubelet's log names.
 //! All paths are under `host_root` (`/host` when meshleak runs in a pod).
 
 use std::collections::BTreeMap;
@@ -24,6 +25,11 @@ const PLACES: &[(&str, Layout)] = &[
         "run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json",
         Layout::Oci("containerd"),
     ),
+    // k3s and RKE2 run their own containerd with its state under /run/k3s.
+    (
+        "run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json",
+        Layout::Oci("containerd"),
+    ),
     (
         "run/containers/storage/overlay-containers/{id}/userdata/config.json",
         Layout::Oci("cri-o"),
@@ -38,68 +44,77 @@ const PLACES: &[(&str, Layout)] = &[
     ),
 ];
 
-/// Describes each container id (with the pod uid its cgroup gave, if any). Unreadable or
-/// malformed files are reported in the second list, naming the file; the container then
-/// falls back to the next place, and to kubelet's log names.
+/// Describes each container id (with the pod uid its cgroup gave, if any), and the
+/// sandboxes their files name. Unreadable or malformed files are reported in the second
+/// list, naming the file; the container then falls back to the next place. What a file
+/// lacks is completed field by field from the sandbox's file, the cgroup's pod uid and
+/// kubelet's log names ([`attribution::complete`]).
 pub fn read(
     host_root: &Path,
     ids: &BTreeMap<String, Option<String>>,
 ) -> (Vec<ContainerFacts>, Vec<String>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    let logs = names_in(&host_root.join("var/log/containers"));
-    let pods = names_in(&host_root.join("var/log/pods"));
-    for (id, pod_uid) in ids {
-        let mut found = None;
-        for (pattern, layout) in PLACES {
-            let path = host_root.join(pattern.replace("{id}", id));
-            let text = match read_small(&path) {
-                Ok(Some(t)) => t,
-                Ok(None) => continue,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let source = path.display().to_string();
-            let parsed = match layout {
-                Layout::Oci(runtime) => attribution::from_oci_config(id, runtime, &source, &text),
-                Layout::Docker => attribution::from_docker_config(id, &source, &text),
-            };
-            match parsed {
-                Ok(c) => {
-                    found = Some(c);
-                    break;
-                }
-                Err(e) => errors.push(format!("container {id}: {e}")),
-            }
-        }
-        let found = found
-            .or_else(|| {
-                logs.iter()
-                    .find(|name| name.ends_with(&format!("-{id}.log")))
-                    .and_then(|name| attribution::from_log_name(name, pod_uid.as_deref()))
-            })
-            .or_else(|| {
-                // The pod's names from its log directory; the container stays unnamed.
-                let uid = pod_uid.as_deref()?;
-                let pod = pods
-                    .iter()
-                    .find(|d| d.ends_with(&format!("_{uid}")))
-                    .and_then(|d| attribution::from_pod_log_dir(d))?;
-                Some(ContainerFacts {
-                    id: id.clone(),
-                    runtime: "logs".into(),
-                    pod: Some(pod),
-                    name: None,
-                    sandbox: false,
-                    user: None,
-                    source: host_root.join("var/log/pods").display().to_string(),
-                })
-            });
-        out.extend(found);
+    for id in ids.keys() {
+        out.push(describe(host_root, id, &mut errors));
     }
+    // Sandboxes no process of the scan runs in (their pause exited, or another pid
+    // namespace), for the pod's names and user their files hold.
+    let named: Vec<String> = out
+        .iter()
+        .filter_map(|c| c.sandbox_id.clone())
+        .filter(|s| !ids.contains_key(s))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for id in named {
+        let c = describe(host_root, &id, &mut errors);
+        if c.runtime != "logs" {
+            out.push(c);
+        }
+    }
+    attribution::complete(
+        &mut out,
+        ids,
+        &names_in(&host_root.join("var/log/containers")),
+        &names_in(&host_root.join("var/log/pods")),
+    );
     (out, errors)
+}
+
+/// The container as the first runtime file that parses describes it, or a blank one
+/// (`logs`) for kubelet's log names to describe.
+fn describe(host_root: &Path, id: &str, errors: &mut Vec<String>) -> ContainerFacts {
+    for (pattern, layout) in PLACES {
+        let path = host_root.join(pattern.replace("{id}", id));
+        let text = match read_small(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let source = path.display().to_string();
+        let parsed = match layout {
+            Layout::Oci(runtime) => attribution::from_oci_config(id, runtime, &source, &text),
+            Layout::Docker => attribution::from_docker_config(id, &source, &text),
+        };
+        match parsed {
+            Ok(c) => return c,
+            Err(e) => errors.push(format!("container {id}: {e}")),
+        }
+    }
+    ContainerFacts {
+        id: id.to_string(),
+        runtime: "logs".into(),
+        pod: None,
+        name: None,
+        sandbox: false,
+        sandbox_id: None,
+        user: None,
+        source: host_root.join("var/log").display().to_string(),
+    }
 }
 
 /// `Ok(None)` when the file does not exist (this runtime does not know the container).

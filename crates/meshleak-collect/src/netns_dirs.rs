@@ -16,6 +16,25 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use super::netns::is_nsfs;
 use super::procs::netns_inode;
 
+/// The directories that exist, each once: `/var/run` is a symlink to `/run` on most
+/// nodes, and a container's `/host/var/run` a second mount of the same directory, so two
+/// spellings would list every namespace twice. Compared by file identity, not by text.
+pub fn distinct(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(m) = std::fs::metadata(d) else {
+            continue;
+        };
+        if m.is_dir() && !seen.contains(&(m.dev(), m.ino())) {
+            seen.push((m.dev(), m.ino()));
+            out.push(d.clone());
+        }
+    }
+    out
+}
+
 /// How long a new file may take to become a namespace (its bind mount).
 pub const MOUNT_WITHIN: Duration = Duration::from_secs(2);
 
@@ -155,7 +174,7 @@ impl NetnsDirs {
     /// appeared, after the event queue overflowed).
     fn found_in_dirs(&mut self) -> Vec<Change> {
         let mut out = Vec::new();
-        for dir in self.dirs.clone() {
+        for dir in distinct(&self.dirs) {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };

@@ -127,8 +127,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
             })
             .map(|(inode, _)| *inode);
     }
-    for dir in &opts.netns_dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    for dir in super::netns_dirs::distinct(&opts.netns_dirs) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         // Only namespace files: `ip netns del` unmounts first and removes the file after,

@@ -19,6 +19,11 @@ pub struct ContainerFacts {
     pub name: Option<String>,
     /// The pod's sandbox (pause) container rather than one of the spec's.
     pub sandbox: bool,
+    /// The id of the pod's sandbox container (containerd's `sandbox-id`, CRI-O's
+    /// `SandboxID`): where a container's bundle lacks the pod's names, its sandbox's may
+    /// hold them, and the sandbox's user is the pod-level securityContext's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
     /// The user the spec configured (`runAsUser`, `runAsGroup`, supplemental groups).
     pub user: Option<ConfiguredUser>,
     /// The file it was read from.
@@ -112,6 +117,18 @@ pub fn from_oci_config(
             .find_map(|k| spec["annotations"][*k].as_str())
             .map(str::to_string)
     };
+    // containerd before 1.6.11 writes no sandbox uid, before 1.5 no sandbox names: the
+    // sandbox's log directory (kubelet's `<namespace>_<name>_<uid>`) has them all.
+    let logs = ann(&[
+        "io.kubernetes.cri.sandbox-log-directory",
+        "io.kubernetes.cri-o.LogPath",
+    ])
+    .and_then(|d| {
+        d.trim_end_matches('/')
+            .split('/')
+            .rev()
+            .find_map(from_pod_log_dir)
+    });
     let pod = match (
         ann(&[
             "io.kubernetes.cri.sandbox-namespace",
@@ -123,9 +140,10 @@ pub fn from_oci_config(
             namespace,
             name,
             uid: ann(&["io.kubernetes.cri.sandbox-uid", "io.kubernetes.pod.uid"])
+                .or_else(|| logs.as_ref().map(|p| p.uid.clone()))
                 .unwrap_or_default(),
         }),
-        _ => None,
+        _ => logs,
     };
     let kind = ann(&[
         "io.kubernetes.cri.container-type",
@@ -153,6 +171,10 @@ pub fn from_oci_config(
             "io.kubernetes.container.name",
         ]),
         sandbox: kind.as_deref() == Some("sandbox"),
+        sandbox_id: ann(&[
+            "io.kubernetes.cri.sandbox-id",
+            "io.kubernetes.cri-o.SandboxID",
+        ]),
         user,
         source: source.to_string(),
     })
@@ -189,6 +211,9 @@ pub fn from_docker_config(id: &str, source: &str, text: &str) -> Result<Containe
         pod,
         name: label("io.kubernetes.container.name"),
         sandbox: label("io.kubernetes.docker.type").as_deref() == Some("podsandbox"),
+        sandbox_id: cfg["Config"]["Labels"]["io.kubernetes.sandbox.id"]
+            .as_str()
+            .map(str::to_string),
         user,
         source: source.to_string(),
     })
@@ -212,9 +237,94 @@ pub fn from_log_name(file: &str, pod_uid: Option<&str>) -> Option<ContainerFacts
         }),
         name: Some(container.into()),
         sandbox: false,
+        sandbox_id: None,
         user: None,
         source: format!("/var/log/containers/{file}"),
     })
+}
+
+/// Fills, field by field, what each container's own runtime file lacks, from the other
+/// sources a node has: its sandbox's file (containerd before 1.5 names the pod only
+/// there), the pod uid of its cgroup path (`cgroup_uids`, by container id), kubelet's pod
+/// log directories (`pod_dirs`: `<namespace>_<name>_<uid>`) and container log symlinks
+/// (`logs`: `<pod>_<namespace>_<container>-<id>.log`). A source that answers some fields
+/// never stops the search for the others. Containers no runtime file described and no
+/// log names (`logs`) are dropped.
+pub fn complete(
+    facts: &mut Vec<ContainerFacts>,
+    cgroup_uids: &std::collections::BTreeMap<String, Option<String>>,
+    logs: &[String],
+    pod_dirs: &[String],
+) {
+    let sandboxes: Vec<(String, PodFacts)> = facts
+        .iter()
+        .filter(|c| c.sandbox)
+        .filter_map(|c| Some((c.id.clone(), c.pod.clone()?)))
+        .collect();
+    for c in facts.iter_mut() {
+        let mut pod = c.pod.take();
+        if let Some(from_sandbox) = c
+            .sandbox_id
+            .as_ref()
+            .and_then(|s| sandboxes.iter().find(|(id, _)| id == s))
+            .map(|(_, p)| p)
+        {
+            fill(&mut pod, from_sandbox);
+        }
+        let cgroup_uid = cgroup_uids.get(&c.id).cloned().flatten();
+        if let (Some(p), Some(uid)) = (&mut pod, &cgroup_uid)
+            && p.uid.is_empty()
+        {
+            p.uid = uid.clone();
+        }
+        let uid = pod
+            .as_ref()
+            .map(|p| p.uid.clone())
+            .filter(|u| !u.is_empty())
+            .or(cgroup_uid);
+        let dir = pod_dirs
+            .iter()
+            .filter_map(|d| from_pod_log_dir(d))
+            .find(|d| {
+                uid.as_ref().map_or_else(
+                    || {
+                        pod.as_ref()
+                            .is_some_and(|p| p.namespace == d.namespace && p.name == d.name)
+                    },
+                    |u| *u == d.uid,
+                )
+            });
+        if let Some(d) = &dir {
+            fill(&mut pod, d);
+        }
+        let suffix = format!("-{}.log", c.id);
+        if let Some(l) = logs
+            .iter()
+            .find(|l| l.ends_with(&suffix))
+            .and_then(|l| from_log_name(l, uid.as_deref()))
+        {
+            if let Some(p) = &l.pod {
+                fill(&mut pod, p);
+            }
+            if c.name.is_none() && !c.sandbox {
+                c.name = l.name;
+            }
+        }
+        c.pod = pod;
+    }
+    facts.retain(|c| c.runtime != "logs" || c.pod.is_some() || c.name.is_some());
+}
+
+/// Takes what `pod` lacks from `other`, the same pod as another source names it.
+fn fill(pod: &mut Option<PodFacts>, other: &PodFacts) {
+    match pod {
+        None => *pod = Some(other.clone()),
+        Some(p) => {
+            if p.uid.is_empty() {
+                p.uid = other.uid.clone();
+            }
+        }
+    }
 }
 
 /// A process's container as reports show it.
@@ -228,6 +338,38 @@ pub struct ContainerRef {
     /// The user the spec configured; a live identity that differs was changed at run time.
     pub configured_user: Option<ConfiguredUser>,
     pub proxy_name: bool,
+    /// The pod's sandbox (pause): infrastructure the runtime makes, in no container spec.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox: bool,
+    /// The uid and gid the pod-level securityContext (`spec.securityContext.runAsUser`,
+    /// `runAsGroup`) sets, which containers that set none inherit: the user the runtime
+    /// gave the pod's sandbox. `None` where the sandbox runs as its image's own user
+    /// (Kubernetes' pause image: 65535:65535; old ones: root), or is not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_user: Option<PodUser>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PodUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The pod-level user of a container's pod, from its sandbox's file (see
+/// [`ContainerRef::pod_user`]).
+fn pod_user(c: &ContainerFacts, containers: &[ContainerFacts]) -> Option<PodUser> {
+    let sandbox = if c.sandbox {
+        c
+    } else {
+        let id = c.sandbox_id.as_ref()?;
+        containers.iter().find(|s| &s.id == id && s.sandbox)?
+    };
+    let user = sandbox.user.as_ref()?;
+    let image_default = matches!((user.uid, user.gid), (65535, 65535) | (0, 0));
+    (!image_default).then_some(PodUser {
+        uid: user.uid,
+        gid: user.gid,
+    })
 }
 
 /// The container a cgroup names, described by its runtime when known.
@@ -247,6 +389,8 @@ pub(crate) fn container_of(
             name,
             runtime: facts.map_or("cgroup", |c| c.runtime.as_str()).to_string(),
             configured_user: facts.and_then(|c| c.user.clone()),
+            sandbox: facts.is_some_and(|c| c.sandbox),
+            pod_user: facts.and_then(|c| pod_user(c, containers)),
             id,
         },
         facts.and_then(|c| c.pod.clone()),
@@ -311,6 +455,64 @@ mod tests {
             CgroupIds::default()
         );
         assert_eq!(from_cgroup(""), CgroupIds::default());
+    }
+
+    /// Bundles as containerd 1.4 (names only in the sandbox's log directory) and 1.6.0 to
+    /// 1.6.10 (no sandbox uid) write them: each field found where the node keeps it.
+    #[test]
+    fn fields_completed_from_sandbox_cgroup_and_logs() {
+        let sandbox_id = "a".repeat(64);
+        let app_id = "b".repeat(64);
+        let bare_id = "c".repeat(64);
+        let v14_sandbox = format!(
+            r#"{{"process":{{"user":{{"uid":10002,"gid":1337}}}},"annotations":{{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"{sandbox_id}","io.kubernetes.cri.sandbox-log-directory":"/var/log/pods/shop_batch-0_{UID}"}}}}"#
+        );
+        let v14_app = format!(
+            r#"{{"process":{{"user":{{"uid":10002,"gid":1337}}}},"annotations":{{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"worker","io.kubernetes.cri.sandbox-id":"{sandbox_id}"}}}}"#
+        );
+        let v16_app = r#"{"annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-name":"web-0","io.kubernetes.cri.sandbox-namespace":"shop"}}"#;
+        let mut facts = vec![
+            from_oci_config(&sandbox_id, "containerd", "s", &v14_sandbox).unwrap(),
+            from_oci_config(&app_id, "containerd", "a", &v14_app).unwrap(),
+            from_oci_config(ID, "containerd", "b", v16_app).unwrap(),
+            ContainerFacts {
+                id: bare_id.clone(),
+                runtime: "logs".into(),
+                pod: None,
+                name: None,
+                sandbox: false,
+                sandbox_id: None,
+                user: None,
+                source: String::new(),
+            },
+        ];
+        let web_uid = "1e2a4c3b-1d5f-4a6b-9c7d-8e9f0a1b2c3d";
+        let cgroup_uids = [
+            (ID.to_string(), Some(web_uid.to_string())),
+            (bare_id.clone(), None),
+        ]
+        .into_iter()
+        .collect();
+        let logs = vec![format!("web-0_shop_sidecar-{bare_id}.log")];
+        complete(&mut facts, &cgroup_uids, &logs, &[]);
+        let pods: Vec<(Option<String>, String, String)> = facts
+            .iter()
+            .map(|c| {
+                let p = c.pod.clone().unwrap();
+                (c.name.clone(), p.name, p.uid)
+            })
+            .collect();
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            pods,
+            vec![
+                (None, s("batch-0"), s(UID)),
+                (Some(s("worker")), s("batch-0"), s(UID)),
+                (None, s("web-0"), s(web_uid)),
+                (Some(s("sidecar")), s("web-0"), String::new()),
+            ]
+        );
+        assert!(facts[0].sandbox);
     }
 
     #[test]

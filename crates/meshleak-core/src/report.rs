@@ -329,7 +329,8 @@ fn rank(v: ProcessVerdict) -> u8 {
         ProcessVerdict::Unknown => 2,
         ProcessVerdict::Captured => 3,
         ProcessVerdict::Unmeshed => 4,
-        ProcessVerdict::Proxy => 5,
+        ProcessVerdict::Sandbox => 5,
+        ProcessVerdict::Proxy => 6,
     }
 }
 
@@ -532,6 +533,12 @@ fn netns_report(
                 together && identity(listener) == identity(p)
             })
     };
+    // The pod's sandbox (pause), as its runtime says, while it holds nothing to send with.
+    let is_sandbox = |i: usize, p: &ProcessFacts| {
+        attributed[i].as_ref().is_some_and(|(c, _)| c.sandbox)
+            && p.sockets.is_empty()
+            && p.rings.is_empty()
+    };
     let pod = attributed[..ns.processes.len()]
         .iter()
         .flatten()
@@ -553,10 +560,13 @@ fn netns_report(
                 .unwrap_or((ProcessVerdict::Unknown, &all_ways[i][0]));
             let verdict = if is_proxy(i, p) {
                 ProcessVerdict::Proxy
+            } else if is_sandbox(i, p) {
+                ProcessVerdict::Sandbox
             } else {
                 worst
             };
-            let decided = verdict != ProcessVerdict::Proxy && way.source != Source::Process;
+            let decided = !matches!(verdict, ProcessVerdict::Proxy | ProcessVerdict::Sandbox)
+                && way.source != Source::Process;
             let why = match lives_in(i) {
                 Some(home) => format!(
                     "{}; held by a process of network namespace {home}, made in this one",

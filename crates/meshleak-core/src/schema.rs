@@ -55,6 +55,9 @@ pub struct Capture {
 pub enum ProcessVerdict {
     /// The mesh proxy's own processes.
     Proxy,
+    /// The pod's sandbox (pause) process, holding no socket: infrastructure the runtime
+    /// makes, with the pod-level identity; it sends nothing, so no traffic to judge.
+    Sandbox,
     Bypass,
     Partial,
     Captured,
@@ -66,6 +69,7 @@ impl ProcessVerdict {
     pub fn name(self) -> &'static str {
         match self {
             ProcessVerdict::Proxy => "proxy",
+            ProcessVerdict::Sandbox => "sandbox",
             ProcessVerdict::Bypass => "bypass",
             ProcessVerdict::Partial => "partial",
             ProcessVerdict::Captured => "captured",

@@ -78,12 +78,20 @@ impl Snapshot {
                 None => self.containers.push(c),
             }
         }
-        let held: std::collections::HashSet<String> = self
+        let mut held: std::collections::HashSet<String> = self
             .netns
             .iter()
             .flat_map(|n| &n.processes)
             .filter_map(|p| crate::attribution::from_cgroup(&p.cgroup).container_id)
             .collect();
+        // And their sandboxes: the pod's user is read from the sandbox's file.
+        let sandboxes: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|c| held.contains(&c.id))
+            .filter_map(|c| c.sandbox_id.clone())
+            .collect();
+        held.extend(sandboxes);
         self.containers.retain(|c| held.contains(&c.id));
         self.unread_processes.retain(|u| !in_scope(u.netns));
         for u in part.unread_processes {

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 mod containers;
+mod identity;
 mod observed;
 mod routing;
 
@@ -132,7 +133,7 @@ impl<'a> Context<'a> {
 pub fn find(c: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     unknown_rules(c, &mut out);
-    identity_exempt(c, &mut out);
+    identity::identity_exempt(c, &mut out);
     owner_changed(c, &mut out);
     let Some(mesh) = c.mesh else { return out };
     containers::proxy_not_exempt(c, mesh, &mut out);
@@ -601,51 +602,6 @@ const MAX_CANDIDATES: usize = 32;
 /// Istio's rules in legacy, iptables-nft and native nft at once ~520,000, 0.24 s).
 const WORK_BUDGET: usize = 2_000_000;
 
-fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
-    let proxy_ids = c.proxy_ids();
-    for p in c.processes.iter().filter(|p| p.verdict.bypasses()) {
-        if p.by_way {
-            way_escape(p, out);
-            continue;
-        }
-        let all = p.verdict == ProcessVerdict::Bypass;
-        out.push(Finding {
-            kind: FindingKind::IdentityExempt,
-            severity: if all {
-                Severity::High
-            } else {
-                Severity::Medium
-            },
-            pid: Some(p.facts.pid),
-            message: format!(
-                "{} (uid {}, gid {}) is not the proxy, but its traffic {} the mesh",
-                p.facts.comm,
-                p.identity.uid,
-                p.identity.gid,
-                if all { "leaves" } else { "partly leaves" }
-            ),
-            rules: p.reasons.clone(),
-            evidence: vec![format!(
-                "uid {} gid {} groups {}",
-                p.identity.uid,
-                p.identity.gid,
-                if p.identity.groups.is_empty() {
-                    "none".to_string()
-                } else {
-                    p.identity
-                        .groups
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                }
-            )],
-            socket: None,
-            remedy: identity_remedy(p, c.mesh, proxy_ids.as_ref()),
-        });
-    }
-}
-
 /// A process whose escape its decisive way names, not its identity: a socket of another
 /// network namespace, or one that carries a source port or mark the rules exempt.
 fn way_escape(p: &Judged, out: &mut Vec<Finding>) {
@@ -820,71 +776,6 @@ fn cgroup_programs(c: &Context, out: &mut Vec<Finding>) {
             remedy,
         });
     }
-}
-
-/// The pod spec field at fault, in Kubernetes terms: the id of the traffic that matches
-/// the proxy's exemption (runAsUser, runAsGroup, a supplementary group), or the thread or
-/// socket that was made with it. An exempt id the running proxy does not hold (`proxy`:
-/// its uids and gids) is not the proxy's: an exemption someone added names it.
-fn identity_remedy(
-    p: &Judged,
-    mesh: Option<&Mesh>,
-    proxy: Option<&(Vec<u32>, Vec<u32>)>,
-) -> String {
-    let (uid, gid) = p
-        .decided_by
-        .as_ref()
-        .map_or((p.identity.uid, p.identity.gid), |d| (d.uid, d.gid));
-    let exempt = |list: &[IdRange], id: u32| list.iter().any(|r| r.contains(id));
-    let (uids, gids) = mesh.map_or((&[][..], &[][..]), |m| {
-        (m.proxy_uids.as_slice(), m.proxy_gids.as_slice())
-    });
-    let (held_uids, held_gids) = proxy.map_or((None, None), |(u, g)| (Some(u), Some(g)));
-    let not_proxys = |held: Option<&Vec<u32>>, id: u32| held.is_some_and(|h| !h.contains(&id));
-    let inserted = |what: &str, id: u32| {
-        format!(
-            "{what} {id} is exempted by a rule the running proxy does not need (it does not run as {id}): find who added the rule (see foreign-rule) and remove it"
-        )
-    };
-    let mut fixes = Vec::new();
-    if exempt(uids, uid) {
-        fixes.push(if not_proxys(held_uids, uid) {
-            inserted("uid", uid)
-        } else {
-            format!(
-                "uid {uid} is the proxy's: set the container's securityContext.runAsUser to another uid"
-            )
-        });
-    }
-    if exempt(gids, gid) {
-        fixes.push(if not_proxys(held_gids, gid) {
-            inserted("gid", gid)
-        } else {
-            format!(
-                "gid {gid} is the proxy's: set the container's securityContext.runAsGroup to another gid"
-            )
-        });
-    }
-    if let Some(g) = p.identity.groups.iter().find(|g| exempt(gids, **g)) {
-        fixes.push(if not_proxys(held_gids, *g) {
-            inserted("group", *g)
-        } else {
-            format!(
-                "group {g} is the proxy's: remove it from the pod's supplementalGroups and fsGroup"
-            )
-        });
-    }
-    if let Some(d) = &p.decided_by {
-        fixes.push(format!(
-            "its traffic carries {uid}:{gid} because {}: find what switched identity and drop CAP_SETUID/CAP_SETGID",
-            d.why
-        ));
-    }
-    if fixes.is_empty() {
-        return "run the app with a uid, gid and groups no exemption rule names (see the rule)"
-            .into();
-    }
-    fixes.join("; ")
 }
 
 /// Destination exclusions: ports, networks and interfaces that escape for everyone.

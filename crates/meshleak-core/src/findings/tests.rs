@@ -743,6 +743,7 @@ fn a_partial_scan_replaces_only_its_namespaces() {
         pod: None,
         name: None,
         sandbox: false,
+        sandbox_id: None,
         user: None,
         source: String::new(),
     });
