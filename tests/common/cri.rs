@@ -14,7 +14,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::{Loader, is_root, run};
+use super::{Loader, run};
 
 pub const SOCKET: &str = "/run/containerd/containerd.sock";
 pub const IMAGE: &str = "localhost/meshleak-busybox:e2e";
@@ -314,26 +314,12 @@ impl Drop for CriPod {
     }
 }
 
-/// Whether containerd answers; under `make test` (MESHLEAK_REQUIRE_CONTAINERD=1) it must.
+/// Whether containerd answers; under `make test` (MESHLEAK_REQUIRE_PODMAN=1) it must.
 pub fn containerd_ready() -> bool {
-    if !is_root() {
-        return false;
-    }
-    let here = std::process::Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !super::required(here, "containerd", "make setup") {
-        return false;
-    }
-    run(
-        &[
-            "sh",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/containerd-setup.sh"),
-        ],
-        None,
-    );
-    true
+    super::tool_ready(
+        "containerd",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/containerd-setup.sh"),
+    )
 }
 
 /// (container name or `(sandbox)`, uid, gid, verdict) of every process living in the
@@ -341,27 +327,14 @@ pub fn containerd_ready() -> bool {
 /// made in this one, such as a running agent's sockets for polling legacy tables) are not
 /// the pod's.
 pub fn judged(ns: &serde_json::Value) -> Vec<(String, u64, u64, String)> {
-    let mut out: Vec<_> = ns["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["lives_in"].is_null())
-        .map(|p| {
-            let c = &p["container"];
-            let name = if c["sandbox"] == true {
+    super::podman::rows(ns, |p| {
+        let c = &p["container"];
+        p["lives_in"].is_null().then(|| {
+            if c["sandbox"] == true {
                 "(sandbox)".to_string()
             } else {
                 c["name"].as_str().unwrap_or("?").to_string()
-            };
-            (
-                name,
-                p["uid"].as_u64().unwrap(),
-                p["gid"].as_u64().unwrap(),
-                p["verdict"].as_str().unwrap().to_string(),
-            )
+            }
         })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    })
 }

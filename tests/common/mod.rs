@@ -62,6 +62,23 @@ pub fn required(present: bool, what: &str, fix: &str) -> bool {
     present
 }
 
+/// Whether `tool` (a container runtime) is here, as root, and its setup script (which is
+/// idempotent) has made it ready; see [`required`].
+pub fn tool_ready(tool: &str, setup: &str) -> bool {
+    if !is_root() {
+        return false;
+    }
+    let here = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !required(here, tool, "make setup") {
+        return false;
+    }
+    run(&["sh", setup], None);
+    true
+}
+
 /// Whether this process can build namespaces; kernel tests skip (loudly) otherwise.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

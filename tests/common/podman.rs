@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use super::{Loader, is_root, run};
+use super::{Loader, run};
 
 /// The busybox image `make setup` builds (scripts/podman-setup.sh).
 pub const IMAGE: &str = "localhost/meshleak-busybox:e2e";
@@ -126,24 +126,10 @@ impl Drop for PodmanPod {
 
 /// Whether podman is here; under `make test` (MESHLEAK_REQUIRE_PODMAN=1) it must be.
 pub fn podman_ready() -> bool {
-    if !is_root() {
-        return false;
-    }
-    let here = Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !super::required(here, "podman", "make setup") {
-        return false;
-    }
-    run(
-        &[
-            "sh",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/podman-setup.sh"),
-        ],
-        None,
-    );
-    true
+    super::tool_ready(
+        "podman",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/podman-setup.sh"),
+    )
 }
 
 pub fn netns_of<'a>(report: &'a serde_json::Value, pod: &str) -> &'a serde_json::Value {
@@ -155,20 +141,27 @@ pub fn netns_of<'a>(report: &'a serde_json::Value, pod: &str) -> &'a serde_json:
         .unwrap_or_else(|| panic!("pod {pod} not in {report}"))
 }
 
-/// (container name, uid, gid, verdict) of every process, sorted.
+/// (container name, uid, gid, verdict) of every process of a named container, sorted.
 pub fn processes(ns: &serde_json::Value) -> Vec<(String, u64, u64, String)> {
+    rows(ns, |p| p["container"]["name"].as_str().map(str::to_string))
+}
+
+/// (name, uid, gid, verdict) of every process `name` names (`None`: left out), sorted.
+pub fn rows(
+    ns: &serde_json::Value,
+    name: impl Fn(&serde_json::Value) -> Option<String>,
+) -> Vec<(String, u64, u64, String)> {
     let mut out: Vec<(String, u64, u64, String)> = ns["processes"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| !p["container"]["name"].is_null())
-        .map(|p| {
-            (
-                p["container"]["name"].as_str().unwrap().to_string(),
+        .filter_map(|p| {
+            Some((
+                name(p)?,
                 p["uid"].as_u64().unwrap(),
                 p["gid"].as_u64().unwrap(),
                 p["verdict"].as_str().unwrap().to_string(),
-            )
+            ))
         })
         .collect();
     out.sort();

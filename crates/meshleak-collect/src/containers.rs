@@ -105,16 +105,7 @@ fn describe(host_root: &Path, id: &str, errors: &mut Vec<String>) -> ContainerFa
             Err(e) => errors.push(format!("container {id}: {e}")),
         }
     }
-    ContainerFacts {
-        id: id.to_string(),
-        runtime: "logs".into(),
-        pod: None,
-        name: None,
-        sandbox: false,
-        sandbox_id: None,
-        user: None,
-        source: host_root.join("var/log").display().to_string(),
-    }
+    ContainerFacts::unnamed(id, "logs", &host_root.join("var/log").display().to_string())
 }
 
 /// `Ok(None)` when the file does not exist (this runtime does not know the container).

@@ -30,6 +30,22 @@ pub struct ContainerFacts {
     pub source: String,
 }
 
+impl ContainerFacts {
+    /// A container known by its id only, for other sources to describe.
+    pub fn unnamed(id: &str, runtime: &str, source: &str) -> ContainerFacts {
+        ContainerFacts {
+            id: id.to_string(),
+            runtime: runtime.to_string(),
+            pod: None,
+            name: None,
+            sandbox: false,
+            sandbox_id: None,
+            user: None,
+            source: source.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodFacts {
     pub namespace: String,
@@ -475,16 +491,7 @@ mod tests {
             from_oci_config(&sandbox_id, "containerd", "s", &v14_sandbox).unwrap(),
             from_oci_config(&app_id, "containerd", "a", &v14_app).unwrap(),
             from_oci_config(ID, "containerd", "b", v16_app).unwrap(),
-            ContainerFacts {
-                id: bare_id.clone(),
-                runtime: "logs".into(),
-                pod: None,
-                name: None,
-                sandbox: false,
-                sandbox_id: None,
-                user: None,
-                source: String::new(),
-            },
+            ContainerFacts::unnamed(&bare_id, "logs", ""),
         ];
         let web_uid = "1e2a4c3b-1d5f-4a6b-9c7d-8e9f0a1b2c3d";
         let cgroup_uids = [

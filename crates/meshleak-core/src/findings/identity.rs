@@ -189,30 +189,36 @@ fn identity_remedy(
         .map_or("the container's".to_string(), |n| {
             format!("container {n}'s")
         });
+    // The field that set an id, in the pod's or the container's securityContext.
+    let field = |what: &str, id: u32, field: &str, by_pod: bool, unset: &str| {
+        if by_pod {
+            format!(
+                "{what} {id} is the proxy's and the pod's spec.securityContext.{field} sets it for every container that sets none: set it to another {what}"
+            )
+        } else {
+            format!(
+                "{what} {id} is the proxy's: set {whose} securityContext.{field} to another {what} (where none is set, {unset})"
+            )
+        }
+    };
     let mut fixes = Vec::new();
     if exempt(uids, uid) {
         fixes.push(if not_proxys(held_uids, uid) {
             inserted("uid", uid)
-        } else if uid_pod {
-            format!(
-                "uid {uid} is the proxy's and the pod's spec.securityContext.runAsUser sets it for every container that sets none: set it to another uid"
-            )
         } else {
-            format!(
-                "uid {uid} is the proxy's: set {whose} securityContext.runAsUser to another uid (where none is set, the image's USER decides)"
-            )
+            field("uid", uid, "runAsUser", uid_pod, "the image's USER decides")
         });
     }
     if exempt(gids, gid) {
         fixes.push(if not_proxys(held_gids, gid) {
             inserted("gid", gid)
-        } else if gid_pod {
-            format!(
-                "gid {gid} is the proxy's and the pod's spec.securityContext.runAsGroup sets it for every container that sets none: set it to another gid"
-            )
         } else {
-            format!(
-                "gid {gid} is the proxy's: set {whose} securityContext.runAsGroup to another gid (where none is set, the gid of its uid in the image's /etc/passwd, or 0)"
+            field(
+                "gid",
+                gid,
+                "runAsGroup",
+                gid_pod,
+                "the gid of its uid in the image's /etc/passwd, or 0",
             )
         });
     }

@@ -737,16 +737,13 @@ fn a_partial_scan_replaces_only_its_namespaces() {
     assert_eq!(whole.scanned_at, 9);
     assert_eq!(whole.errors, vec!["network namespace 2: slow".to_string()]);
     // Namespace 3 gone at the next re-read: dropped, with its containers.
-    whole.containers.push(crate::attribution::ContainerFacts {
-        id: id.clone(),
-        runtime: "containerd".into(),
-        pod: None,
-        name: None,
-        sandbox: false,
-        sandbox_id: None,
-        user: None,
-        source: String::new(),
-    });
+    whole
+        .containers
+        .push(crate::attribution::ContainerFacts::unnamed(
+            &id,
+            "containerd",
+            "",
+        ));
     whole.merge(two(9, 90), &[3]);
     assert_eq!(
         whole.netns.iter().map(|n| n.inode).collect::<Vec<_>>(),
