@@ -47,6 +47,15 @@ fn pods(tag: &str) -> Pods {
     web.container(&ContainerSpec::new("app", Some(10001), Some(10001)));
     web.container(&ContainerSpec::new("leaky", Some(10001), Some(1337)));
     web.load_rules(Loader::IptablesNft, ISTIO);
+    // Processes started later as other identities, as `kubectl exec` (or `ctr task exec`)
+    // starts them: one in the app container as the proxy's gid, one hiding in the sandbox
+    // as the proxy's uid and gid, where only the pause should run.
+    let app = web.containers[1].1.clone();
+    web.exec(&app, "10001:1337", &["sleep", "3600"]);
+    let sandbox = web.sandbox_id.clone();
+    let rootfs = CriPod::bundle(&sandbox).with_file_name("rootfs/busybox");
+    std::fs::copy("/bin/busybox", rootfs).unwrap();
+    web.exec(&sandbox, "1337:1337", &["/busybox", "sleep", "3600"]);
 
     let mut batch = CriPod::run(PodSpec {
         run_as_user: Some(10002),
@@ -102,7 +111,9 @@ fn assert_pods(r: &Value, p: &Pods, how: &str) {
     assert_eq!(
         judged(web),
         vec![
+            (s("(sandbox)"), 1337, 1337, s("bypass")),
             (s("(sandbox)"), 65535, 65535, s("sandbox")),
+            (s("app"), 10001, 1337, s("bypass")),
             (s("app"), 10001, 10001, s("captured")),
             (s("istio-proxy"), 1337, 1337, s("proxy")),
             (s("leaky"), 10001, 1337, s("bypass")),
@@ -166,14 +177,41 @@ fn containerd_pods_made_as_the_kubelet_makes_them() {
 
     // The container-level runAsGroup escapes, said in its own terms; the pod's
     // supplementalGroups and fsGroup are not blamed for the gid the runtime adds.
-    let leaky = findings(web, "identity-exempt");
-    assert_eq!(leaky.len(), 1, "{web}");
-    let remedy = leaky[0]["remedy"].as_str().unwrap();
+    let remedy_of = |comm_container: &str, uid: u64, gid: u64| {
+        let pid = web["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["uid"] == uid
+                    && p["gid"] == gid
+                    && (p["container"]["name"] == comm_container
+                        || (comm_container == "(sandbox)" && p["container"]["sandbox"] == true))
+            })
+            .unwrap_or_else(|| panic!("{comm_container} {uid}:{gid} in {web}"))["pid"]
+            .clone();
+        findings(web, "identity-exempt")
+            .into_iter()
+            .find(|f| f["pid"] == pid)
+            .unwrap_or_else(|| panic!("no identity-exempt for {comm_container}: {web}"))["remedy"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(findings(web, "identity-exempt").len(), 3, "{web}");
+    let remedy = remedy_of("leaky", 10001, 1337);
     assert!(
         remedy.contains("container leaky's securityContext.runAsGroup"),
         "{remedy}"
     );
     assert!(!remedy.contains("supplementalGroups"), "{remedy}");
+    // The switched process: its spec sets another gid, so no field of the spec is blamed.
+    let remedy = remedy_of("app", 10001, 1337);
+    assert!(remedy.contains("switched to it at run time"), "{remedy}");
+    assert!(!remedy.contains("securityContext.runAsGroup"), "{remedy}");
+    // Only the pause is the sandbox: what else runs there is judged as any process.
+    let remedy = remedy_of("(sandbox)", 1337, 1337);
+    assert!(remedy.contains("switched to it at run time"), "{remedy}");
 
     // The pod-level runAsGroup: one finding about the pod, naming each container it
     // reaches, with the pod-level remedy; the sandbox is no app.

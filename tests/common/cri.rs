@@ -262,6 +262,29 @@ impl CriPod {
         ))
     }
 
+    /// Starts `cmd` in a running container (or the sandbox) as `user`, as `kubectl exec`
+    /// does through the runtime (here with containerd's own client).
+    pub fn exec(&self, container: &str, user: &str, cmd: &[&str]) {
+        static EXECS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = EXECS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("mlexec{}-{n}", std::process::id());
+        let mut args = vec![
+            "ctr",
+            "-n",
+            "k8s.io",
+            "task",
+            "exec",
+            "-d",
+            "--exec-id",
+            &id,
+            "--user",
+            user,
+            container,
+        ];
+        args.extend(cmd);
+        run(&args, None);
+    }
+
     /// The sandbox's (pause) pid, from the runtime's verbose status.
     pub fn sandbox_pid(&mut self) -> u32 {
         let cli = &mut self.client;

@@ -498,6 +498,9 @@ pub fn read(
         cgroup_programs: Vec::new(),
         threads,
         pidns: live.ns_inode("ns/pid").unwrap_or(0),
+        ns_pid: field("NSpid")
+            .and_then(|v| v.split_whitespace().last())
+            .and_then(|v| v.parse().ok()),
     };
     Ok(Some(Found { netns, facts }))
 }

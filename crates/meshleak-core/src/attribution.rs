@@ -279,15 +279,19 @@ pub fn complete(
         .collect();
     for c in facts.iter_mut() {
         let mut pod = c.pod.take();
+        let cgroup_uid = cgroup_uids.get(&c.id).cloned().flatten();
+        // The kernel's cgroup path outranks a file: a sandbox of another pod is not used.
+        let agrees =
+            |p: &PodFacts| p.uid.is_empty() || cgroup_uid.as_ref().is_none_or(|u| *u == p.uid);
         if let Some(from_sandbox) = c
             .sandbox_id
             .as_ref()
             .and_then(|s| sandboxes.iter().find(|(id, _)| id == s))
             .map(|(_, p)| p)
+            .filter(|p| agrees(p))
         {
             fill(&mut pod, from_sandbox);
         }
-        let cgroup_uid = cgroup_uids.get(&c.id).cloned().flatten();
         if let (Some(p), Some(uid)) = (&mut pod, &cgroup_uid)
             && p.uid.is_empty()
         {
@@ -378,7 +382,13 @@ fn pod_user(c: &ContainerFacts, containers: &[ContainerFacts]) -> Option<PodUser
         c
     } else {
         let id = c.sandbox_id.as_ref()?;
-        containers.iter().find(|s| &s.id == id && s.sandbox)?
+        let s = containers.iter().find(|s| &s.id == id && s.sandbox)?;
+        // Another pod's sandbox (a file that names the wrong one) says nothing of this pod.
+        let uid = |f: &ContainerFacts| f.pod.as_ref().map(|p| p.uid.clone());
+        if uid(s) != uid(c) {
+            return None;
+        }
+        s
     };
     let user = sandbox.user.as_ref()?;
     let image_default = matches!((user.uid, user.gid), (65535, 65535) | (0, 0));
@@ -520,6 +530,33 @@ mod tests {
             ]
         );
         assert!(facts[0].sandbox);
+
+        // A bundle naming another pod's sandbox: the cgroup's pod uid outranks it, and
+        // the pod's log directory names the pod.
+        let other_uid = "2e2a4c3b-1d5f-4a6b-9c7d-8e9f0a1b2c3d";
+        let mut facts = vec![
+            from_oci_config(&sandbox_id, "containerd", "s", &v14_sandbox).unwrap(),
+            from_oci_config(&app_id, "containerd", "a", &v14_app).unwrap(),
+        ];
+        let cgroup_uids = [(app_id.clone(), Some(other_uid.to_string()))]
+            .into_iter()
+            .collect();
+        let dirs = vec![format!("shop_other-0_{other_uid}")];
+        complete(&mut facts, &cgroup_uids, &[], &dirs);
+        let pod = facts[1].pod.clone().unwrap();
+        assert_eq!(
+            (pod.name.as_str(), pod.uid.as_str()),
+            ("other-0", other_uid)
+        );
+        // Nor is the other pod's user this pod's.
+        assert_eq!(pod_user(&facts[1], &facts), None);
+        assert_eq!(
+            pod_user(&facts[0], &facts),
+            Some(PodUser {
+                uid: 10002,
+                gid: 1337
+            })
+        );
     }
 
     #[test]

@@ -533,11 +533,23 @@ fn netns_report(
                 together && identity(listener) == identity(p)
             })
     };
-    // The pod's sandbox (pause), as its runtime says, while it holds nothing to send with.
+    // The pod's sandbox (pause) as its runtime says: the init of the sandbox's pid
+    // namespace, with the user the runtime gave it, while it holds nothing to send with.
+    // Anything else in the sandbox (`ctr task exec` into it, say) is judged as any process.
     let is_sandbox = |i: usize, p: &ProcessFacts| {
-        attributed[i].as_ref().is_some_and(|(c, _)| c.sandbox)
+        let as_started = |c: &ContainerRef| {
+            c.configured_user
+                .as_ref()
+                .is_some_and(|u| (u.uid, u.gid) == (p.fsuid, p.fsgid))
+        };
+        attributed[i]
+            .as_ref()
+            .is_some_and(|(c, _)| c.sandbox && as_started(c))
+            && lives_in(i).is_none()
+            && p.ns_pid == Some(1)
             && p.sockets.is_empty()
             && p.rings.is_empty()
+            && p.threads.is_empty()
     };
     let pod = attributed[..ns.processes.len()]
         .iter()

@@ -530,6 +530,10 @@ pub struct ProcessFacts {
     pub threads: Vec<ThreadFacts>,
     /// The inode of its pid namespace: processes sharing one can signal each other.
     pub pidns: u64,
+    /// Its pid inside its own pid namespace (the last of status's `NSpid`): 1 for the
+    /// namespace's init, such as a pod sandbox's pause. `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
 }
 
 /// A socket a process holds, with the credentials the kernel judges it by.

@@ -11,6 +11,7 @@ use crate::schema::{Finding, FindingKind, ProcessVerdict, Severity};
 
 pub(super) fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
     let proxy_ids = c.proxy_ids();
+    let groups_matter = crate::ways::matches_groups(&c.ns.rules);
     let mut from_pod: Vec<&Judged> = Vec::new();
     for p in c.processes.iter().filter(|p| p.verdict.bypasses()) {
         if p.by_way {
@@ -36,11 +37,11 @@ pub(super) fn identity_exempt(c: &Context, out: &mut Vec<Finding>) {
             rules: p.reasons.clone(),
             evidence: vec![ids(p)],
             socket: None,
-            remedy: identity_remedy(p, c.mesh, proxy_ids.as_ref()),
+            remedy: identity_remedy(p, c.mesh, proxy_ids.as_ref(), groups_matter),
         });
     }
-    if let Some(first) = from_pod.first() {
-        out.push(pod_finding(first, &from_pod, c.mesh, proxy_ids.as_ref()));
+    if !from_pod.is_empty() {
+        out.push(pod_finding(&from_pod, c.mesh, proxy_ids.as_ref()));
     }
 }
 
@@ -106,14 +107,28 @@ fn set_by_pod(p: &Judged, mesh: Option<&Mesh>) -> bool {
     (uid_exempt || gid_exempt) && (!uid_exempt || uid_pod) && (!gid_exempt || gid_pod)
 }
 
-/// One finding for every process whose escaping identity the pod level set.
-fn pod_finding(
-    first: &Judged,
-    all: &[&Judged],
-    mesh: Option<&Mesh>,
-    proxy: Option<&(Vec<u32>, Vec<u32>)>,
-) -> Finding {
+/// The pod-level fields that set a process's exempt ids: (`runAsUser`, uid) and
+/// (`runAsGroup`, gid), each where the mesh exempts it and the pod level set it.
+fn pod_fields(p: &Judged, mesh: Option<&Mesh>) -> Vec<(&'static str, u32)> {
+    let (uids, gids) = exempt_ids(mesh);
+    let (uid_pod, gid_pod) = pod_level(p);
+    let mut out = Vec::new();
+    if uid_pod && exempt(uids, p.identity.uid) {
+        out.push(("runAsUser", p.identity.uid));
+    }
+    if gid_pod && exempt(gids, p.identity.gid) {
+        out.push(("runAsGroup", p.identity.gid));
+    }
+    out
+}
+
+/// One finding for every process whose escaping identity the pod level set, naming the
+/// pod's fields and each container they reach.
+fn pod_finding(all: &[&Judged], mesh: Option<&Mesh>, proxy: Option<&ProxyIds>) -> Finding {
     let everything = all.iter().all(|p| p.verdict == ProcessVerdict::Bypass);
+    let mut fields: Vec<(&str, u32)> = all.iter().flat_map(|p| pod_fields(p, mesh)).collect();
+    fields.sort_unstable();
+    fields.dedup();
     let named: Vec<String> = all
         .iter()
         .map(|p| {
@@ -133,14 +148,26 @@ fn pod_finding(
             }
         }
     }
+    let set: Vec<String> = fields.iter().map(|(f, id)| format!("{f} {id}")).collect();
+    let (uids, gids) = proxy.map_or((None, None), |(u, g)| (Some(u), Some(g)));
+    let remedy: Vec<String> = fields
+        .iter()
+        .map(|&(field, id)| {
+            let (what, held) = if field == "runAsUser" {
+                ("uid", uids)
+            } else {
+                ("gid", gids)
+            };
+            fix(what, id, held, Field::Pod(field))
+        })
+        .collect();
     Finding {
         kind: FindingKind::IdentityExempt,
         severity: severity(everything),
         pid: None,
         message: format!(
-            "the pod's securityContext runs its containers as uid {} gid {}, which the rules exempt as the proxy's: every container that sets no identity of its own {} the mesh: {}",
-            first.identity.uid,
-            first.identity.gid,
+            "the pod's spec.securityContext sets {}, which the rules exempt as the proxy's: each container that sets none of its own (or repeats it) {} the mesh: {}",
+            set.join(" and "),
             if everything {
                 "leaves"
             } else {
@@ -154,20 +181,66 @@ fn pod_finding(
             .map(|p| format!("pid {}: {}", p.facts.pid, ids(p)))
             .collect(),
         socket: None,
-        remedy: identity_remedy(first, mesh, proxy),
+        remedy: remedy.join("; "),
+    }
+}
+
+/// The running proxy's uids and gids.
+type ProxyIds = (Vec<u32>, Vec<u32>);
+
+/// Where an exempt id came from.
+enum Field<'a> {
+    /// The pod's securityContext field.
+    Pod(&'a str),
+    /// A container's own field (`whose`: "container NAME's"), or the image's default
+    /// (`unset`) where it sets none.
+    Container {
+        field: &'a str,
+        whose: &'a str,
+        unset: &'a str,
+    },
+    /// Not what the spec set (`configured`): switched at run time.
+    Switched { configured: u32 },
+}
+
+/// The remedy for one exempt id (`what`: uid or gid), by the field that set it. An id
+/// the running proxy does not hold (`held`: its ids) is exempted by a rule someone added.
+fn fix(what: &str, id: u32, held: Option<&Vec<u32>>, field: Field) -> String {
+    if held.is_some_and(|h| !h.contains(&id)) {
+        return format!(
+            "{what} {id} is exempted by a rule the running proxy does not need (it does not run as {id}): find who added the rule (see foreign-rule) and remove it"
+        );
+    }
+    match field {
+        Field::Pod(field) => format!(
+            "{what} {id} is the proxy's and the pod's spec.securityContext.{field} sets it for every container that sets none: set it to another {what} (and in each container that repeats it)"
+        ),
+        Field::Container {
+            field,
+            whose,
+            unset,
+        } => format!(
+            "{what} {id} is the proxy's: set {whose} securityContext.{field} to another {what} (where none is set, {unset})"
+        ),
+        Field::Switched { configured } => format!(
+            "{what} {id} is the proxy's, but the container's spec sets {configured}: the process switched to it at run time (see identity-changed); drop CAP_SETUID/CAP_SETGID and set allowPrivilegeEscalation: false"
+        ),
     }
 }
 
 /// The spec field at fault, in Kubernetes terms: the id of the traffic that matches the
 /// proxy's exemption and the field that set it (the pod's or the container's runAsUser or
-/// runAsGroup; a supplementary group from the pod's supplementalGroups, fsGroup or the
-/// image's /etc/group, never the primary gid the runtime also lists there), or the thread
-/// or socket that was made with it. An exempt id the running proxy does not hold
-/// (`proxy`: its uids and gids) is not the proxy's: an exemption someone added names it.
+/// runAsGroup, or a switch at run time when the container's spec sets another; a
+/// supplementary group from the pod's supplementalGroups, fsGroup or the image's
+/// /etc/group), or the thread or socket that was made with it. The primary gid, which
+/// runtimes list among the supplementary groups too, is runAsGroup's; only where the rules
+/// match supplementary groups (`groups_matter`: `--suppl-groups`) may the pod's lists hold
+/// it as well.
 fn identity_remedy(
     p: &Judged,
     mesh: Option<&Mesh>,
-    proxy: Option<&(Vec<u32>, Vec<u32>)>,
+    proxy: Option<&ProxyIds>,
+    groups_matter: bool,
 ) -> String {
     let (uid, gid) = p
         .decided_by
@@ -175,12 +248,6 @@ fn identity_remedy(
         .map_or((p.identity.uid, p.identity.gid), |d| (d.uid, d.gid));
     let (uids, gids) = exempt_ids(mesh);
     let (held_uids, held_gids) = proxy.map_or((None, None), |(u, g)| (Some(u), Some(g)));
-    let not_proxys = |held: Option<&Vec<u32>>, id: u32| held.is_some_and(|h| !h.contains(&id));
-    let inserted = |what: &str, id: u32| {
-        format!(
-            "{what} {id} is exempted by a rule the running proxy does not need (it does not run as {id}): find who added the rule (see foreign-rule) and remove it"
-        )
-    };
     let (uid_pod, gid_pod) = pod_level(p);
     let whose = p
         .container
@@ -189,49 +256,53 @@ fn identity_remedy(
         .map_or("the container's".to_string(), |n| {
             format!("container {n}'s")
         });
-    // The field that set an id, in the pod's or the container's securityContext.
-    let field = |what: &str, id: u32, field: &str, by_pod: bool, unset: &str| {
-        if by_pod {
-            format!(
-                "{what} {id} is the proxy's and the pod's spec.securityContext.{field} sets it for every container that sets none: set it to another {what}"
-            )
-        } else {
-            format!(
-                "{what} {id} is the proxy's: set {whose} securityContext.{field} to another {what} (where none is set, {unset})"
-            )
-        }
+    let configured = p
+        .container
+        .as_ref()
+        .and_then(|c| c.configured_user.as_ref())
+        .filter(|_| p.decided_by.is_none());
+    let field = |by_pod: bool, own: Option<u32>, id: u32, field: &'static str, unset| match own {
+        Some(c) if c != id => Field::Switched { configured: c },
+        _ if by_pod => Field::Pod(field),
+        _ => Field::Container {
+            field,
+            whose: &whose,
+            unset,
+        },
     };
     let mut fixes = Vec::new();
     if exempt(uids, uid) {
-        fixes.push(if not_proxys(held_uids, uid) {
-            inserted("uid", uid)
-        } else {
-            field("uid", uid, "runAsUser", uid_pod, "the image's USER decides")
-        });
+        let f = field(
+            uid_pod,
+            configured.map(|c| c.uid),
+            uid,
+            "runAsUser",
+            "the image's USER decides",
+        );
+        fixes.push(fix("uid", uid, held_uids, f));
     }
     if exempt(gids, gid) {
-        fixes.push(if not_proxys(held_gids, gid) {
-            inserted("gid", gid)
-        } else {
-            field(
-                "gid",
-                gid,
-                "runAsGroup",
-                gid_pod,
-                "the gid of its uid in the image's /etc/passwd, or 0",
-            )
-        });
+        let f = field(
+            gid_pod,
+            configured.map(|c| c.gid),
+            gid,
+            "runAsGroup",
+            "the gid of its uid in the image's /etc/passwd, or 0",
+        );
+        fixes.push(fix("gid", gid, held_gids, f));
     }
-    // The runtime lists the primary gid among the supplementary groups too: that one is
-    // runAsGroup's, said above.
-    if let Some(g) = p
+    let supplementary = p
         .identity
         .groups
         .iter()
-        .find(|g| **g != gid && exempt(gids, **g))
-    {
-        fixes.push(if not_proxys(held_gids, *g) {
-            inserted("group", *g)
+        .find(|g| exempt(gids, **g) && (**g != gid || groups_matter));
+    if let Some(&g) = supplementary {
+        fixes.push(if held_gids.is_some_and(|h| !h.contains(&g)) {
+            fix("group", g, held_gids, Field::Pod("supplementalGroups"))
+        } else if g == gid {
+            format!(
+                "the rules match supplementary groups (--suppl-groups): if the pod's spec.securityContext.supplementalGroups or fsGroup also hold {g} (runtimes list the primary gid there too, so it cannot be told apart), remove it there as well"
+            )
         } else {
             format!(
                 "group {g} is the proxy's, a supplementary group: remove it from the pod's spec.securityContext.supplementalGroups or fsGroup, whichever holds it (or from the image's /etc/group)"

@@ -123,10 +123,11 @@ impl<'a> Context<'a> {
     }
 
     /// The processes that are not the proxy: the ones whose escape is a finding.
+    /// The processes that are neither the proxy nor the pod's sandbox.
     fn apps(&self) -> impl Iterator<Item = &Judged<'a>> {
         self.processes
             .iter()
-            .filter(|p| p.verdict != ProcessVerdict::Proxy)
+            .filter(|p| !matches!(p.verdict, ProcessVerdict::Proxy | ProcessVerdict::Sandbox))
     }
 }
 

@@ -39,6 +39,7 @@ fn process(pid: u32, uid: u32, gid: u32, caps: u64, sockets: &[u64]) -> ProcessF
         cgroup_programs: vec![],
         threads: vec![],
         pidns: 7,
+        ns_pid: None,
     }
 }
 
@@ -810,4 +811,124 @@ fn cgroup_programs_make_capture_unknown_unless_they_are_ciliums_socket_lb() {
     };
     assert_eq!(severity(11), Some(Severity::High));
     assert_eq!(severity(12), Some(Severity::Medium));
+}
+
+/// A pod whose pod-level runAsGroup is the proxy's: the pause is the sandbox, not an app;
+/// the containers that inherit the gid are one finding about the pod, whose remedy is the
+/// pod's field; one that sets its own uid but inherits the gid is named with them.
+#[test]
+fn a_pod_level_identity_is_one_finding_about_the_pod() {
+    use crate::attribution::{ConfiguredUser, ContainerFacts, PodFacts};
+    use crate::schema::{Finding, ProcessVerdict};
+    let uid = "0e2a4c3b-1d5f-4a6b-9c7d-8e9f0a1b2c3d";
+    let id = |c: char| c.to_string().repeat(64);
+    let in_container = |mut p: ProcessFacts, c: char| {
+        p.cgroup = format!("0::/kubepods/besteffort/pod{uid}/{}", id(c));
+        p
+    };
+    let mut pause = in_container(process(20, 10002, 1337, 0, &[]), 'a');
+    pause.ns_pid = Some(1);
+    let procs = vec![
+        process(10, 1337, 1337, 0, &[100, 101]),
+        pause,
+        in_container(process(21, 10002, 1337, 0, &[]), 'b'),
+        in_container(process(22, 10005, 1337, 0, &[]), 'c'),
+    ];
+    let mut s = snapshot(procs, proxy_listeners(), false, "");
+    let container = |c: char, name: Option<&str>, user: (u32, u32)| {
+        let mut f = ContainerFacts::unnamed(&id(c), "containerd", "f");
+        f.name = name.map(str::to_string);
+        f.sandbox = name.is_none();
+        f.sandbox_id = Some(id('a'));
+        f.pod = Some(PodFacts {
+            namespace: "shop".into(),
+            name: "batch-0".into(),
+            uid: uid.into(),
+        });
+        f.user = Some(ConfiguredUser {
+            uid: user.0,
+            gid: user.1,
+            additional_gids: vec![user.1],
+        });
+        f
+    };
+    s.containers = vec![
+        container('a', None, (10002, 1337)),
+        container('b', Some("worker"), (10002, 1337)),
+        container('c', Some("aaa"), (10005, 1337)),
+    ];
+    let r = build(&s, 0);
+    let ns = &r.netns[0];
+    let verdict = |pid: u32| {
+        ns.processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.verdict)
+    };
+    assert_eq!(verdict(20), Some(ProcessVerdict::Sandbox));
+    assert_eq!(verdict(21), Some(ProcessVerdict::Bypass));
+    assert_eq!(verdict(22), Some(ProcessVerdict::Bypass));
+    let exempt: Vec<&Finding> = ns
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::IdentityExempt)
+        .collect();
+    assert_eq!(exempt.len(), 1, "{:?}", ns.findings);
+    let f = exempt[0];
+    assert_eq!(f.pid, None);
+    assert!(
+        f.message.contains("sets runAsGroup 1337,")
+            && f.message.contains("worker (p21, pid 21)")
+            && f.message.contains("aaa (p22, pid 22)")
+            && !f.message.contains("10005"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.remedy
+            .contains("the pod's spec.securityContext.runAsGroup sets it"),
+        "{}",
+        f.remedy
+    );
+    // The pause is no app: nothing says it can become exempt.
+    assert!(
+        !ns.findings.iter().any(|f| f.pid == Some(20)),
+        "{:?}",
+        ns.findings
+    );
+}
+
+/// The primary gid is listed among the supplementary groups by every runtime: it is
+/// runAsGroup's, unless the rules match supplementary groups, where the pod's lists may
+/// hold it too.
+#[test]
+fn the_primary_gid_among_supplementary_groups_is_blamed_only_where_groups_match() {
+    let app = || {
+        let mut p = process(12, 10001, 1337, 0, &[]);
+        p.groups = vec![1337];
+        p
+    };
+    let remedy = |extra: &str| {
+        let s = snapshot(
+            vec![process(10, 1337, 1337, 0, &[100, 101]), app()],
+            proxy_listeners(),
+            false,
+            extra,
+        );
+        let r = build(&s, 0);
+        r.netns[0]
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::IdentityExempt && f.pid == Some(12))
+            .map(|f| f.remedy.clone())
+            .expect("the app escapes")
+    };
+    let plain = remedy("");
+    assert!(plain.contains("securityContext.runAsGroup"), "{plain}");
+    assert!(!plain.contains("supplementalGroups"), "{plain}");
+    let suppl = remedy("-A ISTIO_OUTPUT -m owner --gid-owner 1337 --suppl-groups -j RETURN\n");
+    assert!(
+        suppl.contains("--suppl-groups") && suppl.contains("supplementalGroups"),
+        "{suppl}"
+    );
 }
