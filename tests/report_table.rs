@@ -139,7 +139,7 @@ fn the_report_answers_first_and_selects_as_kubectl_users_expect() {
     );
     assert!(
         lines[3]
-            .contains("gid 1337 is the proxy's: set the container's securityContext.runAsGroup"),
+            .contains("gid 1337 is the proxy's: set container app's securityContext.runAsGroup"),
         "{out}"
     );
     // Pods worst first: the bypassing one, then the one with an exclusion.
