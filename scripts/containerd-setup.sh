@@ -1,11 +1,12 @@
 #!/bin/sh
 # Starts the containerd the containerd end-to-end tests (tests/containerd.rs) create pods
 # in through the CRI API, on a plain Debian machine (root, no systemd): Debian's containerd
-# with the project's own config (CRI plugin, runc, cgroupfs, a CNI bridge on a link-local
-# range in a conf dir of its own; podman's /etc/cni/net.d is left alone), at containerd's
-# default paths (/run/containerd, /var/lib/containerd) as a node has them. Then imports a
-# pause image (catatonit in pause mode, USER 65535 as Kubernetes' pause) and the busybox
-# test image (scripts/podman-setup.sh builds it), built here: no registry is reachable.
+# with the project's own config (CRI plugin, runc, cgroupfs, a CNI bridge on
+# 169.254.79.0/24, apart from the test labs' 169.254.77.0/24, in a conf dir of its own;
+# podman's /etc/cni/net.d is left alone), at containerd's default paths (/run/containerd,
+# /var/lib/containerd) as a node has them. Then imports a pause image (catatonit in pause
+# mode, USER 65535 as Kubernetes' pause) and the busybox test image (scripts/podman-setup.sh
+# builds it), built here: no registry is reachable.
 # Idempotent: a containerd already answering is used as it is.
 set -eu
 conf=/etc/meshleak-test
@@ -47,7 +48,7 @@ cat >"$conf/10-meshleak.conflist.new" <<'CNI'
       "ipMasq": false,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{ "subnet": "169.254.77.0/24" }]]
+        "ranges": [[{ "subnet": "169.254.79.0/24" }]]
       }
     },
     { "type": "loopback" }

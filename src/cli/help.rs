@@ -39,6 +39,16 @@ pub(super) const ANALYZE: &str = concat!(
     help!()
 );
 
+pub(super) const CHECK: &str = concat!(
+    "Examples:\n",
+    "  meshleak check --mesh istio-1.28 deploy/                  every manifest in deploy/\n",
+    "  helm template web ./chart | meshleak check --rules pod-iptables-save.txt -\n",
+    "  meshleak check --snapshot node.json --like shop/web-0 k8s/ -o sarif > check.sarif\n",
+    "  meshleak check --mesh istio-1.28 --image-user app:1.2=10001:10001 web.yaml\n",
+    "\n",
+    help!()
+);
+
 pub(super) const RULES: &str = concat!(
     "Examples:\n",
     "  meshleak rules --pid 4242\n",

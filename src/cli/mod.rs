@@ -4,6 +4,7 @@
 mod agent;
 mod analyze;
 mod args;
+mod check;
 mod help;
 mod input;
 mod report_table;
@@ -47,6 +48,10 @@ enum Command {
     /// Derive every exemption from saved rules and judge socket identities.
     #[command(after_help = help::ANALYZE)]
     Analyze(analyze::Args),
+    /// Judge Kubernetes manifests before deploy: each container's identity against the
+    /// mesh's rules, and what else lets it out (hostNetwork, annotations, capabilities).
+    #[command(after_help = help::CHECK)]
+    Check(check::Args),
     /// Print a network namespace's rules as read straight from the kernel.
     #[command(after_help = help::RULES)]
     Rules(rules::Args),
@@ -121,6 +126,7 @@ pub(crate) fn run() -> anyhow::Result<u8> {
     match cli.command {
         Command::Trace(args) => trace::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Check(args) => check::run(args),
         Command::Rules(args) => rules::run(args),
         Command::Scan(args) => scan::run_scan(args),
         Command::Pod(args) => scan::run_pod(args),

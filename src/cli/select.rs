@@ -44,7 +44,7 @@ enum LevelArg {
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
-enum FailOnArg {
+pub(super) enum FailOnArg {
     #[default]
     Bypass,
     High,
@@ -86,7 +86,13 @@ impl Show {
     }
 
     pub(super) fn fail_on(&self) -> FailOn {
-        match self.fail_on {
+        self.fail_on.to_fail_on()
+    }
+}
+
+impl FailOnArg {
+    pub(super) fn to_fail_on(self) -> FailOn {
+        match self {
             FailOnArg::Bypass => FailOn::Bypass,
             FailOnArg::High => FailOn::Severity(Severity::High),
             FailOnArg::Medium => FailOn::Severity(Severity::Medium),

@@ -21,6 +21,7 @@ pub mod findings;
 pub mod fuzzing;
 pub mod held;
 pub mod json;
+pub mod manifest;
 pub mod meshes;
 pub mod model;
 mod named;
