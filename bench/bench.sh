@@ -5,7 +5,8 @@
 # BENCH_ROUNDS rounds each: `meshleak scan -o json`, the shell baseline (bench/baseline.sh)
 # and the floor (examples/floor.rs), at N = 10, 50, 100 (and 250 with BENCH_PODS=250), plus
 # the agent's steady state at N = 100 and its connection follower under BENCH_CONNS new
-# connections a second. Writes bench/results.json. Removes everything it made,
+# connections a second, and `meshleak check` on a 1,000-document stream (bench/check.sh).
+# Writes bench/results.json. Removes everything it made,
 # also when interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,13 @@ t = time.monotonic()
 subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(f"{time.monotonic() - t:.4f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")' "$@"
 }
+
+# BENCH_ONLY=check: only `meshleak check` on a 1,000-document stream (bench/check.sh).
+if [ "${BENCH_ONLY:-}" = check ]; then
+	BIN=$BIN BENCH_ROUNDS=$ROUNDS bash bench/check.sh "$RAW"
+	python3 bench/summarize.py "$RAW" bench/results-check.json
+	exit 0
+fi
 
 # BENCH_ONLY=events: only the agent between scans (bench/events.py).
 if [ "${BENCH_ONLY:-}" = events ]; then
@@ -147,6 +155,7 @@ wait "$AGENT" || true
 AGENT=
 
 BIN=$BIN BENCH_ROUNDS=$ROUNDS bash bench/rules.sh "$RAW"
+BIN=$BIN BENCH_ROUNDS=$ROUNDS bash bench/check.sh "$RAW"
 # Between scans: detection latency per kind of change, idle CPU with $PODS meshed pods,
 # CPU and memory under storms.
 python3 bench/events.py "$BIN" "$RAW" "$PREFIX" "$PODS"

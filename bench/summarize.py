@@ -8,6 +8,7 @@ from collections import defaultdict
 raw, out = sys.argv[1], sys.argv[2]
 runs = defaultdict(list)
 rules = defaultdict(list)
+check = []
 agent = None
 follow = None
 latency = defaultdict(list)
@@ -31,6 +32,9 @@ for line in open(raw):
         continue
     if f[0] == "rules":
         rules[f[1]].append((float(f[2]), int(f[3])))
+        continue
+    if f[0] == "check":
+        check.append((float(f[1]), int(f[2]), int(f[3])))
         continue
     if f[0] == "follow":
         pods, conns, load_s, ticks, window_s, observed, unattributed, lost, hz = map(int, f[1:])
@@ -86,6 +90,12 @@ if rules:
     }
     print(f"rules: nf_tables {med['nft']:.3f} s ({peak['nft']} MiB), x_tables {med['legacy']:.3f} s "
           f"({peak['legacy']} MiB): {med['nft'] / med['legacy']:.1f}x (target <= 3x, <= 30 MiB)")
+if check:
+    med = statistics.median(t for t, _, _ in check)
+    peak = round(max(m for _, m, _ in check) / 1024, 1)
+    result["check"] = {"documents": check[0][2], "median_seconds": med, "peak_rss_mib": peak,
+                       "rounds": len(check)}
+    print(f"check: {check[0][2]} documents in {med:.3f} s, peak {peak} MiB (target < 1 s, < 64 MiB)")
 print(f"{'N':>4} {'meshleak s':>11} {'baseline s':>11} {'floor s':>9} {'base/ml':>8} {'ml/floor':>9} {'ml ms/ns':>9} {'ml RSS MiB':>11}")
 for n in sizes:
     med = {k: statistics.median(t for t, _ in runs[(n, k)]) for k in ("meshleak", "baseline", "floor")}

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::input::RulesArgs;
 use meshleak_core::manifest::check::{self, ContainerReport, Finding, Rules, Verdict};
-use meshleak_core::manifest::identity::ImageUser;
+use meshleak_core::manifest::identity::{self, ImageUser};
 use meshleak_core::manifest::{MESH_DEFAULTS, doc, sarif, workload};
 use meshleak_core::meshes::Mesh;
 use meshleak_core::model::Ruleset;
@@ -89,15 +89,15 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     let mesh = rules
         .as_ref()
         .and_then(|(r, _)| meshleak_core::meshes::detect(r, &[]));
-    let judged_rules = rules.as_ref().map(|(rules, source)| Rules {
-        rules,
-        source: source.clone(),
-    });
+    let judged_rules = rules
+        .as_ref()
+        .map(|(rules, source)| Rules::new(rules, source.clone()));
     let mut containers = Vec::new();
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
     let mut errors = Vec::new();
     let mut read = 0;
+    let mut all = Vec::new();
     for (name, text) in read_inputs(&args.inputs)? {
         let (docs, error) = doc::documents(&text);
         read += docs.len() + usize::from(error.is_some());
@@ -109,17 +109,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                     s.line, s.document, s.why
                 ));
             }
-            for w in &workloads {
-                let j = check::judge(
-                    &name,
-                    w,
-                    judged_rules.as_ref(),
-                    mesh.as_ref(),
-                    &args.image_users,
-                );
-                containers.extend(j.containers);
-                findings.extend(j.findings);
-            }
+            all.extend(workloads.into_iter().map(|w| (name.clone(), w)));
         }
         if let Some(e) = error {
             errors.push(format!(
@@ -127,6 +117,27 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 e.document, e.line, e.message
             ));
         }
+    }
+    // Every identity of the stream analysed at once, then each workload judged.
+    if let Some(r) = &judged_rules {
+        let ids = all.iter().flat_map(|(_, w)| {
+            identity::containers(w, &args.image_users)
+                .into_iter()
+                .flat_map(|c| check::candidate_ids(&c, mesh.as_ref()))
+        });
+        r.prime(ids)
+            .map_err(|e| anyhow::anyhow!("cannot analyse {}: {e}", r.source))?;
+    }
+    for (name, w) in &all {
+        let j = check::judge(
+            name,
+            w,
+            judged_rules.as_ref(),
+            mesh.as_ref(),
+            &args.image_users,
+        );
+        containers.extend(j.containers);
+        findings.extend(j.findings);
     }
     if read == 0 {
         bail!(

@@ -4,6 +4,9 @@
 //! rule that decides; plus what needs no rules: hostNetwork, injection turned off,
 //! annotations that exclude traffic, and capabilities that let an app escape.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::annotations::{self, Exclusion};
@@ -22,6 +25,45 @@ pub struct Rules<'a> {
     pub rules: &'a Ruleset,
     /// Where they come from (`--rules FILE`, `--mesh istio-1.28`, ...).
     pub source: String,
+    /// Each identity's verdict, once: one analysis of many identities costs little more
+    /// than one of a single identity ([`Rules::prime`] asks for a whole stream's at once).
+    known: RefCell<HashMap<Identity, analyze::IdentityReport>>,
+}
+
+impl<'a> Rules<'a> {
+    pub fn new(rules: &'a Ruleset, source: String) -> Rules<'a> {
+        Rules {
+            rules,
+            source,
+            known: Default::default(),
+        }
+    }
+
+    /// Analyses every identity of `ids` not analysed yet, in one analysis.
+    pub fn prime(&self, ids: impl IntoIterator<Item = Identity>) -> Result<(), String> {
+        let mut missing: Vec<Identity> = {
+            let known = self.known.borrow();
+            ids.into_iter().filter(|i| !known.contains_key(i)).collect()
+        };
+        missing.sort_by_key(|i| (i.uid, i.gid, i.groups.clone()));
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let a = analyze::analyze(self.rules, &missing).map_err(|e| e.to_string())?;
+        let mut known = self.known.borrow_mut();
+        for (id, report) in missing.into_iter().zip(a.identities) {
+            known.insert(id, report);
+        }
+        Ok(())
+    }
+
+    /// Each identity's verdict under these rules.
+    fn judge(&self, ids: &[Identity]) -> Result<Vec<analyze::IdentityReport>, String> {
+        self.prime(ids.iter().cloned())?;
+        let known = self.known.borrow();
+        Ok(ids.iter().filter_map(|i| known.get(i).cloned()).collect())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -292,6 +334,30 @@ fn candidates(known: Option<u32>, exempt: &[IdRange]) -> Vec<u32> {
     }
 }
 
+fn exempt_ids(mesh: Option<&Mesh>) -> (&[IdRange], &[IdRange]) {
+    mesh.map_or((&[][..], &[][..]), |m| {
+        (m.proxy_uids.as_slice(), m.proxy_gids.as_slice())
+    })
+}
+
+/// The identities a container may run with: its own where the manifest sets it, else
+/// each the image might give it (some other id, and each the mesh exempts); its
+/// supplementary groups, with the gid the runtime lists among them too.
+pub fn candidate_ids(c: &Container, mesh: Option<&Mesh>) -> Vec<Identity> {
+    let (uids, gids) = exempt_ids(mesh);
+    let mut ids = Vec::new();
+    for uid in candidates(c.uid.as_ref().map(|s| s.value), uids) {
+        for gid in candidates(c.gid.as_ref().map(|s| s.value), gids) {
+            let mut groups: Vec<u32> = c.groups.iter().map(|g| g.value).collect();
+            groups.push(gid);
+            groups.sort_unstable();
+            groups.dedup();
+            ids.push(Identity { uid, gid, groups });
+        }
+    }
+    ids
+}
+
 fn container(
     file: &str,
     w: &Workload,
@@ -332,24 +398,8 @@ fn container(
         r.why = "no rules given (--rules, --snapshot --like, --mesh)".into();
         return r;
     };
-    let (uids, gids) = mesh.map_or((&[][..], &[][..]), |m| {
-        (m.proxy_uids.as_slice(), m.proxy_gids.as_slice())
-    });
-    let mut ids = Vec::new();
-    for uid in candidates(r.uid, uids) {
-        for gid in candidates(r.gid, gids) {
-            let mut g = groups.clone();
-            g.insert(0, gid);
-            g.sort_unstable();
-            g.dedup();
-            ids.push(Identity {
-                uid,
-                gid,
-                groups: g,
-            });
-        }
-    }
-    let analysis = match analyze::analyze(rules.rules, &ids) {
+    let (uids, gids) = exempt_ids(mesh);
+    let identities = match rules.judge(&candidate_ids(c, mesh)) {
         Ok(a) => a,
         Err(e) => {
             r.verdict = Verdict::Unknown;
@@ -357,7 +407,7 @@ fn container(
             return r;
         }
     };
-    let verdicts: Vec<&analyze::IdentityReport> = analysis.identities.iter().collect();
+    let verdicts: Vec<&analyze::IdentityReport> = identities.iter().collect();
     let first = verdicts[0];
     let same = verdicts.iter().all(|v| v.verdict == first.verdict);
     let exempt_uid = r.uid.is_some_and(|u| uids.iter().any(|x| x.contains(u)));
