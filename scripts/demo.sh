@@ -67,4 +67,8 @@ app=$(pgrep -f "sleep 300" | while read -r p; do
 	[ "$(stat -L -c %i /proc/$p/ns/net)" = "$(stat -L -c %i /run/netns/${id}a)" ] && grep -q "^Gid:.*1337" /proc/$p/status && echo "$p"
 done | head -1)
 "$bin" trace --pid "$app" --dst 10.0.0.5:80 --proto tcp
+
+say "meshleak check: the same mistake caught before deploy (examples/check/web.yaml)"
+"$bin" check --mesh istio-1.28 examples/check/web.yaml
+echo "(exit status $?: 1 means a container would bypass; CI fails on it, or reads -o sarif)"
 exit 0

@@ -96,6 +96,13 @@ spec:
             - {name: backup, image: backup:1, securityContext: {runAsUser: 0, runAsGroup: 0}}
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: legacy, namespace: shop}
+spec:
+  containers:
+    - {name: app, image: legacy:1, securityContext: {runAsUser: 1337, runAsGroup: 10007}}
+---
+apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
 ";
@@ -181,6 +188,7 @@ fn every_container_is_judged_as_the_kernel_treats_its_identity() {
             (s("Job/once"), s("setup"), s("bypass")),
             (s("Job/once"), s("once"), s("captured")),
             (s("CronJob/nightly"), s("backup"), s("captured")),
+            (s("Pod/legacy"), s("app"), s("bypass")),
         ],
         "{out}"
     );
@@ -336,4 +344,25 @@ fn sarif_validates_and_bad_documents_are_errors_naming_file_document_and_line() 
     };
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("identities NOT judged"), "{out}");
+}
+
+/// The README's and `make demo`'s check: the example manifest's pod-level runAsGroup.
+#[test]
+fn the_documented_example_is_caught_with_its_field_and_fix() {
+    let (code, out, err) = meshleak(&[
+        "check",
+        "--mesh",
+        "istio-1.28",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/check/web.yaml"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.starts_with("check: 1 of 2 containers bypass the mesh; rules: --mesh istio-1.28"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: set spec.template.spec.securityContext.runAsGroup (")
+            && out.contains("web.yaml:19) to a gid other than 1337"),
+        "{out}"
+    );
 }

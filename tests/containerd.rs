@@ -271,6 +271,38 @@ fn containerd_pods_made_as_the_kubelet_makes_them() {
     ]);
     assert_eq!(code, 0, "{out}");
 
+    // Before deploy: a manifest judged against the rules of a live pod of the same mesh
+    // (its iptables-legacy rules, from a snapshot), as `meshleak check` does in CI.
+    let snap = std::env::temp_dir().join(format!("meshleak-ctrd-snap-{tag}.json"));
+    let manifest = snap.with_extension("yaml");
+    let (code, _, err) = meshleak(&["collect", "-f", snap.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(
+        &manifest,
+        "kind: Deployment\nmetadata: {name: next}\nspec:\n  template:\n    spec:\n      securityContext: {runAsUser: 10002, runAsGroup: 1337}\n      containers: [{name: worker, image: w:2}]\n",
+    )
+    .unwrap();
+    let like = format!("shop/{}", p.batch.spec.name);
+    let (code, out, err) = meshleak(&[
+        "check",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--like",
+        &like,
+        manifest.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_file(&snap);
+    let _ = std::fs::remove_file(&manifest);
+    assert_eq!(code, 1, "{err}");
+    let checked = json(&out);
+    assert_eq!(checked["containers"][0]["verdict"], "bypass", "{out}");
+    assert_eq!(
+        checked["containers"][0]["rules"][0]["backend"], "iptables-legacy",
+        "{out}"
+    );
+
     // The same pods from bundles as containerd 1.6.0-1.6.10 (no sandbox uid) and 1.4 (no
     // sandbox names either) write them, and where k3s and RKE2 keep them.
     let root = HostRoot::new(&tag);

@@ -512,7 +512,10 @@ fn capability_findings(
             .iter()
             .find(|s| s.value == cap || s.value == "ALL")
     };
-    let root = c.uid.as_ref().is_none_or(|u| u.value == 0);
+    let root = match &c.uid {
+        Some(u) => u.value == 0,
+        None => !c.non_root,
+    };
     let push =
         |out: &mut Vec<Finding>, kind, severity, s: &Set<String>, message: String, remedy: &str| {
             out.push(Finding {

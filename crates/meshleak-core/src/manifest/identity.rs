@@ -37,6 +37,9 @@ pub struct Container {
     /// `None`: the gid of the uid in the image's /etc/passwd (or 0), not known here.
     pub gid: Option<Set<u32>>,
     pub groups: Vec<Set<u32>>,
+    /// `runAsNonRoot: true` (the container's or the pod's): the kubelet refuses to start it
+    /// as uid 0, so an image's USER that is not set here is not root either.
+    pub non_root: bool,
     pub privileged: Option<Set<bool>>,
     pub allow_privilege_escalation: Option<Set<bool>>,
     /// Capabilities it holds in its bounding set, each with what granted it (a field, or
@@ -154,6 +157,14 @@ pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
                         .map(image_set)
                 });
             let privileged = flag("privileged");
+            let non_root = flag("runAsNonRoot")
+                .map(|s| s.value)
+                .or_else(|| {
+                    pod_sc
+                        .and_then(|s| s.get("runAsNonRoot"))
+                        .and_then(Node::bool)
+                })
+                .unwrap_or(false);
             let capabilities = capabilities(
                 sc.and_then(|s| s.get("capabilities")),
                 &format!("{at}.securityContext.capabilities"),
@@ -170,6 +181,7 @@ pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
                 uid,
                 gid,
                 groups: groups.clone(),
+                non_root,
                 privileged,
                 allow_privilege_escalation: flag("allowPrivilegeEscalation"),
                 capabilities,
