@@ -366,3 +366,96 @@ fn the_documented_example_is_caught_with_its_field_and_fix() {
         "{out}"
     );
 }
+
+/// What needs no identity: the pod on the node's network, a sidecar turned off, excluded
+/// traffic; and an image's user given on the command line.
+#[test]
+fn opt_outs_host_network_and_image_users() {
+    let dir = std::env::temp_dir().join(format!("meshleak-check-optout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("optout.yaml");
+    std::fs::write(
+        &file,
+        "\
+kind: Deployment
+metadata: {name: node-agent}
+spec:
+  template:
+    spec:
+      hostNetwork: true
+      containers: [{name: agent, image: agent:1, securityContext: {runAsUser: 10001, runAsGroup: 10001}}]
+---
+kind: Deployment
+metadata: {name: legacy}
+spec:
+  template:
+    metadata:
+      labels: {sidecar.istio.io/inject: \"false\"}
+    spec:
+      containers: [{name: app, image: app:1, securityContext: {runAsUser: 10001, runAsGroup: 10001}}]
+---
+kind: Deployment
+metadata: {name: db-client}
+spec:
+  template:
+    metadata:
+      annotations: {traffic.sidecar.istio.io/excludeOutboundIPRanges: 10.0.0.0/8}
+    spec:
+      containers: [{name: app, image: 'registry.example/app:2'}]
+",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (code, out, err) = meshleak(&["check", "--mesh", "istio-1.28", f, "-o", "json"]);
+    assert_eq!(
+        code, 3,
+        "the image decides db-client's identity: {err}\n{out}"
+    );
+    let r = json(&out);
+    let kinds: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "host-network",
+        "injection-disabled",
+        "traffic-excluded",
+        "identity-unknown",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {out}");
+    }
+    let verdicts: Vec<&str> = r["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, vec!["unmeshed", "unmeshed", "unknown"], "{out}");
+    // The image runs as the proxy's gid: a bypass; as another id: captured.
+    let (code, out, _) = meshleak(&[
+        "check",
+        "--mesh",
+        "istio-1.28",
+        "--image-user",
+        "registry.example/app:2=10001:1337",
+        f,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(json(&out)["containers"][2]["verdict"], "bypass");
+    let (_, out, _) = meshleak(&[
+        "check",
+        "--mesh",
+        "istio-1.28",
+        "--image-user",
+        "registry.example/app:2=10001:10001",
+        f,
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(json(&out)["containers"][2]["verdict"], "captured");
+}

@@ -18,7 +18,6 @@ use meshleak_core::model::Ruleset;
 use meshleak_core::sanitize::sanitize;
 use meshleak_core::schema::Severity;
 use meshleak_core::selection::FailOn;
-use meshleak_core::snapshot::Snapshot;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {
@@ -223,14 +222,7 @@ fn load_rules(args: &Args) -> anyhow::Result<Option<(Ruleset, String)>> {
         )));
     }
     if let (Some(path), Some(like)) = (&args.snapshot, &args.like) {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read snapshot {}", path.display()))?;
-        let snapshot: Snapshot = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a meshleak snapshot (written by `meshleak collect`)",
-                path.display()
-            )
-        })?;
+        let snapshot = super::scan::load_snapshot(path)?;
         let report = meshleak_core::report::build(&snapshot, 0);
         let (ns, pod) = like
             .split_once('/')
@@ -350,15 +342,7 @@ fn table(
         })
         .collect();
     let heads = ["AT", "WORKLOAD", "CONTAINER", "UID:GID", "VERDICT"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([heads[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = super::text::column_widths(&heads, &rows);
     let line = |r: [&str; 5]| {
         format!(
             "  {:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",

@@ -393,15 +393,7 @@ fn processes(t: &Term, ns: &NetnsReport, wide: bool, out: &mut Vec<String>) {
         })
         .collect();
     let heads = ["PID", "COMM", "CONTAINER", "UID:GID", "VERDICT"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([heads[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = super::text::column_widths(&heads, &rows);
     let row = |mark: &str, cells: &[String; 5], verdict: String| {
         format!(
             "  {mark} {:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {verdict}",

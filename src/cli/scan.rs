@@ -184,11 +184,17 @@ pub(super) fn run_collect(args: SaveArgs) -> anyhow::Result<u8> {
 
 /// Reports a saved snapshot (`analyze --snapshot`), narrowed as `scan` narrows.
 pub(super) fn report_snapshot(
-    path: &PathBuf,
+    path: &std::path::Path,
     format: ReportFormat,
     pods: &Pods,
     show: &Show,
 ) -> anyhow::Result<u8> {
+    let snapshot = load_snapshot(path)?;
+    finish(&snapshot, Instant::now(), format, show, Some(pods))
+}
+
+/// A snapshot `meshleak collect` wrote, of a version this meshleak reads.
+pub(super) fn load_snapshot(path: &std::path::Path) -> anyhow::Result<Snapshot> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read snapshot {}", path.display()))?;
     let snapshot: Snapshot = serde_json::from_str(&text).with_context(|| {
@@ -205,7 +211,7 @@ pub(super) fn report_snapshot(
             meshleak_core::snapshot::SNAPSHOT_VERSION
         );
     }
-    finish(&snapshot, Instant::now(), format, show, Some(pods))
+    Ok(snapshot)
 }
 
 fn finish(

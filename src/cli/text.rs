@@ -74,6 +74,17 @@ impl<W: std::io::Write> std::fmt::Write for IoText<W> {
     }
 }
 
+/// The width of each column of a table: its widest cell or its heading, in characters.
+pub(super) fn column_widths<const N: usize>(heads: &[&str; N], rows: &[[String; N]]) -> [usize; N] {
+    std::array::from_fn(|i| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([heads[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
