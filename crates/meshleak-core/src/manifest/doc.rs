@@ -1,7 +1,11 @@
 //! Kubernetes manifests as YAML (or JSON, which YAML reads) multi-document streams, into
 //! trees that keep each node's line: a verdict cites `file:line` of the field that
-//! decides it. Scalars are typed as YAML 1.2's core schema types them (plain `true`,
-//! `1337`, `null`); quoted ones stay strings. Anchors and aliases are resolved.
+//! decides it. Read as kubectl reads them (sigs.k8s.io/yaml, go-yaml v2: YAML 1.1): plain
+//! integers as Go's `ParseInt(s, 0, 64)` takes them (`02471`, `0o2471`, `0x539`,
+//! `0b10100111001` and `1_337` are all 1337), booleans and nulls in YAML 1.1's spellings,
+//! merge keys (`<<: *anchor`) merged, anchors and aliases resolved. A key repeated in one
+//! mapping is an error: tools disagree on which one counts, so an identity could hide
+//! behind the one meshleak did not read.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -112,12 +116,16 @@ pub fn documents(text: &str) -> (Vec<Document>, Option<SyntaxError>) {
         line: e.marker().line(),
         message: e.info().to_string(),
     });
-    (builder.docs, error)
+    (builder.docs, builder.failed.or(error))
 }
 
 #[derive(Default)]
 struct Builder {
+    /// A repeated key: (line, message) of the first.
+    error: Option<(usize, String)>,
     docs: Vec<Document>,
+    /// The first document with a repeated key: reading stops there.
+    failed: Option<SyntaxError>,
     doc_line: usize,
     /// Open collections: a sequence's items, or a mapping's entries and a pending key.
     stack: Vec<Open>,
@@ -135,11 +143,22 @@ impl Builder {
             self.anchors.push((anchor, node.clone()));
         }
         match self.stack.last_mut() {
-            None => self.docs.push(Document {
-                index: self.docs.len() + 1,
-                line: self.doc_line,
-                root: node,
-            }),
+            None => {
+                if let Some((line, message)) = self.error.take() {
+                    self.failed.get_or_insert(SyntaxError {
+                        document: self.docs.len() + 1,
+                        line,
+                        message,
+                    });
+                }
+                if self.failed.is_none() {
+                    self.docs.push(Document {
+                        index: self.docs.len() + 1,
+                        line: self.doc_line,
+                        root: node,
+                    });
+                }
+            }
             Some(Open::Seq(seq, _)) => {
                 if let Value::Seq(items) = &mut seq.value {
                     items.push(node);
@@ -185,10 +204,22 @@ impl MarkedEventReceiver for Builder {
                 anchor,
                 None,
             )),
-            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Open::Seq(n, a) | Open::Map(n, a, _)) => self.push(n, a),
-                None => {}
-            },
+            Event::SequenceEnd => {
+                if let Some(Open::Seq(n, a)) = self.stack.pop() {
+                    self.push(n, a);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Open::Map(mut n, a, _)) = self.stack.pop() {
+                    if let Value::Map(entries) = &mut n.value {
+                        merge(entries);
+                        if let Some(dup) = repeated(entries) {
+                            self.error.get_or_insert(dup);
+                        }
+                    }
+                    self.push(n, a);
+                }
+            }
             Event::Alias(id) => {
                 let node = self
                     .anchors
@@ -207,21 +238,79 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// A plain scalar as YAML 1.2's core schema types it.
+/// Merge keys: the entries of `<<`'s mapping (or mappings) that the mapping lacks.
+fn merge(entries: &mut Vec<(String, Node)>) {
+    let Some(at) = entries.iter().position(|(k, _)| k == "<<") else {
+        return;
+    };
+    let (_, from) = entries.remove(at);
+    let sources: Vec<Node> = match from.value {
+        Value::Seq(s) => s,
+        _ => vec![from],
+    };
+    for s in sources {
+        for (k, v) in s.entries() {
+            if !entries.iter().any(|(e, _)| e == k) {
+                entries.push((k.clone(), v.clone()));
+            }
+        }
+    }
+}
+
+/// A key given twice in one mapping: (line, message).
+fn repeated(entries: &[(String, Node)]) -> Option<(usize, String)> {
+    entries.iter().enumerate().find_map(|(i, (k, v))| {
+        let first = entries[..i].iter().find(|(e, _)| e == k)?;
+        Some((
+            v.line,
+            format!(
+                "key `{k}` is repeated (lines {} and {}): Kubernetes tools disagree on which counts; keep one",
+                first.1.line, v.line
+            ),
+        ))
+    })
+}
+
+/// A plain scalar as go-yaml v2 (YAML 1.1, which kubectl reads with) types it.
 fn plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => Value::Null,
-        "true" | "True" | "TRUE" => Value::Bool(true),
-        "false" | "False" | "FALSE" => Value::Bool(false),
-        _ => {
-            let int = text
-                .strip_prefix("0x")
-                .map(|h| i64::from_str_radix(h, 16))
-                .or_else(|| text.strip_prefix("0o").map(|o| i64::from_str_radix(o, 8)))
-                .unwrap_or_else(|| text.parse());
-            int.map_or_else(|_| Value::Str(text.to_string()), Value::Int)
+        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => {
+            Value::Bool(true)
         }
+        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => {
+            Value::Bool(false)
+        }
+        _ => go_int(text).map_or_else(|| Value::Str(text.to_string()), Value::Int),
     }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then `0x`/`0o`/`0b` or a leading `0`
+/// (octal) or decimal, with `_` allowed between digits.
+fn go_int(text: &str) -> Option<i64> {
+    let (negative, body) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_string())
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_string())
+    } else {
+        (10, lower)
+    };
+    let digits = digits.trim_start_matches('_');
+    if digits.is_empty() || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    let v = i64::from_str_radix(&digits.replace('_', ""), radix).ok()?;
+    Some(if negative { -v } else { v })
 }
 
 #[cfg(test)]
@@ -269,6 +358,44 @@ spec:
             Some(1337)
         );
         assert_eq!(docs[1].root.get("kind").unwrap().str(), Some("List"));
+    }
+
+    /// What kubectl (go-yaml v2) reads as 1337, merge keys, and a repeated key.
+    #[test]
+    fn integers_merges_and_repeated_keys_as_kubectl_reads_them() {
+        for text in [
+            "1337",
+            "02471",
+            "0o2471",
+            "0x539",
+            "0X539",
+            "0b10100111001",
+            "1_337",
+            "+1337",
+        ] {
+            assert_eq!(plain(text), Value::Int(1337), "{text}");
+        }
+        for text in ["08", "1337.0", "0x", "1__337", "\"1337\""] {
+            assert!(matches!(plain(text), Value::Str(_)), "{text}");
+        }
+        assert_eq!(plain("yes"), Value::Bool(true));
+        let (docs, err) = documents(
+            "base: &sc {runAsUser: 10001, runAsGroup: 1337}\nsc:\n  <<: *sc\n  runAsUser: 10002\n",
+        );
+        assert_eq!(err, None);
+        let sc = docs[0].root.get("sc").unwrap();
+        assert_eq!(sc.get("runAsUser").unwrap().int(), Some(10002));
+        assert_eq!(sc.get("runAsGroup").unwrap().int(), Some(1337));
+        assert!(sc.get("<<").is_none());
+        let (docs, err) =
+            documents("kind: Pod\n---\nsc: {runAsGroup: 10001}\nx:\n  a: 1\n  a: 2\n");
+        assert_eq!(docs.len(), 1);
+        let err = err.unwrap();
+        assert_eq!((err.document, err.line), (2, 6));
+        assert!(
+            err.message.contains("key `a` is repeated (lines 5 and 6)"),
+            "{err:?}"
+        );
     }
 
     #[test]

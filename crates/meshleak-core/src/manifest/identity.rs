@@ -80,16 +80,7 @@ pub struct ImageUser {
 pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
     let pod_sc = w.spec.get("securityContext");
     let pod_field = |key: &str| format!("{}.securityContext.{key}", w.spec_path);
-    let pod_id = |key: &str| {
-        pod_sc
-            .and_then(|s| s.get(key))
-            .and_then(|n| Some((id(n)?, n.line)))
-            .map(|(value, line)| Set {
-                value,
-                field: pod_field(key),
-                line,
-            })
-    };
+    let pod_id = |key: &str| setting(pod_sc, key, pod_field(key));
     let mut groups: Vec<Set<u32>> = Vec::new();
     if let Some(list) = pod_sc.and_then(|s| s.get("supplementalGroups")) {
         for (i, g) in list.seq().iter().enumerate() {
@@ -102,7 +93,7 @@ pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
             }
         }
     }
-    groups.extend(pod_id("fsGroup"));
+    groups.extend(pod_id("fsGroup").flatten());
     let mut out = Vec::new();
     for (key, role) in [
         ("initContainers", Role::Init),
@@ -115,15 +106,7 @@ pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
         for (i, c) in list.seq().iter().enumerate() {
             let at = format!("{}.{key}[{i}]", w.spec_path);
             let sc = c.get("securityContext");
-            let own = |k: &str| {
-                sc.and_then(|s| s.get(k))
-                    .and_then(|n| Some((id(n)?, n.line)))
-                    .map(|(value, line)| Set {
-                        value,
-                        field: format!("{at}.securityContext.{k}"),
-                        line,
-                    })
-            };
+            let own = |k: &str| setting(sc, k, format!("{at}.securityContext.{k}"));
             let flag = |k: &str| {
                 sc.and_then(|s| s.get(k)).and_then(|n| {
                     Some(Set {
@@ -142,14 +125,16 @@ pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
                 field: "the image's USER (--image-user)".into(),
                 line: 0,
             };
+            // The container's field over the pod's; one that is there but no id makes the
+            // id unknown, never the next source's.
             let uid = own("runAsUser")
                 .or_else(|| pod_id("runAsUser"))
-                .or_else(|| from_image.map(|u| image_set(u.uid)));
+                .unwrap_or_else(|| from_image.map(|u| image_set(u.uid)));
             // Without runAsGroup the runtime takes the uid's group from the image's
             // /etc/passwd; the image's USER gives it only when that uid is the image's.
             let gid = own("runAsGroup")
                 .or_else(|| pod_id("runAsGroup"))
-                .or_else(|| {
+                .unwrap_or_else(|| {
                     let u = from_image?;
                     (uid.as_ref()?.value == u.uid)
                         .then_some(u.gid)
@@ -194,6 +179,20 @@ pub fn containers(w: &Workload, images: &[ImageUser]) -> Vec<Container> {
 /// A uid or gid field: a non-negative integer that fits.
 fn id(n: &Node) -> Option<u32> {
     n.int().and_then(|v| u32::try_from(v).ok())
+}
+
+/// A uid or gid field of a securityContext: `None` where it is not set (absent or null),
+/// `Some(None)` where it is set to something that is no id (its id is then unknown).
+fn setting(sc: Option<&Node>, key: &str, field: String) -> Option<Option<Set<u32>>> {
+    let n = sc?.get(key)?;
+    if n.value == super::doc::Value::Null {
+        return None;
+    }
+    Some(id(n).map(|value| Set {
+        value,
+        field,
+        line: n.line,
+    }))
 }
 
 /// The runtime's default set, minus `drop`, plus `add` (names with or without `CAP_`);
