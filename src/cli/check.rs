@@ -182,9 +182,13 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(super::status::ERROR);
     }
     let bypass = match args.fail_on.to_fail_on() {
-        FailOn::Bypass => containers
-            .iter()
-            .any(|c| matches!(c.verdict, Verdict::Bypass | Verdict::Partial)),
+        // Outside the mesh (hostNetwork, injection or interception off) counts too.
+        FailOn::Bypass => containers.iter().any(|c| {
+            matches!(
+                c.verdict,
+                Verdict::Bypass | Verdict::Partial | Verdict::Unmeshed
+            )
+        }),
         FailOn::Severity(s) => findings.iter().any(|f| f.severity <= s),
         FailOn::Never => false,
     };
@@ -262,7 +266,7 @@ fn read_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
             out.push(("stdin".to_string(), text));
         } else if input.is_dir() {
             let mut files = Vec::new();
-            walk(input, &mut files)?;
+            walk(input, &mut files, &mut Vec::new())?;
             files.sort();
             for f in files {
                 out.push((f.display().to_string(), read(&f)?));
@@ -283,11 +287,19 @@ fn read(path: &Path) -> anyhow::Result<String> {
     })
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// The manifests under `dir`, each directory read once (`seen`: by file identity), so a
+/// symlink loop ends and reads nothing twice.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Vec<(u64, u64)>) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if seen.contains(&(m.dev(), m.ino())) {
+        return Ok(());
+    }
+    seen.push((m.dev(), m.ino()));
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = e?.path();
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else if path
             .extension()
             .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")

@@ -61,6 +61,8 @@ pub struct Profile {
     pub admin_port: Option<u16>,
     /// Container names its injector gives the proxy.
     proxy_containers: &'static [&'static str],
+    /// Parts of the image references its injector gives the proxy (`istio/proxyv2`).
+    proxy_images: &'static [&'static str],
     /// The pod annotations excluding outbound destination ports, networks and interfaces.
     exclude_ports: Option<&'static str>,
     exclude_cidrs: Option<&'static str>,
@@ -78,6 +80,7 @@ const NONE: Profile = Profile {
     own_uids: &[],
     admin_port: None,
     proxy_containers: &[],
+    proxy_images: &[],
     exclude_ports: None,
     exclude_cidrs: None,
     exclude_interfaces: None,
@@ -90,6 +93,7 @@ const ISTIO_SIDECAR: Profile = Profile {
     comment: Some("istio"),
     admin_port: Some(15000),
     proxy_containers: &["istio-proxy"],
+    proxy_images: &["/proxyv2:", "/proxyv2@", "istio/proxyv2"],
     exclude_ports: Some("traffic.sidecar.istio.io/excludeOutboundPorts"),
     exclude_cidrs: Some("traffic.sidecar.istio.io/excludeOutboundIPRanges"),
     exclude_interfaces: Some("traffic.sidecar.istio.io/excludeInterfaces"),
@@ -115,6 +119,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         proxy_by_mark: true,
         own_addresses: &[IpAddr::V4(Ipv4Addr::new(169, 254, 7, 127))],
         proxy_containers: &["istio-proxy"],
+        proxy_images: &["/proxyv2:", "/proxyv2@", "istio/proxyv2"],
         ..NONE
     },
     ISTIO_SIDECAR,
@@ -124,6 +129,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         layout: &["PROXY_INIT_"],
         comment: Some("proxy-init"),
         proxy_containers: &["linkerd-proxy"],
+        proxy_images: &["linkerd/proxy"],
         exclude_ports: Some("config.linkerd.io/skip-outbound-ports"),
         ..NONE
     },
@@ -134,6 +140,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         comment: Some("kuma/"),
         admin_port: Some(9901),
         proxy_containers: &["kuma-sidecar"],
+        proxy_images: &["kuma-dp"],
         exclude_ports: Some("traffic.kuma.io/exclude-outbound-ports"),
         exclude_cidrs: Some("traffic.kuma.io/exclude-outbound-ips"),
         ..NONE
@@ -146,6 +153,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         own_uids: &[5996],
         admin_port: Some(19000),
         proxy_containers: &["consul-dataplane", "consul-connect-envoy-sidecar"],
+        proxy_images: &["consul-dataplane", "envoyproxy/envoy"],
         exclude_ports: Some("consul.hashicorp.com/transparent-proxy-exclude-outbound-ports"),
         exclude_cidrs: Some("consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs"),
         ..NONE
@@ -157,6 +165,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         layout: &["OSM_", "FSM_", "PROXY_"],
         admin_port: Some(15000),
         proxy_containers: &["osm-envoy", "fsm-pipy-sidecar"],
+        proxy_images: &["envoyproxy/envoy", "flomesh/pipy"],
         exclude_ports: Some("openservicemesh.io/outbound-port-exclusion-list"),
         exclude_cidrs: Some("openservicemesh.io/outbound-ip-range-exclusion-list"),
         ..NONE
@@ -167,6 +176,7 @@ pub(crate) const PROFILES: &[Profile] = &[
         layout: &["APPMESH_"],
         admin_port: Some(9901),
         proxy_containers: &["envoy", "envoy-sidecar"],
+        proxy_images: &["aws-appmesh-envoy"],
         ..NONE
     },
 ];
@@ -194,6 +204,14 @@ impl Profile {
             Excluded::Cidrs => self.exclude_cidrs,
             Excluded::Interfaces => self.exclude_interfaces,
         }
+    }
+
+    /// Whether a container of a manifest is this mesh's injected proxy: named as its
+    /// injector names it and running its proxy's image. A container that only takes the
+    /// name is an app (Istio merges a user's `istio-proxy` over the injected one).
+    pub fn is_injected_proxy(&self, name: &str, image: Option<&str>) -> bool {
+        self.proxy_containers.contains(&name)
+            && image.is_some_and(|i| self.proxy_images.iter().any(|p| i.contains(p)))
     }
 
     /// Whether a chain or table of this name is the mesh's own.

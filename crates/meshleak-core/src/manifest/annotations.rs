@@ -106,6 +106,8 @@ const OFF: &[(&str, &[&str])] = &[
         "consul.hashicorp.com/transparent-proxy",
         &["false", "0", "f", "F", "FALSE", "False"],
     ),
+    // The injection template installs no capture rules at all (no istio-init) with NONE.
+    ("sidecar.istio.io/interceptionMode", &["NONE"]),
 ];
 
 /// The exclusions a pod template's metadata (annotations, labels) holds.

@@ -15,7 +15,7 @@ use super::workload::Workload;
 use crate::analyze::{self, IdentityVerdict};
 use crate::eval::Identity;
 use crate::explain::RuleRef;
-use crate::meshes::{Mesh, is_proxy_container};
+use crate::meshes::Mesh;
 use crate::model::Ruleset;
 use crate::range::IdRange;
 use crate::schema::Severity;
@@ -308,7 +308,7 @@ pub fn judge(
                 "set runAsUser and runAsGroup in its securityContext (or give the image's user with --image-user IMAGE=UID:GID)".into(),
             ));
         }
-        if report.verdict != Verdict::Proxy && unmeshed.is_none() {
+        if unmeshed.is_none() {
             capability_findings(&c, &workload, file, mesh, &mut out.findings);
         }
         out.containers.push(report);
@@ -423,7 +423,8 @@ fn container(
             IdentityVerdict::Unknown => Verdict::Unknown,
         }
     };
-    if matches!(r.verdict, Verdict::Bypass | Verdict::Partial) && is_proxy_container(&c.name) {
+    let injected = mesh.is_some_and(|m| m.profile().is_injected_proxy(&c.name, c.image.as_deref()));
+    if matches!(r.verdict, Verdict::Bypass | Verdict::Partial) && injected {
         r.verdict = Verdict::Proxy;
     }
     let show = |v: Option<u32>| v.map_or("the image's".to_string(), |v| v.to_string());
@@ -572,6 +573,37 @@ fn capability_findings(
         );
     }
     if !root {
+        // A setuid or setgid file of its image (or one it writes) gives it that file's id
+        // unless NoNewPrivs (allowPrivilegeEscalation: false) is set.
+        let escalates = c
+            .allow_privilege_escalation
+            .as_ref()
+            .is_none_or(|s| s.value);
+        let exempt = mesh.is_some_and(|m| !m.proxy_uids.is_empty() || !m.proxy_gids.is_empty());
+        if escalates && exempt {
+            let s = Set {
+                value: "allowPrivilegeEscalation".to_string(),
+                field: c
+                    .allow_privilege_escalation
+                    .as_ref()
+                    .map_or("allowPrivilegeEscalation unset (true)".into(), |s| {
+                        s.field.clone()
+                    }),
+                line: c.allow_privilege_escalation.as_ref().map_or(0, |s| s.line),
+            };
+            push(
+                out,
+                Kind::CanBecomeExempt,
+                Severity::Low,
+                &s,
+                format!(
+                    "{workload} container {} may gain privileges ({}): a setuid or setgid file in its image owned by the proxy's id gives it that id, and its traffic leaves the mesh",
+                    c.name,
+                    granted(&s)
+                ),
+                "set allowPrivilegeEscalation: false in its securityContext (NoNewPrivs)",
+            );
+        }
         return;
     }
     let who = if c.uid.is_some() {

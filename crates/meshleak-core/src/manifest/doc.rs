@@ -107,16 +107,57 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Every document of `text`, and the error that stopped reading, if any.
+/// Every document of `text`, and the error that stopped reading, if any. Documents are
+/// split as kubectl splits them (k8s.io/apimachinery's YAMLReader): at each line that
+/// starts with `---` followed by nothing but spaces or a comment (`---#` too); a `---`
+/// followed by anything else is an error. Each document is then parsed on its own, a
+/// byte-order mark at its start dropped.
 pub fn documents(text: &str) -> (Vec<Document>, Option<SyntaxError>) {
     let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    let error = parser.load(&mut builder, true).err().map(|e| SyntaxError {
+    let mut chunk = String::new();
+    let mut first_line = 1;
+    let mut error = None;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let Some(rest) = line.strip_prefix("---") else {
+            chunk.push_str(line);
+            continue;
+        };
+        let rest = rest.trim();
+        if !rest.is_empty() && !rest.starts_with('#') {
+            error = parse_chunk(&mut builder, &chunk, first_line).or(Some(SyntaxError {
+                document: builder.docs.len() + 1,
+                line: i + 1,
+                message: format!(
+                    "invalid document separator `{}`: kubectl allows only spaces or a comment after ---",
+                    line.trim_end()
+                ),
+            }));
+            return (builder.docs, builder.failed.or(error));
+        }
+        if let Some(e) = parse_chunk(&mut builder, &chunk, first_line) {
+            return (builder.docs, builder.failed.or(Some(e)));
+        }
+        chunk.clear();
+        first_line = i + 2;
+    }
+    if error.is_none() {
+        error = parse_chunk(&mut builder, &chunk, first_line);
+    }
+    (builder.docs, builder.failed.or(error))
+}
+
+/// Parses one document's text, starting at line `first_line` of the stream.
+fn parse_chunk(builder: &mut Builder, chunk: &str, first_line: usize) -> Option<SyntaxError> {
+    let chunk = chunk.strip_prefix('\u{feff}').unwrap_or(chunk);
+    builder.offset = first_line - 1;
+    builder.doc_line = first_line;
+    let mut parser = Parser::new_from_str(chunk);
+    let failed = parser.load(builder, true).err().map(|e| SyntaxError {
         document: builder.docs.len() + 1,
-        line: e.marker().line(),
+        line: e.marker().line() + first_line - 1,
         message: e.info().to_string(),
     });
-    (builder.docs, builder.failed.or(error))
+    builder.failed.clone().or(failed)
 }
 
 #[derive(Default)]
@@ -127,6 +168,8 @@ struct Builder {
     /// The first document with a repeated key: reading stops there.
     failed: Option<SyntaxError>,
     doc_line: usize,
+    /// Lines before the document being parsed.
+    offset: usize,
     /// Open collections: a sequence's items, or a mapping's entries and a pending key.
     stack: Vec<Open>,
     anchors: Vec<(usize, Node)>,
@@ -178,14 +221,15 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let line = mark.line();
+        let line = mark.line() + self.offset;
         match ev {
-            Event::DocumentStart => self.doc_line = line,
-            Event::Scalar(text, style, anchor, _) => {
-                let value = if style == TScalarStyle::Plain {
-                    plain(&text)
-                } else {
-                    Value::Str(text)
+            Event::DocumentStart => self.doc_line = self.doc_line.max(line),
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = match (tag.as_ref().and_then(core_tag), style) {
+                    (Some(t), _) => tagged(t, &text),
+                    (None, TScalarStyle::Plain) if text == "<<" => Value::Str(MERGE.into()),
+                    (None, TScalarStyle::Plain) => plain(&text),
+                    (None, _) => Value::Str(text),
                 };
                 self.push(Node { line, value }, anchor);
             }
@@ -212,10 +256,10 @@ impl MarkedEventReceiver for Builder {
             Event::MappingEnd => {
                 if let Some(Open::Map(mut n, a, _)) = self.stack.pop() {
                     if let Value::Map(entries) = &mut n.value {
-                        merge(entries);
                         if let Some(dup) = repeated(entries) {
                             self.error.get_or_insert(dup);
                         }
+                        merge(entries);
                     }
                     self.push(n, a);
                 }
@@ -238,28 +282,64 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// Merge keys: the entries of `<<`'s mapping (or mappings) that the mapping lacks.
+/// A plain `<<` key (a quoted one is an ordinary key).
+const MERGE: &str = "\u{0}<<";
+
+/// Merge keys as go-yaml v2 applies them: the mapping's entries in order, each `<<` setting
+/// its mapping's keys (of a sequence of mappings, the last first, so earlier ones win)
+/// over what came before it, and a later key over a merged one.
 fn merge(entries: &mut Vec<(String, Node)>) {
-    let Some(at) = entries.iter().position(|(k, _)| k == "<<") else {
+    if !entries.iter().any(|(k, _)| k == MERGE) {
         return;
+    }
+    let mut out: Vec<(String, Node)> = Vec::new();
+    let mut set = |k: &str, v: &Node| match out.iter_mut().find(|(e, _)| e == k) {
+        Some(slot) => slot.1 = v.clone(),
+        None => out.push((k.to_string(), v.clone())),
     };
-    let (_, from) = entries.remove(at);
-    let sources: Vec<Node> = match from.value {
-        Value::Seq(s) => s,
-        _ => vec![from],
-    };
-    for s in sources {
-        for (k, v) in s.entries() {
-            if !entries.iter().any(|(e, _)| e == k) {
-                entries.push((k.clone(), v.clone()));
+    for (k, v) in entries.iter() {
+        if k != MERGE {
+            set(k, v);
+            continue;
+        }
+        let sources: Vec<&Node> = match &v.value {
+            Value::Seq(s) => s.iter().rev().collect(),
+            _ => vec![v],
+        };
+        for s in sources {
+            for (mk, mv) in s.entries() {
+                set(mk, mv);
             }
         }
     }
+    *entries = out;
 }
 
-/// A key given twice in one mapping: (line, message).
+/// The YAML core tag (`!!int`, `!!str`, ...) a scalar carries, if any.
+fn core_tag(tag: &yaml_rust2::parser::Tag) -> Option<&str> {
+    matches!(tag.handle.as_str(), "!!" | "tag:yaml.org,2002:").then_some(tag.suffix.as_str())
+}
+
+/// A scalar with an explicit core tag, as go-yaml v2 reads it: `!!int "1337"` is 1337,
+/// `!!bool "true"` true, `!!str 1337` the text.
+fn tagged(tag: &str, text: &str) -> Value {
+    match tag {
+        "str" => Value::Str(text.to_string()),
+        "null" => Value::Null,
+        "bool" | "int" | "float" => match plain(text) {
+            Value::Str(_) => Value::Str(text.to_string()),
+            v => v,
+        },
+        _ => plain(text),
+    }
+}
+
+/// A key given twice in one mapping (merge keys aside): (line, message).
 fn repeated(entries: &[(String, Node)]) -> Option<(usize, String)> {
     entries.iter().enumerate().find_map(|(i, (k, v))| {
+        if k == MERGE {
+            return None;
+        }
         let first = entries[..i].iter().find(|(e, _)| e == k)?;
         Some((
             v.line,
@@ -281,12 +361,29 @@ fn plain(text: &str) -> Value {
         "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => {
             Value::Bool(false)
         }
-        _ => go_int(text).map_or_else(|| Value::Str(text.to_string()), Value::Int),
+        _ => go_int(text)
+            .or_else(|| whole_float(text))
+            .map_or_else(|| Value::Str(text.to_string()), Value::Int),
     }
 }
 
-/// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then `0x`/`0o`/`0b` or a leading `0`
-/// (octal) or decimal, with `_` allowed between digits.
+/// A float that is a whole number (`1337.0`, `1.337e3`): kubectl turns YAML into JSON,
+/// where it is the integer an int field takes.
+fn whole_float(text: &str) -> Option<i64> {
+    if text.starts_with('_') {
+        return None;
+    }
+    let digits = text.replace('_', "");
+    let looks = digits
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && digits.bytes().any(|b| b.is_ascii_digit());
+    let f: f64 = digits.parse().ok().filter(|_| looks)?;
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+/// go-yaml v2's integers: Go's `strconv.ParseInt(s, 0, 64)` (a sign, then `0x`/`0o`/`0b`
+/// or a leading `0` for octal, or decimal) of the text without its `_`s.
 fn go_int(text: &str) -> Option<i64> {
     let (negative, body) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
@@ -305,11 +402,15 @@ fn go_int(text: &str) -> Option<i64> {
     } else {
         (10, lower)
     };
-    let digits = digits.trim_start_matches('_');
-    if digits.is_empty() || digits.ends_with('_') || digits.contains("__") {
+    // go-yaml v2 drops every `_` before it parses (a leading one makes a string).
+    if body.starts_with('_') {
         return None;
     }
-    let v = i64::from_str_radix(&digits.replace('_', ""), radix).ok()?;
+    let digits = digits.replace('_', "");
+    if digits.is_empty() {
+        return None;
+    }
+    let v = i64::from_str_radix(&digits, radix).ok()?;
     Some(if negative { -v } else { v })
 }
 
@@ -342,7 +443,7 @@ spec:
         assert_eq!(err, None);
         assert_eq!(docs.len(), 2);
         let pod = &docs[0].root;
-        assert_eq!(docs[0].line, 2);
+        assert_eq!(docs[0].line, 3);
         assert_eq!(pod.at(&["metadata", "name"]).unwrap().str(), Some("web"));
         let ann = pod.at(&["metadata", "annotations"]).unwrap();
         assert_eq!(
@@ -375,7 +476,11 @@ spec:
         ] {
             assert_eq!(plain(text), Value::Int(1337), "{text}");
         }
-        for text in ["08", "1337.0", "0x", "1__337", "\"1337\""] {
+        // Not an integer to Go, but a float that YAML-to-JSON makes one.
+        assert_eq!(plain("08"), Value::Int(8));
+        assert_eq!(plain("1337.0"), Value::Int(1337));
+        assert_eq!(plain("1__337_"), Value::Int(1337));
+        for text in ["0x", "_1337", "13.5", "inf", "\"1337\""] {
             assert!(matches!(plain(text), Value::Str(_)), "{text}");
         }
         assert_eq!(plain("yes"), Value::Bool(true));
@@ -396,6 +501,56 @@ spec:
             err.message.contains("key `a` is repeated (lines 5 and 6)"),
             "{err:?}"
         );
+    }
+
+    /// What a hiding manifest tries: a merge after the key it overrides, two merges, a
+    /// quoted `<<`, tags, a byte-order mark and `---#` between documents.
+    #[test]
+    fn documents_split_and_merged_as_kubectl_does() {
+        let group = |text: &str| {
+            let (docs, err) = documents(text);
+            assert_eq!(err, None, "{text}");
+            docs.last()
+                .and_then(|d| d.root.at(&["sc", "runAsGroup"]))
+                .map(|n| n.value.clone())
+        };
+        let g = |v: i64| Some(Value::Int(v));
+        assert_eq!(
+            group("x: &e {runAsGroup: 1337}\nsc:\n  runAsGroup: 10001\n  <<: *e\n"),
+            g(1337)
+        );
+        assert_eq!(
+            group("a: &a {runAsGroup: 10001}\nb: &b {runAsGroup: 1337}\nsc:\n  <<: *a\n  <<: *b\n"),
+            g(1337)
+        );
+        assert_eq!(
+            group("a: &a {runAsGroup: 10001}\nsc:\n  \"<<\": *a\n"),
+            None
+        );
+        assert_eq!(group("sc: {runAsGroup: !!int \"1337\"}\n"), g(1337));
+        assert_eq!(group("sc: {runAsGroup: 1.337e3}\n"), g(1337));
+        assert_eq!(
+            documents("h: !!bool \"true\"\n").0[0]
+                .root
+                .get("h")
+                .unwrap()
+                .value,
+            Value::Bool(true)
+        );
+        let (docs, err) =
+            documents("kind: ConfigMap\n---\n\u{feff}kind: Pod\n---#x\n{\"kind\": \"Pod\"}\n");
+        assert_eq!(err, None);
+        let kinds: Vec<(Option<&str>, usize)> = docs
+            .iter()
+            .map(|d| (d.root.get("kind").and_then(Node::str), d.root.line))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![(Some("ConfigMap"), 1), (Some("Pod"), 3), (Some("Pod"), 5)]
+        );
+        let (docs, err) = documents("kind: Pod\n--- kind: Service\n");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(err.unwrap().line, 2);
     }
 
     #[test]

@@ -195,13 +195,11 @@ fn setting(sc: Option<&Node>, key: &str, field: String) -> Option<Option<Set<u32
     }))
 }
 
-/// The runtime's default set, minus `drop`, plus `add` (names with or without `CAP_`);
-/// every capability when privileged.
+/// The runtime's default set, minus `drop`, plus `add`; every capability when privileged.
+/// Names are taken as containerd takes them: it puts `CAP_` before each, so `CAP_SETUID`
+/// becomes `CAP_CAP_SETUID`, which drops nothing (and an add of it fails the container).
 fn capabilities(caps: Option<&Node>, at: &str, privileged: Option<&Set<bool>>) -> Vec<Set<String>> {
-    let name = |n: &Node| {
-        n.text()
-            .map(|t| t.trim_start_matches("CAP_").to_ascii_uppercase())
-    };
+    let name = |n: &Node| n.text().map(|t| t.to_ascii_uppercase());
     let list = |k: &str| -> Vec<(String, usize, usize)> {
         caps.and_then(|c| c.get(k))
             .map(|l| {

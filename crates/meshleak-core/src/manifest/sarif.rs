@@ -67,15 +67,17 @@ pub fn log(findings: &[Finding], version: &str) -> Value {
     })
 }
 
-/// A path as a relative URI reference: `/` separators, spaces and `%` escaped.
+/// A path as a URI reference: every byte but RFC 3986's unreserved ones and `/`
+/// percent-encoded, so `#`, `?`, `[` or a space in a name never reads as a fragment, a
+/// query or another file.
 fn uri(path: &str) -> String {
     let mut out = String::new();
-    for c in path.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ' ' => out.push_str("%20"),
-            '\\' => out.push('/'),
-            c => out.push(c),
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b => out.push_str(&format!("%{b:02X}")),
         }
     }
     out

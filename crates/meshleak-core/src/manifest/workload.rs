@@ -46,8 +46,11 @@ fn template_path(kind: &str) -> Option<&'static [&'static str]> {
         | "DaemonSet"
         | "ReplicaSet"
         | "ReplicationController"
-        | "Job" => &["spec", "template"],
+        | "Job"
+        // Argo Rollouts keep a Deployment's template.
+        | "Rollout" => &["spec", "template"],
         "CronJob" => &["spec", "jobTemplate", "spec", "template"],
+        "PodTemplate" => &["template"],
         _ => return None,
     })
 }
@@ -84,7 +87,18 @@ fn object(node: &Node, document: usize, out: &mut Vec<Workload>, skipped: &mut V
                 .map(|g| format!("{g}*"))
         })
         .unwrap_or_else(|| "?".into());
-    let Some(path) = template_path(kind) else {
+    // A Knative Service (serving.knative.dev) holds a pod template; a core Service does not.
+    let knative = kind == "Service"
+        && node
+            .get("apiVersion")
+            .and_then(Node::str)
+            .is_some_and(|v| v.starts_with("serving.knative.dev/"));
+    let path = if knative {
+        Some(&["spec", "template"][..])
+    } else {
+        template_path(kind)
+    };
+    let Some(path) = path else {
         skipped.push(skip(format!("{kind} {name}: not a workload kind, skipped")));
         return;
     };
