@@ -55,10 +55,19 @@ cat >"$conf/10-meshleak.conflist.new" <<'CNI'
   ]
 }
 CNI
-# Replaced only when changed: containerd reloads its CNI configs on every write.
-keep() { cmp -s "$1.new" "$2" && rm -f "$1.new" || mv "$1.new" "$2"; }
+# Replaced only when changed: containerd reloads its CNI configs on every write. A change
+# (a new version of this script) restarts our containerd with it, and removes the bridge
+# the old network made: the plugin refuses a bridge that has another range's address.
+changed=""
+keep() {
+	if cmp -s "$1.new" "$2"; then rm -f "$1.new"; else mv "$1.new" "$2" && changed=1; fi
+}
 keep "$conf/containerd.toml" "$conf/containerd.toml"
 keep "$conf/10-meshleak.conflist" "$conf/cni/10-meshleak.conflist"
+if [ -n "$changed" ]; then
+	pkill -f "^containerd --config $conf/containerd.toml" 2>/dev/null && sleep 1 || true
+	ip link del mlcni0 2>/dev/null || true
+fi
 if ! ctr --address "$sock" version >/dev/null 2>&1; then
 	command -v containerd >/dev/null || { echo "containerd-setup: containerd is not installed (make setup)" >&2; exit 1; }
 	mkdir -p /var/log
