@@ -664,6 +664,35 @@ fn input_as_users_paste_it() {
         err.contains("warning: ") && err.contains("cut.rules:1: table is not closed by COMMIT"),
         "{err}"
     );
+    // What may be cut short is never an all-clear: nothing bypasses, yet exit 4.
+    let (code, out, _) = meshleak(&[
+        "analyze",
+        "--rules",
+        cut.to_str().unwrap(),
+        "--identity",
+        "10001:10001",
+    ]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.starts_with("INCOMPLETE: ") && out.contains("not closed by COMMIT"),
+        "{out}"
+    );
+    // A rule iptables-restore refuses ("multiple -s flags not allowed") is an error
+    // naming its line, as the tool's own is.
+    let sources: String = (0..50_000)
+        .map(|i| format!(" -s 10.{}.{}.1", i / 256 % 256, i % 256))
+        .collect();
+    let many = rules_file(
+        "many",
+        "many.rules",
+        &format!("*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT{sources} -j RETURN\nCOMMIT\n"),
+    );
+    let (code, _, err) = meshleak(&["analyze", "--rules", many.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("many.rules:3: multiple -s flags not allowed"),
+        "{err}"
+    );
     // What the kernel refuses is an error naming the line.
     let bad = rules_file(
         "refused",

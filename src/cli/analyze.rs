@@ -58,7 +58,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     if args.rules.files.is_empty() {
         anyhow::bail!("give --rules FILE (rule dumps) or --snapshot FILE (from meshleak collect)");
     }
-    let rules = args.rules.load()?;
+    let super::input::Loaded { rules, cut_short } = args.rules.load()?;
     let analysis =
         analyze::analyze(&rules, &args.identities).context("cannot analyse these rules")?;
     // Offline the namespace's own addresses are unknown: a DNAT to one of them is not
@@ -66,9 +66,13 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     let mesh = meshleak_core::meshes::detect(&rules, &[]);
     let output = Output {
         mesh: mesh.as_ref(),
+        incomplete: &cut_short,
         analysis: &analysis,
     };
     if !args.format.print_data(&output)? {
+        for c in &cut_short {
+            println!("INCOMPLETE: {}", sanitize(c));
+        }
         println!("{}", mesh_line(mesh.as_ref()));
         print_table(&analysis);
     }
@@ -83,13 +87,16 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
         .iter()
         .any(|i| i.verdict == IdentityVerdict::Unknown)
         || !analysis.undecided_on.is_empty();
-    Ok(super::status::of(bypass, false, unknown))
+    Ok(super::status::of(bypass, !cut_short.is_empty(), unknown))
 }
 
 /// `analyze -o json`: the analysis, and the mesh the rules show (as `pod` reports it).
 #[derive(serde::Serialize)]
 struct Output<'a> {
     mesh: Option<&'a Mesh>,
+    /// What may be missing from the rules (a dump cut short): exit 4 at best.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    incomplete: &'a [String],
     #[serde(flatten)]
     analysis: &'a Analysis,
 }

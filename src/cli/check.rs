@@ -81,16 +81,18 @@ struct Output<'a> {
     findings: &'a [Finding],
     skipped: &'a [String],
     errors: &'a [String],
+    /// What may be missing from the rules (a dump cut short): exit 4 at best.
+    incomplete: &'a [String],
 }
 
 pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     let rules = load_rules(&args)?;
     let mesh = rules
         .as_ref()
-        .and_then(|(r, _)| meshleak_core::meshes::detect(r, &[]));
+        .and_then(|(r, _, _)| meshleak_core::meshes::detect(r, &[]));
     let judged_rules = rules
         .as_ref()
-        .map(|(rules, source)| Rules::new(rules, source.clone()));
+        .map(|(rules, source, _)| Rules::new(rules, source.clone()));
     let mut containers = Vec::new();
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
@@ -149,7 +151,8 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     findings.sort_by(|a, b| (a.severity, &a.file, a.line).cmp(&(b.severity, &b.file, b.line)));
-    let source = rules.as_ref().map(|(_, s)| s.as_str());
+    let source = rules.as_ref().map(|(_, s, _)| s.as_str());
+    let cut_short: &[String] = rules.as_ref().map_or(&[], |(_, _, c)| c.as_slice());
     match args.format {
         CheckFormat::Sarif => println!(
             "{}",
@@ -166,6 +169,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 findings: &findings,
                 skipped: &skipped,
                 errors: &errors,
+                incomplete: cut_short,
             };
             if args.format == CheckFormat::Json {
                 println!("{}", meshleak_core::json::to_string_pretty(&out)?);
@@ -173,7 +177,12 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 print!("{}", meshleak_core::yaml::to_string(&out)?);
             }
         }
-        CheckFormat::Table => table(source, mesh.as_ref(), &containers, &findings, &skipped),
+        CheckFormat::Table => {
+            for c in cut_short {
+                println!("INCOMPLETE: {}", sanitize(c));
+            }
+            table(source, mesh.as_ref(), &containers, &findings, &skipped)
+        }
     }
     for e in &errors {
         eprintln!("meshleak: error: {e}");
@@ -194,11 +203,16 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     };
     let unknown = containers.iter().any(|c| c.verdict == Verdict::Unknown);
     let unjudged = containers.iter().any(|c| c.verdict == Verdict::Unjudged);
-    Ok(super::status::of(bypass, unjudged, unknown))
+    Ok(super::status::of(
+        bypass,
+        unjudged || !cut_short.is_empty(),
+        unknown,
+    ))
 }
 
-/// The rules to judge against, with where they come from; `None` when none was given.
-fn load_rules(args: &Args) -> anyhow::Result<Option<(Ruleset, String)>> {
+/// The rules to judge against, with where they come from and what says they may be cut
+/// short; `None` when none was given.
+fn load_rules(args: &Args) -> anyhow::Result<Option<(Ruleset, String, Vec<String>)>> {
     if !args.rules.files.is_empty() {
         let names: Vec<String> = args
             .rules
@@ -206,9 +220,11 @@ fn load_rules(args: &Args) -> anyhow::Result<Option<(Ruleset, String)>> {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        let loaded = args.rules.load()?;
         return Ok(Some((
-            args.rules.load()?,
+            loaded.rules,
             format!("--rules {}", names.join(" ")),
+            loaded.cut_short,
         )));
     }
     if let Some(name) = &args.mesh {
@@ -223,6 +239,7 @@ fn load_rules(args: &Args) -> anyhow::Result<Option<(Ruleset, String)>> {
         return Ok(Some((
             meshleak_core::parse::combine(vec![tables])?,
             format!("--mesh {name} (the mesh's default rules, shipped with meshleak)"),
+            Vec::new(),
         )));
     }
     if let (Some(path), Some(like)) = (&args.snapshot, &args.like) {
@@ -250,6 +267,7 @@ fn load_rules(args: &Args) -> anyhow::Result<Option<(Ruleset, String)>> {
         return Ok(Some((
             rules,
             format!("--snapshot {} --like {like}", path.display()),
+            Vec::new(),
         )));
     }
     Ok(None)

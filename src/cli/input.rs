@@ -35,8 +35,15 @@ pub(super) enum FamilyArg {
     Ipv6,
 }
 
+/// Rules read from dumps, and what says they may be cut short (a paste whose last table
+/// lacks its COMMIT): an answer from them is never an all-clear (exit 4 at best).
+pub(super) struct Loaded {
+    pub rules: Ruleset,
+    pub cut_short: Vec<String>,
+}
+
 impl RulesArgs {
-    pub(super) fn load(&self) -> anyhow::Result<Ruleset> {
+    pub(super) fn load(&self) -> anyhow::Result<Loaded> {
         let hints = Hints {
             backend: self.backend.map(|b| match b {
                 BackendArg::IptablesLegacy => Backend::IptablesLegacy,
@@ -48,6 +55,7 @@ impl RulesArgs {
             }),
         };
         let mut dumps = Vec::new();
+        let mut cut_short = Vec::new();
         for path in &self.files {
             let name = path.display().to_string();
             let bytes = std::fs::read(path).with_context(|| {
@@ -63,6 +71,7 @@ impl RulesArgs {
             let tables = parse::parse_dump_lenient(&name, &text, hints, &mut warnings)?;
             for w in warnings {
                 eprintln!("meshleak: warning: {w}");
+                cut_short.push(w.to_string());
             }
             let blank = text
                 .lines()
@@ -74,6 +83,9 @@ impl RulesArgs {
             }
             dumps.push(tables);
         }
-        Ok(parse::combine(dumps)?)
+        Ok(Loaded {
+            rules: parse::combine(dumps)?,
+            cut_short,
+        })
     }
 }

@@ -238,8 +238,9 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 gid: args.gid.expect("required without --pid"),
                 groups: args.groups.clone(),
             };
+            let loaded = args.rules.load()?;
             Live {
-                rules: args.rules.load()?,
+                rules: loaded.rules,
                 ways: vec![Way {
                     decides: None,
                     cites: Vec::new(),
@@ -250,7 +251,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 }],
                 ns: None,
                 local: src.into_iter().collect(),
-                incomplete: Vec::new(),
+                incomplete: loaded.cut_short,
             }
         }
     };

@@ -446,6 +446,9 @@ fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<RuleBody, ParseError> 
     let mut action = None;
     let mut comment = None;
     let mut protos: Vec<u8> = Vec::new();
+    // The generic options given, each once: iptables refuses a second (`multiple -s flags
+    // not allowed`), so a rule with one is no rule the kernel could hold.
+    let mut given: Vec<char> = Vec::new();
     while let Some(word) = cur.peek() {
         let negated = word == "!";
         if negated {
@@ -455,6 +458,17 @@ fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<RuleBody, ParseError> 
         let opt = cur
             .next()
             .ok_or_else(|| ctx.err(Some("!"), "`!` at the end of the rule"))?;
+        if let Some(flag) = generic_flag(opt) {
+            if given.contains(&flag) {
+                return Err(ctx.err(
+                    Some(opt),
+                    format!(
+                        "multiple -{flag} flags not allowed: iptables-restore refuses this rule"
+                    ),
+                ));
+            }
+            given.push(flag);
+        }
         match opt {
             "-m" | "--match" => {
                 if negated {
@@ -557,6 +571,20 @@ fn parse_rule_body(ctx: &Ctx, tokens: &[Token]) -> Result<RuleBody, ParseError> 
         });
     }
     Ok((matches, action, comment))
+}
+
+/// The letter of a generic option iptables takes once per rule (`-s`, `--source`: `s`).
+fn generic_flag(opt: &str) -> Option<char> {
+    Some(match opt {
+        "-p" | "--protocol" => 'p',
+        "-s" | "--source" | "--src" => 's',
+        "-d" | "--destination" | "--dst" => 'd',
+        "-i" | "--in-interface" => 'i',
+        "-o" | "--out-interface" => 'o',
+        "-f" | "--fragment" => 'f',
+        "-j" | "--jump" | "-g" | "--goto" => 'j',
+        _ => return None,
+    })
 }
 
 /// A rule's tests, its target, and its comment.
