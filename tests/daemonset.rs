@@ -373,3 +373,30 @@ fn the_shipped_pod_template_reads_every_backend_as_the_host_binary_does() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The DaemonSet schedules only where its image runs: the selector's os and arch are the
+/// image's own (an arm64 node would crash-loop it with "exec format error").
+#[test]
+fn the_node_selector_is_the_images_platform() {
+    if !image_ready() {
+        return;
+    }
+    let manifest = include_str!("../daemonset/daemonset.yaml");
+    let platform = run(
+        &[
+            "podman",
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}} {{.Architecture}}",
+            IMAGE,
+        ],
+        None,
+    );
+    let (os, arch) = platform.trim().split_once(' ').unwrap();
+    assert!(
+        manifest.contains(&format!("kubernetes.io/os: {os}\n"))
+            && manifest.contains(&format!("kubernetes.io/arch: {arch}\n")),
+        "nodeSelector does not match the image's {os}/{arch}"
+    );
+}
