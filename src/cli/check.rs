@@ -367,7 +367,7 @@ fn table(
                 sanitize(&format!("{}/{}", c.kind, c.workload)),
                 sanitize(&c.container),
                 format!("{}:{}", id(c.uid), id(c.gid)),
-                format!("{:?}", c.verdict).to_lowercase(),
+                c.verdict.name().to_string(),
             ]
         })
         .collect();

@@ -203,13 +203,23 @@ enum Field<'a> {
     Switched { configured: u32 },
 }
 
+/// Whether the running proxy (`held`: its ids, when known) does not hold `id`.
+fn not_proxys(held: Option<&Vec<u32>>, id: u32) -> bool {
+    held.is_some_and(|h| !h.contains(&id))
+}
+
+/// The remedy for an exempt id the running proxy does not hold: a rule someone added.
+fn inserted(what: &str, id: u32) -> String {
+    format!(
+        "{what} {id} is exempted by a rule the running proxy does not need (it does not run as {id}): find who added the rule (see foreign-rule) and remove it"
+    )
+}
+
 /// The remedy for one exempt id (`what`: uid or gid), by the field that set it. An id
 /// the running proxy does not hold (`held`: its ids) is exempted by a rule someone added.
 fn fix(what: &str, id: u32, held: Option<&Vec<u32>>, field: Field) -> String {
-    if held.is_some_and(|h| !h.contains(&id)) {
-        return format!(
-            "{what} {id} is exempted by a rule the running proxy does not need (it does not run as {id}): find who added the rule (see foreign-rule) and remove it"
-        );
+    if not_proxys(held, id) {
+        return inserted(what, id);
     }
     match field {
         Field::Pod(field) => format!(
@@ -297,8 +307,8 @@ fn identity_remedy(
         .iter()
         .find(|g| exempt(gids, **g) && (**g != gid || groups_matter));
     if let Some(&g) = supplementary {
-        fixes.push(if held_gids.is_some_and(|h| !h.contains(&g)) {
-            fix("group", g, held_gids, Field::Pod("supplementalGroups"))
+        fixes.push(if not_proxys(held_gids, g) {
+            inserted("group", g)
         } else if g == gid {
             format!(
                 "the rules match supplementary groups (--suppl-groups): if the pod's spec.securityContext.supplementalGroups or fsGroup also hold {g} (runtimes list the primary gid there too, so it cannot be told apart), remove it there as well"

@@ -130,6 +130,21 @@ pub enum Kind {
     CanBecomeExempt,
 }
 
+impl Verdict {
+    /// The verdict's name, as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Bypass => "bypass",
+            Verdict::Partial => "partial",
+            Verdict::Captured => "captured",
+            Verdict::Proxy => "proxy",
+            Verdict::Unmeshed => "unmeshed",
+            Verdict::Unknown => "unknown",
+            Verdict::Unjudged => "unjudged",
+        }
+    }
+}
+
 impl Kind {
     pub const ALL: [Kind; 9] = [
         Kind::IdentityExempt,
@@ -650,5 +665,26 @@ fn capability_findings(
             ),
             "add SETUID and SETGID to capabilities.drop (or drop ALL), or run as a non-root runAsUser with allowPrivilegeEscalation: false",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Verdict;
+
+    /// The table's verdict words are the JSON's.
+    #[test]
+    fn verdict_names_are_the_json_names() {
+        for v in [
+            Verdict::Bypass,
+            Verdict::Partial,
+            Verdict::Captured,
+            Verdict::Proxy,
+            Verdict::Unmeshed,
+            Verdict::Unknown,
+            Verdict::Unjudged,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.name());
+        }
     }
 }
