@@ -28,6 +28,26 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// A connection from 127.0.0.2 that sends the start of a request and never finishes it.
 fn half_header(port: u16) -> Option<TcpStream> {
+    let mut s = from_second_address(port)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x").ok()?;
+    Some(s)
+}
+
+/// A whole `GET /healthz` from 127.0.0.2 (the flood's address, as kubelet's probes share
+/// the node's address with every hostNetwork pod): its status line, within `limit`.
+fn probe_from_second_address(port: u16, limit: Duration) -> Option<String> {
+    let mut s = from_second_address(port)?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.lines().next().map(str::to_string)
+}
+
+/// A connection from 127.0.0.2.
+fn from_second_address(port: u16) -> Option<TcpStream> {
     use std::os::fd::FromRawFd;
     let addr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -40,7 +60,7 @@ fn half_header(port: u16) -> Option<TcpStream> {
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain socket calls on a descriptor this function owns (closed on failure
     // by the TcpStream that takes it).
-    let mut s = unsafe {
+    let s = unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return None;
@@ -55,7 +75,6 @@ fn half_header(port: u16) -> Option<TcpStream> {
         }
         s
     };
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x").ok()?;
     Some(s)
 }
 
@@ -111,6 +130,25 @@ fn slow_clients_cannot_starve_the_probes_and_are_cut() {
     let (status, body) = request(metrics, "GET", "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // So is a prober at the flood's own address, every time, while the flood goes on: a
+    // new connection displaces the address's oldest unfinished one.
+    for i in 0..40 {
+        slow.extend(half_header(metrics));
+        let t = Instant::now();
+        let line = probe_from_second_address(metrics, Duration::from_secs(1));
+        assert_eq!(
+            line.as_deref(),
+            Some("HTTP/1.1 200 OK"),
+            "probe {i} from the flooding address, after {:?}",
+            t.elapsed()
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "probe {i}: {:?}",
+            t.elapsed()
+        );
+        slow.extend((0..8).filter_map(|_| half_header(metrics)));
+    }
     // The header-read timeout closes the rest.
     std::thread::sleep(HEADER_TIMEOUT + Duration::from_secs(1));
     let still = slow.iter_mut().map(closed).filter(|c| !c).count();

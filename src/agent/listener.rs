@@ -3,14 +3,16 @@
 //! a connection that sends half a header stays open forever, and nothing caps how many
 //! there are (each costs memory and a descriptor, and at the fd limit scans fail). Here:
 //! a header-read timeout, which also closes a keep-alive connection idle that long, at
-//! most [`MAX_CONNECTIONS`] open and [`MAX_PER_CLIENT`] from one address (more are closed
-//! at once, so one pod cannot starve kubelet's probes or Prometheus), at most
+//! most [`MAX_CONNECTIONS`] open and [`MAX_PER_CLIENT`] from one address, at most
 //! [`MAX_IN_FLIGHT`] requests being answered (more get 503), and memory handed back after
-//! a burst.
+//! a burst. An address at its cap that connects again displaces its oldest connection not
+//! answering a request (half-sent, or idle between requests): kubelet's probes come from
+//! the node's address, as does every hostNetwork pod, so refusing the newest would let
+//! any of them starve the probes; a prober that sends a whole request is always served.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 /// Open connections per listener (each holds a descriptor and ~20 KiB); Prometheus and
 /// kubelet need a handful.
@@ -51,7 +53,8 @@ pub(super) async fn serve(listener: TcpListener, app: Router, mut stop: watch::R
     }));
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let peak = Arc::new(AtomicUsize::new(0));
-    let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let clients: Clients = Arc::default();
+    let ids = AtomicU64::new(0);
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -72,13 +75,29 @@ pub(super) async fn serve(listener: TcpListener, app: Router, mut stop: watch::R
             drop(stream);
             continue;
         };
-        let Some(client) = Client::admit(&clients, client) else {
+        let state = Arc::new(Conn {
+            id: ids.fetch_add(1, Ordering::Relaxed),
+            busy: AtomicBool::new(false),
+            close: Notify::new(),
+        });
+        let Some(client) = Client::admit(&clients, client, state.clone()) else {
             drop(stream);
             continue;
         };
         let in_use = MAX_CONNECTIONS - open.available_permits();
         peak.fetch_max(in_use, Ordering::Relaxed);
-        let svc = TowerToHyperService::new(app.clone());
+        let inner = TowerToHyperService::new(app.clone());
+        let busy = state.clone();
+        // Marks the connection busy while it answers a request: only idle ones are displaced.
+        let svc = hyper::service::service_fn(move |req| {
+            let (busy, inner) = (busy.clone(), inner.clone());
+            async move {
+                busy.busy.store(true, Ordering::Relaxed);
+                let r = hyper::service::Service::call(&inner, req).await;
+                busy.busy.store(false, Ordering::Relaxed);
+                r
+            }
+        });
         let mut stop = stop.clone();
         let (open, peak) = (open.clone(), peak.clone());
         conns.spawn(async move {
@@ -91,6 +110,8 @@ pub(super) async fn serve(listener: TcpListener, app: Router, mut stop: watch::R
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
+                // Displaced by a newer connection of its address.
+                _ = state.close.notified() => {}
                 _ = stop.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
@@ -110,24 +131,39 @@ pub(super) async fn serve(listener: TcpListener, app: Router, mut stop: watch::R
     .await;
 }
 
+/// Each address's open connections, oldest first.
+type Clients = Arc<Mutex<HashMap<IpAddr, Vec<Arc<Conn>>>>>;
+
+/// An open connection: whether it is answering a request, and how to close it.
+struct Conn {
+    id: u64,
+    busy: AtomicBool,
+    close: Notify,
+}
+
 /// One open connection of a client address, counted while it lives.
 struct Client {
-    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    clients: Clients,
     addr: IpAddr,
+    id: u64,
 }
 
 impl Client {
-    /// `None` when the address already has [`MAX_PER_CLIENT`] connections open.
-    fn admit(clients: &Arc<Mutex<HashMap<IpAddr, usize>>>, addr: IpAddr) -> Option<Client> {
+    /// Counts `conn` for `addr`. At [`MAX_PER_CLIENT`], the address's oldest connection
+    /// that is not answering a request is closed to make room; `None` when every one is.
+    fn admit(clients: &Clients, addr: IpAddr, conn: Arc<Conn>) -> Option<Client> {
         let mut all = clients.lock().unwrap_or_else(|e| e.into_inner());
-        let n = all.entry(addr).or_insert(0);
-        if *n >= MAX_PER_CLIENT {
-            return None;
+        let open = all.entry(addr).or_default();
+        if open.len() >= MAX_PER_CLIENT {
+            let idle = open.iter().position(|c| !c.busy.load(Ordering::Relaxed))?;
+            open.remove(idle).close.notify_one();
         }
-        *n += 1;
+        let id = conn.id;
+        open.push(conn);
         Some(Client {
             clients: clients.clone(),
             addr,
+            id,
         })
     }
 }
@@ -135,9 +171,9 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         let mut all = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = all.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(open) = all.get_mut(&self.addr) {
+            open.retain(|c| c.id != self.id);
+            if open.is_empty() {
                 all.remove(&self.addr);
             }
         }

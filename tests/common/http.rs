@@ -5,12 +5,22 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+/// A port no other test of this binary gets, free on every IPv4 address now. Taken below
+/// the ephemeral range (32768 and up) rather than from `bind(":0")`: a port the kernel hands
+/// out there can be the local port of a concurrent test's client connection, or another
+/// test's by the time the agent binds it, and an agent listening on `:PORT` then fails or
+/// a request reaches another test's agent being stopped (a reset).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() * 97;
+    loop {
+        let port = 20_000 + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        let port = u16::try_from(port).expect("below 32,000");
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// (status, body) of one plain HTTP/1.1 request.
