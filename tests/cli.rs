@@ -140,6 +140,28 @@ fn analyze_json_contract_and_exit_code() {
     assert_eq!(ids[1]["verdict"], "captured");
     let (code, _, _) = meshleak(&["analyze", "--rules", ISTIO, "--identity", "10001:10001"]);
     assert_eq!(code, 0, "nothing bypasses");
+    // Source NAT in POSTROUTING (Docker's embedded DNS) leaves the app decided, with the
+    // SNAT's effect in its trace.
+    let docker = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/docker-dns.rules");
+    let (code, out, err) = meshleak(&["analyze", "--rules", docker, "--identity", "10001:10001"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = meshleak(&[
+        "trace",
+        "--rules",
+        docker,
+        "--dst",
+        "127.0.0.11:53",
+        "--src",
+        "127.0.0.11",
+        "--sport",
+        "36613",
+        "--uid",
+        "10001",
+        "--gid",
+        "10001",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("snat to 127.0.0.11:53"), "{out}");
 }
 
 #[test]

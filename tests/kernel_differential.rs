@@ -221,3 +221,100 @@ fn verdict_maps_match_the_kernel() {
     }
     eprintln!("{checked} connections through verdict maps: meshleak agreed with the kernel");
 }
+
+/// Source NAT in POSTROUTING (Istio in Docker, with Docker's embedded-DNS rules: DNAT of
+/// 127.0.0.11:53 to its resolver, SNAT of the replies' source back to :53), loaded with
+/// each backend: every connection is decided as the kernel decides it, and `analyze`
+/// decides every identity (none unknown), each as its connections went. Then rules after
+/// a SNAT that test the new source: INPUT sees a looped-back packet's mapped source.
+#[test]
+fn source_nat_matches_the_kernel() {
+    if !is_root() {
+        return;
+    }
+    const DOCKER_DNS: &str = include_str!("../testdata/docker-dns.rules");
+    let lab = Lab::with_ports(&[15001, 15006, 8080, 36613, 52011]);
+    let dsts = [
+        "127.0.0.11:53",
+        "169.254.77.2:80",
+        "169.254.77.2:53",
+        "127.0.0.1:8080",
+    ];
+    let probes: Vec<_> = PROBE_IDS
+        .iter()
+        .flat_map(|(u, g, s)| {
+            dsts.iter()
+                .flat_map(move |d| [false, true].map(|udp| common::probe(*u, *g, s, udp, d)))
+        })
+        .collect();
+    for loader in [Loader::IptablesNft, Loader::IptablesLegacy] {
+        lab.reset();
+        lab.load(loader, DOCKER_DNS);
+        let rules = lab.ruleset();
+        let kernel: Vec<_> = probes
+            .iter()
+            .map(|p| {
+                let k = lab.connect(p.uid, p.gid, &p.groups, p.udp, p.dst);
+                assert_eq!(common::predict(&rules, p), k, "{loader:?} {p:?}");
+                k
+            })
+            .collect();
+        let ids: Vec<_> = PROBE_IDS
+            .iter()
+            .map(|(u, g, s)| meshleak_core::eval::Identity {
+                uid: *u,
+                gid: *g,
+                groups: s.to_vec(),
+            })
+            .collect();
+        let report = meshleak_core::analyze::analyze(&rules, &ids).expect("analyzes");
+        // What the kernel did with the reference app's connection of the same kind.
+        let reference = |q: &common::Probe| {
+            let i = probes.iter().position(|p| {
+                (p.uid, p.gid, p.groups.is_empty(), p.udp, p.dst)
+                    == (10001, 10001, true, q.udp, q.dst)
+            });
+            kernel[i.expect("the reference is probed")]
+        };
+        for (id, judged) in ids.iter().zip(&report.identities) {
+            // A TCP connection the mesh captured for the reference but not for this one.
+            let escaped = probes.iter().zip(&kernel).any(|(p, k)| {
+                (p.uid, p.gid, &p.groups) == (id.uid, id.gid, &id.groups)
+                    && !p.udp
+                    && *k == common::Kernel::Bypass
+                    && reference(p) == common::Kernel::Captured(15001)
+            });
+            use meshleak_core::analyze::IdentityVerdict::*;
+            let expected: &[_] = if escaped {
+                &[Bypass, Partial]
+            } else {
+                &[Captured]
+            };
+            assert!(
+                expected.contains(&judged.verdict),
+                "{loader:?} {id:?}: analyze says {:?}; on the kernel it escaped: {escaped}",
+                judged.verdict
+            );
+        }
+    }
+    // What runs after a SNAT sees the mapped source: dropped on it, kept on the old.
+    for (input, kernel) in [
+        ("-s 127.0.0.6 -j DROP", common::Kernel::Dropped),
+        ("-s 169.254.77.1 -j DROP", common::Kernel::Captured(15001)),
+        ("-p tcp --sport 7 -j DROP", common::Kernel::Dropped),
+    ] {
+        lab.reset();
+        let text = format!(
+            "*nat\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A OUTPUT -p tcp -d 169.254.77.2 -j REDIRECT --to-ports 15001\n-A POSTROUTING -o lo -p tcp -j SNAT --to-source 127.0.0.6:7\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {input}\nCOMMIT\n"
+        );
+        lab.load(Loader::IptablesNft, &text);
+        let p = common::probe(10001, 10001, &[], false, "169.254.77.2:80");
+        let got = lab.connect(p.uid, p.gid, &p.groups, false, p.dst);
+        assert_eq!(got, kernel, "the kernel, INPUT {input}");
+        assert_eq!(
+            common::predict(&lab.ruleset(), &p),
+            kernel,
+            "meshleak, INPUT {input}"
+        );
+    }
+}

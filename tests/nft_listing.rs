@@ -82,6 +82,25 @@ fn the_listing_means_what_nft_json_means() {
         lab.load(Loader::Nft, text);
         assert_same(&lab, name);
     }
+    // Source NAT, read natively too: the same addresses, ports and randomness (the
+    // statements; matches may be split differently, `tcp sport` as one test or two).
+    let native = meshleak_collect::ruleset(&meshleak_collect::netns::Netns::Path(
+        format!("/run/netns/{}", lab.pod).into(),
+    ))
+    .expect("reads");
+    let json = parse::parse_dump("json", &listings(&lab).1, Hints::default()).unwrap();
+    let snats = |tables: &[Table]| -> Vec<Vec<Action>> {
+        let t = tables
+            .iter()
+            .find(|t| t.name == "snats")
+            .expect("the table");
+        t.chains[0]
+            .rules
+            .iter()
+            .map(|r| r.actions.clone())
+            .collect()
+    };
+    assert_eq!(snats(&native.tables), snats(&json));
     // iptables-nft's own tables, as nft lists them: nft prints its xt statements in
     // iptables' own translation where one exists, which `nft -j` does not; so each rule
     // must mean what nft -j's means, or be known where nft -j's is unknown.

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::eval::{Effect, StepRef, Trace, UnknownAt};
+use crate::eval::{Effect, SourcePort, StepRef, Trace, UnknownAt};
 use crate::model::{Action, Backend, DumpFormat, Policy, Ruleset, Table};
 
 /// A rule (or a chain's policy, with `position: None`) as cited in every output.
@@ -100,8 +100,11 @@ pub fn step(rules: &Ruleset, s: &StepRef) -> Step {
         Effect::Redirect(a, p) => format!("redirect to {}", addr_port(a, *p)),
         Effect::Dnat(a, p) => format!("dnat to {}", addr_port(a, *p)),
         Effect::Tproxy(p) => format!("tproxy to local port {p}"),
-        Effect::Snat => "snat".into(),
-        Effect::Masquerade => "masquerade".into(),
+        Effect::Snat(a, p) => format!("snat to {}", source_text(*a, *p)),
+        Effect::Masquerade(p) => format!(
+            "masquerade to the outgoing device's address, {}",
+            port_text(*p)
+        ),
         Effect::SetMark(m, ct) => format!("mark 0x{m:x}, ctmark 0x{ct:x}"),
         Effect::Notrack => "notrack (NAT skipped)".into(),
         Effect::Continue => "continue".into(),
@@ -119,6 +122,24 @@ pub fn addr_port(addr: &std::net::IpAddr, port: u16) -> String {
     match addr {
         std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
         std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+    }
+}
+
+/// A source after source NAT: `ADDR:PORT`, with what is not known said so.
+fn source_text(addr: Option<std::net::IpAddr>, port: SourcePort) -> String {
+    match (addr, port) {
+        (Some(a), SourcePort::Bound(p)) => addr_port(&a, p),
+        (Some(a), p) => format!("{a}, {}", port_text(p)),
+        (None, p) => format!("an address not known here, {}", port_text(p)),
+    }
+}
+
+/// A source port as NAT leaves it.
+fn port_text(port: SourcePort) -> String {
+    match port {
+        SourcePort::Bound(p) => format!("port {p}"),
+        SourcePort::Ephemeral(r) if r.start == r.end => format!("port {}", r.start),
+        SourcePort::Ephemeral(r) => format!("a port of {r}"),
     }
 }
 

@@ -444,6 +444,44 @@ pub enum Test {
     },
 }
 
+/// What a source NAT makes the source address. Only rules that run after it (later
+/// POSTROUTING chains, and PREROUTING and INPUT of a packet looped back to this host) see
+/// it: capture is decided before, so it matters only to them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatSource {
+    /// `--to-source :PORT`: the address stays.
+    Kept,
+    /// One address.
+    To(IpAddr),
+    /// A range of addresses (the kernel picks one by hash), or what a dump does not say.
+    #[default]
+    Unknown,
+}
+
+impl NatSource {
+    /// From the first and last address of a mapping, `None` when it maps none.
+    pub fn of(min: Option<IpAddr>, max: Option<IpAddr>) -> NatSource {
+        match (min, max) {
+            (None, _) => NatSource::Kept,
+            (Some(a), Some(b)) if a != b => NatSource::Unknown,
+            (Some(a), _) => NatSource::To(a),
+        }
+    }
+}
+
+/// The source ports a source NAT may give: `ports`, or with `--random` and none given,
+/// any (the kernel picks a random one instead of keeping the original).
+pub fn snat_ports(ports: Option<PortRange>, random: bool) -> Option<PortRange> {
+    match ports {
+        None if random => Some(PortRange {
+            start: 1,
+            end: u16::MAX,
+        }),
+        other => other,
+    }
+}
+
 /// `reg = ((reg & keep) | or) ^ xor ^ (copy_from & copy_mask)`: covers `MARK --set-xmark`,
 /// `CONNMARK --save-mark/--restore-mark` and nft `meta mark set ...` / `ct mark set ...`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -488,8 +526,20 @@ pub enum Action {
         addr: Option<IpAddr>,
         ports: Option<PortRange>,
     },
-    Snat,
-    Masquerade,
+    /// Source NAT (POSTROUTING): the source becomes `addr` and, where given, a port of
+    /// `ports` (the whole range when the kernel's choice is not known).
+    Snat {
+        #[serde(default)]
+        addr: NatSource,
+        #[serde(default)]
+        ports: Option<PortRange>,
+    },
+    /// Source NAT to the address routing picks on the way out (unknown here), and a port
+    /// of `ports` where given.
+    Masquerade {
+        #[serde(default)]
+        ports: Option<PortRange>,
+    },
     /// Only valid in PREROUTING; kept so inbound capture can be shown.
     Tproxy {
         port: Option<u16>,

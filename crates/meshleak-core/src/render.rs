@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{Action, AddrType, Dir, MarkReg, Match, Test, proto_name};
+use crate::model::{Action, AddrType, Dir, MarkReg, Match, NatSource, Test, proto_name};
 use crate::range::{AddrRange, IdRange, PortRange};
 
 /// One rule's options as `iptables-restore` reads them (without `-A CHAIN`).
@@ -325,8 +325,19 @@ fn nft_action(a: &Action) -> Option<String> {
         Action::Notrack => "notrack".into(),
         Action::Continue { name } if name == "TRACE" => "meta nftrace set 1".into(),
         Action::Continue { .. } => "log".into(),
-        Action::Snat => "snat".into(),
-        Action::Masquerade => "masquerade".into(),
+        Action::Snat {
+            addr: NatSource::To(a),
+            ports,
+        } => {
+            let family = if a.is_ipv6() { "ip6" } else { "ip" };
+            format!("snat {family} to {}", nat_to(a, ports))
+        }
+        Action::Snat {
+            addr: NatSource::Kept,
+            ports: Some(p),
+        } => format!("snat to :{p}"),
+        Action::Masquerade { ports: Some(p) } => format!("masquerade to :{p}"),
+        Action::Masquerade { ports: None } => "masquerade".into(),
         Action::Tproxy { port: Some(p) } => format!("tproxy to :{p}"),
         Action::Tproxy { port: None } => "tproxy".into(),
         _ => return None,

@@ -239,3 +239,24 @@ fn source_port_exemptions_name_the_ports_they_let_out() {
         .collect();
     assert_eq!(ports, [vec![(15000, 15100)], vec![(0, 1023)]]);
 }
+
+/// Istio in Docker with Docker's embedded-DNS rules (a SNAT in POSTROUTING): every
+/// identity is decided, none left unknown by the source NAT.
+#[test]
+fn source_nat_in_postrouting_leaves_identities_decided() {
+    let r = rules(include_str!("../../../../testdata/docker-dns.rules"));
+    use IdentityVerdict::*;
+    let v = verdicts(
+        &r,
+        &[
+            id(10001, 10001, &[]),
+            id(1337, 1337, &[]),
+            id(10001, 1337, &[]),
+        ],
+    );
+    assert_eq!(v[0], Captured);
+    assert!(
+        v[1..].iter().all(|v| matches!(v, Bypass | Partial)),
+        "{v:?}"
+    );
+}

@@ -34,7 +34,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
             if *version != flow.version {
                 None
             } else {
-                match addr_of(*dir, flow, pkt) {
+                match addr_of(*dir, pkt) {
                     Some(a) => Some(ranges.iter().any(|r| r.contains(&a)).into()),
                     None => Some(Tri::Unknown),
                 }
@@ -62,7 +62,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
             } else {
                 let port = match dir {
                     Dir::Dst => SourcePort::Bound(pkt.dport),
-                    Dir::Src => flow.sport,
+                    Dir::Src => pkt.sport,
                 };
                 Some(match port {
                     SourcePort::Bound(p) => ranges.iter().any(|r| r.contains(p)).into(),
@@ -90,7 +90,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
             Some(values.iter().any(|(a, b)| (*a..=*b).contains(&v)).into())
         }
         Test::CtState { states } => Some(states.iter().any(|s| pkt.ct_states().contains(s)).into()),
-        Test::AddrType { dir, types, .. } => match addr_of(*dir, flow, pkt) {
+        Test::AddrType { dir, types, .. } => match addr_of(*dir, pkt) {
             Some(a) => Some(types.contains(&addr_type(&a, flow)).into()),
             None => Some(Tri::Unknown),
         },
@@ -137,10 +137,10 @@ fn first_syn(mask: u8, cmp: u8) -> Tri {
     }
 }
 
-fn addr_of(dir: Dir, flow: &Flow, pkt: &Packet) -> Option<IpAddr> {
+fn addr_of(dir: Dir, pkt: &Packet) -> Option<IpAddr> {
     match dir {
         Dir::Dst => Some(pkt.dst),
-        Dir::Src => flow.src,
+        Dir::Src => pkt.src,
     }
 }
 

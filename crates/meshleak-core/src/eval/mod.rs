@@ -65,6 +65,10 @@ impl SourcePort {
 /// The packet's state as rules change it.
 #[derive(Clone, Debug)]
 pub struct Packet {
+    /// The source address as rules see it: the flow's until a source NAT maps it (`None`:
+    /// not known).
+    pub src: Option<IpAddr>,
+    pub sport: SourcePort,
     pub dst: IpAddr,
     pub dport: u16,
     pub oif: String,
@@ -84,6 +88,8 @@ impl Packet {
     /// The flow's first packet before any rule has touched it.
     pub fn of(flow: &Flow) -> Packet {
         Packet {
+            src: flow.src,
+            sport: flow.sport,
             dst: flow.dst,
             dport: flow.dport,
             oif: flow.oif.clone(),

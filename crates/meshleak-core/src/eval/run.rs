@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::matcher::{self, Tri};
-use super::{Flow, Outcome, Packet, UnknownAt, Verdict};
-use crate::model::{Action, Backend, ChainType, Hook, IpVersion, MarkReg, Policy, Rule, Ruleset};
+use super::{Flow, Outcome, Packet, SourcePort, UnknownAt, Verdict};
+use crate::model::{
+    Action, Backend, ChainType, Hook, IpVersion, MarkReg, NatSource, Policy, Rule, Ruleset,
+};
+use crate::range::PortRange;
 
 /// What a step did to the packet.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,8 +26,9 @@ pub enum Effect {
     Dnat(IpAddr, u16),
     /// Handed to a transparent socket on this port (PREROUTING of a looped-back packet).
     Tproxy(u16),
-    Snat,
-    Masquerade,
+    /// Source rewritten (`None`: to an address not known here).
+    Snat(Option<IpAddr>, SourcePort),
+    Masquerade(SourcePort),
     /// New packet mark and conntrack mark.
     SetMark(u32, u32),
     Notrack,
@@ -293,13 +297,14 @@ impl Run {
     }
 }
 
-/// Where in the rules a step happens: table, chain, rule, and whether in a nat chain.
+/// Where in the rules a step happens: table, chain, rule, and the hook of the nat base
+/// chain it runs in (`None` outside nat chains).
 #[derive(Clone, Copy)]
 struct At {
     ti: usize,
     chain: usize,
     at: usize,
-    nat: bool,
+    nat: Option<Hook>,
 }
 
 /// Where evaluation goes after a rule's verdict.
@@ -394,7 +399,7 @@ impl Walker<'_> {
                 return true;
             }
         }
-        match self.base_chain(ti, ci, nat && hook == Hook::Output) {
+        match self.base_chain(ti, ci, nat.then_some(hook)) {
             End::Accept => true,
             End::Drop => {
                 self.run.outcome.verdict = Verdict::Dropped;
@@ -408,7 +413,7 @@ impl Walker<'_> {
     }
 
     /// Runs one base chain and the chains it enters, rule by rule, to its end.
-    fn base_chain(&mut self, ti: usize, ci: usize, nat: bool) -> End {
+    fn base_chain(&mut self, ti: usize, ci: usize, nat: Option<Hook>) -> End {
         let table = &self.rules.tables[ti];
         self.stack.clear();
         self.running.clear();
@@ -446,7 +451,7 @@ impl Walker<'_> {
                     self.running[chain] = false;
                     match self.stack.pop() {
                         Some(frame) => (chain, next) = frame,
-                        None => return self.policy(ti, ci, nat),
+                        None => return self.policy(ti, ci, nat == Some(Hook::Output)),
                     }
                 }
                 Next::Enter { target, goto } => {
@@ -493,7 +498,11 @@ impl Walker<'_> {
                 Action::Continue { .. } => {}
                 // In an inet table `dnat ip to` does nothing to IPv6 packets (and the
                 // reverse): the kernel's nft_nat_inet_eval skips it and the rule goes on.
-                Action::Dnat { addr: Some(a), .. } if IpVersion::of(a) != self.flow.version => {}
+                Action::Dnat { addr: Some(a), .. }
+                | Action::Snat {
+                    addr: NatSource::To(a),
+                    ..
+                } if IpVersion::of(a) != self.flow.version => {}
                 other => return Some((k, other)),
             }
         }
@@ -506,7 +515,7 @@ impl Walker<'_> {
             chain: at.chain,
             rule: Some(at.at),
             effect,
-            nat: at.nat,
+            nat: at.nat == Some(Hook::Output),
         });
     }
 
@@ -549,7 +558,7 @@ impl Walker<'_> {
                     )),
                 }
             }
-            Action::Redirect { ports } if nat => {
+            Action::Redirect { ports } if nat == Some(Hook::Output) => {
                 let to = (
                     self.flow.version.loopback(),
                     ports.map_or(self.pkt.dport, |p| p.start),
@@ -558,7 +567,7 @@ impl Walker<'_> {
                 self.map_dst(to);
                 Next::End(End::Accept)
             }
-            Action::Dnat { addr, ports } if nat => {
+            Action::Dnat { addr, ports } if nat == Some(Hook::Output) => {
                 let to = (
                     addr.unwrap_or(self.pkt.dst),
                     ports.map_or(self.pkt.dport, |p| p.start),
@@ -567,17 +576,22 @@ impl Walker<'_> {
                 self.map_dst(to);
                 Next::End(End::Accept)
             }
-            Action::Snat | Action::Masquerade if nat => {
-                let masq = matches!(verdict, Action::Masquerade);
-                self.step(
-                    at,
-                    if masq {
-                        Effect::Masquerade
-                    } else {
-                        Effect::Snat
-                    },
-                );
-                self.pkt.src_mapped = true;
+            Action::Snat { addr, ports } if nat == Some(Hook::Postrouting) => {
+                self.pkt.src = match addr {
+                    NatSource::Kept => self.pkt.src,
+                    NatSource::To(a) => Some(*a),
+                    NatSource::Unknown => None,
+                };
+                self.map_sport(*ports);
+                self.step(at, Effect::Snat(self.pkt.src, self.pkt.sport));
+                Next::End(End::Accept)
+            }
+            Action::Masquerade { ports } if nat == Some(Hook::Postrouting) => {
+                // The address routing picks on the way out, which only the kernel knows
+                // (on lo, where 127.0.0.1 is not eligible, one of another device).
+                self.pkt.src = None;
+                self.map_sport(*ports);
+                self.step(at, Effect::Masquerade(self.pkt.sport));
                 Next::End(End::Accept)
             }
             // TPROXY hands the looped-back packet to the proxy's transparent socket
@@ -593,9 +607,9 @@ impl Walker<'_> {
             Action::Tproxy { .. }
             | Action::Redirect { .. }
             | Action::Dnat { .. }
-            | Action::Snat
-            | Action::Masquerade => {
-                let what = format!("{verdict:?} outside a nat chain of the OUTPUT path");
+            | Action::Snat { .. }
+            | Action::Masquerade { .. } => {
+                let what = format!("{verdict:?} outside the nat chains its hook allows");
                 self.step(at, Effect::UnknownTarget(what.clone()));
                 Next::End(self.unknown_end(ti, chain, ri, What::Text(what)))
             }
@@ -675,6 +689,22 @@ impl Walker<'_> {
             self.pkt.oif = "lo".into();
         }
         self.run.nat_dst = Some((addr, port));
+    }
+
+    /// Marks the source mapped (later nat chains on the hook do not run) and sets the
+    /// source port after it: one of `ports` (the kernel keeps the
+    /// original when it is in range and unique, else picks one), the original without.
+    /// A clash with an existing connection's tuple, which could also move it, is not
+    /// modelled: the pod's own connections never share a source port.
+    fn map_sport(&mut self, ports: Option<PortRange>) {
+        self.pkt.src_mapped = true;
+        if let Some(r) = ports {
+            self.pkt.sport = if r.start == r.end {
+                SourcePort::Bound(r.start)
+            } else {
+                SourcePort::Ephemeral(r)
+            };
+        }
     }
 
     fn policy(&mut self, ti: usize, ci: usize, nat: bool) -> End {

@@ -379,3 +379,68 @@ fn ephemeral_source_ports_decide_rules_on_other_ports() {
     bound.sport = SourcePort::Bound(50000);
     assert_eq!(outcome(&r, &bound).0, Verdict::Captured);
 }
+
+const DOCKER_DNS: &str = include_str!("../../../../testdata/docker-dns.rules");
+
+/// Source NAT in POSTROUTING runs after capture is decided: Docker's embedded-DNS SNAT
+/// leaves every connection decided, the DNS ones sent to its resolver.
+#[test]
+fn source_nat_after_capture_decides() {
+    let r = rules(&[(DOCKER_DNS, NFT)]);
+    for (uid, gid) in [(10001, 10001), (1337, 1337)] {
+        let mut f = flow("127.0.0.11:53", uid, gid, &[]);
+        assert_eq!(outcome(&r, &f), (Verdict::Captured, Some(36613)));
+        f.src = Some("127.0.0.11".parse().unwrap());
+        f.sport = SourcePort::Bound(36613);
+        assert_eq!(outcome(&r, &f), (Verdict::Captured, Some(36613)));
+    }
+    let f = flow("169.254.77.2:80", 1337, 1337, &[]);
+    assert_eq!(outcome(&r, &f).0, Verdict::Bypass);
+    let f = flow("169.254.77.2:80", 10001, 10001, &[]);
+    assert_eq!(outcome(&r, &f), (Verdict::Captured, Some(15001)));
+}
+
+/// Rules after a source NAT see the new source: a looped-back packet SNATed to
+/// 127.0.0.6:7 is dropped by an INPUT rule on that source, and kept by one on the old;
+/// MASQUERADE's address is routing's, so a test on it is unknown, and one on its port
+/// range decided.
+#[test]
+fn rules_after_source_nat_see_the_new_source() {
+    let with = |postrouting: &str, input: &str| {
+        let text = format!(
+            "*nat\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A OUTPUT -p tcp -d 169.254.77.2 -j REDIRECT --to-ports 15001\n-A POSTROUTING {postrouting}\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {input}\nCOMMIT\n"
+        );
+        let r = rules(&[(&text, NFT)]);
+        let mut f = flow("169.254.77.2:80", 10001, 10001, &[]);
+        f.src = Some("169.254.77.1".parse().unwrap());
+        outcome(&r, &f).0
+    };
+    let snat = "-o lo -p tcp -j SNAT --to-source 127.0.0.6:7";
+    assert_eq!(with(snat, "-s 127.0.0.6 -j DROP"), Verdict::Dropped);
+    assert_eq!(with(snat, "-p tcp --sport 7 -j DROP"), Verdict::Dropped);
+    assert_eq!(with(snat, "-s 169.254.77.1 -j DROP"), Verdict::Captured);
+    let keep_addr = "-o lo -p tcp -j SNAT --to-source :8-9";
+    assert_eq!(with(keep_addr, "-s 169.254.77.1 -j DROP"), Verdict::Dropped);
+    assert_eq!(
+        with(keep_addr, "-p tcp --sport 8:9 -j DROP"),
+        Verdict::Dropped
+    );
+    assert_eq!(
+        with(keep_addr, "-p tcp --sport 9 -j DROP"),
+        Verdict::Unknown
+    );
+    let masq = "-o lo -p tcp -j MASQUERADE --to-ports 100-200";
+    assert_eq!(with(masq, "-s 169.254.77.1 -j DROP"), Verdict::Unknown);
+    assert_eq!(with(masq, "-p tcp --sport 300 -j DROP"), Verdict::Captured);
+    // Without a port, SNAT keeps it; with --random, any may be picked.
+    let random = "-o lo -p tcp -j SNAT --to-source 127.0.0.6 --random";
+    assert_eq!(
+        with(random, "-p tcp --sport 32768:60999 -j DROP"),
+        Verdict::Unknown
+    );
+    let kept = "-o lo -p tcp -j SNAT --to-source 127.0.0.6";
+    assert_eq!(
+        with(kept, "-p tcp --sport 32768:60999 -j DROP"),
+        Verdict::Dropped
+    );
+}

@@ -91,14 +91,20 @@ pub enum Expr {
     Nat {
         dnat: bool,
         addr: Option<Reg>,
+        addr_max: Option<Reg>,
         proto_min: Option<Reg>,
         proto_max: Option<Reg>,
+        flags: u32,
     },
     Redir {
         proto_min: Option<Reg>,
         proto_max: Option<Reg>,
     },
-    Masq,
+    Masq {
+        proto_min: Option<Reg>,
+        proto_max: Option<Reg>,
+        flags: u32,
+    },
     Tproxy {
         port: Option<Reg>,
     },
@@ -332,7 +338,12 @@ fn expr(name: &str, d: &Data) -> Result<Expr, DecodeError> {
         },
         "notrack" => Expr::Notrack,
         "reject" => Expr::Reject,
-        "masq" => Expr::Masq,
+        // NFTA_MASQ_FLAGS 1, REG_PROTO_MIN 2, MAX 3
+        "masq" => Expr::Masq {
+            flags: d.be32(1)?.unwrap_or(0),
+            proto_min: d.reg(2)?,
+            proto_max: d.reg(3)?,
+        },
         // NFTA_PAYLOAD_DREG 1, BASE 2, OFFSET 3, LEN 4 (a write has SREG 5 instead)
         "payload" => match d.reg(1)? {
             Some(dreg) => Expr::Payload {
@@ -415,12 +426,15 @@ fn expr(name: &str, d: &Data) -> Result<Expr, DecodeError> {
             },
             None => other(),
         },
-        // NFTA_NAT_TYPE 1, FAMILY 2, REG_ADDR_MIN 3, REG_ADDR_MAX 4, REG_PROTO_MIN 5, MAX 6
+        // NFTA_NAT_TYPE 1, FAMILY 2, REG_ADDR_MIN 3, REG_ADDR_MAX 4, REG_PROTO_MIN 5, MAX 6,
+        // FLAGS 7
         "nat" => Expr::Nat {
             dnat: d.be32(1)? == Some(1),
             addr: d.reg(3)?,
+            addr_max: d.reg(4)?,
             proto_min: d.reg(5)?,
             proto_max: d.reg(6)?,
+            flags: d.be32(7)?.unwrap_or(0),
         },
         // NFTA_REDIR_REG_PROTO_MIN 1, MAX 2
         "redir" => Expr::Redir {

@@ -10,8 +10,8 @@ use super::ir::MetaKey;
 use super::ir::{CmpOp, Expr, Jump, Reg, VERDICT_REG};
 use super::msg::KeyShape;
 use crate::model::{
-    Action, AddrType, CtState, Dir, Family, IfacePattern, IpVersion, MarkReg, MarkSet, Match, Test,
-    proto_name,
+    Action, AddrType, CtState, Dir, Family, IfacePattern, IpVersion, MarkReg, MarkSet, Match,
+    NatSource, Test, proto_name, snat_ports,
 };
 use crate::range::{AddrRange, IdRange, PortRange, addr_from_key};
 use crate::xt::{
@@ -288,6 +288,7 @@ impl<'a> Lifter<'a> {
                 addr,
                 proto_min,
                 proto_max,
+                ..
             } => {
                 if [addr, proto_min, proto_max]
                     .iter()
@@ -304,7 +305,20 @@ impl<'a> Lifter<'a> {
                 let ports = self.ports(*proto_min, *proto_max);
                 self.action(Action::Dnat { addr, ports }, "DNAT".into());
             }
-            Expr::Nat { dnat: false, .. } => self.action(Action::Snat, "SNAT".into()),
+            Expr::Nat {
+                dnat: false,
+                addr,
+                addr_max,
+                proto_min,
+                proto_max,
+                flags,
+            } => {
+                let action = Action::Snat {
+                    addr: self.source_nat(*addr, *addr_max),
+                    ports: self.source_ports(*proto_min, *proto_max, *flags),
+                };
+                self.action(action, "SNAT".into());
+            }
             Expr::Redir {
                 proto_min,
                 proto_max,
@@ -320,7 +334,14 @@ impl<'a> Lifter<'a> {
                 let ports = self.ports(*proto_min, *proto_max);
                 self.action(Action::Redirect { ports }, "REDIRECT".into());
             }
-            Expr::Masq => self.action(Action::Masquerade, "MASQUERADE".into()),
+            Expr::Masq {
+                proto_min,
+                proto_max,
+                flags,
+            } => {
+                let ports = self.source_ports(*proto_min, *proto_max, *flags);
+                self.action(Action::Masquerade { ports }, "MASQUERADE".into());
+            }
             Expr::Tproxy { port } if self.mapped(*port) => self.action(
                 Action::Unknown {
                     name: "tproxy to a port looked up in a map".into(),
@@ -452,6 +473,32 @@ impl<'a> Lifter<'a> {
             self.out.target = format!("-j {target}");
         }
         self.out.actions.push(a);
+    }
+
+    /// The address a `snat` maps to: a register not loaded with a constant (a map lookup,
+    /// a field of the packet) is not known here. (An inet table's `snat ip to` is skipped
+    /// for IPv6 packets by evaluation, as the kernel skips it.)
+    fn source_nat(&self, min: Option<Reg>, max: Option<Reg>) -> NatSource {
+        let addr = |r: Reg| self.value(r).and_then(|v| ip_from(&v));
+        let Some(min) = min else {
+            return NatSource::Kept;
+        };
+        match (addr(min), max.map(addr)) {
+            (Some(first), None) => NatSource::To(first),
+            (Some(first), Some(Some(last))) => NatSource::of(Some(first), Some(last)),
+            _ => NatSource::Unknown,
+        }
+    }
+
+    /// The source ports a `snat`/`masquerade` may give: any when its registers hold
+    /// what is not a constant.
+    fn source_ports(&self, min: Option<Reg>, max: Option<Reg>, flags: u32) -> Option<PortRange> {
+        let ports = match (min, self.ports(min, max)) {
+            (Some(_), None) => snat_ports(None, true),
+            (_, ports) => ports,
+        };
+        // NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY
+        snat_ports(ports, flags & (4 | 16) != 0)
     }
 
     /// Whether a register holds the result of a data map lookup.

@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::{ParseError, nft_text};
 use crate::model::{
     Action, AddrType, Backend, BaseChain, Chain, ChainType, CtState, Dir, DumpFormat, Family, Hook,
-    IfacePattern, IpVersion, MarkReg, MarkSet, Match, Policy, Rule, Table, Test, proto_number,
+    IfacePattern, IpVersion, MarkReg, MarkSet, Match, NatSource, Policy, Rule, Table, Test,
+    proto_number, snat_ports,
 };
 use crate::range::{AddrRange, IdRange, PortRange};
 
@@ -356,8 +357,13 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
             chain: str_of(&body["target"]),
         },
         "notrack" => Action::Notrack,
-        "masquerade" => Action::Masquerade,
-        "snat" => Action::Snat,
+        "masquerade" => Action::Masquerade {
+            ports: source_ports(body),
+        },
+        "snat" => Action::Snat {
+            addr: source_addr(body),
+            ports: source_ports(body),
+        },
         "redirect" => Action::Redirect {
             ports: body.get("port").and_then(port_range_of),
         },
@@ -412,6 +418,39 @@ fn unknown_name(stmt: &Value) -> String {
             .and_then(|o| o.keys().next().cloned())
             .unwrap_or_default(),
     }
+}
+
+/// A `snat`'s address: one, a range (`{"range": [A, B]}`), or an expression meshleak does
+/// not evaluate (a map lookup, a prefix).
+fn source_addr(body: &Value) -> NatSource {
+    let ip = |v: &Value| v.as_str().and_then(|a| a.parse::<IpAddr>().ok());
+    match body.get("addr") {
+        None => NatSource::Kept,
+        Some(a) => match (ip(a), a.get("range").and_then(Value::as_array)) {
+            (Some(one), _) => NatSource::To(one),
+            (None, Some(r)) => match (r.first().and_then(ip), r.get(1).and_then(ip)) {
+                (Some(first), Some(last)) => NatSource::of(Some(first), Some(last)),
+                _ => NatSource::Unknown,
+            },
+            _ => NatSource::Unknown,
+        },
+    }
+}
+
+/// A `snat`'s or `masquerade`'s ports: any when they are an expression, or when `random`
+/// or `fully-random` is set and none are given.
+fn source_ports(body: &Value) -> Option<PortRange> {
+    let ports = match body.get("port") {
+        None => None,
+        Some(p) => port_range_of(p).or_else(|| snat_ports(None, true)),
+    };
+    let flags = match body.get("flags") {
+        Some(Value::String(f)) => vec![f.as_str()],
+        Some(Value::Array(fs)) => fs.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let random = flags.iter().any(|f| *f == "random" || *f == "fully-random");
+    snat_ports(ports, random)
 }
 
 fn port_range_of(v: &Value) -> Option<PortRange> {

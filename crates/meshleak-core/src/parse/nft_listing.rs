@@ -503,12 +503,8 @@ impl<'a> Parser<'a> {
         let word = word.clone();
         self.at += 1;
         Ok(match word.as_str() {
-            "accept" | "drop" | "return" | "continue" | "notrack" | "masquerade" => {
-                if word == "masquerade" {
-                    self.skip_nat_options();
-                }
-                json!({ word: null })
-            }
+            "accept" | "drop" | "return" | "continue" | "notrack" => json!({ word: null }),
+
             "jump" | "goto" => json!({ word: {"target": self.word("a chain name")?} }),
             "counter" => {
                 while matches!(self.peek(), Some(Tok::Word(w)) if w == "packets" || w == "bytes") {
@@ -556,19 +552,20 @@ impl<'a> Parser<'a> {
                 }
                 json!({ "reject": body })
             }
-            "redirect" => {
+            // `redirect [to :PORT] [FLAGS]`, `masquerade [to :PORT] [FLAGS]`.
+            "redirect" | "masquerade" => {
                 let mut body = json!({});
                 if matches!(self.peek(), Some(Tok::Word(w)) if w == "to") {
                     self.at += 1;
                     let target = self.word("`:PORT`")?;
                     let port = target.strip_prefix(':').ok_or_else(|| {
                         self.at -= 1;
-                        self.err("expected `:PORT` after `redirect to`")
+                        self.err(format!("expected `:PORT` after `{word} to`"))
                     })?;
                     body["port"] = scalar(port);
                 }
-                self.skip_nat_options();
-                json!({ "redirect": body })
+                self.nat_flags(&mut body);
+                json!({ word: body })
             }
             "dnat" | "snat" | "tproxy" => self.nat(&word)?,
             w if LEFT_WORDS.contains(&w) => {
@@ -662,25 +659,33 @@ impl<'a> Parser<'a> {
         let (addr, port) = split_host_port(&target)
             .ok_or_else(|| self.err(format!("`{target}` is not ADDRESS[:PORT] or :PORT")))?;
         if !addr.is_empty() {
-            body["addr"] = json!(addr);
+            body["addr"] = scalar(addr);
         }
         if let Some(p) = port {
             body["port"] = scalar(p);
         }
-        self.skip_nat_options();
+        self.nat_flags(&mut body);
         Ok(json!({ word: body }))
     }
 
-    /// `persistent`, `random`, `fully-random` flags after a NAT target.
-    fn skip_nat_options(&mut self) {
+    /// `persistent`, `random`, `fully-random` flags after a NAT target, as `nft -j`
+    /// lists them.
+    fn nat_flags(&mut self, body: &mut Value) {
+        let mut flags = Vec::new();
         while let Some(Tok::Word(w)) = self.peek() {
             if !["persistent", "random", "fully-random"].contains(&w.as_str()) {
                 break;
             }
+            flags.push(json!(w));
             self.at += 1;
             if self.peek() == Some(&Tok::Comma) {
                 self.at += 1;
             }
+        }
+        match flags.len() {
+            0 => {}
+            1 => body["flags"] = flags.remove(0),
+            _ => body["flags"] = json!(flags),
         }
     }
 

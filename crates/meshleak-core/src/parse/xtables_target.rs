@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use super::ParseError;
 use super::xtables::{Ctx, Cursor, resolve_option};
 use super::xtables_match::{mark_value, parse_u32};
-use crate::model::{Action, MarkReg, MarkSet};
+use crate::model::{Action, MarkReg, MarkSet, NatSource, snat_ports};
 use crate::range::PortRange;
 
 pub(super) fn parse(
@@ -43,7 +43,13 @@ pub(super) fn parse(
         "DNAT" => {
             let to = get("--to-destination")
                 .ok_or_else(|| ctx.err(Some(name), "DNAT needs --to-destination"))?;
-            let (addr, ports, offset) = nat_to(ctx, to)?;
+            let NatTo {
+                first: addr,
+                ports,
+                offset,
+                ..
+            } = nat_to(ctx, to)?;
+            // A range of addresses maps to its first here: only the port decides capture.
             if offset {
                 // `A:P-Q/BASE` shifts the port from BASE: not modelled.
                 Action::Unknown {
@@ -53,8 +59,21 @@ pub(super) fn parse(
                 Action::Dnat { addr, ports }
             }
         }
-        "SNAT" => Action::Snat,
-        "MASQUERADE" => Action::Masquerade,
+        "SNAT" => {
+            let to =
+                get("--to-source").ok_or_else(|| ctx.err(Some(name), "SNAT needs --to-source"))?;
+            let to = nat_to(ctx, to)?;
+            Action::Snat {
+                addr: NatSource::of(to.first, to.last),
+                ports: snat_ports(to.ports, has("--random") || has("--random-fully")),
+            }
+        }
+        "MASQUERADE" => Action::Masquerade {
+            ports: snat_ports(
+                get("--to-ports").map(|p| port_range(ctx, p)).transpose()?,
+                has("--random") || has("--random-fully"),
+            ),
+        },
         "TPROXY" => Action::Tproxy {
             port: get("--on-port").and_then(|p| p.parse().ok()),
         },
@@ -136,9 +155,18 @@ fn port_range(ctx: &Ctx, text: &str) -> Result<PortRange, ParseError> {
 }
 
 /// `ADDR`, `ADDR:PORT[-PORT]`, `[V6]:PORT`, `:PORT`.
-/// `ADDR[:PORTS[/BASE]]` or `[ADDR]:PORTS[/BASE]`: the address, the ports, and whether a
-/// base port (an offset mapping) follows them.
-fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>, bool), ParseError> {
+/// A NAT target's `--to-destination`/`--to-source`.
+struct NatTo {
+    /// The first and last address of the range (the same for one), `None` when absent.
+    first: Option<IpAddr>,
+    last: Option<IpAddr>,
+    ports: Option<PortRange>,
+    /// A base port follows the ports (an offset mapping).
+    offset: bool,
+}
+
+/// `ADDR[-ADDR][:PORTS[/BASE]]` or `[ADDR]:PORTS[/BASE]`.
+fn nat_to(ctx: &Ctx, text: &str) -> Result<NatTo, ParseError> {
     let bad = || ctx.err(Some(text), "not ADDR[:PORT] or [ADDR]:PORT");
     let (addr, port) = if let Some(rest) = text.strip_prefix('[') {
         let (a, p) = rest.split_once(']').ok_or_else(bad)?;
@@ -151,12 +179,13 @@ fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>, b
             None => (text, None),
         }
     };
-    // A range of addresses (`A-B`) maps to its first; only the port decides capture.
-    let addr = addr.split('-').next().unwrap_or("");
-    let addr = match addr {
-        "" => None,
-        a => Some(a.parse().map_err(|_| bad())?),
+    // A range of addresses: `A-B`, the first and the last.
+    let (first, last) = addr.split_once('-').unwrap_or((addr, addr));
+    let parse = |a: &str| match a {
+        "" => Ok(None),
+        a => a.parse().map(Some).map_err(|_| bad()),
     };
+    let (first, last) = (parse(first)?, parse(last)?);
     let (port, base) = match port.map(|p| p.split_once('/')) {
         Some(Some((p, b))) => (Some(p), Some(b)),
         _ => (port, None),
@@ -165,7 +194,12 @@ fn nat_to(ctx: &Ctx, text: &str) -> Result<(Option<IpAddr>, Option<PortRange>, b
         b.parse::<u16>().map_err(|_| bad())?;
     }
     let ports = port.map(|p| port_range(ctx, p)).transpose()?;
-    Ok((addr, ports, base.is_some()))
+    Ok(NatTo {
+        first,
+        last,
+        ports,
+        offset: base.is_some(),
+    })
 }
 
 fn mark_op(ctx: &Ctx, reg: MarkReg, opts: &[(&str, &str)]) -> Result<MarkSet, ParseError> {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::bytes::{Bytes, Truncated};
 use super::continuing;
-use crate::model::{Action, IpVersion, MarkReg, MarkSet};
+use crate::model::{Action, IpVersion, MarkReg, MarkSet, NatSource, snat_ports};
 use crate::range::PortRange;
 
 pub struct Decoded {
@@ -293,6 +293,7 @@ fn nat(name: &str, r: Range) -> Decoded {
             flags_text += word;
         }
     }
+    let random = r.flags & (PROTO_RANDOM | PROTO_RANDOM_FULLY) != 0;
     let (save, action) = match name {
         "REDIRECT" | "MASQUERADE" => {
             let save = if port_range.is_some() {
@@ -303,7 +304,9 @@ fn nat(name: &str, r: Range) -> Decoded {
             let action = if name == "REDIRECT" {
                 Action::Redirect { ports: port_range }
             } else {
-                Action::Masquerade
+                Action::Masquerade {
+                    ports: snat_ports(port_range, random),
+                }
             };
             (save, action)
         }
@@ -332,8 +335,16 @@ fn nat(name: &str, r: Range) -> Decoded {
                     addr: min,
                     ports: port_range,
                 }
+            } else if r.base.is_some() {
+                Action::Snat {
+                    addr: NatSource::of(min, max),
+                    ports: snat_ports(None, true),
+                }
             } else {
-                Action::Snat
+                Action::Snat {
+                    addr: NatSource::of(min, max),
+                    ports: snat_ports(port_range, random),
+                }
             };
             (format!(" {opt} {to}{}", ports_text(":")), action)
         }
