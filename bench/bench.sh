@@ -48,14 +48,8 @@ make_pod() {
 	done
 }
 
-# Wall seconds and peak RSS (KiB) of one command, as "seconds kib".
-measure() {
-	python3 -c '
-import resource, subprocess, sys, time
-t = time.monotonic()
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(f"{time.monotonic() - t:.4f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")' "$@"
-}
+# Wall seconds and peak RSS (KiB) of one command, as "seconds kib" (bench/measure.py).
+measure() { python3 bench/measure.py "$@"; }
 
 # BENCH_ONLY=check: only `meshleak check` on a 1,000-document stream (bench/check.sh).
 if [ "${BENCH_ONLY:-}" = check ]; then

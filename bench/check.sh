@@ -33,14 +33,7 @@ for i in range(n):
     else:
         print(f"apiVersion: apps/v1\nkind: {kind}\nmetadata: {meta}\nspec:\n  template:\n    spec: {spec}")
 PY
-measure() {
-	python3 -c '
-import resource, subprocess, sys, time
-t = time.monotonic()
-r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-assert r.returncode in (0, 1), f"check failed: {r.returncode}"
-print(f"{time.monotonic() - t:.4f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")' "$@"
-}
+measure() { python3 bench/measure.py --ok 0,1 "$@"; }
 for ((r = 0; r < ROUNDS; r++)); do
 	line=$(measure "$BIN" check --mesh istio-1.28 "$STREAM" -o json)
 	echo "check $line $DOCS" >>"$RAW"

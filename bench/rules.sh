@@ -32,13 +32,7 @@ for i in range(n):
     print(f"-A OUTPUT -d 10.{i // 256 % 256}.{i % 256}.1/32 -p tcp -m tcp --dport {1000 + i % 50000} -m owner --uid-owner {i} -j ACCEPT")
 print("COMMIT")
 PY
-measure() {
-	python3 -c '
-import resource, subprocess, sys, time
-t = time.monotonic()
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-print(f"{time.monotonic() - t:.4f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")' "$@"
-}
+measure() { python3 bench/measure.py --ok 0 "$@"; }
 for ((r = 0; r < ROUNDS; r++)); do
 	echo "rules nft $(measure "$BIN" rules --netns "/run/netns/$NFT")" >>"$RAW"
 	echo "rules legacy $(measure "$BIN" rules --netns "/run/netns/$LEGACY")" >>"$RAW"
