@@ -62,8 +62,8 @@ pub fn platforms() -> Vec<(String, String)> {
 
 /// The image's /meshleak (its only layer's only file), extracted into `dir`.
 pub fn binary(manifest: &str, dir: &Path) -> PathBuf {
-    let layers = read_json(&blob(manifest))["layers"].clone();
-    let layers = layers.as_array().unwrap();
+    let manifest_json = read_json(&blob(manifest));
+    let layers = manifest_json["layers"].as_array().unwrap();
     assert_eq!(
         layers.len(),
         1,
