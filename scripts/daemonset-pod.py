@@ -14,8 +14,9 @@ server runs here (each printed on stderr):
   /healthz and /readyz itself;
 - `appArmorProfile` (Kubernetes 1.30+): the annotation podman knows;
 - `serviceAccountName`, `automountServiceAccountToken`, `priorityClassName`,
-  `nodeSelector`, `tolerations`: scheduling and API access, which podman has no use for
-  (tests/daemonset.rs checks the selector's arch against the image's);
+  `nodeSelector`, `affinity`, `tolerations`: scheduling and API access, which podman has no
+  use for (tests/daemonset.rs checks the os and arches they allow against the image's
+  platforms);
 - `hostPID`: kept, but Debian's podman 4.3 `kube play` does not apply it (the pod gets a PID
   namespace of its own), so the agent runs as it does where policy forbids hostPID: process
   events degraded to polling, which the test reads from /report and /readyz.
@@ -31,7 +32,7 @@ template = ds["spec"]["template"]
 spec = template["spec"]
 mapped = []
 for key in ("serviceAccountName", "automountServiceAccountToken", "priorityClassName",
-            "nodeSelector", "tolerations"):
+            "nodeSelector", "affinity", "tolerations"):
     if spec.pop(key, None) is not None:
         mapped.append(f"spec.{key}: dropped")
 annotations = dict(template["metadata"].get("annotations") or {})

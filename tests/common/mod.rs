@@ -11,6 +11,7 @@
 pub mod cri;
 pub mod helper;
 pub mod http;
+pub mod image;
 pub mod pod;
 pub mod podman;
 pub mod rulegen;
