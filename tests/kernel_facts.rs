@@ -313,3 +313,61 @@ fn local_destinations_loop_back_through_prerouting_and_input() {
         ],
     );
 }
+
+/// Nat chains run inside the NAT core's own hook, at -100 on OUTPUT and 100 on
+/// POSTROUTING whatever their own priority, which only orders them among themselves: a
+/// filter chain at 0 sees an nft nat chain of priority 100's REDIRECT, a filter chain at
+/// -120 does not see one of priority -150's, and a SNAT in a nat chain of priority 300
+/// (run at 100) is seen by a filter chain at 200, one of priority 0 not by a filter at 50.
+#[test]
+fn nat_chains_run_at_the_nat_hooks_priority() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    let capture = "meta skuid != 1337 tcp dport 80 redirect to :15001";
+    for (nat, filter, want) in [
+        (100, 0, Kernel::Dropped),
+        (-150, -120, Kernel::Captured(15001)),
+    ] {
+        lab.reset();
+        lab.load(
+            Loader::Nft,
+            &format!(
+                "table ip t {{\n chain out {{ type nat hook output priority {nat}; {capture}; }}\n chain f {{ type filter hook output priority {filter}; tcp dport 15001 drop; }}\n}}\n"
+            ),
+        );
+        expect(&lab, &[(probe(10001, 10001, &[], false, PEER80), want)]);
+    }
+    for (nat, filter, want) in [
+        (300, 200, Kernel::Dropped),
+        (0, 50, Kernel::Captured(15001)),
+        (-180, 200, Kernel::Dropped),
+    ] {
+        lab.reset();
+        lab.load(
+            Loader::Nft,
+            &format!(
+                "table ip t {{\n chain out {{ type nat hook output priority -100; {capture}; }}\n chain post {{ type nat hook postrouting priority {nat}; oifname \"lo\" snat to 127.0.0.6; }}\n chain f {{ type filter hook postrouting priority {filter}; ip saddr 127.0.0.6 drop; }}\n}}\n"
+            ),
+        );
+        expect(&lab, &[(probe(10001, 10001, &[], false, PEER80), want)]);
+    }
+    // The NAT hook at -150's place would run before mangle POSTROUTING (-150): it does not.
+    lab.reset();
+    lab.load(
+        Loader::Nft,
+        &format!("table ip t {{\n chain out {{ type nat hook output priority -100; {capture}; }}\n chain post {{ type nat hook postrouting priority -180; oifname \"lo\" snat to 127.0.0.6; }}\n}}\n"),
+    );
+    lab.load(
+        Loader::IptablesLegacy,
+        "*mangle\n-A POSTROUTING -s 127.0.0.6/32 -j DROP\nCOMMIT\n",
+    );
+    expect(
+        &lab,
+        &[(
+            probe(10001, 10001, &[], false, PEER80),
+            Kernel::Captured(15001),
+        )],
+    );
+}

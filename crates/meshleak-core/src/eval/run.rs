@@ -132,12 +132,61 @@ pub(super) struct Plan {
 
 /// Base chains of one hook at one priority. With rules in more than one, their order is
 /// the kernel's registration order, which no dump shows.
+#[derive(Clone)]
 struct Group {
     priority: i32,
-    /// Chains with rules (or a drop policy): their order can matter.
-    busy: Vec<(usize, usize)>,
+    /// What has rules (or a chain with a drop policy): their order can matter.
+    busy: Vec<Unit>,
     /// Empty accepting chains: they do nothing, in any order.
     idle: Vec<(usize, usize)>,
+}
+
+/// What runs at one place of a hook.
+#[derive(Clone)]
+enum Unit {
+    Chain(usize, usize),
+    /// Every nat chain of the hook: the NAT core registers one hook of its own at the
+    /// hook's NAT priority ([`nat_priority`]) and runs the nat chains inside it, ordered by
+    /// their own priorities (legacy and nf_tables alike; measured on Linux 6.18).
+    Nat(Vec<Group>),
+}
+
+/// Where the NAT core hooks in (NF_IP_PRI_NAT_DST, NF_IP_PRI_NAT_SRC; IPv6 the same).
+fn nat_priority(hook: Hook) -> i32 {
+    match hook {
+        Hook::Output | Hook::Prerouting => -100,
+        Hook::Postrouting | Hook::Input => 100,
+        _ => 0,
+    }
+}
+
+/// Chains sorted by (priority, backend rank), grouped by priority, each split into busy and
+/// idle.
+fn groups(rules: &Ruleset, mut bases: Vec<(i32, u8, usize, usize)>) -> Vec<Group> {
+    bases.sort();
+    let mut groups: Vec<Group> = Vec::new();
+    for (priority, _, t, c) in bases {
+        if groups.last().is_none_or(|g| g.priority != priority) {
+            groups.push(Group {
+                priority,
+                busy: Vec::new(),
+                idle: Vec::new(),
+            });
+        }
+        let group = groups.last_mut().expect("pushed above");
+        let chain = &rules.tables[t].chains[c];
+        let busy = !chain.rules.is_empty()
+            || chain
+                .base
+                .as_ref()
+                .is_some_and(|b| b.policy == Policy::Drop);
+        if busy {
+            group.busy.push(Unit::Chain(t, c));
+        } else {
+            group.idle.push((t, c));
+        }
+    }
+    groups
 }
 
 impl Plan {
@@ -150,38 +199,43 @@ impl Plan {
         ]
         .into_iter()
         .map(|hook| {
-            let mut bases: Vec<(i32, u8, usize, usize)> = Vec::new();
+            let (mut bases, mut nat) = (Vec::new(), Vec::new());
             for (ti, t) in rules.tables.iter().enumerate() {
                 if !t.family.sees(version) {
                     continue;
                 }
                 for (ci, c) in t.chains.iter().enumerate() {
                     if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
-                        bases.push((b.priority, backend_rank(t.backend), ti, ci));
+                        let into = if b.chain_type == ChainType::Nat {
+                            &mut nat
+                        } else {
+                            &mut bases
+                        };
+                        into.push((b.priority, backend_rank(t.backend), ti, ci));
                     }
                 }
             }
-            bases.sort();
-            let mut groups: Vec<Group> = Vec::new();
-            for (priority, _, t, c) in bases {
-                if groups.last().is_none_or(|g| g.priority != priority) {
-                    groups.push(Group {
-                        priority,
-                        busy: Vec::new(),
-                        idle: Vec::new(),
-                    });
+            let mut groups = groups(rules, bases);
+            let nat = self::groups(rules, nat);
+            if !nat.is_empty() {
+                // The nat chains take one place at the NAT priority; alone, or beside the
+                // chains of that priority in an order no dump shows.
+                let at = nat_priority(hook);
+                let i = groups.partition_point(|g| g.priority < at);
+                if groups.get(i).is_none_or(|g| g.priority != at) {
+                    groups.insert(
+                        i,
+                        Group {
+                            priority: at,
+                            busy: Vec::new(),
+                            idle: Vec::new(),
+                        },
+                    );
                 }
-                let group = groups.last_mut().expect("pushed above");
-                let chain = &rules.tables[t].chains[c];
-                let busy = !chain.rules.is_empty()
-                    || chain
-                        .base
-                        .as_ref()
-                        .is_some_and(|b| b.policy == Policy::Drop);
-                if busy {
-                    group.busy.push((t, c));
+                if nat.iter().any(|g| !g.busy.is_empty()) {
+                    groups[i].busy.push(Unit::Nat(nat));
                 } else {
-                    group.idle.push((t, c));
+                    groups[i].idle.extend(nat.into_iter().flat_map(|g| g.idle));
                 }
             }
             (hook, groups)
@@ -326,6 +380,17 @@ fn continuing_effect(rule: &Rule, pkt: &Packet) -> Effect {
     }
 }
 
+/// A unit's first chain, where a decision about its place is recorded.
+fn first_chain(unit: &Unit) -> (usize, usize) {
+    match unit {
+        Unit::Chain(t, c) => (*t, *c),
+        Unit::Nat(groups) => groups
+            .iter()
+            .find_map(|g| g.busy.first().map(first_chain))
+            .expect("a busy nat unit has a busy chain"),
+    }
+}
+
 /// Backends at the same priority: legacy hooks register first when modules load at boot.
 fn backend_rank(b: Backend) -> u8 {
     match b {
@@ -368,12 +433,8 @@ impl Walker<'_> {
         let plan = self.plan;
         for (hook, groups) in plan.hooks.iter().filter(|(h, _)| hooks.contains(h)) {
             for group in groups {
-                let order = self.order_ties(group);
-                let chains = order.iter().chain(&group.idle);
-                for &(ti, ci) in chains {
-                    if !self.base(*hook, ti, ci) {
-                        return false;
-                    }
+                if !self.group(*hook, group) {
+                    return false;
                 }
             }
         }
@@ -623,29 +684,53 @@ impl Walker<'_> {
         }
     }
 
-    /// Chains on one hook with the same priority run in registration order, newest first,
-    /// which no dump shows. When two or more such chains have rules, every order is
-    /// explored (a decision per place), so the verdict is unknown only if order matters.
-    fn order_ties<'g>(&mut self, group: &'g Group) -> Cow<'g, [(usize, usize)]> {
+    /// Runs a group's busy units in the order explored for them, then its idle chains;
+    /// false when the packet's fate is settled.
+    fn group(&mut self, hook: Hook, group: &Group) -> bool {
+        let order = self.order_ties(group);
+        for unit in order.iter() {
+            let goes_on = match unit {
+                Unit::Chain(t, c) => self.base(hook, *t, *c),
+                Unit::Nat(inner) => inner.iter().all(|g| self.group(hook, g)),
+            };
+            if !goes_on {
+                return false;
+            }
+        }
+        group.idle.iter().all(|&(t, c)| self.base(hook, t, c))
+    }
+
+    /// What runs at one place, as a decision names it.
+    fn unit_name(&self, unit: &Unit, priority: i32) -> String {
+        match unit {
+            Unit::Chain(t, c) => {
+                let table = &self.rules.tables[*t];
+                format!(
+                    "{} {} {}/{}",
+                    table.backend.name(),
+                    table.family.name(),
+                    table.name,
+                    table.chains[*c].name
+                )
+            }
+            Unit::Nat(_) => format!("the nat chains (the NAT hook at priority {priority})"),
+        }
+    }
+
+    /// Units on one hook with the same priority run in registration order, newest first,
+    /// which no dump shows. When two or more have rules, every order is explored (a
+    /// decision per place), so the verdict is unknown only if order matters.
+    fn order_ties<'g>(&mut self, group: &'g Group) -> Cow<'g, [Unit]> {
         if group.busy.len() < 2 {
             return Cow::Borrowed(&group.busy);
         }
         let mut busy = group.busy.clone();
         let mut out = Vec::with_capacity(busy.len());
         while busy.len() > 1 {
-            let (t, c) = busy[0];
+            let (t, c) = first_chain(&busy[0]);
             let names: Vec<String> = busy
                 .iter()
-                .map(|&(t, c)| {
-                    let table = &self.rules.tables[t];
-                    format!(
-                        "{} {} {}/{}",
-                        table.backend.name(),
-                        table.family.name(),
-                        table.name,
-                        table.chains[c].name
-                    )
-                })
+                .map(|u| self.unit_name(u, group.priority))
                 .collect();
             let what = format!(
                 "order of chains at priority {}: {} (registration order, not shown by dumps)",
