@@ -287,7 +287,7 @@ fn tcp_udp(name: &str, d: Bytes) -> Result<Decoded, Truncated> {
         if option != 0 {
             save += &format!("{} --tcp-option {option}", inv(invflags & 0x08 != 0));
             tests.push((
-                false,
+                invflags & 0x08 != 0,
                 Test::Unknown {
                     name: "tcp --tcp-option".into(),
                 },
