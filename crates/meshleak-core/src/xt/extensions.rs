@@ -660,8 +660,22 @@ pub(crate) fn set_options<S: AsRef<str>>(flags: u32, options: &[(u32, S)]) -> St
         .collect()
 }
 
-fn inv(flag: bool) -> &'static str {
+pub(crate) fn inv(flag: bool) -> &'static str {
     if flag { " !" } else { "" }
+}
+
+/// A u32 range option (`--espspi`, `--ahspi`, `--fragid`, `--rt-segsleft`): nothing for
+/// the full range (iptables 1.8.9 omits it even inverted), else `A` or `A:B`.
+pub(crate) fn u32_range(opt: &str, lo: u32, hi: u32, negated: bool) -> String {
+    if lo == 0 && hi == u32::MAX {
+        return String::new();
+    }
+    let value = if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}:{hi}")
+    };
+    format!("{} {opt} {value}", inv(negated))
 }
 
 fn range(lo: u16, hi: u16) -> String {
@@ -841,20 +855,11 @@ fn ecn(d: Bytes) -> Result<String, Truncated> {
     Ok(out)
 }
 
-/// `struct xt_esp` / `ipt_ah`: an SPI range and invflags (1) at `inv_at`; the full range
-/// prints nothing.
+/// `struct xt_esp` / `ipt_ah`: an SPI range and invflags (1) at `inv_at`.
 fn spi(d: Bytes, opt: &str, inv_at: usize) -> Result<String, Truncated> {
     let (lo, hi) = (d.u32(0, "spi min")?, d.u32(4, "spi max")?);
-    if lo == 0 && hi == u32::MAX {
-        return Ok(String::new());
-    }
-    let neg = inv(d.u8(inv_at, "spi invflags")? & 1 != 0);
-    let spis = if lo == hi {
-        lo.to_string()
-    } else {
-        format!("{lo}:{hi}")
-    };
-    Ok(format!("{neg} {opt} {spis}"))
+    let negated = d.u8(inv_at, "spi invflags")? & 1 != 0;
+    Ok(u32_range(opt, lo, hi, negated))
 }
 
 /// `struct xt_connbytes_info`: from, to (u64), what (packets, bytes, avgpkt), direction

@@ -5,6 +5,7 @@
 //! IPsec policy meshleak does not see, so where such a match stands the outcome is unknown.
 
 use super::bytes::{Bytes, Truncated};
+use super::extensions::{inv, u32_range};
 
 /// The save text of one of these matches, or `None` for a name this module does not print.
 pub(crate) fn save(name: &str, revision: u8, d: Bytes) -> Result<Option<String>, Truncated> {
@@ -21,24 +22,6 @@ pub(crate) fn save(name: &str, revision: u8, d: Bytes) -> Result<Option<String>,
         ("eui64", 0) => String::new(),
         _ => return Ok(None),
     }))
-}
-
-fn inv(flag: bool) -> &'static str {
-    if flag { " !" } else { "" }
-}
-
-/// A u32 range option (`--ahspi`, `--fragid`, `--rt-segsleft`): nothing for the full range
-/// (iptables 1.8.9 omits it even inverted), else `A` or `A:B`.
-fn u32_range(opt: &str, lo: u32, hi: u32, negated: bool) -> String {
-    if lo == 0 && hi == u32::MAX {
-        return String::new();
-    }
-    let value = if lo == hi {
-        lo.to_string()
-    } else {
-        format!("{lo}:{hi}")
-    };
-    format!("{} {opt} {value}", inv(negated))
 }
 
 /// `struct ip6t_ah`: spis[2], hdrlen, hdrres, invflags (SPI 1, LEN 2).
