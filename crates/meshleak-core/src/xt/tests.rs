@@ -178,3 +178,22 @@ fn extension_values_print_as_iptables_prints_them() {
         [(false, crate::model::Test::Unknown { .. })]
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// Any bytes in any of those structs, at its size: printed or an error, never a panic
+    /// (counts, shifts and lengths in them are untrusted).
+    #[test]
+    fn extension_structs_of_any_bytes_never_panic(which in any::<prop::sample::Index>(), bytes in proptest::collection::vec(any::<u8>(), 312)) {
+        use super::bytes::Bytes;
+        let all: Vec<_> = MATCH_STRUCTS.iter().map(|s| (false, s)).chain(TARGET_STRUCTS.iter().map(|s| (true, s))).collect();
+        let (target, (name, revision, size, version)) = all[which.index(all.len())];
+        let blob = Bytes::new(&bytes[..*size]);
+        if target {
+            let _ = super::targets::decode(name, *revision, blob, *version);
+        } else {
+            let _ = super::matches::decode(name, *revision, blob, *version, &[6]);
+        }
+    }
+}
