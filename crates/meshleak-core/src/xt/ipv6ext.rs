@@ -204,28 +204,32 @@ fn srh(d: Bytes, revision: u8) -> Result<String, Truncated> {
 
 /// `struct ip6t_ipv6header_info`: matchflags (HOPOPTS 128, DSTOPTS 64, ROUTING 32,
 /// FRAGMENT 16, AH 8, ESP 4, NONE 2, PROTO 1), invflags, modeflag (soft). Headers are
-/// named as libip6t_ipv6header names them: from /etc/protocols (Debian's), hop-by-hop for
-/// 0 and `protocol` for 255.
+/// named as libip6t_ipv6header names them: by /etc/protocols (the embedded netbase table),
+/// except 0 (hop-by-hop) and 255 (`protocol`), which it does not look up or lacks.
 fn ipv6header(d: Bytes) -> Result<String, Truncated> {
-    const NAMES: [(u8, &str); 8] = [
-        (128, "hop-by-hop"),
-        (64, "ipv6-opts"),
-        (32, "ipv6-route"),
-        (16, "ipv6-frag"),
-        (8, "ah"),
-        (4, "esp"),
-        (2, "ipv6-nonxt"),
-        (1, "protocol"),
+    const HEADERS: [(u8, u8); 8] = [
+        (128, 0),
+        (64, 60),
+        (32, 43),
+        (16, 44),
+        (8, 51),
+        (4, 50),
+        (2, 59),
+        (1, 255),
     ];
     let (flags, invflags, soft) = (
         d.u8(0, "ipv6header matchflags")?,
         d.u8(1, "ipv6header invflags")?,
         d.u8(2, "ipv6header modeflag")?,
     );
-    let names: Vec<&str> = NAMES
+    let names: Vec<String> = HEADERS
         .iter()
         .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, name)| *name)
+        .map(|(_, proto)| match proto {
+            0 => "hop-by-hop".to_string(),
+            255 => "protocol".to_string(),
+            p => crate::model::proto_name(*p),
+        })
         .collect();
     let headers = if names.is_empty() {
         "NONE".to_string()
