@@ -854,6 +854,11 @@ impl<'a> Lifter<'a> {
 
     /// `-o eth0`, `oifname "veth*"`: an interface name, exact or a prefix.
     fn iface_eq(&mut self, dir: Dir, neg: bool, data: &[u8]) {
+        // iptables-nft writes `! -i +` (no interface at all) as this name, which no
+        // interface can have: read back as the negated match of every name.
+        if !neg && data.contains(&0) && data.split(|b| *b == 0).next() == Some(b"INVAL/D") {
+            return self.iface_eq(dir, true, &[]);
+        }
         let exact = data.contains(&0);
         let name: String = data
             .iter()

@@ -1,12 +1,13 @@
 //! x_tables targets that always let evaluation go on (the kernel's target function returns
 //! `XT_CONTINUE` whatever its options): logging, tracing, header rewrites that no modelled
-//! match reads (MSS, DSCP/TOS, TTL/hop limit, checksums, TCP options), classification and
-//! timers. They decide no verdict; their options are decoded only to print the rule as
+//! match reads (MSS, DSCP/TOS, ECN, TTL/hop limit, checksums, TCP options), classification,
+//! rate estimators, LEDs and timers. They decide no verdict; their options are decoded only to print the rule as
 //! `iptables-save` does.
 //!
 //! Not here on purpose: NFQUEUE (userspace decides), TEE (a copy of the packet leaves by
-//! another route) and HMARK (rewrites the packet mark, which mark matches read): they stay
-//! unknown.
+//! another route), HMARK (rewrites the packet mark, which mark matches read) and DNPT/SNPT
+//! (rewrite addresses that address matches and routing read): they stay unknown. ECN
+//! rewrites only ECN bits (IP ECT, TCP ECE/CWR), which no modelled match reads.
 
 use super::bytes::{Bytes, Truncated};
 use super::matches::save_string;
@@ -33,6 +34,7 @@ pub const TARGETS: &[&str] = &[
     "LED",
     "RATEEST",
     "TCPOPTSTRIP",
+    "ECN",
 ];
 
 /// The target's options as `iptables-save` prints them, or `None` for a revision whose
@@ -102,8 +104,15 @@ pub fn decode(name: &str, revision: u8, d: Bytes) -> Result<Option<Decoded>, Tru
                     options.push(option.to_string());
                 }
             }
-            format!(" --strip-options {}", options.join(","))
+            if options.is_empty() {
+                String::new()
+            } else {
+                format!(" --strip-options {}", options.join(","))
+            }
         }
+        ("ECN", 0) => ecn(d)?,
+        ("RATEEST", 0) => rateest(d)?,
+        ("LED", 0) => led(d)?,
         _ => return Ok(None),
     };
     Ok(Some(Decoded {
@@ -183,4 +192,82 @@ fn log(d: Bytes) -> Result<String, Truncated> {
         }
     }
     Ok(save)
+}
+
+/// `struct ipt_ECN_info`: operation (SET_IP 1, SET_ECE 0x10, SET_CWR 0x20), ip_ect, then
+/// the TCP bits (ece bit 0, cwr bit 1). Removing both TCP bits prints as
+/// `--ecn-tcp-remove`.
+fn ecn(d: Bytes) -> Result<String, Truncated> {
+    let (op, ect, tcp) = (
+        d.u8(0, "ECN operation")?,
+        d.u8(1, "ECN ip_ect")?,
+        d.u8(2, "ECN tcp bits")?,
+    );
+    let (ece, cwr) = (tcp & 1, (tcp >> 1) & 1);
+    if op == 0x30 && ece == 0 && cwr == 0 {
+        return Ok(" --ecn-tcp-remove".to_string());
+    }
+    Ok(super::extensions::set_options(
+        op.into(),
+        &[
+            (0x10, format!(" --ecn-tcp-ece {ece}")),
+            (0x20, format!(" --ecn-tcp-cwr {cwr}")),
+            (0x01, format!(" --ecn-ip-ect {ect}")),
+        ],
+    ))
+}
+
+/// `struct xt_rateest_target_info`: name[16], interval (log2 of quarter seconds, signed),
+/// ewma_log; printed as libxt_RATEEST's save, both times in microseconds shown in the
+/// largest unit (`250.0ms`, `1.0s`, `500us`).
+fn rateest(d: Bytes) -> Result<String, Truncated> {
+    let (name, interval, ewma) = (
+        d.name(0, 16, "RATEEST name")?,
+        d.u8(16, "RATEEST interval")? as i8,
+        d.u8(17, "RATEEST ewma_log")?,
+    );
+    // C's unsigned int arithmetic, wrapping as it does.
+    let local = 1_000_000u32
+        .checked_shl((i32::from(interval) + 2) as u32)
+        .unwrap_or(0)
+        / 4;
+    let ewma = local.wrapping_mul(1u32.checked_shl(ewma.into()).unwrap_or(0));
+    let time = |t: u32| {
+        let f = f64::from(t);
+        if f >= 1e6 {
+            format!(" {:.1}s", f / 1e6)
+        } else if f >= 1e3 {
+            format!(" {:.1}ms", f / 1e3)
+        } else {
+            format!(" {t}us")
+        }
+    };
+    Ok(format!(
+        " --rateest-name {name} --rateest-interval{} --rateest-ewmalog{}",
+        time(local),
+        time(ewma)
+    ))
+}
+
+/// `struct xt_led_info`: id[27] (with the `netfilter-` prefix libxt_LED adds and its save
+/// strips), always_blink, delay (ms; printed signed, as libxt_LED's `%d` does).
+fn led(d: Bytes) -> Result<String, Truncated> {
+    let id = d.name(0, 27, "LED id")?;
+    let id = id.get("netfilter-".len()..).unwrap_or_default();
+    let mut out = String::from(" --led-trigger-id \"");
+    for c in id.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    let delay = d.u32(28, "LED delay")?;
+    if delay != 0 {
+        out += &format!(" --led-delay {}", delay as i32);
+    }
+    if d.u8(27, "LED always_blink")? != 0 {
+        out += " --led-always-blink";
+    }
+    Ok(out)
 }

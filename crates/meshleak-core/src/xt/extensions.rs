@@ -120,10 +120,7 @@ pub fn save(
         ("string", 1) => string(d)?,
         ("time", 0) => time(d)?,
         ("u32", 0) => u32_match(d)?,
-        ("dccp", 0) => match dccp(d)? {
-            Some(text) => text,
-            None => return Ok(None),
-        },
+        ("dccp", 0) => dccp(d)?,
         ("cluster", 0) if d.u32(12, "cluster flags")? & 1 == 0 => format!(
             " --cluster-local-nodemask 0x{:08x} --cluster-total-nodes {} --cluster-hash-seed 0x{:08x}",
             d.u32(4, "cluster node mask")?,
@@ -141,33 +138,24 @@ pub fn save(
             Some(text) => text,
             None => return Ok(None),
         },
-        ("policy", 0) => match policy(d, version)? {
-            Some(text) => text,
-            None => return Ok(None),
-        },
-        ("hashlimit", 3) => match hashlimit(d, version)? {
-            Some(text) => text,
-            None => return Ok(None),
-        },
-        _ => return Ok(None),
+        ("policy", 0) => policy(d, version)?,
+        ("hashlimit", 3) => hashlimit(d, version)?,
+        ("osf", 0) => osf(d)?,
+        ("rateest", 0) => rateest(d)?,
+        _ => return super::ipv6ext::save(name, revision, d),
     }))
 }
 
 /// `struct xt_hashlimit_mtinfo3`: name[255], then (8-aligned) `hashlimit_cfg3`: avg,
 /// burst (u64), mode (DIP 1, DPT 2, SIP 4, SPT 8, INVERT 0x10, BYTES 0x20, RATE_MATCH
-/// 0x40), size, max, gc_interval, expire, interval, srcmask, dstmask. Byte rates are not
-/// printed (`None`).
-fn hashlimit(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
-    const SCALE: u64 = 1_000_000;
+/// 0x40), size, max, gc_interval, expire, interval, srcmask, dstmask.
+fn hashlimit(d: Bytes, version: IpVersion) -> Result<String, Truncated> {
     let c = 256;
     let (avg, burst, mode) = (
         u64_at(d, c, "hashlimit avg")?,
         u64_at(d, c + 8, "hashlimit burst")?,
         d.u32(c + 16, "hashlimit mode")?,
     );
-    if mode & 0x20 != 0 {
-        return Ok(None);
-    }
     let (size, max, gc, expire, interval) = (
         d.u32(c + 20, "hashlimit size")?,
         d.u32(c + 24, "hashlimit max")?,
@@ -184,28 +172,13 @@ fn hashlimit(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> 
     } else {
         " --hashlimit-upto".to_string()
     };
-    // libxt_hashlimit's print_rate takes the period as a u32.
-    let period = u64::from(avg as u32);
-    let rates = [
-        ("day", SCALE * 86_400),
-        ("hour", SCALE * 3600),
-        ("min", SCALE * 60),
-        ("sec", SCALE),
-    ];
-    let quantum = if period == 0 {
-        out += " inf";
-        0
+    let (rate, quantum) = if mode & 0x20 != 0 {
+        hashlimit_bytes(avg, burst)
     } else {
-        let mut i = 1;
-        while i < rates.len() && !(period > rates[i].1 || rates[i].1 / period < rates[i].1 % period)
-        {
-            i += 1;
-        }
-        let (unit, mult) = rates[i - 1];
-        out += &format!(" {}/{unit}", mult / period);
-        mult / SCALE * 1000
+        let (rate, quantum) = hashlimit_rate(avg);
+        (format!("{rate} --hashlimit-burst {burst}"), quantum)
     };
-    out += &format!(" --hashlimit-burst {burst}");
+    out += &rate;
     let hashed: Vec<&str> = [(4, "srcip"), (8, "srcport"), (1, "dstip"), (2, "dstport")]
         .into_iter()
         .filter(|(bit, _)| mode & bit != 0)
@@ -240,14 +213,143 @@ fn hashlimit(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> 
             out += &format!(" --hashlimit-rate-interval {interval}");
         }
     }
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// A packet rate as libxt_hashlimit's `print_rate` shows it (the largest unit that keeps
+/// it whole) and the default expiry (ms) it implies.
+fn hashlimit_rate(period: u64) -> (String, u64) {
+    const SCALE: u64 = 1_000_000;
+    let rates = [
+        ("day", SCALE * 86_400),
+        ("hour", SCALE * 3600),
+        ("min", SCALE * 60),
+        ("sec", SCALE),
+    ];
+    if period == 0 {
+        return (" inf".to_string(), 0);
+    }
+    let mut i = 1;
+    while i < rates.len() && !(period > rates[i].1 || rates[i].1 / period < rates[i].1 % period) {
+        i += 1;
+    }
+    let (unit, mult) = rates[i - 1];
+    (format!(" {}/{unit}", mult / period), mult / SCALE * 1000)
+}
+
+/// A byte rate as libxt_hashlimit's `print_bytes` shows it: the cost (u32::MAX / (bytes >>
+/// 4) + 1) turned back into bytes per second in the largest unit (m, k) that gives the same
+/// cost, then the burst in bytes; the default expiry is 15 s, 60 s with a burst.
+fn hashlimit_bytes(avg: u64, burst: u64) -> (String, u64) {
+    const SHIFT: u32 = 4;
+    const UNITS: [(&str, u64); 3] = [("m", 1024 * 1024), ("k", 1024), ("", 1)];
+    let max = u64::from(u32::MAX);
+    let bytes = (max.checked_div(avg).unwrap_or(max).wrapping_sub(1)) << SHIFT;
+    let cost = |b: u64| max / (u64::from((b >> SHIFT) as u32) + 1);
+    let (unit, per) = UNITS
+        .iter()
+        .take(UNITS.len() - 1)
+        .find(|(_, t)| bytes >= *t && cost(bytes & !(t - 1)) == avg)
+        .unwrap_or(&UNITS[2]);
+    let mut out = format!(" {}{unit}b/s", bytes / per);
+    if burst == 0 {
+        return (out, 15_000);
+    }
+    let total = bytes.wrapping_mul(burst);
+    let (unit, per) = UNITS
+        .iter()
+        .take(UNITS.len() - 1)
+        .find(|(_, t)| total >= *t)
+        .unwrap_or(&UNITS[2]);
+    out += &format!(" --hashlimit-burst {}{unit}b", total / per);
+    (out, 60_000)
+}
+
+/// `struct xt_osf_info`: genre[32], len, flags (GENRE 1, TTL 2, LOG 4, INVERT 8), loglevel,
+/// ttl.
+fn osf(d: Bytes) -> Result<String, Truncated> {
+    let flags = d.u32(36, "osf flags")?;
+    let mut out = format!(
+        "{} --genre {}",
+        inv(flags & 8 != 0),
+        d.name(0, 32, "osf genre")?
+    );
+    if flags & 2 != 0 {
+        out += &format!(" --ttl {}", d.u32(44, "osf ttl")?);
+    }
+    if flags & 4 != 0 {
+        out += &format!(" --log {}", d.u32(40, "osf loglevel")?);
+    }
+    Ok(out)
+}
+
+/// `struct xt_rateest_match_info`: name1, name2 (16 bytes each), flags (INVERT 1, ABS 2,
+/// REL 4, DELTA 8, BPS 16, PPS 32), mode (eq 1, lt 2, gt 3), bps1, pps1, bps2, pps2;
+/// printed as libxt_rateest's save.
+fn rateest(d: Bytes) -> Result<String, Truncated> {
+    let (flags, mode) = (d.u16(32, "rateest flags")?, d.u16(34, "rateest mode")?);
+    let (bps1, pps1, bps2, pps2) = (
+        d.u32(36, "rateest bps1")?,
+        d.u32(40, "rateest pps1")?,
+        d.u32(44, "rateest bps2")?,
+        d.u32(48, "rateest pps2")?,
+    );
+    let mode = match mode {
+        1 => " --rateest-eq",
+        2 => " --rateest-lt",
+        3 => " --rateest-gt",
+        _ => " --rateest-(mode)",
+    };
+    let bits = |rate: u32| {
+        let b = f64::from(rate) * 8.0;
+        if b >= 1e9 {
+            format!(" {:.0}Mbit", b / 1e6)
+        } else if b >= 1e6 {
+            format!(" {:.0}Kbit", b / 1e3)
+        } else {
+            format!(" {b:.0}bit")
+        }
+    };
+    let mut rates = String::new();
+    for (bit, name, r1, r2) in [
+        (16, "bps", bits(bps1), bits(bps2)),
+        (32, "pps", format!(" {pps1}"), format!(" {pps2}")),
+    ] {
+        if flags & bit == 0 {
+            continue;
+        }
+        let negated = inv(flags & 1 != 0);
+        if flags & 8 != 0 {
+            rates += &format!(" --rateest-{name}1{r1}{negated}{mode} --rateest-{name}2");
+        } else {
+            rates += &format!("{negated}{mode} --rateest-{name}");
+        }
+        if flags & (2 | 8) != 0 {
+            rates += &r2;
+        }
+    }
+    let name1 = d.name(0, 16, "rateest name1")?;
+    let mut out = if flags & 8 != 0 {
+        " --rateest-delta".to_string()
+    } else {
+        String::new()
+    };
+    if flags & 4 != 0 {
+        out += &format!(
+            " --rateest1 {name1}{rates} --rateest2 {}",
+            d.name(16, 16, "rateest name2")?
+        );
+    } else {
+        out += &format!(" --rateest {name1}{rates}");
+    }
+    Ok(out)
 }
 
 /// `struct xt_policy_info`: four `xt_policy_elem` (tunnel source and destination with
 /// masks, spi, reqid, proto, mode, match and invert bit fields: saddr 1, daddr 2, proto 4,
-/// mode 8, spi 16, reqid 32), flags (IN 1, OUT 2, NONE 4, STRICT 8), len. An SPI is not
-/// printed (`None`): its byte order in libxt_policy's output is not pinned down here.
-fn policy(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
+/// mode 8, spi 16, reqid 32), flags (IN 1, OUT 2, NONE 4, STRICT 8), len. The SPI is kept
+/// as iptables wrote it (host order) and printed in hex.
+fn policy(d: Bytes, version: IpVersion) -> Result<String, Truncated> {
     const ELEM: usize = 76;
     let (flags, len) = (
         d.u16(4 * ELEM, "policy flags")?,
@@ -265,11 +367,11 @@ fn policy(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
         let e = d.sub(i * ELEM, ELEM, "policy element")?;
         let (matched, inverted) = (e.u8(74, "policy match")?, e.u8(75, "policy invert")?);
         let neg = |bit: u8| inv(inverted & bit != 0);
-        if matched & 16 != 0 {
-            return Ok(None);
-        }
         if matched & 32 != 0 {
             out += &format!("{} --reqid {}", neg(32), e.u32(68, "policy reqid")?);
+        }
+        if matched & 16 != 0 {
+            out += &format!("{} --spi 0x{:x}", neg(16), e.u32(64, "policy spi")?);
         }
         if matched & 4 != 0 {
             let proto = match e.u8(72, "policy proto")? {
@@ -298,7 +400,7 @@ fn policy(d: Bytes, version: IpVersion) -> Result<Option<String>, Truncated> {
             out += " --next";
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// `struct xt_u32`: tests[11] (each locations[11] of number and next operator, values[11]
@@ -352,18 +454,32 @@ fn u32_match(d: Bytes) -> Result<String, Truncated> {
 }
 
 /// `struct xt_dccp_info`: dpts[2], spts[2], flags (SRC 1, DEST 2, TYPE 4, OPTION 8),
-/// invflags, typemask, option. Packet types are not printed (`None`).
-fn dccp(d: Bytes) -> Result<Option<String>, Truncated> {
+/// invflags, typemask, option.
+fn dccp(d: Bytes) -> Result<String, Truncated> {
+    const TYPES: [&str; 11] = [
+        "REQUEST", "RESPONSE", "DATA", "ACK", "DATAACK", "CLOSEREQ", "CLOSE", "RESET", "SYNC",
+        "SYNCACK", "INVALID",
+    ];
     let (flags, invflags) = (d.u16(8, "dccp flags")?, d.u16(10, "dccp invflags")?);
-    if flags & 4 != 0 {
-        return Ok(None);
-    }
     let mut out = String::new();
     for (bit, at, opt) in [(1, 4, "--sport"), (2, 0, "--dport")] {
         if flags & bit != 0 {
             let ports = range(d.u16(at, "dccp port")?, d.u16(at + 2, "dccp port")?);
             out += &format!("{} {opt} {ports}", inv(invflags & bit != 0));
         }
+    }
+    if flags & 4 != 0 {
+        // libxt_dccp's print_types: names by bit, stopping after INVALID (bit 10).
+        let mask = d.u16(12, "dccp typemask")?;
+        let names: Vec<&str> = (0..=10)
+            .filter(|bit| mask & (1 << bit) != 0)
+            .map(|bit| TYPES[bit])
+            .collect();
+        out += &format!(
+            "{} --dccp-types {}",
+            inv(invflags & 4 != 0),
+            names.join(",")
+        );
     }
     if flags & 8 != 0 {
         out += &format!(
@@ -372,7 +488,7 @@ fn dccp(d: Bytes) -> Result<Option<String>, Truncated> {
             d.u8(14, "dccp option")?
         );
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// `struct xt_bpf_info_v1`: mode (bytecode 0, pinned object 1), instruction count, fd, then
@@ -544,8 +660,22 @@ pub(crate) fn set_options<S: AsRef<str>>(flags: u32, options: &[(u32, S)]) -> St
         .collect()
 }
 
-fn inv(flag: bool) -> &'static str {
+pub(crate) fn inv(flag: bool) -> &'static str {
     if flag { " !" } else { "" }
+}
+
+/// A u32 range option (`--espspi`, `--ahspi`, `--fragid`, `--rt-segsleft`): nothing for
+/// the full range (iptables 1.8.9 omits it even inverted), else `A` or `A:B`.
+pub(crate) fn u32_range(opt: &str, lo: u32, hi: u32, negated: bool) -> String {
+    if lo == 0 && hi == u32::MAX {
+        return String::new();
+    }
+    let value = if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}:{hi}")
+    };
+    format!("{} {opt} {value}", inv(negated))
 }
 
 fn range(lo: u16, hi: u16) -> String {
@@ -725,20 +855,11 @@ fn ecn(d: Bytes) -> Result<String, Truncated> {
     Ok(out)
 }
 
-/// `struct xt_esp` / `ipt_ah`: an SPI range and invflags (1) at `inv_at`; the full range
-/// prints nothing.
+/// `struct xt_esp` / `ipt_ah`: an SPI range and invflags (1) at `inv_at`.
 fn spi(d: Bytes, opt: &str, inv_at: usize) -> Result<String, Truncated> {
     let (lo, hi) = (d.u32(0, "spi min")?, d.u32(4, "spi max")?);
-    if lo == 0 && hi == u32::MAX {
-        return Ok(String::new());
-    }
-    let neg = inv(d.u8(inv_at, "spi invflags")? & 1 != 0);
-    let spis = if lo == hi {
-        lo.to_string()
-    } else {
-        format!("{lo}:{hi}")
-    };
-    Ok(format!("{neg} {opt} {spis}"))
+    let negated = d.u8(inv_at, "spi invflags")? & 1 != 0;
+    Ok(u32_range(opt, lo, hi, negated))
 }
 
 /// `struct xt_connbytes_info`: from, to (u64), what (packets, bytes, avgpkt), direction

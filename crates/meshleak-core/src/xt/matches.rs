@@ -287,7 +287,7 @@ fn tcp_udp(name: &str, d: Bytes) -> Result<Decoded, Truncated> {
         if option != 0 {
             save += &format!("{} --tcp-option {option}", inv(invflags & 0x08 != 0));
             tests.push((
-                false,
+                invflags & 0x08 != 0,
                 Test::Unknown {
                     name: "tcp --tcp-option".into(),
                 },
@@ -301,7 +301,8 @@ fn tcp_udp(name: &str, d: Bytes) -> Result<Decoded, Truncated> {
     })
 }
 
-/// TCP flag bits as iptables names them (`SYN,ACK`, `ALL`, `NONE`).
+/// TCP flag bits as libxt_tcp's `print_tcpf` names them (`SYN,ACK`, `NONE`): every flag
+/// is named, even all six.
 pub(crate) fn tcp_flags(bits: u8) -> String {
     const NAMES: [(u8, &str); 6] = [
         (0x01, "FIN"),
@@ -311,10 +312,7 @@ pub(crate) fn tcp_flags(bits: u8) -> String {
         (0x10, "ACK"),
         (0x20, "URG"),
     ];
-    if bits == 0x3f {
-        return "ALL".into();
-    }
-    if bits == 0 {
+    if bits & 0x3f == 0 {
         return "NONE".into();
     }
     NAMES
@@ -681,6 +679,14 @@ pub(crate) fn addr_with_mask(
             format!("{}{shown}", d.ipv6(at, "address")?)
         }
     })
+}
+
+/// The length of the prefix a mask in the top `width` bits of `mask` is (the rest zero),
+/// or `None` when it is no prefix (libxtables' mask-to-cidr gives -1 then).
+pub(crate) fn prefix_len(mask: u128, width: u32) -> Option<u32> {
+    let ones = mask.leading_ones().min(width);
+    let rest = mask.checked_shl(ones).unwrap_or(0);
+    (rest == 0).then_some(ones)
 }
 
 /// libxtables' mask suffix: nothing for a full mask, `/N` for a prefix, else the mask in

@@ -5,6 +5,7 @@
 pub mod bytes;
 pub mod continuing;
 pub mod extensions;
+mod ipv6ext;
 pub mod matches;
 pub mod save;
 pub mod table;

@@ -1,10 +1,11 @@
 //! x_tables target blobs (`struct xt_entry_target` payloads) other than the standard
 //! verdicts: their action and the text their `save` function prints after `-j NAME`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::bytes::{Bytes, Truncated};
 use super::continuing;
+use super::matches::prefix_len;
 use crate::model::{Action, IpVersion, MarkReg, MarkSet, NatSource, snat_ports};
 use crate::range::PortRange;
 
@@ -175,16 +176,26 @@ fn decode_known(
             named_unknown("TEE", format!(" --gateway {gw}{oif}"))
         }
         // Maps the destination network to another: not modelled.
-        ("NETMAP", 0, IpVersion::V4) => {
-            let (min, max) = (d.ipv4(8, "NETMAP min")?, d.ipv4(12, "NETMAP max")?);
-            let mask = !(u32::from(min) ^ u32::from(max));
-            let bits = if mask.leading_ones() == mask.count_ones() {
-                mask.count_ones().to_string()
-            } else {
-                std::net::Ipv4Addr::from(mask).to_string()
-            };
-            named_unknown("NETMAP", format!(" --to {min}/{bits}"))
-        }
+        ("NETMAP", 0, IpVersion::V4) => named_unknown(
+            "NETMAP",
+            netmap(
+                d.ipv4(8, "NETMAP min")?.into(),
+                d.ipv4(12, "NETMAP max")?.into(),
+            ),
+        ),
+        ("NETMAP", 0, IpVersion::V6) => named_unknown(
+            "NETMAP",
+            netmap(
+                d.ipv6(4, "NETMAP min")?.into(),
+                d.ipv6(20, "NETMAP max")?.into(),
+            ),
+        ),
+        // Stateless prefix translation: rewrites the destination (DNPT) or the source
+        // (SNPT), which routing and address matches read; not modelled.
+        ("DNPT" | "SNPT", 0, IpVersion::V6) => named_unknown(name, npt(d)?),
+        // Sets the packet mark to a hash of the flow's addresses and ports: which mark a
+        // flow gets is not modelled.
+        ("HMARK", 0, _) => named_unknown("HMARK", hmark(d, version)?),
         // Answers or drops the handshake itself.
         ("SYNPROXY", 0, _) => {
             let (options, wscale, mss) = (
@@ -487,4 +498,118 @@ fn ct(d: Bytes) -> Result<Decoded, Truncated> {
         save,
         action,
     })
+}
+
+/// libip(6)t_NETMAP's `--to`: the first address of the range and the mask the range
+/// spans, as a prefix length or, when it is none, in address form.
+fn netmap(min: IpAddr, max: IpAddr) -> String {
+    let bits = match (min, max) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = !(u32::from(a) ^ u32::from(b));
+            prefix_len(u128::from(m) << 96, 32)
+                .map_or_else(|| Ipv4Addr::from(m).to_string(), |n| n.to_string())
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = !(u128::from(a) ^ u128::from(b));
+            prefix_len(m, 128).map_or_else(|| Ipv6Addr::from(m).to_string(), |n| n.to_string())
+        }
+        _ => String::new(),
+    };
+    format!(" --to {min}/{bits}")
+}
+
+/// `struct ip6t_npt_tginfo`: src_pfx, dst_pfx (16 bytes each), their lengths; a prefix that
+/// is all zero with length 0 is not printed.
+fn npt(d: Bytes) -> Result<String, Truncated> {
+    let mut out = String::new();
+    for (i, opt) in ["--src-pfx", "--dst-pfx"].into_iter().enumerate() {
+        let (addr, len) = (
+            d.ipv6(i * 16, "NPT prefix")?,
+            d.u8(32 + i, "NPT prefix length")?,
+        );
+        if !addr.is_unspecified() || len != 0 {
+            out += &format!(" {opt} {addr}/{len}");
+        }
+    }
+    Ok(out)
+}
+
+/// `struct xt_hmark_info`: src_mask, dst_mask (16 bytes each), port_mask, port_set (ports
+/// or SPI, network order), flags (one bit per option, in `XT_HMARK_*` order), proto_mask,
+/// hashrnd, hmodulus, hoffset; printed as libxt_HMARK's save.
+fn hmark(d: Bytes, version: IpVersion) -> Result<String, Truncated> {
+    let flags = d.u32(40, "HMARK flags")?;
+    let on = |bit: u32| flags & (1 << bit) != 0;
+    let mut out = String::new();
+    for (bit, at, opt) in [(0, 0, "--hmark-src-prefix"), (1, 16, "--hmark-dst-prefix")] {
+        if on(bit) {
+            let len = match version {
+                IpVersion::V4 => {
+                    prefix_len(u128::from(u32::from(d.ipv4(at, "HMARK mask")?)) << 96, 32)
+                }
+                IpVersion::V6 => prefix_len(u128::from(d.ipv6(at, "HMARK mask")?), 128),
+            };
+            // libxtables' mask-to-cidr gives -1 for a mask that is no prefix; `%d` shows it.
+            out += &format!(" {opt} {}", len.map_or(-1, i64::from));
+        }
+    }
+    let fields = [
+        (
+            6,
+            format!(
+                " --hmark-sport-mask 0x{:04x}",
+                d.u16_be(32, "HMARK sport mask")?
+            ),
+        ),
+        (
+            7,
+            format!(
+                " --hmark-dport-mask 0x{:04x}",
+                d.u16_be(34, "HMARK dport mask")?
+            ),
+        ),
+        (
+            3,
+            format!(
+                " --hmark-spi-mask 0x{:08x}",
+                u32_be(d, 32, "HMARK spi mask")?
+            ),
+        ),
+        (
+            4,
+            format!(" --hmark-sport 0x{:04x}", d.u16_be(36, "HMARK sport")?),
+        ),
+        (
+            5,
+            format!(" --hmark-dport 0x{:04x}", d.u16_be(38, "HMARK dport")?),
+        ),
+        (
+            2,
+            format!(" --hmark-spi 0x{:08x}", u32_be(d, 36, "HMARK spi")?),
+        ),
+        (
+            8,
+            format!(
+                " --hmark-proto-mask 0x{:02x}",
+                d.u16(44, "HMARK proto mask")?
+            ),
+        ),
+        (9, format!(" --hmark-rnd 0x{:08x}", d.u32(48, "HMARK rnd")?)),
+        (10, format!(" --hmark-mod {}", d.u32(52, "HMARK modulus")?)),
+        (
+            11,
+            format!(" --hmark-offset {}", d.u32(56, "HMARK offset")?),
+        ),
+        (12, " --hmark-tuple ct".to_string()),
+    ];
+    for (bit, text) in fields {
+        if on(bit) {
+            out += &text;
+        }
+    }
+    Ok(out)
+}
+
+fn u32_be(d: Bytes, at: usize, what: &'static str) -> Result<u32, Truncated> {
+    Ok(u32::from_be_bytes(d.u32(at, what)?.to_ne_bytes()))
 }
