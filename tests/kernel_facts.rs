@@ -371,3 +371,40 @@ fn nat_chains_run_at_the_nat_hooks_priority() {
         )],
     );
 }
+
+/// The kernel marks a connection SNAT or DNAT (`--ctstate SNAT,DNAT`) only when a mapping
+/// changes its tuple: a SNAT to its own source sets nothing, one to another address does;
+/// a REDIRECT to where the packet was going sets nothing (and captures nothing).
+#[test]
+fn nat_status_is_set_only_by_a_mapping_that_changes_something() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    let local = "127.0.0.1:8080";
+    for (nat, want) in [
+        (
+            "-A POSTROUTING -o lo -p tcp -j SNAT --to-source 127.0.0.1",
+            Kernel::Bypass,
+        ),
+        (
+            "-A POSTROUTING -o lo -p tcp -j SNAT --to-source 127.0.0.6",
+            Kernel::Dropped,
+        ),
+        (
+            "-A OUTPUT -p tcp --dport 8080 -j REDIRECT --to-ports 8080",
+            Kernel::Bypass,
+        ),
+        (
+            "-A OUTPUT -p tcp --dport 8080 -j REDIRECT --to-ports 15001",
+            Kernel::Dropped,
+        ),
+    ] {
+        lab.reset();
+        lab.load(
+            Loader::IptablesNft,
+            &format!("*nat\n{nat}\nCOMMIT\n*filter\n-A INPUT -m conntrack --ctstate SNAT,DNAT -j DROP\nCOMMIT\n"),
+        );
+        expect(&lab, &[(probe(1337, 1337, &[], false, local), want)]);
+    }
+}

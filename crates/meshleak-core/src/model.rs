@@ -454,33 +454,71 @@ pub enum NatSource {
     Kept,
     /// One address.
     To(IpAddr),
-    /// A range of addresses (the kernel picks one by hash), or what a dump does not say.
+    /// One address of a range, picked by a hash of the connection: not known here.
+    Range(IpAddr, IpAddr),
+    /// What the rule does not say (an address looked up in a map, a field of the packet).
     #[default]
     Unknown,
 }
 
 impl NatSource {
-    /// From the first and last address of a mapping, `None` when it maps none.
-    pub fn of(min: Option<IpAddr>, max: Option<IpAddr>) -> NatSource {
-        match (min, max) {
+    /// From the first and last address of a mapping (`None`: it maps none).
+    pub fn of(first: Option<IpAddr>, last: Option<IpAddr>) -> NatSource {
+        match (first, last) {
             (None, _) => NatSource::Kept,
-            (Some(a), Some(b)) if a != b => NatSource::Unknown,
+            (Some(a), Some(b)) if a != b => NatSource::Range(a, b),
             (Some(a), _) => NatSource::To(a),
         }
     }
 }
 
-/// The source ports a source NAT may give: `ports`, or with `--random` and none given,
-/// any (the kernel picks a random one instead of keeping the original).
-pub fn snat_ports(ports: Option<PortRange>, random: bool) -> Option<PortRange> {
-    match ports {
-        None if random => Some(PortRange {
-            start: 1,
-            end: u16::MAX,
-        }),
-        other => other,
+/// The source ports a source NAT gives, as the rule states them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatPorts {
+    /// `:P-Q`: the port stays where it is in the range (and unique), else one of it.
+    pub range: Option<PortRange>,
+    /// NF_NAT_RANGE_PROTO_RANDOM: a random port, never the original kept.
+    #[serde(default)]
+    pub random: bool,
+    /// NF_NAT_RANGE_PROTO_RANDOM_FULLY.
+    #[serde(default)]
+    pub random_fully: bool,
+    /// NF_NAT_RANGE_PERSISTENT: the same address for a client every time.
+    #[serde(default)]
+    pub persistent: bool,
+    /// The ports are what the rule does not say (a map lookup).
+    #[serde(default)]
+    pub unknown: bool,
+}
+
+impl NatPorts {
+    /// From NF_NAT_RANGE_* flag bits and the range given.
+    pub fn of(range: Option<PortRange>, flags: u32) -> NatPorts {
+        NatPorts {
+            range,
+            random: flags & NF_NAT_RANGE_PROTO_RANDOM != 0,
+            random_fully: flags & NF_NAT_RANGE_PROTO_RANDOM_FULLY != 0,
+            persistent: flags & NF_NAT_RANGE_PERSISTENT != 0,
+            unknown: false,
+        }
+    }
+
+    /// The flags as iptables and nft write them (`--random`, `fully-random`, ...).
+    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.random, "random"),
+            (self.random_fully, "fully-random"),
+            (self.persistent, "persistent"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
     }
 }
+
+/// NF_NAT_RANGE_* flags of `linux/netfilter/nf_nat.h`.
+pub const NF_NAT_RANGE_PROTO_RANDOM: u32 = 4;
+pub const NF_NAT_RANGE_PERSISTENT: u32 = 8;
+pub const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 16;
 
 /// `reg = ((reg & keep) | or) ^ xor ^ (copy_from & copy_mask)`: covers `MARK --set-xmark`,
 /// `CONNMARK --save-mark/--restore-mark` and nft `meta mark set ...` / `ct mark set ...`.
@@ -526,19 +564,18 @@ pub enum Action {
         addr: Option<IpAddr>,
         ports: Option<PortRange>,
     },
-    /// Source NAT (POSTROUTING): the source becomes `addr` and, where given, a port of
-    /// `ports` (the whole range when the kernel's choice is not known).
+    /// Source NAT (POSTROUTING): the source becomes `addr`, its port as `ports` say.
     Snat {
         #[serde(default)]
         addr: NatSource,
         #[serde(default)]
-        ports: Option<PortRange>,
+        ports: NatPorts,
     },
-    /// Source NAT to the address routing picks on the way out (unknown here), and a port
-    /// of `ports` where given.
+    /// Source NAT to the address routing picks on the way out (not known here), its port
+    /// as `ports` say.
     Masquerade {
         #[serde(default)]
-        ports: Option<PortRange>,
+        ports: NatPorts,
     },
     /// Only valid in PREROUTING; kept so inbound capture can be shown.
     Tproxy {

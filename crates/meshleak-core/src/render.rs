@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{Action, AddrType, Dir, MarkReg, Match, NatSource, Test, proto_name};
+use crate::model::{Action, AddrType, Dir, MarkReg, Match, NatPorts, NatSource, Test, proto_name};
 use crate::range::{AddrRange, IdRange, PortRange};
 
 /// One rule's options as `iptables-restore` reads them (without `-A CHAIN`).
@@ -325,19 +325,24 @@ fn nft_action(a: &Action) -> Option<String> {
         Action::Notrack => "notrack".into(),
         Action::Continue { name } if name == "TRACE" => "meta nftrace set 1".into(),
         Action::Continue { .. } => "log".into(),
-        Action::Snat {
-            addr: NatSource::To(a),
-            ports,
-        } => {
-            let family = if a.is_ipv6() { "ip6" } else { "ip" };
-            format!("snat {family} to {}", nat_to(a, ports))
+        Action::Snat { addr, ports } if !ports.unknown => {
+            let (family, to) = match addr {
+                NatSource::Kept => ("", String::new()),
+                NatSource::To(a) => (family_of(a), a.to_string()),
+                NatSource::Range(a, b) => (family_of(a), format!("{a}-{b}")),
+                NatSource::Unknown => return None,
+            };
+            let to = match ports.range {
+                Some(p) if to.contains(':') => format!("[{to}]:{p}"),
+                Some(p) => format!("{to}:{p}"),
+                None => to,
+            };
+            format!("snat {family}to {to}{}", nat_flags(ports))
         }
-        Action::Snat {
-            addr: NatSource::Kept,
-            ports: Some(p),
-        } => format!("snat to :{p}"),
-        Action::Masquerade { ports: Some(p) } => format!("masquerade to :{p}"),
-        Action::Masquerade { ports: None } => "masquerade".into(),
+        Action::Masquerade { ports } if !ports.unknown => match ports.range {
+            Some(p) => format!("masquerade to :{p}{}", nat_flags(ports)),
+            None => format!("masquerade{}", nat_flags(ports)),
+        },
         Action::Tproxy { port: Some(p) } => format!("tproxy to :{p}"),
         Action::Tproxy { port: None } => "tproxy".into(),
         _ => return None,
@@ -367,6 +372,21 @@ pub(crate) fn nft_vmap<'a>(
 }
 
 /// A NAT destination as both tools write it: `ADDR`, `ADDR:PORT`, `[ADDR6]:PORT`.
+/// `ip ` or `ip6 `: the family a NAT statement to this address maps.
+fn family_of(addr: &IpAddr) -> &'static str {
+    if addr.is_ipv6() { "ip6 " } else { "ip " }
+}
+
+/// A NAT statement's flags as nft writes them: ` random,persistent`.
+fn nat_flags(ports: &NatPorts) -> String {
+    let names: Vec<&str> = ports.flag_names().collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", names.join(","))
+    }
+}
+
 fn nat_to(addr: &IpAddr, ports: &Option<PortRange>) -> String {
     match ports {
         Some(p) if addr.is_ipv6() => format!("[{addr}]:{p}"),

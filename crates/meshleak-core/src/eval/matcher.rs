@@ -89,7 +89,7 @@ pub fn eval(m: &Match, flow: &Flow, pkt: &Packet) -> Tri {
             } & mask;
             Some(values.iter().any(|(a, b)| (*a..=*b).contains(&v)).into())
         }
-        Test::CtState { states } => Some(states.iter().any(|s| pkt.ct_states().contains(s)).into()),
+        Test::CtState { states } => Some(pkt.ct_state_test(states)),
         Test::AddrType { dir, types, .. } => match addr_of(*dir, pkt) {
             Some(a) => Some(types.contains(&addr_type(&a, flow)).into()),
             None => Some(Tri::Unknown),
@@ -165,17 +165,20 @@ fn addr_type(addr: &IpAddr, flow: &Flow) -> AddrType {
 
 impl Packet {
     /// The conntrack states of a connection's first packet at this point of the path.
-    fn ct_states(&self) -> Vec<CtState> {
+    /// Whether the first packet's conntrack state is one of `wanted`: untracked, or new
+    /// with the DNAT and SNAT status its mappings set.
+    fn ct_state_test(&self, wanted: &[CtState]) -> Tri {
         if self.untracked {
-            return vec![CtState::Untracked];
+            return wanted.contains(&CtState::Untracked).into();
         }
-        let mut states = vec![CtState::New];
-        if self.dst_mapped {
-            states.push(CtState::Dnat);
+        let has = |s: CtState| wanted.contains(&s);
+        if has(CtState::New) || (self.dnat && has(CtState::Dnat)) {
+            return Tri::True;
         }
-        if self.src_mapped {
-            states.push(CtState::Snat);
+        match self.snat {
+            Some(true) if has(CtState::Snat) => Tri::True,
+            None if has(CtState::Snat) => Tri::Unknown,
+            _ => Tri::False,
         }
-        states
     }
 }

@@ -75,8 +75,13 @@ pub struct Packet {
     pub mark: u32,
     pub ctmark: u32,
     pub untracked: bool,
+    /// A destination or source mapping is bound: later nat chains on the hook do not run.
     pub dst_mapped: bool,
     pub src_mapped: bool,
+    /// The connection's DNAT and SNAT status (conntrack's IPS_DST_NAT, IPS_SRC_NAT): set
+    /// only when a mapping changed the address or port (`snat` `None`: not known whether).
+    pub dnat: bool,
+    pub snat: Option<bool>,
     /// Back in through lo to a local destination (PREROUTING/INPUT): no output device,
     /// input device `lo`.
     pub looped: bool,
@@ -98,6 +103,8 @@ impl Packet {
             untracked: false,
             dst_mapped: false,
             src_mapped: false,
+            dnat: false,
+            snat: Some(false),
             looped: false,
             tproxy: None,
         }

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use super::matcher::{self, Tri};
 use super::{Flow, Outcome, Packet, SourcePort, UnknownAt, Verdict};
 use crate::model::{
-    Action, Backend, ChainType, Hook, IpVersion, MarkReg, NatSource, Policy, Rule, Ruleset,
+    Action, Backend, ChainType, Hook, IpVersion, MarkReg, NatPorts, NatSource, Policy, Rule,
+    Ruleset,
 };
 use crate::range::PortRange;
 
@@ -380,6 +381,35 @@ fn continuing_effect(rule: &Rule, pkt: &Packet) -> Effect {
     }
 }
 
+/// The source port after a source NAT. With a range, the kernel keeps the port where it is
+/// in the range (and the connection's tuple unique), else picks one of the range; random
+/// flags pick one always (of the range, or of any port); without either, the port stays.
+/// A clash with an existing connection's tuple, which could also move a kept port, is not
+/// modelled: the pod's own connections never share a source port.
+fn nat_sport(from: SourcePort, ports: &NatPorts) -> SourcePort {
+    let any = PortRange {
+        start: 1,
+        end: u16::MAX,
+    };
+    let within = |r: PortRange| match from {
+        SourcePort::Bound(p) => r.contains(p),
+        SourcePort::Ephemeral(e) => r.start <= e.start && e.end <= r.end,
+    };
+    let of = |r: PortRange| {
+        if r.start == r.end {
+            SourcePort::Bound(r.start)
+        } else {
+            SourcePort::Ephemeral(r)
+        }
+    };
+    match ports.range {
+        _ if ports.unknown => of(any),
+        Some(r) if ports.random || ports.random_fully || !within(r) => of(r),
+        None if ports.random || ports.random_fully => of(any),
+        _ => from,
+    }
+}
+
 /// A unit's first chain, where a decision about its place is recorded.
 fn first_chain(unit: &Unit) -> (usize, usize) {
     match unit {
@@ -419,7 +449,9 @@ impl Walker<'_> {
                 verdict: Verdict::Captured,
                 redirect_port: Some(port),
             };
-        } else if self.pkt.dst_mapped && local {
+        } else if self.pkt.dnat && local {
+            // Redirected to another local port or address (a mapping to where the packet
+            // was going anyway changes nothing: the app reaches what it asked for).
             self.run.outcome = Outcome {
                 verdict: Verdict::Captured,
                 redirect_port: Some(self.pkt.dport),
@@ -638,20 +670,24 @@ impl Walker<'_> {
                 Next::End(End::Accept)
             }
             Action::Snat { addr, ports } if nat == Some(Hook::Postrouting) => {
-                self.pkt.src = match addr {
+                let src = match addr {
                     NatSource::Kept => self.pkt.src,
                     NatSource::To(a) => Some(*a),
-                    NatSource::Unknown => None,
+                    NatSource::Range(..) | NatSource::Unknown => None,
                 };
-                self.map_sport(*ports);
+                let addr_changed = match addr {
+                    NatSource::Kept => Some(false),
+                    NatSource::To(a) => self.pkt.src.map(|s| s != *a),
+                    NatSource::Range(..) | NatSource::Unknown => None,
+                };
+                self.map_src(src, addr_changed, ports);
                 self.step(at, Effect::Snat(self.pkt.src, self.pkt.sport));
                 Next::End(End::Accept)
             }
             Action::Masquerade { ports } if nat == Some(Hook::Postrouting) => {
                 // The address routing picks on the way out, which only the kernel knows
                 // (on lo, where 127.0.0.1 is not eligible, one of another device).
-                self.pkt.src = None;
-                self.map_sport(*ports);
+                self.map_src(None, None, ports);
                 self.step(at, Effect::Masquerade(self.pkt.sport));
                 Next::End(End::Accept)
             }
@@ -766,6 +802,8 @@ impl Walker<'_> {
     }
 
     fn map_dst(&mut self, (addr, port): (IpAddr, u16)) {
+        // Marked DNAT only if the mapping changes the destination, as the kernel marks it.
+        self.pkt.dnat = (addr, port) != (self.pkt.dst, self.pkt.dport);
         self.pkt.dst = addr;
         self.pkt.dport = port;
         self.pkt.dst_mapped = true;
@@ -776,20 +814,29 @@ impl Walker<'_> {
         self.run.nat_dst = Some((addr, port));
     }
 
-    /// Marks the source mapped (later nat chains on the hook do not run) and sets the
-    /// source port after it: one of `ports` (the kernel keeps the
-    /// original when it is in range and unique, else picks one), the original without.
-    /// A clash with an existing connection's tuple, which could also move it, is not
-    /// modelled: the pod's own connections never share a source port.
-    fn map_sport(&mut self, ports: Option<PortRange>) {
+    /// A source NAT: the source becomes `src` (`None`: not known here), its port as
+    /// [`nat_sport`] says; the mapping is bound (later nat chains on the hook do not run),
+    /// and the connection is marked SNAT only if the address or the port changed, as the
+    /// kernel marks it (`addr_changed`: `None` when that is not known).
+    fn map_src(&mut self, src: Option<IpAddr>, addr_changed: Option<bool>, ports: &NatPorts) {
+        let sport = nat_sport(self.pkt.sport, ports);
+        let port_changed = match (self.pkt.sport, sport) {
+            (a, b) if a == b && !(ports.random || ports.random_fully || ports.unknown) => {
+                Some(false)
+            }
+            (SourcePort::Bound(a), SourcePort::Bound(b)) => Some(a != b),
+            (SourcePort::Ephemeral(e), SourcePort::Bound(p)) if !e.contains(p) => Some(true),
+            (SourcePort::Bound(p), SourcePort::Ephemeral(r)) if !r.contains(p) => Some(true),
+            _ => None,
+        };
+        self.pkt.snat = match (addr_changed, port_changed) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        };
+        self.pkt.src = src;
+        self.pkt.sport = sport;
         self.pkt.src_mapped = true;
-        if let Some(r) = ports {
-            self.pkt.sport = if r.start == r.end {
-                SourcePort::Bound(r.start)
-            } else {
-                SourcePort::Ephemeral(r)
-            };
-        }
     }
 
     fn policy(&mut self, ti: usize, ci: usize, nat: bool) -> End {

@@ -444,3 +444,31 @@ fn rules_after_source_nat_see_the_new_source() {
         Verdict::Dropped
     );
 }
+
+/// The kernel marks a connection SNAT or DNAT only when a mapping changes its tuple: a SNAT
+/// to its own source, or a REDIRECT to where it was going, sets neither (and the latter
+/// captures nothing).
+#[test]
+fn nat_status_only_when_the_mapping_changes_something() {
+    let with = |nat: &str, dst: &str| {
+        let text = format!(
+            "*nat\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n{nat}\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate SNAT,DNAT -j DROP\nCOMMIT\n"
+        );
+        let r = rules(&[(&text, NFT)]);
+        let mut f = flow(dst, 1337, 1337, &[]);
+        f.src = Some("127.0.0.1".parse().unwrap());
+        outcome(&r, &f)
+    };
+    let same = "-A POSTROUTING -o lo -p tcp -j SNAT --to-source 127.0.0.1";
+    assert_eq!(with(same, "127.0.0.1:9000").0, Verdict::Bypass);
+    let other = "-A POSTROUTING -o lo -p tcp -j SNAT --to-source 127.0.0.6";
+    assert_eq!(with(other, "127.0.0.1:9000").0, Verdict::Dropped);
+    let port = "-A POSTROUTING -o lo -p tcp -j SNAT --to-source :7";
+    assert_eq!(with(port, "127.0.0.1:9000").0, Verdict::Dropped);
+    let random = "-A POSTROUTING -o lo -p tcp -j SNAT --to-source 127.0.0.1 --random";
+    assert_eq!(with(random, "127.0.0.1:9000").0, Verdict::Unknown);
+    let itself = "-A OUTPUT -p tcp --dport 9000 -j REDIRECT --to-ports 9000";
+    assert_eq!(with(itself, "127.0.0.1:9000"), (Verdict::Bypass, None));
+    let elsewhere = "-A OUTPUT -p tcp --dport 9000 -j REDIRECT --to-ports 15001";
+    assert_eq!(with(elsewhere, "127.0.0.1:9000").0, Verdict::Dropped);
+}

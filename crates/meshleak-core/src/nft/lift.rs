@@ -11,7 +11,7 @@ use super::ir::{CmpOp, Expr, Jump, Reg, VERDICT_REG};
 use super::msg::KeyShape;
 use crate::model::{
     Action, AddrType, CtState, Dir, Family, IfacePattern, IpVersion, MarkReg, MarkSet, Match,
-    NatSource, Test, proto_name, snat_ports,
+    NatPorts, NatSource, Test, proto_name,
 };
 use crate::range::{AddrRange, IdRange, PortRange, addr_from_key};
 use crate::xt::{
@@ -490,15 +490,14 @@ impl<'a> Lifter<'a> {
         }
     }
 
-    /// The source ports a `snat`/`masquerade` may give: any when its registers hold
-    /// what is not a constant.
-    fn source_ports(&self, min: Option<Reg>, max: Option<Reg>, flags: u32) -> Option<PortRange> {
-        let ports = match (min, self.ports(min, max)) {
-            (Some(_), None) => snat_ports(None, true),
-            (_, ports) => ports,
-        };
-        // NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY
-        snat_ports(ports, flags & (4 | 16) != 0)
+    /// The source ports a `snat`/`masquerade` gives; unknown when its registers hold what
+    /// is not a constant.
+    fn source_ports(&self, min: Option<Reg>, max: Option<Reg>, flags: u32) -> NatPorts {
+        let range = self.ports(min, max);
+        NatPorts {
+            unknown: min.is_some() && range.is_none(),
+            ..NatPorts::of(range, flags)
+        }
     }
 
     /// Whether a register holds the result of a data map lookup.

@@ -9,8 +9,9 @@ use serde_json::Value;
 use super::{ParseError, nft_text};
 use crate::model::{
     Action, AddrType, Backend, BaseChain, Chain, ChainType, CtState, Dir, DumpFormat, Family, Hook,
-    IfacePattern, IpVersion, MarkReg, MarkSet, Match, NatSource, Policy, Rule, Table, Test,
-    proto_number, snat_ports,
+    IfacePattern, IpVersion, MarkReg, MarkSet, Match, NF_NAT_RANGE_PERSISTENT,
+    NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource, Policy, Rule,
+    Table, Test, proto_number,
 };
 use crate::range::{AddrRange, IdRange, PortRange};
 
@@ -421,7 +422,7 @@ fn unknown_name(stmt: &Value) -> String {
 }
 
 /// A `snat`'s address: one, a range (`{"range": [A, B]}`), or an expression meshleak does
-/// not evaluate (a map lookup, a prefix).
+/// not evaluate (a map lookup, a prefix: unknown).
 fn source_addr(body: &Value) -> NatSource {
     let ip = |v: &Value| v.as_str().and_then(|a| a.parse::<IpAddr>().ok());
     match body.get("addr") {
@@ -437,20 +438,26 @@ fn source_addr(body: &Value) -> NatSource {
     }
 }
 
-/// A `snat`'s or `masquerade`'s ports: any when they are an expression, or when `random`
-/// or `fully-random` is set and none are given.
-fn source_ports(body: &Value) -> Option<PortRange> {
-    let ports = match body.get("port") {
-        None => None,
-        Some(p) => port_range_of(p).or_else(|| snat_ports(None, true)),
-    };
-    let flags = match body.get("flags") {
+/// A `snat`'s or `masquerade`'s ports and flags; unknown when the ports are an expression.
+fn source_ports(body: &Value) -> NatPorts {
+    let range = body.get("port").and_then(port_range_of);
+    let names = match body.get("flags") {
         Some(Value::String(f)) => vec![f.as_str()],
         Some(Value::Array(fs)) => fs.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    let random = flags.iter().any(|f| *f == "random" || *f == "fully-random");
-    snat_ports(ports, random)
+    let flags = [
+        ("random", NF_NAT_RANGE_PROTO_RANDOM),
+        ("fully-random", NF_NAT_RANGE_PROTO_RANDOM_FULLY),
+        ("persistent", NF_NAT_RANGE_PERSISTENT),
+    ]
+    .into_iter()
+    .filter(|(name, _)| names.contains(name))
+    .fold(0, |flags, (_, bit)| flags | bit);
+    NatPorts {
+        unknown: body.get("port").is_some() && range.is_none(),
+        ..NatPorts::of(range, flags)
+    }
 }
 
 fn port_range_of(v: &Value) -> Option<PortRange> {

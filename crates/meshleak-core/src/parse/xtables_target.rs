@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use super::ParseError;
 use super::xtables::{Ctx, Cursor, resolve_option};
 use super::xtables_match::{mark_value, parse_u32};
-use crate::model::{Action, MarkReg, MarkSet, NatSource, snat_ports};
+use crate::model::{
+    Action, MarkReg, MarkSet, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM,
+    NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource,
+};
 use crate::range::PortRange;
 
 pub(super) fn parse(
@@ -65,13 +68,16 @@ pub(super) fn parse(
             let to = nat_to(ctx, to)?;
             Action::Snat {
                 addr: NatSource::of(to.first, to.last),
-                ports: snat_ports(to.ports, has("--random") || has("--random-fully")),
+                ports: NatPorts {
+                    unknown: to.offset,
+                    ..NatPorts::of(to.ports, nat_flags(&has))
+                },
             }
         }
         "MASQUERADE" => Action::Masquerade {
-            ports: snat_ports(
+            ports: NatPorts::of(
                 get("--to-ports").map(|p| port_range(ctx, p)).transpose()?,
-                has("--random") || has("--random-fully"),
+                nat_flags(&has),
             ),
         },
         "TPROXY" => Action::Tproxy {
@@ -148,6 +154,18 @@ fn options<'w>(cur: &mut Cursor<'w>) -> Vec<(&'w str, &'w str)> {
         out.push((opt, value));
     }
     out
+}
+
+/// NF_NAT_RANGE_* flags from a NAT target's options.
+fn nat_flags(has: &dyn Fn(&str) -> bool) -> u32 {
+    [
+        ("--random", NF_NAT_RANGE_PROTO_RANDOM),
+        ("--random-fully", NF_NAT_RANGE_PROTO_RANDOM_FULLY),
+        ("--persistent", NF_NAT_RANGE_PERSISTENT),
+    ]
+    .into_iter()
+    .filter(|(opt, _)| has(opt))
+    .fold(0, |flags, (_, bit)| flags | bit)
 }
 
 fn port_range(ctx: &Ctx, text: &str) -> Result<PortRange, ParseError> {

@@ -6,7 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::bytes::{Bytes, Truncated};
 use super::continuing;
 use super::matches::prefix_len;
-use crate::model::{Action, IpVersion, MarkReg, MarkSet, NatSource, snat_ports};
+use crate::model::{
+    Action, IpVersion, MarkReg, MarkSet, NF_NAT_RANGE_PERSISTENT as PERSISTENT,
+    NF_NAT_RANGE_PROTO_RANDOM as PROTO_RANDOM,
+    NF_NAT_RANGE_PROTO_RANDOM_FULLY as PROTO_RANDOM_FULLY, NatPorts, NatSource,
+};
 use crate::range::PortRange;
 
 pub struct Decoded {
@@ -18,9 +22,6 @@ pub struct Decoded {
 
 const MAP_IPS: u32 = 1;
 const PROTO_SPECIFIED: u32 = 2;
-const PROTO_RANDOM: u32 = 4;
-const PERSISTENT: u32 = 8;
-const PROTO_RANDOM_FULLY: u32 = 16;
 const PROTO_OFFSET: u32 = 32;
 
 pub fn decode(name: &str, revision: u8, data: Bytes, version: IpVersion) -> Decoded {
@@ -304,7 +305,11 @@ fn nat(name: &str, r: Range) -> Decoded {
             flags_text += word;
         }
     }
-    let random = r.flags & (PROTO_RANDOM | PROTO_RANDOM_FULLY) != 0;
+    let source_ports = NatPorts {
+        // A base port shifts the port from it (`A:P-Q/BASE`): not modelled.
+        unknown: r.base.is_some(),
+        ..NatPorts::of(port_range, r.flags)
+    };
     let (save, action) = match name {
         "REDIRECT" | "MASQUERADE" => {
             let save = if port_range.is_some() {
@@ -316,7 +321,7 @@ fn nat(name: &str, r: Range) -> Decoded {
                 Action::Redirect { ports: port_range }
             } else {
                 Action::Masquerade {
-                    ports: snat_ports(port_range, random),
+                    ports: source_ports,
                 }
             };
             (save, action)
@@ -346,15 +351,10 @@ fn nat(name: &str, r: Range) -> Decoded {
                     addr: min,
                     ports: port_range,
                 }
-            } else if r.base.is_some() {
-                Action::Snat {
-                    addr: NatSource::of(min, max),
-                    ports: snat_ports(None, true),
-                }
             } else {
                 Action::Snat {
                     addr: NatSource::of(min, max),
-                    ports: snat_ports(port_range, random),
+                    ports: source_ports,
                 }
             };
             (format!(" {opt} {to}{}", ports_text(":")), action)
