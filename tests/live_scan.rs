@@ -253,11 +253,48 @@ fn trace_pid_matches_real_connections() {
             checked += 1;
         }
     }
+    // A local route delivers to this host too: the looped-back packet meets INPUT.
+    common::run(
+        &[
+            "ip",
+            "-n",
+            &lab.pod,
+            "route",
+            "add",
+            "local",
+            "10.77.0.0/16",
+            "dev",
+            "lo",
+        ],
+        None,
+    );
+    lab.load(
+        Loader::IptablesNft,
+        "*filter\n-A INPUT -d 10.77.0.0/16 -p tcp --dport 8080 -j DROP\nCOMMIT\n",
+    );
+    for (&(uid, gid), pid) in ids.iter().zip(&pids) {
+        let dst = "10.77.0.5:8080";
+        let (code, out, err) = meshleak(&["trace", "--pid", &pid.to_string(), "--dst", dst]);
+        assert!(code == 0 || code == 1, "{err}");
+        let p = probe(uid, gid, &[], false, dst);
+        let kernel = lab.connect(p.uid, p.gid, &p.groups, p.udp, p.dst);
+        let verdict = out.lines().next().unwrap_or_default();
+        let ours = match kernel {
+            Kernel::Dropped => verdict.contains("dropped"),
+            Kernel::Captured(port) => verdict.contains(&format!("captured to local port {port}")),
+            Kernel::Bypass => verdict.contains("bypass"),
+        };
+        assert!(
+            ours,
+            "uid {uid} to {dst} through a local route: kernel {kernel:?}\n{out}"
+        );
+        checked += 1;
+    }
     for mut c in procs {
         let _ = c.kill();
         let _ = c.wait();
     }
-    assert_eq!(checked, 20);
+    assert_eq!(checked, 24);
 }
 
 /// A minute of scans while short-lived processes come and go in a pod and namespaces (with

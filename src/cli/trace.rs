@@ -272,6 +272,11 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     };
     let flow_of = |identity: &Identity| {
         let route = route_of(identity);
+        // A local route (`ip route add local 10.77.0.0/16 dev lo`) delivers here too.
+        let mut local = live.local.clone();
+        if route.as_ref().is_some_and(|r| r.local) && !local.contains(&dst.ip()) {
+            local.push(dst.ip());
+        }
         Flow {
             version,
             proto,
@@ -290,7 +295,7 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 .unwrap_or_else(|| if loopback { "lo" } else { "eth0" }.to_string()),
             identity: identity.clone(),
             mark: args.mark,
-            local: live.local.clone(),
+            local,
         }
     };
     let groups_matter = meshleak_core::ways::matches_groups(rules);

@@ -51,6 +51,9 @@ pub struct Routed {
     /// What may make the kernel choose otherwise: a rule on something meshleak does not
     /// model, a multipath route, a nexthop object.
     pub uncertain: Vec<String>,
+    /// Delivered to this host (a local route, or one of its own addresses): the packet
+    /// loops back through lo into PREROUTING and INPUT.
+    pub local: bool,
 }
 
 /// The namespace's routing facts a lookup reads.
@@ -99,6 +102,7 @@ impl Routing<'_> {
                 table: MAIN_TABLE,
                 rule: None,
                 uncertain: Vec::new(),
+                local: true,
             });
         }
         let route = self.table_route(None, q)?;
@@ -194,6 +198,7 @@ impl Routing<'_> {
                 table,
                 rule,
                 uncertain,
+                local: true,
             });
         }
         if !route.other_oifs.is_empty() {
@@ -237,6 +242,7 @@ impl Routing<'_> {
             table,
             rule,
             uncertain,
+            local: false,
         })
     }
 }

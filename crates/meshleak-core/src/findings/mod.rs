@@ -1158,7 +1158,17 @@ pub(crate) fn socket_flow(
         sport: Some(sport),
         dport,
     };
-    let oif = ns.routing().lookup(&query).map_or_else(
+    let route = ns.routing().lookup(&query);
+    let mut local: Vec<IpAddr> = ns
+        .interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter().copied())
+        .collect();
+    // A local route (`ip route add local 10.77.0.0/16 dev lo`) delivers here too.
+    if route.as_ref().is_some_and(|r| r.local) && !local.contains(&dst) {
+        local.push(dst);
+    }
+    let oif = route.map_or_else(
         || if dst.is_loopback() { "lo" } else { "eth0" }.to_string(),
         |r| r.oif,
     );
@@ -1172,11 +1182,7 @@ pub(crate) fn socket_flow(
         oif,
         identity: id.clone(),
         mark: 0,
-        local: ns
-            .interfaces
-            .iter()
-            .flat_map(|i| i.addrs.iter().copied())
-            .collect(),
+        local,
     }
 }
 
