@@ -290,6 +290,39 @@ fn trace_pid_matches_real_connections() {
         );
         checked += 1;
     }
+    // The namespace's own ephemeral range decides a rule on the source port of an app that
+    // binds none.
+    common::run(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &lab.pod,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_local_port_range=1024 2000",
+        ],
+        None,
+    );
+    lab.load(
+        Loader::IptablesNft,
+        "*filter\n-A INPUT -p tcp --sport 32768:60999 --dport 8080 -j DROP\nCOMMIT\n",
+    );
+    let (uid, gid) = ids[0];
+    let (_, out, _) = meshleak(&[
+        "trace",
+        "--pid",
+        &pids[0].to_string(),
+        "--dst",
+        "127.0.0.1:8080",
+    ]);
+    let kernel = lab.connect(uid, gid, &[], false, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        kernel,
+        Kernel::Bypass,
+        "the kernel picks a port of 1024-2000"
+    );
+    assert!(out.starts_with("verdict   bypass"), "{out}");
     for mut c in procs {
         let _ = c.kill();
         let _ = c.wait();

@@ -284,9 +284,13 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
                 .or(route.as_ref().map(|r| r.src))
                 .or_else(|| loopback.then(|| version.loopback())),
             dst: dst.ip(),
-            sport: args
-                .sport
-                .map_or(SourcePort::DEFAULT_EPHEMERAL, SourcePort::Bound),
+            // Unbound, a port of the namespace's ip_local_port_range (live) or Linux's.
+            sport: args.sport.map_or(
+                live.ns
+                    .as_ref()
+                    .map_or(SourcePort::DEFAULT_EPHEMERAL, |ns| ns.ephemeral()),
+                SourcePort::Bound,
+            ),
             dport: dst.port(),
             oif: args
                 .oif

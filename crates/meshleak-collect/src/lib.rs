@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use meshleak_core::model::{IpVersion, Ruleset, Table};
 use meshleak_core::nft;
+use meshleak_core::range::PortRange;
 use meshleak_core::snapshot::{Interface, PacketSocket, Route, RoutingRule, SocketFacts, Tracked};
 use netns::{Netns, NetnsError, in_netns_within};
 
@@ -65,6 +66,7 @@ pub struct NetnsRead {
     /// The inode of its `/proc/net/dev` (see [`netinfo::net_dev_inode`]).
     pub net_dev: Option<u64>,
     pub unprivileged_port_start: Option<u16>,
+    pub ephemeral_ports: Option<PortRange>,
     /// Held sockets in none of its socket tables (see [`netinfo::sockets`]).
     pub unlisted: Vec<u64>,
     /// Inodes of the user namespace owning it and of that one's ancestors.
@@ -152,7 +154,7 @@ pub(crate) fn read_netns(
         legacy,
         (raw, rules_unread),
         ((interfaces, routes, routing_rules), conntrack, sockets),
-        (net_dev, unlisted, owner, gaps, packet_sockets, unprivileged_port_start),
+        (net_dev, unlisted, owner, gaps, packet_sockets, ports),
     ) = in_netns_within(ns, deadline, move || -> Result<_, CollectError> {
         let mut legacy = legacy::read_family(IpVersion::V4)?;
         legacy.extend(legacy::read_family(IpVersion::V6)?);
@@ -186,7 +188,7 @@ pub(crate) fn read_netns(
                 owner,
                 gaps,
                 packet_sockets,
-                netinfo::unprivileged_port_start(),
+                netinfo::port_sysctls(),
             ),
         ))
     })??;
@@ -204,7 +206,8 @@ pub(crate) fn read_netns(
         packet_sockets,
         conntrack,
         net_dev,
-        unprivileged_port_start,
+        unprivileged_port_start: ports.unprivileged_start,
+        ephemeral_ports: ports.ephemeral,
         unlisted,
         owner,
         gaps,

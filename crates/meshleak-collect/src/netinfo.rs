@@ -11,6 +11,7 @@ use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 use super::netlink::Netlink;
 use super::netns::thread_net_file;
 use meshleak_core::procnet::{packet_line, socket_line};
+use meshleak_core::range::PortRange;
 use meshleak_core::rtnl;
 use meshleak_core::snapshot::{
     Interface, PacketSocket, Route, RoutingRule, SocketFacts, SocketProto,
@@ -244,15 +245,29 @@ fn proc_sockets(file: &str, proto: SocketProto) -> io::Result<Vec<SocketFacts>> 
         .collect())
 }
 
-/// The lowest port a process may bind without CAP_NET_BIND_SERVICE in the calling
-/// thread's namespace (`net.ipv4.ip_unprivileged_port_start`, per namespace; a net sysctl
-/// file shows the namespace of the thread that opens it). Some runtimes set it to 0.
-pub(crate) fn unprivileged_port_start() -> Option<u16> {
-    super::procfile::read_string(Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The port sysctls of the calling thread's namespace (per namespace; a net sysctl file
+/// shows the namespace of the thread that opens it).
+pub(crate) struct PortSysctls {
+    /// `net.ipv4.ip_unprivileged_port_start`: the lowest port a process may bind without
+    /// CAP_NET_BIND_SERVICE. Some runtimes set it to 0.
+    pub unprivileged_start: Option<u16>,
+    /// `net.ipv4.ip_local_port_range`: where connect() picks a source port.
+    pub ephemeral: Option<PortRange>,
+}
+
+pub(crate) fn port_sysctls() -> PortSysctls {
+    let read =
+        |name: &str| super::procfile::read_string(&Path::new("/proc/sys/net/ipv4").join(name)).ok();
+    PortSysctls {
+        unprivileged_start: read("ip_unprivileged_port_start").and_then(|t| t.trim().parse().ok()),
+        ephemeral: read("ip_local_port_range").and_then(|t| {
+            let mut ports = t.split_whitespace().map(str::parse::<u16>);
+            match (ports.next(), ports.next()) {
+                (Some(Ok(start)), Some(Ok(end))) if start <= end => Some(PortRange { start, end }),
+                _ => None,
+            }
+        }),
+    }
 }
 
 /// The inode of the calling thread's namespace's `/proc/net/dev` entry: one per network

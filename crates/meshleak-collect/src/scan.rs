@@ -190,6 +190,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Snapshot, CollectError> {
                 processes: probe_unlisted(ns.processes, &read.unlisted),
                 net_dev: read.net_dev,
                 unprivileged_port_start: read.unprivileged_port_start,
+                ephemeral_ports: read.ephemeral_ports,
                 owner: read.owner.map(|userns| NetnsOwner {
                     userns,
                     uid_map: None,

@@ -43,6 +43,7 @@ pub fn rtnl(data: &[u8]) {
         routes: &routes,
         rules: Some(&rules),
         interfaces: &interfaces,
+        ephemeral: crate::eval::SourcePort::DEFAULT_EPHEMERAL,
     };
     for dst in ["192.0.2.1", "2001:db8::1", "127.0.0.1"] {
         let _ = routing.lookup(&Query::to(dst.parse().expect("an address")));

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::eval::{self, Flow, SourcePort, Verdict};
+use crate::eval::{self, Flow, Verdict};
 use crate::findings::socket_flow;
 use crate::schema::ProcessVerdict;
 use crate::snapshot::{HeldSocket, NetnsFacts, ProcessFacts};
@@ -46,7 +46,7 @@ pub fn escapes(p: &ProcessFacts, ns: &NetnsFacts) -> Vec<Way> {
             for dport in PORTS {
                 let held = flow(ns, &way, proto, (src, port), mark, (dst, dport));
                 let fresh = Flow {
-                    sport: SourcePort::DEFAULT_EPHEMERAL,
+                    sport: ns.ephemeral(),
                     mark: 0,
                     ..held.clone()
                 };
@@ -119,7 +119,7 @@ fn flow(
         .unwrap_or(unspecified);
     let mut f = socket_flow(ns, &way.identity, proto, (src, port), (dst, dport));
     if port == 0 {
-        f.sport = SourcePort::DEFAULT_EPHEMERAL;
+        f.sport = ns.ephemeral();
     }
     f.mark = mark;
     f

@@ -63,6 +63,9 @@ pub struct Routing<'a> {
     /// `None`: not read; only the main table (and the interfaces' own addresses) decide.
     pub rules: Option<&'a [RoutingRule]>,
     pub interfaces: &'a [Interface],
+    /// The source port connect() picks (its `ip_local_port_range`): what a rule on the
+    /// source port sees when the app binds none.
+    pub ephemeral: crate::eval::SourcePort,
 }
 
 impl Routing<'_> {
@@ -117,7 +120,7 @@ impl Routing<'_> {
         let mut i = 0;
         while let Some(rule) = rules.get(i) {
             i += 1;
-            match matches(rule, q) {
+            match matches(rule, q, self.ephemeral) {
                 Fit::No => continue,
                 Fit::Unsure(why) => {
                     uncertain.push(format!("ip rule `{rule}` may apply ({why})"));
@@ -255,7 +258,7 @@ enum Fit {
 
 /// Whether a rule selects `q`, as `fib_rule_match` and the family's match decide for a
 /// locally generated packet (input interface lo, no output interface bound).
-fn matches(rule: &RoutingRule, q: &Query) -> Fit {
+fn matches(rule: &RoutingRule, q: &Query, ephemeral: crate::eval::SourcePort) -> Fit {
     if rule.detached {
         return Fit::No;
     }
@@ -284,7 +287,7 @@ fn matches(rule: &RoutingRule, q: &Query) -> Fit {
         (None, _) => true,
         (Some(_), Some(p)) => port(rule.sport, p),
         (Some((a, b)), None) => {
-            let ephemeral = match crate::eval::SourcePort::DEFAULT_EPHEMERAL {
+            let ephemeral = match ephemeral {
                 crate::eval::SourcePort::Ephemeral(r) => r,
                 crate::eval::SourcePort::Bound(p) => crate::range::PortRange { start: p, end: p },
             };
@@ -369,6 +372,7 @@ mod tests {
             routes,
             rules,
             interfaces,
+            ephemeral: crate::eval::SourcePort::DEFAULT_EPHEMERAL,
         }
     }
 

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::eval::SourcePort;
 use crate::model::{AddrType, IpVersion, Ruleset};
+use crate::range::PortRange;
 
 /// Bump when a field changes meaning or is removed.
 pub const SNAPSHOT_VERSION: u32 = 2;
@@ -175,6 +177,10 @@ pub struct NetnsFacts {
     /// (a source-port exemption there is anyone's). `None`: not read (1024 assumed).
     #[serde(default)]
     pub unprivileged_port_start: Option<u16>,
+    /// `net.ipv4.ip_local_port_range`: where connect() picks a source port. `None`: not
+    /// read (Linux's default, 32768-60999, assumed).
+    #[serde(default)]
+    pub ephemeral_ports: Option<PortRange>,
     /// The user namespace that owns it: owner matches interpret the ids in its rules there,
     /// and only capabilities held there (or in an ancestor) act on it. `None`: not read.
     #[serde(default)]
@@ -196,7 +202,14 @@ impl NetnsFacts {
             routes: &self.routes,
             rules: self.routing_rules.as_deref(),
             interfaces: &self.interfaces,
+            ephemeral: self.ephemeral(),
         }
+    }
+
+    /// The source port connect() picks here: one of its `ip_local_port_range`.
+    pub fn ephemeral(&self) -> SourcePort {
+        self.ephemeral_ports
+            .map_or(SourcePort::DEFAULT_EPHEMERAL, SourcePort::Ephemeral)
     }
 
     /// The namespace's own addresses (IPv4-mapped ones as the IPv4 they are): a packet to

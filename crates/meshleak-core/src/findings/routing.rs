@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::Context;
-use crate::eval::{self, Flow, Identity, SourcePort, Verdict};
+use crate::eval::{self, Flow, Identity, Verdict};
 use crate::explain;
 use crate::model::{AddrType, IpVersion};
 use crate::route::{Query, Routed, Routing};
@@ -137,7 +137,7 @@ fn escape(
             proto: 6,
             src: Some(r.src),
             dst,
-            sport: SourcePort::DEFAULT_EPHEMERAL,
+            sport: routing.ephemeral,
             dport,
             oif: r.oif.clone(),
             identity: id.clone(),

@@ -88,6 +88,7 @@ fn snapshot(
         scanned_at: 0,
         netns: vec![NetnsFacts {
             rules_unread: None,
+            ephemeral_ports: None,
             packet_sockets: vec![],
             inode: 1,
             paths: vec![],
