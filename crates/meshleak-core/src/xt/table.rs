@@ -434,17 +434,20 @@ fn iface(
 ) -> Result<(), Truncated> {
     let raw = b.slice(name_at, 16, "interface")?;
     let mask = b.slice(mask_at, 16, "interface mask")?;
-    if mask[0] == 0 {
+    // An empty mask (`-o +`) compares nothing: every packet matches, and negated none.
+    // iptables-legacy-save prints neither, losing `! -o +`, which the kernel holds and
+    // obeys: it is printed and modelled here.
+    if mask[0] == 0 && !neg {
         return Ok(());
     }
-    let (mut name, mut wildcard) = (String::new(), false);
+    let (mut name, mut wildcard) = (String::new(), mask[0] == 0);
     for i in 0..16 {
         if mask[i] != 0 {
             if raw[i] != 0 {
                 name.push(raw[i] as char);
             }
         } else {
-            wildcard = raw[i - 1] != 0;
+            wildcard = i == 0 || raw[i - 1] != 0;
             break;
         }
     }
