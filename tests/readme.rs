@@ -135,6 +135,16 @@ fn every_command_the_readme_shows_runs() {
                 );
             }
             ["kubectl", "apply", "-k", dir] => check_kustomization(dir),
+            ["kubectl", "apply", "-f", dir] => {
+                let yamls = std::fs::read_dir(root().join(dir))
+                    .unwrap_or_else(|e| panic!("the README's `{cmd}`: {e}"))
+                    .filter(|e| {
+                        e.as_ref()
+                            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+                    })
+                    .count();
+                assert!(yamls > 0, "the README's `{cmd}`: no manifests in {dir}");
+            }
             ["kubectl", "debug", ..] => check_debug(&words),
             _ => panic!("the README shows `{cmd}`, which no test runs: add a check here"),
         }
