@@ -11,10 +11,11 @@ use crate::agent::{self, AgentOptions};
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub(super) enum LogFormatArg {
-    /// logfmt: `ts=... level=info node=... msg="scan done" ...`.
+    /// `ts=... level=info node=... msg="scan done" ...` (`human`, its first name, works too).
     #[default]
-    #[value(alias = "logfmt")]
+    #[value(name = "logfmt", alias = "human")]
     Human,
+    /// One JSON object per line.
     Json,
 }
 

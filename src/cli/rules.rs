@@ -42,6 +42,13 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     };
     meshleak_collect::netns::named(&ns.file()).map_err(anyhow::Error::msg)?;
     let rules = meshleak_collect::ruleset(&ns)?;
+    if rules.tables.is_empty() {
+        // Said on stderr, so the output stays what the tools print (nothing) for scripts.
+        eprintln!(
+            "meshleak: {}: no iptables (legacy or nft) and no nftables table: nothing captures traffic here",
+            ns.file().display()
+        );
+    }
     if !args.format.print_data(&rules)? {
         // Written as it is made: 20,000 rules' text is never held whole.
         let mut out = super::text::IoText::new(std::io::stdout().lock());
