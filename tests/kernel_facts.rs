@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Kernel, Lab, Loader, Probe, disagreements, is_root, probe};
+use common::{Kernel, Lab, Loader, Probe, disagreements, is_root, probe, run};
 
 const ISTIO: &str = include_str!("../testdata/istio-sidecar.rules");
 const PEER80: &str = "169.254.77.2:80";
@@ -406,5 +406,91 @@ fn nat_status_is_set_only_by_a_mapping_that_changes_something() {
             &format!("*nat\n{nat}\nCOMMIT\n*filter\n-A INPUT -m conntrack --ctstate SNAT,DNAT -j DROP\nCOMMIT\n"),
         );
         expect(&lab, &[(probe(1337, 1337, &[], false, local), want)]);
+    }
+}
+
+/// NETMAP maps a network to another, keeping the host bits: in nat OUTPUT the destination
+/// (10.55.0.2 becomes the peer 169.254.77.2, or 127.55.0.2, a local listener), in
+/// POSTROUTING the source (127.0.0.1 becomes 169.254.77.1, the pod's own address, where
+/// replies route back: an INPUT rule on it drops, one on .2 does not), with iptables'
+/// NETMAP and nft's `prefix to`, from the tools' dumps and read natively.
+#[test]
+fn netmap_maps_the_network_and_keeps_the_host_bits() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new();
+    run(
+        &[
+            "ip",
+            "-n",
+            &lab.pod,
+            "route",
+            "add",
+            "10.55.0.0/16",
+            "dev",
+            "eth0",
+        ],
+        None,
+    );
+    let cases: [(Loader, &str, &str, Kernel); 5] = [
+        (
+            Loader::IptablesLegacy,
+            "*nat\n-A OUTPUT -d 10.55.0.0/16 -j NETMAP --to 169.254.77.0/24\nCOMMIT\n",
+            "10.55.0.2:80",
+            Kernel::Bypass,
+        ),
+        (
+            Loader::IptablesNft,
+            "*nat\n-A OUTPUT -d 10.55.0.0/16 -j NETMAP --to 127.0.0.0/8\nCOMMIT\n",
+            "10.55.0.2:8080",
+            Kernel::Captured(8080),
+        ),
+        (
+            Loader::Nft,
+            "table ip t {\n chain out {\n  type nat hook output priority -100; policy accept;\n  ip daddr 10.55.0.0/16 dnat prefix to 169.254.77.0/24\n }\n}\n",
+            "10.55.0.2:80",
+            Kernel::Bypass,
+        ),
+        (
+            Loader::IptablesNft,
+            "*nat\n-A POSTROUTING -o lo -j NETMAP --to 169.254.77.0/24\nCOMMIT\n*filter\n-A INPUT -s 169.254.77.1 -p tcp --dport 8080 -j DROP\nCOMMIT\n",
+            "127.0.0.1:8080",
+            Kernel::Dropped,
+        ),
+        (
+            Loader::Nft,
+            "table ip t {\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  oifname \"lo\" snat prefix to 169.254.77.0/24\n }\n chain in {\n  type filter hook input priority 0; policy accept;\n  ip saddr 169.254.77.2 tcp dport 8080 drop\n }\n}\n",
+            "127.0.0.1:8080",
+            Kernel::Bypass,
+        ),
+    ];
+    for (loader, rules, dst, want) in cases {
+        lab.reset();
+        run(
+            &[
+                "ip",
+                "-n",
+                &lab.pod,
+                "route",
+                "replace",
+                "10.55.0.0/16",
+                "dev",
+                "eth0",
+            ],
+            None,
+        );
+        lab.load(loader, rules);
+        let p = probe(10001, 10001, &[], false, dst);
+        expect(&lab, &[(p.clone(), want)]);
+        let native = meshleak_collect::ruleset(&meshleak_collect::netns::Netns::Path(
+            format!("/run/netns/{}", lab.pod).into(),
+        ))
+        .expect("reads");
+        assert_eq!(
+            common::predict(&native, &p),
+            want,
+            "read natively:\n{rules}"
+        );
     }
 }

@@ -519,6 +519,7 @@ impl NatPorts {
 pub const NF_NAT_RANGE_PROTO_RANDOM: u32 = 4;
 pub const NF_NAT_RANGE_PERSISTENT: u32 = 8;
 pub const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 16;
+pub const NF_NAT_RANGE_NETMAP: u32 = 64;
 
 /// `reg = ((reg & keep) | or) ^ xor ^ (copy_from & copy_mask)`: covers `MARK --set-xmark`,
 /// `CONNMARK --save-mark/--restore-mark` and nft `meta mark set ...` / `ct mark set ...`.
@@ -576,6 +577,13 @@ pub enum Action {
     Masquerade {
         #[serde(default)]
         ports: NatPorts,
+    },
+    /// `NETMAP --to NET/MASK` (nft: `snat`/`dnat ... prefix to`): the destination (nat
+    /// OUTPUT) or the source (POSTROUTING) keeps its bits outside `mask` and takes `to`'s
+    /// inside it; ports stay.
+    Netmap {
+        to: IpAddr,
+        mask: IpAddr,
     },
     /// Only valid in PREROUTING; kept so inbound capture can be shown.
     Tproxy {
@@ -719,5 +727,33 @@ pub fn proto_name(number: u8) -> String {
             .iter()
             .find(|(number, ..)| *number == n)
             .map_or_else(|| n.to_string(), |(_, name, _)| name.to_string()),
+    }
+}
+
+/// NETMAP's mask from its range's first and last address, as the kernel takes it:
+/// `~(min ^ max)`.
+pub fn netmap_mask(min: IpAddr, max: IpAddr) -> Option<IpAddr> {
+    match (min, max) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => Some(IpAddr::V4((!(u32::from(a) ^ u32::from(b))).into())),
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            Some(IpAddr::V6((!(u128::from(a) ^ u128::from(b))).into()))
+        }
+        _ => None,
+    }
+}
+
+/// What NETMAP makes of `addr`: its bits outside `mask`, `to`'s inside (`None` across
+/// families, which a loaded rule never mixes).
+pub fn netmap(addr: IpAddr, to: IpAddr, mask: IpAddr) -> Option<IpAddr> {
+    match (addr, to, mask) {
+        (IpAddr::V4(a), IpAddr::V4(t), IpAddr::V4(m)) => {
+            let (a, t, m) = (u32::from(a), u32::from(t), u32::from(m));
+            Some(IpAddr::V4(((a & !m) | (t & m)).into()))
+        }
+        (IpAddr::V6(a), IpAddr::V6(t), IpAddr::V6(m)) => {
+            let (a, t, m) = (u128::from(a), u128::from(t), u128::from(m));
+            Some(IpAddr::V6(((a & !m) | (t & m)).into()))
+        }
+        _ => None,
     }
 }

@@ -9,7 +9,7 @@ use super::matcher::{self, Tri};
 use super::{Flow, Outcome, Packet, SourcePort, UnknownAt, Verdict};
 use crate::model::{
     Action, Backend, ChainType, Hook, IpVersion, MarkReg, NatPorts, NatSource, Policy, Rule,
-    Ruleset,
+    Ruleset, netmap,
 };
 use crate::range::PortRange;
 
@@ -595,7 +595,9 @@ impl Walker<'_> {
                 | Action::Snat {
                     addr: NatSource::To(a),
                     ..
-                } if IpVersion::of(a) != self.flow.version => {}
+                }
+                | Action::Netmap { to: a, .. }
+                    if IpVersion::of(a) != self.flow.version => {}
                 other => return Some((k, other)),
             }
         }
@@ -669,6 +671,26 @@ impl Walker<'_> {
                 self.map_dst(to);
                 Next::End(End::Accept)
             }
+            Action::Netmap { to, mask } if nat == Some(Hook::Output) => {
+                let Some(dst) = netmap(self.pkt.dst, *to, *mask) else {
+                    return Next::End(self.unknown_end(
+                        ti,
+                        chain,
+                        ri,
+                        What::Text("NETMAP of another family".into()),
+                    ));
+                };
+                self.step(at, Effect::Dnat(dst, self.pkt.dport));
+                self.map_dst((dst, self.pkt.dport));
+                Next::End(End::Accept)
+            }
+            Action::Netmap { to, mask } if nat == Some(Hook::Postrouting) => {
+                let src = self.pkt.src.and_then(|s| netmap(s, *to, *mask));
+                let changed = self.pkt.src.zip(src).map(|(a, b)| a != b);
+                self.map_src(src, changed, &NatPorts::default());
+                self.step(at, Effect::Snat(self.pkt.src, self.pkt.sport));
+                Next::End(End::Accept)
+            }
             Action::Snat { addr, ports } if nat == Some(Hook::Postrouting) => {
                 let src = match addr {
                     NatSource::Kept => self.pkt.src,
@@ -705,7 +727,8 @@ impl Walker<'_> {
             | Action::Redirect { .. }
             | Action::Dnat { .. }
             | Action::Snat { .. }
-            | Action::Masquerade { .. } => {
+            | Action::Masquerade { .. }
+            | Action::Netmap { .. } => {
                 let what = format!("{verdict:?} outside the nat chains its hook allows");
                 self.step(at, Effect::UnknownTarget(what.clone()));
                 Next::End(self.unknown_end(ti, chain, ri, What::Text(what)))

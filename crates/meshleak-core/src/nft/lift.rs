@@ -11,7 +11,7 @@ use super::ir::{CmpOp, Expr, Jump, Reg, VERDICT_REG};
 use super::msg::KeyShape;
 use crate::model::{
     Action, AddrType, CtState, Dir, Family, IfacePattern, IpVersion, MarkReg, MarkSet, Match,
-    NatPorts, NatSource, Test, proto_name,
+    NF_NAT_RANGE_NETMAP, NatPorts, NatSource, Test, netmap_mask, proto_name,
 };
 use crate::range::{AddrRange, IdRange, PortRange, addr_from_key};
 use crate::xt::{
@@ -283,6 +283,29 @@ impl<'a> Lifter<'a> {
                 sreg: Some(s),
                 ..
             } => self.set_mark(MarkReg::CtMark, *s),
+            // `dnat`/`snat ... prefix to NET`: NF_NAT_RANGE_NETMAP maps the network.
+            Expr::Nat {
+                dnat,
+                addr,
+                addr_max,
+                flags,
+                ..
+            } if flags & NF_NAT_RANGE_NETMAP != 0 => {
+                let ip = |r: &Option<Reg>| r.and_then(|r| self.value(r)).and_then(|v| ip_from(&v));
+                let action = match (ip(addr), ip(addr_max)) {
+                    (Some(min), Some(max)) => {
+                        netmap_mask(min, max).map(|mask| Action::Netmap { to: min, mask })
+                    }
+                    _ => None,
+                };
+                let name = if *dnat { "DNAT" } else { "SNAT" };
+                self.action(
+                    action.unwrap_or(Action::Unknown {
+                        name: format!("{} prefix to a value looked up", name.to_lowercase()),
+                    }),
+                    name.into(),
+                );
+            }
             Expr::Nat {
                 dnat: true,
                 addr,
@@ -301,9 +324,18 @@ impl<'a> Lifter<'a> {
                         "DNAT".into(),
                     );
                 }
-                let addr = addr.and_then(|r| self.value(r)).and_then(|v| ip_from(&v));
+                let known = addr.and_then(|r| self.value(r)).and_then(|v| ip_from(&v));
+                if addr.is_some() && known.is_none() {
+                    // An address from the packet or an expression: where it goes is not known.
+                    return self.action(
+                        Action::Unknown {
+                            name: "dnat to an address not a constant".into(),
+                        },
+                        "DNAT".into(),
+                    );
+                }
                 let ports = self.ports(*proto_min, *proto_max);
-                self.action(Action::Dnat { addr, ports }, "DNAT".into());
+                self.action(Action::Dnat { addr: known, ports }, "DNAT".into());
             }
             Expr::Nat {
                 dnat: false,

@@ -11,7 +11,7 @@ use crate::model::{
     Action, AddrType, Backend, BaseChain, Chain, ChainType, CtState, Dir, DumpFormat, Family, Hook,
     IfacePattern, IpVersion, MarkReg, MarkSet, Match, NF_NAT_RANGE_PERSISTENT,
     NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource, Policy, Rule,
-    Table, Test, proto_number,
+    Table, Test, netmap_mask, proto_number,
 };
 use crate::range::{AddrRange, IdRange, PortRange};
 
@@ -357,6 +357,11 @@ fn action_from(stmt: &Value) -> Option<Option<Action>> {
         "goto" => Action::Goto {
             chain: str_of(&body["target"]),
         },
+        "dnat" | "snat" if flag_names(body).contains(&"netmap") => {
+            netmap_of(body).unwrap_or(Action::Unknown {
+                name: format!("{key} prefix to a value looked up"),
+            })
+        }
         "notrack" => Action::Notrack,
         "masquerade" => Action::Masquerade {
             ports: source_ports(body),
@@ -438,14 +443,37 @@ fn source_addr(body: &Value) -> NatSource {
     }
 }
 
-/// A `snat`'s or `masquerade`'s ports and flags; unknown when the ports are an expression.
-fn source_ports(body: &Value) -> NatPorts {
-    let range = body.get("port").and_then(port_range_of);
-    let names = match body.get("flags") {
+/// A NAT statement's `flags`, one name or a list.
+fn flag_names(body: &Value) -> Vec<&str> {
+    match body.get("flags") {
         Some(Value::String(f)) => vec![f.as_str()],
         Some(Value::Array(fs)) => fs.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
+    }
+}
+
+/// `dnat`/`snat ... prefix to NET` (flag `netmap`): NETMAP to a prefix or a range.
+fn netmap_of(body: &Value) -> Option<Action> {
+    let addr = body.get("addr")?;
+    let ip = |v: &Value| v.as_str()?.parse::<IpAddr>().ok();
+    let (min, max) = if let Some(p) = addr.get("prefix") {
+        let net = format!("{}/{}", p.get("addr")?.as_str()?, p.get("len")?.as_u64()?);
+        let r = AddrRange::parse(&net)?;
+        (r.start, r.end)
+    } else {
+        let r = addr.get("range")?.as_array()?;
+        (ip(r.first()?)?, ip(r.get(1)?)?)
     };
+    Some(Action::Netmap {
+        to: min,
+        mask: netmap_mask(min, max)?,
+    })
+}
+
+/// A `snat`'s or `masquerade`'s ports and flags; unknown when the ports are an expression.
+fn source_ports(body: &Value) -> NatPorts {
+    let range = body.get("port").and_then(port_range_of);
+    let names = flag_names(body);
     let flags = [
         ("random", NF_NAT_RANGE_PROTO_RANDOM),
         ("fully-random", NF_NAT_RANGE_PROTO_RANDOM_FULLY),

@@ -651,6 +651,11 @@ impl<'a> Parser<'a> {
             body["family"] = json!(f);
             self.at += 1;
         }
+        // `dnat prefix to NET`: NETMAP, as `nft -j` lists it.
+        if matches!(self.peek(), Some(Tok::Word(w)) if w == "prefix") {
+            body["type_flags"] = json!("prefix");
+            self.at += 1;
+        }
         if self.word("`to`")? != "to" {
             self.at -= 1;
             return Err(self.err(format!("expected `to` after `{word}`")));
@@ -665,6 +670,13 @@ impl<'a> Parser<'a> {
             body["port"] = scalar(p);
         }
         self.nat_flags(&mut body);
+        if body.get("type_flags").is_some() {
+            body["flags"] = match body.get("flags") {
+                Some(Value::String(f)) => json!([f, "netmap"]),
+                Some(Value::Array(fs)) => json!([fs.clone(), vec![json!("netmap")]].concat()),
+                _ => json!("netmap"),
+            };
+        }
         Ok(json!({ word: body }))
     }
 

@@ -7,8 +7,9 @@ use super::xtables::{Ctx, Cursor, resolve_option};
 use super::xtables_match::{mark_value, parse_u32};
 use crate::model::{
     Action, MarkReg, MarkSet, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM,
-    NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource,
+    NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource, netmap_mask,
 };
+use crate::range::AddrRange;
 use crate::range::PortRange;
 
 pub(super) fn parse(
@@ -74,6 +75,16 @@ pub(super) fn parse(
                 },
             }
         }
+        "NETMAP" => {
+            let to = get("--to").ok_or_else(|| ctx.err(Some(name), "NETMAP needs --to"))?;
+            // A prefix (`10.0.0.0/8`, or a mask that is one); another mask stays unknown.
+            match AddrRange::parse(to).and_then(|r| Some((r.start, netmap_mask(r.start, r.end)?))) {
+                Some((to, mask)) => Action::Netmap { to, mask },
+                None => Action::Unknown {
+                    name: format!("NETMAP --to {to}"),
+                },
+            }
+        }
         "MASQUERADE" => Action::Masquerade {
             ports: NatPorts::of(
                 get("--to-ports").map(|p| port_range(ctx, p)).transpose()?,
@@ -105,6 +116,7 @@ fn target_options(target: &str) -> Option<&'static [&'static str]> {
         "DNAT" => &["--to-destination", "--random", "--persistent"],
         "SNAT" => &["--to-source", "--random", "--random-fully", "--persistent"],
         "MASQUERADE" => &["--to-ports", "--random", "--random-fully"],
+        "NETMAP" => &["--to"],
         "TPROXY" => &["--on-port", "--on-ip", "--tproxy-mark"],
         "MARK" => &[
             "--set-xmark",

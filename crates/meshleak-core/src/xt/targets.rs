@@ -1,7 +1,7 @@
 //! x_tables target blobs (`struct xt_entry_target` payloads) other than the standard
 //! verdicts: their action and the text their `save` function prints after `-j NAME`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use super::bytes::{Bytes, Truncated};
 use super::continuing;
@@ -9,7 +9,7 @@ use super::matches::prefix_len;
 use crate::model::{
     Action, IpVersion, MarkReg, MarkSet, NF_NAT_RANGE_PERSISTENT as PERSISTENT,
     NF_NAT_RANGE_PROTO_RANDOM as PROTO_RANDOM,
-    NF_NAT_RANGE_PROTO_RANDOM_FULLY as PROTO_RANDOM_FULLY, NatPorts, NatSource,
+    NF_NAT_RANGE_PROTO_RANDOM_FULLY as PROTO_RANDOM_FULLY, NatPorts, NatSource, netmap_mask,
 };
 use crate::range::PortRange;
 
@@ -176,20 +176,14 @@ fn decode_known(
             };
             named_unknown("TEE", format!(" --gateway {gw}{oif}"))
         }
-        // Maps the destination network to another: not modelled.
-        ("NETMAP", 0, IpVersion::V4) => named_unknown(
-            "NETMAP",
-            netmap(
-                d.ipv4(8, "NETMAP min")?.into(),
-                d.ipv4(12, "NETMAP max")?.into(),
-            ),
+        // Maps the destination (nat OUTPUT) or source (POSTROUTING) network to another.
+        ("NETMAP", 0, IpVersion::V4) => netmap(
+            d.ipv4(8, "NETMAP min")?.into(),
+            d.ipv4(12, "NETMAP max")?.into(),
         ),
-        ("NETMAP", 0, IpVersion::V6) => named_unknown(
-            "NETMAP",
-            netmap(
-                d.ipv6(4, "NETMAP min")?.into(),
-                d.ipv6(20, "NETMAP max")?.into(),
-            ),
+        ("NETMAP", 0, IpVersion::V6) => netmap(
+            d.ipv6(4, "NETMAP min")?.into(),
+            d.ipv6(20, "NETMAP max")?.into(),
         ),
         // Stateless prefix translation: rewrites the destination (DNPT) or the source
         // (SNPT), which routing and address matches read; not modelled.
@@ -500,22 +494,23 @@ fn ct(d: Bytes) -> Result<Decoded, Truncated> {
     })
 }
 
-/// libip(6)t_NETMAP's `--to`: the first address of the range and the mask the range
-/// spans, as a prefix length or, when it is none, in address form.
-fn netmap(min: IpAddr, max: IpAddr) -> String {
-    let bits = match (min, max) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let m = !(u32::from(a) ^ u32::from(b));
-            prefix_len(u128::from(m) << 96, 32)
-                .map_or_else(|| Ipv4Addr::from(m).to_string(), |n| n.to_string())
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let m = !(u128::from(a) ^ u128::from(b));
-            prefix_len(m, 128).map_or_else(|| Ipv6Addr::from(m).to_string(), |n| n.to_string())
-        }
-        _ => String::new(),
+/// NETMAP from its range's first and last address: the mask the range spans (as the
+/// kernel takes it, `~(min ^ max)`), printed as libip(6)t_NETMAP prints `--to`: a prefix
+/// length or, when it is none, the mask in address form.
+fn netmap(min: IpAddr, max: IpAddr) -> Decoded {
+    let Some(mask) = netmap_mask(min, max) else {
+        return named_unknown("NETMAP", String::new());
     };
-    format!(" --to {min}/{bits}")
+    let bits = match mask {
+        IpAddr::V4(m) => prefix_len(u128::from(u32::from(m)) << 96, 32),
+        IpAddr::V6(m) => prefix_len(u128::from(m), 128),
+    }
+    .map_or_else(|| mask.to_string(), |n| n.to_string());
+    Decoded {
+        alias: None,
+        save: format!(" --to {min}/{bits}"),
+        action: Action::Netmap { to: min, mask },
+    }
 }
 
 /// `struct ip6t_npt_tginfo`: src_pfx, dst_pfx (16 bytes each), their lengths; a prefix that

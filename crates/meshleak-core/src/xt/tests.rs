@@ -38,7 +38,11 @@ fn captured_tables_print_as_iptables_legacy_save() {
         let table = decode(&info, &blob, version, "captured").expect("decodes");
         text += &render(&table);
     }
-    assert_eq!(text.trim_end(), SAVE.trim_end());
+    // iptables-legacy-save drops `! -i +`/`! -o +` (an inverted empty interface mask, which
+    // the kernel obeys: the rule never matches); meshleak prints them.
+    let lossy = text.replace(" ! -i +", "").replace(" ! -o +", "");
+    assert!(text.contains("-A FORWARD ! -i +"));
+    assert_eq!(lossy.trim_end(), SAVE.trim_end());
 }
 
 #[test]
