@@ -36,7 +36,8 @@ pub(super) const ANALYZE: &str = concat!(
     "  meshleak analyze --rules nft-list-ruleset.txt --identity 1000:1000 -o yaml\n",
     "  meshleak analyze --snapshot node.json -n shop --severity high\n",
     "\n",
-    help!()
+    help!(),
+    "\nFor analyze, 1 is an identity whose verdict is bypass, partial or unmeshed."
 );
 
 pub(super) const CHECK: &str = concat!(
@@ -46,7 +47,9 @@ pub(super) const CHECK: &str = concat!(
     "  meshleak check --snapshot node.json --like shop/web-0 k8s/ -o sarif > check.sarif\n",
     "  meshleak check --mesh istio-1.28 --image-user app:1.2=10001:10001 web.yaml\n",
     "\n",
-    help!()
+    help!(),
+    "\nFor check, 1 is also a container outside the mesh (hostNetwork, injection off) and a finding\n",
+    "as severe as --fail-on; 4 is also no rules given (identities not judged)."
 );
 
 pub(super) const RULES: &str = concat!(
