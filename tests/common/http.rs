@@ -67,17 +67,41 @@ impl Agent {
     }
 
     /// Like `start`, its metrics listener given as `listen(port)` says (`:PORT`, ...).
+    /// Returns once both listeners accept. An agent that exits first is shown with its
+    /// stderr; one that could not bind a port (taken since `free_port` saw it free, by a
+    /// process outside this test) is started again on other ports, up to 3 times.
     pub fn start_with(args: &[&str], listen: impl Fn(u16) -> String) -> Agent {
-        let metrics = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
-            .arg("agent")
-            .args(args)
-            .args(["--listen", &listen(metrics)])
-            .args(["--report-listen", &format!("127.0.0.1:{}", free_port())])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the agent starts");
-        Agent { child, metrics }
+        for _ in 0..3 {
+            let (metrics, report) = (free_port(), free_port());
+            let log = std::env::temp_dir().join(format!("meshleak-agent-{metrics}.log"));
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshleak"))
+                .arg("agent")
+                .args(args)
+                .args(["--listen", &listen(metrics)])
+                .args(["--report-listen", &format!("127.0.0.1:{report}")])
+                .stderr(std::fs::File::create(&log).expect("a log file"))
+                .spawn()
+                .expect("the agent starts");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let err = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(
+                        err.contains("cannot listen on"),
+                        "the agent exited ({status}) before listening:\n{err}"
+                    );
+                    break;
+                }
+                if up(metrics) && up(report) {
+                    let _ = std::fs::remove_file(&log);
+                    return Agent { child, metrics };
+                }
+                assert!(std::time::Instant::now() < deadline, "never listened");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("no free ports for the agent in 3 tries");
     }
 
     pub fn pid(&self) -> u32 {
