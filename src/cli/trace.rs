@@ -272,11 +272,8 @@ pub(super) fn run(args: Args) -> anyhow::Result<u8> {
     };
     let flow_of = |identity: &Identity| {
         let route = route_of(identity);
-        // A local route (`ip route add local 10.77.0.0/16 dev lo`) delivers here too.
-        let mut local = live.local.clone();
-        if route.as_ref().is_some_and(|r| r.local) && !local.contains(&dst.ip()) {
-            local.push(dst.ip());
-        }
+        let local =
+            meshleak_core::route::Routed::local_addrs(route.as_ref(), dst.ip(), live.local.clone());
         Flow {
             version,
             proto,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-use crate::range::{AddrRange, IdRange, PortRange};
+use crate::range::{AddrRange, IdRange, PortRange, addr_from_key, addr_key};
 
 /// Which kernel mechanism holds a table. Legacy and nft tables of the same family both run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -503,15 +503,31 @@ impl NatPorts {
         }
     }
 
-    /// The flags as iptables and nft write them (`--random`, `fully-random`, ...).
-    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> {
+    /// Its NF_NAT_RANGE_* flag bits.
+    pub fn flags(&self) -> u32 {
         [
-            (self.random, "random"),
-            (self.random_fully, "fully-random"),
-            (self.persistent, "persistent"),
+            (self.random, NF_NAT_RANGE_PROTO_RANDOM),
+            (self.random_fully, NF_NAT_RANGE_PROTO_RANDOM_FULLY),
+            (self.persistent, NF_NAT_RANGE_PERSISTENT),
         ]
         .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
+        .filter(|(on, _)| *on)
+        .fold(0, |flags, (_, bit)| flags | bit)
+    }
+
+    /// Whether the kernel picks a new port whatever the original (`random`,
+    /// `fully-random`).
+    pub fn randomized(&self) -> bool {
+        self.random || self.random_fully
+    }
+
+    /// The flags as nft writes them (`random`, `fully-random`, `persistent`).
+    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> {
+        let flags = self.flags();
+        NAT_FLAGS
+            .into_iter()
+            .filter(move |(bit, _, _)| flags & bit != 0)
+            .map(|(_, nft, _)| nft)
     }
 }
 
@@ -520,6 +536,18 @@ pub const NF_NAT_RANGE_PROTO_RANDOM: u32 = 4;
 pub const NF_NAT_RANGE_PERSISTENT: u32 = 8;
 pub const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 16;
 pub const NF_NAT_RANGE_NETMAP: u32 = 64;
+
+/// The NAT flags meshleak reads, in the order both tools print them: (bit, as nft writes
+/// it, as iptables writes it).
+pub const NAT_FLAGS: [(u32, &str, &str); 3] = [
+    (NF_NAT_RANGE_PROTO_RANDOM, "random", "--random"),
+    (
+        NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+        "fully-random",
+        "--random-fully",
+    ),
+    (NF_NAT_RANGE_PERSISTENT, "persistent", "--persistent"),
+];
 
 /// `reg = ((reg & keep) | or) ^ xor ^ (copy_from & copy_mask)`: covers `MARK --set-xmark`,
 /// `CONNMARK --save-mark/--restore-mark` and nft `meta mark set ...` / `ct mark set ...`.
@@ -731,29 +759,19 @@ pub fn proto_name(number: u8) -> String {
 }
 
 /// NETMAP's mask from its range's first and last address, as the kernel takes it:
-/// `~(min ^ max)`.
+/// `~(min ^ max)` (`None` across families).
 pub fn netmap_mask(min: IpAddr, max: IpAddr) -> Option<IpAddr> {
-    match (min, max) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => Some(IpAddr::V4((!(u32::from(a) ^ u32::from(b))).into())),
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            Some(IpAddr::V6((!(u128::from(a) ^ u128::from(b))).into()))
-        }
-        _ => None,
-    }
+    let v = IpVersion::of(&min);
+    (v == IpVersion::of(&max)).then(|| addr_from_key(v, !(addr_key(&min) ^ addr_key(&max))))
 }
 
 /// What NETMAP makes of `addr`: its bits outside `mask`, `to`'s inside (`None` across
 /// families, which a loaded rule never mixes).
 pub fn netmap(addr: IpAddr, to: IpAddr, mask: IpAddr) -> Option<IpAddr> {
-    match (addr, to, mask) {
-        (IpAddr::V4(a), IpAddr::V4(t), IpAddr::V4(m)) => {
-            let (a, t, m) = (u32::from(a), u32::from(t), u32::from(m));
-            Some(IpAddr::V4(((a & !m) | (t & m)).into()))
-        }
-        (IpAddr::V6(a), IpAddr::V6(t), IpAddr::V6(m)) => {
-            let (a, t, m) = (u128::from(a), u128::from(t), u128::from(m));
-            Some(IpAddr::V6(((a & !m) | (t & m)).into()))
-        }
-        _ => None,
+    let v = IpVersion::of(&addr);
+    if IpVersion::of(&to) != v || IpVersion::of(&mask) != v {
+        return None;
     }
+    let (a, t, m) = (addr_key(&addr), addr_key(&to), addr_key(&mask));
+    Some(addr_from_key(v, (a & !m) | (t & m)))
 }

@@ -56,6 +56,17 @@ pub struct Routed {
     pub local: bool,
 }
 
+impl Routed {
+    /// The addresses a flow to `dst` counts as this host's: `local`, and `dst` too when
+    /// this route delivers it here (`ip route add local 10.77.0.0/16 dev lo`).
+    pub fn local_addrs(route: Option<&Routed>, dst: IpAddr, mut local: Vec<IpAddr>) -> Vec<IpAddr> {
+        if route.is_some_and(|r| r.local) && !local.contains(&dst) {
+            local.push(dst);
+        }
+        local
+    }
+}
+
 /// The namespace's routing facts a lookup reads.
 #[derive(Clone, Copy)]
 pub struct Routing<'a> {

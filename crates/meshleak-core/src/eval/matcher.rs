@@ -164,7 +164,6 @@ fn addr_type(addr: &IpAddr, flow: &Flow) -> AddrType {
 }
 
 impl Packet {
-    /// The conntrack states of a connection's first packet at this point of the path.
     /// Whether the first packet's conntrack state is one of `wanted`: untracked, or new
     /// with the DNAT and SNAT status its mappings set.
     fn ct_state_test(&self, wanted: &[CtState]) -> Tri {

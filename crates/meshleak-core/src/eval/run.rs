@@ -404,8 +404,8 @@ fn nat_sport(from: SourcePort, ports: &NatPorts) -> SourcePort {
     };
     match ports.range {
         _ if ports.unknown => of(any),
-        Some(r) if ports.random || ports.random_fully || !within(r) => of(r),
-        None if ports.random || ports.random_fully => of(any),
+        Some(r) if ports.randomized() || !within(r) => of(r),
+        None if ports.randomized() => of(any),
         _ => from,
     }
 }
@@ -692,15 +692,10 @@ impl Walker<'_> {
                 Next::End(End::Accept)
             }
             Action::Snat { addr, ports } if nat == Some(Hook::Postrouting) => {
-                let src = match addr {
-                    NatSource::Kept => self.pkt.src,
-                    NatSource::To(a) => Some(*a),
-                    NatSource::Range(..) | NatSource::Unknown => None,
-                };
-                let addr_changed = match addr {
-                    NatSource::Kept => Some(false),
-                    NatSource::To(a) => self.pkt.src.map(|s| s != *a),
-                    NatSource::Range(..) | NatSource::Unknown => None,
+                let (src, addr_changed) = match addr {
+                    NatSource::Kept => (self.pkt.src, Some(false)),
+                    NatSource::To(a) => (Some(*a), self.pkt.src.map(|s| s != *a)),
+                    NatSource::Range(..) | NatSource::Unknown => (None, None),
                 };
                 self.map_src(src, addr_changed, ports);
                 self.step(at, Effect::Snat(self.pkt.src, self.pkt.sport));
@@ -844,9 +839,7 @@ impl Walker<'_> {
     fn map_src(&mut self, src: Option<IpAddr>, addr_changed: Option<bool>, ports: &NatPorts) {
         let sport = nat_sport(self.pkt.sport, ports);
         let port_changed = match (self.pkt.sport, sport) {
-            (a, b) if a == b && !(ports.random || ports.random_fully || ports.unknown) => {
-                Some(false)
-            }
+            (a, b) if a == b && !(ports.randomized() || ports.unknown) => Some(false),
             (SourcePort::Bound(a), SourcePort::Bound(b)) => Some(a != b),
             (SourcePort::Ephemeral(e), SourcePort::Bound(p)) if !e.contains(p) => Some(true),
             (SourcePort::Bound(p), SourcePort::Ephemeral(r)) if !r.contains(p) => Some(true),

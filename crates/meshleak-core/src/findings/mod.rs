@@ -1159,15 +1159,14 @@ pub(crate) fn socket_flow(
         dport,
     };
     let route = ns.routing().lookup(&query);
-    let mut local: Vec<IpAddr> = ns
-        .interfaces
-        .iter()
-        .flat_map(|i| i.addrs.iter().copied())
-        .collect();
-    // A local route (`ip route add local 10.77.0.0/16 dev lo`) delivers here too.
-    if route.as_ref().is_some_and(|r| r.local) && !local.contains(&dst) {
-        local.push(dst);
-    }
+    let local = crate::route::Routed::local_addrs(
+        route.as_ref(),
+        dst,
+        ns.interfaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().copied())
+            .collect(),
+    );
     let oif = route.map_or_else(
         || if dst.is_loopback() { "lo" } else { "eth0" }.to_string(),
         |r| r.oif,

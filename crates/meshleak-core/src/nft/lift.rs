@@ -291,8 +291,7 @@ impl<'a> Lifter<'a> {
                 flags,
                 ..
             } if flags & NF_NAT_RANGE_NETMAP != 0 => {
-                let ip = |r: &Option<Reg>| r.and_then(|r| self.value(r)).and_then(|v| ip_from(&v));
-                let action = match (ip(addr), ip(addr_max)) {
+                let action = match (self.addr(*addr), self.addr(*addr_max)) {
                     (Some(min), Some(max)) => {
                         netmap_mask(min, max).map(|mask| Action::Netmap { to: min, mask })
                     }
@@ -324,7 +323,7 @@ impl<'a> Lifter<'a> {
                         "DNAT".into(),
                     );
                 }
-                let known = addr.and_then(|r| self.value(r)).and_then(|v| ip_from(&v));
+                let known = self.addr(*addr);
                 if addr.is_some() && known.is_none() {
                     // An address from the packet or an expression: where it goes is not known.
                     return self.action(
@@ -511,11 +510,10 @@ impl<'a> Lifter<'a> {
     /// a field of the packet) is not known here. (An inet table's `snat ip to` is skipped
     /// for IPv6 packets by evaluation, as the kernel skips it.)
     fn source_nat(&self, min: Option<Reg>, max: Option<Reg>) -> NatSource {
-        let addr = |r: Reg| self.value(r).and_then(|v| ip_from(&v));
-        let Some(min) = min else {
+        if min.is_none() {
             return NatSource::Kept;
-        };
-        match (addr(min), max.map(addr)) {
+        }
+        match (self.addr(min), max.map(|r| self.addr(Some(r)))) {
             (Some(first), None) => NatSource::To(first),
             (Some(first), Some(Some(last))) => NatSource::of(Some(first), Some(last)),
             _ => NatSource::Unknown,
@@ -545,6 +543,11 @@ impl<'a> Lifter<'a> {
             } => Some(v.clone()),
             _ => None,
         }
+    }
+
+    /// The address a register holds as a constant (`None`: no register, or not one).
+    fn addr(&self, r: Option<Reg>) -> Option<IpAddr> {
+        r.and_then(|r| self.value(r)).and_then(|v| ip_from(&v))
     }
 
     fn ports(&self, min: Option<Reg>, max: Option<Reg>) -> Option<PortRange> {

@@ -9,8 +9,7 @@ use serde_json::Value;
 use super::{ParseError, nft_text};
 use crate::model::{
     Action, AddrType, Backend, BaseChain, Chain, ChainType, CtState, Dir, DumpFormat, Family, Hook,
-    IfacePattern, IpVersion, MarkReg, MarkSet, Match, NF_NAT_RANGE_PERSISTENT,
-    NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource, Policy, Rule,
+    IfacePattern, IpVersion, MarkReg, MarkSet, Match, NAT_FLAGS, NatPorts, NatSource, Policy, Rule,
     Table, Test, netmap_mask, proto_number,
 };
 use crate::range::{AddrRange, IdRange, PortRange};
@@ -474,14 +473,10 @@ fn netmap_of(body: &Value) -> Option<Action> {
 fn source_ports(body: &Value) -> NatPorts {
     let range = body.get("port").and_then(port_range_of);
     let names = flag_names(body);
-    let flags = [
-        ("random", NF_NAT_RANGE_PROTO_RANDOM),
-        ("fully-random", NF_NAT_RANGE_PROTO_RANDOM_FULLY),
-        ("persistent", NF_NAT_RANGE_PERSISTENT),
-    ]
-    .into_iter()
-    .filter(|(name, _)| names.contains(name))
-    .fold(0, |flags, (_, bit)| flags | bit);
+    let flags = NAT_FLAGS
+        .into_iter()
+        .filter(|(_, nft, _)| names.contains(nft))
+        .fold(0, |flags, (bit, _, _)| flags | bit);
     NatPorts {
         unknown: body.get("port").is_some() && range.is_none(),
         ..NatPorts::of(range, flags)

@@ -9,6 +9,7 @@
 use serde_json::{Value, json};
 
 use super::ParseError;
+use crate::model::NAT_FLAGS;
 
 /// Whether `text` looks like nft's listing: its first line that is not blank or a
 /// comment opens a table (or flushes the ruleset, as an `nft -f` file starts).
@@ -564,7 +565,7 @@ impl<'a> Parser<'a> {
                     })?;
                     body["port"] = scalar(port);
                 }
-                self.nat_flags(&mut body);
+                self.nat_flags(&mut body, None);
                 json!({ word: body })
             }
             "dnat" | "snat" | "tproxy" => self.nat(&word)?,
@@ -652,7 +653,8 @@ impl<'a> Parser<'a> {
             self.at += 1;
         }
         // `dnat prefix to NET`: NETMAP, as `nft -j` lists it.
-        if matches!(self.peek(), Some(Tok::Word(w)) if w == "prefix") {
+        let prefix = matches!(self.peek(), Some(Tok::Word(w)) if w == "prefix");
+        if prefix {
             body["type_flags"] = json!("prefix");
             self.at += 1;
         }
@@ -669,23 +671,16 @@ impl<'a> Parser<'a> {
         if let Some(p) = port {
             body["port"] = scalar(p);
         }
-        self.nat_flags(&mut body);
-        if body.get("type_flags").is_some() {
-            body["flags"] = match body.get("flags") {
-                Some(Value::String(f)) => json!([f, "netmap"]),
-                Some(Value::Array(fs)) => json!([fs.clone(), vec![json!("netmap")]].concat()),
-                _ => json!("netmap"),
-            };
-        }
+        self.nat_flags(&mut body, prefix.then_some("netmap"));
         Ok(json!({ word: body }))
     }
 
     /// `persistent`, `random`, `fully-random` flags after a NAT target, as `nft -j`
-    /// lists them.
-    fn nat_flags(&mut self, body: &mut Value) {
+    /// lists them, with `implied` (`netmap` for `prefix to`) after them.
+    fn nat_flags(&mut self, body: &mut Value, implied: Option<&str>) {
         let mut flags = Vec::new();
         while let Some(Tok::Word(w)) = self.peek() {
-            if !["persistent", "random", "fully-random"].contains(&w.as_str()) {
+            if !NAT_FLAGS.iter().any(|(_, nft, _)| nft == w) {
                 break;
             }
             flags.push(json!(w));
@@ -694,6 +689,7 @@ impl<'a> Parser<'a> {
                 self.at += 1;
             }
         }
+        flags.extend(implied.map(|f| json!(f)));
         match flags.len() {
             0 => {}
             1 => body["flags"] = flags.remove(0),

@@ -5,10 +5,7 @@ use std::net::IpAddr;
 use super::ParseError;
 use super::xtables::{Ctx, Cursor, resolve_option};
 use super::xtables_match::{mark_value, parse_u32};
-use crate::model::{
-    Action, MarkReg, MarkSet, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM,
-    NF_NAT_RANGE_PROTO_RANDOM_FULLY, NatPorts, NatSource, netmap_mask,
-};
+use crate::model::{Action, MarkReg, MarkSet, NAT_FLAGS, NatPorts, NatSource, netmap_mask};
 use crate::range::AddrRange;
 use crate::range::PortRange;
 
@@ -170,14 +167,10 @@ fn options<'w>(cur: &mut Cursor<'w>) -> Vec<(&'w str, &'w str)> {
 
 /// NF_NAT_RANGE_* flags from a NAT target's options.
 fn nat_flags(has: &dyn Fn(&str) -> bool) -> u32 {
-    [
-        ("--random", NF_NAT_RANGE_PROTO_RANDOM),
-        ("--random-fully", NF_NAT_RANGE_PROTO_RANDOM_FULLY),
-        ("--persistent", NF_NAT_RANGE_PERSISTENT),
-    ]
-    .into_iter()
-    .filter(|(opt, _)| has(opt))
-    .fold(0, |flags, (_, bit)| flags | bit)
+    NAT_FLAGS
+        .into_iter()
+        .filter(|(_, _, option)| has(option))
+        .fold(0, |flags, (bit, _, _)| flags | bit)
 }
 
 fn port_range(ctx: &Ctx, text: &str) -> Result<PortRange, ParseError> {

@@ -7,9 +7,7 @@ use super::bytes::{Bytes, Truncated};
 use super::continuing;
 use super::matches::prefix_len;
 use crate::model::{
-    Action, IpVersion, MarkReg, MarkSet, NF_NAT_RANGE_PERSISTENT as PERSISTENT,
-    NF_NAT_RANGE_PROTO_RANDOM as PROTO_RANDOM,
-    NF_NAT_RANGE_PROTO_RANDOM_FULLY as PROTO_RANDOM_FULLY, NatPorts, NatSource, netmap_mask,
+    Action, IpVersion, MarkReg, MarkSet, NAT_FLAGS, NatPorts, NatSource, netmap_mask,
 };
 use crate::range::PortRange;
 
@@ -289,16 +287,11 @@ fn nat(name: &str, r: Range) -> Decoded {
         Some(p) => format!("{sep}{}{base}", p.start),
         None => String::new(),
     };
-    let mut flags_text = String::new();
-    for (bit, word) in [
-        (PROTO_RANDOM, " --random"),
-        (PROTO_RANDOM_FULLY, " --random-fully"),
-        (PERSISTENT, " --persistent"),
-    ] {
-        if r.flags & bit != 0 {
-            flags_text += word;
-        }
-    }
+    let flags_text: String = NAT_FLAGS
+        .into_iter()
+        .filter(|(bit, _, _)| r.flags & bit != 0)
+        .map(|(_, _, option)| format!(" {option}"))
+        .collect();
     let source_ports = NatPorts {
         // A base port shifts the port from it (`A:P-Q/BASE`): not modelled.
         unknown: r.base.is_some(),
